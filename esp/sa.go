@@ -1,0 +1,74 @@
+package esp
+
+import (
+	"net/netip"
+)
+
+// Mode is the IPsec mode of an SA (RFC 4303 §3.1).
+type Mode uint8
+
+const (
+	Transport Mode = iota + 1
+	Tunnel
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Transport:
+		return "transport"
+	case Tunnel:
+		return "tunnel"
+	}
+	return "invalid"
+}
+
+// DF says how the IPv4 outer header's Don't Fragment bit is set in tunnel
+// mode (RFC 4301 §8.1).
+type DF uint8
+
+const (
+	DFCopy  DF = iota // copy from an IPv4 inner header, clear for IPv6 inner (default)
+	DFSet             // always set
+	DFClear           // always clear
+)
+
+// Replay window sizes (RFC 4303 §3.4.3: at least 32 MUST be supported).
+const (
+	MinReplayWindow     = 32
+	MaxReplayWindow     = 8192
+	DefaultReplayWindow = 1024
+)
+
+// Params configure one SA's transform. The same Params build either end:
+// NewOutbound for the sender, NewInbound for the receiver.
+type Params struct {
+	SPI       uint32 // non-zero (RFC 4303 §2.1)
+	Algorithm Algorithm
+	// EncKey is the encryption key; for AES-GCM, AES-GMAC and
+	// ChaCha20-Poly1305 it is key || 4-byte salt (RFC 4106 §8.1,
+	// RFC 4543 §3.2, RFC 7634 §2). Empty for NULL.
+	EncKey []byte
+	// AuthKey is the integrity key for HMAC suites; empty for AEADs.
+	AuthKey []byte
+	// ESN enables 64-bit extended sequence numbers (RFC 4303 §2.2.1).
+	ESN  bool
+	Mode Mode
+	// TunnelSrc and TunnelDst are the outer addresses in tunnel mode; both
+	// IPv4 or both IPv6, and the family picks the outer header (RFC 4301
+	// §4.4.2). Ignored in transport mode.
+	TunnelSrc, TunnelDst netip.Addr
+	// HopLimit is the outer TTL / Hop Limit in tunnel mode; 0 means 64.
+	HopLimit uint8
+	DF       DF
+	// ReplayWindow is the inbound anti-replay window in packets:
+	// 0 means DefaultReplayWindow; MinReplayWindow..MaxReplayWindow.
+	ReplayWindow int
+	// NoReplay turns anti-replay checking off on the inbound side (RFC
+	// 4303 §3.4.3 allows it for manually keyed SAs). The sender then
+	// wraps its counter instead of refusing to send.
+	NoReplay bool
+	// InitialSeq is the last sequence number already used by a sender;
+	// the next packet carries InitialSeq+1. A restarted daemon passes the
+	// persisted high-water mark here so IVs never repeat.
+	InitialSeq uint64
+}

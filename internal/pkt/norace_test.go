@@ -1,0 +1,5 @@
+//go:build !race
+
+package pkt
+
+const raceEnabled = false
