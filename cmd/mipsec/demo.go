@@ -220,7 +220,19 @@ func walk(p func(string, ...any), alg esp.Algorithm, a, b *gateway) error {
 		p("      %-44s -> %v\n", what, v)
 	}
 	try("the same packet again (replay)", func(w []byte) []byte { return w })
-	try("one ciphertext byte flipped", func(w []byte) []byte { w[len(w)-20] ^= 1; return w })
+	// A fresh packet (seq 2), forged in flight: the ICV check fails, and
+	// the window is not advanced, so the genuine copy still gets through.
+	buf.Set(icmpEcho(hostA, hostB, 84, 2))
+	if _, v := a.send(buf); v != esp.OK {
+		return fmt.Errorf("A: seal: %v", v)
+	}
+	fresh := append([]byte(nil), buf.Bytes()...)
+	try("a new packet with one byte flipped", func([]byte) []byte {
+		w := append([]byte(nil), fresh...)
+		w[len(w)-20] ^= 1
+		return w
+	})
+	try("the same new packet, unmodified", func([]byte) []byte { return append([]byte(nil), fresh...) })
 	try("unknown SPI", func(w []byte) []byte { header.ESP(w[ip.HeaderLen():]).SetSPI(0xdead); return w })
 	try("cut short", func(w []byte) []byte {
 		w = w[:ip.HeaderLen()+6]

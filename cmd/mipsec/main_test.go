@@ -15,11 +15,12 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{
 		"identical to A's",
 		"the same packet again (replay)               -> replay",
-		"one ciphertext byte flipped                  -> icv",
+		"a new packet with one byte flipped           -> icv",
+		"the same new packet, unmodified              -> ok",
 		"unknown SPI                                  -> no_sa",
 		"cut short                                    -> malformed",
 		"A sends from outside its site (SPD)          -> policy",
-		"replay=1 icv=1",
+		"packets=2 replay=1 icv=1",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("demo output lacks %q\n%s", want, s)
