@@ -1,6 +1,7 @@
 # mipsec — see README.md. Every target works on a fresh clone after `.ci/run`
 # has installed the Debian packages (python3-scapy for the interop tests).
 
+SHELL     := bash
 GO        ?= go
 PKGS      ?= ./...
 BENCHTIME ?= 1s
