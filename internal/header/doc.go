@@ -7,5 +7,10 @@
 // checked once by IsValid; accessors trust them afterwards and say so. Views
 // never copy and never allocate.
 //
+// Per packet: ParseFlow (RFC 4301 §4.4.1.1 selectors in the RFC 4877 §4.2
+// home-address form), InnerLen, the views' accessors, IPv4.EncodePartial
+// and the checksum helpers never allocate. The TLV iterator OptIter and the
+// Fields/Encode builders are for the control plane, tests and SA templates.
+//
 // header is a leaf: it imports only the standard library and never logs.
 package header

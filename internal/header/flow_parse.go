@@ -1,6 +1,9 @@
 package header
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"net/netip"
+)
 
 // IPv6 Fragment header layout (RFC 8200 §4.5).
 const (
@@ -103,25 +106,14 @@ func parseFlow6(b IPv6, f *Flow) bool {
 		hdr := h.Bytes(pkt)
 		switch h.Proto {
 		case ProtoDestOpts:
-			oi := NewOptIter(hdr)
-			for {
-				o, done, err := oi.Next()
-				if err != nil {
-					*f = Flow{}
-					return false
-				}
-				if done {
-					break
-				}
-				if o.Type != OptHomeAddress {
-					continue
-				}
-				if haveHAO {
-					*f = Flow{}
-					return false
-				}
+			off, n, ok := scanHAO(hdr)
+			if !ok || n > 1 || n == 1 && haveHAO {
+				*f = Flow{}
+				return false
+			}
+			if n == 1 {
 				haveHAO = true
-				f.Src, _ = o.HomeAddress() // OptIter checked the length
+				f.Src = netip.AddrFrom16([16]byte(hdr[off:]))
 			}
 		case ProtoRouting:
 			if hdr[routingTypeOffset] != RoutingTypeMIP6 {
@@ -216,4 +208,37 @@ func InnerLen(pkt []byte) (n int, ok bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// scanHAO walks the options of the Destination Options header hdr like
+// OptIter (same rules, without building Opts: this is the per-packet path)
+// and returns the offset of the address of the first Home Address option
+// and the number of Home Address options. ok is false where OptIter would
+// return ErrMalformed.
+func scanHAO(hdr []byte) (addrOff, n int, ok bool) {
+	for i := 2; i < len(hdr); {
+		t := hdr[i]
+		if t == OptPad1 {
+			i++
+			continue
+		}
+		if i+2 > len(hdr) {
+			return 0, 0, false
+		}
+		l := int(hdr[i+1])
+		if i+2+l > len(hdr) {
+			return 0, 0, false
+		}
+		if t == OptHomeAddress {
+			if l != HomeAddressOptLen {
+				return 0, 0, false
+			}
+			if n == 0 {
+				addrOff = i + 2
+			}
+			n++
+		}
+		i += 2 + l
+	}
+	return addrOff, n, true
 }

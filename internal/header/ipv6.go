@@ -40,7 +40,8 @@ const (
 type IPv6 []byte
 
 // IsValid reports whether b holds a complete IPv6 header whose payload
-// length fits in b. Jumbograms (payload length 0) are not valid here.
+// length fits in b. Jumbograms (RFC 2675) are not supported: a payload
+// length of 0 is read as an empty payload.
 func (b IPv6) IsValid() bool {
 	return len(b) >= IPv6HeaderLen && b[0]>>4 == IPv6Version &&
 		IPv6HeaderLen+int(binary.BigEndian.Uint16(b[IPv6PayloadLenOffset:])) <= len(b)
@@ -76,7 +77,21 @@ type IPv6Fields struct {
 	Src, Dst     netip.Addr
 }
 
-// Encode writes the 40-byte fixed header into b.
+// Fields returns the fixed header fields of a valid b.
+func (b IPv6) Fields() IPv6Fields {
+	return IPv6Fields{
+		TrafficClass: b.TrafficClass(),
+		FlowLabel:    b.FlowLabel(),
+		PayloadLen:   uint16(b.PayloadLen()),
+		NextHeader:   b.NextHeader(),
+		HopLimit:     b.HopLimit(),
+		Src:          b.Src(),
+		Dst:          b.Dst(),
+	}
+}
+
+// Encode writes the 40-byte fixed header into b. Src and Dst are written
+// in their 16-byte form (IPv4-mapped for an IPv4 address).
 func (b IPv6) Encode(f *IPv6Fields) {
 	binary.BigEndian.PutUint32(b, IPv6Version<<28|uint32(f.TrafficClass)<<20|f.FlowLabel&0xfffff)
 	binary.BigEndian.PutUint16(b[IPv6PayloadLenOffset:], f.PayloadLen)
@@ -102,9 +117,9 @@ type ExtHeader struct {
 	Proto uint8 // the header's own protocol number (0, 43, 44, 60)
 	// Offset of the header from the start of the IPv6 packet, and its length.
 	Offset, Len int
-	// NextOffset is the offset of the byte holding this header's Next
-	// Header field (Offset for every extension header).
-	Next uint8 // the Next Header value this header carries
+	// Next is the Next Header value this header carries (its byte at
+	// Offset, for every extension header).
+	Next uint8
 }
 
 // Bytes returns the header's bytes inside pkt.

@@ -139,22 +139,28 @@ func FindHomeAddress(destOpts []byte) (netip.Addr, bool) {
 }
 
 // HAODestOptsLen is the length of the Destination Options header that
-// EncodeHAODestOpts writes.
+// DestOpts.EncodeHAO writes.
 const HAODestOptsLen = 24
 
-// EncodeHAODestOpts writes into b (at least HAODestOptsLen bytes) a
-// Destination Options header holding only a Home Address option with hoa,
-// aligned 8n+6 as RFC 6275 §6.3 requires: Next Header, Hdr Ext Len 2, PadN
-// with 2 data bytes, then the option (type 201, length 16, address). It
-// returns the number of bytes written.
-func EncodeHAODestOpts(b []byte, next uint8, hoa netip.Addr) int {
+// HAODestOptsAddrOffset is the offset of the home address inside the header
+// that DestOpts.EncodeHAO writes (8n+6 alignment of the option, so the
+// address is 8-byte aligned).
+const HAODestOptsAddrOffset = 8
+
+// EncodeHAO writes into b (at least HAODestOptsLen bytes) a Destination
+// Options header holding only a Home Address option with hoa, aligned 8n+6
+// as RFC 6275 §6.3 requires, and returns HAODestOptsLen:
+//
+//	| Next Header | Hdr Ext Len=2 | PadN=1 | 2 | 0 | 0 | 201 | 16 |
+//	| Home Address (16 bytes)                                     |
+func (b DestOpts) EncodeHAO(next uint8, hoa netip.Addr) int {
 	_ = b[HAODestOptsLen-1]
 	b[0] = next
 	b[1] = HAODestOptsLen/8 - 1
 	b[2], b[3], b[4], b[5] = OptPadN, 2, 0, 0
 	b[6], b[7] = OptHomeAddress, HomeAddressOptLen
 	a := hoa.As16()
-	copy(b[8:HAODestOptsLen], a[:])
+	copy(b[HAODestOptsAddrOffset:HAODestOptsLen], a[:])
 	return HAODestOptsLen
 }
 
@@ -170,10 +176,10 @@ const RoutingType2Len = 24
 const RoutingTypeMIP6 = 2
 
 // IsValid reports whether b starts with a well-formed type 2 Routing header:
-// Hdr Ext Len 2, Routing Type 2 and Segments Left 1 (RFC 6275 §6.4.1; a
-// node drops one with other values, §9.3.2/§11.3.3 — Segments Left 0 is
-// accepted by the final destination after processing, so it is allowed here
-// too).
+// Hdr Ext Len 2, Routing Type 2 and Segments Left 1 (RFC 6275 §6.4.1).
+// Segments Left 0 is accepted too: RFC 8200 §4.4 has a node ignore a
+// Routing header with no segments left (the address in it is then not the
+// destination, see ParseFlow). Reserved bytes are not checked.
 func (b RoutingType2) IsValid() bool {
 	return len(b) >= RoutingType2Len && b[1] == RoutingType2Len/8-1 &&
 		b[2] == RoutingTypeMIP6 && b[3] <= 1
