@@ -122,8 +122,9 @@ func (a Algorithm) Encrypts() bool { return algs[a].encrypts }
 // nonces (RFC 8221 §3).
 func (a Algorithm) CounterMode() bool { return algs[a].aead }
 
-// Overhead returns the worst-case number of bytes ESP adds to a payload of
-// n bytes (header, IV, padding, trailer, ICV), outer IP header excluded.
+// Overhead returns the number of bytes ESP adds to a payload of n bytes
+// with minimal padding (header, IV, padding, trailer, ICV; RFC 4303 §2.4),
+// outer IP header excluded. Outbound.Overhead gives the worst case.
 func (a Algorithm) Overhead(n int) int {
 	i := algs[a]
 	body := i.ivLen + n + ESPTrailerLen

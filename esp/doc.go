@@ -5,11 +5,29 @@
 // mode, sequence numbers with ESN (RFC 4303 §2.2.1) and the anti-replay
 // window (RFC 4303 §3.4.3 and App. A, RFC 6479).
 //
+// An SA is two objects built from the same Params: an Outbound (NewOutbound,
+// Seal, SealBatch, SealDummy) and an Inbound (NewInbound, Open, OpenBatch).
+// Both are safe for concurrent use by many goroutines.
+//
 // esp imports only internal/* and crypto libraries. It never logs and never
 // imports sad, spd, mip6 or dataplane.
 //
 // Hot-path contract: Seal, Open and their batch forms work in place in a
 // pkt.Buf (headroom in front for the ESP header, IV and outer header;
-// tailroom behind for the trailer and ICV), never copy the payload, never
-// allocate, and return a Verdict instead of an error.
+// tailroom behind for the trailer and ICV), never copy the payload (only
+// IP header bytes move in transport mode), never allocate, and return a
+// Verdict instead of an error. Constructors validate Params and return
+// errors wrapping ErrInvalidParams.
+//
+// Design notes:
+//   - IVs: the counter-mode suites (GCM, GMAC, ChaCha20-Poly1305) use the
+//     64-bit sequence number, which never repeats because Seal refuses to
+//     wrap (RFC 4303 §3.3.3); AES-CBC uses AES under a random per-SA key
+//     K_iv applied to the sequence number (see cryptoState.makeIV).
+//   - Per-call state that Go's crypto interfaces would otherwise force onto
+//     the heap (nonce, ESN AAD, HMAC output) and the stateful HMAC and CBC
+//     objects come from a per-SA sync.Pool (suite.go).
+//   - Key hygiene: no copy of the raw keys is kept; Destroy zeroes the salt
+//     and drops the cipher state. Go's expanded key schedules cannot be
+//     wiped.
 package esp

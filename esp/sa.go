@@ -64,11 +64,17 @@ type Params struct {
 	// 0 means DefaultReplayWindow; MinReplayWindow..MaxReplayWindow.
 	ReplayWindow int
 	// NoReplay turns anti-replay checking off on the inbound side (RFC
-	// 4303 §3.4.3 allows it for manually keyed SAs). The sender then
-	// wraps its counter instead of refusing to send.
+	// 4303 §3.4.3 allows it for manually keyed SAs). It cannot be combined
+	// with ESN (the receiver could not infer the high half, and §3.3.3
+	// says such a receiver SHOULD NOT negotiate ESN). The sender still
+	// refuses to wrap its counter: §3.3.3 would allow wrapping here, but
+	// the counter is also the IV of the counter-mode suites, so esp never
+	// wraps.
 	NoReplay bool
 	// InitialSeq is the last sequence number already used by a sender;
 	// the next packet carries InitialSeq+1. A restarted daemon passes the
-	// persisted high-water mark here so IVs never repeat.
+	// persisted high-water mark here so IVs never repeat. On the inbound
+	// side a non-zero InitialSeq positions the replay window as if that
+	// sequence number had been received (see NewInbound).
 	InitialSeq uint64
 }
