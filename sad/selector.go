@@ -37,8 +37,14 @@ type AddrRange struct {
 // AnyAddr matches every address.
 var AnyAddr = AddrRange{}
 
-// PrefixRange returns the range a prefix covers.
+// PrefixRange returns the range a prefix covers. An invalid prefix (the
+// zero Prefix, or one with bits out of range) gives an empty range, From
+// ::1 and To :: (From > To), which matches nothing and which the SAD and
+// SPD validation reject: it must not become ANY.
 func PrefixRange(p netip.Prefix) AddrRange {
+	if !p.IsValid() {
+		return AddrRange{From: netip.IPv6Unspecified().Next(), To: netip.IPv6Unspecified()}
+	}
 	p = p.Masked()
 	from := p.Addr()
 	b := from.AsSlice()

@@ -1,0 +1,5 @@
+//go:build race
+
+package sad
+
+const raceEnabled = true
