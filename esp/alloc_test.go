@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/mipsec/mipsec/internal/pkt"
+	"github.com/mipsec/mipsec/pkt"
 )
 
 // TestZeroAllocs: Seal and Open allocate nothing per packet, for every

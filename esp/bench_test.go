@@ -30,7 +30,7 @@ import (
 	"time"
 
 	"github.com/mipsec/mipsec/internal/header"
-	"github.com/mipsec/mipsec/internal/pkt"
+	"github.com/mipsec/mipsec/pkt"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 

@@ -7,7 +7,7 @@ import (
 
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
-	"github.com/mipsec/mipsec/internal/pkt"
+	"github.com/mipsec/mipsec/pkt"
 )
 
 // Seal an IPv4 packet into a tunnel-mode ESP packet and open it again.

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/mipsec/mipsec/internal/header"
-	"github.com/mipsec/mipsec/internal/pkt"
+	"github.com/mipsec/mipsec/pkt"
 )
 
 // fuzzSA is one SA FuzzOpen feeds: its Params and the packets it sealed,

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/mipsec/mipsec/internal/header"
-	"github.com/mipsec/mipsec/internal/pkt"
+	"github.com/mipsec/mipsec/pkt"
 )
 
 // Packet builders and helpers shared by the tests. They build packets with

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/mipsec/mipsec/internal/header"
-	"github.com/mipsec/mipsec/internal/pkt"
+	"github.com/mipsec/mipsec/pkt"
 )
 
 // marker is a distinctive plaintext; after a drop that followed decryption

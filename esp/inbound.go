@@ -23,7 +23,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mipsec/mipsec/internal/header"
-	"github.com/mipsec/mipsec/internal/pkt"
+	"github.com/mipsec/mipsec/pkt"
 )
 
 // Inbound is the receiving side of one SA (RFC 4303 §3.4). Open and

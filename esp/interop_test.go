@@ -50,7 +50,7 @@ import (
 	"time"
 
 	"github.com/mipsec/mipsec/esp"
-	"github.com/mipsec/mipsec/internal/pkt"
+	"github.com/mipsec/mipsec/pkt"
 	"github.com/mipsec/mipsec/internal/testenv"
 )
 

@@ -24,7 +24,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mipsec/mipsec/internal/header"
-	"github.com/mipsec/mipsec/internal/pkt"
+	"github.com/mipsec/mipsec/pkt"
 )
 
 // Outbound is the sending side of one SA (RFC 4303 §3.3). Seal, SealBatch

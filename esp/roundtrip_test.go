@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mipsec/mipsec/internal/header"
-	"github.com/mipsec/mipsec/internal/pkt"
+	"github.com/mipsec/mipsec/pkt"
 )
 
 // layout is one packet shape: mode, outer family, the packet builder, and

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/mipsec/mipsec/esp"
-	"github.com/mipsec/mipsec/internal/pkt"
+	"github.com/mipsec/mipsec/pkt"
 )
 
 // benchDB returns a DB with n inbound SAs with random SPIs, and the SPIs.

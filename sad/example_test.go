@@ -7,7 +7,7 @@ import (
 
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
-	"github.com/mipsec/mipsec/internal/pkt"
+	"github.com/mipsec/mipsec/pkt"
 	"github.com/mipsec/mipsec/sad"
 )
 

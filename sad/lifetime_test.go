@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mipsec/mipsec/esp"
-	"github.com/mipsec/mipsec/internal/pkt"
+	"github.com/mipsec/mipsec/pkt"
 )
 
 // recorder collects events as "soft packets 0x10".

@@ -12,7 +12,7 @@ import (
 
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
-	"github.com/mipsec/mipsec/internal/pkt"
+	"github.com/mipsec/mipsec/pkt"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
 )
@@ -193,7 +193,7 @@ func walk(p func(string, ...any), alg esp.Algorithm, a, b *gateway) error {
 	buf.Set(inner)
 	d, v := a.send(buf)
 	if v != esp.OK {
-		return fmt.Errorf("A: seal: %v (policy %d)", v, d.Index)
+		return fmt.Errorf("gateway A: seal: %v (policy %d)", v, d.Index)
 	}
 	wire := append([]byte(nil), buf.Bytes()...)
 	ip := header.IPv4(wire)
@@ -206,10 +206,10 @@ func walk(p func(string, ...any), alg esp.Algorithm, a, b *gateway) error {
 	}
 	sa, v := b.receive(buf)
 	if v != esp.OK {
-		return fmt.Errorf("B: open: %v", v)
+		return fmt.Errorf("gateway B: open: %v", v)
 	}
 	if !bytes.Equal(buf.Bytes(), inner) {
-		return fmt.Errorf("B: inner packet differs from what A sent")
+		return fmt.Errorf("gateway B: inner packet differs from what A sent")
 	}
 	p("      B: SA %q by SPI alone, replay + ICV ok, inner packet matches its selectors: delivered, identical to A's (%d bytes)\n", sa.Name(), buf.Len())
 
@@ -224,7 +224,7 @@ func walk(p func(string, ...any), alg esp.Algorithm, a, b *gateway) error {
 	// the window is not advanced, so the genuine copy still gets through.
 	buf.Set(icmpEcho(hostA, hostB, 84, 2))
 	if _, v := a.send(buf); v != esp.OK {
-		return fmt.Errorf("A: seal: %v", v)
+		return fmt.Errorf("gateway A: seal: %v", v)
 	}
 	fresh := append([]byte(nil), buf.Bytes()...)
 	try("a new packet with one byte flipped", func([]byte) []byte {
