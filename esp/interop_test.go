@@ -50,8 +50,8 @@ import (
 	"time"
 
 	"github.com/mipsec/mipsec/esp"
-	"github.com/mipsec/mipsec/pkt"
 	"github.com/mipsec/mipsec/internal/testenv"
+	"github.com/mipsec/mipsec/pkt"
 )
 
 const scapyPython = "/usr/bin/python3" // Debian's, where python3-scapy lives
