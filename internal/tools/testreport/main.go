@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -30,19 +31,25 @@ type event struct {
 func main() {
 	allowSkip := flag.Bool("allow-skip", false, "do not fail on skipped tests even when CI=true")
 	flag.Parse()
-	ci := os.Getenv("CI") == "true"
+	os.Exit(report(os.Stdin, os.Stdout, os.Getenv("CI") == "true", *allowSkip))
+}
+
+// report reads test2json events from r, writes the report to w and returns
+// the exit code: 1 for a failure, or for a skip when ci && !allowSkip.
+func report(r io.Reader, w io.Writer, ci, allowSkip bool) int {
+	p := printer{w}
 
 	output := map[string]*strings.Builder{} // package/test -> output
 	var failed, skipped []string
 	pkgFailed := false
-	sc := bufio.NewScanner(os.Stdin)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<26)
 	for sc.Scan() {
 		line := sc.Bytes()
 		var e event
 		if err := json.Unmarshal(line, &e); err != nil || e.Action == "" {
 			// Build errors and other non-JSON lines.
-			fmt.Println(string(line))
+			p.Println(string(line))
 			continue
 		}
 		key := e.Package + " " + e.Test
@@ -59,21 +66,21 @@ func main() {
 		case "fail":
 			if e.Test == "" {
 				pkgFailed = true
-				fmt.Printf("FAIL  %s (%.1fs)\n", e.Package, e.Elapsed)
+				p.Printf("FAIL  %s (%.1fs)\n", e.Package, e.Elapsed)
 				if b := output[key]; b != nil {
-					fmt.Print(indent(b.String()))
+					p.Print(indent(b.String()))
 				}
 			} else {
 				failed = append(failed, key)
 			}
 		case "pass":
 			if e.Test == "" {
-				fmt.Printf("ok    %s (%.1fs)\n", e.Package, e.Elapsed)
+				p.Printf("ok    %s (%.1fs)\n", e.Package, e.Elapsed)
 			}
 			delete(output, key)
 		case "skip":
 			if e.Test == "" {
-				fmt.Printf("----  %s (no tests)\n", e.Package)
+				p.Printf("----  %s (no tests)\n", e.Package)
 			} else {
 				reason := ""
 				if b := output[key]; b != nil {
@@ -86,27 +93,35 @@ func main() {
 	sort.Strings(failed)
 	sort.Strings(skipped)
 	for _, k := range failed {
-		fmt.Printf("\n--- FAIL: %s\n", k)
+		p.Printf("\n--- FAIL: %s\n", k)
 		if b := output[k]; b != nil {
-			fmt.Print(indent(b.String()))
+			p.Print(indent(b.String()))
 		}
 	}
 	if len(skipped) > 0 {
-		fmt.Printf("\n%d skipped:\n", len(skipped))
+		p.Printf("\n%d skipped:\n", len(skipped))
 		for _, s := range skipped {
-			fmt.Println("  " + s)
+			p.Println("  " + s)
 		}
 	}
 	switch {
 	case len(failed) > 0 || pkgFailed:
-		fmt.Printf("\nFAIL: %d test(s) failed\n", len(failed))
-		os.Exit(1)
-	case ci && !*allowSkip && len(skipped) > 0:
-		fmt.Printf("\nFAIL: CI=true and %d test(s) skipped; in CI every test must run\n", len(skipped))
-		os.Exit(1)
+		p.Printf("\nFAIL: %d test(s) failed\n", len(failed))
+		return 1
+	case ci && !allowSkip && len(skipped) > 0:
+		p.Printf("\nFAIL: CI=true and %d test(s) skipped; in CI every test must run\n", len(skipped))
+		return 1
 	}
-	fmt.Println("\nPASS")
+	p.Println("\nPASS")
+	return 0
 }
+
+// printer writes the report to w.
+type printer struct{ w io.Writer }
+
+func (p printer) Printf(format string, a ...any) { _, _ = fmt.Fprintf(p.w, format, a...) }
+func (p printer) Println(a ...any)               { _, _ = fmt.Fprintln(p.w, a...) }
+func (p printer) Print(a ...any)                 { _, _ = fmt.Fprint(p.w, a...) }
 
 func indent(s string) string {
 	var b strings.Builder
