@@ -453,66 +453,10 @@ func validateSelectors(sels []Selector) error {
 	if len(sels) == 0 {
 		return fmt.Errorf("%w: no selectors (RFC 4301 §4.4.2 needs the SA's traffic selectors)", ErrInvalidConfig)
 	}
-	fam := 0
-	for i := range sels {
-		s := &sels[i]
-		for _, r := range [2]struct {
-			name string
-			r    AddrRange
-		}{{"local", s.Local}, {"remote", s.Remote}} {
-			bits, err := checkRange(r.r)
-			if err != nil {
-				return fmt.Errorf("%w: selector %d %s address: %v", ErrInvalidConfig, i, r.name, err)
-			}
-			if bits == 0 {
-				continue
-			}
-			if fam != 0 && fam != bits {
-				return fmt.Errorf("%w: selector %d %s address: IPv4 and IPv6 mixed in one SA (RFC 4301 §4.4.1.1)",
-					ErrInvalidConfig, i, r.name)
-			}
-			fam = bits
-		}
-		for _, pr := range [2]struct {
-			name string
-			p    Ports
-		}{{"local port", s.LocalPort}, {"remote port", s.RemotePort}} {
-			switch pr.p.Match {
-			case PortAny, PortOpaque:
-			case PortInRange:
-				if pr.p.Lo > pr.p.Hi {
-					return fmt.Errorf("%w: selector %d %s: empty range %d-%d", ErrInvalidConfig, i, pr.name, pr.p.Lo, pr.p.Hi)
-				}
-			default:
-				return fmt.Errorf("%w: selector %d %s: match kind %d", ErrInvalidConfig, i, pr.name, pr.p.Match)
-			}
-		}
+	if err := ValidateSelectors(sels, "selector"); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	return nil
-}
-
-// checkRange returns the family of r (0 for ANY, 32 or 128) or why r is
-// not a usable range.
-func checkRange(r AddrRange) (int, error) {
-	if r.IsAny() {
-		if r.To.IsValid() {
-			return 0, errors.New("range end without a start")
-		}
-		return 0, nil
-	}
-	if !r.To.IsValid() {
-		return 0, errors.New("range start without an end")
-	}
-	if r.From.BitLen() != r.To.BitLen() {
-		return 0, errors.New("IPv4 and IPv6 mixed in one range")
-	}
-	if r.From.Zone() != "" || r.To.Zone() != "" {
-		return 0, errors.New("zoned address")
-	}
-	if r.From.Compare(r.To) > 0 {
-		return 0, fmt.Errorf("empty range %v-%v", r.From, r.To)
-	}
-	return r.From.BitLen(), nil
 }
 
 // fpKey keys the key fingerprints, so that they say nothing about the keys

@@ -1,6 +1,8 @@
 package sad
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
 
 	"github.com/mipsec/mipsec/internal/header"
@@ -168,4 +170,72 @@ func (s *Selector) Match(dir Direction, f *header.Flow) bool {
 	hasPorts := f.Proto == header.ProtoTCP || f.Proto == header.ProtoUDP || f.Proto == header.ProtoSCTP
 	opaque := f.Opaque || !hasPorts
 	return s.LocalPort.matches(lport, opaque) && s.RemotePort.matches(rport, opaque)
+}
+
+// Validate returns the family of r in bits (0 for ANY, 32 or 128), or why
+// r is not a usable range: an end without a start, mixed families, a
+// zoned address, or From after To.
+func (r AddrRange) Validate() (bits int, err error) {
+	if r.IsAny() {
+		if r.To.IsValid() {
+			return 0, errors.New("range end without a start")
+		}
+		return 0, nil
+	}
+	if !r.To.IsValid() {
+		return 0, errors.New("range start without an end")
+	}
+	if r.From.BitLen() != r.To.BitLen() {
+		return 0, errors.New("IPv4 and IPv6 mixed in one range")
+	}
+	if r.From.Zone() != "" || r.To.Zone() != "" {
+		return 0, errors.New("zoned address")
+	}
+	if r.From.Compare(r.To) > 0 {
+		return 0, fmt.Errorf("empty range %v-%v", r.From, r.To)
+	}
+	return r.From.BitLen(), nil
+}
+
+// ValidateSelectors checks a list of selector sets as one SAD or SPD entry
+// holds them: every address range valid, IPv4 and IPv6 not mixed across
+// the entry (RFC 4301 §4.4.1.1; ANY fits both), every port range valid.
+// what names a set in the error ("selector", "selector set"). An empty
+// list is valid here; callers decide whether they need one.
+func ValidateSelectors(sels []Selector, what string) error {
+	fam := 0
+	for i := range sels {
+		s := &sels[i]
+		for _, r := range [2]struct {
+			name string
+			r    AddrRange
+		}{{"local", s.Local}, {"remote", s.Remote}} {
+			bits, err := r.r.Validate()
+			if err != nil {
+				return fmt.Errorf("%s %d %s address: %v", what, i, r.name, err)
+			}
+			if bits == 0 {
+				continue
+			}
+			if fam != 0 && fam != bits {
+				return fmt.Errorf("%s %d %s address: IPv4 and IPv6 mixed in one entry (RFC 4301 §4.4.1.1)", what, i, r.name)
+			}
+			fam = bits
+		}
+		for _, pr := range [2]struct {
+			name string
+			p    Ports
+		}{{"local port", s.LocalPort}, {"remote port", s.RemotePort}} {
+			switch pr.p.Match {
+			case PortAny, PortOpaque:
+			case PortInRange:
+				if pr.p.Lo > pr.p.Hi {
+					return fmt.Errorf("%s %d %s: empty range %d-%d", what, i, pr.name, pr.p.Lo, pr.p.Hi)
+				}
+			default:
+				return fmt.Errorf("%s %d %s: match kind %d", what, i, pr.name, pr.p.Match)
+			}
+		}
+	}
+	return nil
 }

@@ -31,8 +31,8 @@ func TestPrefixRange(t *testing.T) {
 			if got.From != tt.from || got.To != tt.to {
 				t.Errorf("PrefixRange(%v) = %v-%v, want %v-%v", tt.p, got.From, got.To, tt.from, tt.to)
 			}
-			if _, err := checkRange(got); err != nil {
-				t.Errorf("checkRange: %v", err)
+			if _, err := got.Validate(); err != nil {
+				t.Errorf("Validate: %v", err)
 			}
 		})
 	}
@@ -50,7 +50,7 @@ func TestPrefixRangeInvalid(t *testing.T) {
 				t.Errorf("PrefixRange(%#v) = %v contains %v", p, r, a)
 			}
 		}
-		if _, err := checkRange(r); err == nil {
+		if _, err := r.Validate(); err == nil {
 			t.Errorf("PrefixRange(%#v) = %v passes validation", p, r)
 		}
 	}

@@ -99,71 +99,13 @@ func (p *Policy) validate() error {
 	if len(p.Selectors) == 0 {
 		return fmt.Errorf("%w: no selector set (RFC 4301 §4.4.1.2 needs 1..N)", ErrInvalidPolicy)
 	}
-	// RFC 4301 §4.4.1.1: the address selectors of one entry are IPv4 or
-	// IPv6, not mixed. ANY fits both.
-	fam := 0
-	for i := range p.Selectors {
-		s := &p.Selectors[i]
-		for _, r := range [2]struct {
-			name string
-			r    sad.AddrRange
-		}{{"local", s.Local}, {"remote", s.Remote}} {
-			bits, err := checkRange(r.r)
-			if err != nil {
-				return fmt.Errorf("%w: selector set %d %s address: %v", ErrInvalidPolicy, i, r.name, err)
-			}
-			if bits == 0 {
-				continue
-			}
-			if fam != 0 && fam != bits {
-				return fmt.Errorf("%w: selector set %d %s address: IPv4 and IPv6 mixed in one entry (RFC 4301 §4.4.1.1)",
-					ErrInvalidPolicy, i, r.name)
-			}
-			fam = bits
-		}
-		for _, pr := range [2]struct {
-			name string
-			p    sad.Ports
-		}{{"local port", s.LocalPort}, {"remote port", s.RemotePort}} {
-			switch pr.p.Match {
-			case sad.PortAny, sad.PortOpaque:
-			case sad.PortInRange:
-				if pr.p.Lo > pr.p.Hi {
-					return fmt.Errorf("%w: selector set %d %s: empty range %d-%d", ErrInvalidPolicy, i, pr.name, pr.p.Lo, pr.p.Hi)
-				}
-			default:
-				return fmt.Errorf("%w: selector set %d %s: match kind %d", ErrInvalidPolicy, i, pr.name, pr.p.Match)
-			}
-		}
+	if err := sad.ValidateSelectors(p.Selectors, "selector set"); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidPolicy, err)
 	}
 	return nil
 }
 
-// checkRange returns the family of r (0 for ANY, 32 or 128) or why r is
-// not a usable range.
-func checkRange(r sad.AddrRange) (int, error) {
-	if r.IsAny() {
-		if r.To.IsValid() {
-			return 0, errors.New("range end without a start")
-		}
-		return 0, nil
-	}
-	if !r.To.IsValid() {
-		return 0, errors.New("range start without an end")
-	}
-	if r.From.BitLen() != r.To.BitLen() {
-		return 0, errors.New("IPv4 and IPv6 mixed in one range")
-	}
-	if r.From.Zone() != "" || r.To.Zone() != "" {
-		return 0, errors.New("zoned address")
-	}
-	if r.From.Compare(r.To) > 0 {
-		return 0, fmt.Errorf("empty range %v-%v", r.From, r.To)
-	}
-	return r.From.BitLen(), nil
-}
-
-// rangeFamily is checkRange's family for a validated range.
+// rangeFamily is the family of a range that passed AddrRange.Validate.
 func rangeFamily(r sad.AddrRange) int {
 	if r.IsAny() {
 		return 0

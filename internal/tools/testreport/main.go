@@ -54,6 +54,9 @@ func report(r io.Reader, w io.Writer, ci, allowSkip bool) int {
 		}
 		key := e.Package + " " + e.Test
 		switch e.Action {
+		case "build-output":
+			// Compiler errors (go test -json, Go 1.24+).
+			p.Print(e.Output)
 		case "output":
 			b := output[key]
 			if b == nil {

@@ -23,6 +23,12 @@ const (
 `
 	buildFail = "# p\n./x.go:1:1: syntax error\nFAIL\tp [build failed]\n" +
 		`{"Action":"fail","Package":"p","Elapsed":0}` + "\n"
+	buildFailJSON = `{"ImportPath":"p","Action":"build-output","Output":"./x.go:3:2: undefined: x\n"}
+{"ImportPath":"p","Action":"build-fail"}
+{"Action":"start","Package":"p"}
+{"Action":"output","Package":"p","Output":"FAIL\tp [build failed]\n"}
+{"Action":"fail","Package":"p","Elapsed":0,"FailedBuild":"p"}
+`
 )
 
 func TestReport(t *testing.T) {
@@ -39,6 +45,7 @@ func TestReport(t *testing.T) {
 		{"skip in CI allowed", skipRun, true, true, 0, "1 skipped"},
 		{"fail", failRun, false, false, 1, "boom"},
 		{"build failure", buildFail, false, false, 1, "syntax error"},
+		{"build failure json", buildFailJSON, false, false, 1, "undefined: x"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out strings.Builder
