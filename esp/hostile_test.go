@@ -763,3 +763,40 @@ func TestGMACESNNeedsRoom(t *testing.T) {
 		t.Errorf("borrowed bytes not restored: %q", b.B[:4])
 	}
 }
+
+// TestSeqReserve: Seal never hands out a number beyond the durable
+// reservation, refuses with DropSeqReserve (not DropSeqOverflow) at the
+// limit, and continues once the reservation grows.
+func TestSeqReserve(t *testing.T) {
+	p := Params{SPI: 0x100, Algorithm: AES128GCM16, EncKey: make([]byte, 20), Mode: Tunnel,
+		TunnelSrc: netip.MustParseAddr("192.0.2.1"), TunnelDst: netip.MustParseAddr("192.0.2.2"), InitialSeq: 10}
+	o, err := NewOutbound(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.SetSeqReserve(12)
+	inner := make([]byte, 40)
+	header.IPv4(inner).Encode(&header.IPv4Fields{TotalLen: 40, TTL: 64, Protocol: header.ProtoUDP,
+		Src: netip.MustParseAddr("198.51.100.1"), Dst: netip.MustParseAddr("198.51.100.2")})
+	b := pkt.Get()
+	defer pkt.Put(b)
+	for i, want := range []Verdict{OK, OK, DropSeqReserve, DropSeqReserve} {
+		b.Set(inner)
+		if v := o.Seal(b); v != want {
+			t.Fatalf("packet %d: %v, want %v", i, v, want)
+		}
+	}
+	if o.Seq() != 12 {
+		t.Fatalf("Seq = %d after refusals, want 12", o.Seq())
+	}
+	o.SetSeqReserve(13)
+	b.Set(inner)
+	if v := o.Seal(b); v != OK || header.ESP(b.Bytes()[20:]).Seq() != 13 {
+		t.Fatalf("after growing the reserve: %v seq %d", v, header.ESP(b.Bytes()[20:]).Seq())
+	}
+	o.SetSeqReserve(0)
+	b.Set(inner)
+	if v := o.Seal(b); v != OK {
+		t.Fatalf("without a reserve: %v", v)
+	}
+}

@@ -34,6 +34,9 @@ import (
 type Outbound struct {
 	// seq is the last sequence number handed out (RFC 4303 §3.3.3).
 	seq    atomic.Uint64
+	// reserve is the highest sequence number the owner allows (0: no
+	// limit besides maxSeq); see SetSeqReserve.
+	reserve atomic.Uint64
 	st     atomic.Pointer[cryptoState] // nil after Destroy
 	maxSeq uint64
 	spi    uint32
@@ -86,6 +89,17 @@ func NewOutbound(p Params) (*Outbound, error) {
 
 // SPI returns the SA's SPI.
 func (o *Outbound) SPI() uint32 { return o.spi }
+
+// SetSeqReserve limits the sequence numbers Seal may hand out to at most
+// upTo; beyond it Seal returns DropSeqReserve. 0 removes the limit.
+//
+// It is how a daemon with static keys keeps IVs unique across restarts and
+// crashes (RFC 4303 §3.3.3: with manual keys the sender's counter must
+// survive reboots; RFC 8221 §3): it writes and fsyncs a reservation R to
+// disk, then calls SetSeqReserve(R), and after a restart passes R as
+// Params.InitialSeq. A number is used only once it is covered by a durable
+// reservation. The check is one atomic load per packet.
+func (o *Outbound) SetSeqReserve(upTo uint64) { o.reserve.Store(upTo) }
 
 // Seq returns the last sequence number handed out (InitialSeq before the
 // first packet). With ESN it is the full 64-bit value.
@@ -202,7 +216,10 @@ func (o *Outbound) seal(b *pkt.Buf, dummy int, seq uint64, explicitIV []byte) Ve
 	if seq == 0 {
 		var ok bool
 		if seq, ok = o.nextSeq(); !ok {
-			return DropSeqOverflow
+			if o.seq.Load() >= o.maxSeq {
+				return DropSeqOverflow
+			}
+			return DropSeqReserve
 		}
 	}
 
@@ -252,6 +269,9 @@ func (o *Outbound) nextSeq() (uint64, bool) {
 	for {
 		cur := o.seq.Load()
 		if cur >= o.maxSeq {
+			return 0, false
+		}
+		if r := o.reserve.Load(); r != 0 && cur >= r {
 			return 0, false
 		}
 		if o.seq.CompareAndSwap(cur, cur+1) {

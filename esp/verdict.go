@@ -37,6 +37,12 @@ const (
 	// DropMode: the packet does not fit the SA's mode (for example an
 	// inner protocol a tunnel-mode SA cannot carry).
 	DropMode
+	// DropSeqReserve: the next sequence number lies beyond the reservation
+	// the owner has made durable (Outbound.SetSeqReserve); the packet is
+	// refused until the reservation grows, so that a crash can never lead
+	// to a reused sequence number, and so to a reused IV (RFC 4303 §3.3.3,
+	// RFC 8221 §3).
+	DropSeqReserve
 	NumVerdicts
 )
 
@@ -55,6 +61,7 @@ var verdictNames = [NumVerdicts]string{
 	DropNoSA:        "no_sa",
 	DropPolicy:      "policy",
 	DropMode:        "mode",
+	DropSeqReserve:  "seq_reserve",
 }
 
 // String returns a stable snake_case name for counters and metrics.

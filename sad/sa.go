@@ -148,6 +148,16 @@ func (s *SA) Seq() uint64 {
 	return s.in.ReplayHighest()
 }
 
+// SetSeqReserve bounds the sequence numbers an outbound SA may use (see
+// esp.Outbound.SetSeqReserve): the owner persists a reservation, then
+// raises the bound, so no number is used before it is durable. It does
+// nothing on an inbound SA.
+func (s *SA) SetSeqReserve(upTo uint64) {
+	if s.out != nil {
+		s.out.SetSeqReserve(upTo)
+	}
+}
+
 // Expired reports whether the SA is dead: hard-expired, deleted or
 // replaced.
 func (s *SA) Expired() bool { return s.state.Load() < 0 }

@@ -495,3 +495,26 @@ func TestReplaceWhileSealing(t *testing.T) {
 	}
 	t.Logf("%d packets over 200 replacements", n)
 }
+
+// TestSetSeqReserve: an outbound SA refuses to seal beyond the durable
+// reservation and counts the refusals; raising it lets traffic continue.
+func TestSetSeqReserve(t *testing.T) {
+	db := New(Options{})
+	defer db.Close()
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	out, _ := pair(t, db, 0x300, esp.Tunnel, []Selector{{}}, []Selector{{}})
+	out.SetSeqReserve(2)
+	p := ip4(a, b, udp(1, 2, 10))
+	for i, want := range []esp.Verdict{esp.OK, esp.OK, esp.DropSeqReserve} {
+		if v := out.Seal(newBuf(p)); v != want {
+			t.Fatalf("packet %d: %v, want %v", i, v, want)
+		}
+	}
+	if got := out.Stats().Drops[esp.DropSeqReserve]; got != 1 {
+		t.Fatalf("seq_reserve drops = %d, want 1", got)
+	}
+	out.SetSeqReserve(3)
+	if v := out.Seal(newBuf(p)); v != esp.OK || out.Seq() != 3 {
+		t.Fatalf("after raising: %v, seq %d", v, out.Seq())
+	}
+}
