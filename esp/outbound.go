@@ -33,19 +33,19 @@ import (
 // read-only or pooled.
 type Outbound struct {
 	// seq is the last sequence number handed out (RFC 4303 §3.3.3).
-	seq    atomic.Uint64
+	seq atomic.Uint64
 	// reserve is the highest sequence number the owner allows (0: no
 	// limit besides maxSeq); see SetSeqReserve.
 	reserve atomic.Uint64
-	st     atomic.Pointer[cryptoState] // nil after Destroy
-	maxSeq uint64
-	spi    uint32
-	info   algInfo
-	mode   Mode
-	esn    bool
-	df     DF
-	tun    tunnelTemplate
-	params Params // normalized, keys removed
+	st      atomic.Pointer[cryptoState] // nil after Destroy
+	maxSeq  uint64
+	spi     uint32
+	info    algInfo
+	mode    Mode
+	esn     bool
+	df      DF
+	tun     tunnelTemplate
+	params  Params // normalized, keys removed
 }
 
 // NewOutbound validates p and builds the sending side of an SA.
