@@ -4,9 +4,66 @@
 // tunnel layer plugs in (after seal, before the outer header leaves; before
 // SA lookup, when a packet arrives).
 //
-// Status: the package is a placeholder until the dataplane issue lands; the
-// ESP engine (esp, sad, spd) is usable on its own as a bump-in-the-stack
-// IPsec, see the README section "Embedding mipsec as a BITS IPsec".
+// # What is where
+//
+//   - api.go: the types callers see: Config, PeerConfig, Endpoint, the
+//     Underlay interface (shaped like wireguard-go conn.Bind) and its
+//     ReceiveFunc, Hooks, Capture, PeerStatus.
+//   - dataplane.go: New, Start, Close, Stats, Peers, SetPeers, SetCapture,
+//     the control goroutines (roaming log, NAT keepalives, TUN events), and
+//     the picture of the goroutines and how order is kept.
+//   - pipeline.go: batches, readers, workers, writers, and the two worker
+//     stages, sealBatch and openBatch.
+//   - peers.go: the peer table (an immutable snapshot), roaming.
+//   - stats.go: DropReason and the counters.
+//   - *_linux.go: the real TUN and the raw-ESP / UDP-4500 underlay.
+//   - tuntest, underlaytest: in-memory fakes for tests (BatchSize 1 for the
+//     underlay, any for the TUN).
+//
+// # The pipeline
+//
+// Outbound: TUN batch read (at pkt.Headroom) → SPD (spd.DB.Lookup) →
+// PROTECT: SA seal in place (sad.SA.Seal, tunnel mode) → Hooks.AfterSeal →
+// the outer IP header esp built is cut off (the kernel or the underlay
+// builds its own) → Underlay.Send to the peer's current endpoint. The peer
+// is the one whose OutSPIs hold the SA's SPI; an SA without a peer goes as
+// raw ESP to its tunnel destination. DISCARD and no match drop
+// (DropPolicyDiscard). BYPASS drops too (DropPolicyBypass): a tunnel device
+// has no cleartext path out, so bypassed traffic must be routed around the
+// TUN. Transport-mode SAs are dropped (DropTransportMode): they are for the
+// mobility layer.
+//
+// Inbound: ReceiveFunc batch (ESP, SPI first) → Hooks.BeforeLookup → SA by
+// SPI alone (sad.DB.Inbound, RFC 4301 §4.1) → sad.SA.Open (anti-replay, ICV,
+// decryption, the inner-selector check of RFC 4301 §5.2) → roaming → TUN
+// batch write. Only tunnel-mode SAs deliver.
+//
+// Order: a batch is the unit of work; batches of every path go to one pool
+// of Workers goroutines, and each path's writer takes its batches in read
+// order, so packets leave in the order they were read: per SA, as long as an
+// SA's packets arrive on one ReceiveFunc. The packets in flight per path are
+// bounded (512) so that sequence numbers, which esp hands out when a packet
+// is sealed, stay within the peer's anti-replay window even though batches
+// are sealed and opened concurrently (see dataplane.go).
+//
+// Roaming (PeerConfig.Roaming, off by default): the peer's endpoint follows
+// the source of a packet on one of its InSPIs that passed the ICV and the
+// replay check and is the SA's newest (its sequence number is the highest
+// the SA accepted after Open), at most once per RoamInterval. Replayed,
+// forged, failing and older packets never move it. It needs anti-replay
+// (esp.Params.NoReplay off). Changes are logged at Info by a control
+// goroutine.
+//
+// # Hot-path contract
+//
+// The worker stages, the readers and the writers do not allocate in steady
+// state (alloc_test.go): each path owns a fixed set of batches whose pkt.Bufs
+// and slices are allocated once in Start; lookups are lock-free (sad, spd,
+// the peer table behind an atomic.Pointer with uint32 keys); counters are
+// atomics added once per batch. Nothing on the packet path logs: drops are
+// counted by DropReason (ESP verdicts in detail per SA in sad), and I/O
+// errors go to Debug through a Check guard. Roaming allocates one Endpoint
+// per change (at most one per RoamInterval per peer).
 //
 // dataplane may import everything below it (esp, sad, spd, mip6, internal/*),
 // zap, x/net, x/sys and wireguard/tun; never cmd or bench.

@@ -13,8 +13,23 @@ import (
 const usage = `mipsec: a userspace IPsec ESP dataplane for mobile nodes and home agents
 
 Usage:
+  mipsec run [-c FILE]    run the gateway daemon (TUN + underlay) from a TOML config
+  mipsec check [-c FILE]  validate a config without running it (exit 1 on errors)
   mipsec demo [flags]     seal and open traffic through the ESP engine (in process)
   mipsec algorithms       list the ESP algorithms and their sizes
+
+Control (talk to a running daemon over its socket; --socket PATH, default
+$MIPSEC_SOCKET or /run/mipsec/mipsec.sock, the daemon's [control] socket):
+  mipsec status [--json]                  daemon summary
+  mipsec stats [--json]                   per-SA counters, drops by reason
+  mipsec peers [--json]                   peers and their current endpoints
+  mipsec sa list [--json|--wireshark]     SAs (--wireshark: esp_sa lines, with keys)
+  mipsec sa add|update [flags | -f FILE]  add or replace an SA
+  mipsec sa del in|out SPI                delete an SA
+  mipsec policy list [--json] [--dir D]   policies in order, with hits
+  mipsec policy add [flags | -f FILE]     insert a policy (--index N) or append
+  mipsec policy del NAME                  delete a policy
+  mipsec capture -w FILE.pcap [--inner|--outer|--both] [-c COUNT] [--duration D]
   mipsec version          print the version
   mipsec help             this text
 
@@ -33,8 +48,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "demo":
 		return demo(args[1:], stdout, stderr)
+	case "run":
+		return runDaemon(args[1:], stdout, stderr)
+	case "check":
+		return checkCmd(args[1:], stdout, stderr)
 	case "algorithms", "algs":
 		return algorithms(stdout)
+	case "status":
+		return ctlStatus(args[1:], stdout, stderr)
+	case "stats":
+		return ctlStats(args[1:], stdout, stderr)
+	case "peers":
+		return ctlPeers(args[1:], stdout, stderr)
+	case "sa":
+		return ctlSA(args[1:], stdout, stderr)
+	case "policy":
+		return ctlPolicy(args[1:], stdout, stderr)
+	case "capture":
+		return ctlCapture(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "mipsec", version())
 		return 0

@@ -1,0 +1,261 @@
+package main
+
+// `mipsec check -c FILE`: everything `mipsec run` would refuse, without
+// running: the TOML, every field, the key files, the SAD and SPD built in
+// memory and the sequence-number records in the state directory. Errors
+// exit 1; warnings (manual keys on a counter-mode algorithm with a state
+// directory that will not survive a reboot, a policy list without a final
+// catch-all DISCARD) exit 0.
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/internal/seqstore"
+	"github.com/mipsec/mipsec/sad"
+)
+
+// DefaultConfigPath is the configuration `run` and `check` read without -c.
+const DefaultConfigPath = "/etc/mipsec/mipsec.toml"
+
+// Filesystem magic numbers (statfs(2) f_type) of RAM-backed filesystems.
+const (
+	tmpfsMagic = 0x01021994
+	ramfsMagic = 0x858458f6
+)
+
+// stateProbe looks at the state directory; tests replace it.
+type stateProbe struct {
+	// statfs returns the filesystem type (statfs(2) f_type) of path.
+	statfs func(path string) (int64, error)
+	// writable returns nil if the daemon may create files in path.
+	writable func(path string) error
+}
+
+var hostProbe = stateProbe{
+	statfs: func(path string) (int64, error) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(path, &st); err != nil {
+			return 0, err
+		}
+		return int64(st.Type), nil
+	},
+	writable: func(path string) error { return unix.Access(path, unix.W_OK) },
+}
+
+func checkCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", DefaultConfigPath, "configuration `file`")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: mipsec check [-c FILE]\n\nValidate a configuration without running it.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return 2
+	}
+	return checkConfig(*path, stdout, stderr, hostProbe)
+}
+
+// checkConfig validates the file at path, printing every error (exit 1) or
+// OK and the warnings (exit 0).
+func checkConfig(path string, stdout, stderr io.Writer, probe stateProbe) int {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		var ce ConfigErrors
+		if errors.As(err, &ce) {
+			for _, e := range ce {
+				fmt.Fprintln(stderr, e.Error())
+			}
+			fmt.Fprintf(stderr, "%s: %d error%s\n", path, len(ce), plural(len(ce)))
+		} else {
+			fmt.Fprintf(stderr, "%s: %v\n", path, err)
+		}
+		return 1
+	}
+	if errs := checkStateRecords(cfg); len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(stderr, e)
+		}
+		fmt.Fprintf(stderr, "%s: %d error%s\n", path, len(errs), plural(len(errs)))
+		return 1
+	}
+	for _, w := range configWarnings(cfg, probe) {
+		fmt.Fprintln(stderr, "warning: "+w)
+	}
+	fmt.Fprintf(stdout, "%s: OK (%d SA%s, %d polic%s, %d peer%s)\n", path, len(cfg.SAs), plural(len(cfg.SAs)),
+		len(cfg.Policies), map[bool]string{true: "y", false: "ies"}[len(cfg.Policies) == 1], len(cfg.Peers), plural(len(cfg.Peers)))
+	return 0
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// checkStateRecords reads the sequence-number record of every outbound SA
+// that has one: a corrupt record stops `mipsec run`, so it is an error here.
+// The state directory is not created.
+func checkStateRecords(cfg *Config) []string {
+	if fi, err := os.Stat(cfg.StateDir); err != nil || !fi.IsDir() {
+		return nil
+	}
+	st, err := seqstore.Open(cfg.StateDir, seqstore.Options{})
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, s := range cfg.SAs {
+		if s.Dir != sad.Outbound {
+			continue
+		}
+		fp := seqstore.KeyFingerprint(s.Params.Algorithm.String(), s.Params.EncKey, s.Params.AuthKey)
+		r, _, err := st.Load(s.Params.SPI, fp)
+		switch {
+		case err != nil:
+			out = append(out, fmt.Sprintf("%s: %v", s.Path, err))
+		case r > seqstore.MaxSeq(s.Params.ESN):
+			out = append(out, fmt.Sprintf("%s: the state record says %d sequence numbers were reserved, beyond the 32-bit space: was esn turned off? rekey the SA", s.Path, r))
+		case r == seqstore.MaxSeq(s.Params.ESN):
+			out = append(out, fmt.Sprintf("%s: the sequence space of this key is used up (RFC 4303 §3.3.3); rekey the SA", s.Path))
+		}
+	}
+	return out
+}
+
+// configWarnings lists what is legal but risky.
+func configWarnings(cfg *Config, probe stateProbe) []string {
+	var out []string
+	if sas := cfg.counterModeSAs(); len(sas) > 0 {
+		w, missing := stateDirProblem(cfg.StateDir, probe)
+		if missing != "" {
+			out = append(out, fmt.Sprintf("state_dir %s does not exist yet; mipsec run creates it (mode 0700) under %s", cfg.StateDir, missing))
+		}
+		if w != "" {
+			out = append(out, fmt.Sprintf(`state_dir %s %s, and %s use%s a counter-mode algorithm with manual keys.
+  AES-GCM, AES-GMAC and ChaCha20-Poly1305 use the ESP sequence number as their
+  IV, so with static keys the counter must never restart (RFC 8221 §3, RFC 4106
+  §3.1, RFC 4303 §3.3.3). mipsec keeps a reserved high-water mark of each
+  outbound counter in state_dir; if that state is lost while the keys stay the
+  same, the next start reuses IVs under the same key, which reveals the XOR of
+  plaintexts and lets an attacker forge packets. Put state_dir on persistent
+  storage, or use an AES-CBC+HMAC algorithm (aes128-sha256), or change the keys
+  whenever the state is lost.`, cfg.StateDir, w, strings.Join(sas, ", "), pluralVerb(len(sas))))
+		}
+	}
+	out = append(out, tunnelWarnings(cfg)...)
+	if len(cfg.Policies) == 0 {
+		out = append(out, "no [[policy]]: every packet is discarded (RFC 4301 §5)")
+	} else {
+		for _, d := range []sad.Direction{sad.Outbound, sad.Inbound} {
+			var last *int
+			for i, p := range cfg.Policies {
+				if p.Dir == d {
+					last = &i
+				}
+			}
+			if last != nil && !isCatchAllDiscard(cfg.Policies[*last]) {
+				out = append(out, fmt.Sprintf("the %s policies do not end with a catch-all discard (selectors = [{}]); unmatched traffic is discarded anyway (RFC 4301 §5), but saying so keeps the list explicit", d))
+			}
+		}
+	}
+	return out
+}
+
+func pluralVerb(n int) string {
+	if n == 1 {
+		return "s"
+	}
+	return ""
+}
+
+// stateDirProblem says why dir would not keep the reservations across a
+// reboot, or "" when it will; missing is the existing ancestor under which
+// run would create dir, "" when dir exists.
+func stateDirProblem(dir string, probe stateProbe) (problem, missing string) {
+	// The nearest existing directory decides the filesystem.
+	at := dir
+	missing = ""
+	for {
+		fi, err := os.Stat(at)
+		if err == nil {
+			if !fi.IsDir() {
+				return "is not a directory", ""
+			}
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Sprintf("cannot be examined (%v)", err), ""
+		}
+		missing = at
+		parent := filepath.Dir(at)
+		if parent == at {
+			break
+		}
+		at = parent
+	}
+	if missing != "" {
+		missing = at
+	}
+	var probs []string
+	if t, err := probe.statfs(at); err != nil {
+		probs = append(probs, fmt.Sprintf("is on a filesystem that cannot be examined (%v)", err))
+	} else if t == tmpfsMagic || t == ramfsMagic {
+		name := "tmpfs"
+		if t == ramfsMagic {
+			name = "ramfs"
+		}
+		probs = append(probs, "is on "+name+" (memory: lost at every reboot)")
+	}
+	if err := probe.writable(at); err != nil {
+		probs = append(probs, fmt.Sprintf("is not writable (%s: %v)", at, err))
+	}
+	return strings.Join(probs, " and "), missing
+}
+
+// tunnelWarnings compares the SAs' tunnel endpoints with the underlay and
+// the peers: a mismatch works (the dataplane sends to the peer's endpoint
+// from the underlay's socket) but usually means a copy-and-paste mistake.
+func tunnelWarnings(cfg *Config) []string {
+	var out []string
+	u := cfg.Underlay
+	for _, s := range cfg.SAs {
+		p := s.Params
+		if p.Mode != esp.Tunnel {
+			continue
+		}
+		local, remote := p.TunnelSrc, p.TunnelDst
+		if s.Dir == sad.Inbound {
+			local, remote = remote, local
+		}
+		if own := u.Local4; local.Is4() && own.IsValid() && own != local || local.Is6() && u.Local6.IsValid() && u.Local6 != local {
+			out = append(out, fmt.Sprintf("%s: local tunnel address %s is not the underlay's (underlay.local)", s.Path, local))
+		}
+		for _, peer := range cfg.Peers {
+			spis := peer.OutSPIs
+			if s.Dir == sad.Inbound {
+				spis = peer.InSPIs
+			}
+			if slices.Contains(spis, p.SPI) && peer.Endpoint.Addr.Addr() != remote && !peer.Roaming {
+				out = append(out, fmt.Sprintf("%s: remote tunnel address %s is not the endpoint %s of its peer %q", s.Path, remote, peer.Endpoint.Addr.Addr(), peer.Name))
+			}
+		}
+	}
+	return out
+}

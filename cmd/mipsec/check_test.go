@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mipsec/mipsec/internal/seqstore"
+)
+
+const ext4Magic = 0xef53
+
+// fakeProbe reports every path on a filesystem of type fsType, writable
+// unless writeErr is set.
+func fakeProbe(fsType int64, writeErr error) stateProbe {
+	return stateProbe{
+		statfs:   func(string) (int64, error) { return fsType, nil },
+		writable: func(string) error { return writeErr },
+	}
+}
+
+// withStateDir copies a testdata config into a temp dir with state_dir
+// replaced.
+func withStateDir(t *testing.T, src, stateDir string) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	i := strings.Index(s, "\nstate_dir = ")
+	if i < 0 {
+		t.Fatalf("%s has no state_dir", src)
+	}
+	j := strings.Index(s[i+1:], "\n")
+	s = s[:i+1] + `state_dir = "` + stateDir + `"` + s[i+1+j:]
+	file := filepath.Join(t.TempDir(), filepath.Base(src))
+	if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func TestCheck(t *testing.T) {
+	existing := t.TempDir()
+	gcm := "../../testdata/gateway-a.toml" // aes128gcm16 outbound: counter mode
+	cbcOnly := func(t *testing.T, stateDir string) string {
+		// gateway-a with the v4 SAs turned into CBC: nothing counter-mode.
+		f := withStateDir(t, gcm, stateDir)
+		data, _ := os.ReadFile(f)
+		s := strings.ReplaceAll(string(data), `algorithm = "aes128gcm16"
+enc_key = "0x4a0b1c2d3e4f5061728394a5b6c7d8e9f0011223"`, `algorithm = "aes128-sha256"
+enc_key = "0x4a0b1c2d3e4f5061728394a5b6c7d8e9"
+auth_key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"`)
+		os.WriteFile(f, []byte(s), 0o600)
+		return f
+	}
+	for _, tt := range []struct {
+		name     string
+		file     func(t *testing.T) string
+		probe    stateProbe
+		rc       int
+		warn     []string // substrings of stderr
+		noWarn   bool
+		stdoutOK bool
+	}{
+		{name: "persistent", file: func(t *testing.T) string { return withStateDir(t, gcm, existing) },
+			probe: fakeProbe(ext4Magic, nil), rc: 0, noWarn: true, stdoutOK: true},
+		{name: "tmpfs", file: func(t *testing.T) string { return withStateDir(t, gcm, existing) },
+			probe: fakeProbe(tmpfsMagic, nil), rc: 0, stdoutOK: true,
+			warn: []string{"is on tmpfs", "sa[0] (a-to-b-v4) uses a counter-mode algorithm", "RFC 8221 §3", "reuses IVs"}},
+		{name: "ramfs", file: func(t *testing.T) string { return withStateDir(t, gcm, existing) },
+			probe: fakeProbe(ramfsMagic, nil), rc: 0, stdoutOK: true, warn: []string{"is on ramfs", "RFC 8221"}},
+		{name: "not writable", file: func(t *testing.T) string { return withStateDir(t, gcm, existing) },
+			probe: fakeProbe(ext4Magic, errors.New("permission denied")), rc: 0, stdoutOK: true,
+			warn: []string{"is not writable", "permission denied", "RFC 8221"}},
+		{name: "missing", file: func(t *testing.T) string { return withStateDir(t, gcm, filepath.Join(existing, "a", "b")) },
+			probe: fakeProbe(ext4Magic, nil), rc: 0, stdoutOK: true, warn: []string{"does not exist yet; mipsec run creates it (mode 0700) under " + existing}},
+		{name: "missing on tmpfs", file: func(t *testing.T) string { return withStateDir(t, gcm, filepath.Join(existing, "a")) },
+			probe: fakeProbe(tmpfsMagic, nil), rc: 0, stdoutOK: true, warn: []string{"does not exist yet", "is on tmpfs"}},
+		{name: "cbc only on tmpfs", file: func(t *testing.T) string { return cbcOnly(t, existing) },
+			probe: fakeProbe(tmpfsMagic, nil), rc: 0, noWarn: true, stdoutOK: true},
+		{name: "endpoint mismatch", file: func(t *testing.T) string {
+			f := withStateDir(t, gcm, existing)
+			data, _ := os.ReadFile(f)
+			os.WriteFile(f, []byte(strings.Replace(string(data), `endpoint = "203.0.113.1"`, `endpoint = "203.0.113.9"`, 1)), 0o600)
+			return f
+		}, probe: fakeProbe(ext4Magic, nil), rc: 0, stdoutOK: true,
+			warn: []string{`sa[0]: remote tunnel address 203.0.113.1 is not the endpoint 203.0.113.9 of its peer "gateway-b"`}},
+		{name: "bad config", file: func(t *testing.T) string { return "../../testdata/bad/many-errors.toml" },
+			probe: fakeProbe(ext4Magic, nil), rc: 1, warn: []string{"sa[0].mode", "underlay.encap", "sa[1].dir", "4 errors"}},
+		{name: "no such file", file: func(t *testing.T) string { return filepath.Join(existing, "nope.toml") },
+			probe: fakeProbe(ext4Magic, nil), rc: 1, warn: []string{"no such file"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			rc := checkConfig(tt.file(t), &out, &errb, tt.probe)
+			if rc != tt.rc {
+				t.Errorf("rc %d, want %d\nstdout: %s\nstderr: %s", rc, tt.rc, out.String(), errb.String())
+			}
+			for _, w := range tt.warn {
+				if !strings.Contains(errb.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errb.String())
+				}
+			}
+			if tt.noWarn && errb.Len() != 0 {
+				t.Errorf("unexpected warnings:\n%s", errb.String())
+			}
+			if got := strings.Contains(out.String(), ": OK ("); got != tt.stdoutOK {
+				t.Errorf("stdout %q", out.String())
+			}
+		})
+	}
+}
+
+// TestCheckCorruptState: a corrupt sequence-number record is an error
+// for check, as it is for run.
+func TestCheckCorruptState(t *testing.T) {
+	state := t.TempDir()
+	file := withStateDir(t, "../../testdata/gateway-a.toml", state)
+	cfg, err := loadConfig(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.SAs[0].Params
+	st, _ := seqstore.Open(state, seqstore.Options{})
+	fp := seqstore.KeyFingerprint(p.Algorithm.String(), p.EncKey, p.AuthKey)
+	if err := os.WriteFile(st.Path(p.SPI, fp), []byte("mipsec seqstore v1\nspi 0000b001\ngarbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if rc := checkConfig(file, &out, &errb, fakeProbe(ext4Magic, nil)); rc != 1 {
+		t.Fatalf("rc %d\n%s", rc, errb.String())
+	}
+	if !strings.Contains(errb.String(), "sa[0]") || !strings.Contains(errb.String(), "corrupt") {
+		t.Errorf("stderr: %s", errb.String())
+	}
+}
+
+func TestCheckCommandLine(t *testing.T) {
+	var out, errb bytes.Buffer
+	if rc := run([]string{"check", "-c", "../../testdata/bad/key-length.toml"}, &out, &errb); rc != 1 {
+		t.Errorf("rc %d", rc)
+	}
+	if !strings.Contains(errb.String(), "key-length.toml:26: sa[0].enc_key: 15 bytes, aes128gcm16 needs 20 (16-byte key + 4-byte salt)") {
+		t.Errorf("stderr: %s", errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if rc := run([]string{"check", "-c", "../../testdata/gateway-b.toml"}, &out, &errb); rc != 0 {
+		t.Errorf("rc %d: %s", rc, errb.String())
+	}
+	if rc := run([]string{"check", "extra"}, &out, &errb); rc != 2 {
+		t.Errorf("stray argument: rc %d", rc)
+	}
+	if rc := run([]string{"run", "-c", "../../testdata/bad/syntax.toml"}, &out, &errb); rc != 1 || !strings.Contains(errb.String(), "nothing started") {
+		t.Errorf("run with a bad config: rc %d: %s", rc, errb.String())
+	}
+}

@@ -1,0 +1,1172 @@
+package main
+
+// The daemon's configuration file (TOML): parsing, field-by-field
+// validation with every error collected, and the sad.Config / spd.Policy /
+// dataplane.PeerConfig values built from it. testdata/gateway-a.toml is the
+// annotated example; `mipsec check -c FILE` prints what this file finds.
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+
+	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/internal/header"
+	"github.com/mipsec/mipsec/sad"
+	"github.com/mipsec/mipsec/spd"
+)
+
+// Defaults of the configuration file.
+const (
+	DefaultStateDir  = "/var/lib/mipsec"
+	DefaultTUNMTU    = 1400
+	DefaultKeepalive = 20 * time.Second
+)
+
+// errInvalidConfig is wrapped by every ConfigErrors: the file must be fixed;
+// retrying cannot help.
+var errInvalidConfig = errors.New("invalid configuration")
+
+// ConfigError is one problem in a configuration file: where (the key path as
+// written, e.g. "sa[2].enc_key", and its line when known) and what is wrong
+// and what is expected.
+type ConfigError struct {
+	File string
+	Line int
+	Path string
+	Msg  string
+}
+
+func (e ConfigError) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d", e.Line)
+		}
+		b.WriteString(": ")
+	} else if e.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", e.Line)
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// ConfigErrors is every problem found in one file, in file order.
+type ConfigErrors []ConfigError
+
+func (es ConfigErrors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+func (es ConfigErrors) Unwrap() error { return errInvalidConfig }
+
+// Config is a validated configuration.
+type Config struct {
+	// File is the path the configuration was read from.
+	File string
+
+	LogLevel  zapcore.Level
+	LogFormat string // "console" or "json"
+
+	StateDir      string
+	ControlSocket string
+
+	TUN      TUNConfig
+	Underlay UnderlayConfig
+	Peers    []dataplane.PeerConfig
+	// SAs in file order; Keys hold the key material for SAKeys and the
+	// sequence-number store (never logged).
+	SAs      []SAConfig
+	Policies []spd.Policy
+}
+
+// TUNConfig is the [tun] section.
+type TUNConfig struct {
+	Name      string
+	MTU       int
+	Addresses []netip.Prefix
+	Routes    []netip.Prefix
+}
+
+// UnderlayConfig is the [underlay] section.
+type UnderlayConfig struct {
+	// Local holds at most one IPv4 and one IPv6 address; invalid when
+	// that family is not used.
+	Local4, Local6 netip.Addr
+	// Raw and UDP say which encapsulations listen (encap = raw|udp|both).
+	Raw, UDP  bool
+	UDPPort   uint16
+	Keepalive time.Duration
+}
+
+// SAConfig is one [[sa]] ready for sad.DB.Add (Params.InitialSeq is set
+// by the daemon from the sequence-number store).
+type SAConfig struct {
+	sad.Config
+	// Path is "sa[i]", for messages.
+	Path string
+}
+
+// loadConfig reads and validates the file at path.
+func loadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseConfig(path, data)
+}
+
+// parseConfig validates data (read from file, which names key files
+// relative to its directory). It returns every problem it finds as
+// ConfigErrors.
+func parseConfig(file string, data []byte) (*Config, error) {
+	v := &validator{file: file, baseDir: filepath.Dir(file), lines: tomlLines(data)}
+	var rc rawConfig
+	if errs := decodeTOML(data, &rc); len(errs) > 0 {
+		for _, e := range errs {
+			e.File = file
+			v.errs = append(v.errs, e)
+		}
+		var de bool
+		for _, e := range errs {
+			if e.Msg != "unknown field (misspelt, or in the wrong section?)" {
+				de = true
+			}
+		}
+		if de {
+			return nil, v.result()
+		}
+	}
+	cfg := v.config(&rc)
+	if err := v.result(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// validator collects errors with their lines.
+type validator struct {
+	file    string
+	baseDir string // key file paths are relative to it
+	lines   map[string]int
+	errs    ConfigErrors
+	// declared holds the (dir, spi) of every [[sa]] whose dir and spi
+	// parse, valid or not, so that a broken SA does not also make every
+	// policy and peer that names it an error.
+	declared map[[2]uint32]bool
+}
+
+func (v *validator) errf(path, format string, args ...any) {
+	e := ConfigError{File: v.file, Line: v.line(path), Path: path, Msg: fmt.Sprintf(format, args...)}
+	if slices.Contains(v.errs, e) {
+		return // the same problem reached twice (a shorthand for both sides)
+	}
+	v.errs = append(v.errs, e)
+}
+
+// line finds the line of path or of its nearest ancestor that is written.
+func (v *validator) line(path string) int {
+	for p := path; p != ""; {
+		if l, ok := v.lines[p]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0
+}
+
+func (v *validator) result() error {
+	if len(v.errs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(v.errs, func(a, b ConfigError) int {
+		if a.Line == 0 || b.Line == 0 {
+			return 0
+		}
+		return a.Line - b.Line
+	})
+	return v.errs
+}
+
+func (v *validator) config(rc *rawConfig) *Config {
+	cfg := &Config{File: v.file}
+	v.log(rc, cfg)
+	cfg.StateDir = DefaultStateDir
+	if rc.StateDir != nil {
+		cfg.StateDir = *rc.StateDir
+		if !filepath.IsAbs(cfg.StateDir) {
+			v.errf("state_dir", "%q is relative; want an absolute directory such as %s", cfg.StateDir, DefaultStateDir)
+		}
+	}
+	cfg.ControlSocket = DefaultControlPath
+	if s := rc.Control.Socket; s != "" {
+		cfg.ControlSocket = s
+		if !filepath.IsAbs(s) {
+			v.errf("control.socket", "%q is relative; want an absolute path such as %s", s, DefaultControlPath)
+		}
+	}
+	v.tun(&rc.TUN, &cfg.TUN)
+	v.underlay(&rc.Underlay, &cfg.Underlay)
+	v.sas(rc.SAs, cfg)
+	v.policies(rc.Policies, cfg)
+	v.peers(rc.Peers, cfg)
+	return cfg
+}
+
+func (v *validator) log(rc *rawConfig, cfg *Config) {
+	cfg.LogLevel = zapcore.InfoLevel
+	if l := rc.Log.Level; l != "" {
+		lv, err := zapcore.ParseLevel(l)
+		if err != nil || lv > zapcore.ErrorLevel {
+			v.errf("log.level", "%q is not a level; want debug, info, warn or error", l)
+		}
+		cfg.LogLevel = lv
+	}
+	switch f := strings.ToLower(rc.Log.Format); f {
+	case "", "console":
+		cfg.LogFormat = "console"
+	case "json":
+		cfg.LogFormat = "json"
+	default:
+		v.errf("log.format", "%q is not a format; want console or json", rc.Log.Format)
+	}
+}
+
+// IFNAMSIZ - 1: the longest Linux interface name.
+const maxIfName = 15
+
+func (v *validator) tun(r *rawTUN, t *TUNConfig) {
+	t.Name = r.Name
+	switch {
+	case r.Name == "":
+		v.errf("tun.name", "missing; want the TUN device name, e.g. name = \"mipsec0\"")
+	case len(r.Name) > maxIfName || strings.ContainsAny(r.Name, "/ \t\n:") || r.Name == "." || r.Name == "..":
+		v.errf("tun.name", "%q is not a Linux interface name (at most %d characters, no '/', ':' or spaces)", r.Name, maxIfName)
+	}
+	t.MTU = DefaultTUNMTU
+	if r.MTU != nil {
+		t.MTU = int(*r.MTU)
+		if *r.MTU < 576 || *r.MTU > 65535 {
+			v.errf("tun.mtu", "%d is out of range; want 576..65535 (1280 or more with IPv6)", *r.MTU)
+		}
+	}
+	v6 := false
+	for i, s := range r.Addresses {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			v.errf(indexPath("tun.addresses", i), "%q is not an address with prefix length, e.g. \"192.0.2.1/25\" or \"2001:db8:1::1/64\"", s)
+			continue
+		}
+		v6 = v6 || p.Addr().Is6()
+		t.Addresses = append(t.Addresses, p)
+	}
+	for i, s := range r.Routes {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			v.errf(indexPath("tun.routes", i), "%q is not a prefix, e.g. \"192.0.2.128/25\"", s)
+			continue
+		}
+		if p != p.Masked() {
+			v.errf(indexPath("tun.routes", i), "%q has host bits set; want %s", s, p.Masked())
+			continue
+		}
+		v6 = v6 || p.Addr().Is6()
+		t.Routes = append(t.Routes, p)
+	}
+	if v6 && t.MTU < 1280 && r.MTU != nil && *r.MTU >= 576 {
+		v.errf("tun.mtu", "%d is below 1280, the IPv6 minimum (RFC 8200 §5), and the TUN carries IPv6", t.MTU)
+	}
+}
+
+func (v *validator) underlay(r *rawUnderlay, u *UnderlayConfig) {
+	for i, s := range r.Local {
+		p := indexPath("underlay.local", i)
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			v.errf(p, "%q is not an IP address", s)
+			continue
+		}
+		a = a.Unmap()
+		if a.IsUnspecified() || a.IsMulticast() {
+			v.errf(p, "%s cannot be a local underlay address", a)
+			continue
+		}
+		dst := &u.Local6
+		if a.Is4() {
+			dst = &u.Local4
+		}
+		if dst.IsValid() {
+			v.errf(p, "%s: a second %s address; want at most one IPv4 and one IPv6 address", a, family(a))
+			continue
+		}
+		*dst = a
+	}
+	switch strings.ToLower(r.Encap) {
+	case "", "raw":
+		u.Raw = true
+	case "udp":
+		u.UDP = true
+	case "both":
+		u.Raw, u.UDP = true, true
+	default:
+		v.errf("underlay.encap", "%q is not an encapsulation; want raw (IP protocol 50), udp (RFC 3948, port 4500) or both", r.Encap)
+		u.Raw = true
+	}
+	u.UDPPort = dataplane.UDPEncapPort
+	if r.UDPPort != nil {
+		if *r.UDPPort < 1 || *r.UDPPort > 65535 {
+			v.errf("underlay.udp_port", "%d is not a port; want 1..65535 (normally 4500)", *r.UDPPort)
+		} else {
+			u.UDPPort = uint16(*r.UDPPort)
+		}
+	}
+	u.Keepalive = DefaultKeepalive
+	if r.Keepalive != "" {
+		d, ok := v.duration("underlay.keepalive", r.Keepalive, true)
+		if ok {
+			u.Keepalive = d
+		}
+	}
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// duration parses a Go duration ("20s", "1h30m"); "off" (with allowOff)
+// gives -1, which turns a timer off.
+func (v *validator) duration(path, s string, allowOff bool) (time.Duration, bool) {
+	if allowOff && (s == "off" || s == "0") {
+		return -1, true
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		hint := ""
+		if allowOff {
+			hint = ", or \"off\""
+		}
+		v.errf(path, "%q is not a positive duration; want e.g. \"20s\" or \"1h30m\"%s", s, hint)
+		return 0, false
+	}
+	return d, true
+}
+
+// parseSPIValue reads an SPI written as an integer, "0x..." hex or a
+// decimal string.
+func parseSPIValue(x any) (uint32, error) {
+	var n uint64
+	switch t := x.(type) {
+	case int64:
+		if t < 0 || t > math.MaxUint32 {
+			return 0, fmt.Errorf("%d is out of range; want 256..4294967295", t)
+		}
+		n = uint64(t)
+	case string:
+		s := strings.TrimSpace(t)
+		var err error
+		if h, ok := strings.CutPrefix(strings.ToLower(s), "0x"); ok {
+			n, err = strconv.ParseUint(h, 16, 32)
+		} else {
+			n, err = strconv.ParseUint(s, 10, 32)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%q is not an SPI; want an integer or hex such as \"0x0000a001\"", t)
+		}
+	default:
+		return 0, fmt.Errorf("%v is not an SPI; want an integer or hex such as \"0x0000a001\"", x)
+	}
+	if n == 0 {
+		return 0, errors.New("0 is not a valid SPI (RFC 4303 §2.1)")
+	}
+	if n < 256 {
+		return 0, fmt.Errorf("%d is reserved by IANA (RFC 4303 §2.1: 1..255); want 256 or more", n)
+	}
+	return uint32(n), nil
+}
+
+func (v *validator) dir(path, s string) (sad.Direction, bool) {
+	switch strings.ToLower(s) {
+	case "out", "outbound":
+		return sad.Outbound, true
+	case "in", "inbound":
+		return sad.Inbound, true
+	case "":
+		v.errf(path, "missing; want \"in\" or \"out\"")
+	default:
+		v.errf(path, "%q is not a direction; want \"in\" or \"out\"", s)
+	}
+	return 0, false
+}
+
+func (v *validator) sas(raws []rawSA, cfg *Config) {
+	seen := map[[2]uint32]string{} // dir, spi -> path
+	v.declared = map[[2]uint32]bool{}
+	for i := range raws {
+		var d sad.Direction
+		switch strings.ToLower(raws[i].Dir) {
+		case "out", "outbound":
+			d = sad.Outbound
+		case "in", "inbound":
+			d = sad.Inbound
+		}
+		if spi, err := parseSPIValue(raws[i].SPI); err == nil && d != 0 {
+			v.declared[[2]uint32{uint32(d), spi}] = true
+		}
+	}
+	for i := range raws {
+		r := &raws[i]
+		path := indexPath("sa", i)
+		c, ok := v.sa(path, r)
+		if !ok {
+			continue
+		}
+		k := [2]uint32{uint32(c.Dir), c.Params.SPI}
+		if prev, dup := seen[k]; dup {
+			v.errf(path+".spi", "%#08x is already used by the %s SA %s; SPIs must be unique per direction", c.Params.SPI, c.Dir, prev)
+			continue
+		}
+		seen[k] = path
+		cfg.SAs = append(cfg.SAs, SAConfig{Config: c, Path: path})
+	}
+	// Build them once in a scratch SAD: what sad or esp still refuse is
+	// reported on the SA.
+	db := sad.New(sad.Options{})
+	defer db.Close()
+	for _, s := range cfg.SAs {
+		if _, err := db.Add(s.Config); err != nil {
+			v.errf(s.Path, "%v", err)
+		}
+	}
+}
+
+func (v *validator) sa(path string, r *rawSA) (sad.Config, bool) {
+	var c sad.Config
+	n := len(v.errs)
+	c.Name = r.Name
+	if r.SPI == nil {
+		v.errf(path+".spi", "missing; want the SPI as an integer or hex (\"0x0000a001\")")
+	} else if spi, err := parseSPIValue(r.SPI); err != nil {
+		v.errf(path+".spi", "%v", err)
+	} else {
+		c.Params.SPI = spi
+	}
+	c.Dir, _ = v.dir(path+".dir", r.Dir)
+	p := &c.Params
+	switch strings.ToLower(r.Mode) {
+	case "", "tunnel":
+		p.Mode = esp.Tunnel
+	case "transport":
+		p.Mode = esp.Transport
+	default:
+		v.errf(path+".mode", "%q is not a mode; want tunnel or transport", r.Mode)
+	}
+	// Tunnel endpoints, from our side: local is ours, remote the peer's.
+	if p.Mode == esp.Tunnel {
+		local := v.addr(path+".local", r.Local, "our outer (tunnel) address")
+		remote := v.addr(path+".remote", r.Remote, "the peer's outer (tunnel) address")
+		if local.IsValid() && remote.IsValid() && local.Is4() != remote.Is4() {
+			v.errf(path+".remote", "%s is %s but local %s is %s; tunnel endpoints must be one family", remote, family(remote), local, family(local))
+		}
+		if c.Dir == sad.Inbound {
+			p.TunnelSrc, p.TunnelDst = remote, local
+		} else {
+			p.TunnelSrc, p.TunnelDst = local, remote
+		}
+	} else if p.Mode == esp.Transport {
+		if r.Local != "" {
+			v.errf(path+".local", "tunnel endpoints are for mode = \"tunnel\"; remove it")
+		}
+		if r.Remote != "" {
+			v.errf(path+".remote", "tunnel endpoints are for mode = \"tunnel\"; remove it")
+		}
+	}
+	if r.Algorithm == "" {
+		v.errf(path+".algorithm", "missing; want one of %s", strings.Join(esp.AlgorithmNames(), ", "))
+	} else if a, err := esp.ParseAlgorithm(r.Algorithm); err != nil {
+		v.errf(path+".algorithm", "%q is not an algorithm; want one of %s", r.Algorithm, strings.Join(esp.AlgorithmNames(), ", "))
+	} else {
+		p.Algorithm = a
+		p.EncKey = v.key(path, "enc_key", r.EncKey, r.EncKeyFile, a, a.EncKeyLen(), encKeyShape(a))
+		p.AuthKey = v.key(path, "auth_key", r.AuthKey, r.AuthKeyFile, a, a.AuthKeyLen(), authKeyShape(a))
+	}
+	p.ESN = r.ESN
+	p.NoReplay = r.NoReplay
+	if r.ReplayWindow != nil {
+		w := *r.ReplayWindow
+		switch {
+		case c.Dir == sad.Outbound:
+			v.errf(path+".replay_window", "only an inbound SA has an anti-replay window; remove it")
+		case w < esp.MinReplayWindow || w > esp.MaxReplayWindow:
+			v.errf(path+".replay_window", "%d is out of range; want %d..%d packets (RFC 4303 §3.4.3)", w, esp.MinReplayWindow, esp.MaxReplayWindow)
+		default:
+			p.ReplayWindow = int(w)
+		}
+	}
+	if r.NoReplay && r.ESN {
+		v.errf(path+".no_replay", "cannot be combined with esn = true (RFC 4303 §3.3.3: the receiver could not infer the high half)")
+	}
+	if r.NoReplay && c.Dir == sad.Outbound {
+		v.errf(path+".no_replay", "only an inbound SA checks replays; remove it")
+	}
+	if r.HopLimit != nil {
+		if *r.HopLimit < 1 || *r.HopLimit > 255 {
+			v.errf(path+".hop_limit", "%d is out of range; want 1..255", *r.HopLimit)
+		} else {
+			p.HopLimit = uint8(*r.HopLimit)
+		}
+	}
+	switch strings.ToLower(r.DF) {
+	case "", "copy":
+		p.DF = esp.DFCopy
+	case "set":
+		p.DF = esp.DFSet
+	case "clear":
+		p.DF = esp.DFClear
+	default:
+		v.errf(path+".df", "%q is not a DF rule; want copy, set or clear (RFC 4301 §8.1)", r.DF)
+	}
+	c.Lifetime = v.lifetime(path+".lifetime", &r.Lifetime)
+	if len(r.Selectors) == 0 {
+		v.errf(path+".selectors", "missing; an SA needs at least one selector set (RFC 4301 §4.4.2), e.g. selectors = [{ local = \"192.0.2.0/25\", remote = \"192.0.2.128/25\" }]")
+	}
+	c.Selectors = v.selectors(path+".selectors", r.Selectors)
+	return c, len(v.errs) == n
+}
+
+func (v *validator) addr(path, s, what string) netip.Addr {
+	if s == "" {
+		v.errf(path, "missing; want %s (tunnel mode)", what)
+		return netip.Addr{}
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		v.errf(path, "%q is not an IP address; want %s", s, what)
+		return netip.Addr{}
+	}
+	a = a.Unmap()
+	if a.IsUnspecified() || a.IsMulticast() {
+		v.errf(path, "%s cannot be a tunnel endpoint; want %s", a, what)
+		return netip.Addr{}
+	}
+	return a
+}
+
+// encKeyShape says what an encryption key of a is made of, for messages.
+func encKeyShape(a esp.Algorithm) string {
+	switch {
+	case a.EncKeyLen() == 0:
+		return "no encryption key"
+	case a.CounterMode():
+		return fmt.Sprintf("%d-byte key + 4-byte salt", a.EncKeyLen()-4)
+	}
+	return fmt.Sprintf("%d-byte AES key", a.EncKeyLen())
+}
+
+func authKeyShape(a esp.Algorithm) string {
+	if a.AuthKeyLen() == 0 {
+		return "no separate integrity key: it is combined mode"
+	}
+	if strings.HasSuffix(a.String(), "sha1") {
+		return fmt.Sprintf("%d-byte HMAC-SHA1 key", a.AuthKeyLen())
+	}
+	return fmt.Sprintf("%d-byte HMAC-SHA-256 key", a.AuthKeyLen())
+}
+
+// key reads field (inline hex) or field_file of an SA and checks its length.
+func (v *validator) key(sapath, field, inline, file string, alg esp.Algorithm, want int, shape string) []byte {
+	path := sapath + "." + field
+	var k []byte
+	switch {
+	case inline != "" && file != "":
+		v.errf(path, "set either %s or %s_file, not both", field, field)
+		return nil
+	case file != "":
+		path += "_file"
+		b, err := v.readKeyFile(path, file)
+		if err != nil {
+			return nil
+		}
+		if k, err = decodeHexKey(string(b)); err != nil {
+			v.errf(path, "%s: not a hex key: %v (want hex text, as `openssl rand -hex %d` writes)", file, err, max(want, 1))
+			return nil
+		}
+	case inline != "":
+		var err error
+		if k, err = decodeHexKey(inline); err != nil {
+			v.errf(path, "not a hex key: %v", err)
+			return nil
+		}
+	}
+	if len(k) != want {
+		switch {
+		case want == 0:
+			v.errf(path, "%d bytes, but %s takes %s; remove it", len(k), alg, shape)
+		case len(k) == 0:
+			v.errf(path, "missing; %s needs %d bytes (%s), as %s = \"<hex>\" or %s_file = \"<path>\"", alg, want, shape, field, field)
+		default:
+			v.errf(path, "%d bytes, %s needs %d (%s)", len(k), alg, want, shape)
+		}
+		return nil
+	}
+	return k
+}
+
+// decodeHexKey reads hex with optional 0x, whitespace and colons.
+func decodeHexKey(s string) ([]byte, error) {
+	s = strings.Map(func(r rune) rune {
+		if r == ':' || r == ' ' || r == '\t' || r == '\n' || r == '\r' {
+			return -1
+		}
+		return r
+	}, s)
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	if len(s)%2 != 0 {
+		return nil, fmt.Errorf("odd number of hex digits (%d)", len(s))
+	}
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		var ie hex.InvalidByteError
+		if errors.As(err, &ie) {
+			return nil, fmt.Errorf("%q is not a hex digit", rune(ie))
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// readKeyFile reads a key file after checking that only its owner can read
+// it (mode 0600 or stricter) and that the owner is root or us.
+func (v *validator) readKeyFile(path, name string) ([]byte, error) {
+	p := name
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(v.baseDir, p)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		v.errf(path, "%v", err)
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		v.errf(path, "%s is not a regular file", p)
+		return nil, errInvalidConfig
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		v.errf(path, "%s has mode %#o; a key file must be 0600 or stricter (chmod 600 %s)", p, perm, p)
+		return nil, errInvalidConfig
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		v.errf(path, "%s is owned by uid %d; a key file must belong to root or to the daemon's user (uid %d)", p, st.Uid, os.Geteuid())
+		return nil, errInvalidConfig
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		v.errf(path, "%v", err)
+	}
+	return b, err
+}
+
+func (v *validator) lifetime(path string, r *rawLifetime) sad.Lifetime {
+	var l sad.Lifetime
+	lim := func(p string, r *rawLimits) sad.Limits {
+		var m sad.Limits
+		if r.Bytes != nil {
+			if *r.Bytes <= 0 {
+				v.errf(p+".bytes", "%d: want a positive byte count (omit it for no limit)", *r.Bytes)
+			} else {
+				m.Bytes = uint64(*r.Bytes)
+			}
+		}
+		if r.Packets != nil {
+			if *r.Packets <= 0 {
+				v.errf(p+".packets", "%d: want a positive packet count (omit it for no limit)", *r.Packets)
+			} else {
+				m.Packets = uint64(*r.Packets)
+			}
+		}
+		if r.Time != "" {
+			if d, ok := v.duration(p+".time", r.Time, false); ok {
+				m.Time = d
+			}
+		}
+		return m
+	}
+	l.Soft = lim(path+".soft", &r.Soft)
+	l.Hard = lim(path+".hard", &r.Hard)
+	check := func(kind string, soft, hard uint64, show func(uint64) string) {
+		if soft != 0 && hard != 0 && soft > hard {
+			v.errf(path+".soft."+kind, "%s is above the hard limit %s; the soft limit must come first (RFC 4301 §4.4.2.1)", show(soft), show(hard))
+		}
+	}
+	num := func(x uint64) string { return strconv.FormatUint(x, 10) }
+	check("bytes", l.Soft.Bytes, l.Hard.Bytes, num)
+	check("packets", l.Soft.Packets, l.Hard.Packets, num)
+	check("time", uint64(l.Soft.Time), uint64(l.Hard.Time), func(x uint64) string { return time.Duration(x).String() })
+	return l
+}
+
+func (v *validator) selectors(path string, raws []rawSelector) []sad.Selector {
+	var out []sad.Selector
+	n := len(v.errs)
+	fam := 0 // bits of the first set that names a family
+	famPath := ""
+	for i := range raws {
+		p := indexPath(path, i)
+		s, ok := v.selector(p, &raws[i])
+		if !ok {
+			continue
+		}
+		for _, r := range []struct {
+			field string
+			a     sad.AddrRange
+		}{{"local", s.Local}, {"remote", s.Remote}} {
+			bits, _ := r.a.Validate()
+			if bits == 0 {
+				continue
+			}
+			if fam == 0 {
+				fam, famPath = bits, p+"."+r.field
+			} else if bits != fam {
+				v.errf(p+"."+r.field, "mixes IPv%d with IPv%d at %s; one entry is one address family (RFC 4301 §4.4.1.1): use a separate SA or policy", ipv(bits), ipv(fam), famPath)
+			}
+		}
+		out = append(out, s)
+	}
+	if len(v.errs) == n && len(out) > 0 {
+		if err := sad.ValidateSelectors(out, "selector"); err != nil {
+			v.errf(path, "%v", err)
+		}
+	}
+	return out
+}
+
+func ipv(bits int) int {
+	if bits == 32 {
+		return 4
+	}
+	return 6
+}
+
+// confProtos are the protocol names a selector accepts.
+var confProtos = map[string]uint8{
+	"any": sad.ProtoAny, "icmp": header.ProtoICMP, "tcp": header.ProtoTCP, "udp": header.ProtoUDP,
+	"esp": header.ProtoESP, "ipv6-icmp": header.ProtoICMPv6, "icmpv6": header.ProtoICMPv6,
+	"sctp": header.ProtoSCTP, "mh": header.ProtoMobility, "mobility": header.ProtoMobility,
+	"gre": 47,
+}
+
+func (v *validator) selector(path string, r *rawSelector) (sad.Selector, bool) {
+	var s sad.Selector
+	n := len(v.errs)
+	var err error
+	if s.Local, err = confAddrRange(r.Local); err != nil {
+		v.errf(path+".local", "%v", err)
+	}
+	if s.Remote, err = confAddrRange(r.Remote); err != nil {
+		v.errf(path+".remote", "%v", err)
+	}
+	lb, _ := s.Local.Validate()
+	rb, _ := s.Remote.Validate()
+	if len(v.errs) == n && lb != 0 && rb != 0 && lb != rb {
+		v.errf(path+".remote", "%s is IPv%d but local %s is IPv%d; a selector set is one address family (RFC 4301 §4.4.1.1)", r.Remote, ipv(rb), r.Local, ipv(lb))
+	}
+	switch x := r.Proto.(type) {
+	case nil:
+	case string:
+		if pr, ok := confProtos[strings.ToLower(x)]; ok {
+			s.Proto = pr
+		} else if u, err := strconv.ParseUint(x, 10, 8); err == nil {
+			s.Proto = uint8(u)
+		} else {
+			v.errf(path+".proto", "%q is not a protocol; want a number 0..255 or one of any, tcp, udp, icmp, ipv6-icmp, sctp, mh, esp, gre", x)
+		}
+	case int64:
+		if x < 0 || x > 255 {
+			v.errf(path+".proto", "%d is out of range; want 0..255 (IANA protocol number) or a name", x)
+		} else {
+			s.Proto = uint8(x)
+		}
+	default:
+		v.errf(path+".proto", "want a protocol number or name")
+	}
+	ports := s.Proto == header.ProtoTCP || s.Proto == header.ProtoUDP || s.Proto == header.ProtoSCTP
+	icmp := s.Proto == header.ProtoICMP || s.Proto == header.ProtoICMPv6
+	mh := s.Proto == header.ProtoMobility
+	side := func(name string, port any, icmpType, icmpCode, bothType, bothCode, mhType, bothMH *int64) sad.Ports {
+		if icmpType == nil {
+			icmpType = bothType
+		}
+		if icmpCode == nil {
+			icmpCode = bothCode
+		}
+		if mhType == nil {
+			mhType = bothMH
+		}
+		var out sad.Ports
+		set := 0
+		if port != nil {
+			set++
+			if !ports {
+				v.errf(path+"."+name+"_port", "ports need proto = tcp, udp or sctp (RFC 4301 §4.4.1.1); for ICMP use icmp_type/icmp_code, for MH mh_type")
+			} else if p, err := confPorts(port); err != nil {
+				v.errf(path+"."+name+"_port", "%v", err)
+			} else {
+				out = p
+			}
+		}
+		if icmpType != nil || icmpCode != nil {
+			set++
+			switch {
+			case !icmp:
+				v.errf(path+".icmp_type", "ICMP type/code need proto = icmp or ipv6-icmp")
+			case icmpType == nil:
+				v.errf(path+".icmp_code", "an ICMP code needs an icmp_type")
+			case *icmpType < 0 || *icmpType > 255:
+				v.errf(path+".icmp_type", "%d is out of range; want 0..255", *icmpType)
+			case icmpCode != nil && (*icmpCode < 0 || *icmpCode > 255):
+				v.errf(path+".icmp_code", "%d is out of range; want 0..255", *icmpCode)
+			case icmpCode != nil:
+				out = sad.ICMPTypeCode(uint8(*icmpType), uint8(*icmpCode))
+			default:
+				out = sad.ICMPType(uint8(*icmpType))
+			}
+		}
+		if mhType != nil {
+			set++
+			switch {
+			case !mh:
+				v.errf(path+".mh_type", "a Mobility Header type needs proto = mh (135)")
+			case *mhType < 0 || *mhType > 255:
+				v.errf(path+".mh_type", "%d is out of range; want 0..255 (RFC 6275 §6.1.2)", *mhType)
+			default:
+				out = sad.MHType(uint8(*mhType))
+			}
+		}
+		if set > 1 {
+			v.errf(path, "%s side: set only one of %s_port, ICMP type/code and MH type", name, name)
+		}
+		return out
+	}
+	s.LocalPort = side("local", r.LocalPort, r.LocalICMPType, r.LocalICMPCode, r.ICMPType, r.ICMPCode, r.LocalMHType, r.MHType)
+	s.RemotePort = side("remote", r.RemotePort, r.RemoteICMPType, r.RemoteICMPCode, r.ICMPType, r.ICMPCode, r.RemoteMHType, r.MHType)
+	return s, len(v.errs) == n
+}
+
+// confAddrRange reads "any", an address, a prefix or "from-to".
+func confAddrRange(s string) (sad.AddrRange, error) {
+	s = strings.TrimSpace(s)
+	const want = "want \"any\", an address, a prefix (\"192.0.2.0/24\") or a range (\"192.0.2.10-192.0.2.20\")"
+	switch {
+	case s == "" || strings.EqualFold(s, "any"):
+		return sad.AnyAddr, nil
+	case strings.Contains(s, "/"):
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return sad.AddrRange{}, fmt.Errorf("%q is not a prefix; %s", s, want)
+		}
+		if p != p.Masked() {
+			return sad.AddrRange{}, fmt.Errorf("%q has host bits set; want %s", s, p.Masked())
+		}
+		return sad.PrefixRange(p), nil
+	case strings.Contains(s, "-"):
+		a, b, _ := strings.Cut(s, "-")
+		from, err1 := netip.ParseAddr(strings.TrimSpace(a))
+		to, err2 := netip.ParseAddr(strings.TrimSpace(b))
+		if err1 != nil || err2 != nil {
+			return sad.AddrRange{}, fmt.Errorf("%q is not a range; %s", s, want)
+		}
+		r := sad.AddrRange{From: from.Unmap(), To: to.Unmap()}
+		if _, err := r.Validate(); err != nil {
+			return sad.AddrRange{}, fmt.Errorf("%q: %v", s, err)
+		}
+		return r, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return sad.AddrRange{}, fmt.Errorf("%q is not an address; %s", s, want)
+	}
+	return sad.SingleAddr(a.Unmap()), nil
+}
+
+// confPorts reads 80, "80", "1000-2000", "any" or "opaque".
+func confPorts(x any) (sad.Ports, error) {
+	const want = "want a port 0..65535, a range \"lo-hi\", \"any\" or \"opaque\""
+	switch t := x.(type) {
+	case int64:
+		if t < 0 || t > 65535 {
+			return sad.Ports{}, fmt.Errorf("%d is out of range; %s", t, want)
+		}
+		return sad.Port(uint16(t)), nil
+	case string:
+		s := strings.TrimSpace(t)
+		switch {
+		case strings.EqualFold(s, "any"):
+			return sad.Ports{}, nil
+		case strings.EqualFold(s, "opaque"):
+			return sad.Opaque, nil
+		}
+		lo, hi, isRange := strings.Cut(s, "-")
+		l, err := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+		if err != nil {
+			return sad.Ports{}, fmt.Errorf("%q is not a port; %s", s, want)
+		}
+		if !isRange {
+			return sad.Port(uint16(l)), nil
+		}
+		h, err := strconv.ParseUint(strings.TrimSpace(hi), 10, 16)
+		if err != nil {
+			return sad.Ports{}, fmt.Errorf("%q is not a port range; %s", s, want)
+		}
+		if h < l {
+			return sad.Ports{}, fmt.Errorf("%q: the range ends before it starts; want lo <= hi", s)
+		}
+		return sad.PortsRange(uint16(l), uint16(h)), nil
+	}
+	return sad.Ports{}, fmt.Errorf("%v: %s", x, want)
+}
+
+func (v *validator) policies(raws []rawPolicy, cfg *Config) {
+	spis := v.declared
+	scratch := spd.New(nil)
+	for i := range raws {
+		r := &raws[i]
+		path := indexPath("policy", i)
+		n := len(v.errs)
+		var p spd.Policy
+		p.Name = r.Name
+		p.Dir, _ = v.dir(path+".dir", r.Dir)
+		switch strings.ToLower(r.Action) {
+		case "protect":
+			p.Action = spd.Protect
+		case "bypass":
+			p.Action = spd.Bypass
+		case "discard":
+			p.Action = spd.Discard
+		case "":
+			v.errf(path+".action", "missing; want protect, bypass or discard")
+		default:
+			v.errf(path+".action", "%q is not an action; want protect, bypass or discard", r.Action)
+		}
+		if r.SPI != nil {
+			spi, err := parseSPIValue(r.SPI)
+			switch {
+			case err != nil:
+				v.errf(path+".spi", "%v", err)
+			case p.Action != spd.Protect:
+				v.errf(path+".spi", "only a protect policy names an SA; remove it")
+			case p.Dir != 0 && !spis[[2]uint32{uint32(p.Dir), spi}]:
+				v.errf(path+".spi", "%#08x names no %s SA; want the spi of an [[sa]] with dir = %q", spi, p.Dir, dirWord(p.Dir))
+			default:
+				p.SPI = spi
+			}
+		} else if p.Action == spd.Protect && p.Dir == sad.Outbound {
+			v.errf(path+".spi", "missing; an outbound protect policy names its SA by SPI")
+		}
+		if len(r.Selectors) == 0 {
+			v.errf(path+".selectors", "missing; want at least one selector set, e.g. [{ local = \"any\", remote = \"any\" }] for a catch-all")
+		}
+		p.Selectors = v.selectors(path+".selectors", r.Selectors)
+		if len(v.errs) != n {
+			continue
+		}
+		if err := scratch.Append(p); err != nil {
+			field := ""
+			if errors.Is(err, spd.ErrDuplicateName) {
+				field = ".name"
+			}
+			v.errf(path+field, "%v", err)
+			continue
+		}
+		cfg.Policies = append(cfg.Policies, p)
+	}
+}
+
+func dirWord(d sad.Direction) string {
+	if d == sad.Inbound {
+		return "in"
+	}
+	return "out"
+}
+
+func isCatchAllDiscard(p spd.Policy) bool {
+	if p.Action != spd.Discard {
+		return false
+	}
+	for _, s := range p.Selectors {
+		if s == (sad.Selector{}) {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *validator) peers(raws []rawPeer, cfg *Config) {
+	dirOf := v.declared
+	names := map[string]string{}
+	owner := map[[2]uint32]string{}
+	for i := range raws {
+		r := &raws[i]
+		path := indexPath("peer", i)
+		n := len(v.errs)
+		var pc dataplane.PeerConfig
+		pc.Name = r.Name
+		if r.Name == "" {
+			v.errf(path+".name", "missing; every peer needs a unique name")
+		} else if prev, dup := names[r.Name]; dup {
+			v.errf(path+".name", "%q is already the name of %s", r.Name, prev)
+		} else {
+			names[r.Name] = path
+		}
+		switch strings.ToLower(r.Encap) {
+		case "":
+			pc.Endpoint.Encap = dataplane.EncapRaw
+			if cfg.Underlay.UDP && !cfg.Underlay.Raw {
+				pc.Endpoint.Encap = dataplane.EncapUDP
+			}
+		case "raw":
+			pc.Endpoint.Encap = dataplane.EncapRaw
+			if !cfg.Underlay.Raw {
+				v.errf(path+".encap", "raw, but underlay.encap does not listen for raw ESP; set underlay.encap = \"raw\" or \"both\"")
+			}
+		case "udp":
+			pc.Endpoint.Encap = dataplane.EncapUDP
+			if !cfg.Underlay.UDP {
+				v.errf(path+".encap", "udp, but underlay.encap does not listen on UDP; set underlay.encap = \"udp\" or \"both\"")
+			}
+		default:
+			v.errf(path+".encap", "%q is not an encapsulation; want raw or udp", r.Encap)
+		}
+		if ap, ok := v.endpoint(path+".endpoint", r.Endpoint, pc.Endpoint.Encap, cfg.Underlay.UDPPort); ok {
+			pc.Endpoint.Addr = ap
+			a := ap.Addr()
+			if a.Is4() && !cfg.Underlay.Local4.IsValid() && cfg.Underlay.Local6.IsValid() ||
+				a.Is6() && !cfg.Underlay.Local6.IsValid() && cfg.Underlay.Local4.IsValid() {
+				v.errf(path+".endpoint", "%s is %s but underlay.local has no %s address", a, family(a), family(a))
+			}
+		}
+		pc.Roaming = r.Roaming
+		if r.RoamInterval != "" {
+			if d, ok := v.duration(path+".roam_interval", r.RoamInterval, false); ok {
+				pc.RoamInterval = d
+			}
+		}
+		pc.Keepalive = cfg.Underlay.Keepalive
+		if r.Keepalive != "" {
+			if d, ok := v.duration(path+".keepalive", r.Keepalive, true); ok {
+				pc.Keepalive = d
+			}
+		}
+		spiList := func(field string, xs []any, dir sad.Direction) []uint32 {
+			var out []uint32
+			for j, x := range xs {
+				p := indexPath(path+"."+field, j)
+				spi, err := parseSPIValue(x)
+				if err != nil {
+					v.errf(p, "%v", err)
+					continue
+				}
+				k := [2]uint32{uint32(dir), spi}
+				if !dirOf[k] {
+					v.errf(p, "%#08x names no %s SA; want the spi of an [[sa]] with dir = %q", spi, dir, dirWord(dir))
+					continue
+				}
+				if prev, dup := owner[k]; dup {
+					v.errf(p, "%#08x already belongs to %s; an SPI belongs to one peer", spi, prev)
+					continue
+				}
+				owner[k] = path
+				out = append(out, spi)
+			}
+			return out
+		}
+		pc.OutSPIs = spiList("out_spis", r.OutSPIs, sad.Outbound)
+		pc.InSPIs = spiList("in_spis", r.InSPIs, sad.Inbound)
+		if len(pc.OutSPIs) == 0 && len(pc.InSPIs) == 0 && len(v.errs) == n {
+			v.errf(path, "names no SAs; want out_spis and/or in_spis")
+		}
+		if len(v.errs) == n {
+			cfg.Peers = append(cfg.Peers, pc)
+		}
+	}
+}
+
+// endpoint reads "ip", "ip:port" or "[ipv6]:port".
+func (v *validator) endpoint(path, s string, encap dataplane.Encap, udpPort uint16) (netip.AddrPort, bool) {
+	if s == "" {
+		v.errf(path, "missing; want the peer's outer address, \"203.0.113.1\" or \"203.0.113.1:4500\"")
+		return netip.AddrPort{}, false
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		if encap == dataplane.EncapRaw {
+			v.errf(path, "%q has a port, but raw ESP has none; drop the port or set encap = \"udp\"", s)
+			return netip.AddrPort{}, false
+		}
+		if ap.Port() == 0 {
+			v.errf(path, "%q: port 0; want 1..65535 (normally 4500)", s)
+			return netip.AddrPort{}, false
+		}
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), v.usable(path, ap.Addr())
+	}
+	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	if err != nil || a.Zone() != "" {
+		v.errf(path, "%q is not an address or address:port; want \"203.0.113.1\", \"203.0.113.1:4500\" or \"[2001:db8::1]:4500\"", s)
+		return netip.AddrPort{}, false
+	}
+	a = a.Unmap()
+	port := uint16(0)
+	if encap == dataplane.EncapUDP {
+		port = udpPort
+	}
+	return netip.AddrPortFrom(a, port), v.usable(path, a)
+}
+
+func (v *validator) usable(path string, a netip.Addr) bool {
+	if a.IsUnspecified() || a.IsMulticast() {
+		v.errf(path, "%s cannot be a peer address", a)
+		return false
+	}
+	return true
+}
+
+// counterModeSAs lists the outbound SAs whose IVs come from the sequence
+// number: with manual keys they need the state directory.
+func (c *Config) counterModeSAs() []string {
+	var out []string
+	for _, s := range c.SAs {
+		if s.Dir == sad.Outbound && s.Params.Algorithm.CounterMode() {
+			name := s.Path
+			if s.Name != "" {
+				name += " (" + s.Name + ")"
+			}
+			out = append(out, name)
+		}
+	}
+	return out
+}

@@ -1,0 +1,268 @@
+package main
+
+// The TOML side of the configuration: the raw structs go-toml decodes into
+// (strictly: an unknown key is an error) and the index of key paths to line
+// numbers that lets every validation error point at its line.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// rawConfig is the file as written. Optional numbers are pointers so that
+// "absent" and "0" differ; SPIs, protocols and ports are `any` because they
+// may be written as a number or a string ("0xa001", "tcp", "1000-2000").
+type rawConfig struct {
+	Log      rawLog      `toml:"log"`
+	StateDir *string     `toml:"state_dir"`
+	Control  rawControl  `toml:"control"`
+	TUN      rawTUN      `toml:"tun"`
+	Underlay rawUnderlay `toml:"underlay"`
+	Peers    []rawPeer   `toml:"peer"`
+	SAs      []rawSA     `toml:"sa"`
+	Policies []rawPolicy `toml:"policy"`
+}
+
+type rawLog struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+type rawControl struct {
+	Socket string `toml:"socket"`
+}
+
+type rawTUN struct {
+	Name      string   `toml:"name"`
+	MTU       *int64   `toml:"mtu"`
+	Addresses []string `toml:"addresses"`
+	Routes    []string `toml:"routes"`
+}
+
+type rawUnderlay struct {
+	Local     []string `toml:"local"`
+	Encap     string   `toml:"encap"`
+	UDPPort   *int64   `toml:"udp_port"`
+	Keepalive string   `toml:"keepalive"`
+}
+
+type rawPeer struct {
+	Name         string `toml:"name"`
+	Endpoint     string `toml:"endpoint"`
+	Encap        string `toml:"encap"`
+	Roaming      bool   `toml:"roaming"`
+	RoamInterval string `toml:"roam_interval"`
+	Keepalive    string `toml:"keepalive"`
+	OutSPIs      []any  `toml:"out_spis"`
+	InSPIs       []any  `toml:"in_spis"`
+}
+
+type rawSA struct {
+	Name         string        `toml:"name"`
+	SPI          any           `toml:"spi"`
+	Dir          string        `toml:"dir"`
+	Mode         string        `toml:"mode"`
+	Local        string        `toml:"local"`
+	Remote       string        `toml:"remote"`
+	Algorithm    string        `toml:"algorithm"`
+	EncKey       string        `toml:"enc_key"`
+	AuthKey      string        `toml:"auth_key"`
+	EncKeyFile   string        `toml:"enc_key_file"`
+	AuthKeyFile  string        `toml:"auth_key_file"`
+	ESN          bool          `toml:"esn"`
+	ReplayWindow *int64        `toml:"replay_window"`
+	NoReplay     bool          `toml:"no_replay"`
+	HopLimit     *int64        `toml:"hop_limit"`
+	DF           string        `toml:"df"`
+	Lifetime     rawLifetime   `toml:"lifetime"`
+	Selectors    []rawSelector `toml:"selectors"`
+}
+
+type rawLifetime struct {
+	Soft rawLimits `toml:"soft"`
+	Hard rawLimits `toml:"hard"`
+}
+
+type rawLimits struct {
+	Bytes   *int64 `toml:"bytes"`
+	Packets *int64 `toml:"packets"`
+	Time    string `toml:"time"`
+}
+
+// rawSelector is one RFC 4301 §4.4.1.1 selector set. "local" is the
+// protected side (the source of outbound packets, the destination of
+// inbound ones).
+type rawSelector struct {
+	Local      string `toml:"local"`
+	Remote     string `toml:"remote"`
+	Proto      any    `toml:"proto"`
+	LocalPort  any    `toml:"local_port"`
+	RemotePort any    `toml:"remote_port"`
+	// ICMP / ICMPv6 type and code, and Mobility Header type, for both
+	// sides (icmp_type, icmp_code, mh_type) or per side (RFC 4301
+	// §4.4.1.3: an outbound packet is checked against the local value, an
+	// inbound one against the remote value).
+	ICMPType       *int64 `toml:"icmp_type"`
+	ICMPCode       *int64 `toml:"icmp_code"`
+	LocalICMPType  *int64 `toml:"local_icmp_type"`
+	LocalICMPCode  *int64 `toml:"local_icmp_code"`
+	RemoteICMPType *int64 `toml:"remote_icmp_type"`
+	RemoteICMPCode *int64 `toml:"remote_icmp_code"`
+	MHType         *int64 `toml:"mh_type"`
+	LocalMHType    *int64 `toml:"local_mh_type"`
+	RemoteMHType   *int64 `toml:"remote_mh_type"`
+}
+
+type rawPolicy struct {
+	Name      string        `toml:"name"`
+	Dir       string        `toml:"dir"`
+	Action    string        `toml:"action"`
+	SPI       any           `toml:"spi"`
+	Selectors []rawSelector `toml:"selectors"`
+}
+
+// decodeTOML decodes data strictly into rc. Unknown keys are returned as
+// config errors (all of them, with their lines) and decoding goes on; a
+// syntax or type error stops it and is returned alone.
+func decodeTOML(data []byte, rc *rawConfig) []ConfigError {
+	d := toml.NewDecoder(bytes.NewReader(data))
+	d.DisallowUnknownFields()
+	err := d.Decode(rc)
+	if err == nil {
+		return nil
+	}
+	var sm *toml.StrictMissingError
+	if errors.As(err, &sm) {
+		var out []ConfigError
+		for _, e := range sm.Errors {
+			row, _ := e.Position()
+			out = append(out, ConfigError{Line: row, Path: strings.Join(e.Key(), "."),
+				Msg: "unknown field (misspelt, or in the wrong section?)"})
+		}
+		return out
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		return []ConfigError{{Line: row, Path: strings.Join(de.Key(), "."), Msg: msg}}
+	}
+	return []ConfigError{{Msg: err.Error()}}
+}
+
+// tomlLines maps key paths as validation errors spell them ("tun.name",
+// "sa[2].enc_key", "sa[0].selectors[1].local") to the line where they are
+// written. Array-of-tables and array elements get their 0-based index.
+func tomlLines(data []byte) map[string]int {
+	lines := map[string]int{}
+	lineOf := func(r unstable.Range) int {
+		if int(r.Offset) > len(data) {
+			return 0
+		}
+		return 1 + bytes.Count(data[:r.Offset], []byte{'\n'})
+	}
+	counts := map[string]int{} // array-of-tables path -> elements seen
+	resolve := func(keys []string) string {
+		cur := ""
+		for _, k := range keys {
+			cur = joinPath(cur, k)
+			if n, ok := counts[cur]; ok {
+				cur = fmt.Sprintf("%s[%d]", cur, n-1)
+			}
+		}
+		return cur
+	}
+	var walk func(path string, n *unstable.Node)
+	walk = func(path string, n *unstable.Node) {
+		switch n.Kind {
+		case unstable.Array:
+			it := n.Children()
+			for i := 0; it.Next(); i++ {
+				c := it.Node()
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if l := lineOf(c.Raw); c.Raw.Length > 0 {
+					lines[p] = l
+				}
+				walk(p, c)
+			}
+		case unstable.InlineTable:
+			it := n.Children()
+			for it.Next() {
+				kv := it.Node()
+				if kv.Kind != unstable.KeyValue {
+					continue
+				}
+				keys, first := keyOf(kv)
+				p := path
+				for _, k := range keys {
+					p = joinPath(p, k)
+				}
+				lines[p] = lineOf(first)
+				if _, ok := lines[path]; !ok {
+					lines[path] = lineOf(first)
+				}
+				walk(p, kv.Value())
+			}
+		}
+	}
+	var p unstable.Parser
+	p.Reset(data)
+	prefix := ""
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.Table:
+			keys, first := keyOf(e)
+			prefix = resolve(keys)
+			lines[prefix] = lineOf(first)
+		case unstable.ArrayTable:
+			keys, first := keyOf(e)
+			base := joinPath(resolve(keys[:len(keys)-1]), keys[len(keys)-1])
+			i := counts[base]
+			counts[base] = i + 1
+			prefix = fmt.Sprintf("%s[%d]", base, i)
+			lines[prefix] = lineOf(first)
+		case unstable.KeyValue:
+			keys, first := keyOf(e)
+			path := prefix
+			for _, k := range keys {
+				path = joinPath(path, k)
+			}
+			lines[path] = lineOf(first)
+			walk(path, e.Value())
+		}
+	}
+	return lines
+}
+
+// keyOf returns the (dotted) key of a KeyValue, Table or ArrayTable node and
+// the range of its first part.
+func keyOf(n *unstable.Node) ([]string, unstable.Range) {
+	var keys []string
+	var first unstable.Range
+	it := n.Key()
+	for it.Next() {
+		k := it.Node()
+		if len(keys) == 0 {
+			first = k.Raw
+		}
+		keys = append(keys, string(k.Data))
+	}
+	return keys, first
+}
+
+func joinPath(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "." + b
+}
+
+// indexPath is path[i].
+func indexPath(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }

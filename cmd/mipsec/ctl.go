@@ -1,0 +1,746 @@
+package main
+
+// The client subcommands that talk to a running daemon over the control
+// socket (control.go has the protocol): status, stats, peers, sa, policy,
+// capture.
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/sad"
+	"github.com/mipsec/mipsec/spd"
+)
+
+const (
+	// ctlDialTimeout and ctlCallTimeout bound a client call.
+	ctlDialTimeout = 2 * time.Second
+	ctlCallTimeout = 30 * time.Second
+	// maxResponseLen bounds one answer line (a large SAD listed as JSON).
+	maxResponseLen = 256 << 20
+)
+
+// ctlClient talks to the daemon at path.
+type ctlClient struct{ path string }
+
+func (c ctlClient) dial() (net.Conn, error) {
+	conn, err := net.DialTimeout("unix", c.path, ctlDialTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w (is `mipsec run` running, and are you root?)", c.path, err)
+	}
+	return conn, nil
+}
+
+// call sends one request and decodes the answer's data into out (unless
+// out is nil). An {"ok":false} answer is returned as an error.
+func (c ctlClient) call(cmd string, args, out any) error {
+	conn, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(ctlCallTimeout))
+	br := bufio.NewReader(conn)
+	if err := sendRequest(conn, cmd, args); err != nil {
+		return err
+	}
+	data, err := readResponse(br)
+	if err != nil {
+		return err
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("%s: bad answer from the daemon: %w", cmd, err)
+		}
+	}
+	return nil
+}
+
+func sendRequest(w io.Writer, cmd string, args any) error {
+	req := map[string]any{"cmd": cmd}
+	if args != nil {
+		req["args"] = args
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// readResponse reads one answer line and returns its data, or its error.
+func readResponse(br *bufio.Reader) (json.RawMessage, error) {
+	line, err := readLine(br, maxResponseLen)
+	if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
+		return nil, fmt.Errorf("control socket: reading the answer: %w", err)
+	}
+	var resp struct {
+		OK    bool            `json:"ok"`
+		Data  json.RawMessage `json:"data"`
+		Error string          `json:"error"`
+	}
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return nil, fmt.Errorf("control socket: bad answer: %w", err)
+	}
+	if !resp.OK {
+		if resp.Error == "" {
+			resp.Error = "request failed"
+		}
+		return nil, errors.New(resp.Error)
+	}
+	return resp.Data, nil
+}
+
+// ctlFlags is a FlagSet with the flags every client has. --socket defaults
+// to $MIPSEC_SOCKET, else DefaultControlPath.
+func ctlFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("mipsec "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := os.Getenv("MIPSEC_SOCKET")
+	if def == "" {
+		def = DefaultControlPath
+	}
+	sock := fs.String("socket", def, "control socket `path` ($MIPSEC_SOCKET sets the default)")
+	return fs, sock
+}
+
+// parseInterspersed parses flags that may come before, between or after
+// the positional arguments, which it returns.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// ctlFail prints err and returns the exit status for it.
+func ctlFail(stderr io.Writer, name string, err error) int {
+	fmt.Fprintf(stderr, "mipsec %s: %v\n", name, err)
+	return 1
+}
+
+func printJSON(w io.Writer, raw any) int {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(raw); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// ctlStatus is `mipsec status`.
+func ctlStatus(args []string, stdout, stderr io.Writer) int {
+	fs, sock := ctlFlags("status", stderr)
+	asJSON := fs.Bool("json", false, "print the daemon's JSON answer")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var st statusInfo
+	var raw json.RawMessage
+	if err := (ctlClient{*sock}).call("status", nil, &raw); err != nil {
+		return ctlFail(stderr, "status", err)
+	}
+	if *asJSON {
+		return printJSON(stdout, raw)
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return ctlFail(stderr, "status", err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "daemon\trunning (pid %d, %s)\n", st.PID, st.Version)
+	fmt.Fprintf(tw, "SAs\t%d out, %d in\n", st.SAsOut, st.SAsIn)
+	fmt.Fprintf(tw, "policies\t%d out, %d in\n", st.PoliciesOut, st.PoliciesIn)
+	fmt.Fprintf(tw, "peers\t%d\n", st.Peers)
+	keys := make([]string, 0, len(st.Daemon))
+	for k := range st.Daemon {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%s\t%v\n", k, st.Daemon[k])
+	}
+	tw.Flush()
+	return 0
+}
+
+// ctlStats is `mipsec stats`.
+func ctlStats(args []string, stdout, stderr io.Writer) int {
+	fs, sock := ctlFlags("stats", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var raw json.RawMessage
+	if err := (ctlClient{*sock}).call("stats", nil, &raw); err != nil {
+		return ctlFail(stderr, "stats", err)
+	}
+	if *asJSON {
+		return printJSON(stdout, raw)
+	}
+	var st statsInfo
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return ctlFail(stderr, "stats", err)
+	}
+	writeStats(stdout, &st)
+	return 0
+}
+
+func writeStats(w io.Writer, st *statsInfo) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DIR\tSPI\tNAME\tPACKETS\tBYTES\tSEQ\tDROPS")
+	for _, s := range st.SAs {
+		fmt.Fprintf(tw, "%s\t0x%08x\t%s\t%d\t%d\t%d\t%s\n", s.Dir, s.SPI, orDash(s.Name), s.Packets, s.Bytes, s.Seq, formatCounts(s.Drops))
+	}
+	tw.Flush()
+	dp := st.Dataplane
+	fmt.Fprintf(w, "\ndataplane: out %d pkts / %d B read, %d sent; in %d received, %d delivered; keepalives %d, roams %d\n",
+		dp.OutPackets, dp.OutBytes, dp.SentPackets, dp.InPackets, dp.DeliveredPackets, dp.Keepalives, dp.Roams)
+	fmt.Fprintf(w, "dataplane drops: %s\n", formatCounts(dp.Drops))
+	for _, s := range st.SPD {
+		fmt.Fprintf(w, "spd %s: no_match %d, unparsable %d, unprotected %d, no_sa %d\n", s.Dir, s.NoMatch, s.Unparsable, s.Unprotected, s.NoSA)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// formatCounts prints "icv=3 replay=1" sorted by name, or "-".
+func formatCounts(m map[string]uint64) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", k, m[k])
+	}
+	return b.String()
+}
+
+// ctlPeers is `mipsec peers`.
+func ctlPeers(args []string, stdout, stderr io.Writer) int {
+	fs, sock := ctlFlags("peers", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var raw json.RawMessage
+	if err := (ctlClient{*sock}).call("peers", nil, &raw); err != nil {
+		return ctlFail(stderr, "peers", err)
+	}
+	if *asJSON {
+		return printJSON(stdout, raw)
+	}
+	var ps []peerInfo
+	if err := json.Unmarshal(raw, &ps); err != nil {
+		return ctlFail(stderr, "peers", err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tENDPOINT\tENCAP\tROAMS\tLAST ROAM\tKEEPALIVES")
+	for _, p := range ps {
+		last := "-"
+		if !p.LastRoam.IsZero() {
+			last = p.LastRoam.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\n", p.Name, p.Endpoint, p.Encap, p.Roams, last, p.KeepalivesSent)
+	}
+	tw.Flush()
+	return 0
+}
+
+// ctlSA is `mipsec sa list|add|update|del`.
+func ctlSA(args []string, stdout, stderr io.Writer) int {
+	const use = "usage: mipsec sa list|add|update|del [flags]  (mipsec sa CMD -h for its flags)"
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, use)
+		return 2
+	}
+	switch args[0] {
+	case "list", "ls", "show":
+		return ctlSAList(args[1:], stdout, stderr)
+	case "add":
+		return ctlSAChange("add", args[1:], stdout, stderr)
+	case "update", "replace":
+		return ctlSAChange("update", args[1:], stdout, stderr)
+	case "del", "delete", "rm":
+		return ctlSADel(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "mipsec sa: unknown command %q\n%s\n", args[0], use)
+	return 2
+}
+
+func ctlSAList(args []string, stdout, stderr io.Writer) int {
+	fs, sock := ctlFlags("sa list", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	ws := fs.Bool("wireshark", false, "print the SAs, keys included, as lines of Wireshark's esp_sa file (~/.config/wireshark/esp_sa)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	c := ctlClient{*sock}
+	if *ws {
+		var sas []wiresharkSA
+		if err := c.call("sa.wireshark", nil, &sas); err != nil {
+			return ctlFail(stderr, "sa list", err)
+		}
+		writeWireshark(stdout, stderr, sas)
+		return 0
+	}
+	var raw json.RawMessage
+	if err := c.call("sa.list", nil, &raw); err != nil {
+		return ctlFail(stderr, "sa list", err)
+	}
+	if *asJSON {
+		return printJSON(stdout, raw)
+	}
+	var sas []saInfo
+	if err := json.Unmarshal(raw, &sas); err != nil {
+		return ctlFail(stderr, "sa list", err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DIR\tSPI\tNAME\tMODE\tALGORITHM\tTUNNEL\tSEQ\tPACKETS\tBYTES\tDROPS\tSELECTORS")
+	for _, s := range sas {
+		tunnel := "-"
+		if s.TunnelSrc != "" {
+			tunnel = s.TunnelSrc + " -> " + s.TunnelDst
+		}
+		fmt.Fprintf(tw, "%s\t0x%08x\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.Dir, s.SPI, orDash(s.Name), s.Mode, s.Algorithm, tunnel,
+			s.Seq, s.Stats.Packets, s.Stats.Bytes, formatCounts(s.Stats.Drops), strings.Join(s.Selectors, "; "))
+	}
+	tw.Flush()
+	return 0
+}
+
+// spiFlag parses SPIs in decimal or 0x hex.
+type spiFlag uint32
+
+func (f *spiFlag) String() string { return fmt.Sprintf("0x%08x", uint32(*f)) }
+func (f *spiFlag) Set(s string) error {
+	v, err := strconv.ParseUint(s, 0, 32)
+	if err != nil {
+		return fmt.Errorf("SPI %q: decimal or 0x hex, 32 bits", s)
+	}
+	*f = spiFlag(v)
+	return nil
+}
+
+// selectorFlags are the flags of one selector set.
+type selectorFlags struct {
+	local, remote, proto, lport, rport *string
+}
+
+func addSelectorFlags(fs *flag.FlagSet) selectorFlags {
+	return selectorFlags{
+		local:  fs.String("local", "any", "selector: local (protected) `addresses`: any, an address, a prefix or from-to"),
+		remote: fs.String("remote", "any", "selector: remote `addresses`"),
+		proto:  fs.String("proto", "any", "selector: `protocol` number or name (tcp, udp, icmp, ipv6-icmp, mh)"),
+		lport:  fs.String("lport", "any", "selector: local `port`s: any, opaque, 80, 1000-2000"),
+		rport:  fs.String("rport", "any", "selector: remote `port`s"),
+	}
+}
+
+func (f selectorFlags) spec() selectorSpec {
+	return selectorSpec{Local: *f.local, Remote: *f.remote, Proto: *f.proto, LocalPort: *f.lport, RemotePort: *f.rport}
+}
+
+func ctlSAChange(what string, args []string, stdout, stderr io.Writer) int {
+	name := "sa " + what
+	fs, sock := ctlFlags(name, stderr)
+	file := fs.String("f", "", "read the SA(s) from `FILE`: [[sa]] tables as in the config file, or a JSON object or array")
+	var spi spiFlag
+	spec := saSpec{}
+	fs.StringVar(&spec.Name, "name", "", "SA name")
+	fs.StringVar(&spec.Dir, "dir", "", "direction: in or out")
+	fs.Var(&spi, "spi", "SPI (decimal or 0x hex)")
+	fs.StringVar(&spec.Mode, "mode", "tunnel", "tunnel or transport")
+	fs.StringVar(&spec.Algorithm, "alg", "", "algorithm ("+strings.Join(esp.AlgorithmNames(), ", ")+")")
+	fs.StringVar(&spec.EncKey, "enc-key", "", "encryption key in hex (AEAD: key||salt)")
+	fs.StringVar(&spec.AuthKey, "auth-key", "", "integrity key in hex")
+	fs.StringVar(&spec.TunnelSrc, "src", "", "tunnel mode: outer source address (the sender)")
+	fs.StringVar(&spec.TunnelDst, "dst", "", "tunnel mode: outer destination address")
+	fs.BoolVar(&spec.ESN, "esn", false, "extended sequence numbers")
+	fs.IntVar(&spec.ReplayWindow, "replay-window", 0, "inbound anti-replay window in packets (0: default)")
+	sel := addSelectorFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mipsec %s: unexpected arguments %q\n", name, fs.Args())
+		return 2
+	}
+	var specs []saSpec
+	if *file != "" {
+		var err error
+		if specs, err = loadSASpecs(*file); err != nil {
+			return ctlFail(stderr, name, err)
+		}
+	} else {
+		spec.SPI = uint32(spi)
+		spec.Selectors = []selectorSpec{sel.spec()}
+		// Validate here for a field-by-field message before dialing.
+		if _, err := spec.config(); err != nil {
+			fmt.Fprintf(stderr, "mipsec %s: %v\n", name, err)
+			return 2
+		}
+		specs = []saSpec{spec}
+	}
+	c := ctlClient{*sock}
+	for _, s := range specs {
+		if err := c.call("sa."+what, s, nil); err != nil {
+			return ctlFail(stderr, name, fmt.Errorf("SA %s 0x%08x: %w", s.Dir, s.SPI, err))
+		}
+		fmt.Fprintf(stdout, "sa %s %s 0x%08x: ok\n", what, s.Dir, s.SPI)
+	}
+	return 0
+}
+
+// loadSASpecs reads SAs from a file: TOML [[sa]] tables exactly as in the
+// config file (validated by the config's own code, with its field-by-field,
+// line-numbered errors; key files are read here, relative to the file), or
+// JSON in the control protocol's form (an object or an array).
+func loadSASpecs(path string) ([]saSpec, error) {
+	data, err := readInput(path)
+	if err != nil {
+		return nil, err
+	}
+	if isJSON(data) {
+		var specs []saSpec
+		trim := bytes.TrimSpace(data)
+		if trim[0] == '[' {
+			err = decodeStrict(trim, &specs)
+		} else {
+			var s saSpec
+			err = decodeStrict(trim, &s)
+			specs = []saSpec{s}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		for i := range specs {
+			if _, err := specs[i].config(); err != nil {
+				return nil, fmt.Errorf("%s: [%d]: %w", path, i, err)
+			}
+		}
+		return specs, nil
+	}
+	sas, _, err := parseConfigSnippet(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if len(sas) == 0 {
+		return nil, fmt.Errorf("%s: no [[sa]] table in it", path)
+	}
+	specs := make([]saSpec, 0, len(sas))
+	for _, c := range sas {
+		specs = append(specs, specFromConfig(c))
+	}
+	return specs, nil
+}
+
+// isJSON tells a JSON snippet ({...} or [...]) from TOML ([[sa]] or keys).
+func isJSON(data []byte) bool {
+	t := bytes.TrimSpace(data)
+	return len(t) > 0 && (t[0] == '{' || (t[0] == '[' && !bytes.HasPrefix(t, []byte("[["))))
+}
+
+// parseConfigSnippet validates the [[sa]] and [[policy]] tables of a
+// config-file fragment with the config's validator. Policies may name SAs
+// the daemon already has, so their SPIs count as declared.
+func parseConfigSnippet(file string, data []byte) ([]sad.Config, []spd.Policy, error) {
+	v := &validator{file: file, baseDir: filepath.Dir(file), lines: tomlLines(data)}
+	var rc rawConfig
+	if errs := decodeTOML(data, &rc); len(errs) > 0 {
+		for _, e := range errs {
+			e.File = file
+			v.errs = append(v.errs, e)
+		}
+		return nil, nil, v.result()
+	}
+	var cfg Config
+	v.sas(rc.SAs, &cfg)
+	for _, p := range rc.Policies {
+		if spi, err := parseSPIValue(p.SPI); err == nil {
+			v.declared[[2]uint32{uint32(sad.Outbound), spi}] = true
+			v.declared[[2]uint32{uint32(sad.Inbound), spi}] = true
+		}
+	}
+	v.policies(rc.Policies, &cfg)
+	if err := v.result(); err != nil {
+		return nil, nil, err
+	}
+	sas := make([]sad.Config, 0, len(cfg.SAs))
+	for _, s := range cfg.SAs {
+		sas = append(sas, s.Config)
+	}
+	return sas, cfg.Policies, nil
+}
+
+func readInput(path string) ([]byte, error) {
+	return os.ReadFile(path)
+}
+
+func ctlSADel(args []string, stdout, stderr io.Writer) int {
+	fs, sock := ctlFlags("sa del", stderr)
+	dir := fs.String("dir", "", "direction: in or out")
+	var spi spiFlag
+	fs.Var(&spi, "spi", "SPI (decimal or 0x hex)")
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
+	}
+	// Also accept `mipsec sa del in 0x1001`.
+	if len(rest) == 2 && *dir == "" && spi == 0 {
+		*dir = rest[0]
+		if err := spi.Set(rest[1]); err != nil {
+			fmt.Fprintf(stderr, "mipsec sa del: %v\n", err)
+			return 2
+		}
+	} else if len(rest) != 0 {
+		fmt.Fprintf(stderr, "mipsec sa del: unexpected arguments %q\n", rest)
+		return 2
+	}
+	if _, err := parseDir(*dir); err != nil || spi == 0 {
+		fmt.Fprintln(stderr, "usage: mipsec sa del --dir in|out --spi SPI   (or: mipsec sa del in|out SPI)")
+		return 2
+	}
+	if err := (ctlClient{*sock}).call("sa.del", saRef{Dir: *dir, SPI: uint32(spi)}, nil); err != nil {
+		return ctlFail(stderr, "sa del", err)
+	}
+	fmt.Fprintf(stdout, "sa del %s 0x%08x: ok\n", *dir, uint32(spi))
+	return 0
+}
+
+// ctlPolicy is `mipsec policy list|add|del`.
+func ctlPolicy(args []string, stdout, stderr io.Writer) int {
+	const use = "usage: mipsec policy list|add|del [flags]  (mipsec policy CMD -h for its flags)"
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, use)
+		return 2
+	}
+	switch args[0] {
+	case "list", "ls", "show":
+		return ctlPolicyList(args[1:], stdout, stderr)
+	case "add", "insert":
+		return ctlPolicyAdd(args[1:], stdout, stderr)
+	case "del", "delete", "rm":
+		return ctlPolicyDel(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "mipsec policy: unknown command %q\n%s\n", args[0], use)
+	return 2
+}
+
+func ctlPolicyList(args []string, stdout, stderr io.Writer) int {
+	fs, sock := ctlFlags("policy list", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	dir := fs.String("dir", "", "only this direction (in or out)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var raw json.RawMessage
+	if err := (ctlClient{*sock}).call("policy.list", dirArgs{Dir: *dir}, &raw); err != nil {
+		return ctlFail(stderr, "policy list", err)
+	}
+	if *asJSON {
+		return printJSON(stdout, raw)
+	}
+	var ps []policyInfo
+	if err := json.Unmarshal(raw, &ps); err != nil {
+		return ctlFail(stderr, "policy list", err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DIR\t#\tNAME\tACTION\tSPI\tHITS\tSELECTORS")
+	for _, p := range ps {
+		spi := "-"
+		if p.SPI != 0 {
+			spi = fmt.Sprintf("0x%08x", p.SPI)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\n", p.Dir, p.Index, orDash(p.Name), p.Action, spi, p.Hits, strings.Join(p.Selectors, "; "))
+	}
+	tw.Flush()
+	return 0
+}
+
+func ctlPolicyAdd(args []string, stdout, stderr io.Writer) int {
+	fs, sock := ctlFlags("policy add", stderr)
+	file := fs.String("f", "", "read the policy from `FILE`: one [[policy]] table as in the config file, or a JSON object")
+	var spec policySpec
+	var spi spiFlag
+	fs.StringVar(&spec.Name, "name", "", "policy name (unique)")
+	fs.StringVar(&spec.Dir, "dir", "", "direction: in or out")
+	fs.StringVar(&spec.Action, "action", "", "protect, bypass or discard")
+	fs.Var(&spi, "spi", "outbound PROTECT: the SA's SPI")
+	index := fs.Int("index", -1, "insert at this position of the direction's list (-1: append)")
+	sel := addSelectorFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *file != "" {
+		data, err := readInput(*file)
+		if err != nil {
+			return ctlFail(stderr, "policy add", err)
+		}
+		spec = policySpec{}
+		if isJSON(data) {
+			if err := decodeStrict(bytes.TrimSpace(data), &spec); err != nil {
+				return ctlFail(stderr, "policy add", fmt.Errorf("%s: %w", *file, err))
+			}
+		} else {
+			_, ps, err := parseConfigSnippet(*file, data)
+			if err != nil {
+				return ctlFail(stderr, "policy add", err)
+			}
+			if len(ps) != 1 {
+				return ctlFail(stderr, "policy add", fmt.Errorf("%s: want exactly one [[policy]] table, found %d", *file, len(ps)))
+			}
+			spec = specFromPolicy(ps[0])
+		}
+	} else {
+		spec.SPI = uint32(spi)
+		spec.Selectors = []selectorSpec{sel.spec()}
+	}
+	if *index >= 0 && spec.Index == nil {
+		spec.Index = index
+	}
+	if _, err := spec.policy(); err != nil {
+		fmt.Fprintf(stderr, "mipsec policy add: %v\n", err)
+		return 2
+	}
+	if err := (ctlClient{*sock}).call("policy.add", spec, nil); err != nil {
+		return ctlFail(stderr, "policy add", err)
+	}
+	fmt.Fprintf(stdout, "policy add %s: ok\n", spec.Name)
+	return 0
+}
+
+func ctlPolicyDel(args []string, stdout, stderr io.Writer) int {
+	fs, sock := ctlFlags("policy del", stderr)
+	name := fs.String("name", "", "policy name")
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
+	}
+	if *name == "" && len(rest) == 1 {
+		*name = rest[0]
+	} else if len(rest) != 0 {
+		*name = ""
+	}
+	if *name == "" {
+		fmt.Fprintln(stderr, "usage: mipsec policy del NAME")
+		return 2
+	}
+	if err := (ctlClient{*sock}).call("policy.del", nameArgs{Name: *name}, nil); err != nil {
+		return ctlFail(stderr, "policy del", err)
+	}
+	fmt.Fprintf(stdout, "policy del %s: ok\n", *name)
+	return 0
+}
+
+// ctlCapture is `mipsec capture -w FILE.pcap`.
+func ctlCapture(args []string, stdout, stderr io.Writer) int {
+	fs, sock := ctlFlags("capture", stderr)
+	file := fs.String("w", "", "write the pcap to `FILE` (\"-\": stdout)")
+	inner := fs.Bool("inner", false, "capture cleartext packets at the TUN")
+	outer := fs.Bool("outer", false, "capture ESP packets at the underlay")
+	both := fs.Bool("both", false, "capture both (the default)")
+	count := fs.Int("c", 0, "stop after `COUNT` packets (0: no limit)")
+	dur := fs.Duration("duration", 0, "stop after this long (0: until Ctrl-C)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *file == "" || fs.NArg() > 0 || *count < 0 || *dur < 0 {
+		fmt.Fprintln(stderr, "usage: mipsec capture -w FILE.pcap [--inner|--outer|--both] [-c COUNT] [--duration D]")
+		return 2
+	}
+	if *both {
+		*inner, *outer = true, true
+	}
+	ca := captureArgs{Inner: *inner, Outer: *outer, Count: *count}
+	if *dur > 0 {
+		ca.Duration = dur.String()
+	}
+	var w io.Writer = stdout
+	if *file != "-" {
+		f, err := os.OpenFile(*file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return ctlFail(stderr, "capture", err)
+		}
+		defer f.Close()
+		w = f
+	}
+	bw := bufio.NewWriter(w)
+	defer bw.Flush()
+
+	conn, err := (ctlClient{*sock}).dial()
+	if err != nil {
+		return ctlFail(stderr, "capture", err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(ctlCallTimeout))
+	br := bufio.NewReader(conn)
+	if err := sendRequest(conn, "capture", ca); err != nil {
+		return ctlFail(stderr, "capture", err)
+	}
+	if _, err := readResponse(br); err != nil {
+		return ctlFail(stderr, "capture", err)
+	}
+	conn.SetDeadline(time.Time{})
+	// Ctrl-C ends the capture cleanly: closing the connection ends the
+	// stream, and the file keeps every whole packet received.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt)
+	defer signal.Stop(sig)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-sig:
+			conn.Close()
+		case <-done:
+		}
+	}()
+	n, err := captureStream(br, bw, *count)
+	if err != nil {
+		return ctlFail(stderr, "capture", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return ctlFail(stderr, "capture", err)
+	}
+	if *file != "-" {
+		fmt.Fprintf(stderr, "mipsec capture: %d packets written to %s\n", n, *file)
+	}
+	return 0
+}

@@ -1,0 +1,465 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/dataplane/tuntest"
+	"github.com/mipsec/mipsec/dataplane/underlaytest"
+	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/internal/header"
+	"github.com/mipsec/mipsec/internal/seqstore"
+	"github.com/mipsec/mipsec/pkt"
+	"github.com/mipsec/mipsec/sad"
+	"github.com/mipsec/mipsec/spd"
+)
+
+var (
+	// hostA (192.0.2.10) and hostB (192.0.2.200) are demo.go's.
+	epA = dataplane.Endpoint{Addr: netip.MustParseAddrPort("198.51.100.1:0")}
+	epB = dataplane.Endpoint{Addr: netip.MustParseAddrPort("203.0.113.1:0")}
+)
+
+const spiAtoB = 0x0000b001 // gateway-a.toml's aes128gcm16 outbound SA
+
+// gatewayConfig loads testdata/gateway-X.toml with its state in stateDir.
+func gatewayConfig(t *testing.T, name, stateDir string) *Config {
+	t.Helper()
+	cfg, err := loadConfig(withStateDir(t, "../../testdata/"+name, stateDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// sealSeq seals one packet with sa and returns the ESP sequence number it
+// carries, or the verdict.
+func sealSeq(sa *sad.SA, i int) (uint32, esp.Verdict) {
+	b := pkt.Get()
+	defer pkt.Put(b)
+	b.Set(icmpEcho(hostA, hostB, 100, uint16(i)))
+	if v := sa.Seal(b); v != esp.OK {
+		return 0, v
+	}
+	e := b.Bytes()[header.IPv4MinHeaderLen:]
+	return binary.BigEndian.Uint32(e[4:8]), esp.OK
+}
+
+// crash stops a daemon the way a crash or power loss would: nothing is
+// flushed, only the goroutines are stopped so the test can go on.
+func crash(d *daemon) {
+	if d.dp != nil {
+		d.dp.Close()
+	}
+	d.res.Close()
+	d.sadb.Close()
+}
+
+// TestSeqRestart is the crash model of "Manual keys without IV reuse":
+// build the daemon's SAD, seal, crash without a clean shutdown, rebuild:
+// the first new sequence number is above every one used before. A clean
+// stop then records the exact number, and a new key starts from 1.
+func TestSeqRestart(t *testing.T) {
+	state := t.TempDir()
+	cfg := gatewayConfig(t, "gateway-a.toml", state)
+	opts := daemonOptions{reserver: seqstore.ReserverOptions{InitialChunk: 64, MinChunk: 64, MaxChunk: 64}}
+	var used uint32
+	for run := range 4 {
+		d, err := newDaemon(cfg, zaptest.NewLogger(t), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sa := d.sadb.Outbound(spiAtoB)
+		for i := range 150 {
+			seq, v := sealSeq(sa, i)
+			if v == esp.DropSeqReserve {
+				d.res.Tick() // what the background goroutine does
+				seq, v = sealSeq(sa, i)
+			}
+			if v != esp.OK {
+				t.Fatalf("run %d packet %d: %v", run, i, v)
+			}
+			if i == 0 && run > 0 && seq <= used {
+				t.Fatalf("run %d: first sequence number %d after a crash, but %d was already used", run, seq, used)
+			}
+			used = max(used, seq)
+			if i%20 == 0 {
+				d.res.Tick()
+			}
+		}
+		crash(d)
+	}
+	// A clean stop wastes nothing.
+	d, err := newDaemon(cfg, zaptest.NewLogger(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := sealSeq(d.sadb.Outbound(spiAtoB), 0)
+	if first <= used {
+		t.Fatalf("first %d <= used %d", first, used)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d, err = newDaemon(cfg, zaptest.NewLogger(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := sealSeq(d.sadb.Outbound(spiAtoB), 0); got != first+1 {
+		t.Errorf("after a clean stop: %d, want exactly %d", got, first+1)
+	}
+	d.Close()
+	// New keys under the same SPI: a fresh counter.
+	cfg.SAs[0].Params.EncKey = append([]byte(nil), cfg.SAs[0].Params.EncKey...)
+	cfg.SAs[0].Params.EncKey[0] ^= 0xff
+	d, err = newDaemon(cfg, zaptest.NewLogger(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if got, _ := sealSeq(d.sadb.Outbound(spiAtoB), 0); got != 1 {
+		t.Errorf("new key: first sequence number %d, want 1", got)
+	}
+}
+
+// TestSeqReservedBeforeUse: at every Seal, the number it used is already
+// covered by the reservation on disk; and when the disk cannot take a new
+// reservation, the SA stops at the old one (DropSeqReserve) instead of
+// running ahead.
+func TestSeqReservedBeforeUse(t *testing.T) {
+	state := t.TempDir()
+	cfg := gatewayConfig(t, "gateway-a.toml", state)
+	var failSync atomic.Bool
+	opts := daemonOptions{
+		store: seqstore.Options{Sync: func(f *os.File) error {
+			if failSync.Load() {
+				return errors.New("EIO")
+			}
+			return f.Sync()
+		}},
+		reserver: seqstore.ReserverOptions{InitialChunk: 64, MinChunk: 64, MaxChunk: 64},
+	}
+	d, err := newDaemon(cfg, zaptest.NewLogger(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	sa := d.sadb.Outbound(spiAtoB)
+	p := cfg.SAs[0].Params
+	fp := seqstore.KeyFingerprint(p.Algorithm.String(), p.EncKey, p.AuthKey)
+	onDisk := func() uint64 {
+		r, res, err := d.store.Load(spiAtoB, fp)
+		if err != nil || res != seqstore.Resumed {
+			t.Fatalf("state: %v %v", res, err)
+		}
+		return r
+	}
+	for i := range 300 {
+		seq, v := sealSeq(sa, i)
+		if v == esp.DropSeqReserve {
+			d.res.Tick()
+			seq, v = sealSeq(sa, i)
+		}
+		if v != esp.OK {
+			t.Fatalf("packet %d: %v", i, v)
+		}
+		if r := onDisk(); uint64(seq) > r {
+			t.Fatalf("packet %d used seq %d, but the disk only reserves %d", i, seq, r)
+		}
+		if i%16 == 0 {
+			d.res.Tick()
+		}
+	}
+	failSync.Store(true)
+	r := onDisk()
+	sent := 0
+	for i := range 200 {
+		d.res.Tick()
+		if _, v := sealSeq(sa, i); v == esp.OK {
+			sent++
+		} else if v != esp.DropSeqReserve {
+			t.Fatalf("verdict %v", v)
+		}
+	}
+	if sa.Seq() != r || sa.Stats().Drops[esp.DropSeqReserve] == 0 {
+		t.Errorf("with fsync failing the SA reached %d (reserved on disk: %d), sent %d", sa.Seq(), r, sent)
+	}
+	failSync.Store(false)
+	d.res.Tick()
+	if _, v := sealSeq(sa, 0); v != esp.OK {
+		t.Errorf("after the disk recovered: %v", v)
+	}
+}
+
+// TestSeqCorruptState: a corrupt record stops the daemon with an error that
+// names the file, instead of starting the key from 0 again.
+func TestSeqCorruptState(t *testing.T) {
+	state := t.TempDir()
+	cfg := gatewayConfig(t, "gateway-a.toml", state)
+	d, err := newDaemon(cfg, zaptest.NewLogger(t), daemonOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	p := cfg.SAs[0].Params
+	path := d.store.Path(spiAtoB, seqstore.KeyFingerprint(p.Algorithm.String(), p.EncKey, p.AuthKey))
+	b, _ := os.ReadFile(path)
+	b[len(b)/2] ^= 1
+	os.WriteFile(path, b, 0o600)
+	_, err = newDaemon(cfg, zaptest.NewLogger(t), daemonOptions{})
+	if !errors.Is(err, seqstore.ErrCorrupt) {
+		t.Fatalf("newDaemon = %v, want ErrCorrupt", err)
+	}
+	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "sa[0]") {
+		t.Errorf("error does not name the SA and the file: %v", err)
+	}
+}
+
+// fakeIO returns an openIO that hands out dev and ul.
+func fakeIO(dev tun.Device, ul dataplane.Underlay) openIOFunc {
+	return func(*Config, *zap.Logger) (tun.Device, dataplane.Underlay, error) { return dev, ul, nil }
+}
+
+// TestDaemonsBackToBack runs gateway-a.toml and gateway-b.toml over the
+// in-memory TUN and underlay: traffic flows A -> B; then A crashes and
+// restarts, and B, whose replay window remembers every number A used,
+// still accepts A's packets: A continued above them.
+func TestDaemonsBackToBack(t *testing.T) {
+	cfgA := gatewayConfig(t, "gateway-a.toml", t.TempDir())
+	cfgB := gatewayConfig(t, "gateway-b.toml", t.TempDir())
+	ua, ub := underlaytest.NewPair(epA, epB)
+	tunA, tunB := tuntest.New(1, 64), tuntest.New(1, 64)
+	opts := daemonOptions{noControl: true, workers: 2}
+
+	optsB := opts
+	optsB.openIO = fakeIO(tunB, ub)
+	b, err := newDaemon(cfgB, zaptest.NewLogger(t).Named("B"), optsB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	send := func(a *daemon, tunA *tuntest.TUN, ul *underlaytest.Underlay, from, n int) []uint32 {
+		t.Helper()
+		ul.Record(true)
+		for i := range n {
+			tunA.Outbound <- icmpEcho(hostA, hostB, 200, uint16(from+i))
+			select {
+			case p := <-tunB.Inbound:
+				if len(p) != 200 || binary.BigEndian.Uint16(p[header.IPv4MinHeaderLen+6:]) != uint16(from+i) {
+					t.Fatalf("B delivered %x", p)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("packet %d not delivered; A %+v\nB %+v", from+i, a.Stats(), b.Stats())
+			}
+		}
+		var seqs []uint32
+		for _, m := range ul.Sent() {
+			if binary.BigEndian.Uint32(m.Data) == spiAtoB {
+				seqs = append(seqs, binary.BigEndian.Uint32(m.Data[4:]))
+			}
+		}
+		return seqs
+	}
+
+	optsA := opts
+	optsA.openIO = fakeIO(tunA, ua)
+	a, err := newDaemon(cfgA, zaptest.NewLogger(t).Named("A"), optsA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	before := send(a, tunA, ua, 0, 5)
+	if len(before) != 5 {
+		t.Fatalf("A sent %v", before)
+	}
+	crash(a)
+
+	// The restarted A gets a new in-memory underlay whose packets reach
+	// B's receiver.
+	ua2, _ := underlaytest.NewPair(epA, epB)
+	ua2.SetFilter(func(m underlaytest.Msg) []underlaytest.Msg { ub.Inject(m); return nil })
+	tunA2 := tuntest.New(1, 64)
+	optsA.openIO = fakeIO(tunA2, ua2)
+	a2, err := newDaemon(cfgA, zaptest.NewLogger(t).Named("A2"), optsA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer a2.Close()
+	after := send(a2, tunA2, ua2, 5, 5)
+	for _, s := range after {
+		for _, o := range before {
+			if s <= o {
+				t.Errorf("after the restart A sent seq %d, not above %d from before", s, o)
+			}
+		}
+	}
+	st := b.Stats()
+	for _, s := range st.SAs {
+		if s.SPI == spiAtoB && (s.Stats.Packets != 10 || s.Stats.Drops[esp.DropReplay] != 0) {
+			t.Errorf("B's inbound SA: %+v", s.Stats)
+		}
+	}
+	if st.Dataplane.DeliveredPackets != 10 {
+		t.Errorf("B delivered %d", st.Dataplane.DeliveredPackets)
+	}
+	if a2.Status()["tun"] != "mipsec-a" || len(a2.Peers()) != 1 || a2.Peers()[0].Name != "gateway-b" {
+		t.Errorf("status %v peers %v", a2.Status(), a2.Peers())
+	}
+}
+
+// TestDaemonControlMethods exercises what the control socket calls.
+func TestDaemonControlMethods(t *testing.T) {
+	cfg := gatewayConfig(t, "gateway-a.toml", t.TempDir())
+	d, err := newDaemon(cfg, zaptest.NewLogger(t), daemonOptions{reserver: seqstore.ReserverOptions{InitialChunk: 1000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	base := cfg.SAs[0].Config // a-to-b-v4, outbound aes128gcm16
+	if err := d.AddSA(base); !errors.Is(err, sad.ErrDuplicateSPI) {
+		t.Errorf("AddSA of an existing SPI: %v", err)
+	}
+	// A new outbound SA gets a reservation on disk and keys for SAKeys.
+	c := base
+	c.Name, c.Params.SPI = "extra", 0xb0ff
+	if err := d.AddSA(c); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := d.res.Reserved(0xb0ff); !ok || r != 1000 {
+		t.Errorf("reservation %d %v", r, ok)
+	}
+	if enc, _, ok := d.SAKeys(sad.Outbound, 0xb0ff); !ok || string(enc) != string(c.Params.EncKey) {
+		t.Errorf("SAKeys: %x %v", enc, ok)
+	}
+	sa := d.sadb.Outbound(0xb0ff)
+	for i := range 10 {
+		sealSeq(sa, i)
+	}
+	// Same keys: the counter continues through UpdateSA.
+	c.Lifetime.Hard.Packets = 1 << 20
+	if err := d.UpdateSA(c); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := sealSeq(d.sadb.Outbound(0xb0ff), 0); got != 11 {
+		t.Errorf("after UpdateSA with the same keys: seq %d, want 11", got)
+	}
+	// A failed update with new keys leaves the SA and its reservation alone.
+	bad := c
+	bad.Params.EncKey = make([]byte, 20)
+	bad.Selectors = nil
+	if err := d.UpdateSA(bad); err == nil {
+		t.Fatal("UpdateSA without selectors succeeded")
+	}
+	if got, _ := sealSeq(d.sadb.Outbound(0xb0ff), 0); got != 12 {
+		t.Errorf("after a failed UpdateSA: seq %d, want 12", got)
+	}
+	if fp, _ := d.res.Fingerprint(0xb0ff); fp != seqstore.KeyFingerprint(c.Params.Algorithm.String(), c.Params.EncKey, nil) {
+		t.Error("a failed UpdateSA changed the reservation's key")
+	}
+	// New keys: a fresh counter.
+	c.Params.EncKey = append([]byte(nil), c.Params.EncKey...)
+	c.Params.EncKey[3] ^= 1
+	if err := d.UpdateSA(c); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := sealSeq(d.sadb.Outbound(0xb0ff), 0); got != 1 {
+		t.Errorf("after UpdateSA with new keys: seq %d, want 1", got)
+	}
+	// Delete records the exact number; re-adding the same key continues.
+	if err := d.DelSA(sad.Outbound, 0xb0ff); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := d.SAKeys(sad.Outbound, 0xb0ff); ok {
+		t.Error("keys kept after DelSA")
+	}
+	if err := d.AddSA(c); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := sealSeq(d.sadb.Outbound(0xb0ff), 0); got != 2 {
+		t.Errorf("re-added: seq %d, want 2", got)
+	}
+	if err := d.DelSA(sad.Inbound, 0x12345); !errors.Is(err, sad.ErrNotFound) {
+		t.Errorf("DelSA unknown: %v", err)
+	}
+	// Policies.
+	p := spd.Policy{Name: "extra", Dir: sad.Outbound, Action: spd.Protect, SPI: 0xb0ff, Selectors: []sad.Selector{{Local: sad.SingleAddr(hostA)}}}
+	if err := d.AddPolicy(0, p); err != nil {
+		t.Fatal(err)
+	}
+	if ps := d.Policies(sad.Outbound); ps[0].Name != "extra" || len(ps) != 4 {
+		t.Errorf("policies %v", ps)
+	}
+	if err := d.DelPolicy("extra"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DelPolicy("extra"); !errors.Is(err, spd.ErrNotFound) {
+		t.Errorf("second DelPolicy: %v", err)
+	}
+	if n := len(d.SAs()); n != 5 {
+		t.Errorf("%d SAs", n)
+	}
+	st := d.Stats()
+	if len(st.SAs) != 5 || st.Drops["unknown_spi"] != 0 && st.Drops == nil {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestServe runs the daemon loop with fake devices until its context ends,
+// as SIGTERM would end it, and checks the exit code and the recorded state.
+func TestServe(t *testing.T) {
+	state := t.TempDir()
+	cfg := gatewayConfig(t, "gateway-a.toml", state)
+	ua, _ := underlaytest.NewPair(epA, epB)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		done <- serve(ctx, cfg, zaptest.NewLogger(t), daemonOptions{noControl: true, openIO: fakeIO(tuntest.New(1, 8), ua)})
+	}()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case rc := <-done:
+		if rc != 0 {
+			t.Errorf("serve = %d", rc)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	// A clean stop left exact records: 0 used, so the next start is at 0.
+	d, err := newDaemon(cfg, zaptest.NewLogger(t), daemonOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if got, _ := sealSeq(d.sadb.Outbound(spiAtoB), 0); got != 1 {
+		t.Errorf("first seq after a clean stop with no traffic: %d", got)
+	}
+	// An open failure is exit 1.
+	fail := func(*Config, *zap.Logger) (tun.Device, dataplane.Underlay, error) {
+		return nil, nil, errors.New("no TUN here")
+	}
+	if rc := serve(context.Background(), gatewayConfig(t, "gateway-b.toml", t.TempDir()), zaptest.NewLogger(t), daemonOptions{noControl: true, openIO: fail}); rc != 1 {
+		t.Errorf("serve with a failing open = %d", rc)
+	}
+}

@@ -1,0 +1,182 @@
+package main
+
+// The Prometheus endpoint of `mipsec run --metrics ADDR`. A custom Collector
+// reads the counters the SAD and the dataplane already keep, at scrape time:
+// nothing is added to the packet path.
+//
+//	mipsec_sa_packets_total{dir,spi,name}        packets sealed / delivered
+//	mipsec_sa_bytes_total{dir,spi,name}          their plaintext bytes
+//	mipsec_sa_drops_total{dir,spi,name,reason}   drops by verdict (non-zero only)
+//	mipsec_sa_seq{dir,spi,name}                  last sequence number sent / highest accepted
+//	mipsec_spd_drops_total{dir,reason}           no_match, unparsable, unprotected, no_sa
+//	mipsec_policy_hits_total{dir,policy}         per-policy hits
+//	mipsec_dataplane_drops_total{reason}         dataplane drops outside any SA
+//	mipsec_dataplane_total{counter}              other dataplane counters
+//	mipsec_peer_endpoint_changes_total{peer}     roaming moves of a peer's endpoint
+//
+// SA drop series appear when the first drop of that reason is counted, which
+// keeps a scrape of many SAs small.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/sad"
+	"github.com/mipsec/mipsec/spd"
+)
+
+// metricsSource is what the collector reads; controlTarget satisfies it.
+type metricsSource interface {
+	SAD() *sad.DB
+	SPD() *spd.DB
+	DataplaneStats() dataplane.Stats
+	Peers() []dataplane.PeerStatus
+}
+
+var (
+	saLabels       = []string{"dir", "spi", "name"}
+	descSAPackets  = prometheus.NewDesc("mipsec_sa_packets_total", "Packets sealed (out) or delivered (in) by the SA.", saLabels, nil)
+	descSABytes    = prometheus.NewDesc("mipsec_sa_bytes_total", "Plaintext bytes sealed or delivered by the SA.", saLabels, nil)
+	descSADrops    = prometheus.NewDesc("mipsec_sa_drops_total", "Packets the SA dropped, by reason.", append(append([]string{}, saLabels...), "reason"), nil)
+	descSASeq      = prometheus.NewDesc("mipsec_sa_seq", "Last sequence number sent (out) or highest authenticated (in).", saLabels, nil)
+	descSPDDrops   = prometheus.NewDesc("mipsec_spd_drops_total", "Packets the SPD discarded without a policy's own verdict, by reason.", []string{"dir", "reason"}, nil)
+	descPolicyHits = prometheus.NewDesc("mipsec_policy_hits_total", "Packets that matched the policy.", []string{"dir", "policy"}, nil)
+	descDPDrops    = prometheus.NewDesc("mipsec_dataplane_drops_total", "Packets the dataplane dropped outside any SA, by reason.", []string{"reason"}, nil)
+	descDPCounters = prometheus.NewDesc("mipsec_dataplane_total", "Dataplane counters.", []string{"counter"}, nil)
+	descPeerMoves  = prometheus.NewDesc("mipsec_peer_endpoint_changes_total", "Times the peer's outer endpoint moved (roaming).", []string{"peer"}, nil)
+)
+
+// mipsecCollector is a prometheus.Collector over a metricsSource.
+type mipsecCollector struct{ src metricsSource }
+
+func (c mipsecCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSAPackets, descSABytes, descSADrops, descSASeq, descSPDDrops, descPolicyHits, descDPDrops, descDPCounters, descPeerMoves} {
+		ch <- d
+	}
+}
+
+func (c mipsecCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := prometheus.CounterValue
+	for _, sa := range c.src.SAD().List() {
+		st := sa.Stats()
+		l := []string{sa.Dir().String(), fmt.Sprintf("0x%08x", sa.SPI()), sa.Name()}
+		ch <- prometheus.MustNewConstMetric(descSAPackets, counter, float64(st.Packets), l...)
+		ch <- prometheus.MustNewConstMetric(descSABytes, counter, float64(st.Bytes), l...)
+		ch <- prometheus.MustNewConstMetric(descSASeq, prometheus.GaugeValue, float64(sa.Seq()), l...)
+		for v, n := range st.Drops {
+			if n != 0 {
+				ch <- prometheus.MustNewConstMetric(descSADrops, counter, float64(n), append(l, verdictName(v))...)
+			}
+		}
+	}
+	if db := c.src.SPD(); db != nil {
+		for _, d := range []sad.Direction{sad.Outbound, sad.Inbound} {
+			st := db.Stats(d)
+			dir := d.String()
+			for _, r := range []struct {
+				name string
+				n    uint64
+			}{{"no_match", st.NoMatch}, {"unparsable", st.Unparsable}, {"unprotected", st.Unprotected}, {"no_sa", st.NoSA}} {
+				ch <- prometheus.MustNewConstMetric(descSPDDrops, counter, float64(r.n), dir, r.name)
+			}
+			seen := map[string]bool{}
+			for i, p := range st.Policies {
+				name := p.Name
+				if name == "" {
+					name = "#" + strconv.Itoa(i)
+				}
+				if seen[name] {
+					continue
+				}
+				seen[name] = true
+				ch <- prometheus.MustNewConstMetric(descPolicyHits, counter, float64(p.Hits), dir, name)
+			}
+		}
+	}
+	ds := c.src.DataplaneStats()
+	for r, n := range ds.Drops {
+		ch <- prometheus.MustNewConstMetric(descDPDrops, counter, float64(n), dataplane.DropReason(r).String())
+	}
+	for _, k := range []struct {
+		name string
+		n    uint64
+	}{
+		{"out_packets", ds.OutPackets}, {"out_bytes", ds.OutBytes}, {"sent_packets", ds.SentPackets}, {"sent_bytes", ds.SentBytes},
+		{"in_packets", ds.InPackets}, {"in_bytes", ds.InBytes}, {"delivered_packets", ds.DeliveredPackets}, {"delivered_bytes", ds.DeliveredBytes},
+		{"keepalives", ds.Keepalives}, {"roams", ds.Roams},
+	} {
+		ch <- prometheus.MustNewConstMetric(descDPCounters, counter, float64(k.n), k.name)
+	}
+	seen := map[string]bool{}
+	for _, p := range c.src.Peers() {
+		if seen[p.Name] {
+			continue
+		}
+		seen[p.Name] = true
+		ch <- prometheus.MustNewConstMetric(descPeerMoves, counter, float64(p.Roams), p.Name)
+	}
+}
+
+// newMetricsHandler returns the /metrics handler for src, on a registry of
+// its own (no global state) with the Go and process collectors.
+func newMetricsHandler(src metricsSource) (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(mipsecCollector{src}); err != nil {
+		return nil, err
+	}
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, err
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, err
+	}
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}), nil
+}
+
+// serveMetrics serves the Prometheus endpoint on addr ("127.0.0.1:9500",
+// ":9500") at /metrics. The listener is open when it returns, so a bad
+// address fails here; stop shuts the server down, waiting up to a few
+// seconds for scrapes in progress.
+func serveMetrics(addr string, src metricsSource) (stop func(), err error) {
+	h, err := newMetricsHandler(src)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", h)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintln(w, "mipsec: metrics at /metrics")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			_ = err // the listener broke; stop still works
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done
+	}, nil
+}

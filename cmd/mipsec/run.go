@@ -1,0 +1,79 @@
+package main
+
+// `mipsec run -c FILE`: the daemon in the foreground. It logs through zap
+// (console or JSON, per [log]), stops on SIGINT or SIGTERM (closing the
+// control socket and the dataplane, then recording the exact sequence
+// numbers) and exits 0; configuration errors exit 1 before anything starts.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+)
+
+func runDaemon(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", DefaultConfigPath, "configuration `file`")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: mipsec run [-c FILE]\n\nRun the gateway daemon in the foreground (as root: it creates a TUN device and raw sockets).")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return 2
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		var ce ConfigErrors
+		if errors.As(err, &ce) {
+			for _, e := range ce {
+				fmt.Fprintln(stderr, e.Error())
+			}
+			fmt.Fprintf(stderr, "%s: %d error%s; nothing started\n", *path, len(ce), plural(len(ce)))
+		} else {
+			fmt.Fprintf(stderr, "mipsec run: %v\n", err)
+		}
+		return 1
+	}
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	defer log.Sync()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, cfg, log, daemonOptions{})
+}
+
+// serve runs the daemon until ctx ends: the part of `run` that tests drive
+// with fake devices.
+func serve(ctx context.Context, cfg *Config, log *zap.Logger, opts daemonOptions) int {
+	log.Info("mipsec starting", zap.String("version", version()), zap.String("config", cfg.File))
+	for _, w := range configWarnings(cfg, hostProbe) {
+		log.Warn(w)
+	}
+	d, err := newDaemon(cfg, log, opts)
+	if err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return 1
+	}
+	if err := d.Start(); err != nil {
+		log.Error("cannot start", zap.Error(err))
+		d.Close()
+		return 1
+	}
+	<-ctx.Done()
+	log.Info("shutting down", zap.NamedError("reason", context.Cause(ctx)))
+	if err := d.Close(); err != nil {
+		log.Error("shutdown", zap.Error(err))
+		return 1
+	}
+	return 0
+}

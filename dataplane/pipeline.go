@@ -1,0 +1,477 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/internal/header"
+	"github.com/mipsec/mipsec/pkt"
+	"github.com/mipsec/mipsec/sad"
+	"github.com/mipsec/mipsec/spd"
+)
+
+type direction uint8
+
+const (
+	dirOut direction = iota // TUN -> seal -> underlay
+	dirIn                   // underlay -> open -> TUN
+)
+
+// batch is the unit of work: the packets of one TUN read or one ReceiveFunc
+// call. Its slices are allocated once and reused; bufs[i] are owned by the
+// batch for its whole life.
+type batch struct {
+	mu  sync.Mutex // held from queueing until a worker is done with it
+	dir direction
+	n   int // packets read into bufs
+
+	bufs  []*pkt.Buf
+	raw   [][]byte   // out: TUN read slices; in: TUN write slices (compacted)
+	sizes []int      // out: TUN read sizes
+	eps   []Endpoint // in: sources; out: destinations (compacted)
+	send  []*pkt.Buf // out: packets to send (compacted)
+	k     int        // compacted count (send/eps out, raw in)
+	bytes uint64     // bytes of the k packets
+}
+
+// path is one reader-writer pair with its batches.
+type path struct {
+	free  chan *batch
+	order chan *batch
+}
+
+func newBatch(dir direction, size int) *batch {
+	b := &batch{
+		dir:   dir,
+		bufs:  make([]*pkt.Buf, size),
+		raw:   make([][]byte, size),
+		sizes: make([]int, size),
+		eps:   make([]Endpoint, size),
+		send:  make([]*pkt.Buf, size),
+	}
+	for i := range b.bufs {
+		b.bufs[i] = pkt.Get()
+	}
+	return b
+}
+
+// release returns the buffers to the pool (Close only).
+func (b *batch) release() {
+	for i, buf := range b.bufs {
+		pkt.Put(buf)
+		b.bufs[i] = nil
+	}
+	clear(b.send)
+	clear(b.raw)
+}
+
+func (d *Dataplane) newPath(dir direction, size int) *path {
+	n := max(2, min(2*d.workers, maxInFlight/size))
+	p := &path{free: make(chan *batch, n), order: make(chan *batch, n)}
+	for range n {
+		b := newBatch(dir, size)
+		d.allBatch = append(d.allBatch, b)
+		p.free <- b
+	}
+	return p
+}
+
+// queue hands a filled batch to the workers and, in read order, to the
+// path's writer.
+func (d *Dataplane) queue(p *path, b *batch) {
+	b.mu.Lock()
+	p.order <- b
+	d.work <- b
+}
+
+func (d *Dataplane) worker() {
+	for b := range d.work {
+		if b.dir == dirOut {
+			d.sealBatch(b)
+		} else {
+			d.openBatch(b)
+		}
+		b.mu.Unlock()
+	}
+}
+
+// readTUN is the outbound reader.
+func (d *Dataplane) readTUN(p *path) {
+	defer close(p.order)
+	errs := 0
+	for {
+		var b *batch
+		select {
+		case b = <-p.free:
+		case <-d.done:
+			return
+		}
+		for i, buf := range b.bufs {
+			b.raw[i] = buf.B[:tunReadLimit]
+			b.sizes[i] = 0
+		}
+		n, err := d.tun.Read(b.raw, b.sizes, pkt.Headroom)
+		if n > 0 {
+			b.n = n
+			d.queue(p, b)
+		} else {
+			p.free <- b
+		}
+		if err == nil {
+			errs = 0
+			continue
+		}
+		if d.closed.Load() || isClosedErr(err) {
+			if !d.closed.Load() {
+				d.log.Error("TUN closed under the dataplane", zap.Error(err))
+			}
+			return
+		}
+		d.c.drops[DropTUNRead].Add(1)
+		if err == tun.ErrTooManySegments {
+			continue // wireguard-go: "should not cause reads to cease"
+		}
+		errs++
+		if errs >= maxConsecutiveErrors {
+			d.log.Error("TUN read failing, outbound stopped", zap.Error(err))
+			return
+		}
+		if ce := d.log.Check(zap.DebugLevel, "TUN read"); ce != nil {
+			ce.Write(zap.Error(err))
+		}
+		time.Sleep(time.Duration(errs) * 10 * time.Millisecond)
+	}
+}
+
+// writeUnderlay is the outbound writer.
+func (d *Dataplane) writeUnderlay(p *path) {
+	for b := range p.order {
+		b.mu.Lock()
+		if b.k > 0 {
+			switch {
+			case d.closed.Load():
+				d.c.drops[DropClosing].Add(uint64(b.k))
+			default:
+				if err := d.underlay.Send(b.send[:b.k], b.eps[:b.k]); err != nil {
+					d.c.drops[DropUnderlaySend].Add(uint64(b.k))
+					if ce := d.log.Check(zap.DebugLevel, "underlay send"); ce != nil {
+						ce.Write(zap.Error(err))
+					}
+				} else {
+					d.c.sentPackets.Add(uint64(b.k))
+					d.c.sentBytes.Add(b.bytes)
+				}
+			}
+		}
+		b.mu.Unlock()
+		clear(b.send[:b.k])
+		p.free <- b
+	}
+}
+
+// receive is the inbound reader of one ReceiveFunc.
+func (d *Dataplane) receive(fn ReceiveFunc, p *path) {
+	defer close(p.order)
+	errs := 0
+	for {
+		var b *batch
+		select {
+		case b = <-p.free:
+		case <-d.done:
+			return
+		}
+		for _, buf := range b.bufs {
+			buf.Reset()
+		}
+		n, err := fn(b.bufs, b.eps)
+		if n > 0 {
+			b.n = n
+			d.queue(p, b)
+		} else {
+			p.free <- b
+		}
+		if err == nil {
+			errs = 0
+			continue
+		}
+		if d.closed.Load() || isClosedErr(err) {
+			if !d.closed.Load() {
+				d.log.Error("underlay closed under the dataplane", zap.Error(err))
+			}
+			return
+		}
+		d.c.drops[DropUnderlayRecv].Add(1)
+		errs++
+		if errs >= maxConsecutiveErrors {
+			d.log.Error("underlay receive failing, receiver stopped", zap.Error(err))
+			return
+		}
+		time.Sleep(time.Duration(errs) * 10 * time.Millisecond)
+	}
+}
+
+// writeTUN is the inbound writer of one ReceiveFunc.
+func (d *Dataplane) writeTUN(p *path) {
+	for b := range p.order {
+		b.mu.Lock()
+		if b.k > 0 {
+			switch {
+			case d.closed.Load():
+				d.c.drops[DropClosing].Add(uint64(b.k))
+			default:
+				n, err := d.tun.Write(b.raw[:b.k], tunWriteOffset)
+				if err != nil {
+					n = max(0, min(n, b.k))
+					d.c.drops[DropTUNWrite].Add(uint64(b.k - n))
+					if ce := d.log.Check(zap.DebugLevel, "TUN write"); ce != nil {
+						ce.Write(zap.Error(err))
+					}
+					if n > 0 {
+						d.c.deliveredPackets.Add(uint64(n))
+					}
+				} else {
+					d.c.deliveredPackets.Add(uint64(b.k))
+					d.c.deliveredBytes.Add(b.bytes)
+				}
+			}
+		}
+		b.mu.Unlock()
+		clear(b.raw[:b.k])
+		p.free <- b
+	}
+}
+
+// sealBatch processes an outbound batch: SPD, seal, AfterSeal, outer header
+// off, endpoint. It fills b.send/b.eps[:b.k] with the packets to send.
+// Steady state: no allocation.
+func (d *Dataplane) sealBatch(b *batch) {
+	peers := d.peers.Load()
+	var capture Capture
+	if cb := d.capture.Load(); cb != nil {
+		capture = cb.c
+	}
+	var (
+		inBytes, outBytes uint64
+		k                 int
+		drops             [NumDropReasons]uint32
+		lastSPI           uint32
+		lastPeer          *peer
+	)
+	for i := range b.n {
+		buf := b.bufs[i]
+		buf.SetBytes(pkt.Headroom, b.sizes[i])
+		p := buf.Bytes()
+		inBytes += uint64(len(p))
+		if capture != nil {
+			capture.Inner(p, true)
+		}
+		dec := d.spdb.Lookup(sad.Outbound, p)
+		switch dec.Action {
+		case spd.Protect:
+		case spd.Bypass:
+			drops[DropPolicyBypass]++
+			continue
+		default:
+			if dec.Reason == spd.ReasonUnparsable {
+				drops[DropNotIP]++
+			} else {
+				drops[DropPolicyDiscard]++
+			}
+			continue
+		}
+		sa := dec.SA
+		if sa == nil {
+			drops[DropNoSA]++
+			continue
+		}
+		if sa.Mode() != esp.Tunnel {
+			drops[DropTransportMode]++
+			continue
+		}
+		if v := sa.Seal(buf); v != esp.OK {
+			drops[DropSeal]++
+			continue
+		}
+		// Where it goes: the peer owning the SA, else raw ESP to the
+		// outer destination the SA wrote. ep points into b.eps so that
+		// the hook can rewrite it without a heap copy.
+		ep := &b.eps[k]
+		if spi := dec.SPI; spi == lastSPI && lastPeer != nil {
+			*ep = *lastPeer.st.ep.Load()
+		} else if pr := peers.out[spi]; pr != nil {
+			lastSPI, lastPeer = spi, pr
+			*ep = *pr.st.ep.Load()
+			if !pr.st.sent.Load() { // load first: no cache-line ping-pong
+				pr.st.sent.Store(true)
+			}
+		} else {
+			dst, ok := outerDst(buf.Bytes())
+			if !ok {
+				drops[DropNoEndpoint]++
+				continue
+			}
+			*ep = Endpoint{Addr: netip.AddrPortFrom(dst, 0), Encap: EncapRaw}
+		}
+		if d.hooks.AfterSeal != nil && !d.hooks.AfterSeal(buf, sa, ep) {
+			drops[DropAfterSealHook]++
+			continue
+		}
+		off, ok := espOffset(buf.Bytes())
+		if !ok {
+			drops[DropOuter]++
+			continue
+		}
+		buf.TrimFront(off)
+		if capture != nil {
+			capture.Outer(buf.Bytes(), *ep, true)
+		}
+		outBytes += uint64(buf.Len())
+		b.send[k] = buf
+		k++
+	}
+	b.k = k
+	b.bytes = outBytes
+	d.c.outPackets.Add(uint64(b.n))
+	d.c.outBytes.Add(inBytes)
+	d.addDrops(&drops)
+}
+
+// openBatch processes an inbound batch: BeforeLookup, SA by SPI, open,
+// roaming. It fills b.raw[:b.k] with the slices to write to the TUN.
+// Steady state: no allocation.
+func (d *Dataplane) openBatch(b *batch) {
+	peers := d.peers.Load()
+	var capture Capture
+	if cb := d.capture.Load(); cb != nil {
+		capture = cb.c
+	}
+	var (
+		inBytes, outBytes uint64
+		k                 int
+		drops             [NumDropReasons]uint32
+		lastSPI           uint32
+		lastSA            *sad.SA
+		lastPeer          *peer
+	)
+	for i := range b.n {
+		buf := b.bufs[i]
+		ep := b.eps[i]
+		inBytes += uint64(buf.Len())
+		if buf.Len() < header.ESPHeaderLen {
+			drops[DropShort]++
+			continue
+		}
+		if capture != nil {
+			capture.Outer(buf.Bytes(), ep, false)
+		}
+		if d.hooks.BeforeLookup != nil && !d.hooks.BeforeLookup(buf, ep) {
+			drops[DropBeforeLookupHook]++
+			continue
+		}
+		v := header.ESP(buf.Bytes())
+		if !v.IsValid() {
+			drops[DropShort]++
+			continue
+		}
+		spi, seq := v.SPI(), v.Seq()
+		sa, pr := lastSA, lastPeer
+		if spi != lastSPI || sa == nil {
+			sa, pr = d.sadb.Inbound(spi), peers.in[spi]
+			lastSPI, lastSA, lastPeer = spi, sa, pr
+		}
+		if sa == nil {
+			drops[DropUnknownSPI]++
+			continue
+		}
+		if sa.Mode() != esp.Tunnel {
+			drops[DropTransportMode]++
+			continue
+		}
+		if _, verdict := sa.Open(buf, 0); verdict != esp.OK {
+			drops[DropOpen]++
+			continue
+		}
+		// Roaming (issue 3): only a packet that passed the ICV and the
+		// replay check and is the SA's newest moves the endpoint.
+		if pr != nil && pr.roaming && uint32(sa.Seq()) == seq {
+			if cur := pr.st.ep.Load(); *cur != ep {
+				d.maybeRoam(pr, ep)
+			}
+		}
+		if buf.Off() < tunWriteOffset {
+			drops[DropTUNWrite]++ // cannot happen: ESP header and IV lie in front
+			continue
+		}
+		if capture != nil {
+			capture.Inner(buf.Bytes(), false)
+		}
+		outBytes += uint64(buf.Len())
+		b.raw[k] = buf.B[buf.Off()-tunWriteOffset : buf.End()]
+		k++
+	}
+	b.k = k
+	b.bytes = outBytes
+	d.c.inPackets.Add(uint64(b.n))
+	d.c.inBytes.Add(inBytes)
+	d.addDrops(&drops)
+}
+
+func (d *Dataplane) addDrops(drops *[NumDropReasons]uint32) {
+	for r, n := range drops {
+		if n != 0 {
+			d.c.drops[r].Add(uint64(n))
+		}
+	}
+}
+
+// outerDst returns the destination of the IPv4 or IPv6 header at the start of
+// p.
+func outerDst(p []byte) (netip.Addr, bool) {
+	if len(p) == 0 {
+		return netip.Addr{}, false
+	}
+	switch p[0] >> 4 {
+	case 4:
+		if len(p) >= 20 {
+			return netip.AddrFrom4([4]byte(p[16:20])), true
+		}
+	case 6:
+		if len(p) >= 40 {
+			return netip.AddrFrom16([16]byte(p[24:40])), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// espOffset returns where ESP starts in the sealed packet p: behind the outer
+// IP header (and its IPv6 extension headers), or behind a UDP header when an
+// AfterSeal hook built an RFC 3948 outer header (DR-3).
+func espOffset(p []byte) (int, bool) {
+	if _, off, ok := esp.Locate(p); ok {
+		return off, true
+	}
+	// IPv4 or IPv6 (no extension headers) carrying UDP.
+	var off int
+	switch {
+	case len(p) >= 20 && p[0]>>4 == 4 && p[9] == 17:
+		off = int(p[0]&0xf) * 4
+	case len(p) >= 40 && p[0]>>4 == 6 && p[6] == 17:
+		off = 40
+	default:
+		return 0, false
+	}
+	off += 8 // UDP header
+	if off < 28 || len(p) < off+header.ESPHeaderLen {
+		return 0, false
+	}
+	if binary.BigEndian.Uint32(p[off:]) == 0 {
+		return 0, false // non-ESP marker: IKE, not ESP (RFC 3948 §2.2)
+	}
+	return off, true
+}

@@ -1,0 +1,148 @@
+package dataplane
+
+import "sync/atomic"
+
+// DropReason says why the dataplane dropped a packet; it indexes the drop
+// counters in Stats. Values and names are stable: add new ones before
+// NumDropReasons. ESP verdicts (ICV, replay, ...) are counted here once as
+// DropSeal or DropOpen and in detail per SA in sad (sad.SA.Stats).
+type DropReason uint8
+
+const (
+	// DropTUNRead: the TUN read failed (counted per failed read, not per
+	// packet: the packets are unknown).
+	DropTUNRead DropReason = iota
+	// DropNotIP: an outbound packet from the TUN is not a parsable IPv4 or
+	// IPv6 packet.
+	DropNotIP
+	// DropPolicyDiscard: the SPD said DISCARD (or nothing matched).
+	DropPolicyDiscard
+	// DropPolicyBypass: the SPD said BYPASS. A tunnel device has no
+	// cleartext path out: bypassed traffic must be routed around the TUN,
+	// so a BYPASS packet that reaches it is dropped and counted.
+	DropPolicyBypass
+	// DropNoSA: an outbound PROTECT policy names an SA the SAD does not
+	// hold.
+	DropNoSA
+	// DropSeal: esp refused to seal (verdict counted in the SA's Stats).
+	DropSeal
+	// DropAfterSealHook: Hooks.AfterSeal returned false.
+	DropAfterSealHook
+	// DropOuter: the sealed packet's outer header could not be stripped
+	// (a broken AfterSeal rewrite).
+	DropOuter
+	// DropNoEndpoint: no peer owns the SA and its outer destination is not
+	// usable either.
+	DropNoEndpoint
+	// DropUnderlaySend: Underlay.Send failed.
+	DropUnderlaySend
+	// DropUnderlayRecv: a ReceiveFunc failed (counted per failed call).
+	DropUnderlayRecv
+	// DropShort: an inbound ESP packet shorter than the ESP header.
+	DropShort
+	// DropBeforeLookupHook: Hooks.BeforeLookup returned false.
+	DropBeforeLookupHook
+	// DropUnknownSPI: no inbound SA has the packet's SPI.
+	DropUnknownSPI
+	// DropOpen: esp refused the packet (ICV, replay, padding, selector,
+	// ...; the verdict is counted in the SA's Stats).
+	DropOpen
+	// DropTransportMode: a transport-mode SA opened the packet; this
+	// dataplane delivers tunnel mode only (transport mode is for mip6).
+	DropTransportMode
+	// DropTUNWrite: the TUN write failed.
+	DropTUNWrite
+	// DropClosing: the packet was in flight when the Dataplane closed.
+	DropClosing
+	NumDropReasons
+)
+
+var dropNames = [NumDropReasons]string{
+	DropTUNRead:          "tun_read",
+	DropNotIP:            "not_ip",
+	DropPolicyDiscard:    "policy_discard",
+	DropPolicyBypass:     "policy_bypass",
+	DropNoSA:             "no_sa",
+	DropSeal:             "seal",
+	DropAfterSealHook:    "after_seal_hook",
+	DropOuter:            "outer_header",
+	DropNoEndpoint:       "no_endpoint",
+	DropUnderlaySend:     "underlay_send",
+	DropUnderlayRecv:     "underlay_recv",
+	DropShort:            "short",
+	DropBeforeLookupHook: "before_lookup_hook",
+	DropUnknownSPI:       "unknown_spi",
+	DropOpen:             "open",
+	DropTransportMode:    "transport_mode",
+	DropTUNWrite:         "tun_write",
+	DropClosing:          "closing",
+}
+
+// String returns the stable snake_case name, for metrics and logs.
+func (r DropReason) String() string {
+	if r < NumDropReasons {
+		return dropNames[r]
+	}
+	return "unknown"
+}
+
+// Stats is a snapshot of the dataplane's counters. Each counter is read
+// atomically; the snapshot as a whole is not. Outbound, every packet read
+// from the TUN (OutPackets) is either sent (SentPackets) or dropped with an
+// outbound reason; inbound, every ESP packet received (InPackets) is either
+// delivered (DeliveredPackets) or dropped with an inbound reason.
+type Stats struct {
+	// OutPackets, OutBytes: cleartext packets read from the TUN.
+	OutPackets, OutBytes uint64
+	// SentPackets, SentBytes: ESP packets (SPI first) handed to the
+	// underlay without error.
+	SentPackets, SentBytes uint64
+	// InPackets, InBytes: ESP packets received from the underlay.
+	InPackets, InBytes uint64
+	// DeliveredPackets, DeliveredBytes: cleartext packets written to the
+	// TUN.
+	DeliveredPackets, DeliveredBytes uint64
+	// Drops counts dropped packets by reason.
+	Drops [NumDropReasons]uint64
+	// Keepalives counts NAT keepalives sent; Roams endpoint changes.
+	Keepalives, Roams uint64
+}
+
+// Dropped returns the sum of Drops.
+func (s Stats) Dropped() uint64 {
+	var n uint64
+	for _, d := range s.Drops {
+		n += d
+	}
+	return n
+}
+
+// counters are the live atomic counters behind Stats. Workers add per batch,
+// not per packet, where they can.
+type counters struct {
+	outPackets, outBytes             atomic.Uint64
+	sentPackets, sentBytes           atomic.Uint64
+	inPackets, inBytes               atomic.Uint64
+	deliveredPackets, deliveredBytes atomic.Uint64
+	drops                            [NumDropReasons]atomic.Uint64
+	keepalives, roams                atomic.Uint64
+}
+
+func (c *counters) snapshot() Stats {
+	s := Stats{
+		OutPackets:       c.outPackets.Load(),
+		OutBytes:         c.outBytes.Load(),
+		SentPackets:      c.sentPackets.Load(),
+		SentBytes:        c.sentBytes.Load(),
+		InPackets:        c.inPackets.Load(),
+		InBytes:          c.inBytes.Load(),
+		DeliveredPackets: c.deliveredPackets.Load(),
+		DeliveredBytes:   c.deliveredBytes.Load(),
+		Keepalives:       c.keepalives.Load(),
+		Roams:            c.roams.Load(),
+	}
+	for i := range c.drops {
+		s.Drops[i] = c.drops[i].Load()
+	}
+	return s
+}

@@ -1,0 +1,968 @@
+package dataplane
+
+// Linux underlay: raw ESP sockets (IP protocol 50) and ESP-in-UDP sockets
+// (RFC 3948, port 4500), batched with sendmmsg (golang.org/x/net ipv4/ipv6
+// PacketConn WriteBatch) and recvmmsg (mmsg_linux.go), and UDP GSO
+// (UDP_SEGMENT) / GRO (UDP_GRO) where the kernel offers them. Shaped like
+// wireguard-go conn/bind_std.go.
+//
+// Receive, one ReceiveFunc per socket, each called from one goroutine:
+//
+//	raw4:  recvmmsg into bufs[i].B[Headroom:]   -> [IPv4 hdr][ESP]  strip IHL
+//	raw6:  recvmmsg into bufs[i].B[Headroom:]   -> [ESP]            (no IPv6 hdr)
+//	udp:   recvmmsg into bufs[i].B[Headroom:]   -> [0xFF] | [0000 IKE] | [ESP]
+//	udp+GRO: recvmmsg into the receiver's own scratch Bufs, one coalesced
+//	       datagram each (UDP_GRO cmsg = segment size), then each segment is
+//	       copied into the caller's next buf; segments left over wait in the
+//	       scratch for the next call.
+//
+// Drops (keepalives, IKE, malformed) compact bufs in place by swapping Buf
+// pointers, so the caller keeps every Buf it handed in.
+//
+// Send groups consecutive packets by socket (raw/UDP × v4/v6) into runs of at
+// most BatchSize, builds one pooled []ipv6.Message per run and loops
+// WriteBatch over partial writes. With GSO, consecutive UDP packets to the
+// same endpoint whose sizes allow it (all equal, the last may be shorter) are
+// gathered into one message with one iovec per packet and a UDP_SEGMENT
+// cmsg: no copy. Send never writes into bufs.
+//
+// Allocations: none per packet in steady state. Send uses x/net's WriteBatch
+// (sendmmsg) with pooled messages and addresses. Receive uses recvmmsg
+// directly (mmsg_linux.go), because x/net's ReadBatch allocates a net.Addr
+// per message.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+
+	"github.com/mipsec/mipsec/internal/header"
+	"github.com/mipsec/mipsec/pkt"
+)
+
+// UnderlayMode selects which sockets NewUnderlay opens.
+type UnderlayMode uint8
+
+const (
+	// UnderlayRaw opens raw ESP sockets (IP protocol 50, RFC 4303).
+	UnderlayRaw UnderlayMode = 1 << iota
+	// UnderlayUDP opens ESP-in-UDP sockets (RFC 3948) on UDPPort.
+	UnderlayUDP
+	// UnderlayBoth opens both.
+	UnderlayBoth = UnderlayRaw | UnderlayUDP
+)
+
+// DefaultUnderlayBatchSize is wireguard-go's conn.IdealBatchSize.
+const DefaultUnderlayBatchSize = 128
+
+const (
+	// udpSegmentMaxDatagrams is the kernel's UDP_MAX_SEGMENTS on older
+	// kernels (64; newer ones allow more). It bounds both the datagrams one
+	// GSO send carries and those one GRO read returns.
+	udpSegmentMaxDatagrams = 64
+	// Largest UDP payloads; a GSO send beyond them fails with EMSGSIZE.
+	maxIPv4UDPPayload = 1<<16 - 1 - header.IPv4MinHeaderLen - header.UDPHeaderLen
+	maxIPv6UDPPayload = 1<<16 - 1 - header.UDPHeaderLen
+	// socketBufferSize is asked for with SO_{RCV,SND}BUF and, with
+	// CAP_NET_ADMIN, SO_{RCV,SND}BUFFORCE (as wireguard-go does).
+	socketBufferSize = 7 << 20
+	// gsoCmsgData is the size of the UDP_SEGMENT / UDP_GRO value (u16).
+	gsoCmsgData = 2
+)
+
+// gsoControlSize is the OOB space for one UDP_SEGMENT or UDP_GRO cmsg.
+var gsoControlSize = unix.CmsgSpace(gsoCmsgData)
+
+// UnderlayConfig configures NewUnderlay.
+type UnderlayConfig struct {
+	// IPv4 and IPv6 are the local addresses to bind. The zero Addr opens no
+	// socket of that family; an unspecified address (0.0.0.0, ::) binds
+	// all. At least one must be set.
+	IPv4, IPv6 netip.Addr
+	// Mode says which sockets to open; zero means UnderlayBoth.
+	Mode UnderlayMode
+	// UDPPort is the ESP-in-UDP port; zero means UDPEncapPort (4500,
+	// RFC 3948 §2.1).
+	UDPPort uint16
+	// Mark, when non-zero, is set as SO_MARK on every socket (policy
+	// routing around the tunnel).
+	Mark uint32
+	// BatchSize is BatchSize(); zero means DefaultUnderlayBatchSize.
+	BatchSize int
+	// DisableGSO and DisableGRO turn the UDP offloads off even where the
+	// kernel offers them (tests, benchmarks, broken drivers).
+	DisableGSO, DisableGRO bool
+	// Stats receives the counters; nil means NewUnderlay allocates them
+	// (see LinuxUnderlay.Stats).
+	Stats *UnderlayStats
+}
+
+// UnderlayStats are the Linux underlay's own counters: packets it consumed
+// or refused before they reached the dataplane. Fields are updated once per
+// batch, atomically.
+type UnderlayStats struct {
+	// RxKeepalives counts NAT keepalives received (one byte 0xFF,
+	// RFC 3948 §2.3); they are ignored as the RFC says.
+	RxKeepalives atomic.Uint64
+	// RxNonESP counts UDP datagrams with the non-ESP marker (IKE,
+	// RFC 3948 §2.2): this underlay has no IKE, so they are dropped.
+	RxNonESP atomic.Uint64
+	// RxMalformed counts datagrams too short for ESP, SPI 0 (reserved,
+	// RFC 4303 §2.1; RFC 3948 §2.2 relies on it) or, for raw IPv4, a bad
+	// IPv4 header.
+	RxMalformed atomic.Uint64
+	// RxFragments counts raw IPv4 packets that arrived as fragments (the
+	// kernel reassembles before raw delivery, so this should stay 0).
+	RxFragments atomic.Uint64
+	// RxCoalesced counts UDP_GRO datagrams that carried more than one
+	// packet (their packets are counted nowhere here: they are returned).
+	RxCoalesced atomic.Uint64
+	// TxKeepalives counts NAT keepalives sent.
+	TxKeepalives atomic.Uint64
+	// GSORetries counts GSO messages the kernel refused that were then
+	// sent one packet at a time (EMSGSIZE: a segment exceeds the path MTU;
+	// EIO: see GSODisabled).
+	GSORetries atomic.Uint64
+	// GSODisabled counts sockets on which UDP GSO was turned off after the
+	// kernel refused it with EIO (no checksum offload on the route's
+	// device; kernels since 6.11 checksum in software instead).
+	GSODisabled atomic.Uint64
+}
+
+// Errors of the Linux underlay.
+var (
+	// ErrUnderlayOpen: Open was called on an open underlay.
+	ErrUnderlayOpen = errors.New("dataplane: underlay already open")
+	// ErrNoSocket: Send or SendKeepalive got an endpoint whose family or
+	// encapsulation has no open socket (or the endpoint is invalid).
+	ErrNoSocket = errors.New("dataplane: no underlay socket for endpoint")
+)
+
+// sockKind indexes socketSet.s.
+type sockKind uint8
+
+const (
+	sockRaw4 sockKind = iota
+	sockRaw6
+	sockUDP4
+	sockUDP6
+	numSockKinds
+)
+
+func (k sockKind) raw() bool { return k == sockRaw4 || k == sockRaw6 }
+
+func (k sockKind) encap() Encap {
+	if k.raw() {
+		return EncapRaw
+	}
+	return EncapUDP
+}
+
+// batchConn is ipv4.PacketConn or ipv6.PacketConn: ipv4.Message and
+// ipv6.Message are both x/net's socket.Message.
+type batchConn interface {
+	WriteBatch([]ipv6.Message, int) (int, error)
+}
+
+var _ ipv6.Message = ipv4.Message{} // must stay the same type
+
+// usock is one open socket.
+type usock struct {
+	kind sockKind
+	pc   net.PacketConn // *net.IPConn or *net.UDPConn
+	bc   batchConn
+	// gso: UDP_SEGMENT works; cleared when the kernel says EIO.
+	gso atomic.Bool
+	// gsoMaxSeg: segments at least this long are not coalesced; set to the
+	// smallest segment size the kernel refused (EMSGSIZE: longer than the
+	// path MTU), 0 = no limit. Such packets are fragmented by the kernel
+	// anyway, and this keeps them from failing one syscall per batch.
+	gsoMaxSeg atomic.Uint32
+	// gro: UDP_GRO is on, so reads may return coalesced datagrams.
+	gro bool
+}
+
+// socketSet is the immutable set of open sockets, swapped atomically.
+type socketSet struct {
+	s [numSockKinds]*usock
+}
+
+func (ss *socketSet) forEndpoint(ep Endpoint) *usock {
+	a := ep.Addr.Addr().Unmap()
+	if !a.IsValid() {
+		return nil
+	}
+	k := sockRaw4
+	if ep.Encap == EncapUDP {
+		k = sockUDP4
+	} else if ep.Encap != EncapRaw {
+		return nil
+	}
+	if !a.Is4() {
+		k++
+	}
+	return ss.s[k]
+}
+
+// LinuxUnderlay is the Linux Underlay. Make one with NewUnderlay.
+type LinuxUnderlay struct {
+	cfg   UnderlayConfig
+	stats *UnderlayStats
+
+	mu   sync.Mutex                // serialises Open and Close
+	set  atomic.Pointer[socketSet] // nil while closed
+	pool sync.Pool                 // *sendState
+}
+
+var _ Underlay = (*LinuxUnderlay)(nil)
+
+// NewUnderlay checks cfg and returns an Underlay; Open opens its sockets.
+func NewUnderlay(cfg UnderlayConfig) (Underlay, error) {
+	if !cfg.IPv4.IsValid() && !cfg.IPv6.IsValid() {
+		return nil, fmt.Errorf("%w: underlay: no local IPv4 or IPv6 address", ErrInvalidConfig)
+	}
+	if cfg.IPv4.IsValid() && !cfg.IPv4.Is4() {
+		return nil, fmt.Errorf("%w: underlay: IPv4 address %s is not IPv4", ErrInvalidConfig, cfg.IPv4)
+	}
+	if cfg.IPv6.IsValid() && !(cfg.IPv6.Is6() && !cfg.IPv6.Is4In6()) {
+		return nil, fmt.Errorf("%w: underlay: IPv6 address %s is not IPv6", ErrInvalidConfig, cfg.IPv6)
+	}
+	if cfg.Mode == 0 {
+		cfg.Mode = UnderlayBoth
+	}
+	if cfg.Mode&^UnderlayBoth != 0 {
+		return nil, fmt.Errorf("%w: underlay: unknown mode %#x", ErrInvalidConfig, uint8(cfg.Mode))
+	}
+	if cfg.UDPPort == 0 {
+		cfg.UDPPort = UDPEncapPort
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = DefaultUnderlayBatchSize
+	}
+	if cfg.BatchSize < 0 {
+		return nil, fmt.Errorf("%w: underlay: batch size %d", ErrInvalidConfig, cfg.BatchSize)
+	}
+	u := &LinuxUnderlay{cfg: cfg, stats: cfg.Stats}
+	if u.stats == nil {
+		u.stats = new(UnderlayStats)
+	}
+	batch := cfg.BatchSize
+	u.pool.New = func() any { return newSendState(batch) }
+	return u, nil
+}
+
+// Stats returns the underlay's counters.
+func (u *LinuxUnderlay) Stats() *UnderlayStats { return u.stats }
+
+// BatchSize implements Underlay.
+func (u *LinuxUnderlay) BatchSize() int { return u.cfg.BatchSize }
+
+// Offloads reports whether UDP GSO (send) and GRO (receive) are in use on
+// the open UDP sockets of the given family (for logs and tests).
+func (u *LinuxUnderlay) Offloads(ipv6 bool) (gso, gro bool) {
+	ss := u.set.Load()
+	if ss == nil {
+		return false, false
+	}
+	k := sockUDP4
+	if ipv6 {
+		k = sockUDP6
+	}
+	s := ss.s[k]
+	if s == nil {
+		return false, false
+	}
+	return s.gso.Load(), s.gro
+}
+
+// Open implements Underlay: it opens the sockets of cfg.Mode for each
+// configured family and returns one ReceiveFunc per socket. After Close, Open
+// may be called again.
+func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.set.Load() != nil {
+		return nil, ErrUnderlayOpen
+	}
+	ss := new(socketSet)
+	closeAll := func() {
+		for _, s := range ss.s {
+			if s != nil {
+				s.pc.Close()
+			}
+		}
+	}
+	type want struct {
+		kind sockKind
+		addr netip.Addr
+	}
+	var wants []want
+	if u.cfg.Mode&UnderlayRaw != 0 {
+		if u.cfg.IPv4.IsValid() {
+			wants = append(wants, want{sockRaw4, u.cfg.IPv4})
+		}
+		if u.cfg.IPv6.IsValid() {
+			wants = append(wants, want{sockRaw6, u.cfg.IPv6})
+		}
+	}
+	if u.cfg.Mode&UnderlayUDP != 0 {
+		if u.cfg.IPv4.IsValid() {
+			wants = append(wants, want{sockUDP4, u.cfg.IPv4})
+		}
+		if u.cfg.IPv6.IsValid() {
+			wants = append(wants, want{sockUDP6, u.cfg.IPv6})
+		}
+	}
+	var fns []ReceiveFunc
+	for _, w := range wants {
+		s, err := u.listen(w.kind, w.addr)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		ss.s[w.kind] = s
+		r, err := u.newReceiver(s)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		fns = append(fns, r.receive)
+	}
+	u.set.Store(ss)
+	return fns, nil
+}
+
+// listen opens one socket of kind k bound to addr.
+func (u *LinuxUnderlay) listen(k sockKind, addr netip.Addr) (*usock, error) {
+	var network, laddr string
+	switch k {
+	case sockRaw4:
+		network, laddr = "ip4:50", addr.String()
+	case sockRaw6:
+		network, laddr = "ip6:50", addr.String()
+	case sockUDP4:
+		network, laddr = "udp4", netip.AddrPortFrom(addr, u.cfg.UDPPort).String()
+	case sockUDP6:
+		network, laddr = "udp6", netip.AddrPortFrom(addr, u.cfg.UDPPort).String()
+	}
+	mark := u.cfg.Mark
+	wantGRO := !k.raw() && !u.cfg.DisableGRO && u.cfg.BatchSize >= 1
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			// Best effort, as wireguard-go controlfns_linux.go.
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, socketBufferSize)
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, socketBufferSize)
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, socketBufferSize)
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, socketBufferSize)
+			if mark != 0 {
+				if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
+					serr = os.NewSyscallError("setsockopt SO_MARK", err)
+					return
+				}
+			}
+			if wantGRO {
+				// Kernels without UDP_GRO refuse it: then no GRO.
+				_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), network, laddr)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: underlay listen %s %s: %w", network, laddr, err)
+	}
+	s := &usock{kind: k, pc: pc}
+	if k == sockRaw4 || k == sockUDP4 {
+		s.bc = ipv4.NewPacketConn(pc)
+	} else {
+		s.bc = ipv6.NewPacketConn(pc)
+	}
+	if !k.raw() {
+		gso, gro := udpOffloads(pc.(*net.UDPConn))
+		s.gso.Store(gso && !u.cfg.DisableGSO)
+		s.gro = gro && wantGRO
+	}
+	return s, nil
+}
+
+// udpOffloads asks the kernel whether UDP_SEGMENT is known and UDP_GRO is on
+// (wireguard-go features_linux.go).
+func udpOffloads(c *net.UDPConn) (gso, gro bool) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false, false
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+		gso = err == nil
+		v, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO)
+		gro = err == nil && v == 1
+	})
+	return gso, gro
+}
+
+// Close implements Underlay. It closes every socket, which makes blocked
+// ReceiveFuncs return net.ErrClosed. It is idempotent.
+func (u *LinuxUnderlay) Close() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	ss := u.set.Swap(nil)
+	if ss == nil {
+		return nil
+	}
+	var first error
+	for _, s := range ss.s {
+		if s == nil {
+			continue
+		}
+		if err := s.pc.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// normErr normalises the OS error at the boundary: a closed socket is
+// net.ErrClosed.
+func normErr(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return net.ErrClosed
+	}
+	return err
+}
+
+// ---------------------------------------------------------------- receive
+
+// receiver is one socket's ReceiveFunc state. A ReceiveFunc is called from
+// one goroutine (api.go), so it needs no lock.
+type receiver struct {
+	s     *usock
+	stats *UnderlayStats
+	mr    *mmsgReader
+	encap Encap
+
+	// GRO only: the receiver's own Bufs that recvmmsg fills (one
+	// coalesced datagram each), the segment size and source of each, the
+	// number of messages read, and the read position (message, offset).
+	scratch []*pkt.Buf
+	gsoSize []int
+	eps     []Endpoint
+	nmsg    int
+	mi, off int
+}
+
+func (u *LinuxUnderlay) newReceiver(s *usock) (*receiver, error) {
+	r := &receiver{s: s, stats: u.stats, encap: s.kind.encap()}
+	n, oob := u.cfg.BatchSize, 0
+	if s.gro {
+		// One message may carry up to udpSegmentMaxDatagrams segments:
+		// read as many messages as fill one batch (wireguard-go reads
+		// IdealBatchSize/udpSegmentMaxDatagrams messages).
+		n = (u.cfg.BatchSize + udpSegmentMaxDatagrams - 1) / udpSegmentMaxDatagrams
+		oob = gsoControlSize
+		r.scratch = make([]*pkt.Buf, n)
+		for i := range r.scratch {
+			r.scratch[i] = new(pkt.Buf)
+		}
+		r.gsoSize = make([]int, n)
+		r.eps = make([]Endpoint, n)
+	}
+	mr, err := newMmsgReader(s.pc, n, oob)
+	if err != nil {
+		return nil, err
+	}
+	r.mr = mr
+	return r, nil
+}
+
+// rxCounts are one batch's drops, added to UnderlayStats once.
+type rxCounts struct {
+	keepalive, nonESP, malformed, fragment, coalesced uint64
+}
+
+func (c *rxCounts) flush(s *UnderlayStats) {
+	if c.keepalive != 0 {
+		s.RxKeepalives.Add(c.keepalive)
+	}
+	if c.nonESP != 0 {
+		s.RxNonESP.Add(c.nonESP)
+	}
+	if c.malformed != 0 {
+		s.RxMalformed.Add(c.malformed)
+	}
+	if c.fragment != 0 {
+		s.RxFragments.Add(c.fragment)
+	}
+	if c.coalesced != 0 {
+		s.RxCoalesced.Add(c.coalesced)
+	}
+}
+
+// classify returns where the ESP packet lies in p (a datagram as the socket
+// returned it) or ok == false, counting why.
+func classify(k sockKind, p []byte, c *rxCounts) (off, n int, ok bool) {
+	switch k {
+	case sockRaw4:
+		// A raw IPv4 socket returns the IPv4 header too (raw(7)); a raw
+		// IPv6 socket does not.
+		ip := header.IPv4(p)
+		if !ip.IsValid() {
+			c.malformed++
+			return 0, 0, false
+		}
+		if ip.IsFragment() {
+			c.fragment++
+			return 0, 0, false
+		}
+		off = ip.HeaderLen()
+		p = p[:ip.TotalLen()]
+	case sockUDP4, sockUDP6:
+		// RFC 3948 §2.3: exactly one byte 0xFF is a NAT-keepalive, to
+		// be ignored. §2.2: four zero bytes where the SPI would be are
+		// the non-ESP marker: an IKE message follows (not ours).
+		if len(p) == 1 && p[0] == 0xFF {
+			c.keepalive++
+			return 0, 0, false
+		}
+		if len(p) >= 4 && binary.BigEndian.Uint32(p) == 0 {
+			c.nonESP++
+			return 0, 0, false
+		}
+	}
+	// RFC 3948 §2.1/§2.2 and RFC 4303 §2.1: ESP is at least SPI + sequence
+	// number and its SPI is never 0 (raw sockets too: SPI 0 is reserved).
+	esp := header.ESP(p[off:])
+	if !esp.IsValid() || esp.SPI() == 0 {
+		c.malformed++
+		return 0, 0, false
+	}
+	return off, len(esp), true
+}
+
+// endpoint makes the Endpoint of a received packet.
+func (r *receiver) endpoint(ap netip.AddrPort) Endpoint {
+	if r.encap == EncapRaw {
+		ap = netip.AddrPortFrom(ap.Addr(), 0)
+	}
+	return Endpoint{Addr: ap, Encap: r.encap}
+}
+
+// receive is the ReceiveFunc.
+func (r *receiver) receive(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
+	n := min(len(bufs), len(eps))
+	if n == 0 {
+		return 0, nil
+	}
+	if r.s.gro {
+		return r.receiveGRO(bufs[:n], eps[:n])
+	}
+	n = min(n, len(r.mr.hs))
+	for {
+		for i, b := range bufs[:n] {
+			b.Reset()
+			r.mr.setBuf(i, b.B[pkt.Headroom:pkt.Headroom+pkt.MaxPacket])
+		}
+		got, err := r.mr.read(n)
+		if err != nil {
+			return 0, normErr(err)
+		}
+		var c rxCounts
+		j := 0
+		for i := 0; i < got; i++ {
+			b := bufs[i]
+			if r.mr.truncated(i) {
+				c.malformed++
+				continue
+			}
+			off, ln, ok := classify(r.s.kind, b.B[pkt.Headroom:pkt.Headroom+r.mr.size(i)], &c)
+			if !ok {
+				continue
+			}
+			b.SetBytes(pkt.Headroom+off, ln)
+			eps[j] = r.endpoint(r.mr.source(i))
+			bufs[i], bufs[j] = bufs[j], b // compact in place, keep every Buf
+			j++
+		}
+		c.flush(r.stats)
+		if j > 0 {
+			return j, nil
+		}
+	}
+}
+
+// receiveGRO delivers segments of coalesced datagrams (UDP_GRO), reading
+// more when none are left. Each segment is copied once, from the scratch
+// into the caller's Buf at pkt.Headroom.
+func (r *receiver) receiveGRO(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
+	for {
+		if r.mi >= r.nmsg {
+			if err := r.fill(); err != nil {
+				return 0, err
+			}
+		}
+		var c rxCounts
+		j := 0
+		for j < len(bufs) && r.mi < r.nmsg {
+			size := r.mr.size(r.mi)
+			seg := r.scratch[r.mi].B[r.off:size]
+			if g := r.gsoSize[r.mi]; g > 0 && len(seg) > g {
+				seg = seg[:g]
+			}
+			ep := r.eps[r.mi]
+			r.off += len(seg)
+			if r.off >= size {
+				r.mi++
+				r.off = 0
+			}
+			off, ln, ok := classify(r.s.kind, seg, &c)
+			if !ok {
+				continue
+			}
+			b := bufs[j]
+			copy(b.B[pkt.Headroom:], seg[off:off+ln])
+			b.SetBytes(pkt.Headroom, ln)
+			eps[j] = ep
+			j++
+		}
+		c.flush(r.stats)
+		if j > 0 {
+			return j, nil
+		}
+	}
+}
+
+// fill reads a batch of (possibly coalesced) datagrams into the scratch.
+func (r *receiver) fill() error {
+	r.nmsg, r.mi, r.off = 0, 0, 0
+	for i, b := range r.scratch {
+		r.mr.setBuf(i, b.B[:pkt.MaxPacket])
+	}
+	got, err := r.mr.read(len(r.scratch))
+	if err != nil {
+		return normErr(err)
+	}
+	var c rxCounts
+	for i := 0; i < got; i++ {
+		g := groSize(r.mr.control(i))
+		r.gsoSize[i] = g
+		if g > 0 && r.mr.size(i) > g {
+			c.coalesced++
+		}
+		r.eps[i] = r.endpoint(r.mr.source(i))
+		if r.mr.truncated(i) {
+			r.mr.hs[i].len = 0 // receiveGRO counts it as malformed
+		}
+	}
+	c.flush(r.stats)
+	r.nmsg = got
+	return nil
+}
+
+// groSize returns the UDP_GRO segment size in control, or 0 (not coalesced).
+func groSize(control []byte) int {
+	for len(control) > unix.SizeofCmsghdr {
+		hdr, data, rest, err := unix.ParseOneSocketControlMessage(control)
+		if err != nil {
+			return 0
+		}
+		if hdr.Level == unix.SOL_UDP && hdr.Type == unix.UDP_GRO && len(data) >= gsoCmsgData {
+			return int(binary.NativeEndian.Uint16(data))
+		}
+		control = rest
+	}
+	return 0
+}
+
+// ------------------------------------------------------------------- send
+
+// sendState is one Send call's pooled scratch: messages, the iovecs they
+// slice, and the destination addresses they point to (wireguard-go
+// msgsPool/udpAddrPool in one).
+type sendState struct {
+	msgs  []ipv6.Message
+	iov   [][]byte
+	udp   []net.UDPAddr
+	ip    []net.IPAddr
+	ipb   [][16]byte
+	first []int // msgs[i]'s first packet, as an index into the run
+}
+
+func newSendState(batch int) *sendState {
+	st := &sendState{
+		msgs:  make([]ipv6.Message, batch),
+		iov:   make([][]byte, batch),
+		udp:   make([]net.UDPAddr, batch),
+		ip:    make([]net.IPAddr, batch),
+		ipb:   make([][16]byte, batch),
+		first: make([]int, batch),
+	}
+	for i := range st.msgs {
+		st.msgs[i].OOB = make([]byte, 0, gsoControlSize)
+	}
+	return st
+}
+
+// clear drops the references to the caller's packets before Put.
+func (st *sendState) clear(n int) {
+	for i := range st.iov[:n] {
+		st.iov[i] = nil
+	}
+	for i := range st.msgs[:n] {
+		st.msgs[i].Buffers = nil
+		st.msgs[i].Addr = nil
+		st.msgs[i].OOB = st.msgs[i].OOB[:0]
+	}
+}
+
+// addr points message i's destination at ap.
+func (st *sendState) addr(i int, raw bool, ap netip.AddrPort) net.Addr {
+	a := ap.Addr().Unmap()
+	st.ipb[i] = a.As16()
+	ip := st.ipb[i][:]
+	if a.Is4() {
+		ip = st.ipb[i][12:16]
+	}
+	if raw {
+		ia := &st.ip[i]
+		ia.IP, ia.Zone = ip, a.Zone()
+		return ia
+	}
+	ua := &st.udp[i]
+	ua.IP, ua.Port, ua.Zone = ip, int(ap.Port()), a.Zone()
+	return ua
+}
+
+// Send implements Underlay. Packets go out in order per socket; an error
+// from one packet does not stop the others, and the first error is returned.
+func (u *LinuxUnderlay) Send(bufs []*pkt.Buf, eps []Endpoint) error {
+	if len(eps) < len(bufs) {
+		return fmt.Errorf("dataplane: underlay Send: %d endpoints for %d packets", len(eps), len(bufs))
+	}
+	ss := u.set.Load()
+	if ss == nil {
+		return net.ErrClosed
+	}
+	st := u.pool.Get().(*sendState)
+	defer u.pool.Put(st)
+	batch := len(st.msgs)
+	var first error
+	for i := 0; i < len(bufs); {
+		s := ss.forEndpoint(eps[i])
+		j := i + 1
+		for j < len(bufs) && j-i < batch && ss.forEndpoint(eps[j]) == s {
+			j++
+		}
+		var err error
+		if s == nil {
+			err = ErrNoSocket
+		} else {
+			err = u.sendRun(s, st, bufs[i:j], eps[i:j])
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+		i = j
+	}
+	return first
+}
+
+// sendRun sends up to one batch of packets through one socket.
+func (u *LinuxUnderlay) sendRun(s *usock, st *sendState, bufs []*pkt.Buf, eps []Endpoint) error {
+	gso := s.gso.Load()
+	var nmsg int
+	if gso {
+		nmsg = st.coalesce(s, bufs, eps)
+	} else {
+		raw := s.kind.raw()
+		for i, b := range bufs {
+			st.iov[i] = b.Bytes()
+			m := &st.msgs[i]
+			m.Buffers = st.iov[i : i+1]
+			m.Addr = st.addr(i, raw, eps[i].Addr)
+			m.OOB = m.OOB[:0]
+			st.first[i] = i
+		}
+		nmsg = len(bufs)
+	}
+	defer st.clear(max(nmsg, len(bufs)))
+	msgs := st.msgs[:nmsg]
+	var first error
+	for start := 0; start < len(msgs); {
+		n, err := s.bc.WriteBatch(msgs[start:], 0)
+		start += max(n, 0)
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return net.ErrClosed
+		}
+		if start >= len(msgs) {
+			break
+		}
+		// msgs[start] failed. A GSO message is retried one packet at a
+		// time: the kernel refuses UDP_SEGMENT with EIO where the device
+		// lacks checksum offload (then GSO stays off on this socket, as
+		// wireguard-go does), and with EMSGSIZE (older kernels: EINVAL)
+		// when a segment exceeds the path MTU (then segments that long are
+		// no longer coalesced; the kernel fragments them).
+		m := &msgs[start]
+		if gso && len(m.Buffers) > 1 {
+			u.stats.GSORetries.Add(1)
+			if isEIO(err) {
+				if s.gso.CompareAndSwap(true, false) {
+					u.stats.GSODisabled.Add(1)
+				}
+			} else if isTooBig(err) {
+				s.limitSegment(len(m.Buffers[0]))
+			}
+			err = s.sendEach(m.Buffers, eps[st.first[start]].Addr)
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+		start++
+	}
+	return first
+}
+
+// sendEach sends each packet of a failed GSO message on its own.
+func (s *usock) sendEach(pkts [][]byte, ap netip.AddrPort) error {
+	c := s.pc.(*net.UDPConn)
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	var first error
+	for _, p := range pkts {
+		if _, err := c.WriteToUDPAddrPort(p, ap); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func isEIO(err error) bool {
+	var se *os.SyscallError
+	return errors.As(err, &se) && se.Err == unix.EIO
+}
+
+// isTooBig: the kernel refuses a GSO segment longer than the path MTU with
+// EMSGSIZE (older kernels: EINVAL).
+func isTooBig(err error) bool {
+	var se *os.SyscallError
+	return errors.As(err, &se) && (se.Err == unix.EMSGSIZE || se.Err == unix.EINVAL)
+}
+
+// limitSegment stops coalescing segments of size n or longer.
+func (s *usock) limitSegment(n int) {
+	for {
+		old := s.gsoMaxSeg.Load()
+		if old != 0 && old <= uint32(n) {
+			return
+		}
+		if s.gsoMaxSeg.CompareAndSwap(old, uint32(n)) {
+			return
+		}
+	}
+}
+
+// coalesce builds GSO messages (wireguard-go coalesceMessages): consecutive
+// packets to the same endpoint join the current message while they are no
+// longer than its first (the segment size), the total fits a UDP datagram
+// and at most udpSegmentMaxDatagrams join; a shorter packet ends the
+// message. Each packet is one iovec, so nothing is copied.
+func (st *sendState) coalesce(s *usock, bufs []*pkt.Buf, eps []Endpoint) int {
+	maxPayload := maxIPv4UDPPayload
+	if s.kind == sockUDP6 {
+		maxPayload = maxIPv6UDPPayload
+	}
+	maxSeg := int(s.gsoMaxSeg.Load())
+	if maxSeg == 0 {
+		maxSeg = maxPayload
+	}
+	base := -1
+	var segSize, count, total, start int
+	var ended bool
+	finish := func() {
+		if base >= 0 && count > 1 {
+			setGSOSize(&st.msgs[base].OOB, uint16(segSize))
+		}
+	}
+	for i, b := range bufs {
+		p := b.Bytes()
+		st.iov[i] = p
+		if base >= 0 && !ended && eps[i].Addr == eps[start].Addr && segSize < maxSeg &&
+			len(p) <= segSize && total+len(p) <= maxPayload && count < udpSegmentMaxDatagrams {
+			st.msgs[base].Buffers = st.iov[start : i+1]
+			count++
+			total += len(p)
+			ended = len(p) < segSize
+			continue
+		}
+		finish()
+		base++
+		start = i
+		m := &st.msgs[base]
+		m.Buffers = st.iov[i : i+1]
+		m.Addr = st.addr(base, false, eps[i].Addr)
+		m.OOB = m.OOB[:0]
+		st.first[base] = i
+		segSize, count, total, ended = len(p), 1, len(p), false
+	}
+	finish()
+	return base + 1
+}
+
+// setGSOSize appends a UDP_SEGMENT cmsg to control (wireguard-go
+// gso_linux.go).
+func setGSOSize(control *[]byte, size uint16) {
+	n := len(*control)
+	if cap(*control)-n < gsoControlSize {
+		return
+	}
+	*control = (*control)[:n+gsoControlSize]
+	c := (*control)[n:]
+	hdr := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+	hdr.Level = unix.SOL_UDP
+	hdr.Type = unix.UDP_SEGMENT
+	hdr.SetLen(unix.CmsgLen(gsoCmsgData))
+	binary.NativeEndian.PutUint16(c[unix.CmsgLen(0):], size)
+}
+
+// keepalive is the RFC 3948 §2.3 NAT-keepalive payload.
+var keepalive = [1]byte{0xFF}
+
+// SendKeepalive implements Underlay: one UDP datagram whose payload is the
+// single byte 0xFF (RFC 3948 §2.3), from the ESP-in-UDP port.
+func (u *LinuxUnderlay) SendKeepalive(ep Endpoint) error {
+	if ep.Encap != EncapUDP {
+		return fmt.Errorf("%w: keepalive to %v: NAT keepalives are UDP only (RFC 3948 §2.3)", ErrNoSocket, ep)
+	}
+	ss := u.set.Load()
+	if ss == nil {
+		return net.ErrClosed
+	}
+	s := ss.forEndpoint(ep)
+	if s == nil {
+		return ErrNoSocket
+	}
+	ap := netip.AddrPortFrom(ep.Addr.Addr().Unmap(), ep.Addr.Port())
+	if _, err := s.pc.(*net.UDPConn).WriteToUDPAddrPort(keepalive[:], ap); err != nil {
+		return normErr(err)
+	}
+	u.stats.TxKeepalives.Add(1)
+	return nil
+}

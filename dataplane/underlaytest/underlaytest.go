@@ -1,0 +1,212 @@
+// Package underlaytest is an in-memory dataplane.Underlay for tests (like
+// wireguard-go conn/bindtest): NewPair connects two Underlays by channels.
+// BatchSize is 1, so the dataplane's batching runs at 1 in tests and at N in
+// production. Knobs drop, duplicate, rewrite and record packets and inject
+// new ones, to test roaming and the replay defence.
+package underlaytest
+
+import (
+	"errors"
+	"net"
+	"sync"
+
+	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/pkt"
+)
+
+// Msg is one ESP packet on the wire (SPI first).
+type Msg struct {
+	Data     []byte
+	Src, Dst dataplane.Endpoint
+}
+
+// Filter sees every packet an Underlay sends and returns what the network
+// delivers: nothing drops it, two copies duplicate it, a changed Src rewrites
+// the source (a NAT rebinding).
+type Filter func(m Msg) []Msg
+
+// Underlay is one end of a pair. All methods are safe for concurrent use.
+type Underlay struct {
+	peer   *Underlay
+	in     chan Msg
+	closed chan struct{}
+	once   sync.Once
+
+	mu         sync.Mutex
+	local      dataplane.Endpoint
+	filter     Filter
+	record     bool
+	sent       []Msg
+	keepalives []dataplane.Endpoint
+	misrouted  int
+	opened     bool
+}
+
+var _ dataplane.Underlay = (*Underlay)(nil)
+
+// NewPair returns two connected Underlays with local endpoints a and b.
+// A packet is delivered only when its destination is the other side's
+// current local endpoint (see SetLocal); others count as Misrouted.
+func NewPair(a, b dataplane.Endpoint) (*Underlay, *Underlay) {
+	ua := &Underlay{local: a, in: make(chan Msg, 4096), closed: make(chan struct{})}
+	ub := &Underlay{local: b, in: make(chan Msg, 4096), closed: make(chan struct{})}
+	ua.peer, ub.peer = ub, ua
+	return ua, ub
+}
+
+// Local returns the local endpoint: the source of what this side sends.
+func (u *Underlay) Local() dataplane.Endpoint {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.local
+}
+
+// SetLocal moves this side to ep: later packets carry it as their source,
+// and only packets sent to ep reach this side (roaming, NAT rebinding).
+func (u *Underlay) SetLocal(ep dataplane.Endpoint) {
+	u.mu.Lock()
+	u.local = ep
+	u.mu.Unlock()
+}
+
+// SetFilter installs f for the packets this side sends; nil removes it.
+func (u *Underlay) SetFilter(f Filter) {
+	u.mu.Lock()
+	u.filter = f
+	u.mu.Unlock()
+}
+
+// Record starts or stops recording copies of the packets this side sends
+// (before the filter); Sent returns them.
+func (u *Underlay) Record(on bool) {
+	u.mu.Lock()
+	u.record = on
+	u.mu.Unlock()
+}
+
+// Sent returns the recorded packets.
+func (u *Underlay) Sent() []Msg {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]Msg(nil), u.sent...)
+}
+
+// Keepalives returns the destinations of the keepalives sent so far.
+func (u *Underlay) Keepalives() []dataplane.Endpoint {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]dataplane.Endpoint(nil), u.keepalives...)
+}
+
+// Misrouted returns how many packets the other side sent to an endpoint
+// that was not this side's.
+func (u *Underlay) Misrouted() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.misrouted
+}
+
+// Inject delivers m to this side's receiver as if it came from the network
+// (a replay, a forgery). It does not check m.Dst.
+func (u *Underlay) Inject(m Msg) error {
+	m.Data = append([]byte(nil), m.Data...)
+	select {
+	case u.in <- m:
+		return nil
+	case <-u.closed:
+		return net.ErrClosed
+	}
+}
+
+// Open returns one ReceiveFunc.
+func (u *Underlay) Open() ([]dataplane.ReceiveFunc, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.opened {
+		return nil, errors.New("underlaytest: already open")
+	}
+	u.opened = true
+	return []dataplane.ReceiveFunc{u.receive}, nil
+}
+
+func (u *Underlay) receive(bufs []*pkt.Buf, eps []dataplane.Endpoint) (int, error) {
+	select {
+	case <-u.closed:
+		return 0, net.ErrClosed
+	case m := <-u.in:
+		bufs[0].Reset()
+		bufs[0].Set(m.Data)
+		eps[0] = m.Src
+		return 1, nil
+	}
+}
+
+// Send delivers copies of bufs[i].Bytes() to the other side, through the
+// filter.
+func (u *Underlay) Send(bufs []*pkt.Buf, eps []dataplane.Endpoint) error {
+	select {
+	case <-u.closed:
+		return net.ErrClosed
+	default:
+	}
+	u.mu.Lock()
+	src, f, rec := u.local, u.filter, u.record
+	u.mu.Unlock()
+	for i, b := range bufs {
+		m := Msg{Data: append([]byte(nil), b.Bytes()...), Src: src, Dst: eps[i]}
+		if rec {
+			u.mu.Lock()
+			u.sent = append(u.sent, Msg{Data: append([]byte(nil), m.Data...), Src: m.Src, Dst: m.Dst})
+			u.mu.Unlock()
+		}
+		ms := []Msg{m}
+		if f != nil {
+			ms = f(m)
+		}
+		for _, m := range ms {
+			u.peer.deliver(m)
+		}
+	}
+	return nil
+}
+
+func (u *Underlay) deliver(m Msg) {
+	u.mu.Lock()
+	ok := m.Dst == u.local
+	if !ok {
+		u.misrouted++
+	}
+	u.mu.Unlock()
+	if !ok {
+		return
+	}
+	select {
+	case u.in <- m:
+	case <-u.closed:
+	}
+}
+
+// SendKeepalive records ep; it fails unless ep is EncapUDP.
+func (u *Underlay) SendKeepalive(ep dataplane.Endpoint) error {
+	if ep.Encap != dataplane.EncapUDP {
+		return errors.New("underlaytest: keepalive to a non-UDP endpoint")
+	}
+	select {
+	case <-u.closed:
+		return net.ErrClosed
+	default:
+	}
+	u.mu.Lock()
+	u.keepalives = append(u.keepalives, ep)
+	u.mu.Unlock()
+	return nil
+}
+
+// BatchSize returns 1.
+func (u *Underlay) BatchSize() int { return 1 }
+
+// Close stops the receiver; idempotent.
+func (u *Underlay) Close() error {
+	u.once.Do(func() { close(u.closed) })
+	return nil
+}
