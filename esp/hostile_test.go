@@ -800,3 +800,24 @@ func TestSeqReserve(t *testing.T) {
 		t.Fatalf("without a reserve: %v", v)
 	}
 }
+
+// TestSeqReserveParam: Params.SeqReserve bounds the SA from its first packet.
+func TestSeqReserveParam(t *testing.T) {
+	p := Params{SPI: 0x101, Algorithm: AES128GCM16, EncKey: make([]byte, 20), Mode: Tunnel,
+		TunnelSrc: netip.MustParseAddr("192.0.2.1"), TunnelDst: netip.MustParseAddr("192.0.2.2"), InitialSeq: 5, SeqReserve: 6}
+	o, err := NewOutbound(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := make([]byte, 40)
+	header.IPv4(inner).Encode(&header.IPv4Fields{TotalLen: 40, TTL: 64, Protocol: header.ProtoUDP,
+		Src: netip.MustParseAddr("198.51.100.1"), Dst: netip.MustParseAddr("198.51.100.2")})
+	b := pkt.Get()
+	defer pkt.Put(b)
+	for i, want := range []Verdict{OK, DropSeqReserve} {
+		b.Set(inner)
+		if v := o.Seal(b); v != want {
+			t.Fatalf("packet %d: %v, want %v", i, v, want)
+		}
+	}
+}

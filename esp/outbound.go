@@ -83,6 +83,7 @@ func NewOutbound(p Params) (*Outbound, error) {
 		o.tun = newTunnelTemplate(p.TunnelSrc, p.TunnelDst, p.HopLimit)
 	}
 	o.seq.Store(p.InitialSeq)
+	o.reserve.Store(p.SeqReserve)
 	o.st.Store(st)
 	return o, nil
 }

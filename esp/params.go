@@ -79,8 +79,10 @@ func (p Params) normalize() (Params, error) {
 }
 
 // withoutKeys returns p with the key fields cleared, for the Params
-// accessors.
+// accessors. SeqReserve is cleared too: it is a starting bound that
+// SetSeqReserve moves, not part of the transform.
 func (p Params) withoutKeys() Params {
 	p.EncKey, p.AuthKey = nil, nil
+	p.SeqReserve = 0
 	return p
 }

@@ -77,4 +77,8 @@ type Params struct {
 	// side a non-zero InitialSeq positions the replay window as if that
 	// sequence number had been received (see NewInbound).
 	InitialSeq uint64
+	// SeqReserve, when non-zero, is the bound Outbound.SetSeqReserve
+	// would set, in force from the first packet: an SA created while
+	// traffic flows is never without its durable reservation.
+	SeqReserve uint64
 }

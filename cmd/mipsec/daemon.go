@@ -55,6 +55,8 @@ type daemonOptions struct {
 	reserver seqstore.ReserverOptions
 	// noControl skips the control socket.
 	noControl bool
+	// metricsAddr, when set, serves Prometheus metrics there (run --metrics).
+	metricsAddr string
 	// workers is dataplane.Config.Workers.
 	workers int
 }
@@ -113,15 +115,20 @@ func newDaemon(cfg *Config, log *zap.Logger, opts daemonOptions) (*daemon, error
 	d.res = seqstore.NewReserver(st, ropts)
 	d.sadb = sad.New(sad.Options{OnExpire: d.onExpire})
 	d.spdb = spd.New(d.sadb)
+	fail := func(err error) (*daemon, error) {
+		// Nothing sealed: record the start points again, not the
+		// reservations made for them.
+		d.sadb.Close()
+		d.res.Flush()
+		return nil, err
+	}
 	for _, s := range cfg.SAs {
 		if err := d.addSA(s.Config); err != nil {
-			d.sadb.Close()
-			return nil, fmt.Errorf("%s: %w", s.Path, err)
+			return fail(fmt.Errorf("%s: %w", s.Path, err))
 		}
 	}
 	if err := d.spdb.Replace(cfg.Policies); err != nil {
-		d.sadb.Close()
-		return nil, err
+		return fail(err)
 	}
 	return d, nil
 }
@@ -226,6 +233,8 @@ func (d *daemon) addSA(c sad.Config) error {
 		}
 		res = r
 		c.Params.InitialSeq = max(c.Params.InitialSeq, initial)
+		// Bounded from its first packet, before Attach raises the bound.
+		c.Params.SeqReserve, _ = d.res.Reserved(spi)
 	}
 	sa, err := d.sadb.Add(c)
 	if err != nil {
@@ -388,6 +397,8 @@ func (d *daemon) UpdateSA(c sad.Config) error {
 			res = r
 			c.Params.InitialSeq = max(c.Params.InitialSeq, initial)
 		}
+		// A rebuilt transform is bounded from its first packet.
+		c.Params.SeqReserve, _ = d.res.Reserved(spi)
 	}
 	sa, _, err := d.sadb.Replace(c)
 	if err != nil {

@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strings"
@@ -461,5 +465,49 @@ func TestServe(t *testing.T) {
 	}
 	if rc := serve(context.Background(), gatewayConfig(t, "gateway-b.toml", t.TempDir()), zaptest.NewLogger(t), daemonOptions{noControl: true, openIO: fail}); rc != 1 {
 		t.Errorf("serve with a failing open = %d", rc)
+	}
+}
+
+// TestRunMetricsFlag: run --metrics serves the SA counters over HTTP while
+// the daemon runs, and a port already in use is a start failure (exit 1).
+func TestRunMetricsFlag(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	cfg := gatewayConfig(t, "gateway-a.toml", t.TempDir())
+	ua, _ := underlaytest.NewPair(epA, epB)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		done <- serve(ctx, cfg, zaptest.NewLogger(t), daemonOptions{noControl: true, metricsAddr: addr, openIO: fakeIO(tuntest.New(1, 8), ua)})
+	}()
+	var body string
+	for i := 0; i < 100 && !strings.Contains(body, "mipsec_sa_packets"); i++ {
+		time.Sleep(20 * time.Millisecond)
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+	}
+	if !strings.Contains(body, "mipsec_sa_packets") || !strings.Contains(body, fmt.Sprintf("%#08x", spiAtoB)) {
+		t.Errorf("metrics lack the per-SA series for %#08x:\n%.2000s", spiAtoB, body)
+	}
+
+	// A second daemon cannot take the same metrics address.
+	ub, _ := underlaytest.NewPair(epA, epB)
+	if rc := serve(context.Background(), gatewayConfig(t, "gateway-a.toml", t.TempDir()), zaptest.NewLogger(t),
+		daemonOptions{noControl: true, metricsAddr: addr, openIO: fakeIO(tuntest.New(1, 8), ub)}); rc != 1 {
+		t.Errorf("second daemon on a busy metrics address: exit %d, want 1", rc)
+	}
+	cancel()
+	if rc := <-done; rc != 0 {
+		t.Errorf("serve = %d", rc)
 	}
 }

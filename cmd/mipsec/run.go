@@ -21,8 +21,9 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("c", DefaultConfigPath, "configuration `file`")
+	metrics := fs.String("metrics", "", "serve Prometheus metrics on `addr` (host:port, e.g. 127.0.0.1:9150); off when empty")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: mipsec run [-c FILE]\n\nRun the gateway daemon in the foreground (as root: it creates a TUN device and raw sockets).")
+		fmt.Fprintln(stderr, "usage: mipsec run [-c FILE] [--metrics ADDR]\n\nRun the gateway daemon in the foreground (as root: it creates a TUN device and raw sockets).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -49,7 +50,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	defer log.Sync()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return serve(ctx, cfg, log, daemonOptions{})
+	return serve(ctx, cfg, log, daemonOptions{metricsAddr: *metrics})
 }
 
 // serve runs the daemon until ctx ends: the part of `run` that tests drive
@@ -68,6 +69,16 @@ func serve(ctx context.Context, cfg *Config, log *zap.Logger, opts daemonOptions
 		log.Error("cannot start", zap.Error(err))
 		d.Close()
 		return 1
+	}
+	if opts.metricsAddr != "" {
+		stopMetrics, err := serveMetrics(opts.metricsAddr, d)
+		if err != nil {
+			log.Error("cannot start", zap.Error(err))
+			d.Close()
+			return 1
+		}
+		defer stopMetrics()
+		log.Info("metrics", zap.String("addr", opts.metricsAddr))
 	}
 	<-ctx.Done()
 	log.Info("shutting down", zap.NamedError("reason", context.Cause(ctx)))
