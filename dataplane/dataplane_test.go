@@ -45,6 +45,12 @@ func TestTunnelBothWays(t *testing.T) {
 					}
 				}
 			}
+			// The writers count after Send and Write return, which may be
+			// after the packet arrived.
+			waitFor(t, "counters", func() bool {
+				return a.d.Stats().SentPackets == 2*n && b.d.Stats().SentPackets == 2*n &&
+					a.d.Stats().DeliveredPackets == 2*n && b.d.Stats().DeliveredPackets == 2*n
+			})
 			sa, sb := a.d.Stats(), b.d.Stats()
 			if sa.OutPackets != 2*n || sa.SentPackets != 2*n || sa.OutBytes != sentBytes {
 				t.Errorf("A out: %+v, want %d packets, %d bytes", sa, 2*n, sentBytes)
@@ -99,7 +105,8 @@ func TestOrderParallel(t *testing.T) {
 				}
 				*next++
 			}
-			if s := b.d.Stats(); s.Dropped() != 0 || s.DeliveredPackets != 2*n {
+			waitFor(t, "counters", func() bool { return b.d.Stats().DeliveredPackets == 2*n })
+			if s := b.d.Stats(); s.Dropped() != 0 {
 				t.Errorf("B: delivered %d, drops %v", s.DeliveredPackets, s.Drops)
 			}
 		})
@@ -432,7 +439,7 @@ func TestKeepalive(t *testing.T) {
 	close(stop)
 	<-flowing
 	<-drained
-	if during > 1 {
+	if during > 3 { // unsuppressed: about 10
 		t.Errorf("%d keepalives in 200 ms of traffic", during)
 	}
 }

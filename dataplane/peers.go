@@ -145,9 +145,10 @@ func (d *Dataplane) maybeRoam(p *peer, ep Endpoint) {
 	}
 	e := new(Endpoint)
 	*e = ep
-	old := p.st.ep.Swap(e)
+	// Counters first: whoever sees the new endpoint sees them counted.
 	p.st.roams.Add(1)
 	d.c.roams.Add(1)
+	old := p.st.ep.Swap(e)
 	select {
 	case d.roamCh <- roamEvent{peer: p, from: *old, to: ep}:
 	default: // the logger is behind; the counters still tell

@@ -335,6 +335,20 @@ func TestKeyFiles(t *testing.T) {
 			}
 		})
 	}
+	// A key file owned by another user (needs root to make one).
+	if os.Geteuid() == 0 {
+		dir := t.TempDir()
+		file := filepath.Join(dir, "c.toml")
+		os.WriteFile(file, data, 0o600)
+		key := filepath.Join(dir, "gcm.key")
+		writeKeyFile(t, key, 0o600)
+		if err := os.Chown(key, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadConfig(file); err == nil || !strings.Contains(err.Error(), "is owned by uid 65534; a key file must belong to root") {
+			t.Errorf("foreign owner: %v", err)
+		}
+	}
 	// A missing key file and a key given twice.
 	dir := t.TempDir()
 	file := filepath.Join(dir, "c.toml")
