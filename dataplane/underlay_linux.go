@@ -26,6 +26,13 @@ package dataplane
 // gathered into one message with one iovec per packet and a UDP_SEGMENT
 // cmsg: no copy. Send never writes into bufs.
 //
+// UDP checksums (RFC 3948 §2.1): over IPv4 the sender SHOULD send a zero
+// checksum and the receiver MUST NOT depend on it being zero. The kernel
+// computes real ones here (SO_NO_CHECK cannot be combined with UDP_SEGMENT,
+// and a non-zero checksum is always acceptable to the peer) and verifies
+// received ones, accepting zero over IPv4. IPv6 always needs one (RFC 8200
+// §8.1). NAT-keepalives (§2.3) are the same.
+//
 // Allocations: none per packet in steady state. Send uses x/net's WriteBatch
 // (sendmmsg) with pooled messages and addresses. Receive uses recvmmsg
 // directly (mmsg_linux.go), because x/net's ReadBatch allocates a net.Addr
@@ -229,6 +236,8 @@ type LinuxUnderlay struct {
 var _ Underlay = (*LinuxUnderlay)(nil)
 
 // NewUnderlay checks cfg and returns an Underlay; Open opens its sockets.
+// Its type is *LinuxUnderlay (for Stats and Offloads). Opening raw sockets
+// needs CAP_NET_RAW; a UDP port below 1024 needs CAP_NET_BIND_SERVICE.
 func NewUnderlay(cfg UnderlayConfig) (Underlay, error) {
 	if !cfg.IPv4.IsValid() && !cfg.IPv6.IsValid() {
 		return nil, fmt.Errorf("%w: underlay: no local IPv4 or IPv6 address", ErrInvalidConfig)
@@ -288,8 +297,10 @@ func (u *LinuxUnderlay) Offloads(ipv6 bool) (gso, gro bool) {
 }
 
 // Open implements Underlay: it opens the sockets of cfg.Mode for each
-// configured family and returns one ReceiveFunc per socket. After Close, Open
-// may be called again.
+// configured family and returns one ReceiveFunc per socket, in the order raw
+// IPv4, raw IPv6, UDP IPv4, UDP IPv6 (those opened; an unspecified address
+// of a family the kernel does not support is skipped). After Close, Open may
+// be called again.
 func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -328,6 +339,11 @@ func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
 	var fns []ReceiveFunc
 	for _, w := range wants {
 		s, err := u.listen(w.kind, w.addr)
+		if err != nil && w.addr.IsUnspecified() && errors.Is(err, unix.EAFNOSUPPORT) {
+			// A wildcard of a family the kernel lacks (ipv6.disable=1):
+			// skip it, as wireguard-go does.
+			continue
+		}
 		if err != nil {
 			closeAll()
 			return nil, err
@@ -339,6 +355,9 @@ func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
 			return nil, err
 		}
 		fns = append(fns, r.receive)
+	}
+	if len(fns) == 0 {
+		return nil, fmt.Errorf("dataplane: underlay: no socket could be opened: %w", unix.EAFNOSUPPORT)
 	}
 	u.set.Store(ss)
 	return fns, nil

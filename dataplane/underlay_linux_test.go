@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -441,58 +442,65 @@ func TestUnderlayAllocs(t *testing.T) {
 }
 
 // BenchmarkUDPUnderlay sends and receives batches of 128 × 1400-byte ESP
-// packets over loopback in a namespace, with and without GSO/GRO.
+// packets over loopback in a namespace (one goroutine: Send, then receive
+// until the batch is in), with and without GSO/GRO.
 func BenchmarkUDPUnderlay(b *testing.B) {
-	const size = 1400
 	ns := newTestNS(b)
-	for _, tt := range []struct {
-		name string
-		off  bool
-	}{{"gso+gro", false}, {"nooffload", true}} {
-		b.Run(tt.name, func(b *testing.B) {
-			a4, b4 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
-			ua, _ := openUnderlay(b, ns, UnderlayConfig{IPv4: a4, Mode: UnderlayUDP, DisableGSO: tt.off, DisableGRO: tt.off})
-			ub, fns := openUnderlay(b, ns, UnderlayConfig{IPv4: b4, Mode: UnderlayUDP, DisableGSO: tt.off, DisableGRO: tt.off})
-			gso, _ := ua.Offloads(false)
-			_, gro := ub.Offloads(false)
-			b.Logf("GSO=%v GRO=%v", gso, gro)
-			batch := ua.BatchSize()
-			var pkts [][]byte
-			for i := range batch {
-				pkts = append(pkts, fakeESP(5, uint32(i+1), size))
-			}
-			sbufs := bufsOf(pkts)
-			eps := make([]Endpoint, batch)
-			for i := range eps {
-				eps[i] = Endpoint{Addr: netip.AddrPortFrom(b4, UDPEncapPort), Encap: EncapUDP}
-			}
-			rbufs := make([]*pkt.Buf, batch)
-			for i := range rbufs {
-				rbufs[i] = pkt.Get()
-			}
-			reps := make([]Endpoint, batch)
-			// A lost datagram would block the receive: the watchdog
-			// closes the receiver, which fails the benchmark.
-			watchdog := time.AfterFunc(time.Hour, func() { ub.Close() })
-			defer watchdog.Stop()
-			b.ReportAllocs()
-			b.SetBytes(int64(batch * size))
-			for b.Loop() {
-				watchdog.Reset(10 * time.Second)
-				if err := ua.Send(sbufs, eps); err != nil {
-					b.Fatal(err)
-				}
-				for got := 0; got < batch; {
-					n, err := fns[0](rbufs, reps)
-					if err != nil {
-						b.Fatalf("receive: %v (got %d of %d)", err, got, batch)
-					}
-					got += n
-				}
-			}
-			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "pkts/s")
-		})
+	b.Run("gso+gro", func(b *testing.B) { benchUnderlay(b, ns, UnderlayUDP, false) })
+	b.Run("nooffload", func(b *testing.B) { benchUnderlay(b, ns, UnderlayUDP, true) })
+}
+
+// BenchmarkRawUnderlay is BenchmarkUDPUnderlay for raw ESP (IP protocol 50).
+func BenchmarkRawUnderlay(b *testing.B) {
+	benchUnderlay(b, newTestNS(b), UnderlayRaw, true)
+}
+
+func benchUnderlay(b *testing.B, ns *testNS, mode UnderlayMode, off bool) {
+	const size = 1400
+	a4, b4 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	cfg := UnderlayConfig{IPv4: a4, Mode: mode, DisableGSO: off, DisableGRO: off}
+	ua, _ := openUnderlay(b, ns, cfg)
+	cfg.IPv4 = b4
+	ub, fns := openUnderlay(b, ns, cfg)
+	encap, port := EncapRaw, uint16(0)
+	if mode == UnderlayUDP {
+		encap, port = EncapUDP, UDPEncapPort
+		gso, _ := ua.Offloads(false)
+		_, gro := ub.Offloads(false)
+		b.Logf("GSO=%v GRO=%v", gso, gro)
 	}
+	batch := ua.BatchSize()
+	var pkts [][]byte
+	for i := range batch {
+		pkts = append(pkts, fakeESP(5, uint32(i+1), size))
+	}
+	sbufs := bufsOf(pkts)
+	eps := make([]Endpoint, batch)
+	for i := range eps {
+		eps[i] = Endpoint{Addr: netip.AddrPortFrom(b4, port), Encap: encap}
+	}
+	rbufs := bufsOf(make([][]byte, batch))
+	reps := make([]Endpoint, batch)
+	// A lost datagram would block the receive: the watchdog closes the
+	// receiver, which fails the benchmark.
+	watchdog := time.AfterFunc(time.Hour, func() { ub.Close() })
+	defer watchdog.Stop()
+	b.ReportAllocs()
+	b.SetBytes(int64(batch * size))
+	for b.Loop() {
+		watchdog.Reset(10 * time.Second)
+		if err := ua.Send(sbufs, eps); err != nil {
+			b.Fatal(err)
+		}
+		for got := 0; got < batch; {
+			n, err := fns[0](rbufs, reps)
+			if err != nil {
+				b.Fatalf("receive: %v (got %d of %d)", err, got, batch)
+			}
+			got += n
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "pkts/s")
 }
 
 // TestUnderlayGSOFallback: where the kernel refuses a GSO send, the packets
@@ -587,5 +595,80 @@ func setTxChecksum(t *testing.T, dev string, on bool) {
 	ifr.data = unsafe.Pointer(&val)
 	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); e != 0 {
 		testenv.SkipOrFail(t, "ethtool tx checksum %s: %v", dev, e)
+	}
+}
+
+// TestUnderlayGROSmallReads: a ReceiveFunc called with fewer bufs than a
+// coalesced datagram carries keeps the rest for the next calls.
+func TestUnderlayGROSmallReads(t *testing.T) {
+	p := newVethPair(t)
+	ua, _ := openUnderlay(t, p.a, UnderlayConfig{IPv4: p.a4, Mode: UnderlayUDP})
+	ub, fns := openUnderlay(t, p.b, UnderlayConfig{IPv4: p.b4, Mode: UnderlayUDP})
+	var pkts [][]byte
+	for i := range 100 {
+		pkts = append(pkts, fakeESP(3, uint32(i+1), 1200))
+	}
+	eps := make([]Endpoint, len(pkts))
+	for i := range eps {
+		eps[i] = Endpoint{Addr: netip.AddrPortFrom(p.b4, UDPEncapPort), Encap: EncapUDP}
+	}
+	if err := ua.Send(bufsOf(pkts), eps); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	bufs := bufsOf(make([][]byte, 3))
+	reps := make([]Endpoint, 3)
+	var got [][]byte
+	watchdog := time.AfterFunc(5*time.Second, func() { ub.Close() })
+	defer watchdog.Stop()
+	for len(got) < len(pkts) {
+		n, err := fns[0](bufs, reps)
+		if err != nil {
+			t.Fatalf("receive after %d packets: %v", len(got), err)
+		}
+		for i := range n {
+			got = append(got, bytes.Clone(bufs[i].Bytes()))
+		}
+	}
+	for i := range pkts {
+		if !bytes.Equal(got[i], pkts[i]) {
+			t.Fatalf("packet %d differs", i)
+		}
+	}
+	t.Logf("%d coalesced datagrams", ub.Stats().RxCoalesced.Load())
+}
+
+// TestUnderlayMarkAndNoSocket: SO_MARK is set on every socket, and a Send
+// to an endpoint without a socket fails with ErrNoSocket without stopping
+// the other packets.
+func TestUnderlayMarkAndNoSocket(t *testing.T) {
+	p := newVethPair(t)
+	ua, _ := openUnderlay(t, p.a, UnderlayConfig{IPv4: p.a4, IPv6: p.a6, Mark: 0x4d49})
+	for _, s := range ua.set.Load().s {
+		rc, err := s.pc.(syscall.Conn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mark int
+		var gerr error
+		rc.Control(func(fd uintptr) { mark, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) })
+		if gerr != nil || mark != 0x4d49 {
+			t.Errorf("socket %d: SO_MARK = %#x, %v; want 0x4d49", s.kind, mark, gerr)
+		}
+	}
+	ub, fns := openUnderlay(t, p.b, UnderlayConfig{IPv4: p.b4, Mode: UnderlayUDP})
+	good := Endpoint{Addr: netip.AddrPortFrom(p.b4, UDPEncapPort), Encap: EncapUDP}
+	eps := []Endpoint{
+		{Addr: netip.AddrPortFrom(p.b4, UDPEncapPort), Encap: 7}, // unknown encapsulation
+		good,
+		{}, // no address
+		good,
+	}
+	err := ua.Send(bufsOf([][]byte{fakeESP(1, 1, 20), fakeESP(1, 2, 20), fakeESP(1, 3, 20), fakeESP(1, 4, 20)}), eps)
+	if !errors.Is(err, ErrNoSocket) {
+		t.Errorf("Send = %v, want ErrNoSocket", err)
+	}
+	got := recvN(t, ub, fns[0], 2, 5*time.Second)
+	if len(got) != 2 || binary.BigEndian.Uint32(got[0].p[4:]) != 2 || binary.BigEndian.Uint32(got[1].p[4:]) != 4 {
+		t.Errorf("received %d packets, want seq 2 and 4", len(got))
 	}
 }
