@@ -40,6 +40,8 @@ type capture struct {
 	other     map[string]int // anything else, by description
 	plaintext int            // frames that contain the marker
 	espBytes  int            // ESP bytes (UDP GSO sends several per frame)
+	icmpErrs  int            // ICMP errors (a NAT's port unreachable)
+	udpFrom   map[string]int // ESP in UDP by source address and port
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -48,7 +50,7 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // c.close is called.
 func startCapture(t *testing.T, ns, dev string) *capture {
 	t.Helper()
-	c := &capture{done: make(chan struct{}), stop: make(chan struct{}), other: map[string]int{}}
+	c := &capture{done: make(chan struct{}), stop: make(chan struct{}), other: map[string]int{}, udpFrom: map[string]int{}}
 	err := inNetns(ns, func() error {
 		ifi, err := net.InterfaceByName(dev)
 		if err != nil {
@@ -175,11 +177,14 @@ func (c *capture) add(f []byte, out bool) {
 			c.keepalive++
 		case len(body) >= 8 && binary.BigEndian.Uint32(body) != 0:
 			c.esp = append(c.esp, espPacket{spi: binary.BigEndian.Uint32(body), seq: binary.BigEndian.Uint32(body[4:]), udp: true, out: out, src: src, frame: c.frames})
+			c.udpFrom[net.JoinHostPort(src, fmt.Sprint(binary.BigEndian.Uint16(l4[0:2])))]++
 		default:
 			c.other[fmt.Sprintf("UDP %d->%d, %d bytes", binary.BigEndian.Uint16(l4[0:2]), binary.BigEndian.Uint16(l4[2:4]), len(body))]++
 		}
 	case proto == unix.IPPROTO_ICMPV6 && len(l4) > 0 && (l4[0] >= 133 && l4[0] <= 137 || l4[0] == 143):
 		c.control++
+	case proto == unix.IPPROTO_ICMP && len(l4) > 0 && l4[0] == 3, proto == unix.IPPROTO_ICMPV6 && len(l4) > 0 && l4[0] == 1:
+		c.icmpErrs++
 	default:
 		c.other[fmt.Sprintf("IP protocol %d", proto)]++
 	}
@@ -190,6 +195,18 @@ func (c *capture) snapshot() []espPacket {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]espPacket(nil), c.esp...)
+}
+
+// udpSources returns how many ESP-in-UDP packets came from each source
+// address:port.
+func (c *capture) udpSources() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := map[string]int{}
+	for k, v := range c.udpFrom {
+		m[k] = v
+	}
+	return m
 }
 
 // summary describes the capture in one line.
@@ -214,18 +231,28 @@ func (c *capture) summary() string {
 		o = append(o, fmt.Sprintf("%s:%d", k, n))
 	}
 	sort.Strings(o)
-	return fmt.Sprintf("%d frames: %d ESP, %d bytes (%d in UDP 4500; by SPI %s), %d NAT keepalives, %d ARP/ND/MLD, other [%s], %d with plaintext",
-		c.frames, len(c.esp), c.espBytes, udp, strings.Join(s, " "), c.keepalive, c.control, strings.Join(o, " "), c.plaintext)
+	return fmt.Sprintf("%d frames: %d ESP, %d bytes (%d in UDP 4500; by SPI %s), %d NAT keepalives, %d ARP/ND/MLD, %d ICMP unreachable, other [%s], %d with plaintext",
+		c.frames, len(c.esp), c.espBytes, udp, strings.Join(s, " "), c.keepalive, c.control, c.icmpErrs, strings.Join(o, " "), c.plaintext)
 }
 
 // checkOnlyESP fails t unless everything but link-layer control was ESP
 // (or ESP in UDP when udp) and nothing carried the plaintext marker.
 func (c *capture) checkOnlyESP(t *testing.T, udp bool, minBytes int) {
 	t.Helper()
+	c.check(t, udp, minBytes, false)
+}
+
+// check is checkOnlyESP; allowICMPErrors lets ICMP destination unreachable
+// pass (they quote only outer headers), as a NAT sends after a rebinding.
+func (c *capture) check(t *testing.T, udp bool, minBytes int, allowICMPErrors bool) {
+	t.Helper()
 	c.settle()
 	sum := c.summary()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.icmpErrs > 0 && !allowICMPErrors {
+		t.Errorf("capture: ICMP errors on the underlay: %s", sum)
+	}
 	if len(c.other) > 0 {
 		t.Errorf("capture: packets other than ESP crossed the underlay: %s", sum)
 	}

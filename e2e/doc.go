@@ -1,13 +1,32 @@
 // Package e2e holds mipsec's end-to-end tests: real `mipsec run` daemons in
 // network namespaces, joined by a veth, with real traffic through the TUNs.
 //
+//   - TestPing: ping over IPv4 and IPv6 between the sites, both ways, and
+//     `mipsec stats` over the control socket.
+//   - TestTransfer: 8 MiB over TCP, checked by SHA-256, in raw ESP and ESP
+//     in UDP, over IPv4 and IPv6 outer addresses, with a capture on the veth
+//     that holds only ESP and never the plaintext.
+//   - TestRestart: SIGTERM and SIGKILL restarts; the sequence numbers on
+//     the wire continue above every earlier one and above the persisted
+//     reservation.
+//   - TestNATRebinding: A behind an nftables masquerade whose mapping
+//     changes mid-transfer; with roaming the transfer survives, without it
+//     it stalls.
+//   - TestNATKeepalive: RFC 3948 keepalives on an idle UDP tunnel.
+//   - TestScapyInterop: scapy's ESP (testdata/scapy_peer.py) as the peer
+//     of a running gateway, both directions, AES-GCM and AES-CBC+HMAC.
+//   - TestExampleConfigs: testdata/gateway-a.toml and gateway-b.toml as
+//     shipped; TestBadConfigs: `mipsec check` errors name the field.
+//
 // Every test creates its own namespaces (named mipsec-e2e-PID-N), uses only
 // documentation addresses (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
-// 2001:db8::/32) and removes the namespaces and every process it started
-// when it ends, also on failure. The tests need root (they fail instead of
-// skipping when CI=true) and the ip command (iproute2). Traffic, ping and
-// captures run in the test process itself, on sockets opened inside the
-// namespaces (setns on a locked thread), so no other tool is needed.
+// 2001:db8::/32), routes nothing to the host's uplink, and removes the
+// namespaces and every process it started when it ends, also on failure;
+// the daemons die with the test binary (Pdeathsig) if it is killed. The
+// tests need root (they fail instead of skipping when CI=true), ip
+// (iproute2), nft (nftables) and /usr/bin/python3 with scapy
+// (python3-scapy). Ping, TCP and the captures run in the test process on
+// sockets opened inside the namespaces (setns on a locked thread).
 //
 // The package has no non-test code; run it with `go test ./e2e`.
 package e2e

@@ -25,6 +25,17 @@ func TestPing(t *testing.T) {
 	mustPing(t, p.A.ns, siteA6.Addr(), siteB6.Addr(), 5)
 	mustPing(t, p.B.ns, siteB6.Addr(), siteA6.Addr(), 5)
 	capA.checkOnlyESP(t, false, 40*50)
+	// The daemon's own counters agree: 10 packets out on each SA of A.
+	out, err := p.A.ctl("stats")
+	if err != nil {
+		t.Fatalf("mipsec stats: %v", err)
+	}
+	for _, name := range []string{"out-v4", "out-v6", "in-v4", "in-v6"} {
+		if !strings.Contains(out, name) {
+			t.Errorf("mipsec stats lacks SA %s:\n%s", name, out)
+		}
+	}
+	t.Logf("mipsec stats (A):\n%s", out)
 }
 
 func testTransfer(t *testing.T, o pairOptions, src, dst netip.Addr, size int) {
@@ -195,5 +206,74 @@ func TestBadConfigs(t *testing.T) {
 	out, err := exec.CommandContext(ctx, mipsecBin, "run", "-c", bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "tun.mtu") {
 		t.Errorf("mipsec run with mtu = 10: %v, want an error naming tun.mtu\n%s", err, out)
+	}
+}
+
+// TestExampleConfigs runs testdata/gateway-a.toml and gateway-b.toml as
+// shipped (only state_dir and the control socket moved to a temporary
+// directory): A at 198.51.100.1 and B at 203.0.113.1 on one veth, each with
+// an on-link route to the other; ping between the sites over IPv4 and IPv6.
+func TestExampleConfigs(t *testing.T) {
+	t.Parallel()
+	needEnv(t)
+	nsA, nsB := newNetns(t), newNetns(t)
+	outerB := netip.MustParsePrefix("203.0.113.1/24")
+	veth(t, nsA, nsB, "ul0", ulA4, netip.Prefix{}, outerB, netip.Prefix{})
+	run(t, "ip", "-n", nsA, "route", "add", "203.0.113.1/32", "dev", "ul0")
+	run(t, "ip", "-n", nsB, "route", "add", "198.51.100.1/32", "dev", "ul0")
+	dir := t.TempDir()
+	var gws []*gateway
+	for _, side := range []struct{ name, ns string }{{"a", nsA}, {"b", nsB}} {
+		data, err := os.ReadFile(filepath.Join("..", "testdata", "gateway-"+side.name+".toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sock := filepath.Join(dir, side.name+".sock")
+		var lines []string
+		for _, l := range strings.Split(string(data), "\n") {
+			switch {
+			case strings.HasPrefix(l, "state_dir = "):
+				l = `state_dir = "` + filepath.Join(dir, "state-"+side.name) + `"`
+			case strings.HasPrefix(l, "socket = "):
+				l = `socket = "` + sock + `"`
+			}
+			lines = append(lines, l)
+		}
+		path := filepath.Join(dir, "gateway-"+side.name+".toml")
+		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		g := newGatewayFile(t, strings.ToUpper(side.name), side.ns, path, gwConfig{Socket: sock})
+		g.start()
+		gws = append(gws, g)
+	}
+	capA := startCapture(t, nsA, "ul0")
+	mustPing(t, nsA, siteA4.Addr(), siteB4.Addr(), 3)
+	mustPing(t, nsB, siteB4.Addr(), siteA4.Addr(), 3)
+	mustPing(t, nsA, siteA6.Addr(), siteB6.Addr(), 3)
+	mustPing(t, nsB, siteB6.Addr(), siteA6.Addr(), 3)
+	capA.checkOnlyESP(t, false, 24*50)
+	if out, err := gws[1].ctl("status"); err != nil {
+		t.Errorf("mipsec status (B): %v", err)
+	} else {
+		t.Logf("mipsec status (B):\n%s", out)
+	}
+}
+
+// TestNATKeepalive: with ESP in UDP and an idle tunnel, each gateway sends
+// one-byte 0xFF NAT keepalives (RFC 3948 §4) at the configured interval,
+// and they are all the veth carries besides ESP.
+func TestNATKeepalive(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, pairOptions{encap: "udp", tweak: func(a, b *gwConfig) { a.Keepalive, b.Keepalive = "200ms", "200ms" }})
+	capA := startCapture(t, p.A.ns, "ul0")
+	mustPing(t, p.A.ns, siteA4.Addr(), siteB4.Addr(), 1)
+	time.Sleep(1500 * time.Millisecond)
+	capA.checkOnlyESP(t, true, 2*50)
+	capA.mu.Lock()
+	n := capA.keepalive
+	capA.mu.Unlock()
+	if n < 4 {
+		t.Errorf("%d NAT keepalives in 1.5 s at 200 ms on both sides, want at least 4: %s", n, capA.summary())
 	}
 }

@@ -43,6 +43,7 @@ var (
 func TestMain(m *testing.M) {
 	code := func() int {
 		if os.Geteuid() == 0 {
+			removeStaleNetns()
 			dir, err := os.MkdirTemp("", "mipsec-e2e-bin-")
 			if err != nil {
 				buildErr = err
@@ -75,6 +76,55 @@ func needEnv(t *testing.T) {
 }
 
 var nsCounter atomic.Int64
+
+// spawnc carries cmd.Start calls to one locked OS thread that lives as long
+// as the process: children get Pdeathsig = SIGKILL, which fires when the
+// thread that forked them exits. inNetns retires threads, so forking on an
+// arbitrary thread could kill a daemon early; forking on this one kills the
+// daemons only when the test binary dies (a -timeout panic skips cleanups).
+var spawnc = make(chan spawnReq)
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	errc chan error
+}
+
+func init() {
+	go func() {
+		runtime.LockOSThread()
+		for r := range spawnc {
+			r.errc <- r.cmd.Start()
+		}
+	}()
+}
+
+// startKilledWithUs starts cmd so that it is killed when this process dies.
+func startKilledWithUs(cmd *exec.Cmd) error {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	errc := make(chan error, 1)
+	spawnc <- spawnReq{cmd, errc}
+	return <-errc
+}
+
+// removeStaleNetns deletes namespaces that earlier runs of these tests
+// left behind (a -timeout panic skips cleanups): mipsec-e2e-PID-N whose
+// PID no longer runs.
+func removeStaleNetns() {
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		var pid, n int
+		if _, err := fmt.Sscanf(e.Name(), "mipsec-e2e-%d-%d", &pid, &n); err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue
+		}
+		exec.Command("ip", "netns", "del", e.Name()).Run()
+	}
+}
 
 // run runs a command and fails the test on error.
 func run(t testing.TB, name string, args ...string) string {
@@ -148,7 +198,7 @@ type link struct {
 // out).
 func veth(t testing.TB, a, b, dev string, a4, a6, b4, b6 netip.Prefix) (link, link) {
 	t.Helper()
-	tmp := fmt.Sprintf("e2e%d", nsCounter.Add(1))
+	tmp := fmt.Sprintf("e2e%d-%d", os.Getpid()%100000, nsCounter.Add(1))
 	run(t, "ip", "link", "add", tmp, "netns", a, "type", "veth", "peer", "name", dev, "netns", b)
 	run(t, "ip", "-n", a, "link", "set", tmp, "name", dev)
 	la, lb := link{a, dev, a4, a6}, link{b, dev, b4, b6}
@@ -212,11 +262,14 @@ type pairOptions struct {
 	setup func(t *testing.T, nsA, nsB string)
 	// tweak, if set, edits the configs before they are written.
 	tweak func(a, b *gwConfig)
+	// noB: start no daemon in B's namespace (another ESP peer runs there).
+	noB bool
 }
 
 // pair is two gateways A and B, each in its own namespace.
 type pair struct {
-	A, B *gateway
+	A, B     *gateway
+	nsA, nsB string
 }
 
 // Keys and SPIs of the standard pair (A's outbound = B's inbound).
@@ -234,8 +287,8 @@ const (
 )
 
 // newPair creates namespaces A and B joined by a veth "ul0" (unless
-// o.noVeth) with the underlay addresses, writes both configs and starts
-// both daemons.
+// o.setup joins them) with the underlay addresses, writes both configs and
+// starts both daemons (only A with o.noB).
 func newPair(t *testing.T, o pairOptions) *pair {
 	t.Helper()
 	needEnv(t)
@@ -306,12 +359,12 @@ func newPair(t *testing.T, o pairOptions) *pair {
 	if o.tweak != nil {
 		o.tweak(&cA, &cB)
 	}
-	p := &pair{
-		A: newGateway(t, "A", nsA, cA),
-		B: newGateway(t, "B", nsB, cB),
-	}
+	p := &pair{A: newGateway(t, "A", nsA, cA), nsA: nsA, nsB: nsB}
 	p.A.start()
-	p.B.start()
+	if !o.noB {
+		p.B = newGateway(t, "B", nsB, cB)
+		p.B.start()
+	}
 	return p
 }
 
@@ -357,6 +410,12 @@ func newGateway(t *testing.T, name, ns string, cfg gwConfig) *gateway {
 	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return newGatewayFile(t, name, ns, path, cfg)
+}
+
+// newGatewayFile is newGateway for a config file that exists; cfg needs
+// only Socket.
+func newGatewayFile(t *testing.T, name, ns, path string, cfg gwConfig) *gateway {
 	g := &gateway{t: t, name: name, ns: ns, cfg: cfg, cfgPath: path}
 	t.Cleanup(func() {
 		g.kill()
@@ -377,9 +436,7 @@ func (g *gateway) start() {
 	fmt.Fprintf(&g.log, "=== start %d\n", g.runs)
 	cmd := exec.Command("ip", "netns", "exec", g.ns, mipsecBin, "run", "-c", g.cfgPath)
 	cmd.Stdout, cmd.Stderr = &g.log, &g.log
-	// No Pdeathsig: it fires when the forking thread exits, and inNetns
-	// retires threads. The test's cleanup kills the daemon instead.
-	if err := cmd.Start(); err != nil {
+	if err := startKilledWithUs(cmd); err != nil {
 		g.t.Fatal(err)
 	}
 	exited := make(chan struct{})
@@ -391,7 +448,8 @@ func (g *gateway) start() {
 	}()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if n := strings.Count(g.log.String(), `"msg":"mipsec running"`); n >= g.runs {
+		log := g.log.String()
+		if n := strings.Count(log, `"msg":"mipsec running"`) + strings.Count(log, "\tmipsec running\t"); n >= g.runs {
 			return
 		}
 		select {
@@ -451,8 +509,12 @@ func (g *gateway) kill() {
 func (g *gateway) ctl(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	full := append([]string{"--socket", g.cfg.Socket}, args...)
-	out, err := exec.CommandContext(ctx, mipsecBin, full...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, mipsecBin, args...)
+	cmd.Env = append(os.Environ(), "MIPSEC_SOCKET="+g.cfg.Socket)
+	out, err := cmd.Output()
+	if ee, ok := err.(*exec.ExitError); ok {
+		err = fmt.Errorf("%w: %s", err, ee.Stderr)
+	}
 	return string(out), err
 }
 

@@ -109,7 +109,7 @@ func (g *gateway) receive(b *pkt.Buf) (*sad.SA, esp.Verdict) {
 }
 
 func demo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs := flag.NewFlagSet("demo --engine", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("packets", 100000, "packets per algorithm in the throughput step")
 	size := fs.Int("size", 1400, "inner packet size in bytes for the throughput step (64..8192)")
@@ -136,8 +136,8 @@ func demo(args []string, stdout, stderr io.Writer) int {
 	}
 
 	p := func(format string, a ...any) { fmt.Fprintf(stdout, format, a...) }
-	p("mipsec demo: the ESP engine (esp, sad, spd) in one process, two gateways back to back.\n")
-	p("The TUN and network-namespace demo arrives with the dataplane; this shows the engine it runs on.\n\n")
+	p("mipsec demo --engine: the ESP engine (esp, sad, spd) in one process, two gateways back to back.\n")
+	p("`mipsec demo` (no flag) runs the same over TUN devices in two network namespaces.\n\n")
 
 	alg := algs[0]
 	a, err := newGateway("A", alg, gwA, gwB, siteA, siteB, spiAB, spiBA)

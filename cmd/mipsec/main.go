@@ -15,7 +15,8 @@ const usage = `mipsec: a userspace IPsec ESP dataplane for mobile nodes and home
 Usage:
   mipsec run [-c FILE]    run the gateway daemon (TUN + underlay) from a TOML config
   mipsec check [-c FILE]  validate a config without running it (exit 1 on errors)
-  mipsec demo [flags]     seal and open traffic through the ESP engine (in process)
+  mipsec demo [flags]     two gateways in network namespaces: ping, TCP, ESP-only capture (root)
+  mipsec demo --engine    the ESP engine in process: every algorithm, hostile packets, throughput
   mipsec algorithms       list the ESP algorithms and their sizes
 
 Control (talk to a running daemon over its socket; --socket PATH, default
@@ -47,7 +48,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "demo":
-		return demo(args[1:], stdout, stderr)
+		if len(args) > 1 && (args[1] == "--engine" || args[1] == "-engine") {
+			return demo(args[2:], stdout, stderr)
+		}
+		return netdemo(args[1:], stdout, stderr)
 	case "run":
 		return runDaemon(args[1:], stdout, stderr)
 	case "check":

@@ -8,7 +8,7 @@ import (
 
 func TestDemo(t *testing.T) {
 	var out, errb bytes.Buffer
-	if rc := run([]string{"demo", "-packets", "200", "-size", "512"}, &out, &errb); rc != 0 {
+	if rc := run([]string{"demo", "--engine", "-packets", "200", "-size", "512"}, &out, &errb); rc != 0 {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", rc, out.String(), errb.String())
 	}
 	s := out.String()
@@ -41,8 +41,8 @@ func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{},
 		{"nonsense"},
-		{"demo", "-size", "10"},
-		{"demo", "-algs", "rot13"},
+		{"demo", "--engine", "-size", "10"},
+		{"demo", "--engine", "-algs", "rot13"},
 	} {
 		var out, errb bytes.Buffer
 		if rc := run(args, &out, &errb); rc != 2 {

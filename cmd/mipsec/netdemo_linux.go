@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -142,7 +143,8 @@ from a capture on the veth that only ESP crossed it. Needs root and ip
 	err := d.run(ctx)
 	fmt.Fprintln(stdout, "teardown: stopping the gateways, deleting the namespaces")
 	d.teardown()
-	if *verbose || err != nil {
+	interrupted := err != nil && ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded)
+	if *verbose || (err != nil && !interrupted) {
 		for _, g := range d.gws {
 			fmt.Fprintf(stdout, "--- log of gateway %s (%s)\n%s", g.name, g.cfgPath, g.log.String())
 		}
@@ -155,6 +157,9 @@ from a capture on the veth that only ESP crossed it. Needs root and ip
 			err = fmt.Errorf("interrupted: %w", err)
 		}
 		fmt.Fprintf(stderr, "mipsec demo: FAILED: %v\n", err)
+		if interrupted {
+			return 130 // like a shell after Ctrl-C
+		}
 		return 1
 	}
 	fmt.Fprintln(stdout, "demo OK")
@@ -201,6 +206,7 @@ func (d *netDemo) run(ctx context.Context) error {
 `, ndSiteA4, ndSiteB4, ndSiteA6, outerA.Addr(), ndEncapName(d.encap), outerB.Addr(), ndSiteB6)
 
 	// 1. Namespaces and the veth.
+	ndRemoveStale()
 	nsA := fmt.Sprintf("mipsec-demo-%d-a", os.Getpid())
 	nsB := fmt.Sprintf("mipsec-demo-%d-b", os.Getpid())
 	d.step("creating namespaces %s and %s, joined by veth ul0", nsA, nsB)
@@ -296,7 +302,7 @@ func (d *netDemo) run(ctx context.Context) error {
 	// 4. TCP.
 	dst := netip.AddrPortFrom(ndSiteB4.Addr(), 5201)
 	d.step("TCP transfer of %d MiB %s -> %s through the tunnel", d.size>>20, ndSiteA4.Addr(), dst)
-	elapsed, err := ndTransfer(ctx, nsB, dst, nsA, ndSiteA4.Addr(), ndPayload(d.size), func(sent int) {
+	elapsed, err := ndTransfer(ctx, nsB, dst, nsA, ndSiteA4.Addr(), d.size, func(sent int) {
 		if sent%(16<<20) == 0 && sent < d.size {
 			d.info("%d MiB sent", sent>>20)
 		}
@@ -358,12 +364,50 @@ func (d *netDemo) teardown() {
 	}
 }
 
+// ndRemoveStale deletes the namespaces of earlier demos that were killed
+// before they could tear down (mipsec-demo-PID-a/b whose PID is gone).
+func ndRemoveStale() {
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		var pid int
+		var side string
+		if _, err := fmt.Sscanf(e.Name(), "mipsec-demo-%d-%s", &pid, &side); err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue
+		}
+		exec.Command("ip", "netns", "del", e.Name()).Run()
+	}
+}
+
 func ndIP(ctx context.Context, args ...string) error {
 	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}
 	return nil
+}
+
+// ndSpawn carries cmd.Start calls to one locked OS thread that lives as
+// long as the process. Pdeathsig fires when the thread that forked the
+// child exits, and ndInNetns retires threads, so forking anywhere else
+// could kill a gateway early.
+var ndSpawn = sync.OnceValue(func() chan func() {
+	c := make(chan func())
+	go func() {
+		runtime.LockOSThread()
+		for f := range c {
+			f()
+		}
+	}()
+	return c
+})
+
+func ndStart(cmd *exec.Cmd) error {
+	errc := make(chan error, 1)
+	ndSpawn() <- func() { errc <- cmd.Start() }
+	return <-errc
 }
 
 // ndInNetns runs fn on an OS thread inside namespace ns; the thread is
@@ -478,9 +522,9 @@ func (g *ndGateway) start(ctx context.Context, bin string) error {
 	cmd := exec.Command("ip", "netns", "exec", g.ns, bin, "run", "-c", g.cfgPath)
 	cmd.Stdout, cmd.Stderr = &g.log, &g.log
 	// Its own process group: Ctrl-C reaches the demo, which stops the
-	// gateways in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	// gateways in order. Pdeathsig: they die with the demo if it is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := ndStart(cmd); err != nil {
 		return err
 	}
 	g.cmd, g.exited = cmd, make(chan struct{})
@@ -590,21 +634,20 @@ func ndPing(ctx context.Context, ns string, src, dst netip.Addr, count int) ([]t
 	return rtts, nil
 }
 
-// ndPayload returns size bytes of random data with ndMarker at the start
-// of every KiB.
-func ndPayload(size int) []byte {
-	b := make([]byte, size)
-	rand.Read(b)
-	for i := 0; i+len(ndMarker) <= size; i += 1024 {
+// ndChunk fills b with pseudo-random bytes from r and puts ndMarker at
+// the start of every KiB (len(b) is a multiple of 1 KiB).
+func ndChunk(r *mrand.ChaCha8, b []byte) {
+	r.Read(b)
+	for i := 0; i+len(ndMarker) <= len(b); i += 1024 {
 		copy(b[i:], ndMarker)
 	}
-	return b
 }
 
-// ndTransfer sends data from src in cliNS to dst in srvNS over TCP and
-// checks the received bytes' SHA-256.
+// ndTransfer streams size bytes (generated as they are sent) from src in
+// cliNS to dst in srvNS over TCP and checks that the receiver's SHA-256
+// matches the sender's.
 func ndTransfer(ctx context.Context, srvNS string, dst netip.AddrPort, cliNS string, src netip.Addr,
-	data []byte, progress func(int)) (time.Duration, error) {
+	size int, progress func(int)) (time.Duration, error) {
 	var ln net.Listener
 	if err := ndInNetns(srvNS, func() error {
 		var err error
@@ -650,13 +693,23 @@ func ndTransfer(ctx context.Context, srvNS string, dst netip.AddrPort, cliNS str
 		ln.Close()
 	})
 	defer stop()
+	var seed [32]byte
+	rand.Read(seed[:])
+	rng := mrand.NewChaCha8(seed)
+	sent := sha256.New()
+	buf := make([]byte, 1<<20)
 	start := time.Now()
-	for off := 0; off < len(data); {
-		end := min(off+1<<20, len(data))
-		if _, err := conn.Write(data[off:end]); err != nil {
+	for off := 0; off < size; {
+		if err := context.Cause(ctx); err != nil {
+			return 0, err
+		}
+		chunk := buf[:min(len(buf), size-off)]
+		ndChunk(rng, chunk)
+		sent.Write(chunk)
+		if _, err := conn.Write(chunk); err != nil {
 			return 0, fmt.Errorf("send at byte %d: %w", off, ndCause(ctx, err))
 		}
-		off = end
+		off += len(chunk)
 		progress(off)
 	}
 	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
@@ -672,9 +725,9 @@ func ndTransfer(ctx context.Context, srvNS string, dst netip.AddrPort, cliNS str
 	switch {
 	case r.err != nil:
 		return 0, fmt.Errorf("receive after %d bytes: %w", r.n, ndCause(ctx, r.err))
-	case r.n != int64(len(data)):
-		return 0, fmt.Errorf("received %d bytes of %d", r.n, len(data))
-	case r.sum != sha256.Sum256(data):
+	case r.n != int64(size):
+		return 0, fmt.Errorf("received %d bytes of %d", r.n, size)
+	case !bytes.Equal(r.sum[:], sent.Sum(nil)):
 		return 0, errors.New("the received bytes differ from the sent ones (SHA-256)")
 	}
 	return elapsed, nil

@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +19,8 @@ import (
 
 // TestNetDemo runs the namespace demo end to end (as root): two gateways
 // in namespaces, ping v4 and v6, a TCP transfer, and a capture that shows
-// only ESP on the veth; then checks that everything was torn down.
+// only ESP on the veth, in raw ESP and in UDP; then checks that everything
+// was torn down, also after a Ctrl-C.
 func TestNetDemo(t *testing.T) {
 	testenv.NeedRoot(t)
 	testenv.NeedCommand(t, "ip")
@@ -26,6 +28,7 @@ func TestNetDemo(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	t.Run("interrupt", func(t *testing.T) { testNetDemoInterrupt(t, bin) })
 	for _, encap := range []string{"raw", "udp"} {
 		t.Run(encap, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -54,7 +57,7 @@ func TestNetDemo(t *testing.T) {
 			}
 			// Torn down: no namespace of this demo is left.
 			ns, _ := exec.Command("ip", "netns", "list").CombinedOutput()
-			if strings.Contains(string(ns), "mipsec-demo-") {
+			if strings.Contains(string(ns), fmt.Sprintf("mipsec-demo-%d-", os.Getpid())) {
 				t.Errorf("namespaces left after the demo:\n%s", ns)
 			}
 			t.Logf("demo output:\n%s", out)
@@ -82,26 +85,20 @@ func (w *interruptWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestNetDemoInterrupt: Ctrl-C in the middle of the demo stops the
+// testNetDemoInterrupt: Ctrl-C in the middle of the demo stops the
 // gateways and deletes the namespaces.
-func TestNetDemoInterrupt(t *testing.T) {
-	testenv.NeedRoot(t)
-	testenv.NeedCommand(t, "ip")
-	bin := filepath.Join(t.TempDir(), "mipsec")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+func testNetDemoInterrupt(t *testing.T, bin string) {
 	w := &interruptWriter{trigger: "==> ping 192.0.2.1"}
 	var stderr bytes.Buffer
 	rc := netdemo([]string{"-mipsec", bin, "-size", "1", "-count", "20"}, w, &stderr)
 	out := w.buf.String()
-	if rc != 1 || !strings.Contains(stderr.String(), "interrupted") {
-		t.Fatalf("exit %d, want 1 with \"interrupted\"\nstdout:\n%s\nstderr:\n%s", rc, out, stderr.String())
+	if rc != 130 || !strings.Contains(stderr.String(), "interrupted") {
+		t.Fatalf("exit %d, want 130 with \"interrupted\"\nstdout:\n%s\nstderr:\n%s", rc, out, stderr.String())
 	}
 	if !strings.Contains(out, "teardown:") {
 		t.Errorf("no teardown after Ctrl-C:\n%s", out)
 	}
-	if ns, _ := exec.Command("ip", "netns", "list").CombinedOutput(); strings.Contains(string(ns), "mipsec-demo-") {
+	if ns, _ := exec.Command("ip", "netns", "list").CombinedOutput(); strings.Contains(string(ns), fmt.Sprintf("mipsec-demo-%d-", os.Getpid())) {
 		t.Errorf("namespaces left after Ctrl-C:\n%s", ns)
 	}
 	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
