@@ -17,6 +17,9 @@
 //     of a running gateway, both directions, AES-GCM and AES-CBC+HMAC.
 //   - TestExampleConfigs: testdata/gateway-a.toml and gateway-b.toml as
 //     shipped; TestBadConfigs: `mipsec check` errors name the field.
+//   - TestWireshark: `mipsec capture --outer` decrypts in tshark with the
+//     lines of `mipsec sa list --wireshark` (GCM and CBC+HMAC, raw and UDP,
+//     IPv4 and IPv6 outer).
 //
 // Every test creates its own namespaces (named mipsec-e2e-PID-N), uses only
 // documentation addresses (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
@@ -24,7 +27,7 @@
 // namespaces and every process it started when it ends, also on failure;
 // the daemons die with the test binary (Pdeathsig) if it is killed. The
 // tests need root (they fail instead of skipping when CI=true), ip
-// (iproute2), nft (nftables) and /usr/bin/python3 with scapy
+// (iproute2), nft (nftables), tshark and /usr/bin/python3 with scapy
 // (python3-scapy). Ping, TCP and the captures run in the test process on
 // sockets opened inside the namespaces (setns on a locked thread).
 //

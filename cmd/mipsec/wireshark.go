@@ -64,8 +64,21 @@ func wiresharkSAOf(sa *sad.SA, enc, auth []byte) wiresharkSA {
 			src, dst = remote, local
 		}
 	}
+	// Wireshark matches the family against the outer header: in tunnel
+	// mode that of the tunnel addresses, whatever the selectors (an IPv6
+	// site over an IPv4 underlay is "IPv4"); the selectors decide only
+	// when no address is known (transport mode, outer = inner header).
 	w.Family = "IPv4"
-	if (src.IsValid() && src.Is6()) || (dst.IsValid() && dst.Is6()) || selectorsV6(sa.Selectors()) {
+	switch {
+	case src.IsValid():
+		if src.Is6() {
+			w.Family = "IPv6"
+		}
+	case dst.IsValid():
+		if dst.Is6() {
+			w.Family = "IPv6"
+		}
+	case selectorsV6(sa.Selectors()):
 		w.Family = "IPv6"
 	}
 	w.Src, w.Dst = "*", "*"
