@@ -131,8 +131,8 @@ func (db *DB) Lookup(dir Direction, spi uint32) *SA {
 }
 
 func live(s *SA) *SA {
-	if s == nil || s.Expired() {
-		return nil
+	for s != nil && s.Expired() {
+		s = s.next.Load()
 	}
 	return s
 }
@@ -248,6 +248,7 @@ func (db *DB) Replace(cfg Config) (sa, old *SA, err error) {
 			}
 		}
 	}
+	old.next.Store(s)
 	x.replaceAt(i, s)
 	db.unlinkRemote(old)
 	old.linked = false

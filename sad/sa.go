@@ -69,6 +69,9 @@ type SA struct {
 	destroyOnce sync.Once
 	keyFP       [32]byte // keyFingerprint of the keys, for Replace
 	sharedESP   bool     // esp state handed to a successor (db.mu)
+	// next is the SA that Replace swapped in for this one: a packet that
+	// found this SA just before the swap goes there instead of dropping.
+	next atomic.Pointer[SA]
 
 	drops [esp.NumVerdicts]atomic.Uint64
 }
@@ -283,6 +286,9 @@ func (s *SA) Seal(b *pkt.Buf) esp.Verdict {
 		return s.drop(esp.DropNoSA)
 	}
 	if !s.enter() {
+		if n := s.next.Load(); n != nil {
+			return n.Seal(b)
+		}
 		return s.drop(esp.DropExpired)
 	}
 	n := uint64(b.Len())
@@ -387,6 +393,9 @@ func (s *SA) Open(b *pkt.Buf, espOff int) (nh uint8, v esp.Verdict) {
 		return 0, s.drop(esp.DropNoSA)
 	}
 	if !s.enter() {
+		if n := s.next.Load(); n != nil {
+			return n.Open(b, espOff)
+		}
 		return 0, s.drop(esp.DropExpired)
 	}
 	// The guard is held until the packet is counted, so that nothing is

@@ -518,3 +518,45 @@ func TestSetSeqReserve(t *testing.T) {
 		t.Fatalf("after raising: %v, seq %d", v, out.Seq())
 	}
 }
+
+// TestReplaceForwardsInFlight: a packet path that looked the SA up just
+// before Replace swapped it (it still holds the old *SA) is served by the
+// successor, not dropped; Delete, by contrast, forwards nowhere.
+func TestReplaceForwardsInFlight(t *testing.T) {
+	db := New(Options{})
+	defer db.Close()
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	out, in := pair(t, db, 0x400, esp.Tunnel, []Selector{{}}, []Selector{{}})
+	p := ip4(a, b, udp(1, 2, 10))
+
+	for _, cfg := range []Config{
+		{Name: "out2", Dir: Outbound, Params: params(0x400), Selectors: []Selector{{}}},
+		{Name: "in2", Dir: Inbound, Params: params(0x400), Selectors: []Selector{{}}},
+	} {
+		cfg.Params.Mode = esp.Tunnel
+		if _, _, err := db.Replace(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !out.Expired() || !in.Expired() {
+		t.Fatal("replaced SAs still live")
+	}
+	// The stale handles still work, through their successors.
+	buf := newBuf(p)
+	if v := out.Seal(buf); v != esp.OK {
+		t.Fatalf("Seal on the replaced outbound SA: %v", v)
+	}
+	if _, v := in.Open(buf, espOffset(buf.Bytes())); v != esp.OK || !bytes.Equal(buf.Bytes(), p) {
+		t.Fatalf("Open on the replaced inbound SA: %v", v)
+	}
+	if got := db.Outbound(0x400).Stats().Packets; got != 1 {
+		t.Fatalf("successor counted %d packets, want 1", got)
+	}
+	// After Delete there is no successor: the stale handle drops.
+	if _, err := db.Delete(Outbound, 0x400); err != nil {
+		t.Fatal(err)
+	}
+	if v := out.Seal(newBuf(p)); v != esp.DropExpired {
+		t.Fatalf("Seal after Delete: %v, want expired", v)
+	}
+}

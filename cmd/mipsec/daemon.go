@@ -396,6 +396,10 @@ func (d *daemon) UpdateSA(c sad.Config) error {
 			}
 			res = r
 			c.Params.InitialSeq = max(c.Params.InitialSeq, initial)
+		} else if cur := d.sadb.Lookup(sad.Outbound, spi); cur != nil {
+			// The same keys: the same start, so that sad.Replace hands
+			// the esp state over instead of stopping the SA.
+			c.Params.InitialSeq = max(c.Params.InitialSeq, cur.Params().InitialSeq)
 		}
 		// A rebuilt transform is bounded from its first packet.
 		c.Params.SeqReserve, _ = d.res.Reserved(spi)
