@@ -103,6 +103,27 @@ func (d *Dataplane) worker() {
 
 // readTUN is the outbound reader.
 func (d *Dataplane) readTUN(p *path) {
+	d.readLoop(p, "TUN", DropTUNRead, func(b *batch) (int, error) {
+		for i, buf := range b.bufs {
+			b.raw[i] = buf.B[:tunReadLimit]
+			b.sizes[i] = 0
+		}
+		n, err := d.tun.Read(b.raw, b.sizes, pkt.Headroom)
+		if err == tun.ErrTooManySegments {
+			// wireguard-go: "should not cause reads to cease".
+			d.c.drops[DropTUNRead].Add(1)
+			err = nil
+		}
+		return n, err
+	})
+}
+
+// readLoop is the reader side of a path: it takes free batches, fills
+// them with read and queues them in read order. what names the source in
+// logs; reason counts read errors. A closed source ends the loop quietly;
+// other errors are retried with a growing pause, and maxConsecutiveErrors
+// of them in a row stop the reader.
+func (d *Dataplane) readLoop(p *path, what string, reason DropReason, read func(*batch) (int, error)) {
 	defer close(p.order)
 	errs := 0
 	for {
@@ -112,11 +133,7 @@ func (d *Dataplane) readTUN(p *path) {
 		case <-d.done:
 			return
 		}
-		for i, buf := range b.bufs {
-			b.raw[i] = buf.B[:tunReadLimit]
-			b.sizes[i] = 0
-		}
-		n, err := d.tun.Read(b.raw, b.sizes, pkt.Headroom)
+		n, err := read(b)
 		if n > 0 {
 			b.n = n
 			d.queue(p, b)
@@ -129,20 +146,17 @@ func (d *Dataplane) readTUN(p *path) {
 		}
 		if d.closed.Load() || isClosedErr(err) {
 			if !d.closed.Load() {
-				d.log.Error("TUN closed under the dataplane", zap.Error(err))
+				d.log.Error(what+" closed under the dataplane", zap.Error(err))
 			}
 			return
 		}
-		d.c.drops[DropTUNRead].Add(1)
-		if err == tun.ErrTooManySegments {
-			continue // wireguard-go: "should not cause reads to cease"
-		}
+		d.c.drops[reason].Add(1)
 		errs++
 		if errs >= maxConsecutiveErrors {
-			d.log.Error("TUN read failing, outbound stopped", zap.Error(err))
+			d.log.Error(what+" read failing, reader stopped", zap.Error(err))
 			return
 		}
-		if ce := d.log.Check(zap.DebugLevel, "TUN read"); ce != nil {
+		if ce := d.log.Check(zap.DebugLevel, what+" read"); ce != nil {
 			ce.Write(zap.Error(err))
 		}
 		time.Sleep(time.Duration(errs) * 10 * time.Millisecond)
@@ -177,43 +191,12 @@ func (d *Dataplane) writeUnderlay(p *path) {
 
 // receive is the inbound reader of one ReceiveFunc.
 func (d *Dataplane) receive(fn ReceiveFunc, p *path) {
-	defer close(p.order)
-	errs := 0
-	for {
-		var b *batch
-		select {
-		case b = <-p.free:
-		case <-d.done:
-			return
-		}
+	d.readLoop(p, "underlay", DropUnderlayRecv, func(b *batch) (int, error) {
 		for _, buf := range b.bufs {
 			buf.Reset()
 		}
-		n, err := fn(b.bufs, b.eps)
-		if n > 0 {
-			b.n = n
-			d.queue(p, b)
-		} else {
-			p.free <- b
-		}
-		if err == nil {
-			errs = 0
-			continue
-		}
-		if d.closed.Load() || isClosedErr(err) {
-			if !d.closed.Load() {
-				d.log.Error("underlay closed under the dataplane", zap.Error(err))
-			}
-			return
-		}
-		d.c.drops[DropUnderlayRecv].Add(1)
-		errs++
-		if errs >= maxConsecutiveErrors {
-			d.log.Error("underlay receive failing, receiver stopped", zap.Error(err))
-			return
-		}
-		time.Sleep(time.Duration(errs) * 10 * time.Millisecond)
-	}
+		return fn(b.bufs, b.eps)
+	})
 }
 
 // writeTUN is the inbound writer of one ReceiveFunc.
