@@ -30,6 +30,8 @@
 // (iproute2), nft (nftables), tshark and /usr/bin/python3 with scapy
 // (python3-scapy). Ping, TCP and the captures run in the test process on
 // sockets opened inside the namespaces (setns on a locked thread).
+// That machinery (namespaces, veths, gateways, ping, TCP, the capture and
+// its frame classification) is internal/netlab, shared with `mipsec demo`.
 //
 // The package has no non-test code; run it with `go test ./e2e`.
 package e2e

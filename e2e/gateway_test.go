@@ -71,7 +71,7 @@ func TestTransfer(t *testing.T) {
 func reservedMark(t *testing.T, g *gateway, run int, sa string) (uint64, string) {
 	t.Helper()
 	n := 0
-	for _, line := range strings.Split(g.log.String(), "\n") {
+	for _, line := range strings.Split(g.Log.String(), "\n") {
 		if !strings.HasPrefix(line, "{") {
 			continue
 		}
@@ -89,7 +89,7 @@ func reservedMark(t *testing.T, g *gateway, run int, sa string) (uint64, string)
 			return e.Reserved, e.SeqState
 		}
 	}
-	t.Fatalf("gateway %s run %d: no \"sa added\" line for %s:\n%s", g.name, run, sa, g.log.String())
+	t.Fatalf("gateway %s run %d: no \"sa added\" line for %s:\n%s", g.name, run, sa, g.Log.String())
 	return 0, ""
 }
 
@@ -97,13 +97,13 @@ func reservedMark(t *testing.T, g *gateway, run int, sa string) (uint64, string)
 // outbound packets on spi in esp[from:], and their count.
 func seqRange(esp []espPacket, from int, spi uint32) (lo, hi uint32, n int) {
 	for _, p := range esp[from:] {
-		if p.spi != spi || !p.out {
+		if p.SPI != spi || !p.Out {
 			continue
 		}
-		if n == 0 || p.seq < lo {
-			lo = p.seq
+		if n == 0 || p.Seq < lo {
+			lo = p.Seq
 		}
-		hi = max(hi, p.seq)
+		hi = max(hi, p.Seq)
 		n++
 	}
 	return lo, hi, n
@@ -162,11 +162,11 @@ func TestRestart(t *testing.T) {
 	// Every ESP packet A ever sent on the SPI has a distinct number.
 	seen := map[uint32]bool{}
 	for _, e := range esp {
-		if e.spi == spiAB4 && e.out {
-			if seen[e.seq] {
-				t.Fatalf("sequence number %d sent twice on SPI 0x%08x", e.seq, spiAB4)
+		if e.SPI == spiAB4 && e.Out {
+			if seen[e.Seq] {
+				t.Fatalf("sequence number %d sent twice on SPI 0x%08x", e.Seq, spiAB4)
 			}
-			seen[e.seq] = true
+			seen[e.Seq] = true
 		}
 	}
 }
@@ -270,9 +270,7 @@ func TestNATKeepalive(t *testing.T) {
 	mustPing(t, p.A.ns, siteA4.Addr(), siteB4.Addr(), 1)
 	time.Sleep(1500 * time.Millisecond)
 	capA.checkOnlyESP(t, true, 2*50)
-	capA.mu.Lock()
-	n := capA.keepalive
-	capA.mu.Unlock()
+	n := capA.Stats().Keepalives
 	if n < 4 {
 		t.Errorf("%d NAT keepalives in 1.5 s at 200 ms on both sides, want at least 4: %s", n, capA.summary())
 	}
