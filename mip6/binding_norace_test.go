@@ -1,0 +1,5 @@
+//go:build !race
+
+package mip6
+
+const raceEnabled = false
