@@ -300,10 +300,19 @@ func (s *controlServer) acceptLoop() {
 			c.Close()
 			continue
 		}
+		// Close cancels s.ctx before it sweeps s.conns under s.mu, so a
+		// connection accepted while Close runs is either swept or refused
+		// here; it can never be left waiting out its read deadline.
 		s.mu.Lock()
+		if s.ctx.Err() != nil {
+			s.mu.Unlock()
+			<-s.sem
+			c.Close()
+			return
+		}
 		s.conns[c] = struct{}{}
-		s.mu.Unlock()
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
 			defer func() { <-s.sem }()
