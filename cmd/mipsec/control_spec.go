@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/mipsec/mipsec/esp"
-	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
 )
@@ -158,10 +157,10 @@ func (s *saSpec) config() (sad.Config, error) {
 	if p.Algorithm, err = esp.ParseAlgorithm(s.Algorithm); err != nil {
 		return cfg, fmt.Errorf("algorithm: %w", err)
 	}
-	if p.EncKey, err = parseHexKey(s.EncKey); err != nil {
+	if p.EncKey, err = decodeHexKey(s.EncKey); err != nil {
 		return cfg, fmt.Errorf("enc_key: %w", err)
 	}
-	if p.AuthKey, err = parseHexKey(s.AuthKey); err != nil {
+	if p.AuthKey, err = decodeHexKey(s.AuthKey); err != nil {
 		return cfg, fmt.Errorf("auth_key: %w", err)
 	}
 	if p.Mode == esp.Tunnel {
@@ -286,15 +285,6 @@ func parseDir(s string) (sad.Direction, error) {
 	return 0, fmt.Errorf("dir: %q is not in or out", s)
 }
 
-func parseHexKey(s string) ([]byte, error) {
-	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
-	s = strings.ReplaceAll(s, ":", "")
-	if s == "" {
-		return nil, nil
-	}
-	return hex.DecodeString(s)
-}
-
 func parseSelectors(specs []selectorSpec) ([]sad.Selector, error) {
 	var out []sad.Selector
 	for i, sp := range specs {
@@ -313,69 +303,29 @@ func parseSelectors(specs []selectorSpec) ([]sad.Selector, error) {
 func (sp selectorSpec) selector() (sad.Selector, error) {
 	var s sad.Selector
 	var err error
-	if s.Local, err = parseAddrRange(sp.Local); err != nil {
+	if s.Local, err = confAddrRange(sp.Local); err != nil {
 		return s, fmt.Errorf("local: %w", err)
 	}
-	if s.Remote, err = parseAddrRange(sp.Remote); err != nil {
+	if s.Remote, err = confAddrRange(sp.Remote); err != nil {
 		return s, fmt.Errorf("remote: %w", err)
 	}
 	if s.Proto, err = parseProto(sp.Proto); err != nil {
 		return s, fmt.Errorf("proto: %w", err)
 	}
-	if s.LocalPort, err = parsePorts(sp.LocalPort); err != nil {
+	if s.LocalPort, err = specPorts(sp.LocalPort); err != nil {
 		return s, fmt.Errorf("local_port: %w", err)
 	}
-	if s.RemotePort, err = parsePorts(sp.RemotePort); err != nil {
+	if s.RemotePort, err = specPorts(sp.RemotePort); err != nil {
 		return s, fmt.Errorf("remote_port: %w", err)
 	}
 	return s, nil
-}
-
-func parseAddrRange(s string) (sad.AddrRange, error) {
-	s = strings.TrimSpace(s)
-	switch {
-	case s == "" || strings.EqualFold(s, "any"):
-		return sad.AnyAddr, nil
-	case strings.Contains(s, "/"):
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return sad.AddrRange{}, err
-		}
-		return sad.PrefixRange(p.Masked()), nil
-	case strings.Contains(s, "-"):
-		a, b, _ := strings.Cut(s, "-")
-		from, err := netip.ParseAddr(strings.TrimSpace(a))
-		if err != nil {
-			return sad.AddrRange{}, err
-		}
-		to, err := netip.ParseAddr(strings.TrimSpace(b))
-		if err != nil {
-			return sad.AddrRange{}, err
-		}
-		r := sad.AddrRange{From: from, To: to}
-		if _, err := r.Validate(); err != nil {
-			return r, err
-		}
-		return r, nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return sad.AddrRange{}, err
-	}
-	return sad.SingleAddr(a), nil
-}
-
-var protoNames = map[string]uint8{
-	"any": sad.ProtoAny, "icmp": header.ProtoICMP, "tcp": header.ProtoTCP, "udp": header.ProtoUDP,
-	"esp": header.ProtoESP, "ipv6-icmp": header.ProtoICMPv6, "icmpv6": header.ProtoICMPv6,
-	"sctp": header.ProtoSCTP, "mh": header.ProtoMobility, "mobility": header.ProtoMobility,
 }
 
 func parseProto(s string) (uint8, error) {
 	if s == "" {
 		return sad.ProtoAny, nil
 	}
-	if p, ok := protoNames[strings.ToLower(s)]; ok {
+	if p, ok := confProtos[strings.ToLower(s)]; ok {
 		return p, nil
 	}
 	n, err := strconv.ParseUint(s, 10, 8)
@@ -383,29 +333,6 @@ func parseProto(s string) (uint8, error) {
 		return 0, fmt.Errorf("%q is not a protocol number or name", s)
 	}
 	return uint8(n), nil
-}
-
-func parsePorts(s string) (sad.Ports, error) {
-	s = strings.TrimSpace(s)
-	switch {
-	case s == "" || strings.EqualFold(s, "any"):
-		return sad.Ports{}, nil
-	case strings.EqualFold(s, "opaque"):
-		return sad.Opaque, nil
-	}
-	lo, hi, isRange := strings.Cut(s, "-")
-	l, err := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
-	if err != nil {
-		return sad.Ports{}, fmt.Errorf("%q is not a port or port range", s)
-	}
-	if !isRange {
-		return sad.Port(uint16(l)), nil
-	}
-	h, err := strconv.ParseUint(strings.TrimSpace(hi), 10, 16)
-	if err != nil || h < l {
-		return sad.Ports{}, fmt.Errorf("%q is not a port or port range", s)
-	}
-	return sad.PortsRange(uint16(l), uint16(h)), nil
 }
 
 func formatAddrRange(r sad.AddrRange) string {
@@ -439,7 +366,7 @@ func formatPorts(p sad.Ports) string {
 }
 
 func formatProto(p uint8) string {
-	for n, v := range protoNames {
+	for n, v := range confProtos {
 		if v == p && n != "icmpv6" && n != "mobility" {
 			return n
 		}
@@ -464,4 +391,12 @@ func formatSelector(s sad.Selector) string {
 // verdictName is the stable snake_case name of a drop reason.
 func verdictName(v int) string {
 	return esp.Verdict(v).String()
+}
+
+// specPorts reads a spec's port field with the config's rules; empty is ANY.
+func specPorts(s string) (sad.Ports, error) {
+	if strings.TrimSpace(s) == "" {
+		return sad.Ports{}, nil
+	}
+	return confPorts(s)
 }
