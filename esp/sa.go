@@ -1,7 +1,9 @@
 package esp
 
 import (
+	"fmt"
 	"net/netip"
+	"strings"
 )
 
 // Mode is the IPsec mode of an SA (RFC 4303 §3.1).
@@ -81,4 +83,30 @@ type Params struct {
 	// would set, in force from the first packet: an SA created while
 	// traffic flows is never without its durable reservation.
 	SeqReserve uint64
+}
+
+// ParseMode reads "tunnel" or "transport" (any case); empty means tunnel,
+// the default of a VPN gateway.
+func ParseMode(s string) (Mode, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "tunnel":
+		return Tunnel, nil
+	case "transport":
+		return Transport, nil
+	}
+	return 0, fmt.Errorf("esp: %q is not a mode; want tunnel or transport", s)
+}
+
+// ParseDF reads an outer DF rule, "copy", "set" or "clear" (RFC 4301
+// §8.1); empty means copy.
+func ParseDF(s string) (DF, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "copy":
+		return DFCopy, nil
+	case "set":
+		return DFSet, nil
+	case "clear":
+		return DFClear, nil
+	}
+	return 0, fmt.Errorf("esp: %q is not a DF rule; want copy, set or clear (RFC 4301 §8.1)", s)
 }

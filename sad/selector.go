@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/mipsec/mipsec/internal/header"
 )
@@ -238,4 +239,15 @@ func ValidateSelectors(sels []Selector, what string) error {
 		}
 	}
 	return nil
+}
+
+// ParseDirection reads "in"/"inbound" or "out"/"outbound" (any case).
+func ParseDirection(s string) (Direction, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "out", "outbound":
+		return Outbound, nil
+	case "in", "inbound":
+		return Inbound, nil
+	}
+	return 0, fmt.Errorf("sad: %q is not a direction; want in or out", s)
 }

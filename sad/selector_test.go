@@ -168,3 +168,16 @@ func TestSelectorMatch(t *testing.T) {
 		})
 	}
 }
+
+func TestParseDirection(t *testing.T) {
+	for in, want := range map[string]Direction{"in": Inbound, "Inbound": Inbound, " out ": Outbound, "OUTBOUND": Outbound} {
+		if d, err := ParseDirection(in); err != nil || d != want {
+			t.Errorf("ParseDirection(%q) = %v, %v", in, d, err)
+		}
+	}
+	for _, in := range []string{"", "both", "i n"} {
+		if _, err := ParseDirection(in); err == nil {
+			t.Errorf("ParseDirection(%q) accepted", in)
+		}
+	}
+}

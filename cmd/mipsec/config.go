@@ -450,17 +450,16 @@ func parseSPIValue(x any) (uint32, error) {
 }
 
 func (v *validator) dir(path, s string) (sad.Direction, bool) {
-	switch strings.ToLower(s) {
-	case "out", "outbound":
-		return sad.Outbound, true
-	case "in", "inbound":
-		return sad.Inbound, true
-	case "":
+	if strings.TrimSpace(s) == "" {
 		v.errf(path, "missing; want \"in\" or \"out\"")
-	default:
-		v.errf(path, "%q is not a direction; want \"in\" or \"out\"", s)
+		return 0, false
 	}
-	return 0, false
+	d, err := sad.ParseDirection(s)
+	if err != nil {
+		v.errf(path, "%q is not a direction; want \"in\" or \"out\"", s)
+		return 0, false
+	}
+	return d, true
 }
 
 func (v *validator) sas(raws []rawSA, cfg *Config) {
@@ -517,13 +516,10 @@ func (v *validator) sa(path string, r *rawSA) (sad.Config, bool) {
 	}
 	c.Dir, _ = v.dir(path+".dir", r.Dir)
 	p := &c.Params
-	switch strings.ToLower(r.Mode) {
-	case "", "tunnel":
-		p.Mode = esp.Tunnel
-	case "transport":
-		p.Mode = esp.Transport
-	default:
+	if m, err := esp.ParseMode(r.Mode); err != nil {
 		v.errf(path+".mode", "%q is not a mode; want tunnel or transport", r.Mode)
+	} else {
+		p.Mode = m
 	}
 	// Tunnel endpoints, from our side: local is ours, remote the peer's.
 	if p.Mode == esp.Tunnel {
@@ -580,15 +576,10 @@ func (v *validator) sa(path string, r *rawSA) (sad.Config, bool) {
 			p.HopLimit = uint8(*r.HopLimit)
 		}
 	}
-	switch strings.ToLower(r.DF) {
-	case "", "copy":
-		p.DF = esp.DFCopy
-	case "set":
-		p.DF = esp.DFSet
-	case "clear":
-		p.DF = esp.DFClear
-	default:
+	if df, err := esp.ParseDF(r.DF); err != nil {
 		v.errf(path+".df", "%q is not a DF rule; want copy, set or clear (RFC 4301 §8.1)", r.DF)
+	} else {
+		p.DF = df
 	}
 	c.Lifetime = v.lifetime(path+".lifetime", &r.Lifetime)
 	if len(r.Selectors) == 0 {

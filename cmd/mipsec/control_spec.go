@@ -136,23 +136,11 @@ func (s *saSpec) config() (sad.Config, error) {
 		return cfg, errors.New("spi: required, non-zero (RFC 4303 §2.1)")
 	}
 	p := esp.Params{SPI: s.SPI, ESN: s.ESN, ReplayWindow: s.ReplayWindow, NoReplay: s.NoReplay, HopLimit: s.HopLimit}
-	switch strings.ToLower(s.Mode) {
-	case "", "tunnel":
-		p.Mode = esp.Tunnel
-	case "transport":
-		p.Mode = esp.Transport
-	default:
-		return cfg, fmt.Errorf("mode: %q is not tunnel or transport", s.Mode)
+	if p.Mode, err = esp.ParseMode(s.Mode); err != nil {
+		return cfg, fmt.Errorf("mode: %w", err)
 	}
-	switch strings.ToLower(s.DF) {
-	case "", "copy":
-		p.DF = esp.DFCopy
-	case "set":
-		p.DF = esp.DFSet
-	case "clear":
-		p.DF = esp.DFClear
-	default:
-		return cfg, fmt.Errorf("df: %q is not copy, set or clear", s.DF)
+	if p.DF, err = esp.ParseDF(s.DF); err != nil {
+		return cfg, fmt.Errorf("df: %w", err)
 	}
 	if p.Algorithm, err = esp.ParseAlgorithm(s.Algorithm); err != nil {
 		return cfg, fmt.Errorf("algorithm: %w", err)
@@ -276,13 +264,11 @@ func parseOptDuration(s string) (time.Duration, error) {
 }
 
 func parseDir(s string) (sad.Direction, error) {
-	switch strings.ToLower(s) {
-	case "out", "outbound":
-		return sad.Outbound, nil
-	case "in", "inbound":
-		return sad.Inbound, nil
+	d, err := sad.ParseDirection(s)
+	if err != nil {
+		return 0, fmt.Errorf("dir: %w", err)
 	}
-	return 0, fmt.Errorf("dir: %q is not in or out", s)
+	return d, nil
 }
 
 func parseSelectors(specs []selectorSpec) ([]sad.Selector, error) {
