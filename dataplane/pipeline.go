@@ -235,10 +235,7 @@ func (d *Dataplane) writeTUN(p *path) {
 // Steady state: no allocation.
 func (d *Dataplane) sealBatch(b *batch) {
 	peers := d.peers.Load()
-	var capture Capture
-	if cb := d.capture.Load(); cb != nil {
-		capture = cb.c
-	}
+	capture := d.currentCapture()
 	var (
 		inBytes, outBytes uint64
 		k                 int
@@ -330,10 +327,7 @@ func (d *Dataplane) sealBatch(b *batch) {
 // Steady state: no allocation.
 func (d *Dataplane) openBatch(b *batch) {
 	peers := d.peers.Load()
-	var capture Capture
-	if cb := d.capture.Load(); cb != nil {
-		capture = cb.c
-	}
+	capture := d.currentCapture()
 	var (
 		inBytes, outBytes uint64
 		k                 int
@@ -403,6 +397,15 @@ func (d *Dataplane) openBatch(b *batch) {
 	d.c.inPackets.Add(uint64(b.n))
 	d.c.inBytes.Add(inBytes)
 	d.addDrops(&drops)
+}
+
+// currentCapture returns the capture tap, nil when off: one atomic load
+// per batch.
+func (d *Dataplane) currentCapture() Capture {
+	if cb := d.capture.Load(); cb != nil {
+		return cb.c
+	}
+	return nil
 }
 
 func (d *Dataplane) addDrops(drops *[NumDropReasons]uint32) {
