@@ -14,7 +14,7 @@ FUZZTIME  ?= 200000x
 BIN       := bin/mipsec
 REPORT    := $(GO) run ./internal/tools/testreport
 
-.PHONY: all build test test-unit test-race check fmt vet staticcheck bench fuzz demo clean
+.PHONY: all build test test-unit test-race check fmt vet staticcheck bench bench-e2e fuzz demo clean
 
 all: build
 
@@ -51,6 +51,11 @@ staticcheck:
 bench:
 	@mkdir -p bench/results
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(BENCHPKGS) | tee bench/results/bench.txt
+
+## bench-e2e: mipsec side by side with wireguard-go and the bare veth
+## (root; iperf3 and wireguard-tools from Debian). Results in bench/results/.
+bench-e2e: build
+	./$(BIN) bench $(BENCHFLAGS)
 
 ## fuzz: run every fuzz target for FUZZTIME each (an execution count, see above).
 fuzz:
