@@ -1,0 +1,92 @@
+package mip6
+
+import (
+	"net/netip"
+
+	"github.com/mipsec/mipsec/internal/header"
+	"github.com/mipsec/mipsec/pkt"
+)
+
+// BAToCoA points a Binding Acknowledgement (or a Mobile Prefix
+// Advertisement) that transport-mode ESP (SA2 or SA6, RFC 4877 §6) has
+// sealed at the care-of address coa of an IPv6-CoA mobile node.
+//
+// b.Bytes() must be `IPv6(HA -> HoA) / ESP ...` (Next Header 50,
+// consistent payload length), as the SA's transport-mode processing built
+// it. A 24-byte type 2 Routing header carrying the home address (the
+// packet's destination) with Segments Left 1 is inserted after the IPv6
+// header and the destination becomes coa (RFC 6275 §6.4.1, §9.5.4: a BA
+// answering a BU with a Home Address option goes to the BU's source with a
+// type 2 Routing header; RFC 4877 §4.2: IPsec processed the packet in its
+// home-address form, so the header may be added after sealing; it lies
+// outside ESP coverage). The IPv6 header moves 24 bytes into the
+// headroom; ESP stays put. dst = (coa, 0): send header-included (OutIP).
+//
+// On malformed input, too little headroom or a coa that is not a unicast
+// IPv6 address, ok is false and b is unchanged. It never allocates.
+func BAToCoA(b *pkt.Buf, coa netip.Addr) (dst netip.AddrPort, ok bool) {
+	p := b.Bytes()
+	if !isSealedIPv6ESP(p) || !coa.Is6() || coa.Is4In6() || !bcUnicast(coa) {
+		return netip.AddrPort{}, false
+	}
+	if b.HeadroomLen() < header.RoutingType2Len ||
+		len(p)-header.IPv6HeaderLen+header.RoutingType2Len > 0xffff {
+		return netip.AddrPort{}, false
+	}
+	hoa := header.IPv6(p).Dst()
+	b.Prepend(header.RoutingType2Len)
+	out := b.Bytes()
+	copy(out[:header.IPv6HeaderLen], out[header.RoutingType2Len:header.RoutingType2Len+header.IPv6HeaderLen])
+	header.RoutingType2(out[header.IPv6HeaderLen:]).Encode(header.ProtoESP, hoa)
+	o6 := header.IPv6(out)
+	o6.SetNextHeader(header.ProtoRouting)
+	o6.SetPayloadLen(len(out) - header.IPv6HeaderLen)
+	o6.SetDst(coa)
+	return netip.AddrPortFrom(coa, 0), true
+}
+
+// BAToV4 wraps a sealed Binding Acknowledgement (or Mobile Prefix
+// Advertisement) for a mobile node whose BU came from an IPv4 network in
+// UDP port 4191 (RFC 5555 §4.2, §5.2.1; udp-encap.md §2.3 (b)):
+//
+//	IPv4(haV4 -> to.Addr) / UDP(4191 -> to.Port) / IPv6(HA -> HoA) / ESP
+//
+// to is the outer source address and UDP port the BU arrived from (the
+// NAT's mapping when there is one; RFC 5555 §5.1: also when the BU was
+// rejected). The inner IPv6 header keeps the home address as destination
+// and gets no type 2 Routing header (spec/mip6.md §13 item 4).
+//
+// b.Bytes() must be `IPv6 / ESP ...` as for BAToCoA. The IPv4 header
+// copies DSCP/ECN and TTL from the IPv6 header (RFC 5555 §4.1.1), sets DF
+// with Identification 0; the UDP checksum is computed (RFC 768; RFC 5555
+// allows no zero checksum on the tunnel port). dst = (to.Addr, 0): send
+// header-included (OutIP).
+//
+// On malformed input, too little headroom or bad addresses, ok is false
+// and b is unchanged. It never allocates.
+func BAToV4(b *pkt.Buf, haV4 netip.Addr, to netip.AddrPort) (dst netip.AddrPort, ok bool) {
+	p := b.Bytes()
+	src, d := haV4.Unmap(), to.Addr().Unmap()
+	if !isSealedIPv6ESP(p) || !src.Is4() || !d.Is4() || to.Port() == 0 {
+		return netip.AddrPort{}, false
+	}
+	inner := len(p)
+	if b.HeadroomLen() < ipv4UDPLen || inner+ipv4UDPLen > 0xffff {
+		return netip.AddrPort{}, false
+	}
+	ip6 := header.IPv6(p)
+	tos, ttl := ip6.TrafficClass(), ip6.HopLimit()
+	if ttl == 0 {
+		ttl = defaultTTL
+	}
+	b.Prepend(ipv4UDPLen)
+	out := b.Bytes()
+	encodeIPv4(out, tos, ttl, header.ProtoUDP, src, d, len(out))
+	u := header.UDP(out[header.IPv4MinHeaderLen:])
+	u.SetSrcPort(PortDSMIPv6)
+	u.SetDstPort(to.Port())
+	u.SetLength(header.UDPHeaderLen + inner)
+	u.SetChecksum(0)
+	u.SetChecksum(header.UDPChecksum(src, d, u))
+	return netip.AddrPortFrom(d, 0), true
+}
