@@ -1,0 +1,85 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRunPipeline(t *testing.T) {
+	start := time.Now()
+	var progress bytes.Buffer
+	rs, err := RunPipeline(context.Background(), PipelineOptions{
+		Algorithms: []string{"aes128gcm16", "chacha20poly1305"},
+		Sizes:      []int{64, 1400},
+		Cores:      []int{1, 2},
+		Duration:   40 * time.Millisecond,
+	}, &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("took %v", el)
+	}
+	// 2 algorithms x (2 sizes + super) x 2 core counts.
+	if len(rs) != 12 {
+		t.Fatalf("%d results, want 12", len(rs))
+	}
+	for _, r := range rs {
+		t.Logf("%+v", r)
+		if r.PPS <= 0 || r.Gbps <= 0 || r.CeilingPPS <= 0 || r.Ratio <= 0 || r.Packets == 0 {
+			t.Errorf("%s %s %d cores: not positive: %+v", r.Algorithm, r.Case, r.Cores, r)
+		}
+		// The pipeline cannot beat bare crypto (the machine is noisy and
+		// the ceiling is measured at another moment: a wide margin).
+		if r.Ratio > 5 {
+			t.Errorf("%s %s: ratio %.2f above the ceiling", r.Algorithm, r.Case, r.Ratio)
+		}
+		wantBytes := float64(r.Packets) * float64(r.Size)
+		if r.Case != SuperCase && float64(r.Bytes) != wantBytes {
+			t.Errorf("%s %s: %d bytes for %d packets", r.Algorithm, r.Case, r.Bytes, r.Packets)
+		}
+	}
+	if got := strings.Count(progress.String(), "\n"); got != 12 {
+		t.Errorf("%d progress lines, want 12:\n%s", got, progress.String())
+	}
+}
+
+func TestRunPipelineBadOptions(t *testing.T) {
+	for name, o := range map[string]PipelineOptions{
+		"algorithm": {Algorithms: []string{"rot13"}},
+		"small":     {Sizes: []int{27}},
+		"large":     {Sizes: []int{MaxPacketSize + 1}},
+		"cores":     {Cores: []int{0}},
+		"batch":     {TUNBatch: -1},
+	} {
+		if _, err := RunPipeline(context.Background(), o, nil); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func TestRunPipelineCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rs, err := RunPipeline(ctx, PipelineOptions{Algorithms: []string{"aes128gcm16"}}, nil)
+	if err == nil || len(rs) != 0 {
+		t.Errorf("canceled: %d results, %v", len(rs), err)
+	}
+}
+
+func TestSuperSegments(t *testing.T) {
+	segs := superSegments()
+	total := 0
+	for i, s := range segs {
+		if len(s) > superSegment || (i < len(segs)-1 && len(s) != superSegment) {
+			t.Errorf("segment %d: %d bytes", i, len(s))
+		}
+		total += len(s) - 40
+	}
+	if total != superBytes-40 {
+		t.Errorf("%d payload bytes, want %d", total, superBytes-40)
+	}
+}
