@@ -21,15 +21,35 @@ const (
 	EncapRaw Encap = iota
 	// EncapUDP: ESP in UDP (RFC 3948), normally port 4500.
 	EncapUDP
+	// EncapIP: the packet (pkt.Buf.Bytes()) is a whole IP packet, outer
+	// header(s) included; it is how the mobility signaling travels
+	// (RFC 6275 §6.3, §6.4; RFC 5555 §4.1).
+	//
+	// Outbound: Hooks.AfterSeal built the outer header(s) (a Home Address
+	// option, a type 2 Routing header, an IPv4/UDP 4191 header) and set
+	// the endpoint's Encap to EncapIP; the dataplane strips nothing and
+	// the underlay sends the packet header-included (IPPROTO_RAW, IPv4
+	// and IPv6) to Addr.Addr() (Addr's port is ignored: 0).
+	//
+	// Inbound: the packet came in UDP with source or destination port 4191
+	// (RFC 5555 §4.1; Addr is the outer IPv4 source address and port, the
+	// packet the inner IPv6 or IPv4 packet behind the UDP header), or as
+	// IPv6 with a Destination Options or Routing header the kernel does
+	// not process (Home Address option, type 2 Routing header; Addr is
+	// (source, 0) and the underlay rebuilt the 40-byte IPv6 header in
+	// front of the extension headers).
+	EncapIP
 )
 
-// String returns "raw" or "udp".
+// String returns "raw", "udp" or "ip".
 func (e Encap) String() string {
 	switch e {
 	case EncapRaw:
 		return "raw"
 	case EncapUDP:
 		return "udp"
+	case EncapIP:
+		return "ip"
 	}
 	return "encap?"
 }
@@ -37,9 +57,16 @@ func (e Encap) String() string {
 // UDPEncapPort is the IKE NAT-T / ESP-in-UDP port (RFC 3948 §2.1).
 const UDPEncapPort = 4500
 
+// DSMIPv6Port is the UDP port of the IPv4 tunnel of Dual-Stack Mobile IPv6
+// (RFC 5555 §4.1: binding updates from an IPv4 care-of address go to it,
+// and the home agent answers from it).
+const DSMIPv6Port = 4191
+
 // Endpoint is where an ESP packet comes from or goes to on the underlay.
 type Endpoint struct {
-	// Addr is the remote address; its port is 0 for EncapRaw.
+	// Addr is the remote address; its port is 0 for EncapRaw. For EncapIP
+	// it is 0 outbound, and inbound the UDP source port of a packet that
+	// came in UDP 4191 (else 0).
 	Addr  netip.AddrPort
 	Encap Encap
 }
@@ -54,14 +81,24 @@ func (ep Endpoint) IsValid() bool {
 		return ep.Addr.Port() == 0
 	case EncapUDP:
 		return ep.Addr.Port() != 0
+	case EncapIP:
+		return true
 	}
 	return false
 }
 
-// String is for logs and the control socket, never the packet path.
+// String is for logs and the control socket, never the packet path:
+// "esp:ADDR", "udp:ADDR:PORT", "ip:ADDR" (or "ip:ADDR:PORT" when the port
+// is set).
 func (ep Endpoint) String() string {
-	if ep.Encap == EncapUDP {
+	switch ep.Encap {
+	case EncapUDP:
 		return "udp:" + ep.Addr.String()
+	case EncapIP:
+		if ep.Addr.Port() != 0 {
+			return "ip:" + ep.Addr.String()
+		}
+		return "ip:" + ep.Addr.Addr().String()
 	}
 	return "esp:" + ep.Addr.Addr().String()
 }
@@ -69,7 +106,13 @@ func (ep Endpoint) String() string {
 // ReceiveFunc reads up to len(bufs) ESP packets (len(eps) >= len(bufs)).
 // For i < n, bufs[i].Bytes() is an ESP packet starting at the SPI (outer IP
 // and UDP headers removed, with room in front: the underlay reads at
-// pkt.Headroom or later) and eps[i] is its source. IKE packets (non-ESP
+// pkt.Headroom or later) and eps[i] is its source; or, when eps[i].Encap is
+// EncapIP, a whole IP packet (see EncapIP). For EncapRaw the underlay leaves
+// a normalised copy of the outer IP header directly in front of the ESP
+// header, in the headroom: IPv4, 20 bytes (no options, IHL 5); IPv6, 40
+// bytes (no extension headers, Next Header 50); lengths matching the packet.
+// Transport-mode SAs need it (RFC 4303 §3.4.4.2 rebuilds the packet around
+// the original header). IKE packets (non-ESP
 // marker, RFC 3948 §2.2) and NAT keepalives (0xFF, §2.3) are never returned.
 // It blocks until at least one packet is available; after the Underlay is
 // closed it returns net.ErrClosed. Shaped like wireguard-go conn.ReceiveFunc;
@@ -83,9 +126,12 @@ type Underlay interface {
 	// Open starts receiving and returns one ReceiveFunc per socket.
 	Open() ([]ReceiveFunc, error)
 	// Send sends bufs[i] to eps[i] (len(eps) >= len(bufs)). bufs[i].Bytes()
-	// is an ESP packet, SPI first; the underlay may use its headroom (for a
-	// UDP header, say). The caller keeps ownership: Send must not keep bufs
-	// after it returns. An error means some packets may not have been sent.
+	// is an ESP packet, SPI first, or for an EncapIP endpoint a whole IP
+	// packet to send header-included; the underlay may use its headroom
+	// (for a UDP header, say). The caller keeps ownership: Send must not
+	// keep bufs after it returns. An error means some packets may not have
+	// been sent. Send is called concurrently (the outbound writer and
+	// Dataplane.Inject) and must be safe for that.
 	Send(bufs []*pkt.Buf, eps []Endpoint) error
 	// SendKeepalive sends a one-byte 0xFF NAT keepalive (RFC 3948 §2.3) to
 	// ep, which must be EncapUDP.
@@ -103,14 +149,34 @@ type Underlay interface {
 type Hooks struct {
 	// AfterSeal runs after an outbound packet is sealed and before it
 	// leaves. b.Bytes() is the whole packet, including the outer IP header
-	// the SA built; *ep is where it will go (the peer's current endpoint).
-	// It may rewrite b (DR-1: outer addresses; DR-3: IPv4/UDP outer) and
-	// *ep. Returning false drops the packet (DropAfterSealHook).
+	// the SA built (tunnel mode) or the packet's own header (transport
+	// mode); *ep is where it will go (the peer's current endpoint, else
+	// raw ESP to the header's destination). It may rewrite b (DR-1: outer
+	// addresses; DR-3: IPv4/UDP outer) and *ep. It may also set ep.Encap
+	// to EncapIP: then b.Bytes() is sent whole, header-included, to
+	// ep.Addr.Addr() (nothing is stripped). Otherwise the dataplane cuts
+	// the packet in front of ESP (the underlay builds its own outer
+	// header). Returning false drops the packet (DropAfterSealHook).
 	AfterSeal func(b *pkt.Buf, sa *sad.SA, ep *Endpoint) bool
 	// BeforeLookup runs when an ESP packet arrives (b.Bytes() is ESP, SPI
-	// first), before the SA lookup (DR-4: NAT detection). Returning false
-	// drops it (DropBeforeLookupHook).
+	// first; for an EncapIP endpoint the whole IP packet), before the SA
+	// lookup (DR-4: NAT detection). Returning false drops it
+	// (DropBeforeLookupHook).
 	BeforeLookup func(b *pkt.Buf, ep Endpoint) bool
+	// Deliver gets every packet a transport-mode SA opened: p is the
+	// decrypted IP packet in home-address form (RFC 6275 §9.3.1: an IPv6
+	// Source that came with a Home Address option is the home address and
+	// the option now holds the care-of address; RFC 6275 §6.4, RFC 8200
+	// §4.4: a type 2 Routing header with Segments Left 1 was processed, so
+	// the Destination is the home address, the header holds the care-of
+	// address and Segments Left is 0), then MH, ICMPv6, ...; seq is the
+	// low 32 bits of the ESP sequence number it carried (the ESP header's
+	// field, RFC 4303 §2.2); ep its source. It returns true when it
+	// consumed the packet (signaling: Stats.Consumed), false to have it
+	// written to the TUN. It runs on worker goroutines, concurrently, and
+	// p is only valid during the call (copy it). Nil: transport packets go
+	// to the TUN.
+	Deliver func(p []byte, sa *sad.SA, seq uint32, ep Endpoint) bool
 }
 
 // PeerConfig describes one remote IPsec peer.
@@ -169,7 +235,8 @@ type Capture interface {
 	// Inner sees a cleartext packet: read from the TUN (out) or about to
 	// be written to it (!out).
 	Inner(p []byte, out bool)
-	// Outer sees an ESP packet (SPI first) sent to or received from ep.
+	// Outer sees an ESP packet (SPI first) sent to or received from ep;
+	// for an EncapIP ep the whole IP packet (outer header(s) included).
 	Outer(p []byte, ep Endpoint, out bool)
 }
 
@@ -195,3 +262,24 @@ var (
 	// ErrClosed: the Dataplane was closed.
 	ErrClosed = errors.New("dataplane: closed")
 )
+
+// DropError is the error Inject returns for a packet it dropped; the drop
+// is counted under Reason in Stats as well.
+type DropError struct {
+	// Reason is the drop counter the packet went to.
+	Reason DropReason
+	// Err is the underlying error (the underlay's, ErrClosed, ...), or nil.
+	Err error
+}
+
+// Error implements error: "dataplane: packet dropped: REASON[: ERR]".
+func (e *DropError) Error() string {
+	s := "dataplane: packet dropped: " + e.Reason.String()
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns Err.
+func (e *DropError) Unwrap() error { return e.Err }

@@ -21,7 +21,7 @@ func FuzzClassify(f *testing.F) {
 		Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2"),
 	})
 	copy(ip[header.IPv4MinHeaderLen:], esp)
-	for k := range numSockKinds {
+	for k := range numESPSockKinds {
 		f.Add(uint8(k), esp)
 		f.Add(uint8(k), ip)
 		f.Add(uint8(k), []byte{0xFF})
@@ -29,7 +29,7 @@ func FuzzClassify(f *testing.F) {
 		f.Add(uint8(k), []byte{})
 	}
 	f.Fuzz(func(t *testing.T, kind uint8, p []byte) {
-		k := sockKind(kind % uint8(numSockKinds))
+		k := sockKind(kind % uint8(numESPSockKinds))
 		var c rxCounts
 		off, n, ok := classify(k, p, &c)
 		refused := c.keepalive + c.nonESP + c.malformed + c.fragment

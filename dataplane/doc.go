@@ -16,27 +16,47 @@
 //     stages, sealBatch and openBatch.
 //   - peers.go: the peer table (an immutable snapshot), roaming.
 //   - stats.go: DropReason and the counters.
-//   - *_linux.go: the real TUN and the raw-ESP / UDP-4500 underlay.
+//   - outer.go: WriteOuterHeader, the normalised outer header underlays
+//     leave in front of raw ESP (transport mode needs it).
+//   - *_linux.go: the real TUN and the Linux underlay: raw ESP, UDP 4500,
+//     and for the mobility signaling (UnderlayConfig.DSMIPv6, ExtHeaders)
+//     UDP 4191, raw Destination Options / Routing receivers that rebuild
+//     the IPv6 header, and header-included (IPPROTO_RAW) sends for EncapIP.
 //   - tuntest, underlaytest: in-memory fakes for tests (BatchSize 1 for the
 //     underlay, any for the TUN).
 //
 // # The pipeline
 //
 // Outbound: TUN batch read (at pkt.Headroom) → SPD (spd.DB.Lookup) →
-// PROTECT: SA seal in place (sad.SA.Seal, tunnel mode) → Hooks.AfterSeal →
-// the outer IP header esp built is cut off (the kernel or the underlay
-// builds its own) → Underlay.Send to the peer's current endpoint. The peer
-// is the one whose OutSPIs hold the SA's SPI; an SA without a peer goes as
-// raw ESP to its tunnel destination. DISCARD and no match drop
-// (DropPolicyDiscard). BYPASS drops too (DropPolicyBypass): a tunnel device
-// has no cleartext path out, so bypassed traffic must be routed around the
-// TUN. Transport-mode SAs are dropped (DropTransportMode): they are for the
-// mobility layer.
+// PROTECT: SA seal in place (sad.SA.Seal, tunnel or transport mode) →
+// Hooks.AfterSeal → the IP header in front of ESP (the tunnel's outer
+// header, or in transport mode the packet's own) is cut off (the kernel or
+// the underlay builds its own) → Underlay.Send to the peer's current
+// endpoint. The peer is the one whose OutSPIs hold the SA's SPI; an SA
+// without a peer goes as raw ESP to the destination of that header. When
+// AfterSeal sets the endpoint's Encap to EncapIP nothing is cut: the hook
+// built the whole packet (a Home Address option, a type 2 Routing header,
+// IPv4/UDP 4191) and the underlay sends it header-included. DISCARD and no
+// match drop (DropPolicyDiscard). BYPASS drops too (DropPolicyBypass): a
+// tunnel device has no cleartext path out, so bypassed traffic must be
+// routed around the TUN. Dataplane.Inject runs one packet through the same
+// steps (sealOne) on the caller's goroutine: the mobility signaling.
 //
-// Inbound: ReceiveFunc batch (ESP, SPI first) → Hooks.BeforeLookup → SA by
-// SPI alone (sad.DB.Inbound, RFC 4301 §4.1) → sad.SA.Open (anti-replay, ICV,
-// decryption, the inner-selector check of RFC 4301 §5.2) → roaming → TUN
-// batch write. Only tunnel-mode SAs deliver.
+// Inbound: ReceiveFunc batch (ESP, SPI first; EncapIP: a whole IP packet)
+// → Hooks.BeforeLookup → for EncapIP, esp.Locate finds ESP behind the
+// header(s) (none: DropUnprotected) → SA by SPI alone (sad.DB.Inbound,
+// RFC 4301 §4.1) → for a transport-mode SA on raw ESP, the packet is
+// extended back over the normalised outer header the underlay left in the
+// headroom → sad.SA.Open (anti-replay, ICV, decryption, the selector check
+// of RFC 4301 §5.2 in home-address form) → roaming → tunnel mode: TUN batch
+// write; transport mode: the Home Address option / type 2 Routing header
+// are processed as a receiving IPv6 node does (RFC 6275 §9.3.1, §6.4:
+// addresses exchanged, home-address form), then Hooks.Deliver, and the TUN
+// when it declines. Transport-mode ESP in UDP 4500 is dropped
+// (DropTransportMode).
+//
+// The dataplane holds no mobility state: bindings, care-of addresses and
+// the choice of outer form live behind the hooks (mip6).
 //
 // Order: a batch is the unit of work; batches of every path go to one pool
 // of Workers goroutines, and each path's writer takes its batches in read

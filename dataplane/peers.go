@@ -58,8 +58,8 @@ func buildPeers(ps []PeerConfig, old *peerTable) (*peerTable, error) {
 		if _, dup := t.byName[pc.Name]; dup {
 			return nil, fmt.Errorf("%w: duplicate peer name %q", ErrInvalidConfig, pc.Name)
 		}
-		if !pc.Endpoint.IsValid() {
-			return nil, fmt.Errorf("%w: peer %q: invalid endpoint %v (raw ESP needs port 0, UDP a port)", ErrInvalidConfig, pc.Name, pc.Endpoint)
+		if !pc.Endpoint.IsValid() || pc.Endpoint.Encap == EncapIP {
+			return nil, fmt.Errorf("%w: peer %q: invalid endpoint %v (raw ESP needs port 0, UDP a port; EncapIP is not a peer endpoint)", ErrInvalidConfig, pc.Name, pc.Endpoint)
 		}
 		if pc.RoamInterval < 0 {
 			return nil, fmt.Errorf("%w: peer %q: negative roam interval", ErrInvalidConfig, pc.Name)

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"sync"
 	"time"
@@ -231,8 +232,8 @@ func (d *Dataplane) writeTUN(p *path) {
 }
 
 // sealBatch processes an outbound batch: SPD, seal, AfterSeal, outer header
-// off, endpoint. It fills b.send/b.eps[:b.k] with the packets to send.
-// Steady state: no allocation.
+// off, endpoint (sealOne). It fills b.send/b.eps[:b.k] with the packets to
+// send. Steady state: no allocation.
 func (d *Dataplane) sealBatch(b *batch) {
 	peers := d.peers.Load()
 	capture := d.currentCapture()
@@ -240,74 +241,22 @@ func (d *Dataplane) sealBatch(b *batch) {
 		inBytes, outBytes uint64
 		k                 int
 		drops             [NumDropReasons]uint32
-		lastSPI           uint32
-		lastPeer          *peer
+		cache             sealCache
 	)
 	for i := range b.n {
 		buf := b.bufs[i]
 		buf.SetBytes(pkt.Headroom, b.sizes[i])
-		p := buf.Bytes()
-		inBytes += uint64(len(p))
+		inBytes += uint64(buf.Len())
 		if capture != nil {
-			capture.Inner(p, true)
+			capture.Inner(buf.Bytes(), true)
 		}
-		dec := d.spdb.Lookup(sad.Outbound, p)
-		switch dec.Action {
-		case spd.Protect:
-		case spd.Bypass:
-			drops[DropPolicyBypass]++
-			continue
-		default:
-			if dec.Reason == spd.ReasonUnparsable {
-				drops[DropNotIP]++
-			} else {
-				drops[DropPolicyDiscard]++
-			}
-			continue
-		}
-		sa := dec.SA
-		if sa == nil {
-			drops[DropNoSA]++
-			continue
-		}
-		if sa.Mode() != esp.Tunnel {
-			drops[DropTransportMode]++
-			continue
-		}
-		if v := sa.Seal(buf); v != esp.OK {
-			drops[DropSeal]++
-			continue
-		}
-		// Where it goes: the peer owning the SA, else raw ESP to the
-		// outer destination the SA wrote. ep points into b.eps so that
-		// the hook can rewrite it without a heap copy.
+		// ep points into b.eps so that the hook can rewrite it without a
+		// heap copy.
 		ep := &b.eps[k]
-		if spi := dec.SPI; spi == lastSPI && lastPeer != nil {
-			*ep = *lastPeer.st.ep.Load()
-		} else if pr := peers.out[spi]; pr != nil {
-			lastSPI, lastPeer = spi, pr
-			*ep = *pr.st.ep.Load()
-			if !pr.st.sent.Load() { // load first: no cache-line ping-pong
-				pr.st.sent.Store(true)
-			}
-		} else {
-			dst, ok := outerDst(buf.Bytes())
-			if !ok {
-				drops[DropNoEndpoint]++
-				continue
-			}
-			*ep = Endpoint{Addr: netip.AddrPortFrom(dst, 0), Encap: EncapRaw}
-		}
-		if d.hooks.AfterSeal != nil && !d.hooks.AfterSeal(buf, sa, ep) {
-			drops[DropAfterSealHook]++
+		if r := d.sealOne(buf, peers, &cache, ep); r != noDrop {
+			drops[r]++
 			continue
 		}
-		off, ok := espOffset(buf.Bytes())
-		if !ok {
-			drops[DropOuter]++
-			continue
-		}
-		buf.TrimFront(off)
 		if capture != nil {
 			capture.Outer(buf.Bytes(), *ep, true)
 		}
@@ -322,15 +271,138 @@ func (d *Dataplane) sealBatch(b *batch) {
 	d.addDrops(&drops)
 }
 
+// noDrop is sealOne's "sent" (not a drop reason).
+const noDrop = NumDropReasons
+
+// sealCache remembers the last SPI's peer across the packets of a batch.
+type sealCache struct {
+	lastSPI  uint32
+	lastPeer *peer
+}
+
+// sealOne runs one cleartext packet, buf.Bytes(), through the outbound
+// path: SPD, SA (tunnel or transport mode), seal, endpoint, AfterSeal, and
+// the cut in front of ESP unless the hook chose EncapIP. It returns noDrop
+// with buf.Bytes() ready for Underlay.Send to *ep, or the drop reason. It
+// does not allocate.
+func (d *Dataplane) sealOne(buf *pkt.Buf, peers *peerTable, c *sealCache, ep *Endpoint) DropReason {
+	dec := d.spdb.Lookup(sad.Outbound, buf.Bytes())
+	switch dec.Action {
+	case spd.Protect:
+	case spd.Bypass:
+		return DropPolicyBypass
+	default:
+		if dec.Reason == spd.ReasonUnparsable {
+			return DropNotIP
+		}
+		return DropPolicyDiscard
+	}
+	sa := dec.SA
+	if sa == nil {
+		return DropNoSA
+	}
+	if v := sa.Seal(buf); v != esp.OK {
+		return DropSeal
+	}
+	// Where it goes: the peer owning the SA, else raw ESP to the
+	// destination of the header in front of ESP (the tunnel-mode outer
+	// header, or the transport-mode packet's own).
+	if spi := dec.SPI; spi == c.lastSPI && c.lastPeer != nil {
+		*ep = *c.lastPeer.st.ep.Load()
+	} else if pr := peers.out[spi]; pr != nil {
+		c.lastSPI, c.lastPeer = spi, pr
+		*ep = *pr.st.ep.Load()
+		if !pr.st.sent.Load() { // load first: no cache-line ping-pong
+			pr.st.sent.Store(true)
+		}
+	} else {
+		dst, ok := outerDst(buf.Bytes())
+		if !ok {
+			return DropNoEndpoint
+		}
+		*ep = Endpoint{Addr: netip.AddrPortFrom(dst, 0), Encap: EncapRaw}
+	}
+	if d.hooks.AfterSeal != nil && !d.hooks.AfterSeal(buf, sa, ep) {
+		return DropAfterSealHook
+	}
+	if ep.Encap == EncapIP {
+		// The hook built the whole packet; it leaves header-included,
+		// through the socket of ep's family, which must be the packet's.
+		_, ok := outerDst(buf.Bytes())
+		a := ep.Addr.Addr().Unmap()
+		if !ok || !a.IsValid() || (buf.Bytes()[0]>>4 == 4) != a.Is4() {
+			return DropOuter
+		}
+		return noDrop
+	}
+	off, ok := espOffset(buf.Bytes())
+	if !ok {
+		return DropOuter
+	}
+	buf.TrimFront(off)
+	return noDrop
+}
+
+// Inject sends p, a cleartext IPv6 or IPv4 packet built by the signaling
+// module (mip6), through the outbound path synchronously on the caller's
+// goroutine: SPD → SA (transport or tunnel mode) → seal → Hooks.AfterSeal
+// → Underlay.Send, exactly as a packet read from the TUN. It copies p. It
+// returns nil when the underlay took the packet, else a *DropError naming
+// the drop reason, which is also counted in Stats. It is not for the hot
+// path: one packet per call, it may allocate a little. It works once the
+// Dataplane is started (before that the underlay has no sockets) and
+// returns a DropError wrapping ErrClosed after Close.
+func (d *Dataplane) Inject(p []byte) error {
+	drop := func(r DropReason, err error) error {
+		d.c.drops[r].Add(1)
+		return &DropError{Reason: r, Err: err}
+	}
+	d.c.injected.Add(1)
+	d.c.outPackets.Add(1)
+	d.c.outBytes.Add(uint64(len(p)))
+	if d.closed.Load() {
+		return drop(DropClosing, ErrClosed)
+	}
+	if len(p) == 0 || len(p) > pkt.MaxPacket {
+		return drop(DropNotIP, fmt.Errorf("packet of %d bytes", len(p)))
+	}
+	buf := pkt.Get()
+	defer pkt.Put(buf)
+	buf.SetBytes(pkt.Headroom, copy(buf.B[pkt.Headroom:tunReadLimit], p))
+	capture := d.currentCapture()
+	if capture != nil {
+		capture.Inner(buf.Bytes(), true)
+	}
+	var (
+		c  sealCache
+		ep Endpoint
+	)
+	if r := d.sealOne(buf, d.peers.Load(), &c, &ep); r != noDrop {
+		return drop(r, nil)
+	}
+	if capture != nil {
+		capture.Outer(buf.Bytes(), ep, true)
+	}
+	n := uint64(buf.Len())
+	bufs, eps := [1]*pkt.Buf{buf}, [1]Endpoint{ep}
+	if err := d.underlay.Send(bufs[:], eps[:]); err != nil {
+		return drop(DropUnderlaySend, err)
+	}
+	d.c.sentPackets.Add(1)
+	d.c.sentBytes.Add(n)
+	return nil
+}
+
 // openBatch processes an inbound batch: BeforeLookup, SA by SPI, open,
-// roaming. It fills b.raw[:b.k] with the slices to write to the TUN.
-// Steady state: no allocation.
+// roaming, and for transport mode Hooks.Deliver. It fills b.raw[:b.k] with
+// the slices to write to the TUN. Steady state: no allocation.
 func (d *Dataplane) openBatch(b *batch) {
 	peers := d.peers.Load()
 	capture := d.currentCapture()
 	var (
 		inBytes, outBytes uint64
 		k                 int
+		consumed          uint64
 		drops             [NumDropReasons]uint32
 		lastSPI           uint32
 		lastSA            *sad.SA
@@ -340,18 +412,37 @@ func (d *Dataplane) openBatch(b *batch) {
 		buf := b.bufs[i]
 		ep := b.eps[i]
 		inBytes += uint64(buf.Len())
-		if buf.Len() < header.ESPHeaderLen {
-			drops[DropShort]++
-			continue
+		// espOff is where ESP starts in buf.Bytes(): 0 for what the
+		// underlay cut to ESP, behind the IP header(s) for EncapIP.
+		espOff := 0
+		if ep.Encap == EncapIP {
+			if capture != nil {
+				capture.Outer(buf.Bytes(), ep, false)
+			}
+			if d.hooks.BeforeLookup != nil && !d.hooks.BeforeLookup(buf, ep) {
+				drops[DropBeforeLookupHook]++
+				continue
+			}
+			_, off, ok := esp.Locate(buf.Bytes())
+			if !ok {
+				drops[DropUnprotected]++
+				continue
+			}
+			espOff = off
+		} else {
+			if buf.Len() < header.ESPHeaderLen {
+				drops[DropShort]++
+				continue
+			}
+			if capture != nil {
+				capture.Outer(buf.Bytes(), ep, false)
+			}
+			if d.hooks.BeforeLookup != nil && !d.hooks.BeforeLookup(buf, ep) {
+				drops[DropBeforeLookupHook]++
+				continue
+			}
 		}
-		if capture != nil {
-			capture.Outer(buf.Bytes(), ep, false)
-		}
-		if d.hooks.BeforeLookup != nil && !d.hooks.BeforeLookup(buf, ep) {
-			drops[DropBeforeLookupHook]++
-			continue
-		}
-		v := header.ESP(buf.Bytes())
+		v := header.ESP(buf.Bytes()[espOff:])
 		if !v.IsValid() {
 			drops[DropShort]++
 			continue
@@ -366,11 +457,23 @@ func (d *Dataplane) openBatch(b *batch) {
 			drops[DropUnknownSPI]++
 			continue
 		}
-		if sa.Mode() != esp.Tunnel {
-			drops[DropTransportMode]++
-			continue
+		transport := sa.Mode() == esp.Transport
+		if transport && espOff == 0 {
+			// RFC 4303 §3.4: transport mode rebuilds the packet around
+			// its IP header, which the underlay left in the headroom.
+			if ep.Encap == EncapUDP {
+				drops[DropTransportMode]++
+				continue
+			}
+			hl, ok := headerInFront(buf, ep.Addr.Addr())
+			if !ok {
+				drops[DropDeliver]++
+				continue
+			}
+			buf.SetBytes(buf.Off()-hl, buf.Len()+hl)
+			espOff = hl
 		}
-		if _, verdict := sa.Open(buf, 0); verdict != esp.OK {
+		if _, verdict := sa.Open(buf, espOff); verdict != esp.OK {
 			drops[DropOpen]++
 			continue
 		}
@@ -381,12 +484,21 @@ func (d *Dataplane) openBatch(b *batch) {
 				d.maybeRoam(pr, ep)
 			}
 		}
+		if transport {
+			header.HomeAddressForm(buf.Bytes())
+			if capture != nil {
+				capture.Inner(buf.Bytes(), false)
+			}
+			if d.hooks.Deliver != nil && d.hooks.Deliver(buf.Bytes(), sa, seq, ep) {
+				consumed++
+				continue
+			}
+		} else if capture != nil {
+			capture.Inner(buf.Bytes(), false)
+		}
 		if buf.Off() < tunWriteOffset {
 			drops[DropTUNWrite]++ // cannot happen: ESP header and IV lie in front
 			continue
-		}
-		if capture != nil {
-			capture.Inner(buf.Bytes(), false)
 		}
 		outBytes += uint64(buf.Len())
 		b.raw[k] = buf.B[buf.Off()-tunWriteOffset : buf.End()]
@@ -396,7 +508,34 @@ func (d *Dataplane) openBatch(b *batch) {
 	b.bytes = outBytes
 	d.c.inPackets.Add(uint64(b.n))
 	d.c.inBytes.Add(inBytes)
+	if consumed != 0 {
+		d.c.consumed.Add(consumed)
+	}
 	d.addDrops(&drops)
+}
+
+// headerInFront checks the normalised outer IP header a raw receive leaves
+// in front of the ESP header (ReceiveFunc): 20 bytes of IPv4 without
+// options or 40 bytes of IPv6 without extension headers, the family of src,
+// announcing ESP, its length field covering exactly buf.Bytes(). It returns
+// the header's length.
+func headerInFront(buf *pkt.Buf, src netip.Addr) (int, bool) {
+	hl := header.IPv6HeaderLen
+	if src.Unmap().Is4() {
+		hl = header.IPv4MinHeaderLen
+	}
+	off := buf.Off() - hl
+	if off < 0 {
+		return 0, false
+	}
+	h := buf.B[off:buf.Off()]
+	n := buf.Len()
+	if hl == header.IPv4MinHeaderLen {
+		return hl, h[0] == 0x45 && h[9] == header.ProtoESP &&
+			int(binary.BigEndian.Uint16(h[2:])) == hl+n
+	}
+	return hl, h[0]>>4 == 6 && h[6] == header.ProtoESP &&
+		int(binary.BigEndian.Uint16(h[4:])) == n
 }
 
 // currentCapture returns the capture tap, nil when off: one atomic load

@@ -47,13 +47,27 @@ const (
 	// DropOpen: esp refused the packet (ICV, replay, padding, selector,
 	// ...; the verdict is counted in the SA's Stats).
 	DropOpen
-	// DropTransportMode: a transport-mode SA opened the packet; this
-	// dataplane delivers tunnel mode only (transport mode is for mip6).
+	// DropTransportMode: a packet of a transport-mode SA arrived as ESP in
+	// UDP (RFC 3948 §3.1.2 transport mode needs the original addresses for
+	// the checksums, which a NAT changed; mip6 sends its transport-mode
+	// signaling as EncapIP instead). (Before transport mode was supported,
+	// every transport-mode packet was counted here.)
 	DropTransportMode
 	// DropTUNWrite: the TUN write failed.
 	DropTUNWrite
 	// DropClosing: the packet was in flight when the Dataplane closed.
 	DropClosing
+	// DropUnprotected: an EncapIP packet that does not carry ESP (a plain
+	// packet in UDP 4191, a Home Address option or type 2 Routing header
+	// in front of something else than ESP, garbage): the signaling it
+	// could carry must be ESP-protected (RFC 4877 §4.1).
+	DropUnprotected
+	// DropDeliver: a transport-mode packet the dataplane cannot hand on:
+	// a raw ESP packet without its outer IP header in front (an underlay
+	// that does not provide it, see ReceiveFunc).
+	DropDeliver
+	// NumDropReasons is the number of drop reasons (the size of
+	// Stats.Drops).
 	NumDropReasons
 )
 
@@ -76,6 +90,8 @@ var dropNames = [NumDropReasons]string{
 	DropTransportMode:    "transport_mode",
 	DropTUNWrite:         "tun_write",
 	DropClosing:          "closing",
+	DropUnprotected:      "unprotected",
+	DropDeliver:          "deliver",
 }
 
 // String returns the stable snake_case name, for metrics and logs.
@@ -90,7 +106,9 @@ func (r DropReason) String() string {
 // atomically; the snapshot as a whole is not. Outbound, every packet read
 // from the TUN (OutPackets) is either sent (SentPackets) or dropped with an
 // outbound reason; inbound, every ESP packet received (InPackets) is either
-// delivered (DeliveredPackets) or dropped with an inbound reason.
+// delivered (DeliveredPackets), consumed by Hooks.Deliver (Consumed) or
+// dropped with an inbound reason. Packets sent with Inject count as
+// outbound packets (OutPackets) too.
 type Stats struct {
 	// OutPackets, OutBytes: cleartext packets read from the TUN.
 	OutPackets, OutBytes uint64
@@ -106,6 +124,11 @@ type Stats struct {
 	Drops [NumDropReasons]uint64
 	// Keepalives counts NAT keepalives sent; Roams endpoint changes.
 	Keepalives, Roams uint64
+	// Injected counts the packets given to Inject (they are in OutPackets
+	// too).
+	Injected uint64
+	// Consumed counts the transport-mode packets Hooks.Deliver consumed.
+	Consumed uint64
 }
 
 // Dropped returns the sum of Drops.
@@ -126,6 +149,7 @@ type counters struct {
 	deliveredPackets, deliveredBytes atomic.Uint64
 	drops                            [NumDropReasons]atomic.Uint64
 	keepalives, roams                atomic.Uint64
+	injected, consumed               atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -140,6 +164,8 @@ func (c *counters) snapshot() Stats {
 		DeliveredBytes:   c.deliveredBytes.Load(),
 		Keepalives:       c.keepalives.Load(),
 		Roams:            c.roams.Load(),
+		Injected:         c.injected.Load(),
+		Consumed:         c.consumed.Load(),
 	}
 	for i := range c.drops {
 		s.Drops[i] = c.drops[i].Load()

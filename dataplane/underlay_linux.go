@@ -9,8 +9,18 @@ package dataplane
 // Receive, one ReceiveFunc per socket, each called from one goroutine:
 //
 //	raw4:  recvmmsg into bufs[i].B[Headroom:]   -> [IPv4 hdr][ESP]  strip IHL
+//	       (options: the fixed 20 bytes move up to ESP, IHL 5: normalised)
 //	raw6:  recvmmsg into bufs[i].B[Headroom:]   -> [ESP]            (no IPv6 hdr)
+//	       the normalised IPv6 header is written in front: source from
+//	       msg_name, destination the bound address or, bound to ::, from
+//	       IPV6_PKTINFO
 //	udp:   recvmmsg into bufs[i].B[Headroom:]   -> [0xFF] | [0000 IKE] | [ESP]
+//	       from source port 4191: [IP packet] -> EncapIP (RFC 5555 §4.1)
+//	udp 4191 (DSMIPv6): [IP packet] -> EncapIP, from (IPv4 source, port)
+//	dstopts/routing (ExtHeaders): raw IPv6 sockets for IP protocols 60 and
+//	       43; recvmmsg into bufs[i].B[Headroom+40:] -> [ext hdrs][...];
+//	       the 40-byte IPv6 header is rebuilt at Headroom (source from
+//	       msg_name, destination as raw6) -> EncapIP, from (source, 0)
 //	udp+GRO: recvmmsg into the receiver's own scratch Bufs, one coalesced
 //	       datagram each (UDP_GRO cmsg = segment size), then each segment is
 //	       copied into the caller's next buf; segments left over wait in the
@@ -18,6 +28,22 @@ package dataplane
 //
 // Drops (keepalives, IKE, malformed) compact bufs in place by swapping Buf
 // pointers, so the caller keeps every Buf it handed in.
+//
+// Header-included sends (EncapIP): IPPROTO_RAW sockets, IPv4 (raw(7):
+// IP_HDRINCL implied) and IPv6 (raw(7): IPv6 IPPROTO_RAW implies the header
+// too), opened at Open when DSMIPv6 or ExtHeaders is set, else at the first
+// EncapIP Send.
+//
+// Verified on Linux 6.18 (no CONFIG_IPV6_MIP6): a raw IPv6 socket for IP
+// protocol 60 receives a copy of IPv6/DestOpts(HAO)/ESP sent to a local
+// address, and one for 43 a copy of IPv6/RH type 2 (Segments Left 1)/ESP,
+// each starting at the extension header (the kernel hands raw sockets a
+// copy for every Next Header it walks, ip6_protocol_deliver_rcu); the
+// kernel itself then discards both (unknown option type 201 / routing type
+// 2, ICMPv6 Parameter Problem), so the raw ESP socket never sees them. A
+// kernel with CONFIG_IPV6_MIP6 would process them and could hand the ESP to
+// the raw ESP socket as well: the copy is then an ESP replay and is
+// dropped by the anti-replay check.
 //
 // Send groups consecutive packets by socket (raw/UDP × v4/v6) into runs of at
 // most BatchSize, builds one pooled []ipv6.Message per run and loops
@@ -114,6 +140,17 @@ type UnderlayConfig struct {
 	// Stats receives the counters; nil means NewUnderlay allocates them
 	// (see LinuxUnderlay.Stats).
 	Stats *UnderlayStats
+	// DSMIPv6 opens a UDP socket on port 4191 (DSMIPv6Port) of the IPv4
+	// address: the home agent's end of the Dual-Stack MIPv6 IPv4 tunnel
+	// (RFC 5555 §4.1), where binding updates from IPv4 care-of addresses
+	// arrive. Its datagrams are returned as EncapIP. Needs IPv4.
+	DSMIPv6 bool
+	// ExtHeaders opens raw IPv6 sockets for IP protocols 60 (Destination
+	// Options) and 43 (Routing) on the IPv6 address, to receive the
+	// packets with a Home Address option (RFC 6275 §6.3) or a type 2
+	// Routing header (§6.4) that the kernel does not process; they are
+	// returned as EncapIP with the IPv6 header rebuilt. Needs IPv6.
+	ExtHeaders bool
 }
 
 // UnderlayStats are the Linux underlay's own counters: packets it consumed
@@ -146,6 +183,18 @@ type UnderlayStats struct {
 	// kernel refused it with EIO (no checksum offload on the route's
 	// device; kernels since 6.11 checksum in software instead).
 	GSODisabled atomic.Uint64
+	// RxDSMIPv6 counts IP packets received in UDP from or to port 4191
+	// (RFC 5555 §4.1) and returned as EncapIP.
+	RxDSMIPv6 atomic.Uint64
+	// RxExtHeaders counts IPv6 packets received on the Destination
+	// Options and Routing sockets (ExtHeaders) and returned as EncapIP.
+	RxExtHeaders atomic.Uint64
+	// RxIPMalformed counts what those paths refused: a UDP 4191 payload
+	// that is not a whole IPv4/IPv6 packet, an extension header chain
+	// that does not parse, a missing destination address.
+	RxIPMalformed atomic.Uint64
+	// TxHeaderIncluded counts EncapIP packets sent header-included.
+	TxHeaderIncluded atomic.Uint64
 }
 
 // Errors of the Linux underlay.
@@ -161,20 +210,47 @@ var (
 type sockKind uint8
 
 const (
-	sockRaw4 sockKind = iota
-	sockRaw6
-	sockUDP4
-	sockUDP6
+	sockRaw4 sockKind = iota // raw ESP, IPv4
+	sockRaw6                 // raw ESP, IPv6
+	sockUDP4                 // ESP in UDP (4500), IPv4
+	sockUDP6                 // ESP in UDP (4500), IPv6
+	// numESPSockKinds: the kinds above carry ESP (classify).
+	numESPSockKinds
+)
+
+const (
+	sockDSMIP4 sockKind = numESPSockKinds + iota // UDP 4191, IPv4
+	sockDst6                                     // raw IPv6, protocol 60
+	sockRt6                                      // raw IPv6, protocol 43
+	sockHdr4                                     // IPPROTO_RAW, IPv4, send only
+	sockHdr6                                     // IPPROTO_RAW, IPv6, send only
 	numSockKinds
 )
 
+// raw: a raw ESP socket.
 func (k sockKind) raw() bool { return k == sockRaw4 || k == sockRaw6 }
 
+// udpESP: an ESP-in-UDP socket.
+func (k sockKind) udpESP() bool { return k == sockUDP4 || k == sockUDP6 }
+
+// ipAddr: the socket is addressed with net.IPAddr (not net.UDPAddr).
+func (k sockKind) ipAddr() bool {
+	return k.raw() || k == sockDst6 || k == sockRt6 || k == sockHdr4 || k == sockHdr6
+}
+
+// is4: an IPv4 socket.
+func (k sockKind) is4() bool {
+	return k == sockRaw4 || k == sockUDP4 || k == sockDSMIP4 || k == sockHdr4
+}
+
 func (k sockKind) encap() Encap {
-	if k.raw() {
+	switch {
+	case k.raw():
 		return EncapRaw
+	case k.udpESP():
+		return EncapUDP
 	}
-	return EncapUDP
+	return EncapIP
 }
 
 // batchConn is ipv4.PacketConn or ipv6.PacketConn: ipv4.Message and
@@ -199,6 +275,8 @@ type usock struct {
 	gsoMaxSeg atomic.Uint32
 	// gro: UDP_GRO is on, so reads may return coalesced datagrams.
 	gro bool
+	// pktinfo: IPV6_RECVPKTINFO is on (a raw IPv6 socket bound to ::).
+	pktinfo bool
 }
 
 // socketSet is the immutable set of open sockets, swapped atomically.
@@ -211,10 +289,15 @@ func (ss *socketSet) forEndpoint(ep Endpoint) *usock {
 	if !a.IsValid() {
 		return nil
 	}
-	k := sockRaw4
-	if ep.Encap == EncapUDP {
+	var k sockKind
+	switch ep.Encap {
+	case EncapRaw:
+		k = sockRaw4
+	case EncapUDP:
 		k = sockUDP4
-	} else if ep.Encap != EncapRaw {
+	case EncapIP:
+		k = sockHdr4
+	default:
 		return nil
 	}
 	if !a.Is4() {
@@ -263,6 +346,12 @@ func NewUnderlay(cfg UnderlayConfig) (Underlay, error) {
 	if cfg.BatchSize < 0 {
 		return nil, fmt.Errorf("%w: underlay: batch size %d", ErrInvalidConfig, cfg.BatchSize)
 	}
+	if cfg.DSMIPv6 && !cfg.IPv4.IsValid() {
+		return nil, fmt.Errorf("%w: underlay: DSMIPv6 (UDP port 4191) needs an IPv4 address", ErrInvalidConfig)
+	}
+	if cfg.ExtHeaders && !cfg.IPv6.IsValid() {
+		return nil, fmt.Errorf("%w: underlay: ExtHeaders needs an IPv6 address", ErrInvalidConfig)
+	}
 	u := &LinuxUnderlay{cfg: cfg, stats: cfg.Stats}
 	if u.stats == nil {
 		u.stats = new(UnderlayStats)
@@ -298,9 +387,11 @@ func (u *LinuxUnderlay) Offloads(ipv6 bool) (gso, gro bool) {
 
 // Open implements Underlay: it opens the sockets of cfg.Mode for each
 // configured family and returns one ReceiveFunc per socket, in the order raw
-// IPv4, raw IPv6, UDP IPv4, UDP IPv6 (those opened; an unspecified address
-// of a family the kernel does not support is skipped). After Close, Open may
-// be called again.
+// IPv4, raw IPv6, UDP IPv4, UDP IPv6, then UDP 4191 (DSMIPv6), Destination
+// Options and Routing (ExtHeaders) (those opened; an unspecified address of
+// a family the kernel does not support is skipped). With DSMIPv6 or
+// ExtHeaders it opens the header-included send sockets too. After Close,
+// Open may be called again.
 func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -336,6 +427,20 @@ func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
 			wants = append(wants, want{sockUDP6, u.cfg.IPv6})
 		}
 	}
+	if u.cfg.DSMIPv6 {
+		wants = append(wants, want{sockDSMIP4, u.cfg.IPv4})
+	}
+	if u.cfg.ExtHeaders {
+		wants = append(wants, want{sockDst6, u.cfg.IPv6}, want{sockRt6, u.cfg.IPv6})
+	}
+	if u.cfg.DSMIPv6 || u.cfg.ExtHeaders {
+		if u.cfg.IPv4.IsValid() {
+			wants = append(wants, want{sockHdr4, netip.IPv4Unspecified()})
+		}
+		if u.cfg.IPv6.IsValid() {
+			wants = append(wants, want{sockHdr6, netip.IPv6Unspecified()})
+		}
+	}
 	var fns []ReceiveFunc
 	for _, w := range wants {
 		s, err := u.listen(w.kind, w.addr)
@@ -349,7 +454,10 @@ func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
 			return nil, err
 		}
 		ss.s[w.kind] = s
-		r, err := u.newReceiver(s)
+		if w.kind == sockHdr4 || w.kind == sockHdr6 {
+			continue // send only
+		}
+		r, err := u.newReceiver(s, w.addr)
 		if err != nil {
 			closeAll()
 			return nil, err
@@ -375,9 +483,22 @@ func (u *LinuxUnderlay) listen(k sockKind, addr netip.Addr) (*usock, error) {
 		network, laddr = "udp4", netip.AddrPortFrom(addr, u.cfg.UDPPort).String()
 	case sockUDP6:
 		network, laddr = "udp6", netip.AddrPortFrom(addr, u.cfg.UDPPort).String()
+	case sockDSMIP4:
+		network, laddr = "udp4", netip.AddrPortFrom(addr, DSMIPv6Port).String()
+	case sockDst6:
+		network, laddr = "ip6:60", addr.String()
+	case sockRt6:
+		network, laddr = "ip6:43", addr.String()
+	case sockHdr4:
+		network, laddr = "ip4:255", addr.String()
+	case sockHdr6:
+		network, laddr = "ip6:255", addr.String()
 	}
 	mark := u.cfg.Mark
-	wantGRO := !k.raw() && !u.cfg.DisableGRO && u.cfg.BatchSize >= 1
+	wantGRO := k.udpESP() && !u.cfg.DisableGRO && u.cfg.BatchSize >= 1
+	// The destination of a raw IPv6 packet is not in msg_name: a socket
+	// bound to :: asks for IPV6_PKTINFO (one control message per packet).
+	wantPktinfo := (k == sockRaw6 || k == sockDst6 || k == sockRt6) && addr.IsUnspecified()
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -396,6 +517,12 @@ func (u *LinuxUnderlay) listen(k sockKind, addr netip.Addr) (*usock, error) {
 				// Kernels without UDP_GRO refuse it: then no GRO.
 				_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
 			}
+			if wantPktinfo {
+				if err := unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1); err != nil {
+					serr = os.NewSyscallError("setsockopt IPV6_RECVPKTINFO", err)
+					return
+				}
+			}
 		})
 		if err != nil {
 			return err
@@ -406,13 +533,13 @@ func (u *LinuxUnderlay) listen(k sockKind, addr netip.Addr) (*usock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: underlay listen %s %s: %w", network, laddr, err)
 	}
-	s := &usock{kind: k, pc: pc}
-	if k == sockRaw4 || k == sockUDP4 {
+	s := &usock{kind: k, pc: pc, pktinfo: wantPktinfo}
+	if k.is4() {
 		s.bc = ipv4.NewPacketConn(pc)
 	} else {
 		s.bc = ipv6.NewPacketConn(pc)
 	}
-	if !k.raw() {
+	if k.udpESP() {
 		gso, gro := udpOffloads(pc.(*net.UDPConn))
 		s.gso.Store(gso && !u.cfg.DisableGSO)
 		s.gro = gro && wantGRO
@@ -475,6 +602,13 @@ type receiver struct {
 	stats *UnderlayStats
 	mr    *mmsgReader
 	encap Encap
+	// bound is the socket's local address: the destination of what a raw
+	// IPv6 socket receives, unless it is :: (then IPV6_PKTINFO says).
+	bound netip.Addr
+	// at is where a packet is read into a Buf: pkt.Headroom, or 40 bytes
+	// later on the extension header sockets (room for the rebuilt IPv6
+	// header, which then starts at pkt.Headroom).
+	at int
 
 	// GRO only: the receiver's own Bufs that recvmmsg fills (one
 	// coalesced datagram each), the segment size and source of each, the
@@ -486,9 +620,15 @@ type receiver struct {
 	mi, off int
 }
 
-func (u *LinuxUnderlay) newReceiver(s *usock) (*receiver, error) {
-	r := &receiver{s: s, stats: u.stats, encap: s.kind.encap()}
+func (u *LinuxUnderlay) newReceiver(s *usock, bound netip.Addr) (*receiver, error) {
+	r := &receiver{s: s, stats: u.stats, encap: s.kind.encap(), bound: bound, at: pkt.Headroom}
+	if s.kind == sockDst6 || s.kind == sockRt6 {
+		r.at += header.IPv6HeaderLen
+	}
 	n, oob := u.cfg.BatchSize, 0
+	if s.pktinfo {
+		oob = pktinfoControlSize
+	}
 	if s.gro {
 		// One message may carry up to udpSegmentMaxDatagrams segments:
 		// read as many messages as fill one batch (wireguard-go reads
@@ -513,6 +653,7 @@ func (u *LinuxUnderlay) newReceiver(s *usock) (*receiver, error) {
 // rxCounts are one batch's drops, added to UnderlayStats once.
 type rxCounts struct {
 	keepalive, nonESP, malformed, fragment, coalesced uint64
+	dsmip, ext, ipMalformed                           uint64
 }
 
 func (c *rxCounts) flush(s *UnderlayStats) {
@@ -530,6 +671,15 @@ func (c *rxCounts) flush(s *UnderlayStats) {
 	}
 	if c.coalesced != 0 {
 		s.RxCoalesced.Add(c.coalesced)
+	}
+	if c.dsmip != 0 {
+		s.RxDSMIPv6.Add(c.dsmip)
+	}
+	if c.ext != 0 {
+		s.RxExtHeaders.Add(c.ext)
+	}
+	if c.ipMalformed != 0 {
+		s.RxIPMalformed.Add(c.ipMalformed)
 	}
 }
 
@@ -595,7 +745,7 @@ func (r *receiver) receive(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
 	for {
 		for i, b := range bufs[:n] {
 			b.Reset()
-			r.mr.setBuf(i, b.B[pkt.Headroom:pkt.Headroom+pkt.MaxPacket])
+			r.mr.setBuf(i, b.B[r.at:pkt.Headroom+pkt.MaxPacket])
 		}
 		got, err := r.mr.read(n)
 		if err != nil {
@@ -606,15 +756,18 @@ func (r *receiver) receive(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
 		for i := 0; i < got; i++ {
 			b := bufs[i]
 			if r.mr.truncated(i) {
-				c.malformed++
+				if r.encap == EncapIP {
+					c.ipMalformed++
+				} else {
+					c.malformed++
+				}
 				continue
 			}
-			off, ln, ok := classify(r.s.kind, b.B[pkt.Headroom:pkt.Headroom+r.mr.size(i)], &c)
+			ep, ok := r.packet(b, i, &c)
 			if !ok {
 				continue
 			}
-			b.SetBytes(pkt.Headroom+off, ln)
-			eps[j] = r.endpoint(r.mr.source(i))
+			eps[j] = ep
 			bufs[i], bufs[j] = bufs[j], b // compact in place, keep every Buf
 			j++
 		}
@@ -623,6 +776,164 @@ func (r *receiver) receive(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
 			return j, nil
 		}
 	}
+}
+
+// packet makes message i, read into b at r.at, what the ReceiveFunc
+// returns, and says where it came from; false drops it (counted in c).
+func (r *receiver) packet(b *pkt.Buf, i int, c *rxCounts) (Endpoint, bool) {
+	size := r.mr.size(i)
+	p := b.B[r.at : r.at+size]
+	src := r.mr.source(i)
+	switch r.s.kind {
+	case sockUDP4, sockUDP6:
+		if src.Port() == DSMIPv6Port {
+			// The MN's BA from the HA's port 4191 arrives on the one
+			// local UDP port, 4500 (RFC 5555 §4.1).
+			return ipPacket(b, r.at, p, src, c)
+		}
+	case sockDSMIP4:
+		return ipPacket(b, r.at, p, src, c)
+	case sockDst6, sockRt6:
+		return r.extPacket(b, i, size, src, c)
+	}
+	off, ln, ok := classify(r.s.kind, p, c)
+	if !ok {
+		return Endpoint{}, false
+	}
+	b.SetBytes(r.at+off, ln)
+	switch r.s.kind {
+	case sockRaw4:
+		normalise4(b, off)
+	case sockRaw6:
+		// The normalised header for transport mode (ReceiveFunc). Without
+		// a destination it is cleared: no stale header is left in front.
+		if !WriteOuterHeader(b, src.Addr(), r.dst(i)) {
+			clear(b.B[b.Off()-header.IPv6HeaderLen : b.Off()])
+		}
+	}
+	return r.endpoint(src), true
+}
+
+// normalise4 leaves the normalised IPv4 header (20 bytes, IHL 5) in front of
+// the ESP packet b.Bytes(): the raw socket put the received header, ihl
+// bytes long, there. With options (rare) the fixed part moves up to ESP and
+// IHL, total length and checksum are fixed (RFC 791 §3.1).
+func normalise4(b *pkt.Buf, ihl int) {
+	if ihl == header.IPv4MinHeaderLen {
+		return // the received header: Total Length is 20 + b.Len() (classify)
+	}
+	start := b.Off() - ihl
+	h := b.B[b.Off()-header.IPv4MinHeaderLen : b.Off()]
+	copy(h, b.B[start:start+header.IPv4MinHeaderLen])
+	h[0] = 0x45
+	binary.BigEndian.PutUint16(h[2:], uint16(header.IPv4MinHeaderLen+b.Len()))
+	header.IPv4(h).UpdateChecksum()
+}
+
+// ipPacket returns a UDP 4191 payload p, read into b at off, as an EncapIP
+// packet from src: it must be a whole IPv4 or IPv6 packet (cut to its
+// length field).
+func ipPacket(b *pkt.Buf, off int, p []byte, src netip.AddrPort, c *rxCounts) (Endpoint, bool) {
+	n, ok := ipLen(p)
+	if !ok {
+		c.ipMalformed++
+		return Endpoint{}, false
+	}
+	b.SetBytes(off, n)
+	c.dsmip++
+	return Endpoint{Addr: src, Encap: EncapIP}, true
+}
+
+// ipLen returns the length of the IPv4 or IPv6 packet p by its header.
+func ipLen(p []byte) (int, bool) {
+	if len(p) == 0 {
+		return 0, false
+	}
+	switch p[0] >> 4 {
+	case 4:
+		if ip := header.IPv4(p); ip.IsValid() {
+			return ip.TotalLen(), true
+		}
+	case 6:
+		if ip := header.IPv6(p); ip.IsValid() {
+			return header.IPv6HeaderLen + ip.PayloadLen(), true
+		}
+	}
+	return 0, false
+}
+
+// extPacket rebuilds the IPv6 header in front of what a Destination Options
+// or Routing socket returned (size bytes at r.at, starting at that
+// extension header): version 6, traffic class and flow label 0, payload
+// length size, Next Header 60 or 43, hop limit 64 (the received values are
+// not available), source from msg_name, destination r.dst. The extension
+// header chain must parse (RFC 8200 §4).
+func (r *receiver) extPacket(b *pkt.Buf, i, size int, src netip.AddrPort, c *rxCounts) (Endpoint, bool) {
+	dst := r.dst(i)
+	if !dst.Is6() || !src.Addr().Is6() || size > 0xffff {
+		c.ipMalformed++
+		return Endpoint{}, false
+	}
+	h := b.B[r.at-header.IPv6HeaderLen : r.at]
+	clear(h[:8])
+	h[0] = 0x60
+	binary.BigEndian.PutUint16(h[4:], uint16(size))
+	h[6], h[7] = header.ProtoDestOpts, 64
+	if r.s.kind == sockRt6 {
+		h[6] = header.ProtoRouting
+	}
+	s16, d16 := src.Addr().As16(), dst.As16()
+	copy(h[8:24], s16[:])
+	copy(h[24:40], d16[:])
+	b.SetBytes(r.at-header.IPv6HeaderLen, header.IPv6HeaderLen+size)
+	it := header.NewExtIter(header.IPv6(b.Bytes()))
+	for {
+		_, done, err := it.Next()
+		if err != nil {
+			c.ipMalformed++
+			return Endpoint{}, false
+		}
+		if done {
+			break
+		}
+	}
+	c.ext++
+	return Endpoint{Addr: netip.AddrPortFrom(src.Addr(), 0), Encap: EncapIP}, true
+}
+
+// dst returns the destination of message i on a raw IPv6 socket: the bound
+// address, or the one IPV6_PKTINFO reported (the zero Addr if none).
+func (r *receiver) dst(i int) netip.Addr {
+	if !r.s.pktinfo {
+		return r.bound
+	}
+	return pktinfoDst(r.mr.control(i))
+}
+
+// pktinfoControlSize is the OOB space for one IPV6_PKTINFO cmsg (struct
+// in6_pktinfo: address and interface index).
+var pktinfoControlSize = unix.CmsgSpace(unix.SizeofInet6Pktinfo)
+
+// pktinfoDst returns the address of the IPV6_PKTINFO cmsg in control (RFC
+// 3542 §6.1), without allocating.
+func pktinfoDst(control []byte) netip.Addr {
+	for len(control) >= unix.SizeofCmsghdr {
+		hdr := (*unix.Cmsghdr)(unsafe.Pointer(&control[0]))
+		l := int(hdr.Len)
+		if l < unix.SizeofCmsghdr || l > len(control) {
+			return netip.Addr{}
+		}
+		data := control[unix.CmsgLen(0):l]
+		if hdr.Level == unix.IPPROTO_IPV6 && hdr.Type == unix.IPV6_PKTINFO && len(data) >= 16 {
+			return netip.AddrFrom16([16]byte(data[:16]))
+		}
+		next := unix.CmsgSpace(l - unix.CmsgLen(0))
+		if next >= len(control) {
+			return netip.Addr{}
+		}
+		control = control[next:]
+	}
+	return netip.Addr{}
 }
 
 // receiveGRO delivers segments of coalesced datagrams (UDP_GRO), reading
@@ -649,7 +960,19 @@ func (r *receiver) receiveGRO(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
 				r.mi++
 				r.off = 0
 			}
-			off, ln, ok := classify(r.s.kind, seg, &c)
+			var off, ln int
+			var ok bool
+			if ep.Addr.Port() == DSMIPv6Port {
+				// From port 4191: an IP packet (see packet).
+				if ln, ok = ipLen(seg); ok {
+					c.dsmip++
+					ep.Encap = EncapIP
+				} else {
+					c.ipMalformed++
+				}
+			} else {
+				off, ln, ok = classify(r.s.kind, seg, &c)
+			}
 			if !ok {
 				continue
 			}
@@ -769,6 +1092,9 @@ func (st *sendState) addr(i int, raw bool, ap netip.AddrPort) net.Addr {
 
 // Send implements Underlay. Packets go out in order per socket; an error
 // from one packet does not stop the others, and the first error is returned.
+// EncapIP packets go out header-included; when the header-included sockets
+// are not open yet (neither DSMIPv6 nor ExtHeaders), the first EncapIP
+// Send opens them, in the calling thread's network namespace.
 func (u *LinuxUnderlay) Send(bufs []*pkt.Buf, eps []Endpoint) error {
 	if len(eps) < len(bufs) {
 		return fmt.Errorf("dataplane: underlay Send: %d endpoints for %d packets", len(eps), len(bufs))
@@ -783,6 +1109,13 @@ func (u *LinuxUnderlay) Send(bufs []*pkt.Buf, eps []Endpoint) error {
 	var first error
 	for i := 0; i < len(bufs); {
 		s := ss.forEndpoint(eps[i])
+		if s == nil && eps[i].Encap == EncapIP {
+			var err error
+			if ss, err = u.openHeaderIncluded(); err != nil {
+				return err
+			}
+			s = ss.forEndpoint(eps[i])
+		}
 		j := i + 1
 		for j < len(bufs) && j-i < batch && ss.forEndpoint(eps[j]) == s {
 			j++
@@ -792,6 +1125,9 @@ func (u *LinuxUnderlay) Send(bufs []*pkt.Buf, eps []Endpoint) error {
 			err = ErrNoSocket
 		} else {
 			err = u.sendRun(s, st, bufs[i:j], eps[i:j])
+			if err == nil && (s.kind == sockHdr4 || s.kind == sockHdr6) {
+				u.stats.TxHeaderIncluded.Add(uint64(j - i))
+			}
 		}
 		if err != nil && first == nil {
 			first = err
@@ -801,6 +1137,39 @@ func (u *LinuxUnderlay) Send(bufs []*pkt.Buf, eps []Endpoint) error {
 	return first
 }
 
+// openHeaderIncluded opens the header-included send sockets (EncapIP) of
+// the configured families that are not open yet, on the first EncapIP Send,
+// and returns the new socket set.
+func (u *LinuxUnderlay) openHeaderIncluded() (*socketSet, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	ss := u.set.Load()
+	if ss == nil {
+		return nil, net.ErrClosed
+	}
+	nss := *ss
+	for _, w := range []struct {
+		k    sockKind
+		have bool
+		any  netip.Addr
+	}{
+		{sockHdr4, u.cfg.IPv4.IsValid(), netip.IPv4Unspecified()},
+		{sockHdr6, u.cfg.IPv6.IsValid(), netip.IPv6Unspecified()},
+	} {
+		if !w.have || nss.s[w.k] != nil {
+			continue
+		}
+		s, err := u.listen(w.k, w.any)
+		if err != nil {
+			u.set.Store(&nss) // keep (and later close) what did open
+			return &nss, err
+		}
+		nss.s[w.k] = s
+	}
+	u.set.Store(&nss)
+	return &nss, nil
+}
+
 // sendRun sends up to one batch of packets through one socket.
 func (u *LinuxUnderlay) sendRun(s *usock, st *sendState, bufs []*pkt.Buf, eps []Endpoint) error {
 	gso := s.gso.Load()
@@ -808,7 +1177,7 @@ func (u *LinuxUnderlay) sendRun(s *usock, st *sendState, bufs []*pkt.Buf, eps []
 	if gso {
 		nmsg = st.coalesce(s, bufs, eps)
 	} else {
-		raw := s.kind.raw()
+		raw := s.kind.ipAddr()
 		for i, b := range bufs {
 			st.iov[i] = b.Bytes()
 			m := &st.msgs[i]

@@ -455,13 +455,32 @@ func BenchmarkRawUnderlay(b *testing.B) {
 	benchUnderlay(b, newTestNS(b), UnderlayRaw, true)
 }
 
+// BenchmarkRawUnderlay6 is BenchmarkRawUnderlay over IPv6 loopback, the
+// receiver bound to a specific address ("addr") or to :: ("any": the
+// destination then comes from IPV6_PKTINFO, one control message per
+// packet).
+func BenchmarkRawUnderlay6(b *testing.B) {
+	ns := newTestNS(b)
+	b.Run("addr", func(b *testing.B) { benchUnderlay6(b, ns, netip.IPv6Loopback()) })
+	b.Run("any", func(b *testing.B) { benchUnderlay6(b, ns, netip.IPv6Unspecified()) })
+}
+
+func benchUnderlay6(b *testing.B, ns *testNS, bind netip.Addr) {
+	benchUnderlayCfg(b, ns, UnderlayConfig{IPv6: netip.IPv6Loopback(), Mode: UnderlayRaw},
+		UnderlayConfig{IPv6: bind, Mode: UnderlayRaw}, netip.IPv6Loopback())
+}
+
 func benchUnderlay(b *testing.B, ns *testNS, mode UnderlayMode, off bool) {
-	const size = 1400
 	a4, b4 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
-	cfg := UnderlayConfig{IPv4: a4, Mode: mode, DisableGSO: off, DisableGRO: off}
-	ua, _ := openUnderlay(b, ns, cfg)
-	cfg.IPv4 = b4
-	ub, fns := openUnderlay(b, ns, cfg)
+	benchUnderlayCfg(b, ns, UnderlayConfig{IPv4: a4, Mode: mode, DisableGSO: off, DisableGRO: off},
+		UnderlayConfig{IPv4: b4, Mode: mode, DisableGSO: off, DisableGRO: off}, b4)
+}
+
+func benchUnderlayCfg(b *testing.B, ns *testNS, cfgA, cfgB UnderlayConfig, b4 netip.Addr) {
+	const size = 1400
+	mode := cfgA.Mode
+	ua, _ := openUnderlay(b, ns, cfgA)
+	ub, fns := openUnderlay(b, ns, cfgB)
 	encap, port := EncapRaw, uint16(0)
 	if mode == UnderlayUDP {
 		encap, port = EncapUDP, UDPEncapPort
@@ -642,8 +661,13 @@ func TestUnderlayGROSmallReads(t *testing.T) {
 // the other packets.
 func TestUnderlayMarkAndNoSocket(t *testing.T) {
 	p := newVethPair(t)
-	ua, _ := openUnderlay(t, p.a, UnderlayConfig{IPv4: p.a4, IPv6: p.a6, Mark: 0x4d49})
+	ua, _ := openUnderlay(t, p.a, UnderlayConfig{IPv4: p.a4, IPv6: p.a6, Mark: 0x4d49, DSMIPv6: true, ExtHeaders: true})
+	n := 0
 	for _, s := range ua.set.Load().s {
+		if s == nil {
+			continue
+		}
+		n++
 		rc, err := s.pc.(syscall.Conn).SyscallConn()
 		if err != nil {
 			t.Fatal(err)
@@ -654,6 +678,9 @@ func TestUnderlayMarkAndNoSocket(t *testing.T) {
 		if gerr != nil || mark != 0x4d49 {
 			t.Errorf("socket %d: SO_MARK = %#x, %v; want 0x4d49", s.kind, mark, gerr)
 		}
+	}
+	if n != int(numSockKinds) {
+		t.Errorf("%d sockets open, want all %d kinds", n, numSockKinds)
 	}
 	ub, fns := openUnderlay(t, p.b, UnderlayConfig{IPv4: p.b4, Mode: UnderlayUDP})
 	good := Endpoint{Addr: netip.AddrPortFrom(p.b4, UDPEncapPort), Encap: EncapUDP}

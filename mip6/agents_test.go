@@ -112,6 +112,7 @@ func agOpen(t *testing.T, p []byte, inner uint8) (out []byte, spi, seq uint32) {
 	out = append(append([]byte(nil), p[:off]...), p[off+header.ESPHeaderLen:]...)
 	out[it.NextHeaderOffset()] = inner
 	header.IPv6(out).SetPayloadLen(len(out) - header.IPv6HeaderLen)
+	header.HomeAddressForm(out) // what the dataplane hands Deliver (RFC 6275 §9.3.1, §6.4)
 	return out, spi, seq
 }
 

@@ -16,13 +16,17 @@ type haMsg struct {
 	spi, seq uint32
 	src      Source
 	ip       header.IPv6
-	// hoa is the home address: the Home Address option's address when
-	// there is one (RFC 6275 §9.3.1, RFC 4877 §4.2), else the IPv6
-	// source (a BU from home, or from an IPv4 network inside UDP 4191,
-	// RFC 5555 §4.2; spec/mip6.md §13 item 10).
+	// hoa is the home address: the IPv6 source of the delivered packet.
+	// The dataplane hands signaling over in RFC 6275 §9.3.1 home-address
+	// form: when the packet carried a Home Address option, the source
+	// and the option's address were already exchanged, so the source is
+	// the HoA (RFC 4877 §4.2) and the option holds the CoA. Without the
+	// option the source is the HoA as sent (a BU from home, or from an
+	// IPv4 network inside UDP 4191, RFC 5555 §4.2; spec/mip6.md §13 item
+	// 10).
 	hoa    netip.Addr
 	hao    bool
-	pktSrc netip.Addr // the IPv6 source as received (the CoA with a HAO)
+	pktSrc netip.Addr // the source on the wire: the CoA (the HAO's address after §9.3.1) or the HoA
 	dst    netip.Addr
 	upper  []byte // the MH or ICMPv6 message
 	// udp4 is true for a packet that came in UDP 4191 over IPv4 (src.IP
@@ -67,7 +71,7 @@ func haParse(it *sigItem) (*haMsg, sigKind, bool) {
 		}
 		if h.Proto == header.ProtoDestOpts && !m.hao {
 			if a, ok := header.FindHomeAddress(h.Bytes(ip)); ok {
-				m.hoa, m.hao = a, true
+				m.pktSrc, m.hao = a, true // §9.3.1 exchange done: the option holds the CoA
 			}
 		}
 	}

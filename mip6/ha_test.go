@@ -204,8 +204,10 @@ func (r *htRig) takeSent() []htSent {
 	return s
 }
 
-// htBU6 is `IPv6(coa -> HA) / DestOpts(HAO = hoa) / MH BU` as transport
-// ESP delivers it.
+// htBU6 is `IPv6(coa -> HA) / DestOpts(HAO = hoa) / MH BU` as the
+// dataplane delivers it after transport ESP: in RFC 6275 §9.3.1
+// home-address form, source and option exchanged (`IPv6(hoa -> HA) /
+// DestOpts(HAO = coa)`).
 func htBU6(t testing.TB, hoa, coa netip.Addr, bu *BindingUpdate) []byte {
 	t.Helper()
 	mh, err := EncodeMH(bu, hoa, htHA)
@@ -213,8 +215,8 @@ func htBU6(t testing.TB, hoa, coa netip.Addr, bu *BindingUpdate) []byte {
 		t.Fatal(err)
 	}
 	p := make([]byte, 40+header.HAODestOptsLen+len(mh))
-	header.IPv6(p).Encode(&header.IPv6Fields{PayloadLen: uint16(len(p) - 40), NextHeader: header.ProtoDestOpts, HopLimit: 64, Src: coa, Dst: htHA})
-	header.DestOpts(p[40:]).EncodeHAO(header.ProtoMobility, hoa)
+	header.IPv6(p).Encode(&header.IPv6Fields{PayloadLen: uint16(len(p) - 40), NextHeader: header.ProtoDestOpts, HopLimit: 64, Src: hoa, Dst: htHA})
+	header.DestOpts(p[40:]).EncodeHAO(header.ProtoMobility, coa)
 	copy(p[40+header.HAODestOptsLen:], mh)
 	return p
 }
@@ -740,8 +742,8 @@ func TestHAMobilePrefix(t *testing.T) {
 	r := newHTRig(t, nil)
 	icmp := AppendMPS(nil, &MobilePrefixSolicitation{ID: 0xbeef}, htHoA1, htHA)
 	p := make([]byte, 40+header.HAODestOptsLen+len(icmp))
-	header.IPv6(p).Encode(&header.IPv6Fields{PayloadLen: uint16(len(p) - 40), NextHeader: header.ProtoDestOpts, HopLimit: 64, Src: htCoA6, Dst: htHA})
-	header.DestOpts(p[40:]).EncodeHAO(header.ProtoICMPv6, htHoA1)
+	header.IPv6(p).Encode(&header.IPv6Fields{PayloadLen: uint16(len(p) - 40), NextHeader: header.ProtoDestOpts, HopLimit: 64, Src: htHoA1, Dst: htHA})
+	header.DestOpts(p[40:]).EncodeHAO(header.ProtoICMPv6, htCoA6) // home-address form (§9.3.1)
 	copy(p[64:], icmp)
 	if !r.ha.Deliver(p, htSA5a, 1, Source{IP: true}) {
 		t.Fatal("MPS not consumed")
@@ -768,7 +770,7 @@ func TestHAMobilePrefix(t *testing.T) {
 	}
 	// An MPS for another HoA on this SA is refused.
 	q := slices.Clone(p)
-	header.DestOpts(q[40:]).EncodeHAO(header.ProtoICMPv6, htHoA2)
+	header.IPv6(q).SetSrc(htHoA2)
 	copy(q[64:], AppendMPS(nil, &MobilePrefixSolicitation{ID: 1}, htHoA2, htHA))
 	r.ha.Deliver(q, htSA5a, 2, Source{IP: true})
 	r.pump()

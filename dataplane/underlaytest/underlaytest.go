@@ -3,18 +3,26 @@
 // BatchSize is 1, so the dataplane's batching runs at 1 in tests and at N in
 // production. Knobs drop, duplicate, rewrite and record packets and inject
 // new ones, to test roaming and the replay defence.
+//
+// Like the Linux underlay it carries dataplane.EncapIP packets (whole IP
+// packets, sent header-included) and leaves the normalised outer header in
+// front of raw ESP packets it delivers (dataplane.ReceiveFunc).
 package underlaytest
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
+	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/pkt"
 )
 
-// Msg is one ESP packet on the wire (SPI first).
+// Msg is one packet on the wire: ESP (SPI first), or for a Dst or Src with
+// Encap dataplane.EncapIP a whole IP packet.
 type Msg struct {
 	Data     []byte
 	Src, Dst dataplane.Endpoint
@@ -40,6 +48,7 @@ type Underlay struct {
 	keepalives []dataplane.Endpoint
 	misrouted  int
 	opened     bool
+	addrs      []netip.Addr
 }
 
 var _ dataplane.Underlay = (*Underlay)(nil)
@@ -66,6 +75,14 @@ func (u *Underlay) Local() dataplane.Endpoint {
 func (u *Underlay) SetLocal(ep dataplane.Endpoint) {
 	u.mu.Lock()
 	u.local = ep
+	u.mu.Unlock()
+}
+
+// SetAddrs sets further local addresses: EncapIP packets sent to one of
+// them (or to the local endpoint's address) reach this side.
+func (u *Underlay) SetAddrs(addrs ...netip.Addr) {
+	u.mu.Lock()
+	u.addrs = slices.Clone(addrs)
 	u.mu.Unlock()
 }
 
@@ -107,7 +124,8 @@ func (u *Underlay) Misrouted() int {
 }
 
 // Inject delivers m to this side's receiver as if it came from the network
-// (a replay, a forgery). It does not check m.Dst.
+// (a replay, a forgery). It does not check m.Dst, and m.Src is what the
+// receiver sees (for EncapIP, m.Data is then the packet as returned).
 func (u *Underlay) Inject(m Msg) error {
 	m.Data = append([]byte(nil), m.Data...)
 	select {
@@ -137,12 +155,22 @@ func (u *Underlay) receive(bufs []*pkt.Buf, eps []dataplane.Endpoint) (int, erro
 		bufs[0].Reset()
 		bufs[0].Set(m.Data)
 		eps[0] = m.Src
+		if m.Src.Encap == dataplane.EncapRaw {
+			// The outer header a raw socket saw, as the Linux underlay
+			// leaves it in the headroom.
+			dst := m.Dst.Addr.Addr()
+			if !dst.IsValid() {
+				dst = u.Local().Addr.Addr()
+			}
+			dataplane.WriteOuterHeader(bufs[0], m.Src.Addr.Addr(), dst)
+		}
 		return 1, nil
 	}
 }
 
 // Send delivers copies of bufs[i].Bytes() to the other side, through the
-// filter.
+// filter. An EncapIP packet (eps[i].Encap) is a whole IP packet; the other
+// side receives it as the Linux underlay would (see deliver).
 func (u *Underlay) Send(bufs []*pkt.Buf, eps []dataplane.Endpoint) error {
 	select {
 	case <-u.closed:
@@ -170,15 +198,30 @@ func (u *Underlay) Send(bufs []*pkt.Buf, eps []dataplane.Endpoint) error {
 	return nil
 }
 
+// deliver queues m for this side when it is addressed here. An EncapIP
+// packet is addressed by its destination address alone (the local
+// endpoint's or one of SetAddrs); it arrives as the Linux underlay returns
+// it: IPv4/UDP with port 4191 on either side loses its IPv4 and UDP
+// headers and comes from (IPv4 source, UDP source port); anything else
+// stays whole and comes from (IP source, 0).
 func (u *Underlay) deliver(m Msg) {
 	u.mu.Lock()
-	ok := m.Dst == u.local
+	var ok bool
+	if m.Dst.Encap == dataplane.EncapIP {
+		a := m.Dst.Addr.Addr().Unmap()
+		ok = a == u.local.Addr.Addr().Unmap() || slices.Contains(u.addrs, a)
+	} else {
+		ok = m.Dst == u.local
+	}
 	if !ok {
 		u.misrouted++
 	}
 	u.mu.Unlock()
 	if !ok {
 		return
+	}
+	if m.Dst.Encap == dataplane.EncapIP {
+		m.Data, m.Src = receiveIP(m.Data)
 	}
 	select {
 	case u.in <- m:
@@ -209,4 +252,35 @@ func (u *Underlay) BatchSize() int { return 1 }
 func (u *Underlay) Close() error {
 	u.once.Do(func() { close(u.closed) })
 	return nil
+}
+
+// receiveIP is what a Linux receiver makes of the header-included packet p
+// (dataplane.EncapIP).
+func receiveIP(p []byte) ([]byte, dataplane.Endpoint) {
+	ep := dataplane.Endpoint{Encap: dataplane.EncapIP}
+	if len(p) == 0 {
+		return p, ep
+	}
+	switch p[0] >> 4 {
+	case 4:
+		if len(p) < 20 {
+			return p, ep
+		}
+		ep.Addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte(p[12:16])), 0)
+		hl := int(p[0]&0xf) * 4
+		if p[9] != 17 || hl < 20 || len(p) < hl+8 {
+			return p, ep
+		}
+		sport, dport := binary.BigEndian.Uint16(p[hl:]), binary.BigEndian.Uint16(p[hl+2:])
+		if sport != dataplane.DSMIPv6Port && dport != dataplane.DSMIPv6Port {
+			return p, ep
+		}
+		ep.Addr = netip.AddrPortFrom(ep.Addr.Addr(), sport)
+		return p[hl+8:], ep
+	case 6:
+		if len(p) >= 40 {
+			ep.Addr = netip.AddrPortFrom(netip.AddrFrom16([16]byte(p[8:24])), 0)
+		}
+	}
+	return p, ep
 }

@@ -1,0 +1,56 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/mipsec/mipsec/internal/header"
+	"github.com/mipsec/mipsec/pkt"
+)
+
+// WriteOuterHeader writes the normalised outer IP header that a ReceiveFunc
+// leaves for a raw ESP packet (see ReceiveFunc) into b's headroom, directly
+// in front of b.Bytes() (the ESP packet, SPI first), without moving b's
+// start: IPv4 (src and dst IPv4): 20 bytes, IHL 5, TTL 64, protocol 50,
+// total length 20+b.Len(), header checksum set (RFC 791 §3.1); IPv6: 40
+// bytes, next header 50, hop limit 64, payload length b.Len() (RFC 8200
+// §3). It is for underlays (the Linux one, test fakes). It returns false,
+// writing nothing, when the addresses are invalid or of different
+// families, the headroom is too small or the length does not fit the
+// header's field. It does not allocate.
+func WriteOuterHeader(b *pkt.Buf, src, dst netip.Addr) bool {
+	src, dst = src.Unmap(), dst.Unmap()
+	if !src.IsValid() || !dst.IsValid() || src.Is4() != dst.Is4() {
+		return false
+	}
+	n := b.Len()
+	if src.Is4() {
+		off := b.Off() - header.IPv4MinHeaderLen
+		if off < 0 || header.IPv4MinHeaderLen+n > 0xffff {
+			return false
+		}
+		h := header.IPv4(b.B[off:b.Off()])
+		clear(h)
+		h[0] = 0x45
+		binary.BigEndian.PutUint16(h[2:], uint16(header.IPv4MinHeaderLen+n))
+		h[8], h[9] = 64, header.ProtoESP
+		s, d := src.As4(), dst.As4()
+		copy(h[12:16], s[:])
+		copy(h[16:20], d[:])
+		h.UpdateChecksum()
+		return true
+	}
+	off := b.Off() - header.IPv6HeaderLen
+	if off < 0 || n > 0xffff {
+		return false
+	}
+	h := b.B[off:b.Off()]
+	clear(h)
+	h[0] = 0x60
+	binary.BigEndian.PutUint16(h[4:], uint16(n))
+	h[6], h[7] = header.ProtoESP, 64
+	s, d := src.As16(), dst.As16()
+	copy(h[8:24], s[:])
+	copy(h[24:40], d[:])
+	return true
+}

@@ -1,0 +1,74 @@
+package header
+
+// HomeAddressForm turns a decrypted IPv6 packet p, in place, into the form
+// upper layers (the mobility signaling module) see. RFC 6275 §9.3.1: a
+// receiver processes a Home Address option by exchanging its address with
+// the Source Address.
+// RFC 6275 §6.4 with RFC 8200 §4.4: a type 2 Routing header with Segments
+// Left 1 is processed by exchanging its address with the Destination
+// Address and decrementing Segments Left. Only the first of each is
+// processed (sad.SA.Open's selector check, ParseFlow, already
+// refused packets with more). IPv4 and malformed packets are left alone.
+// It does not allocate.
+func HomeAddressForm(p []byte) {
+	ip := IPv6(p)
+	if len(p) == 0 || p[0]>>4 != 6 || !ip.IsValid() {
+		return
+	}
+	var hao, rh2 bool
+	it := NewExtIter(ip)
+	for {
+		h, done, err := it.Next()
+		if err != nil || done {
+			return
+		}
+		hdr := h.Bytes(p)
+		switch h.Proto {
+		case ProtoDestOpts:
+			if off, ok := findHAO(hdr); ok && !hao {
+				hao = true
+				swap16(p[8:24], hdr[off:off+16])
+			}
+		case ProtoRouting:
+			rh := RoutingType2(hdr)
+			if !rh2 && len(hdr) >= 3 && hdr[2] == RoutingTypeMIP6 && rh.IsValid() && rh.SegmentsLeft() == 1 {
+				rh2 = true
+				swap16(p[24:40], hdr[8:24])
+				rh.SetSegmentsLeft(0)
+			}
+		}
+	}
+}
+
+// findHAO returns the offset of the address of the first Home Address
+// option (RFC 6275 §6.3) in the Destination Options header hdr, walking the
+// TLVs as RFC 8200 §4.2 lays them out.
+func findHAO(hdr []byte) (int, bool) {
+	for i := 2; i < len(hdr); {
+		t := hdr[i]
+		if t == OptPad1 {
+			i++
+			continue
+		}
+		if i+2 > len(hdr) {
+			return 0, false
+		}
+		l := int(hdr[i+1])
+		if i+2+l > len(hdr) {
+			return 0, false
+		}
+		if t == OptHomeAddress && l == HomeAddressOptLen {
+			return i + 2, true
+		}
+		i += 2 + l
+	}
+	return 0, false
+}
+
+// swap16 exchanges two 16-byte addresses.
+func swap16(a, b []byte) {
+	var t [16]byte
+	copy(t[:], a[:16])
+	copy(a[:16], b[:16])
+	copy(b[:16], t[:])
+}
