@@ -97,7 +97,11 @@ func checkConfig(path string, stdout, stderr io.Writer, probe stateProbe) int {
 	for _, w := range configWarnings(cfg, probe) {
 		fmt.Fprintln(stderr, "warning: "+w)
 	}
-	fmt.Fprintf(stdout, "%s: OK (%d SA%s, %d polic%s, %d peer%s)\n", path, len(cfg.SAs), plural(len(cfg.SAs)),
+	role := ""
+	if cfg.Role != RoleGateway {
+		role = roleName(cfg.Role) + ", "
+	}
+	fmt.Fprintf(stdout, "%s: OK (%s%d SA%s, %d polic%s, %d peer%s)\n", path, role, len(cfg.SAs), plural(len(cfg.SAs)),
 		len(cfg.Policies), map[bool]string{true: "y", false: "ies"}[len(cfg.Policies) == 1], len(cfg.Peers), plural(len(cfg.Peers)))
 	return 0
 }

@@ -7,6 +7,8 @@ package main
 //
 // Reference (every key; an unknown key is an error; defaults in brackets):
 //
+//	role = "gateway"|"ha"|"mn"         [gateway]; ha/mn need [mobility]
+//	                                   (config_mobility.go has its keys)
 //	state_dir = "/var/lib/mipsec"      sequence-number reservations (absolute)
 //	[log]      level = "info"          debug|info|warn|error
 //	           format = "console"      console|json
@@ -136,6 +138,11 @@ type Config struct {
 	// sequence-number store (never logged).
 	SAs      []SAConfig
 	Policies []spd.Policy
+
+	// Role is RoleGateway, RoleHA or RoleMN; Mobility is the [mobility]
+	// section of the last two (config_mobility.go).
+	Role     string
+	Mobility MobilityConfig
 }
 
 // TUNConfig is the [tun] section.
@@ -272,6 +279,7 @@ func (v *validator) config(rc *rawConfig) *Config {
 	v.sas(rc.SAs, cfg)
 	v.policies(rc.Policies, cfg)
 	v.peers(rc.Peers, cfg)
+	v.mobility(rc, cfg)
 	return cfg
 }
 

@@ -229,6 +229,20 @@ func TestBadConfigs(t *testing.T) {
 		{file: "no-selectors", path: "sa[1].selectors", msg: "at least one selector set"},
 		{file: "icmp-on-tcp", path: "policy[0].selectors[0].icmp_type", msg: "need proto = icmp or ipv6-icmp"},
 		{file: "many-errors", path: "sa[1].dir", msg: `"sideways" is not a direction`},
+		// role and [mobility] (config_mobility.go)
+		{file: "bad-role", path: "role", msg: `"router" is not a role`},
+		{file: "mobility-on-gateway", path: "mobility", msg: `needs role = "ha" or "mn"`},
+		{file: "mobility-missing", path: "role", msg: "needs a [mobility] section"},
+		{file: "ha-missing-prefix", path: "mobility.home_prefix", msg: "missing; want the home link's IPv6 prefix"},
+		{file: "ha-bad-lifetime", path: "mobility.max_lifetime", msg: "100h0m0s is out of range; want 4s..72h49m0s"},
+		{file: "ha-address-off-link", path: "mobility.ha_address", msg: "2001:db8:ff::1 is not in home_prefix 2001:db8:1::/64"},
+		{file: "ha-no-back-sa", path: "sa[0]", msg: "no outbound SA protects Binding Acknowledgements"},
+		{file: "mn-ha-field", path: "mobility.home_link", msg: `is for role = "ha"; a mobile node has none`},
+		{file: "mn-hoa-off-link", path: "mobility.home_address", msg: "2001:db8:2::100 is not in home_prefix"},
+		{file: "mn-local", path: "underlay.local", msg: `must be empty with role = "mn"`},
+		{file: "mn-v4-raw", path: "underlay.encap", msg: `must be "both" with mobility.ha_address_v4`},
+		{file: "mn-roaming", path: "peer[0].roaming", msg: "must be false with role = \"mn\": only accepted Binding Updates"},
+		{file: "mn-no-bu-sa", path: "mobility.home_address", msg: "no outbound SA protects Binding Updates from 2001:db8:1::100"},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
 			src := filepath.Join("..", "..", "testdata", "bad", tt.file+".toml")

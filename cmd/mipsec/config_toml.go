@@ -19,14 +19,39 @@ import (
 // "absent" and "0" differ; SPIs, protocols and ports are `any` because they
 // may be written as a number or a string ("0xa001", "tcp", "1000-2000").
 type rawConfig struct {
-	Log      rawLog      `toml:"log"`
-	StateDir *string     `toml:"state_dir"`
-	Control  rawControl  `toml:"control"`
-	TUN      rawTUN      `toml:"tun"`
-	Underlay rawUnderlay `toml:"underlay"`
-	Peers    []rawPeer   `toml:"peer"`
-	SAs      []rawSA     `toml:"sa"`
-	Policies []rawPolicy `toml:"policy"`
+	Role     string       `toml:"role"`
+	Mobility *rawMobility `toml:"mobility"`
+	Log      rawLog       `toml:"log"`
+	StateDir *string      `toml:"state_dir"`
+	Control  rawControl   `toml:"control"`
+	TUN      rawTUN       `toml:"tun"`
+	Underlay rawUnderlay  `toml:"underlay"`
+	Peers    []rawPeer    `toml:"peer"`
+	SAs      []rawSA      `toml:"sa"`
+	Policies []rawPolicy  `toml:"policy"`
+}
+
+// rawMobility is the [mobility] section (role = "ha" or "mn"): the home
+// agent's keys and the mobile node's keys; each role refuses the other's.
+type rawMobility struct {
+	// Both roles.
+	HAAddress   string `toml:"ha_address"`
+	HAAddressV4 string `toml:"ha_address_v4"`
+	HomePrefix  string `toml:"home_prefix"`
+	// Home agent.
+	HomePrefixV4 string   `toml:"home_prefix_v4"`
+	HomeLink     string   `toml:"home_link"`
+	MaxLifetime  string   `toml:"max_lifetime"`
+	MaxCoAs      *int64   `toml:"max_coas"`
+	NATRefresh   string   `toml:"nat_refresh"`
+	BURate       *float64 `toml:"bu_rate"`
+	BUBurst      *int64   `toml:"bu_burst"`
+	// Mobile node.
+	HomeAddress   string   `toml:"home_address"`
+	HomeAddressV4 string   `toml:"home_address_v4"`
+	Lifetime      string   `toml:"lifetime"`
+	Interfaces    []string `toml:"interfaces"`
+	NATKeepalive  string   `toml:"nat_keepalive"`
 }
 
 type rawLog struct {

@@ -513,7 +513,7 @@ func init() {
 }
 
 func commandList() string {
-	return "status, stats, sa.list, sa.add, sa.update, sa.del, sa.wireshark, policy.list, policy.add, policy.del, peers, capture"
+	return "status, stats, sa.list, sa.add, sa.update, sa.del, sa.wireshark, policy.list, policy.add, policy.del, peers, capture, binding.list, mn.status, mn.move"
 }
 
 type noArgs struct{}

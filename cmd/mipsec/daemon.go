@@ -59,6 +59,8 @@ type daemonOptions struct {
 	metricsAddr string
 	// workers is dataplane.Config.Workers.
 	workers int
+	// mobility replaces the kernel side of the HA / MN (tests).
+	mobility mobilitySeams
 }
 
 // daemon is one running mipsec instance.
@@ -76,8 +78,10 @@ type daemon struct {
 	store *seqstore.Store
 	res   *seqstore.Reserver
 
-	dp      engine
-	ctl     *controlServer
+	dp  engine
+	ctl *controlServer
+	// mob is the mobility layer (role = "ha" or "mn"), nil for a gateway.
+	mob     *mobility
 	started time.Time
 
 	// mu serialises SAD/SPD changes (and the reservations that go with
@@ -146,9 +150,20 @@ func (d *daemon) Start() error {
 	if err != nil {
 		return err
 	}
+	var hooks dataplane.Hooks
+	if d.cfg.Role == RoleHA || d.cfg.Role == RoleMN {
+		m, err := newMobility(d.cfg, d.sadb, d.log.Named("mip6"), d.opts.mobility)
+		if err != nil {
+			dev.Close()
+			ul.Close()
+			return err
+		}
+		d.mob = m
+		hooks = m.hooks()
+	}
 	dp, err := dataplane.New(dataplane.Config{
 		TUN: dev, Underlay: ul, SAD: d.sadb, SPD: d.spdb, Peers: d.cfg.Peers,
-		Workers: d.opts.workers, Logger: d.log.Named("dataplane"),
+		Workers: d.opts.workers, Logger: d.log.Named("dataplane"), Hooks: hooks,
 	})
 	if err != nil {
 		dev.Close()
@@ -160,6 +175,15 @@ func (d *daemon) Start() error {
 		return err
 	}
 	d.dp = dp
+	if d.mob != nil {
+		tunName := d.cfg.TUN.Name
+		if n, err := dev.Name(); err == nil {
+			tunName = n
+		}
+		if err := d.mob.start(dp, ul, tunName); err != nil {
+			return fmt.Errorf("mobility (role %s): %w", d.cfg.Role, err)
+		}
+	}
 	d.res.Start()
 	d.started = time.Now()
 	if !d.opts.noControl {
@@ -172,7 +196,8 @@ func (d *daemon) Start() error {
 	d.log.Info("mipsec running",
 		zap.String("config", d.cfg.File), zap.String("tun", d.cfg.TUN.Name),
 		zap.Int("sas", len(d.sadb.List())), zap.Int("policies", d.spdb.Len(sad.Outbound)+d.spdb.Len(sad.Inbound)),
-		zap.Int("peers", len(d.cfg.Peers)), zap.String("state_dir", d.cfg.StateDir), zap.String("control", d.ControlPath))
+		zap.Int("peers", len(d.cfg.Peers)), zap.String("state_dir", d.cfg.StateDir), zap.String("control", d.ControlPath),
+		zap.String("role", roleName(d.cfg.Role)))
 	return nil
 }
 
@@ -183,6 +208,13 @@ func (d *daemon) Close() error {
 		var errs []error
 		if d.ctl != nil {
 			errs = append(errs, d.ctl.Close())
+		}
+		// The MN's de-registration BU and its BA go through the
+		// dataplane: the mobility layer stops first.
+		if d.mob != nil {
+			if err := d.mob.close(); err != nil {
+				d.log.Warn("mobility shutdown", zap.Error(err))
+			}
 		}
 		if d.dp != nil {
 			errs = append(errs, d.dp.Close())
@@ -308,6 +340,7 @@ func (d *daemon) Status() map[string]any {
 		"sas":       len(d.sadb.List()),
 		"policies":  d.spdb.Len(sad.Outbound) + d.spdb.Len(sad.Inbound),
 		"peers":     len(d.cfg.Peers),
+		"role":      d.cfg.Role,
 	}
 	if !d.started.IsZero() {
 		st["started"] = d.started.UTC().Format(time.RFC3339)
@@ -528,6 +561,19 @@ func openLinuxIO(cfg *Config, log *zap.Logger) (tun.Device, dataplane.Underlay, 
 		// No local address configured: listen on all of both families.
 		uc.IPv4, uc.IPv6 = netip.IPv4Unspecified(), netip.IPv6Unspecified()
 	}
+	switch cfg.Role {
+	case RoleHA:
+		// BUs from IPv4 care-of addresses come in UDP 4191 (RFC 5555
+		// §4.1); from IPv6 ones with a Home Address option (RFC 6275
+		// §6.3), which the kernel does not process.
+		uc.DSMIPv6 = cfg.Mobility.HAAddressV4.IsValid()
+		uc.ExtHeaders = true
+	case RoleMN:
+		// BAs to an IPv6 care-of address carry a type 2 Routing header
+		// (RFC 6275 §6.4); to an IPv4 one they come from UDP port 4191
+		// to our 4500, which the UDP socket classifies.
+		uc.ExtHeaders = true
+	}
 	ul, err := dataplane.NewUnderlay(uc)
 	if err != nil {
 		dev.Close()
@@ -540,7 +586,8 @@ func openLinuxIO(cfg *Config, log *zap.Logger) (tun.Device, dataplane.Underlay, 
 		}
 	}
 	log.Info("underlay open", zap.Stringers("local", addrs),
-		zap.Bool("raw", cfg.Underlay.Raw), zap.Bool("udp", cfg.Underlay.UDP), zap.Uint16("udp_port", uc.UDPPort))
+		zap.Bool("raw", cfg.Underlay.Raw), zap.Bool("udp", cfg.Underlay.UDP), zap.Uint16("udp_port", uc.UDPPort),
+		zap.Bool("dsmipv6", uc.DSMIPv6), zap.Bool("ext_headers", uc.ExtHeaders))
 	return dev, ul, nil
 }
 

@@ -13,7 +13,8 @@ import (
 const usage = `mipsec: a userspace IPsec ESP dataplane for mobile nodes and home agents
 
 Usage:
-  mipsec run [-c FILE]    run the gateway daemon (TUN + underlay) from a TOML config
+  mipsec run [-c FILE]    run the daemon (TUN + underlay) from a TOML config: a
+                          gateway, a home agent or a mobile node (role =)
   mipsec check [-c FILE]  validate a config without running it (exit 1 on errors)
   mipsec demo [flags]     two gateways in network namespaces: ping, TCP, ESP-only capture (root)
   mipsec demo --engine    the ESP engine in process: every algorithm, hostile packets, throughput
@@ -30,6 +31,9 @@ $MIPSEC_SOCKET or /run/mipsec/mipsec.sock, the daemon's [control] socket):
   mipsec policy list [--json] [--dir D]   policies in order, with hits
   mipsec policy add [flags | -f FILE]     insert a policy (--index N) or append
   mipsec policy del NAME                  delete a policy
+  mipsec binding list [--json]            home agent: bindings (HoA, CoAs, NAT, lifetime left)
+  mipsec mn status [--json]               mobile node: binding update list, CoA, NAT, handover
+  mipsec mn move ADDR                     mobile node: force the care-of address
   mipsec capture -w FILE.pcap [--inner|--outer|--both] [-c COUNT] [--duration D]
   mipsec version          print the version
   mipsec help             this text
@@ -52,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return demo(args[2:], stdout, stderr)
 		}
 		return netdemo(args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(args[1:], stdout, stderr)
 	case "run":
 		return runDaemon(args[1:], stdout, stderr)
 	case "check":
@@ -70,6 +76,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return ctlPolicy(args[1:], stdout, stderr)
 	case "capture":
 		return ctlCapture(args[1:], stdout, stderr)
+	case "binding", "bindings":
+		return ctlBinding(args[1:], stdout, stderr)
+	case "mn":
+		return ctlMN(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "mipsec", version())
 		return 0

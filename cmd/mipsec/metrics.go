@@ -14,6 +14,20 @@ package main
 //	mipsec_dataplane_total{counter}              other dataplane counters
 //	mipsec_peer_endpoint_changes_total{peer}     roaming moves of a peer's endpoint
 //
+// With role = "ha" or "mn" (mobility.go):
+//
+//	mipsec_mip6_bindings                         HA: bindings in the cache
+//	mipsec_mip6_binding_events_total{event}      HA: added, updated, removed, expired
+//	mipsec_mip6_bu_accepted_total                HA: Binding Updates accepted
+//	mipsec_mip6_bu_rejected_total{reason}        HA: rejected or dropped, by reason
+//	mipsec_mip6_bu_sent_total                    MN: Binding Updates sent
+//	mipsec_mip6_ba_total{result}                 HA: sent, failed; MN: accepted, rejected, ignored
+//	mipsec_mip6_nat_detected_total               HA: BUs through a NAT; MN: registrations behind one
+//	mipsec_mip6_handovers_total                  MN: registrations of a new care-of address
+//	mipsec_mip6_last_handover_seconds            MN: move to accepted BA, last handover
+//	mipsec_mip6_nat_keepalives_total             MN: NAT keepalives sent
+//	mipsec_mip6_registered, mipsec_mip6_nat      MN: 1 when registered / behind a NAT
+//
 // SA drop series appear when the first drop of that reason is counted, which
 // keeps a scrape of many SAs small.
 
@@ -54,13 +68,33 @@ var (
 	descDPDrops    = prometheus.NewDesc("mipsec_dataplane_drops_total", "Packets the dataplane dropped outside any SA, by reason.", []string{"reason"}, nil)
 	descDPCounters = prometheus.NewDesc("mipsec_dataplane_total", "Dataplane counters.", []string{"counter"}, nil)
 	descPeerMoves  = prometheus.NewDesc("mipsec_peer_endpoint_changes_total", "Times the peer's outer endpoint moved (roaming).", []string{"peer"}, nil)
+
+	descBindings      = prometheus.NewDesc("mipsec_mip6_bindings", "Bindings in the home agent's cache.", nil, nil)
+	descBindingEvents = prometheus.NewDesc("mipsec_mip6_binding_events_total", "Binding cache events of the home agent.", []string{"event"}, nil)
+	descBUAccepted    = prometheus.NewDesc("mipsec_mip6_bu_accepted_total", "Binding Updates the home agent accepted.", nil, nil)
+	descBURejected    = prometheus.NewDesc("mipsec_mip6_bu_rejected_total", "Binding Updates the home agent rejected or dropped, by reason.", []string{"reason"}, nil)
+	descBUSent        = prometheus.NewDesc("mipsec_mip6_bu_sent_total", "Binding Updates the mobile node sent.", nil, nil)
+	descBAs           = prometheus.NewDesc("mipsec_mip6_ba_total", "Binding Acknowledgements: sent/failed (home agent), accepted/rejected/ignored (mobile node).", []string{"result"}, nil)
+	descNATDetected   = prometheus.NewDesc("mipsec_mip6_nat_detected_total", "Registrations through a NAT (RFC 5555 NAT detection).", nil, nil)
+	descHandovers     = prometheus.NewDesc("mipsec_mip6_handovers_total", "Registrations of a new care-of address (mobile node).", nil, nil)
+	descLastHandover  = prometheus.NewDesc("mipsec_mip6_last_handover_seconds", "Time from the last move to its accepted Binding Acknowledgement.", nil, nil)
+	descKeepalives    = prometheus.NewDesc("mipsec_mip6_nat_keepalives_total", "NAT keepalives the mobile node sent.", nil, nil)
+	descRegistered    = prometheus.NewDesc("mipsec_mip6_registered", "1 when the mobile node has an accepted registration away from home.", nil, nil)
+	descNAT           = prometheus.NewDesc("mipsec_mip6_nat", "1 when the mobile node's registration is behind a NAT.", nil, nil)
 )
+
+// mobilityMetricsSource is the optional part of a metricsSource with a
+// mobility layer (the daemon).
+type mobilityMetricsSource interface {
+	MobilityMetrics() (mobilityMetrics, bool)
+}
 
 // mipsecCollector is a prometheus.Collector over a metricsSource.
 type mipsecCollector struct{ src metricsSource }
 
 func (c mipsecCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSAPackets, descSABytes, descSADrops, descSASeq, descSPDDrops, descPolicyHits, descDPDrops, descDPCounters, descPeerMoves} {
+	for _, d := range []*prometheus.Desc{descSAPackets, descSABytes, descSADrops, descSASeq, descSPDDrops, descPolicyHits, descDPDrops, descDPCounters, descPeerMoves,
+		descBindings, descBindingEvents, descBUAccepted, descBURejected, descBUSent, descBAs, descNATDetected, descHandovers, descLastHandover, descKeepalives, descRegistered, descNAT} {
 		ch <- d
 	}
 }
@@ -125,6 +159,42 @@ func (c mipsecCollector) Collect(ch chan<- prometheus.Metric) {
 		seen[p.Name] = true
 		ch <- prometheus.MustNewConstMetric(descPeerMoves, counter, float64(p.Roams), p.Name)
 	}
+	if ms, ok := c.src.(mobilityMetricsSource); ok {
+		if m, ok := ms.MobilityMetrics(); ok {
+			collectMobility(ch, m)
+		}
+	}
+}
+
+func collectMobility(ch chan<- prometheus.Metric, m mobilityMetrics) {
+	counter, gauge := prometheus.CounterValue, prometheus.GaugeValue
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	for r, n := range m.BAs {
+		ch <- prometheus.MustNewConstMetric(descBAs, counter, float64(n), r)
+	}
+	ch <- prometheus.MustNewConstMetric(descNATDetected, counter, float64(m.NATDetected))
+	if m.Role == RoleHA {
+		ch <- prometheus.MustNewConstMetric(descBindings, gauge, float64(m.Bindings))
+		for e, n := range m.BindingEvents {
+			ch <- prometheus.MustNewConstMetric(descBindingEvents, counter, float64(n), e)
+		}
+		ch <- prometheus.MustNewConstMetric(descBUAccepted, counter, float64(m.BUAccepted))
+		for r, n := range m.BURejected {
+			ch <- prometheus.MustNewConstMetric(descBURejected, counter, float64(n), r)
+		}
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descBUSent, counter, float64(m.BUsSent))
+	ch <- prometheus.MustNewConstMetric(descHandovers, counter, float64(m.Handovers))
+	ch <- prometheus.MustNewConstMetric(descLastHandover, gauge, m.LastHandover.Seconds())
+	ch <- prometheus.MustNewConstMetric(descKeepalives, counter, float64(m.Keepalives))
+	ch <- prometheus.MustNewConstMetric(descRegistered, gauge, b(m.Registered))
+	ch <- prometheus.MustNewConstMetric(descNAT, gauge, b(m.NAT))
 }
 
 // newMetricsHandler returns the /metrics handler for src, on a registry of

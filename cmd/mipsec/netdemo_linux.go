@@ -1,10 +1,12 @@
 package main
 
-// The namespace demo (`make demo`): two network namespaces joined by a
-// veth, a `mipsec run` gateway in each from the embedded default config,
-// then ping (IPv4, IPv6) and a TCP transfer between the sites through the
-// tunnel, and a capture on the veth that shows only ESP crossed it.
-// Everything is torn down at the end, on failure and on Ctrl-C.
+// The namespace demos. `mipsec demo` (`make demo`) is the mobility demo
+// (mobdemo_linux.go). `mipsec demo --gateway` is the two-gateway demo in
+// this file: two network namespaces joined by a veth, a `mipsec run`
+// gateway in each from the embedded default config, then ping (IPv4, IPv6)
+// and a TCP transfer between the sites through the tunnel, and a capture
+// on the veth that shows only ESP crossed it. Everything is torn down at
+// the end, on failure and on Ctrl-C.
 //
 // Traffic and the capture run in this process on sockets opened inside the
 // namespaces (setns on a locked thread that is never reused), so the demo
@@ -50,8 +52,27 @@ var (
 // ndMarker starts every KiB of the TCP payload; the capture looks for it.
 var ndMarker = []byte("MIPSEC-DEMO-PLAINTEXT-MARKER")
 
+// netdemo runs the mobility demo, or the two-gateway demo when args hold
+// --gateway (anywhere).
 func netdemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	rest := make([]string, 0, len(args))
+	gateway := false
+	for _, a := range args {
+		if a == "--gateway" || a == "-gateway" {
+			gateway = true
+			continue
+		}
+		rest = append(rest, a)
+	}
+	if gateway {
+		return gwdemo(rest, stdout, stderr)
+	}
+	return mobdemo(rest, stdout, stderr)
+}
+
+// gwdemo is `mipsec demo --gateway`.
+func gwdemo(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo --gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	bin := fs.String("mipsec", "", "mipsec `binary` the gateways run (default: this one)")
 	encap := fs.String("encap", "raw", "underlay encapsulation: raw (IP protocol 50) or udp (port 4500)")
@@ -61,7 +82,7 @@ func netdemo(args []string, stdout, stderr io.Writer) int {
 	verbose := fs.Bool("v", false, "print the gateways' logs at the end")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `usage: mipsec demo [flags]
+		fmt.Fprintln(stderr, `usage: mipsec demo --gateway [flags]
 
 Builds two network namespaces joined by a veth, starts a mipsec gateway in
 each (embedded default config, fresh random keys), pings through the tunnel

@@ -23,7 +23,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	path := fs.String("c", DefaultConfigPath, "configuration `file`")
 	metrics := fs.String("metrics", "", "serve Prometheus metrics on `addr` (host:port, e.g. 127.0.0.1:9150); off when empty")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: mipsec run [-c FILE] [--metrics ADDR]\n\nRun the gateway daemon in the foreground (as root: it creates a TUN device and raw sockets).")
+		fmt.Fprintln(stderr, "usage: mipsec run [-c FILE] [--metrics ADDR]\n\nRun the daemon in the foreground (as root: it creates a TUN device and raw sockets):\na security gateway, or with role = \"ha\" / \"mn\" a Mobile IPv6 home agent / mobile node.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Bad flags are usage errors (exit 2) that name the flag, before anything
+// needs root or starts.
+func TestBenchFlagErrors(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--rounds", "0"}, "--rounds 0"},
+		{[]string{"--duration", "500ms"}, "--duration 500ms"},
+		{[]string{"--duration", "-1s", "--inprocess"}, "--duration -1s"},
+		{[]string{"--systems", "ipsec"}, `unknown system "ipsec"`},
+		{[]string{"--systems", "veth,veth"}, "named twice"},
+		{[]string{"--pings", "0"}, "--pings 0"},
+		{[]string{"--udp-size", "1500"}, "--udp-size 1500"},
+		{[]string{"--udp-size", "20"}, "--udp-size 20"},
+		{[]string{"--mtu", "1500"}, "--mtu 1500"},
+		{[]string{"--port", "70000"}, "--port 70000"},
+		{[]string{"--udp-bitrate", "-5"}, "--udp-bitrate"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"--no-such-flag"}, "no-such-flag"},
+	} {
+		var out, errb bytes.Buffer
+		if rc := run(append([]string{"bench"}, tt.args...), &out, &errb); rc != 2 {
+			t.Errorf("bench %v: exit %d, want 2\n%s", tt.args, rc, errb.String())
+		}
+		if !strings.Contains(errb.String(), tt.want) {
+			t.Errorf("bench %v: stderr lacks %q:\n%s", tt.args, tt.want, errb.String())
+		}
+	}
+}
+
+func TestBenchHelp(t *testing.T) {
+	var out, errb bytes.Buffer
+	if rc := run([]string{"bench", "-h"}, &out, &errb); rc != 0 {
+		t.Fatalf("bench -h: exit %d", rc)
+	}
+	for _, want := range []string{"wireguard-go", "-rounds", "-systems", "-inprocess", "e2e.json"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("bench -h lacks %q:\n%s", want, errb.String())
+		}
+	}
+}
+
+func TestParseBenchFlags(t *testing.T) {
+	var errb bytes.Buffer
+	f, _, ok := parseBenchFlags([]string{"--rounds", "5", "--duration", "3s", "--systems", "wireguard-go,mipsec-raw", "--out", "/x"}, &errb)
+	if !ok {
+		t.Fatal(errb.String())
+	}
+	if f.rounds != 5 || f.duration != 3*time.Second || f.out != "/x" || len(f.systems) != 2 ||
+		f.systems[0].ID != "mipsec-raw" || f.systems[1].ID != "wireguard-go" || !f.set["duration"] || f.set["pings"] {
+		t.Errorf("got %+v", f)
+	}
+	f, _, ok = parseBenchFlags(nil, &errb)
+	if !ok || f.rounds != 3 || f.duration != 10*time.Second || len(f.systems) != 5 || f.udpSize != 1400 || f.mtu != 1420 {
+		t.Errorf("defaults: %+v", f)
+	}
+}

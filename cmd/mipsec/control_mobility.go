@@ -1,0 +1,246 @@
+package main
+
+// Control commands of the mobility roles:
+//
+//	binding.list            (HA) the binding cache: HoA, HoA4, CoAs with
+//	                        BID / primary / NAT endpoint, seq, lifetime left
+//	mn.status               (MN) the binding update list, current and
+//	                        registered CoA, NAT, keepalive, last handover
+//	mn.move {"coa":"ADDR"}  (MN) force the care-of address
+//
+// A daemon of another role answers with an error that names its role.
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/mipsec/mipsec/mip6"
+)
+
+// mobilityTarget is what the mobility commands need; the daemon has it,
+// a controlTarget without it is a gateway.
+type mobilityTarget interface {
+	// Bindings returns the HA's binding cache (errNotHA otherwise).
+	Bindings() ([]mip6.BindingStatus, error)
+	// MNStatus returns the MN's registration (errNotMN otherwise).
+	MNStatus() (mip6.MNStatus, error)
+	// MNMove forces the MN's care-of address (errNotMN otherwise).
+	MNMove(coa netip.Addr) error
+}
+
+func init() {
+	controlCommands["binding.list"] = (*controlServer).cmdBindingList
+	controlCommands["mn.status"] = (*controlServer).cmdMNStatus
+	controlCommands["mn.move"] = (*controlServer).cmdMNMove
+}
+
+// careOfInfo is one care-of address of a binding (RFC 5648 BID).
+type careOfInfo struct {
+	BID     uint16 `json:"bid"`
+	Addr    string `json:"addr"`
+	Primary bool   `json:"primary"`
+	NAT     bool   `json:"nat"`
+	// Endpoint is the outer IPv4 address and UDP port the BU came from
+	// (the NAT's mapping with NAT); empty when not UDP-encapsulated.
+	Endpoint string `json:"endpoint,omitempty"`
+}
+
+// bindingInfo is one binding in the binding.list answer.
+type bindingInfo struct {
+	HoA  string       `json:"hoa"`
+	HoA4 string       `json:"hoa4,omitempty"`
+	CoAs []careOfInfo `json:"coas"`
+	Seq  uint16       `json:"seq"`
+	// Lifetime is the granted lifetime; LifetimeLeft what remains of it
+	// (whole seconds).
+	Lifetime     string    `json:"lifetime"`
+	LifetimeLeft string    `json:"lifetime_left"`
+	Expires      time.Time `json:"expires"`
+	LastBU       time.Time `json:"last_bu,omitzero"`
+}
+
+func bindingInfoOf(b mip6.BindingStatus, now time.Time) bindingInfo {
+	in := bindingInfo{HoA: b.HoA.String(), Seq: b.Seq, CoAs: []careOfInfo{},
+		Lifetime: b.Lifetime.String(), Expires: b.Expires.UTC(), LastBU: b.LastBU.UTC()}
+	if b.HoA4.IsValid() {
+		in.HoA4 = b.HoA4.String()
+	}
+	left := max(b.Expires.Sub(now), 0).Truncate(time.Second)
+	in.LifetimeLeft = left.String()
+	for _, c := range b.CoAs {
+		ci := careOfInfo{BID: c.BID, Addr: c.Addr.String(), Primary: c.Primary, NAT: c.NAT}
+		if c.Endpoint.IsValid() {
+			ci.Endpoint = c.Endpoint.String()
+		}
+		in.CoAs = append(in.CoAs, ci)
+	}
+	return in
+}
+
+func (s *controlServer) mobilityTarget() (mobilityTarget, bool) {
+	m, ok := s.t.(mobilityTarget)
+	return m, ok
+}
+
+func (s *controlServer) cmdBindingList(args json.RawMessage) (any, error) {
+	if err := decodeArgs(args, &noArgs{}); err != nil {
+		return nil, err
+	}
+	m, ok := s.mobilityTarget()
+	if !ok {
+		return nil, errNotHA
+	}
+	bs, err := m.Bindings()
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(bs, func(a, b mip6.BindingStatus) int { return a.HoA.Compare(b.HoA) })
+	now := time.Now()
+	out := []bindingInfo{}
+	for _, b := range bs {
+		out = append(out, bindingInfoOf(b, now))
+	}
+	return out, nil
+}
+
+// mnStatusInfo is the mn.status answer.
+type mnStatusInfo struct {
+	State string `json:"state"`
+	Home  bool   `json:"home"`
+	HoA   string `json:"hoa"`
+	HoA4  string `json:"hoa4,omitempty"`
+	HA    string `json:"ha"`
+	HAV4  string `json:"ha_v4,omitempty"`
+	// CoA is the current care-of address (the last move); RegisteredCoA
+	// the one the HA accepted, where data goes (DR-3).
+	CoA           string `json:"coa,omitempty"`
+	RegisteredCoA string `json:"registered_coa,omitempty"`
+	// Data is how data leaves now: "raw ADDR", "udp ADDR:PORT" or "keep".
+	Data      string `json:"data"`
+	BUSPI     uint32 `json:"bu_spi,omitempty"`
+	NAT       bool   `json:"nat"`
+	Keepalive string `json:"keepalive,omitempty"`
+	Seq       uint16 `json:"seq"`
+	Attempts  int    `json:"attempts"`
+	// Expires is when the registration ends without a refresh.
+	Expires      time.Time `json:"expires,omitzero"`
+	LifetimeLeft string    `json:"lifetime_left,omitempty"`
+	LastBAStatus string    `json:"last_ba_status,omitempty"`
+	// LastHandover is when the last handover completed; HandoverTime
+	// how long it took from the move to the accepted BA.
+	LastHandover time.Time        `json:"last_handover,omitzero"`
+	HandoverTime string           `json:"handover_time,omitempty"`
+	Counters     mip6.MNCounters  `json:"counters"`
+	IPv4HoAAck   *json.RawMessage `json:"ipv4_hoa_ack,omitempty"`
+}
+
+func mnStatusInfoOf(st mip6.MNStatus, now time.Time) mnStatusInfo {
+	in := mnStatusInfo{
+		State: st.State.String(), Home: st.Home, HoA: st.HoA.String(), HA: st.HA.String(),
+		BUSPI: st.BUSPI, NAT: st.NAT, Seq: st.Seq, Attempts: st.Attempts, Counters: st.Counters,
+		Data: st.Data.Kind.String(),
+	}
+	str := func(a netip.Addr) string {
+		if a.IsValid() {
+			return a.String()
+		}
+		return ""
+	}
+	in.HoA4, in.HAV4, in.CoA, in.RegisteredCoA = str(st.HoA4), str(st.HAV4), str(st.CoA), str(st.RegisteredCoA)
+	switch st.Data.Kind {
+	case mip6.OutRaw, mip6.OutIP:
+		in.Data += " " + st.Data.Dst.Addr().String()
+	case mip6.OutUDP:
+		in.Data += " " + st.Data.Dst.String()
+	}
+	if st.Keepalive > 0 {
+		in.Keepalive = st.Keepalive.String()
+	}
+	if !st.Expires.IsZero() {
+		in.Expires = st.Expires.UTC()
+		in.LifetimeLeft = max(st.Expires.Sub(now), 0).Truncate(time.Second).String()
+	}
+	if st.HaveBA {
+		in.LastBAStatus = st.LastBAStatus.String()
+	}
+	if !st.LastHandover.IsZero() {
+		in.LastHandover = st.LastHandover.UTC()
+		in.HandoverTime = st.HandoverDuration.String()
+	}
+	if st.IPv4HoAAck != nil {
+		if b, err := json.Marshal(st.IPv4HoAAck); err == nil {
+			r := json.RawMessage(b)
+			in.IPv4HoAAck = &r
+		}
+	}
+	return in
+}
+
+func (s *controlServer) cmdMNStatus(args json.RawMessage) (any, error) {
+	if err := decodeArgs(args, &noArgs{}); err != nil {
+		return nil, err
+	}
+	m, ok := s.mobilityTarget()
+	if !ok {
+		return nil, errNotMN
+	}
+	st, err := m.MNStatus()
+	if err != nil {
+		return nil, err
+	}
+	return mnStatusInfoOf(st, time.Now()), nil
+}
+
+type mnMoveArgs struct {
+	CoA string `json:"coa"`
+}
+
+func (s *controlServer) cmdMNMove(args json.RawMessage) (any, error) {
+	var a mnMoveArgs
+	if err := decodeArgs(args, &a); err != nil {
+		return nil, err
+	}
+	coa, err := netip.ParseAddr(a.CoA)
+	if err != nil || coa.Zone() != "" {
+		return nil, fmt.Errorf("%w: args: coa %q is not an IP address", errBadRequest, a.CoA)
+	}
+	m, ok := s.mobilityTarget()
+	if !ok {
+		return nil, errNotMN
+	}
+	if err := m.MNMove(coa.Unmap()); err != nil {
+		return nil, err
+	}
+	return map[string]any{"coa": coa.Unmap().String()}, nil
+}
+
+// --- the daemon's side -----------------------------------------------------
+
+// Bindings is the HA's binding cache (binding.list).
+func (d *daemon) Bindings() ([]mip6.BindingStatus, error) {
+	if d.mob == nil || d.mob.ha == nil {
+		return nil, fmt.Errorf("%w: it is a %s", errNotHA, roleName(d.cfg.Role))
+	}
+	return d.mob.ha.Bindings(), nil
+}
+
+// MNStatus is the MN's registration (mn.status).
+func (d *daemon) MNStatus() (mip6.MNStatus, error) {
+	if d.mob == nil || d.mob.mn == nil {
+		return mip6.MNStatus{}, fmt.Errorf("%w: it is a %s", errNotMN, roleName(d.cfg.Role))
+	}
+	return d.mob.mn.Status(), nil
+}
+
+// MNMove forces the MN's care-of address (mn.move).
+func (d *daemon) MNMove(coa netip.Addr) error {
+	if d.mob == nil || d.mob.mn == nil {
+		return fmt.Errorf("%w: it is a %s", errNotMN, roleName(d.cfg.Role))
+	}
+	return d.mob.Move(coa)
+}
+
+var _ mobilityTarget = (*daemon)(nil)

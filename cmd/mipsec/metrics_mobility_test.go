@@ -1,0 +1,66 @@
+package main
+
+import (
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// metricsMobTarget is a fakeTarget with mobility metrics.
+type metricsMobTarget struct {
+	*fakeTarget
+	m  mobilityMetrics
+	ok bool
+}
+
+func (f *metricsMobTarget) MobilityMetrics() (mobilityMetrics, bool) { return f.m, f.ok }
+
+func TestMetricsMobility(t *testing.T) {
+	_, ft := startServer(t)
+	ha := &metricsMobTarget{fakeTarget: ft, ok: true, m: mobilityMetrics{
+		Role: RoleHA, Bindings: 3, BUAccepted: 10, NATDetected: 2,
+		BindingEvents: map[string]uint64{"added": 4, "removed": 1, "expired": 1},
+		BURejected:    map[string]uint64{"seq_out_of_window": 5},
+		BAs:           map[string]uint64{"sent": 15, "failed": 0},
+	}}
+	mn := &metricsMobTarget{fakeTarget: ft, ok: true, m: mobilityMetrics{
+		Role: RoleMN, BUsSent: 7, Handovers: 2, LastHandover: 250 * time.Millisecond, Keepalives: 3,
+		Registered: true, NAT: true, NATDetected: 1, BAs: map[string]uint64{"accepted": 6, "rejected": 1},
+	}}
+	gw := &metricsMobTarget{fakeTarget: ft}
+	for _, tt := range []struct {
+		name      string
+		src       metricsSource
+		want, not []string
+	}{
+		{"ha", ha, []string{
+			"mipsec_mip6_bindings 3", `mipsec_mip6_binding_events_total{event="added"} 4`, `mipsec_mip6_binding_events_total{event="expired"} 1`,
+			"mipsec_mip6_bu_accepted_total 10", `mipsec_mip6_bu_rejected_total{reason="seq_out_of_window"} 5`,
+			`mipsec_mip6_ba_total{result="sent"} 15`, "mipsec_mip6_nat_detected_total 2",
+		}, []string{"mipsec_mip6_handovers_total", "mipsec_mip6_registered"}},
+		{"mn", mn, []string{
+			"mipsec_mip6_bu_sent_total 7", "mipsec_mip6_handovers_total 2", "mipsec_mip6_last_handover_seconds 0.25",
+			"mipsec_mip6_nat_keepalives_total 3", "mipsec_mip6_registered 1", "mipsec_mip6_nat 1",
+			`mipsec_mip6_ba_total{result="accepted"} 6`, "mipsec_mip6_nat_detected_total 1",
+		}, []string{"mipsec_mip6_bindings ", "mipsec_mip6_bu_accepted_total"}},
+		{"gateway", gw, nil, []string{"mipsec_mip6_"}},
+	} {
+		h, err := newMetricsHandler(tt.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(h)
+		body := scrape(t, srv.URL)
+		srv.Close()
+		wantContains(t, tt.name, body, tt.want...)
+		for _, n := range tt.not {
+			if strings.Contains(body, n) {
+				t.Errorf("%s: has %q", tt.name, n)
+			}
+		}
+		if !strings.Contains(body, "mipsec_sa_packets_total") {
+			t.Errorf("%s: the other metrics are gone", tt.name)
+		}
+	}
+}

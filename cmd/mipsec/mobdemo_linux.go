@@ -1,0 +1,627 @@
+package main
+
+// The mobility demo (`mipsec demo`, `make demo`): a correspondent (CN) on
+// the home link, the home agent (HA), a router (RT) that NATs an IPv4-only
+// access network, and the mobile node (MN) with an IPv6 access network and
+// that IPv4 one, each in a network namespace (internal/netlab's Mobility
+// topology). HA and MN run `mipsec run` from the embedded example configs
+// (examples/ha.toml, examples/mn.toml). A TCP stream and a sequence-
+// numbered UDP stream run from the CN to the MN's home address while the
+// MN moves IPv6 -> IPv4 behind the NAT -> IPv6; for each move the demo
+// prints the handover time, the packets lost and whether the TCP stream
+// survived, and at the end a capture summary of both access networks that
+// shows only ESP crossed them. Everything is torn down at the end, on
+// failure and on Ctrl-C.
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mipsec/mipsec/internal/netlab"
+)
+
+// mdMarker starts every KiB of the TCP payload and every UDP datagram; the
+// captures look for it.
+var mdMarker = []byte("MIPSEC-MOBILITY-DEMO-PLAINTEXT")
+
+// The demo's streams: CN -> MN home address.
+const (
+	mdTCPPort = 5201
+	mdUDPPort = 5202
+	// mdUDPInterval is the UDP stream's spacing: the loss count's unit.
+	mdUDPInterval = 10 * time.Millisecond
+)
+
+func mobdemo(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	bin := fs.String("mipsec", "", "mipsec `binary` HA and MN run (default: this one)")
+	dwell := fs.Duration("dwell", 3*time.Second, "time on each network before the next move")
+	rate := fs.Int("rate", 2048, "TCP stream rate in `KiB/s`")
+	regTimeout := fs.Duration("reg-timeout", 15*time.Second, "longest wait for a registration after a move")
+	verbose := fs.Bool("v", false, "print the daemons' logs at the end")
+	timeout := fs.Duration("timeout", 3*time.Minute, "give up after this long")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, `usage: mipsec demo [flags]
+       mipsec demo --gateway [flags]   (the two-gateway demo; see mipsec demo --gateway -h)
+       mipsec demo --engine [flags]    (the ESP engine in process, no root)
+
+The mobility demo. Builds network namespaces for a correspondent (CN) on the
+home link, the home agent (HA), a router that NATs an IPv4-only access
+network, and the mobile node (MN) with an IPv6 access network and the IPv4
+one; starts HA and MN (mipsec run) from the embedded example configs; runs
+a TCP stream and a sequence-numbered UDP stream from the CN to the MN's home
+address; moves the MN IPv6 -> IPv4 behind the NAT -> IPv6 and prints, for
+each move, the handover time (old link down to the first data packet on the
+new access link), the UDP datagrams lost, and whether the TCP stream
+survived; then shows from captures on both access links that only ESP
+crossed them. Needs root, ip (iproute2) and nft (nftables). Everything is
+removed at the end, also on failure or Ctrl-C.`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mipsec demo: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *dwell < 500*time.Millisecond || *rate < 1 || *regTimeout <= 0 {
+		fmt.Fprintln(stderr, "mipsec demo: -dwell must be at least 500ms, -rate and -reg-timeout positive")
+		return 2
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "mipsec demo: needs root (it creates network namespaces, veths, TUN devices and a NAT): run it with sudo")
+		return 1
+	}
+	for _, c := range []struct{ cmd, pkg string }{{"ip", "iproute2"}, {"nft", "nftables"}} {
+		if _, err := exec.LookPath(c.cmd); err != nil {
+			fmt.Fprintf(stderr, "mipsec demo: needs the %s command (Debian: apt-get install %s)\n", c.cmd, c.pkg)
+			return 1
+		}
+	}
+	if *bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			fmt.Fprintf(stderr, "mipsec demo: %v\n", err)
+			return 1
+		}
+		*bin = exe
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	d := &mobDemo{out: stdout, bin: *bin, dwell: *dwell, rate: *rate << 10, regTimeout: *regTimeout}
+	err := d.run(ctx)
+	fmt.Fprintln(stdout, "teardown: stopping MN (de-registration) and HA, deleting the namespaces")
+	d.teardown()
+	interrupted := err != nil && ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded)
+	if *verbose || (err != nil && !interrupted) {
+		for _, g := range d.daemons {
+			fmt.Fprintf(stdout, "--- log of %s (%s)\n%s", g.Name, g.ConfigPath, g.Log.String())
+		}
+	}
+	if err != nil {
+		switch {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			err = fmt.Errorf("timed out after %v: %w", *timeout, err)
+		case ctx.Err() != nil:
+			err = fmt.Errorf("interrupted: %w", err)
+		}
+		fmt.Fprintf(stderr, "mipsec demo: FAILED: %v\n", err)
+		if interrupted {
+			return 130 // like a shell after Ctrl-C
+		}
+		return 1
+	}
+	fmt.Fprintln(stdout, "demo OK")
+	return 0
+}
+
+// mobDemo is one run of the mobility demo and what it must tear down.
+type mobDemo struct {
+	out        io.Writer
+	bin        string
+	dwell      time.Duration
+	rate       int // TCP bytes per second
+	regTimeout time.Duration
+
+	dir      string
+	lab      *netlab.Mobility
+	daemons  []*netlab.Gateway // HA, MN
+	haSock   string
+	mnSock   string
+	captures []*netlab.Capture
+}
+
+func (d *mobDemo) step(format string, args ...any) {
+	fmt.Fprintf(d.out, "==> "+format+"\n", args...)
+}
+
+func (d *mobDemo) info(format string, args ...any) {
+	fmt.Fprintf(d.out, "    "+format+"\n", args...)
+}
+
+// teardown stops the MN first (its de-registration needs the HA), then
+// the HA, and deletes the namespaces and the temporary directory; it runs
+// on success, failure and Ctrl-C alike.
+func (d *mobDemo) teardown() {
+	for _, c := range d.captures {
+		c.Close()
+	}
+	for i := len(d.daemons) - 1; i >= 0; i-- {
+		d.daemons[i].Stop(syscall.SIGTERM, 5*time.Second) // SIGKILL after 5 seconds
+	}
+	if d.lab != nil {
+		if err := d.lab.Close(); err != nil {
+			fmt.Fprintf(d.out, "    %v\n", err)
+		}
+	}
+	if d.dir != "" {
+		os.RemoveAll(d.dir)
+	}
+}
+
+// mdMove is one handover and what the demo measured for it.
+type mdMove struct {
+	mv         netlab.Move
+	registered time.Duration // old link down -> binding at the new CoA (control socket)
+	binding    netlab.BindingInfo
+}
+
+// tcpSample is the TCP sender's progress at one moment.
+type tcpSample struct {
+	at   time.Time
+	sent int
+}
+
+func (d *mobDemo) run(ctx context.Context) error {
+	dir, err := os.MkdirTemp("", "mipsec-demo-")
+	if err != nil {
+		return err
+	}
+	d.dir = dir
+	hoa, coa6 := netlab.MobHoA, netlab.MobCoA6.Addr()
+	fmt.Fprintf(d.out, `mipsec demo: Mobile IPv6 / DSMIPv6 over unmodified IPsec, in network namespaces
+
+  CN %v --home link-- HA %v --transit-- RT --A: IPv6 %v------------------------- MN HoA %v
+                               HA_V4 %v            \-B: IPv4 %v, NAT to %v-/           %v
+
+`, netlab.MobHomeCN6.Addr(), netlab.MobHAAddr, netlab.MobAccessRT6.Masked(), hoa,
+		netlab.MobHAV4, netlab.MobAccessRT4.Masked(), netlab.MobNATAddr, netlab.MobHoA4)
+
+	// 1. The topology.
+	netlab.RemoveStale("mipsec-demo")
+	d.step("creating namespaces cn, ha, rt, mn (NAT on rt for %v, IPv6 off on access B)", netlab.MobAccessRT4.Masked())
+	lab, err := netlab.NewMobility(ctx, "mipsec-demo", "")
+	if err != nil {
+		return err
+	}
+	d.lab = lab
+	d.info("cn %s  ha %s  rt %s  mn %s", lab.CN, lab.HA, lab.RT, lab.MN)
+	d.info("MN on access A: %s %v (access B %s down)", netlab.AccessA.Dev(), coa6, netlab.AccessB.Dev())
+
+	// The captures run from before the daemons start to the end: both
+	// access links (on the router's side) and the transit link.
+	capA, err := netlab.StartCaptureOpts(lab.RT, netlab.AccessA.RouterDev(), netlab.CaptureOptions{Marker: mdMarker})
+	if err != nil {
+		return err
+	}
+	d.captures = append(d.captures, capA)
+	capB, err := netlab.StartCaptureOpts(lab.RT, netlab.AccessB.RouterDev(), netlab.CaptureOptions{Marker: mdMarker})
+	if err != nil {
+		return err
+	}
+	d.captures = append(d.captures, capB)
+
+	// 2. The daemons, from the embedded example configs.
+	haPath, mnPath := "", ""
+	for _, r := range []struct {
+		role string
+		path *string
+		sock *string
+	}{{RoleHA, &haPath, &d.haSock}, {RoleMN, &mnPath, &d.mnSock}} {
+		example, err := exampleConfig(r.role)
+		if err != nil {
+			return err
+		}
+		*r.path, *r.sock, err = netlab.WriteMobilityConfig(example, dir, r.role, nil)
+		if err != nil {
+			return err
+		}
+	}
+	for _, g := range []struct{ name, ns, path, sock string }{
+		{"HA", lab.HA, haPath, d.haSock}, {"MN", lab.MN, mnPath, d.mnSock},
+	} {
+		gw := &netlab.Gateway{Name: g.name, NS: g.ns, ConfigPath: g.path}
+		d.step("starting the %s: ip netns exec %s mipsec run -c %s", g.name, g.ns, g.path)
+		d.daemons = append(d.daemons, gw)
+		if err := gw.Start(ctx, d.bin, netlab.DaemonReady(g.sock)); err != nil {
+			return err
+		}
+		d.info("running (pid %d), control socket %s", gw.Pid(), g.sock)
+	}
+
+	// 3. Registration on A.
+	d.step("waiting for the home registration: %v -> care-of %v", hoa, coa6)
+	start := time.Now()
+	b, err := d.waitBinding(ctx, coa6, time.Time{})
+	if err != nil {
+		return fmt.Errorf("registration on access A: %w", err)
+	}
+	d.info("registered after %v: %s", time.Since(start).Round(time.Millisecond), mdBindingLine(b))
+
+	// 4. The streams.
+	cn6 := netlab.MobHomeCN6.Addr()
+	d.step("UDP stream %v -> [%v]:%d, one datagram every %v (sequence numbers: the loss count)", cn6, hoa, mdUDPPort, mdUDPInterval)
+	udp, err := netlab.StartUDPStream(lab.MN, netip.AddrPortFrom(hoa, mdUDPPort), lab.CN, cn6, mdUDPInterval, mdMarker)
+	if err != nil {
+		return err
+	}
+	udpStopped := false
+	defer func() {
+		if !udpStopped {
+			udp.Stop(0)
+		}
+	}()
+	if err := netlab.Poll(ctx, 10*time.Second, 50*time.Millisecond, func() (bool, string) {
+		return len(udp.Result().RecvAt) > 0, "no UDP datagram reached the MN's home address through the HA"
+	}); err != nil {
+		return err
+	}
+	d.info("datagrams arrive at the MN")
+
+	d.step("TCP stream %v -> [%v]:%d at %d KiB/s, SHA-256 checked at the end", cn6, hoa, mdTCPPort, d.rate>>10)
+	var (
+		mu      sync.Mutex
+		samples []tcpSample
+	)
+	stopTCP := make(chan struct{})
+	var seed [32]byte
+	rand.Read(seed[:])
+	type tcpDone struct {
+		res netlab.TransferResult
+		err error
+	}
+	tcpc := make(chan tcpDone, 1)
+	go func() {
+		data := netlab.Paced(netlab.Payload(1<<40, mdMarker, seed), d.rate, stopTCP)
+		res, err := netlab.Transfer(ctx, lab.MN, netip.AddrPortFrom(hoa, mdTCPPort), lab.CN, cn6, data, 16<<10, func(sent int) {
+			mu.Lock()
+			samples = append(samples, tcpSample{time.Now(), sent})
+			mu.Unlock()
+		})
+		tcpc <- tcpDone{res, err}
+	}()
+	tcpStopped := false
+	defer func() {
+		if !tcpStopped {
+			close(stopTCP)
+		}
+	}()
+	sentAt := func(t time.Time) int {
+		mu.Lock()
+		defer mu.Unlock()
+		i := sort.Search(len(samples), func(i int) bool { return samples[i].at.After(t) })
+		if i == 0 {
+			return 0
+		}
+		return samples[i-1].sent
+	}
+	if err := d.sleep(ctx, d.dwell); err != nil {
+		return err
+	}
+	d.info("%d KiB sent so far", sentAt(time.Now())>>10)
+
+	// 5. The moves: IPv6 -> IPv4 behind the NAT -> IPv6.
+	var moves []mdMove
+	for i, to := range []netlab.Access{netlab.AccessB, netlab.AccessA} {
+		from := lab.At()
+		d.step("move %d: %v -> %v: link %s down, %s up with %v", i+1, from, to, from.Dev(), to.Dev(), to.CoA())
+		mv, err := lab.MoveTo(ctx, to)
+		if err != nil {
+			return err
+		}
+		b, err := d.waitBinding(ctx, to.CoA(), mv.Down)
+		if err != nil {
+			return fmt.Errorf("move %d to %v: %w", i+1, to, err)
+		}
+		m := mdMove{mv: mv, registered: time.Since(mv.Down), binding: b}
+		d.info("registered at %v after %v: %s", to.CoA(), m.registered.Round(time.Millisecond), mdBindingLine(b))
+		if wantNAT := to == netlab.AccessB; mdNAT(b) != wantNAT {
+			return fmt.Errorf("move %d: the HA's binding says NAT=%v, want %v (rt masquerades access B only): %s", i+1, mdNAT(b), wantNAT, mdBindingLine(b))
+		}
+		if err := netlab.Poll(ctx, d.regTimeout, 50*time.Millisecond, func() (bool, string) {
+			_, ok := udp.Result().FirstAfter(mv.Down)
+			return ok, "no UDP datagram reached the MN over the new access link"
+		}); err != nil {
+			return fmt.Errorf("move %d to %v: %w", i+1, to, err)
+		}
+		moves = append(moves, m)
+		if err := d.sleep(ctx, d.dwell); err != nil {
+			return err
+		}
+		d.info("%d KiB sent so far", sentAt(time.Now())>>10)
+	}
+
+	// 6. Stop the streams: the TCP stream ends cleanly and is checked.
+	d.step("stopping the streams")
+	close(stopTCP)
+	tcpStopped = true
+	var tcp tcpDone
+	select {
+	case tcp = <-tcpc:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	ur := udp.Stop(500 * time.Millisecond)
+	udpStopped = true
+	if tcp.err != nil {
+		return fmt.Errorf("the TCP stream did not survive: %w", tcp.err)
+	}
+	d.info("TCP: %v; the receiver's SHA-256 matches the sender's: the stream survived both moves", tcp.res)
+	lost, sent := ur.Lost(time.Time{}, time.Time{})
+	d.info("UDP: %d datagrams sent, %d lost, %d duplicated", sent, lost, ur.Duplicates)
+
+	// 7. Per move: handover time, loss, TCP.
+	time.Sleep(200 * time.Millisecond)
+	for _, c := range d.captures {
+		c.Close()
+	}
+	stA, stB := capA.Stats(), capB.Stats()
+	d.step("handovers (the old link went down at t=0)")
+	var failed []string
+	for i, m := range moves {
+		st := stA
+		if m.mv.To == netlab.AccessB {
+			st = stB
+		}
+		end := time.Time{}
+		if i+1 < len(moves) {
+			end = moves[i+1].mv.Down
+		}
+		bu, ba, data, dataUp := mdFirsts(st, m.mv.Down)
+		lost, sent := ur.Lost(m.mv.Down, end)
+		gap, _ := ur.LongestGap(m.mv.Down.Add(-time.Second), end)
+		before, after := sentAt(m.mv.Down), sentAt(end)
+		if end.IsZero() {
+			after = tcp.res.Bytes
+		}
+		d.info("move %d, %v -> %v:", i+1, m.mv.From, m.mv.To)
+		d.info("  BU on the new link %s, BA %s, binding at the new CoA %v (control socket)",
+			mdSince(bu, m.mv.Down), mdSince(ba, m.mv.Down), m.registered.Round(time.Millisecond))
+		d.info("  handover time: %s (old link down -> first data ESP to the MN on %s); MN -> HA data from %s",
+			mdSince(data, m.mv.Down), m.mv.To.RouterDev(), mdSince(dataUp, m.mv.Down))
+		d.info("  packets lost: %d of %d UDP datagrams sent until the next move (longest gap between arrivals %v)",
+			lost, sent, gap.Round(time.Millisecond))
+		d.info("  TCP stream: survived, %d KiB sent after the move", (after-before)>>10)
+		if data.IsZero() {
+			failed = append(failed, fmt.Sprintf("move %d: no data ESP to the MN on %s after the move", i+1, m.mv.To.RouterDev()))
+		}
+	}
+	d.info("(packets lost: datagrams of the UDP stream, one every %v, whose sequence numbers never arrived)", mdUDPInterval)
+
+	// 8. The captures.
+	for _, c := range []struct {
+		acc netlab.Access
+		st  netlab.Stats
+	}{{netlab.AccessA, stA}, {netlab.AccessB, stB}} {
+		d.step("capture on access %v (%s in rt)", c.acc, c.acc.RouterDev())
+		lines, problems := mdCaptureReport(c.acc, c.st)
+		for _, l := range lines {
+			d.info("%s", l)
+		}
+		failed = append(failed, problems...)
+	}
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
+	}
+	d.info("=> only ESP crossed the access networks (raw ESP on A; ESP in UDP 4500 and BU/BA in UDP 4191 on B), none of it with the plaintext")
+
+	// 9. The daemons' view.
+	for _, c := range []struct{ sock, cmd, what string }{
+		{d.haSock, "binding list", "HA"}, {d.mnSock, "mn status", "MN"},
+	} {
+		d.step("mipsec %s --socket %s (%s)", c.cmd, c.sock, c.what)
+		out, err := netlab.Ctl(ctx, d.bin, c.sock, strings.Fields(c.cmd)...)
+		for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+			d.info("%s", l)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sleep waits for dur or until ctx is done.
+func (d *mobDemo) sleep(ctx context.Context, dur time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-time.After(dur):
+		return nil
+	}
+}
+
+// waitBinding polls the HA's binding list until the MN's home address is
+// bound to coa (primary) and the MN's status says it is registered there.
+func (d *mobDemo) waitBinding(ctx context.Context, coa netip.Addr, since time.Time) (netlab.BindingInfo, error) {
+	var b netlab.BindingInfo
+	err := netlab.Poll(ctx, d.regTimeout, 20*time.Millisecond, func() (bool, string) {
+		out, err := netlab.Ctl(ctx, d.bin, d.haSock, "binding", "list", "--json")
+		if err != nil {
+			return false, err.Error()
+		}
+		bs, err := netlab.ParseBindings(out)
+		if err != nil {
+			return false, err.Error()
+		}
+		var ok bool
+		b, ok = netlab.FindBinding(bs, netlab.MobHoA)
+		if !ok {
+			return false, fmt.Sprintf("the HA has no binding for %v: %s", netlab.MobHoA, strings.TrimSpace(string(out)))
+		}
+		if p, ok := b.Primary(); !ok || p.Addr != coa {
+			return false, fmt.Sprintf("the HA's binding is %s, want care-of %v", mdBindingLine(b), coa)
+		}
+		out, err = netlab.Ctl(ctx, d.bin, d.mnSock, "mn", "status", "--json")
+		if err != nil {
+			return false, err.Error()
+		}
+		st, err := netlab.ParseMNStatus(out)
+		if err != nil {
+			return false, err.Error()
+		}
+		if st.RegisteredCoA != coa {
+			return false, fmt.Sprintf("the MN says registered at %v (state %s), want %v", st.RegisteredCoA, st.State, coa)
+		}
+		return true, ""
+	})
+	return b, err
+}
+
+// mdNAT reports whether the binding's primary CoA is behind a NAT.
+func mdNAT(b netlab.BindingInfo) bool {
+	p, _ := b.Primary()
+	return p.NAT
+}
+
+// mdBindingLine describes a binding in one line.
+func mdBindingLine(b netlab.BindingInfo) string {
+	var coas []string
+	for _, c := range b.CoAs {
+		s := c.Addr.String()
+		if c.Endpoint.IsValid() {
+			s += " via UDP " + c.Endpoint.String()
+		}
+		if c.NAT {
+			s += " (NAT detected)"
+		} else {
+			s += " (no NAT)"
+		}
+		coas = append(coas, s)
+	}
+	hoa4 := ""
+	if b.HoA4.IsValid() {
+		hoa4 = " + " + b.HoA4.String()
+	}
+	return fmt.Sprintf("HoA %v%s -> %s, seq %d", b.HoA, hoa4, strings.Join(coas, ", "), b.Seq)
+}
+
+// mdFirsts finds in one access link's capture (taken on the router's side)
+// the first BU from the MN, BA to it, data ESP to it and data ESP from it
+// at or after t.
+func mdFirsts(st netlab.Stats, t time.Time) (bu, ba, down, up time.Time) {
+	for _, p := range st.ESP {
+		if p.Time.Before(t) {
+			continue
+		}
+		first := func(x *time.Time) {
+			if x.IsZero() {
+				*x = p.Time
+			}
+		}
+		switch {
+		case p.Signaling() && !p.Out:
+			first(&bu)
+		case p.Signaling() && p.Out:
+			first(&ba)
+		case p.Out:
+			first(&down)
+		default:
+			first(&up)
+		}
+	}
+	return bu, ba, down, up
+}
+
+// mdSince formats x - t, or "none" for a zero x.
+func mdSince(x, t time.Time) string {
+	if x.IsZero() {
+		return "none"
+	}
+	return x.Sub(t).Round(time.Millisecond).String()
+}
+
+// mdCaptureReport describes one access link's capture and lists what
+// breaks the demo's claims: anything but ESP (raw on A; in UDP 4500, or
+// BU/BA in UDP 4191, on B), NAT keepalives (B) and ARP/ND/MLD, or any
+// frame with the plaintext pattern.
+func mdCaptureReport(acc netlab.Access, s netlab.Stats) (lines, problems []string) {
+	dsmip, hao, rh2 := s.Signaling()
+	raw := 0
+	for _, p := range s.ESP {
+		if !p.UDP && !p.DSMIP {
+			raw++
+		}
+	}
+	var spis []string
+	for spi, n := range s.SPIs() {
+		spis = append(spis, fmt.Sprintf("0x%08x: %d", spi, n))
+	}
+	sort.Strings(spis)
+	other := ndOther(s)
+	var others []string
+	for k, n := range other {
+		others = append(others, fmt.Sprintf("%s: %d", k, n))
+	}
+	sort.Strings(others)
+	lines = []string{
+		fmt.Sprintf("%d frames captured", s.Frames),
+		fmt.Sprintf("ESP:                 %d packets, %d bytes; by SPI: %s", len(s.ESP), s.ESPBytes, strings.Join(spis, ", ")),
+		fmt.Sprintf("  raw (IP proto 50): %d, of them BU with a Home Address option %d, BA with a type 2 Routing header %d", raw, hao, rh2),
+		fmt.Sprintf("  in UDP 4500:       %d", s.ESPInUDP()),
+		fmt.Sprintf("  BU/BA in UDP 4191: %d", dsmip),
+		fmt.Sprintf("NAT keepalives:      %d", s.Keepalives),
+		fmt.Sprintf("ARP/ND/MLD:          %d (link-layer housekeeping)", s.Control),
+		fmt.Sprintf("anything else:       %d %s", len(other), strings.Join(others, ", ")),
+		fmt.Sprintf("frames with the plaintext pattern %q: %d", mdMarker, s.Plaintext),
+	}
+	name := "access " + acc.String()
+	if len(other) > 0 {
+		problems = append(problems, fmt.Sprintf("%s: traffic other than ESP: %s", name, strings.Join(others, ", ")))
+	}
+	if s.Plaintext > 0 {
+		problems = append(problems, fmt.Sprintf("%s: %d frames carry the plaintext", name, s.Plaintext))
+	}
+	if len(s.ESP) == 0 {
+		problems = append(problems, name+": no ESP at all")
+	}
+	switch acc {
+	case netlab.AccessA:
+		if s.ESPInUDP() > 0 || dsmip > 0 || s.Keepalives > 0 {
+			problems = append(problems, fmt.Sprintf("%s (IPv6, no NAT): UDP used where raw ESP does: %d ESP in UDP 4500, %d in UDP 4191, %d keepalives",
+				name, s.ESPInUDP(), dsmip, s.Keepalives))
+		}
+		if hao == 0 || rh2 == 0 {
+			problems = append(problems, fmt.Sprintf("%s: BU with HAO %d, BA with RH2 %d; want both", name, hao, rh2))
+		}
+	case netlab.AccessB:
+		if raw > 0 {
+			problems = append(problems, fmt.Sprintf("%s (behind the NAT): %d raw ESP packets, want ESP in UDP only", name, raw))
+		}
+		if dsmip == 0 {
+			problems = append(problems, name+": no BU/BA in UDP 4191")
+		}
+	}
+	return lines, problems
+}

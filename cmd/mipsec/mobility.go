@@ -1,0 +1,464 @@
+package main
+
+// The mobility layer in the daemon (role = "ha" or "mn", issue 4): a
+// mip6.HomeAgent or mip6.MobileNode built from [mobility], plugged into the
+// dataplane through its Hooks (draft-laganier-mext-dsmipv6-ipsec-00: the
+// mobility tunnel layer sits after IPsec outbound and before it inbound,
+// and touches outer headers only), sending its signaling through
+// Dataplane.Inject (SPD -> SA1/SA2 -> AfterSeal), and reaching the SAD only
+// through mip6.SAQuerier (*sad.DB).
+//
+// The HA installs proxy ND/ARP and TUN routes for bound home addresses
+// (internal/netcfg.HomeLink); the MN watches its access interfaces
+// (internal/netcfg.AddrWatcher), picks the care-of address with
+// mip6.ChooseCoA and calls MobileNode.Move. Events become Prometheus
+// counters here, off the packet path (mip6 logs them through zap).
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/internal/netcfg"
+	"github.com/mipsec/mipsec/mip6"
+	"github.com/mipsec/mipsec/pkt"
+	"github.com/mipsec/mipsec/sad"
+)
+
+// Errors of the mobility control commands.
+var (
+	errNotHA = errors.New("this daemon is not a home agent (role = \"ha\")")
+	errNotMN = errors.New("this daemon is not a mobile node (role = \"mn\")")
+)
+
+// addrWatcher is what the MN needs of netcfg.AddrWatcher.
+type addrWatcher interface{ Close() error }
+
+// mobilitySeams replace the kernel for tests (daemonOptions).
+type mobilitySeams struct {
+	// homeLink builds the HA's HomeLink; nil means netcfg.NewHomeLink
+	// on the configured home_link (none when it is empty).
+	homeLink func(cfg *Config, tun string) (mip6.HomeLink, func() error, error)
+	// watch starts the MN's address watcher; nil means netcfg.WatchAddrs.
+	watch func(cfg *Config, tun string, fn func([]netip.Addr)) (addrWatcher, error)
+	// now is the clock (nil: time.Now).
+	now func() time.Time
+}
+
+// mobility is the daemon's mobility layer.
+type mobility struct {
+	cfg   *Config
+	log   *zap.Logger
+	seams mobilitySeams
+
+	ha *mip6.HomeAgent
+	mn *mip6.MobileNode
+
+	// dp is set once the dataplane exists (Inject before that fails).
+	dp atomic.Pointer[dataplane.Dataplane]
+	ul dataplane.Underlay
+
+	hlMu          sync.Mutex
+	hl            mip6.HomeLink
+	homeLinkClose func() error
+	watcher       addrWatcher
+
+	// forced is the CoA `mipsec mn move` chose: the watcher then leaves
+	// the CoA alone until the address disappears.
+	mu       sync.Mutex
+	forced   netip.Addr
+	lastSeen []netip.Addr
+
+	// Event counters (metrics), written by OnEvent off the packet path.
+	ctr mobilityCounters
+}
+
+type mobilityCounters struct {
+	mu sync.Mutex
+	// HA
+	added, updated, removed, expired uint64
+	rejected                         map[string]uint64
+	// MN
+	mnEvents  map[string]uint64
+	handovers uint64
+	natSeen   uint64
+	lastHO    time.Duration
+}
+
+// newMobility builds the HA or MN of cfg. The dataplane does not exist
+// yet: its hooks come from hooks(), and Inject works after setDataplane.
+func newMobility(cfg *Config, sadb *sad.DB, log *zap.Logger, seams mobilitySeams) (*mobility, error) {
+	m := &mobility{cfg: cfg, log: log, seams: seams}
+	m.ctr.rejected = map[string]uint64{}
+	m.ctr.mnEvents = map[string]uint64{}
+	now := seams.now
+	if now == nil {
+		now = time.Now
+	}
+	mc := cfg.Mobility
+	var err error
+	switch cfg.Role {
+	case RoleHA:
+		m.ha, err = mip6.NewHomeAgent(mip6.HAConfig{
+			Address: mc.HAAddress, AddressV4: mc.HAAddressV4,
+			HomePrefix: mc.HomePrefix, HomePrefix4: mc.HomePrefixV4,
+			SAD: sadb, Inject: m.inject,
+			MaxLifetime: mc.MaxLifetime, MaxCoAs: mc.MaxCoAs, NATRefresh: mc.NATRefresh,
+			BURate: mc.BURate, BUBurst: mc.BUBurst,
+			Logger: log, Now: now, OnEvent: m.onHAEvent,
+			// HomeLink is set in start, once the TUN exists.
+			HomeLink: (*lateHomeLink)(m),
+		})
+	case RoleMN:
+		ka := mc.NATKeepalive
+		if ka < 0 {
+			ka = 0
+		}
+		var keepalive func(netip.AddrPort) error
+		if mc.NATKeepalive > 0 {
+			keepalive = m.keepalive
+		}
+		m.mn, err = mip6.NewMobileNode(mip6.MNConfig{
+			HoA: mc.HomeAddress, HoA4: mc.HomeAddressV4, HomePrefix: mc.HomePrefix,
+			HA: mc.HAAddress, HAV4: mc.HAAddressV4,
+			SAD: sadb, Inject: m.inject, Keepalive: keepalive,
+			BUL:    mip6.BULConfig{Lifetime: mc.Lifetime, NATKeepalive: ka},
+			Logger: log, Now: now, OnEvent: m.onMNEvent,
+		})
+	default:
+		return nil, fmt.Errorf("mobility: role %q has no mobility layer", cfg.Role)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mobility: %w", err)
+	}
+	return m, nil
+}
+
+// lateHomeLink forwards to the HomeLink start creates (the HA is built
+// before the TUN exists). Until then, and without a home_link, it does
+// nothing.
+type lateHomeLink mobility
+
+func (l *lateHomeLink) Add(a netip.Addr) error {
+	if hl := (*mobility)(l).homeLink(); hl != nil {
+		return hl.Add(a)
+	}
+	return nil
+}
+
+func (l *lateHomeLink) Remove(a netip.Addr) error {
+	if hl := (*mobility)(l).homeLink(); hl != nil {
+		return hl.Remove(a)
+	}
+	return nil
+}
+
+func (m *mobility) homeLink() mip6.HomeLink {
+	m.hlMu.Lock()
+	defer m.hlMu.Unlock()
+	return m.hl
+}
+
+// hooks returns the dataplane hooks of the HA or MN: AfterSeal (DR-1,
+// DR-3), BeforeLookup (DR-4 record, HA) and Deliver (BU / BA / MPS / MPA).
+// They are built once; per packet they only convert between the
+// dataplane's and mip6's endpoint types (no allocation).
+func (m *mobility) hooks() dataplane.Hooks {
+	if m.ha != nil {
+		ha := m.ha
+		return dataplane.Hooks{
+			AfterSeal: func(b *pkt.Buf, sa *sad.SA, ep *dataplane.Endpoint) bool {
+				o, ok := ha.AfterSeal(b, sa.SPI())
+				applyOut(o, ep)
+				return ok
+			},
+			BeforeLookup: func(b *pkt.Buf, ep dataplane.Endpoint) bool {
+				return ha.BeforeLookup(b, sourceOf(ep))
+			},
+			Deliver: func(p []byte, sa *sad.SA, seq uint32, ep dataplane.Endpoint) bool {
+				return ha.Deliver(p, sa.SPI(), seq, sourceOf(ep))
+			},
+		}
+	}
+	mn := m.mn
+	return dataplane.Hooks{
+		AfterSeal: func(b *pkt.Buf, sa *sad.SA, ep *dataplane.Endpoint) bool {
+			o, ok := mn.AfterSeal(b, sa.SPI())
+			applyOut(o, ep)
+			return ok
+		},
+		Deliver: func(p []byte, sa *sad.SA, seq uint32, ep dataplane.Endpoint) bool {
+			return mn.Deliver(p, sa.SPI(), seq, sourceOf(ep))
+		},
+	}
+}
+
+// applyOut maps a mip6 decision to the dataplane's endpoint.
+func applyOut(o mip6.Out, ep *dataplane.Endpoint) {
+	switch o.Kind {
+	case mip6.OutRaw:
+		*ep = dataplane.Endpoint{Addr: netip.AddrPortFrom(o.Dst.Addr(), 0), Encap: dataplane.EncapRaw}
+	case mip6.OutUDP:
+		*ep = dataplane.Endpoint{Addr: o.Dst, Encap: dataplane.EncapUDP}
+	case mip6.OutIP:
+		*ep = dataplane.Endpoint{Addr: netip.AddrPortFrom(o.Dst.Addr(), 0), Encap: dataplane.EncapIP}
+	}
+}
+
+// sourceOf maps a dataplane endpoint to mip6's view of a packet's source.
+func sourceOf(ep dataplane.Endpoint) mip6.Source {
+	return mip6.Source{Addr: ep.Addr, UDP: ep.Encap == dataplane.EncapUDP, IP: ep.Encap == dataplane.EncapIP}
+}
+
+func (m *mobility) inject(p []byte) error {
+	dp := m.dp.Load()
+	if dp == nil {
+		return dataplane.ErrClosed
+	}
+	return dp.Inject(p)
+}
+
+func (m *mobility) keepalive(dst netip.AddrPort) error {
+	if m.ul == nil {
+		return dataplane.ErrClosed
+	}
+	return m.ul.SendKeepalive(dataplane.Endpoint{Addr: dst, Encap: dataplane.EncapUDP})
+}
+
+// start runs once the dataplane runs: the HA's home link and signaling
+// goroutine; the MN's BUL and address watcher (its first report moves the
+// MN to the best address there is).
+func (m *mobility) start(dp *dataplane.Dataplane, ul dataplane.Underlay, tun string) error {
+	m.dp.Store(dp)
+	m.ul = ul
+	if m.ha != nil {
+		mk := m.seams.homeLink
+		if mk == nil {
+			mk = linuxHomeLink
+		}
+		hl, closeFn, err := mk(m.cfg, tun)
+		if err != nil {
+			return err
+		}
+		m.hlMu.Lock()
+		m.hl, m.homeLinkClose = hl, closeFn
+		m.hlMu.Unlock()
+		return m.ha.Start()
+	}
+	if err := m.mn.Start(); err != nil {
+		return err
+	}
+	watch := m.seams.watch
+	if watch == nil {
+		watch = linuxWatch
+	}
+	w, err := watch(m.cfg, tun, m.addrsChanged)
+	if err != nil {
+		return err
+	}
+	m.watcher = w
+	return nil
+}
+
+// linuxHomeLink is netcfg's HomeLink on the configured home link; with no
+// home_link there is none (the operator routes and proxies by hand).
+func linuxHomeLink(cfg *Config, tun string) (mip6.HomeLink, func() error, error) {
+	if cfg.Mobility.HomeLink == "" {
+		return nil, func() error { return nil }, nil
+	}
+	hl, err := netcfg.NewHomeLink(netcfg.HomeLinkConfig{Interface: cfg.Mobility.HomeLink, TUN: tun})
+	if err != nil {
+		return nil, nil, err
+	}
+	return hl, hl.Close, nil
+}
+
+func linuxWatch(cfg *Config, tun string, fn func([]netip.Addr)) (addrWatcher, error) {
+	return netcfg.WatchAddrs(netcfg.WatchConfig{Interfaces: cfg.Mobility.Interfaces, Exclude: []string{tun}}, fn)
+}
+
+// addrsChanged is the watcher's report: the usable addresses now. The MN
+// moves to the best of them (mip6.ChooseCoA: the home link, then global
+// IPv6, then IPv4) unless `mipsec mn move` forced one that is still there.
+func (m *mobility) addrsChanged(addrs []netip.Addr) {
+	m.mu.Lock()
+	m.lastSeen = addrs
+	forced := m.forced
+	if forced.IsValid() && !containsAddr(addrs, forced) {
+		m.forced = netip.Addr{}
+		forced = netip.Addr{}
+	}
+	m.mu.Unlock()
+	if forced.IsValid() {
+		return
+	}
+	coa, ok := mip6.ChooseCoA(addrs, m.cfg.Mobility.HomePrefix)
+	if !ok {
+		m.log.Warn("no usable care-of address on the watched interfaces", zap.Stringers("addresses", addrs))
+		return
+	}
+	if st := m.mn.Status(); st.CoA == coa || st.Home && m.cfg.Mobility.HomePrefix.Contains(coa) {
+		return
+	}
+	if err := m.mn.Move(coa); err != nil {
+		m.log.Warn("movement: cannot use the care-of address", zap.Stringer("coa", coa), zap.Error(err))
+	}
+}
+
+func containsAddr(as []netip.Addr, a netip.Addr) bool {
+	for _, x := range as {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// Move forces the MN's care-of address (`mipsec mn move`).
+func (m *mobility) Move(coa netip.Addr) error {
+	if m.mn == nil {
+		return errNotMN
+	}
+	coa = coa.Unmap()
+	if err := mip6.CheckCoA(coa); err != nil {
+		return err
+	}
+	if err := m.mn.Move(coa); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.forced = coa
+	m.mu.Unlock()
+	return nil
+}
+
+// close de-registers the MN (bounded wait) and stops the HA; it runs
+// before the dataplane closes, because the de-registration BU and its BA
+// go through it.
+func (m *mobility) close() error {
+	var errs []error
+	if m.watcher != nil {
+		errs = append(errs, m.watcher.Close())
+	}
+	if m.mn != nil {
+		errs = append(errs, m.mn.Close())
+	}
+	if m.ha != nil {
+		errs = append(errs, m.ha.Close())
+		m.hlMu.Lock()
+		c := m.homeLinkClose
+		m.hl, m.homeLinkClose = nil, nil
+		m.hlMu.Unlock()
+		if c != nil {
+			errs = append(errs, c())
+		}
+	}
+	m.dp.Store(nil)
+	return errors.Join(errs...)
+}
+
+func (m *mobility) onHAEvent(e mip6.HAEvent) {
+	c := &m.ctr
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch e.Kind {
+	case mip6.HABindingAdded:
+		c.added++
+	case mip6.HABindingUpdated:
+		c.updated++
+	case mip6.HABindingRemoved:
+		c.removed++
+		if e.Expired {
+			c.expired++
+		}
+	case mip6.HABURejected:
+		r := e.Reason
+		if r == "" {
+			r = e.Status.String()
+		}
+		c.rejected[r]++
+	}
+}
+
+func (m *mobility) onMNEvent(e mip6.MNEvent) {
+	c := &m.ctr
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mnEvents[e.Kind.String()]++
+	if e.Kind == mip6.MNRegistered {
+		if e.Handover > 0 {
+			c.handovers++
+			c.lastHO = e.Handover
+		}
+		if e.NAT {
+			c.natSeen++
+		}
+	}
+}
+
+// mobilityMetrics is what the Prometheus collector reads of the mobility
+// layer at scrape time.
+type mobilityMetrics struct {
+	Role string
+	// HA
+	Bindings       int
+	BindingEvents  map[string]uint64 // added, updated, removed, expired
+	BUAccepted     uint64
+	BURejected     map[string]uint64
+	BAs            map[string]uint64 // HA: sent, failed; MN: accepted, rejected, ignored
+	NATDetected    uint64
+	HomeLinkErrors uint64
+	// MN
+	BUsSent      uint64
+	Handovers    uint64
+	LastHandover time.Duration
+	Keepalives   uint64
+	Registered   bool
+	NAT          bool
+}
+
+// metrics snapshots the counters (not on the packet path).
+func (m *mobility) metrics() mobilityMetrics {
+	out := mobilityMetrics{Role: m.cfg.Role, BAs: map[string]uint64{}}
+	c := &m.ctr
+	if m.ha != nil {
+		st := m.ha.Stats()
+		out.Bindings = m.ha.Cache().Len()
+		out.BUAccepted = st.BUAccepted
+		out.BURejected = st.BURejected
+		out.BAs["sent"], out.BAs["failed"] = st.BAsSent, st.BAsFailed
+		out.NATDetected = st.NATDetected
+		out.HomeLinkErrors = st.HomeLinkErrors
+		c.mu.Lock()
+		out.BindingEvents = map[string]uint64{"added": c.added, "updated": c.updated, "removed": c.removed, "expired": c.expired}
+		c.mu.Unlock()
+		return out
+	}
+	st := m.mn.Status()
+	k := st.Counters
+	out.BUsSent = k.BUsSent
+	out.BAs["accepted"], out.BAs["rejected"], out.BAs["ignored"] = k.BAsAccepted, k.BAsRejected, k.BAsIgnored
+	out.Handovers = k.Handovers
+	out.Keepalives = k.Keepalives
+	out.Registered = st.RegisteredCoA.IsValid()
+	out.NAT = st.NAT
+	c.mu.Lock()
+	out.NATDetected = c.natSeen
+	out.LastHandover = c.lastHO
+	c.mu.Unlock()
+	return out
+}
+
+// MobilityMetrics is the mobility layer's metrics; false for a gateway.
+func (d *daemon) MobilityMetrics() (mobilityMetrics, bool) {
+	if d.mob == nil {
+		return mobilityMetrics{}, false
+	}
+	return d.mob.metrics(), true
+}

@@ -1,0 +1,409 @@
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/dataplane/tuntest"
+	"github.com/mipsec/mipsec/dataplane/underlaytest"
+	"github.com/mipsec/mipsec/internal/header"
+	"github.com/mipsec/mipsec/mip6"
+	"github.com/mipsec/mipsec/pkt"
+	"github.com/mipsec/mipsec/sad"
+)
+
+// fakeHomeLink records the HomeLink calls of the HA.
+type fakeHomeLink struct {
+	mu      sync.Mutex
+	live    map[netip.Addr]bool
+	adds    int
+	removes int
+	closed  bool
+}
+
+func (f *fakeHomeLink) Add(a netip.Addr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.live[a] = true
+	f.adds++
+	return nil
+}
+
+func (f *fakeHomeLink) Remove(a netip.Addr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.live, a)
+	f.removes++
+	return nil
+}
+
+func (f *fakeHomeLink) has(a netip.Addr) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.live[a]
+}
+
+// fakeWatcher hands the MN a list of addresses, like netcfg.AddrWatcher.
+type fakeWatcher struct {
+	mu     sync.Mutex
+	fn     func([]netip.Addr)
+	closed bool
+}
+
+func (w *fakeWatcher) report(addrs ...netip.Addr) {
+	w.mu.Lock()
+	fn := w.fn
+	w.mu.Unlock()
+	fn(addrs)
+}
+
+func (w *fakeWatcher) Close() error {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	return nil
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// udp6 builds an IPv6/UDP packet (checksum left zero: nothing here checks
+// it) with payload n bytes of id.
+func udp6(src, dst netip.Addr, n int, id byte) []byte {
+	p := make([]byte, header.IPv6HeaderLen+8+n)
+	p[0] = 0x60
+	binary.BigEndian.PutUint16(p[4:], uint16(8+n))
+	p[6] = header.ProtoUDP
+	p[7] = 64
+	s, d := src.As16(), dst.As16()
+	copy(p[8:], s[:])
+	copy(p[24:], d[:])
+	u := p[header.IPv6HeaderLen:]
+	binary.BigEndian.PutUint16(u[0:], 40000)
+	binary.BigEndian.PutUint16(u[2:], 5001)
+	binary.BigEndian.PutUint16(u[4:], uint16(8+n))
+	for i := range n {
+		u[8+i] = id
+	}
+	return p
+}
+
+// TestMobilityBackToBack runs examples/ha.toml and mn.toml over the
+// in-memory TUN and underlay: the MN's watcher reports its IPv6 care-of
+// address, the MN registers (BU on SA1 through Inject with a Home Address
+// option, BA on SA2 back through the type 2 routing header), the HA installs
+// the home link entries, data from a CN to the home address reaches the MN
+// at its care-of address (DR-1), the control commands show it, and the
+// MN's shutdown de-registers it.
+func TestMobilityBackToBack(t *testing.T) {
+	coa := netip.MustParseAddr("2001:db8:2::100")
+	haCfg := gatewayConfig(t, "ha.toml", t.TempDir())
+	mnCfg := gatewayConfig(t, "mn.toml", t.TempDir())
+	uHA, uMN := underlaytest.NewPair(
+		dataplane.Endpoint{Addr: netip.AddrPortFrom(topoHA, 0)},
+		dataplane.Endpoint{Addr: netip.AddrPortFrom(coa, 0)})
+	uHA.SetAddrs(topoHA4)
+	tunHA, tunMN := tuntest.New(1, 64), tuntest.New(1, 64)
+
+	hl := &fakeHomeLink{live: map[netip.Addr]bool{}}
+	haOpts := daemonOptions{noControl: true, workers: 2, openIO: fakeIO(tunHA, uHA)}
+	haOpts.mobility.homeLink = func(cfg *Config, tun string) (mip6.HomeLink, func() error, error) {
+		return hl, func() error { hl.closed = true; return nil }, nil
+	}
+	ha, err := newDaemon(haCfg, zaptest.NewLogger(t).Named("HA"), haOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ha.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer ha.Close()
+
+	w := &fakeWatcher{}
+	mnOpts := daemonOptions{noControl: true, workers: 2, openIO: fakeIO(tunMN, uMN)}
+	mnOpts.mobility.watch = func(cfg *Config, tun string, fn func([]netip.Addr)) (addrWatcher, error) {
+		if tun != "mipsec0" && tun == "" {
+			t.Errorf("watch: TUN %q", tun)
+		}
+		w.mu.Lock()
+		w.fn = fn
+		w.mu.Unlock()
+		return w, nil
+	}
+	mn, err := newDaemon(mnCfg, zaptest.NewLogger(t).Named("MN"), mnOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.Start(); err != nil {
+		t.Fatal(err)
+	}
+	closedMN := false
+	defer func() {
+		if !closedMN {
+			mn.Close()
+		}
+	}()
+
+	// Movement detection: link-local and loopback are no CoA; the global
+	// IPv6 address wins.
+	w.report(netip.MustParseAddr("fe80::1"), coa)
+	eventually(t, "the MN's registration", func() bool {
+		st, err := mn.MNStatus()
+		return err == nil && st.RegisteredCoA == coa
+	})
+	eventually(t, "the HA's binding", func() bool {
+		bs, _ := ha.Bindings()
+		return len(bs) == 1 && bs[0].HoA == topoHoA && len(bs[0].CoAs) > 0 && bs[0].CoAs[0].Addr == coa
+	})
+	eventually(t, "the home link entry", func() bool { return hl.has(topoHoA) })
+
+	// DR-1: CN -> HoA leaves the HA to the CoA and reaches the MN's TUN.
+	tunHA.Outbound <- udp6(topoCN, topoHoA, 100, 7)
+	select {
+	case p := <-tunMN.Inbound:
+		if len(p) != header.IPv6HeaderLen+108 || p[len(p)-1] != 7 {
+			t.Fatalf("MN got %x", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("CN -> HoA not delivered; HA %+v\nMN %+v", ha.Stats().Drops, mn.Stats().Drops)
+	}
+	// And back: HoA -> CN from the MN's TUN to the HA's.
+	tunMN.Outbound <- udp6(topoHoA, topoCN, 50, 9)
+	select {
+	case p := <-tunHA.Inbound:
+		if p[len(p)-1] != 9 {
+			t.Fatalf("HA got %x", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("HoA -> CN not delivered; HA %+v\nMN %+v", ha.Stats().Drops, mn.Stats().Drops)
+	}
+
+	// The control commands see it.
+	bs, err := ha.Bindings()
+	if err != nil || len(bs) != 1 {
+		t.Fatalf("Bindings = %v, %v", bs, err)
+	}
+	bi := bindingInfoOf(bs[0], time.Now())
+	if bi.HoA != topoHoA.String() || len(bi.CoAs) == 0 || !bi.CoAs[0].Primary || bi.CoAs[0].NAT || bi.LifetimeLeft == "0s" {
+		t.Errorf("binding info %+v", bi)
+	}
+	st, _ := mn.MNStatus()
+	si := mnStatusInfoOf(st, time.Now())
+	if si.RegisteredCoA != coa.String() || si.NAT || si.Data != "raw "+topoHA.String() && si.Data != "keep" {
+		t.Errorf("mn status %+v", si)
+	}
+	if _, err := mn.Bindings(); !errors.Is(err, errNotHA) {
+		t.Errorf("MN Bindings = %v, want errNotHA", err)
+	}
+	if _, err := ha.MNStatus(); !errors.Is(err, errNotMN) {
+		t.Errorf("HA MNStatus = %v, want errNotMN", err)
+	}
+	if err := ha.MNMove(coa); !errors.Is(err, errNotMN) {
+		t.Errorf("HA MNMove = %v, want errNotMN", err)
+	}
+	if err := mn.MNMove(netip.MustParseAddr("ff02::1")); err == nil {
+		t.Error("MNMove to a multicast address accepted")
+	}
+	// Metrics.
+	hm, ok := ha.MobilityMetrics()
+	if !ok || hm.Bindings != 1 || hm.BUAccepted == 0 || hm.BAs["sent"] == 0 || hm.BindingEvents["added"] != 1 {
+		t.Errorf("HA metrics %+v", hm)
+	}
+	mm, ok := mn.MobilityMetrics()
+	if !ok || mm.BUsSent == 0 || mm.BAs["accepted"] == 0 || !mm.Registered || mm.NAT {
+		t.Errorf("MN metrics %+v", mm)
+	}
+
+	// Shutdown de-registers (lifetime 0) before the dataplane closes; the
+	// HA removes the binding and the home link entries.
+	closedMN = true
+	if err := mn.Close(); err != nil {
+		t.Errorf("MN Close: %v", err)
+	}
+	if !w.closed {
+		t.Error("the watcher was not closed")
+	}
+	eventually(t, "the de-registration", func() bool {
+		bs, _ := ha.Bindings()
+		return len(bs) == 0 && !hl.has(topoHoA)
+	})
+	if err := ha.Close(); err != nil {
+		t.Errorf("HA Close: %v", err)
+	}
+	if !hl.closed {
+		t.Error("the home link was not closed")
+	}
+}
+
+// TestMobilityHooksMapping: the endpoint conversions between the dataplane
+// and mip6, both ways, and that they do not allocate.
+func TestMobilityHooksMapping(t *testing.T) {
+	v6 := netip.MustParseAddr("2001:db8:2::100")
+	nat := netip.MustParseAddrPort("198.51.100.2:61000")
+	start := dataplane.Endpoint{Addr: netip.AddrPortFrom(topoHoA, 0), Encap: dataplane.EncapRaw}
+	for _, tt := range []struct {
+		out  mip6.Out
+		want dataplane.Endpoint
+	}{
+		{mip6.Out{Kind: mip6.OutKeep, Dst: nat}, start},
+		{mip6.Out{Kind: mip6.OutRaw, Dst: netip.AddrPortFrom(v6, 0)}, dataplane.Endpoint{Addr: netip.AddrPortFrom(v6, 0), Encap: dataplane.EncapRaw}},
+		{mip6.Out{Kind: mip6.OutRaw, Dst: netip.AddrPortFrom(v6, 99)}, dataplane.Endpoint{Addr: netip.AddrPortFrom(v6, 0), Encap: dataplane.EncapRaw}},
+		{mip6.Out{Kind: mip6.OutUDP, Dst: nat}, dataplane.Endpoint{Addr: nat, Encap: dataplane.EncapUDP}},
+		{mip6.Out{Kind: mip6.OutIP, Dst: nat}, dataplane.Endpoint{Addr: netip.AddrPortFrom(nat.Addr(), 0), Encap: dataplane.EncapIP}},
+		{mip6.Out{Kind: 200, Dst: nat}, start}, // unknown: unchanged
+	} {
+		ep := start
+		applyOut(tt.out, &ep)
+		if ep != tt.want {
+			t.Errorf("%v %v -> %v, want %v", tt.out.Kind, tt.out.Dst, ep, tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		ep   dataplane.Endpoint
+		want mip6.Source
+	}{
+		{dataplane.Endpoint{Addr: netip.AddrPortFrom(v6, 0), Encap: dataplane.EncapRaw}, mip6.Source{Addr: netip.AddrPortFrom(v6, 0)}},
+		{dataplane.Endpoint{Addr: nat, Encap: dataplane.EncapUDP}, mip6.Source{Addr: nat, UDP: true}},
+		{dataplane.Endpoint{Addr: nat, Encap: dataplane.EncapIP}, mip6.Source{Addr: nat, IP: true}},
+	} {
+		if got := sourceOf(tt.ep); got != tt.want {
+			t.Errorf("sourceOf(%v) = %+v, want %+v", tt.ep, got, tt.want)
+		}
+	}
+	if raceEnabled {
+		return
+	}
+	ep := start
+	o := mip6.Out{Kind: mip6.OutUDP, Dst: nat}
+	if n := testing.AllocsPerRun(100, func() {
+		applyOut(o, &ep)
+		_ = sourceOf(ep)
+	}); n != 0 {
+		t.Errorf("%v allocations per packet", n)
+	}
+}
+
+// TestMobilityHooksNoAlloc: the hooks the daemon hands the dataplane cost
+// no allocation per packet (a data packet to an unbound home address on
+// the HA, the MN's AfterSeal for a data SPI).
+func TestMobilityHooksNoAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocations are counted without -race")
+	}
+	for _, name := range []string{"ha", "mn"} {
+		cfg := gatewayConfig(t, name+".toml", t.TempDir())
+		db := sad.New(sad.Options{})
+		defer db.Close()
+		for _, s := range cfg.SAs {
+			if _, err := db.Add(s.Config); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m, err := newMobility(cfg, db, zaptest.NewLogger(t), mobilitySeams{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := m.hooks()
+		sa := db.Lookup(sad.Outbound, 0xb008)
+		if name == "mn" {
+			sa = db.Lookup(sad.Outbound, 0xa007)
+		}
+		b := pkt.Get()
+		data := udp6(topoHA, topoHoA, 64, 1)
+		ep := dataplane.Endpoint{Addr: netip.AddrPortFrom(topoHoA, 0)}
+		e := &dataplane.Endpoint{}
+		n := testing.AllocsPerRun(100, func() {
+			b.Set(data)
+			*e = ep
+			h.AfterSeal(b, sa, e)
+			if h.BeforeLookup != nil {
+				h.BeforeLookup(b, ep)
+			}
+		})
+		pkt.Put(b)
+		if n != 0 {
+			t.Errorf("%s: %v allocations per packet", name, n)
+		}
+		if h.Deliver == nil || h.AfterSeal == nil || (name == "ha") != (h.BeforeLookup != nil) {
+			t.Errorf("%s: hooks %+v", name, h)
+		}
+		m.close()
+	}
+	if _, err := newMobility(&Config{Role: RoleGateway}, nil, zaptest.NewLogger(t), mobilitySeams{}); err == nil {
+		t.Error("newMobility for a gateway succeeded")
+	}
+}
+
+// TestMobilityMovementDetection: the watcher's reports move the MN to the
+// best address (IPv6 before IPv4, mip6.ChooseCoA), a forced `mn move`
+// holds until its address disappears, and reports without a usable
+// address move nothing.
+func TestMobilityMovementDetection(t *testing.T) {
+	cfg := gatewayConfig(t, "mn.toml", t.TempDir())
+	db := sad.New(sad.Options{})
+	defer db.Close()
+	for _, s := range cfg.SAs {
+		if _, err := db.Add(s.Config); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := newMobility(cfg, db, zaptest.NewLogger(t), mobilitySeams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.close()
+	if err := m.mn.Start(); err != nil {
+		t.Fatal(err)
+	}
+	v6, v4 := netip.MustParseAddr("2001:db8:2::100"), netip.MustParseAddr("203.0.113.10")
+	coa := func() netip.Addr { return m.mn.Status().CoA }
+	m.addrsChanged([]netip.Addr{v4})
+	if coa() != v4 {
+		t.Fatalf("CoA %v, want %v", coa(), v4)
+	}
+	m.addrsChanged([]netip.Addr{v4, v6})
+	if coa() != v6 {
+		t.Fatalf("CoA %v, want the IPv6 address %v", coa(), v6)
+	}
+	m.addrsChanged([]netip.Addr{netip.MustParseAddr("fe80::1"), netip.MustParseAddr("169.254.1.1")})
+	if coa() != v6 {
+		t.Errorf("no usable address moved the MN to %v", coa())
+	}
+	if err := m.Move(v4); err != nil {
+		t.Fatal(err)
+	}
+	m.addrsChanged([]netip.Addr{v4, v6})
+	if coa() != v4 {
+		t.Errorf("the watcher overrode the forced CoA: %v", coa())
+	}
+	m.addrsChanged([]netip.Addr{v6}) // the forced address is gone
+	if coa() != v6 {
+		t.Errorf("CoA %v after the forced address went away, want %v", coa(), v6)
+	}
+	for _, bad := range []netip.Addr{{}, netip.MustParseAddr("ff02::1"), netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("255.255.255.255")} {
+		if err := m.Move(bad); err == nil {
+			t.Errorf("Move(%v) accepted", bad)
+		}
+	}
+	// Going home: only an address in the home prefix is left (ChooseCoA
+	// ranks the home link last).
+	m.addrsChanged([]netip.Addr{netip.MustParseAddr("2001:db8:1::100")})
+	if st := m.mn.Status(); !st.Home {
+		t.Errorf("an address in the home prefix did not take the MN home: %+v", st)
+	}
+}

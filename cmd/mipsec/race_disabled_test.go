@@ -1,0 +1,6 @@
+//go:build !race
+
+package main
+
+// raceEnabled: allocation counts are meaningless under -race.
+const raceEnabled = false

@@ -1,0 +1,16 @@
+// Package netcfg is the kernel side of mobility in `mipsec run`, through
+// netlink (github.com/vishvananda/netlink):
+//
+//   - HomeLink: on the home agent, when a binding appears, proxy neighbour
+//     discovery (RFC 6275 §10.4.1) for an IPv6 home address or proxy ARP
+//     (a pneigh entry) for an IPv4 one on the home-link interface, and a
+//     host route for the home address into the TUN; Remove undoes both when
+//     the binding ends. It implements mip6.HomeLink.
+//   - AddrWatcher: on the mobile node, netlink address and link events on
+//     the underlay interfaces, debounced, reported as the current list of
+//     usable addresses, from which the daemon picks the care-of address
+//     (mip6.ChooseCoA, RFC 6275 §11.5.1 movement detection).
+//
+// It is Linux-only and imports no mipsec package: cmd/mipsec wires it to
+// mip6.
+package netcfg
