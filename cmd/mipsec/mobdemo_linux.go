@@ -52,6 +52,7 @@ func mobdemo(args []string, stdout, stderr io.Writer) int {
 	dwell := fs.Duration("dwell", 3*time.Second, "time on each network before the next move")
 	rate := fs.Int("rate", 2048, "TCP stream rate in `KiB/s`")
 	regTimeout := fs.Duration("reg-timeout", 15*time.Second, "longest wait for a registration after a move")
+	dropPP := fs.Bool("drop-param-problems", false, "drop the kernel's ICMPv6 Parameter Problem errors in HA and MN (nftables): a kernel without\nMobile IPv6 sends one for every Home Address option and type 2 Routing header that mipsec consumes")
 	verbose := fs.Bool("v", false, "print the daemons' logs at the end")
 	timeout := fs.Duration("timeout", 3*time.Minute, "give up after this long")
 	fs.Usage = func() {
@@ -109,7 +110,7 @@ removed at the end, also on failure or Ctrl-C.`)
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
-	d := &mobDemo{out: stdout, bin: *bin, dwell: *dwell, rate: *rate << 10, regTimeout: *regTimeout}
+	d := &mobDemo{out: stdout, bin: *bin, dwell: *dwell, rate: *rate << 10, regTimeout: *regTimeout, dropPP: *dropPP}
 	err := d.run(ctx)
 	fmt.Fprintln(stdout, "teardown: stopping MN (de-registration) and HA, deleting the namespaces")
 	d.teardown()
@@ -143,6 +144,7 @@ type mobDemo struct {
 	dwell      time.Duration
 	rate       int // TCP bytes per second
 	regTimeout time.Duration
+	dropPP     bool
 
 	dir      string
 	lab      *netlab.Mobility
@@ -218,6 +220,12 @@ func (d *mobDemo) run(ctx context.Context) error {
 	d.lab = lab
 	d.info("cn %s  ha %s  rt %s  mn %s", lab.CN, lab.HA, lab.RT, lab.MN)
 	d.info("MN on access A: %s %v (access B %s down)", netlab.AccessA.Dev(), coa6, netlab.AccessB.Dev())
+	if d.dropPP {
+		if err := lab.DropParamProblems(ctx); err != nil {
+			return err
+		}
+		d.info("HA and MN drop their kernels' ICMPv6 Parameter Problem errors (nftables output rule)")
+	}
 
 	// The captures run from before the daemons start to the end: both
 	// access links (on the router's side) and the transit link.
@@ -398,7 +406,7 @@ func (d *mobDemo) run(ctx context.Context) error {
 		if i+1 < len(moves) {
 			end = moves[i+1].mv.Down
 		}
-		bu, ba, data, dataUp := mdFirsts(st, m.mv.Down)
+		h := st.HandoverAfter(m.mv.Down)
 		lost, sent := ur.Lost(m.mv.Down, end)
 		gap, _ := ur.LongestGap(m.mv.Down.Add(-time.Second), end)
 		before, after := sentAt(m.mv.Down), sentAt(end)
@@ -406,14 +414,14 @@ func (d *mobDemo) run(ctx context.Context) error {
 			after = tcp.res.Bytes
 		}
 		d.info("move %d, %v -> %v:", i+1, m.mv.From, m.mv.To)
-		d.info("  BU on the new link %s, BA %s, binding at the new CoA %v (control socket)",
-			mdSince(bu, m.mv.Down), mdSince(ba, m.mv.Down), m.registered.Round(time.Millisecond))
+		d.info("  new link up with the CoA %s (the lab's ip commands), BU on it %s, BA %s, binding at the new CoA %v (control socket)",
+			mdSince(m.mv.Up, m.mv.Down), mdSince(h.BU, m.mv.Down), mdSince(h.BA, m.mv.Down), m.registered.Round(time.Millisecond))
 		d.info("  handover time: %s (old link down -> first data ESP to the MN on %s); MN -> HA data from %s",
-			mdSince(data, m.mv.Down), m.mv.To.RouterDev(), mdSince(dataUp, m.mv.Down))
+			mdSince(h.ToMN, m.mv.Down), m.mv.To.RouterDev(), mdSince(h.FromMN, m.mv.Down))
 		d.info("  packets lost: %d of %d UDP datagrams sent until the next move (longest gap between arrivals %v)",
 			lost, sent, gap.Round(time.Millisecond))
 		d.info("  TCP stream: survived, %d KiB sent after the move", (after-before)>>10)
-		if data.IsZero() {
+		if h.ToMN.IsZero() {
 			failed = append(failed, fmt.Sprintf("move %d: no data ESP to the MN on %s after the move", i+1, m.mv.To.RouterDev()))
 		}
 	}
@@ -527,33 +535,6 @@ func mdBindingLine(b netlab.BindingInfo) string {
 	return fmt.Sprintf("HoA %v%s -> %s, seq %d", b.HoA, hoa4, strings.Join(coas, ", "), b.Seq)
 }
 
-// mdFirsts finds in one access link's capture (taken on the router's side)
-// the first BU from the MN, BA to it, data ESP to it and data ESP from it
-// at or after t.
-func mdFirsts(st netlab.Stats, t time.Time) (bu, ba, down, up time.Time) {
-	for _, p := range st.ESP {
-		if p.Time.Before(t) {
-			continue
-		}
-		first := func(x *time.Time) {
-			if x.IsZero() {
-				*x = p.Time
-			}
-		}
-		switch {
-		case p.Signaling() && !p.Out:
-			first(&bu)
-		case p.Signaling() && p.Out:
-			first(&ba)
-		case p.Out:
-			first(&down)
-		default:
-			first(&up)
-		}
-	}
-	return bu, ba, down, up
-}
-
 // mdSince formats x - t, or "none" for a zero x.
 func mdSince(x, t time.Time) string {
 	if x.IsZero() {
@@ -581,8 +562,10 @@ func mdCaptureReport(acc netlab.Access, s netlab.Stats) (lines, problems []strin
 	sort.Strings(spis)
 	other := ndOther(s)
 	var others []string
+	nother := 0
 	for k, n := range other {
 		others = append(others, fmt.Sprintf("%s: %d", k, n))
+		nother += n
 	}
 	sort.Strings(others)
 	lines = []string{
@@ -593,7 +576,7 @@ func mdCaptureReport(acc netlab.Access, s netlab.Stats) (lines, problems []strin
 		fmt.Sprintf("  BU/BA in UDP 4191: %d", dsmip),
 		fmt.Sprintf("NAT keepalives:      %d", s.Keepalives),
 		fmt.Sprintf("ARP/ND/MLD:          %d (link-layer housekeeping)", s.Control),
-		fmt.Sprintf("anything else:       %d %s", len(other), strings.Join(others, ", ")),
+		fmt.Sprintf("anything else:       %d %s", nother, strings.Join(others, ", ")),
 		fmt.Sprintf("frames with the plaintext pattern %q: %d", mdMarker, s.Plaintext),
 	}
 	name := "access " + acc.String()

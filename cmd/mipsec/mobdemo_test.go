@@ -11,7 +11,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/mipsec/mipsec/internal/netlab"
 	"github.com/mipsec/mipsec/internal/testenv"
 )
 
@@ -89,4 +91,52 @@ func TestMobDemo(t *testing.T) {
 		noDemoLeftovers(t, bin)
 		t.Logf("demo output:\n%s", out)
 	})
+}
+
+// TestMobDemoReport: the per-move measurements (netlab's HandoverAfter,
+// tested here on a demo-shaped capture) and the capture verdicts
+// the mobility demo prints, on hand-made captures.
+func TestMobDemoReport(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	s := netlab.Stats{ESP: []netlab.ESPPacket{
+		{SPI: 0xb008, Out: true, Time: at(-5)},             // data before the move: ignored
+		{SPI: 0xa001, HAO: true, Time: at(100)},            // BU from the MN
+		{SPI: 0xb002, RH2: true, Out: true, Time: at(110)}, // BA to it
+		{SPI: 0xb008, Out: true, Time: at(120)},            // first data to the MN
+		{SPI: 0xa007, Time: at(130)},                       // first data from it
+		{SPI: 0xb008, Out: true, Time: at(140)},
+	}}
+	h := s.HandoverAfter(t0)
+	if !h.BU.Equal(at(100)) || !h.BA.Equal(at(110)) || !h.ToMN.Equal(at(120)) || !h.FromMN.Equal(at(130)) {
+		t.Errorf("HandoverAfter = %v %v %v %v", h.BU.Sub(t0), h.BA.Sub(t0), h.ToMN.Sub(t0), h.FromMN.Sub(t0))
+	}
+	if h := s.HandoverAfter(at(200)); h != (netlab.Handover{}) {
+		t.Errorf("HandoverAfter past the end = %+v", h)
+	}
+	if got := mdSince(at(120), t0); got != "120ms" || mdSince(time.Time{}, t0) != "none" {
+		t.Errorf("mdSince = %q", got)
+	}
+	s.ESPBytes, s.Frames = 1000, 6
+	if _, problems := mdCaptureReport(netlab.AccessA, s); len(problems) != 0 {
+		t.Errorf("a clean access A capture: %v", problems)
+	}
+	// The same on B: raw ESP and no UDP 4191 are both wrong there.
+	if _, problems := mdCaptureReport(netlab.AccessB, s); len(problems) != 2 {
+		t.Errorf("raw ESP on access B: problems %v, want 2", problems)
+	}
+	dirty := s
+	dirty.ESP = append([]netlab.ESPPacket{{SPI: 0xb008, UDP: true}}, s.ESP...)
+	dirty.Plaintext = 1
+	dirty.Other = map[string]int{"ICMPv6 type 4 code 2": 3}
+	lines, problems := mdCaptureReport(netlab.AccessA, dirty)
+	if len(problems) != 3 {
+		t.Errorf("UDP, plaintext and ICMP on access A: problems %v, want 3", problems)
+	}
+	if !strings.Contains(strings.Join(lines, "\n"), "anything else:       3 ICMPv6 type 4 code 2: 3") {
+		t.Errorf("report lines:\n%s", strings.Join(lines, "\n"))
+	}
+	if _, problems := mdCaptureReport(netlab.AccessB, netlab.Stats{}); len(problems) != 2 {
+		t.Errorf("empty capture on B: %v, want no ESP and no 4191", problems)
+	}
 }

@@ -376,3 +376,38 @@ func SendIP(ns string, p []byte) error {
 		return nil
 	})
 }
+
+// Handover is when the first packets of each kind crossed one access link
+// after a handover began (Stats.HandoverAfter); a zero time: none did.
+type Handover struct {
+	BU, BA time.Time // signaling from and to the MN
+	ToMN   time.Time // data ESP toward the MN
+	FromMN time.Time // data ESP from the MN
+}
+
+// HandoverAfter finds, in a capture taken on the router's side of an
+// access link (Out: toward the MN), the first BU, BA, data to the MN and
+// data from it at or after t.
+func (s Stats) HandoverAfter(t time.Time) Handover {
+	var h Handover
+	for _, p := range s.ESP {
+		if p.Time.Before(t) {
+			continue
+		}
+		var x *time.Time
+		switch {
+		case p.Signaling() && !p.Out:
+			x = &h.BU
+		case p.Signaling():
+			x = &h.BA
+		case p.Out:
+			x = &h.ToMN
+		default:
+			x = &h.FromMN
+		}
+		if x.IsZero() {
+			*x = p.Time
+		}
+	}
+	return h
+}

@@ -220,3 +220,23 @@ func TestClassifyMobility(t *testing.T) {
 		t.Errorf("Summary() = %q", sum)
 	}
 }
+
+func TestHandoverAfter(t *testing.T) {
+	t0 := time.Unix(50, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	s := Stats{ESP: []ESPPacket{
+		{SPI: 8, Out: true, Time: at(-1)},
+		{SPI: 1, DSMIP: true, Time: at(10)},
+		{SPI: 7, Time: at(15)},
+		{SPI: 1, DSMIP: true, Time: at(16)}, // a retransmission: not the first
+		{SPI: 2, DSMIP: true, Out: true, Time: at(20)},
+		{SPI: 8, UDP: true, Out: true, Time: at(30)},
+	}}
+	h := s.HandoverAfter(t0)
+	if !h.BU.Equal(at(10)) || !h.BA.Equal(at(20)) || !h.ToMN.Equal(at(30)) || !h.FromMN.Equal(at(15)) {
+		t.Errorf("HandoverAfter = %+v", h)
+	}
+	if h := s.HandoverAfter(at(25)); !h.BU.IsZero() || !h.BA.IsZero() || !h.FromMN.IsZero() || !h.ToMN.Equal(at(30)) {
+		t.Errorf("HandoverAfter(25ms) = %+v", h)
+	}
+}
