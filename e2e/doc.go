@@ -20,6 +20,15 @@
 //   - TestWireshark: `mipsec capture --outer` decrypts in tshark with the
 //     lines of `mipsec sa list --wireshark` (GCM and CBC+HMAC, raw and UDP,
 //     IPv4 and IPv6 outer).
+//   - TestMobility*: a home agent and a mobile node (testdata/ha.toml,
+//     mn.toml) with a correspondent, a NAT router and two access networks
+//     (internal/netlab Mobility): registration, a TCP stream checked across
+//     IPv6 -> IPv4/NAT -> IPv6 moves, NAT detected only behind the NAT, UDP
+//     only where needed, data on the old CoA until the BA, de-registration,
+//     expiry, and the hostile cases (foreign home address, replayed BU,
+//     stale sequence number -> 135, unauthenticated packets from a new
+//     address, garbage on UDP 4191); tshark decodes the BU/BA.
+//   - TestBenchSmoke: a short `mipsec bench` run against wireguard-go.
 //
 // Every test creates its own namespaces (named mipsec-e2e-PID-N), uses only
 // documentation addresses (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,

@@ -16,7 +16,10 @@ Usage:
   mipsec run [-c FILE]    run the daemon (TUN + underlay) from a TOML config: a
                           gateway, a home agent or a mobile node (role =)
   mipsec check [-c FILE]  validate a config without running it (exit 1 on errors)
-  mipsec demo [flags]     two gateways in network namespaces: ping, TCP, ESP-only capture (root)
+  mipsec demo [flags]     the mobility demo (root): CN, home agent, NAT router and mobile node in
+                          namespaces; a TCP stream to the home address survives IPv6 -> IPv4
+                          behind NAT -> IPv6 moves (handover time, loss, ESP-only captures)
+  mipsec demo --gateway   two gateways in network namespaces: ping, TCP, ESP-only capture (root)
   mipsec demo --engine    the ESP engine in process: every algorithm, hostile packets, throughput
   mipsec algorithms       list the ESP algorithms and their sizes
 
