@@ -3,6 +3,7 @@ package dataplane
 // Goroutines and locking
 //
 //	TUN reader ──batch──> work ──> workers (Workers of them, both directions)
+//	     │  (or, see below, seal and send on the reader itself)
 //	     │                              │ seal / open in place, unlock batch
 //	     └──batch (read order)──> outbound writer: lock batch (waits for the
 //	                                  worker), Underlay.Send, batch back to free
@@ -16,6 +17,16 @@ package dataplane
 // each, so packets leave in the order they were read (per path, hence per SA)
 // while the crypto of different batches runs on all cores: wireguard-go's
 // per-peer queues with element locks.
+//
+// Those hand-offs (free batch, work queue, writer: several goroutine
+// switches and channel operations per batch) cost more than the crypto of a
+// small batch, and on one core nothing runs in parallel anyway. So a reader
+// processes a batch itself and writes it directly, keeping the batch for its
+// next read, when nothing of its path is in flight (path.pending is 0: the
+// writer has written every batch queued before, so the read order holds) and
+// the batch has at most inlineMax packets, or always with one worker or one
+// core (Dataplane.solo). Larger batches on several cores still go to the
+// workers, overlapping the crypto with the next read.
 //
 // Each path owns a fixed set of batches (the free channel): its buffers
 // (pkt.Buf, one per slot) and slices are allocated once, in Start, and
@@ -73,7 +84,10 @@ type Dataplane struct {
 	spdb     *spd.DB
 	hooks    Hooks
 	workers  int
-	log      *zap.Logger
+	// solo: one worker or one core (set by Start): the readers process
+	// every batch themselves (see inline).
+	solo bool
+	log  *zap.Logger
 
 	peers   atomic.Pointer[peerTable]
 	capture atomic.Pointer[captureBox]
@@ -151,6 +165,7 @@ func (d *Dataplane) Start() error {
 	}
 	d.started = true
 
+	d.solo = d.workers == 1 || runtime.GOMAXPROCS(0) == 1
 	d.work = make(chan *batch, 2*d.workers)
 	for range d.workers {
 		d.others.Go(d.worker)
@@ -159,13 +174,13 @@ func (d *Dataplane) Start() error {
 	outSize := max(1, d.tun.BatchSize())
 	out := d.newPath(dirOut, outSize)
 	d.readers.Go(func() { d.readTUN(out) })
-	d.others.Go(func() { d.writeUnderlay(out) })
+	d.others.Go(func() { d.writer(out) })
 
 	inSize := max(1, d.underlay.BatchSize())
 	for _, fn := range fns {
 		in := d.newPath(dirIn, inSize)
 		d.readers.Go(func() { d.receive(fn, in) })
-		d.others.Go(func() { d.writeTUN(in) })
+		d.others.Go(func() { d.writer(in) })
 	}
 
 	d.others.Go(d.control)

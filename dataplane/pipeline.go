@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -39,12 +40,22 @@ type batch struct {
 	send  []*pkt.Buf // out: packets to send (compacted)
 	k     int        // compacted count (send/eps out, raw in)
 	bytes uint64     // bytes of the k packets
+	// dirty is how many of bufs (from the first) may have been moved off
+	// their reset state since the batch last reset them (in: before each
+	// ReceiveFunc call). Resetting only those spares touching all the
+	// slots when the underlay returns few packets per call.
+	dirty int
 }
 
 // path is one reader-writer pair with its batches.
 type path struct {
 	free  chan *batch
 	order chan *batch
+	// pending counts the batches queued (to the workers and the writer)
+	// and not yet written. Only the reader adds to it, so when it reads
+	// 0 nothing of the path is in flight and the reader may process and
+	// write a batch itself without breaking the read order.
+	pending atomic.Int64
 }
 
 func newBatch(dir direction, size int) *batch {
@@ -72,6 +83,17 @@ func (b *batch) release() {
 	clear(b.raw)
 }
 
+// written drops the batch's references to what it wrote, so that it can
+// take the next read.
+func (b *batch) written() {
+	if b.dir == dirOut {
+		clear(b.send[:b.k])
+	} else {
+		clear(b.raw[:b.k])
+	}
+	b.k = 0
+}
+
 func (d *Dataplane) newPath(dir direction, size int) *path {
 	n := max(2, min(2*d.workers, maxInFlight/size))
 	p := &path{free: make(chan *batch, n), order: make(chan *batch, n)}
@@ -83,9 +105,33 @@ func (d *Dataplane) newPath(dir direction, size int) *path {
 	return p
 }
 
+// inlineMax is the largest batch a reader processes itself, when nothing of
+// its path is in flight, rather than hand it to the workers: for a few
+// packets the goroutine hand-offs (reader, worker, writer) cost more than
+// the crypto; a larger batch is worth running beside the next read.
+const inlineMax = 8
+
+// inline reports whether the reader of p processes a batch of n packets
+// itself (process, then write): only when no batch of p is in flight, so
+// the read order holds; then always on one core or with one worker (there
+// is nothing to run in parallel), else for small batches.
+func (d *Dataplane) inline(p *path, n int) bool {
+	return p.pending.Load() == 0 && (d.solo || n <= inlineMax)
+}
+
+// process runs the worker stage of b.
+func (d *Dataplane) process(b *batch) {
+	if b.dir == dirOut {
+		d.sealBatch(b)
+	} else {
+		d.openBatch(b)
+	}
+}
+
 // queue hands a filled batch to the workers and, in read order, to the
 // path's writer.
 func (d *Dataplane) queue(p *path, b *batch) {
+	p.pending.Add(1)
 	b.mu.Lock()
 	p.order <- b
 	d.work <- b
@@ -93,11 +139,7 @@ func (d *Dataplane) queue(p *path, b *batch) {
 
 func (d *Dataplane) worker() {
 	for b := range d.work {
-		if b.dir == dirOut {
-			d.sealBatch(b)
-		} else {
-			d.openBatch(b)
-		}
+		d.process(b)
 		b.mu.Unlock()
 	}
 }
@@ -120,26 +162,37 @@ func (d *Dataplane) readTUN(p *path) {
 }
 
 // readLoop is the reader side of a path: it takes free batches, fills
-// them with read and queues them in read order. what names the source in
-// logs; reason counts read errors. A closed source ends the loop quietly;
-// other errors are retried with a growing pause, and maxConsecutiveErrors
-// of them in a row stop the reader.
+// them with read and queues them in read order, or, when inline says so,
+// processes and writes them itself and keeps the batch for the next read
+// (no hand-off, no channel operation). what names the source in logs;
+// reason counts read errors. A closed source ends the loop quietly; other
+// errors are retried with a growing pause, and maxConsecutiveErrors of them
+// in a row stop the reader.
 func (d *Dataplane) readLoop(p *path, what string, reason DropReason, read func(*batch) (int, error)) {
 	defer close(p.order)
 	errs := 0
+	var b *batch // owned by the reader
 	for {
-		var b *batch
-		select {
-		case b = <-p.free:
-		case <-d.done:
+		if b == nil {
+			select {
+			case b = <-p.free:
+			case <-d.done:
+				return
+			}
+		} else if d.closed.Load() {
 			return
 		}
 		n, err := read(b)
 		if n > 0 {
 			b.n = n
-			d.queue(p, b)
-		} else {
-			p.free <- b
+			if d.inline(p, n) {
+				d.process(b)
+				d.write(b)
+				b.written()
+			} else {
+				d.queue(p, b)
+				b = nil
+			}
 		}
 		if err == nil {
 			errs = 0
@@ -164,71 +217,87 @@ func (d *Dataplane) readLoop(p *path, what string, reason DropReason, read func(
 	}
 }
 
-// writeUnderlay is the outbound writer.
-func (d *Dataplane) writeUnderlay(p *path) {
+// writer is the writer side of a path: it takes the queued batches in read
+// order, waits for their worker and writes them.
+func (d *Dataplane) writer(p *path) {
 	for b := range p.order {
 		b.mu.Lock()
-		if b.k > 0 {
-			switch {
-			case d.closed.Load():
-				d.c.drops[DropClosing].Add(uint64(b.k))
-			default:
-				if err := d.underlay.Send(b.send[:b.k], b.eps[:b.k]); err != nil {
-					d.c.drops[DropUnderlaySend].Add(uint64(b.k))
-					if ce := d.log.Check(zap.DebugLevel, "underlay send"); ce != nil {
-						ce.Write(zap.Error(err))
-					}
-				} else {
-					d.c.sentPackets.Add(uint64(b.k))
-					d.c.sentBytes.Add(b.bytes)
-				}
-			}
-		}
+		d.write(b)
 		b.mu.Unlock()
-		clear(b.send[:b.k])
+		b.written()
+		p.pending.Add(-1) // after the write: see path.pending
 		p.free <- b
 	}
+}
+
+// write writes the processed batch b: Underlay.Send (out) or TUN.Write
+// (in).
+func (d *Dataplane) write(b *batch) {
+	if b.k == 0 {
+		return
+	}
+	if d.closed.Load() {
+		d.c.drops[DropClosing].Add(uint64(b.k))
+		return
+	}
+	if b.dir == dirOut {
+		d.sendBatch(b)
+	} else {
+		d.deliverBatch(b)
+	}
+}
+
+// sendBatch is the outbound write.
+func (d *Dataplane) sendBatch(b *batch) {
+	if err := d.underlay.Send(b.send[:b.k], b.eps[:b.k]); err != nil {
+		d.c.drops[DropUnderlaySend].Add(uint64(b.k))
+		if ce := d.log.Check(zap.DebugLevel, "underlay send"); ce != nil {
+			ce.Write(zap.Error(err))
+		}
+		return
+	}
+	d.c.sentPackets.Add(uint64(b.k))
+	d.c.sentBytes.Add(b.bytes)
 }
 
 // receive is the inbound reader of one ReceiveFunc.
 func (d *Dataplane) receive(fn ReceiveFunc, p *path) {
 	d.readLoop(p, "underlay", DropUnderlayRecv, func(b *batch) (int, error) {
-		for _, buf := range b.bufs {
-			buf.Reset()
-		}
-		return fn(b.bufs, b.eps)
+		return b.receiveFrom(fn)
 	})
 }
 
-// writeTUN is the inbound writer of one ReceiveFunc.
-func (d *Dataplane) writeTUN(p *path) {
-	for b := range p.order {
-		b.mu.Lock()
-		if b.k > 0 {
-			switch {
-			case d.closed.Load():
-				d.c.drops[DropClosing].Add(uint64(b.k))
-			default:
-				n, err := d.tun.Write(b.raw[:b.k], tunWriteOffset)
-				if err != nil {
-					n = max(0, min(n, b.k))
-					d.c.drops[DropTUNWrite].Add(uint64(b.k - n))
-					if ce := d.log.Check(zap.DebugLevel, "TUN write"); ce != nil {
-						ce.Write(zap.Error(err))
-					}
-					if n > 0 {
-						d.c.deliveredPackets.Add(uint64(n))
-					}
-				} else {
-					d.c.deliveredPackets.Add(uint64(b.k))
-					d.c.deliveredBytes.Add(b.bytes)
-				}
-			}
-		}
-		b.mu.Unlock()
-		clear(b.raw[:b.k])
-		p.free <- b
+// receiveFrom fills b with one call of fn, handing it every buffer reset.
+func (b *batch) receiveFrom(fn ReceiveFunc) (int, error) {
+	for _, buf := range b.bufs[:b.dirty] {
+		buf.Reset()
 	}
+	n, err := fn(b.bufs, b.eps)
+	// The packet path touches only what fn returned (openBatch works on
+	// b.bufs[:n]); after a failed call fn may have written anywhere.
+	b.dirty = len(b.bufs)
+	if err == nil && n > 0 {
+		b.dirty = min(n, len(b.bufs))
+	}
+	return n, err
+}
+
+// deliverBatch is the inbound write.
+func (d *Dataplane) deliverBatch(b *batch) {
+	n, err := d.tun.Write(b.raw[:b.k], tunWriteOffset)
+	if err != nil {
+		n = max(0, min(n, b.k))
+		d.c.drops[DropTUNWrite].Add(uint64(b.k - n))
+		if ce := d.log.Check(zap.DebugLevel, "TUN write"); ce != nil {
+			ce.Write(zap.Error(err))
+		}
+		if n > 0 {
+			d.c.deliveredPackets.Add(uint64(n))
+		}
+		return
+	}
+	d.c.deliveredPackets.Add(uint64(b.k))
+	d.c.deliveredBytes.Add(b.bytes)
 }
 
 // sealBatch processes an outbound batch: SPD, seal, AfterSeal, outer header
@@ -268,7 +337,9 @@ func (d *Dataplane) sealBatch(b *batch) {
 	b.bytes = outBytes
 	d.c.outPackets.Add(uint64(b.n))
 	d.c.outBytes.Add(inBytes)
-	d.addDrops(&drops)
+	if k != b.n { // each packet is sent or dropped
+		d.addDrops(&drops)
+	}
 }
 
 // noDrop is sealOne's "sent" (not a drop reason).
@@ -511,7 +582,9 @@ func (d *Dataplane) openBatch(b *batch) {
 	if consumed != 0 {
 		d.c.consumed.Add(consumed)
 	}
-	d.addDrops(&drops)
+	if uint64(k)+consumed != uint64(b.n) { // each packet is delivered, consumed or dropped
+		d.addDrops(&drops)
+	}
 }
 
 // headerInFront checks the normalised outer IP header a raw receive leaves
