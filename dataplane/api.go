@@ -144,7 +144,7 @@ type Underlay interface {
 }
 
 // Hooks are where the mobility layer (mip6, draft-laganier-mext-dsmipv6-ipsec)
-// plugs into the packet path. They run on worker goroutines, concurrently,
+// plugs into the packet path. They run on worker (or reader) goroutines, concurrently,
 // per packet: they must not block, allocate or log. Nil hooks cost nothing.
 type Hooks struct {
 	// AfterSeal runs after an outbound packet is sealed and before it
@@ -173,7 +173,7 @@ type Hooks struct {
 	// low 32 bits of the ESP sequence number it carried (the ESP header's
 	// field, RFC 4303 §2.2); ep its source. It returns true when it
 	// consumed the packet (signaling: Stats.Consumed), false to have it
-	// written to the TUN. It runs on worker goroutines, concurrently, and
+	// written to the TUN. It runs on worker (or reader) goroutines, concurrently, and
 	// p is only valid during the call (copy it). Nil: transport packets go
 	// to the TUN.
 	Deliver func(p []byte, sa *sad.SA, seq uint32, ep Endpoint) bool
@@ -229,7 +229,7 @@ type Config struct {
 }
 
 // Capture sees packets for debugging (the control socket's pcap). It is
-// called on worker goroutines, concurrently, per packet, only while set: p is
+// called on worker (or reader) goroutines, concurrently, per packet, only while set: p is
 // only valid during the call.
 type Capture interface {
 	// Inner sees a cleartext packet: read from the TUN (out) or about to

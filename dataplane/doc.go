@@ -64,7 +64,11 @@
 // SA's packets arrive on one ReceiveFunc. The packets in flight per path are
 // bounded (512) so that sequence numbers, which esp hands out when a packet
 // is sealed, stay within the peer's anti-replay window even though batches
-// are sealed and opened concurrently (see dataplane.go).
+// are sealed and opened concurrently (see dataplane.go). A reader seals or
+// opens a batch itself, and writes it, when nothing of its path is in
+// flight and the batch is small (at most 8 packets), or always with one
+// worker or GOMAXPROCS 1: no hand-off then, and order holds because every
+// earlier batch of the path has been written.
 //
 // Roaming (PeerConfig.Roaming, off by default): the peer's endpoint follows
 // the source of a packet on one of its InSPIs that passed the ICV and the
