@@ -197,6 +197,37 @@ type UnderlayStats struct {
 	TxHeaderIncluded atomic.Uint64
 }
 
+// UnderlayCounter is one UnderlayStats counter by its stable snake_case
+// name (as `mipsec stats` and the Prometheus metrics show it).
+type UnderlayCounter struct {
+	Name  string
+	Value uint64
+}
+
+// Counters returns every counter of s, in declaration order, by name:
+// rx_keepalives, rx_non_esp, rx_malformed, rx_fragments, rx_coalesced,
+// tx_keepalives, gso_retries, gso_disabled, rx_dsmipv6, rx_ext_headers,
+// rx_ip_malformed, tx_header_included. A nil s returns nil.
+func (s *UnderlayStats) Counters() []UnderlayCounter {
+	if s == nil {
+		return nil
+	}
+	return []UnderlayCounter{
+		{"rx_keepalives", s.RxKeepalives.Load()},
+		{"rx_non_esp", s.RxNonESP.Load()},
+		{"rx_malformed", s.RxMalformed.Load()},
+		{"rx_fragments", s.RxFragments.Load()},
+		{"rx_coalesced", s.RxCoalesced.Load()},
+		{"tx_keepalives", s.TxKeepalives.Load()},
+		{"gso_retries", s.GSORetries.Load()},
+		{"gso_disabled", s.GSODisabled.Load()},
+		{"rx_dsmipv6", s.RxDSMIPv6.Load()},
+		{"rx_ext_headers", s.RxExtHeaders.Load()},
+		{"rx_ip_malformed", s.RxIPMalformed.Load()},
+		{"tx_header_included", s.TxHeaderIncluded.Load()},
+	}
+}
+
 // Errors of the Linux underlay.
 var (
 	// ErrUnderlayOpen: Open was called on an open underlay.

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"reflect"
 	"sort"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -697,5 +700,37 @@ func TestUnderlayMarkAndNoSocket(t *testing.T) {
 	got := recvN(t, ub, fns[0], 2, 5*time.Second)
 	if len(got) != 2 || binary.BigEndian.Uint32(got[0].p[4:]) != 2 || binary.BigEndian.Uint32(got[1].p[4:]) != 4 {
 		t.Errorf("received %d packets, want seq 2 and 4", len(got))
+	}
+}
+
+// TestUnderlayStatsCounters: Counters names every UnderlayStats field once,
+// in order, with its value (a new field must be added there too).
+func TestUnderlayStatsCounters(t *testing.T) {
+	var s UnderlayStats
+	typ := reflect.TypeFor[UnderlayStats]()
+	v := reflect.ValueOf(&s).Elem()
+	for i := range typ.NumField() {
+		v.Field(i).Addr().Interface().(*atomic.Uint64).Store(uint64(100 + i))
+	}
+	cs := s.Counters()
+	if len(cs) != typ.NumField() {
+		t.Fatalf("Counters has %d entries, UnderlayStats %d fields", len(cs), typ.NumField())
+	}
+	seen := map[string]bool{}
+	for i, c := range cs {
+		if c.Value != uint64(100+i) {
+			t.Errorf("%s = %d, want %d (field %s)", c.Name, c.Value, 100+i, typ.Field(i).Name)
+		}
+		if seen[c.Name] || c.Name == "" || strings.ToLower(c.Name) != c.Name {
+			t.Errorf("bad or duplicate name %q", c.Name)
+		}
+		seen[c.Name] = true
+		want := strings.ToLower(strings.ReplaceAll(typ.Field(i).Name, "_", ""))
+		if got := strings.ReplaceAll(c.Name, "_", ""); got != want {
+			t.Errorf("counter %q for field %s", c.Name, typ.Field(i).Name)
+		}
+	}
+	if (*UnderlayStats)(nil).Counters() != nil {
+		t.Error("nil stats: want nil")
 	}
 }

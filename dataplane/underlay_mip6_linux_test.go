@@ -285,7 +285,10 @@ func TestUnderlayDSMIPv6(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, g := range [][]byte{[]byte("hello"), {0x60, 0, 0, 0, 0, 200, 50, 64}, inner[:45]} {
+	// Garbage that is not IPv4/IPv6-shaped: text, a lone 0xFF (a NAT
+	// keepalive on the wrong port), zeros, a truncated IPv6 header, a
+	// cut packet. Each one is counted in RxIPMalformed.
+	for _, g := range [][]byte{[]byte("hello"), []byte("garbage"), {0xff}, {0, 0, 0}, {0x60, 0, 0, 0, 0, 200, 50, 64}, inner[:45]} {
 		send(5555, DSMIPv6Port, g)
 	}
 	send(5555, DSMIPv6Port, inner)
@@ -293,8 +296,17 @@ func TestUnderlayDSMIPv6(t *testing.T) {
 	if !bytes.Equal(got.p, inner) || got.ep != (Endpoint{Addr: netip.AddrPortFrom(p.a4, 5555), Encap: EncapIP}) {
 		t.Errorf("got % x from %v", got.p, got.ep)
 	}
-	if n := ub.stats.RxIPMalformed.Load(); n != 3 {
-		t.Errorf("RxIPMalformed = %d, want 3", n)
+	if n := ub.stats.RxIPMalformed.Load(); n != 6 {
+		t.Errorf("RxIPMalformed = %d, want 6", n)
+	}
+	var byName uint64
+	for _, c := range ub.stats.Counters() {
+		if c.Name == "rx_ip_malformed" {
+			byName = c.Value
+		}
+	}
+	if byName != 6 {
+		t.Errorf("Counters() rx_ip_malformed = %d, want 6", byName)
 	}
 	if n := ub.stats.RxDSMIPv6.Load(); n != 2 {
 		t.Errorf("RxDSMIPv6 = %d, want 2", n)

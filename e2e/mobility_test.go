@@ -300,7 +300,8 @@ func dataplaneDrops(st map[string]any) (total uint64, byReason map[string]uint64
 				walk(path+"."+k, x)
 			}
 		case float64:
-			if (strings.HasPrefix(path, ".dataplane.drops.") || strings.Contains(path, "garbage") || strings.Contains(path, "unprotected")) &&
+			if (strings.HasPrefix(path, ".dataplane.drops.") || strings.Contains(path, "garbage") || strings.Contains(path, "unprotected") ||
+				strings.HasPrefix(path, ".underlay.") && strings.Contains(path, "malformed")) &&
 				!strings.Contains(path, "policy") { // SPD drops of the HA's own traffic are not garbage
 				byReason[path] = uint64(v)
 				total += uint64(v)
@@ -309,6 +310,24 @@ func dataplaneDrops(st map[string]any) (total uint64, byReason map[string]uint64
 	}
 	walk("", st)
 	return total, byReason
+}
+
+// statCounter returns the number at the dotted path ("underlay.x") of a
+// stats answer; ok is false when there is none.
+func statCounter(st map[string]any, path string) (uint64, bool) {
+	if path == "" {
+		return 0, false
+	}
+	var v any = st
+	for _, k := range strings.Split(path, ".") {
+		m, _ := v.(map[string]any)
+		if m == nil {
+			return 0, false
+		}
+		v = m[k]
+	}
+	f, ok := v.(float64)
+	return uint64(f), ok
 }
 
 // TestMobilityRegistration: the MN registers its IPv6 care-of address on
@@ -1024,15 +1043,19 @@ func TestMobilityGarbage4191(t *testing.T) {
 	copy(clear[8:24], mobHoA.AsSlice())
 	copy(clear[24:40], netlab.MobHAAddr.AsSlice())
 	clear[40], clear[41], clear[42] = 59, 1, 5
+	// counter: the `mipsec stats --json` counter that must rise by
+	// exactly one (the underlay refuses what is not a whole IPv4/IPv6
+	// packet, RFC 5555 §4.1); empty: any drop counter (the dataplane's).
 	payloads := []struct {
-		name string
-		b    []byte
+		name    string
+		b       []byte
+		counter string
 	}{
-		{"7 bytes of text", []byte("garbage")},
-		{"one 0xff byte (a NAT keepalive on the wrong port)", []byte{0xff}},
-		{"3 zero bytes", make([]byte, 3)},
-		{"a cleartext IPv6 BU (no ESP)", clear},
-		{"an IPv6 header and zeros", append([]byte{0x60}, make([]byte, 100)...)},
+		{"7 bytes of text", []byte("garbage"), "underlay.rx_ip_malformed"},
+		{"one 0xff byte (a NAT keepalive on the wrong port)", []byte{0xff}, "underlay.rx_ip_malformed"},
+		{"3 zero bytes", make([]byte, 3), "underlay.rx_ip_malformed"},
+		{"a cleartext IPv6 BU (no ESP)", clear, ""},
+		{"an IPv6 header and zeros", append([]byte{0x60}, make([]byte, 100)...), ""},
 	}
 	u, err := func() (c net.PacketConn, err error) {
 		err = netlab.InNetns(l.RT, func() error {
@@ -1046,17 +1069,34 @@ func TestMobilityGarbage4191(t *testing.T) {
 	}
 	defer u.Close()
 	for _, p := range payloads {
-		before, _ := dataplaneDrops(stats(t, l.ha))
+		st0 := stats(t, l.ha)
+		before, _ := dataplaneDrops(st0)
+		c0, ok := statCounter(st0, p.counter)
+		if p.counter != "" && !ok {
+			t.Fatalf("no counter %s in mipsec stats --json: %v", p.counter, st0)
+		}
 		if _, err := u.WriteTo(p.b, &net.UDPAddr{IP: netlab.MobHAV4.AsSlice(), Port: netlab.DSMIPPort}); err != nil {
 			t.Fatal(err)
 		}
 		var by map[string]uint64
 		if err := netlab.Poll(context.Background(), 2*time.Second, 50*time.Millisecond, func() (bool, string) {
+			st := stats(t, l.ha)
 			var after uint64
-			after, by = dataplaneDrops(stats(t, l.ha))
+			after, by = dataplaneDrops(st)
+			if p.counter != "" {
+				c, _ := statCounter(st, p.counter)
+				return c > c0, fmt.Sprintf("%s still %d (drops %v)", p.counter, c, by)
+			}
 			return after > before, fmt.Sprintf("dataplane/underlay drop counters still %d: %v", after, by)
 		}); err != nil {
 			t.Errorf("%s in UDP 4191 not counted as a drop: %v", p.name, err)
+			continue
+		}
+		if p.counter != "" {
+			time.Sleep(100 * time.Millisecond)
+			if c, _ := statCounter(stats(t, l.ha), p.counter); c != c0+1 {
+				t.Errorf("%s: %s went %d -> %d, want +1", p.name, p.counter, c0, c)
+			}
 		}
 	}
 	_, by := dataplaneDrops(stats(t, l.ha))

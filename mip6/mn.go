@@ -56,7 +56,10 @@ type MNConfig struct {
 	// AfterSeal synchronously before it returns (required).
 	Inject func(p []byte) error
 	// Keepalive sends an RFC 3948 §2.3 NAT-keepalive (one 0xFF byte)
-	// from the MN's UDP port 4500 to dst. Nil: none are sent.
+	// from the MN's UDP port 4500 to dst. Nil: none are sent. It is
+	// called just before every BU sent from an IPv4 care-of address
+	// (to open the NAT for HA:4500 -> MN:4500) and every NAT refresh
+	// interval while data is UDP-encapsulated (RFC 5555 §4.4.2).
 	Keepalive func(dst netip.AddrPort) error
 	// BUL sets the binding update list timers and lifetime.
 	BUL BULConfig
@@ -367,6 +370,7 @@ func (mn *MobileNode) step() time.Time {
 		err error
 		evs [2]MNEvent
 		ka  netip.AddrPort
+		pre netip.AddrPort // keepalive sent just before the BU
 	)
 	if a.Expired {
 		mn.ctr.expirations.Add(1)
@@ -380,6 +384,15 @@ func (mn *MobileNode) step() time.Time {
 		r := *mn.route.Load()
 		r.buCoA = a.BU.CoA
 		mn.route.Store(&r)
+		if a.BU.CoA.Is4() && mn.haV4.IsValid() {
+			// RFC 5555 §4.1 / RFC 3948 §2.3: a BU from an IPv4 CoA
+			// (4500 -> 4191) only opens a NAT mapping toward the HA's
+			// port 4191; the HA's UDP-encapsulated data comes from
+			// port 4500 (§4.4.2). A keepalive 4500 -> 4500 sent just
+			// before every such BU opens that mapping too, so data
+			// passes as soon as the BA switches to UDP.
+			pre = netip.AddrPortFrom(mn.haV4, PortESPInUDP)
+		}
 	}
 	if a.SendKeepalive {
 		if r := mn.route.Load(); r.data.Kind == OutUDP {
@@ -388,6 +401,9 @@ func (mn *MobileNode) step() time.Time {
 	}
 	mn.mu.Unlock()
 
+	if pre.IsValid() {
+		mn.sendKeepalive(pre)
+	}
 	if a.SendBU {
 		if err == nil {
 			err = mn.cfg.Inject(p)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -58,6 +59,9 @@ type mnSent struct {
 	ok    bool
 	wire  []byte // b.Bytes() after AfterSeal
 	esp   []byte // the "ESP" part (SPI, seq, cleartext MH)
+	// kaBefore is how many keepalives were queued (not yet drained)
+	// when Inject ran: keepalives sent before this BU.
+	kaBefore int
 }
 
 // mnHarness runs a MobileNode with a fake dataplane: Inject "seals" the BU
@@ -153,7 +157,7 @@ func (h *mnHarness) inject(p []byte) error {
 	}
 	b := mnSeal(p, mnSA1SPI, seq)
 	out, okSeal := h.mn.AfterSeal(b, mnSA1SPI)
-	s := mnSent{clear: append([]byte(nil), p...), bu: bu, out: out, ok: okSeal, wire: append([]byte(nil), b.Bytes()...)}
+	s := mnSent{clear: append([]byte(nil), p...), bu: bu, out: out, ok: okSeal, wire: append([]byte(nil), b.Bytes()...), kaBefore: len(h.ka)}
 	s.esp = s.wire[len(s.wire)-(8+len(ip.Payload())):]
 	h.sent <- s
 	return nil
@@ -179,6 +183,20 @@ func (h *mnHarness) noBU() {
 	case s := <-h.sent:
 		h.t.Fatalf("unexpected BU seq %d lifetime %d", s.bu.Seq, s.bu.Lifetime)
 	default:
+	}
+}
+
+// drainBUs discards the BUs sent so far and returns how many there were.
+func (h *mnHarness) drainBUs() int {
+	synctest.Wait()
+	n := 0
+	for {
+		select {
+		case <-h.sent:
+			n++
+		default:
+			return n
+		}
 	}
 }
 
@@ -308,6 +326,10 @@ func (h *mnHarness) registerAt(coa netip.Addr, opts ...Option) mnSent {
 	form := mnBARH2Done
 	if coa.Is4() {
 		form = mnBAPlain
+		// The keepalive sent before the BU (TestMNKeepaliveBeforeBU).
+		if ka := h.drainKA(); len(ka) != 1 {
+			h.t.Fatalf("keepalives before the BU from %v: %v, want one", coa, ka)
+		}
 	}
 	h.deliverBA(form, coa, s.bu.Seq, BAStatusAccepted, 600*time.Second, opts...)
 	if st := h.mn.Status(); st.State != BULRegistered || st.RegisteredCoA != coa {
@@ -511,6 +533,80 @@ func TestMNDataStaysOnOldCoAUntilBA(t *testing.T) {
 	})
 }
 
+// TestMNKeepaliveBeforeBU: every BU sent from an IPv4 care-of address
+// (first transmission and retransmissions) is preceded by an RFC 3948
+// keepalive to (HAv4, 4500), so the NAT already maps MN:4500 <-> HA:4500
+// when the HA's UDP-encapsulated data arrives (RFC 5555 §4.4.2); BUs from
+// an IPv6 care-of address are not. A failing keepalive does not stop the
+// BU.
+func TestMNKeepaliveBeforeBU(t *testing.T) {
+	hav4 := netip.AddrPortFrom(mnHAV4, PortESPInUDP)
+	synctest.Test(t, func(t *testing.T) {
+		var kaFail atomic.Bool
+		var h *mnHarness
+		h = newMNHarness(t, func(c *MNConfig) {
+			c.Keepalive = func(dst netip.AddrPort) error {
+				h.ka <- dst
+				if kaFail.Load() {
+					return errors.New("no route")
+				}
+				return nil
+			}
+		})
+		defer h.close()
+		if err := h.mn.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if s := h.registerAt(mnCoA6); s.kaBefore != 0 {
+			t.Errorf("keepalive before a BU from an IPv6 CoA (%d)", s.kaBefore)
+		}
+		if ka := h.drainKA(); len(ka) != 0 {
+			t.Errorf("keepalives for an IPv6 CoA: %v", ka)
+		}
+
+		if err := h.mn.Move(mnCoA4); err != nil {
+			t.Fatal(err)
+		}
+		s := h.nextBU()
+		if s.out.Dst != netip.AddrPortFrom(mnHAV4, PortDSMIPv6) {
+			t.Fatalf("BU from the IPv4 CoA went to %v", s.out.Dst)
+		}
+		if s.kaBefore != 1 {
+			t.Errorf("%d keepalives queued when the BU was injected, want 1 (keepalive first)", s.kaBefore)
+		}
+		if ka := h.drainKA(); len(ka) != 1 || ka[0] != hav4 {
+			t.Errorf("keepalives with the BU: %v, want one to %v", ka, hav4)
+		}
+		// The retransmission (no BA yet) is preceded by one too, even
+		// when the keepalive fails.
+		kaFail.Store(true)
+		time.Sleep(InitialBindackTimeout)
+		s2 := h.nextBU()
+		if s2.bu.Seq != s.bu.Seq+1 || s2.kaBefore != 1 {
+			t.Errorf("retransmission seq %d (want %d), keepalives before it %d (want 1)", s2.bu.Seq, s.bu.Seq+1, s2.kaBefore)
+		}
+		if ka := h.drainKA(); len(ka) != 1 || ka[0] != hav4 {
+			t.Errorf("keepalives with the retransmission: %v", ka)
+		}
+		kaFail.Store(false)
+		c := h.mn.Status().Counters
+		if c.Keepalives != 1 || c.KeepaliveErrors != 1 || c.BUsSent != 3 {
+			t.Errorf("counters %+v: want 1 keepalive, 1 error, 3 BUs", c)
+		}
+
+		// Back to IPv6: no keepalive with that BU.
+		if err := h.mn.Move(mnCoA6b); err != nil {
+			t.Fatal(err)
+		}
+		if s := h.nextBU(); s.kaBefore != 0 || header.IPv6(s.wire).Src() != mnCoA6b {
+			t.Errorf("BU from %v with %d keepalives before it", header.IPv6(s.wire).Src(), s.kaBefore)
+		}
+		if ka := h.drainKA(); len(ka) != 0 {
+			t.Errorf("keepalives for an IPv6 CoA: %v", ka)
+		}
+	})
+}
+
 // TestMNNATKeepalives: a BA with a NAT Detection option switches data to
 // UDP 4500 and sends one keepalive at once (RFC 5555 §4.4.2), then one per
 // Refresh Time (§4.3); the default is NATKATIMEOUT 110 s (§6). A NAT
@@ -547,8 +643,9 @@ func TestMNNATKeepalives(t *testing.T) {
 						t.Errorf("keepalives without NAT: %v", ka)
 					}
 					time.Sleep(10 * time.Minute)
-					if ka := h.drainKA(); len(ka) != 0 {
-						t.Errorf("keepalives without NAT: %v", ka)
+					// Only the one before each (refresh) BU.
+					if ka, bus := h.drainKA(), h.drainBUs(); len(ka) != bus || bus == 0 {
+						t.Errorf("keepalives without NAT: %v for %d BUs", ka, bus)
 					}
 					return
 				}
@@ -557,8 +654,8 @@ func TestMNNATKeepalives(t *testing.T) {
 				}
 				if tc.every == 0 {
 					time.Sleep(10 * time.Minute)
-					if ka := h.drainKA(); len(ka) != 0 {
-						t.Errorf("keepalives with Refresh Time all ones: %v", ka)
+					if ka, bus := h.drainKA(), h.drainBUs(); len(ka) != bus || bus == 0 {
+						t.Errorf("keepalives with Refresh Time all ones: %v for %d BUs (want one per BU)", ka, bus)
 					}
 					return
 				}
@@ -574,7 +671,8 @@ func TestMNNATKeepalives(t *testing.T) {
 				if ka := h.drainKA(); len(ka) != 1 {
 					t.Errorf("second periodic keepalive: %v", ka)
 				}
-				if c := h.mn.Status().Counters; c.Keepalives != 3 || c.KeepaliveErrors != 0 {
+				// 1 before the BU + 1 on the BA + 2 periodic.
+				if c := h.mn.Status().Counters; c.Keepalives != 4 || c.KeepaliveErrors != 0 {
 					t.Errorf("counters %+v", c)
 				}
 			})

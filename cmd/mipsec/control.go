@@ -553,6 +553,34 @@ type statsInfo struct {
 	SAs       []saStats      `json:"sas"`
 	SPD       []spdStats     `json:"spd"`
 	Dataplane dataplaneStats `json:"dataplane"`
+	// Underlay are the underlay's own counters by name
+	// (dataplane.UnderlayStats: keepalives, non-ESP, malformed and
+	// refused UDP 4191 / extension-header packets, ...), absent when the
+	// target has none.
+	Underlay map[string]uint64 `json:"underlay,omitempty"`
+}
+
+// underlayCounterSource is the optional part of a controlTarget (and a
+// metricsSource) whose underlay keeps its own counters (the daemon).
+type underlayCounterSource interface {
+	UnderlayCounters() []dataplane.UnderlayCounter
+}
+
+// underlayCountersOf returns t's underlay counters by name, nil if none.
+func underlayCountersOf(t any) map[string]uint64 {
+	us, ok := t.(underlayCounterSource)
+	if !ok {
+		return nil
+	}
+	cs := us.UnderlayCounters()
+	if len(cs) == 0 {
+		return nil
+	}
+	m := make(map[string]uint64, len(cs))
+	for _, c := range cs {
+		m[c.Name] = c.Value
+	}
+	return m
 }
 
 type saStats struct {
@@ -578,7 +606,7 @@ func (s *controlServer) cmdStats(args json.RawMessage) (any, error) {
 	if err := decodeArgs(args, &noArgs{}); err != nil {
 		return nil, err
 	}
-	out := statsInfo{SAs: []saStats{}, Dataplane: dataplaneStatsOf(s.t.DataplaneStats())}
+	out := statsInfo{SAs: []saStats{}, Dataplane: dataplaneStatsOf(s.t.DataplaneStats()), Underlay: underlayCountersOf(s.t)}
 	for _, sa := range s.t.SAD().List() {
 		out.SAs = append(out.SAs, saStatsOf(sa))
 	}

@@ -36,7 +36,12 @@ type fakeTarget struct {
 	keys    map[saKey][2][]byte
 	capture dataplane.Capture
 	capSet  chan struct{} // gets a value each time a capture is installed
+	// ul are the underlay counters (UnderlayCounters), as the daemon's
+	// LinuxUnderlay keeps them.
+	ul dataplane.UnderlayStats
 }
+
+func (f *fakeTarget) UnderlayCounters() []dataplane.UnderlayCounter { return f.ul.Counters() }
 
 type saKey struct {
 	dir sad.Direction
@@ -236,14 +241,20 @@ func TestControlCommands(t *testing.T) {
 	if v == esp.OK {
 		t.Fatal("junk opened")
 	}
+	ft.ul.RxIPMalformed.Add(3)
+	ft.ul.RxKeepalives.Add(2)
 	out = mustCLI(t, s, "stats")
-	wantContains(t, "stats", out, "DIR", "0x0000a001", "a-to-b", "0x0000b001", v.String()+"=1", "policy_discard=1 unknown_spi=5", "spd out: no_match 0")
+	wantContains(t, "stats", out, "DIR", "0x0000a001", "a-to-b", "0x0000b001", v.String()+"=1", "policy_discard=1 unknown_spi=5", "spd out: no_match 0",
+		"underlay: ", "rx_ip_malformed=3", "rx_keepalives=2", "rx_non_esp=0")
 	var st statsInfo
 	if err := json.Unmarshal([]byte(mustCLI(t, s, "stats", "--json")), &st); err != nil {
 		t.Fatal(err)
 	}
 	if len(st.SAs) != 2 || st.SAs[1].Drops[v.String()] != 1 || st.Dataplane.Drops["unknown_spi"] != 5 {
 		t.Errorf("stats --json: %+v", st)
+	}
+	if st.Underlay["rx_ip_malformed"] != 3 || st.Underlay["rx_keepalives"] != 2 || len(st.Underlay) != len(ft.ul.Counters()) {
+		t.Errorf("stats --json underlay: %v", st.Underlay)
 	}
 
 	out = mustCLI(t, s, "peers")

@@ -220,6 +220,9 @@ func writeStats(w io.Writer, st *statsInfo) {
 	fmt.Fprintf(w, "\ndataplane: out %d pkts / %d B read, %d sent; in %d received, %d delivered; keepalives %d, roams %d\n",
 		dp.OutPackets, dp.OutBytes, dp.SentPackets, dp.InPackets, dp.DeliveredPackets, dp.Keepalives, dp.Roams)
 	fmt.Fprintf(w, "dataplane drops: %s\n", formatCounts(dp.Drops))
+	if st.Underlay != nil {
+		fmt.Fprintf(w, "underlay: %s\n", formatCounts(st.Underlay))
+	}
 	for _, s := range st.SPD {
 		fmt.Fprintf(w, "spd %s: no_match %d, unparsable %d, unprotected %d, no_sa %d\n", s.Dir, s.NoMatch, s.Unparsable, s.Unprotected, s.NoSA)
 	}

@@ -80,6 +80,9 @@ type daemon struct {
 
 	dp  engine
 	ctl *controlServer
+	// ulStats are the underlay's own counters (nil when the underlay
+	// keeps none, as in tests).
+	ulStats *dataplane.UnderlayStats
 	// mob is the mobility layer (role = "ha" or "mn"), nil for a gateway.
 	mob     *mobility
 	started time.Time
@@ -152,7 +155,12 @@ func (d *daemon) Start() error {
 	}
 	var hooks dataplane.Hooks
 	if d.cfg.Role == RoleHA || d.cfg.Role == RoleMN {
-		m, err := newMobility(d.cfg, d.sadb, d.log.Named("mip6"), d.opts.mobility)
+		seams := d.opts.mobility
+		if d.opts.openIO != nil && seams.paramProblems == nil {
+			// Not the kernel's TUN and sockets: leave its nftables alone.
+			seams.paramProblems = func() (func() error, error) { return nil, nil }
+		}
+		m, err := newMobility(d.cfg, d.sadb, d.log.Named("mip6"), seams)
 		if err != nil {
 			dev.Close()
 			ul.Close()
@@ -175,6 +183,11 @@ func (d *daemon) Start() error {
 		return err
 	}
 	d.dp = dp
+	if us, ok := ul.(interface {
+		Stats() *dataplane.UnderlayStats
+	}); ok {
+		d.ulStats = us.Stats()
+	}
 	if d.mob != nil {
 		tunName := d.cfg.TUN.Name
 		if n, err := dev.Name(); err == nil {
@@ -392,6 +405,12 @@ func (d *daemon) DataplaneStats() dataplane.Stats {
 		return dataplane.Stats{}
 	}
 	return d.dp.Stats()
+}
+
+// UnderlayCounters returns the underlay's own counters (what it consumed
+// or refused before the dataplane saw it), nil when it keeps none.
+func (d *daemon) UnderlayCounters() []dataplane.UnderlayCounter {
+	return d.ulStats.Counters()
 }
 
 // SAs lists the live SAs, outbound first.

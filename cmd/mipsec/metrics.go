@@ -13,6 +13,8 @@ package main
 //	mipsec_dataplane_drops_total{reason}         dataplane drops outside any SA
 //	mipsec_dataplane_total{counter}              other dataplane counters
 //	mipsec_peer_endpoint_changes_total{peer}     roaming moves of a peer's endpoint
+//	mipsec_underlay_total{counter}               the underlay's own counters (keepalives,
+//	                                             malformed, rx_ip_malformed, ...)
 //
 // With role = "ha" or "mn" (mobility.go):
 //
@@ -67,6 +69,7 @@ var (
 	descPolicyHits = prometheus.NewDesc("mipsec_policy_hits_total", "Packets that matched the policy.", []string{"dir", "policy"}, nil)
 	descDPDrops    = prometheus.NewDesc("mipsec_dataplane_drops_total", "Packets the dataplane dropped outside any SA, by reason.", []string{"reason"}, nil)
 	descDPCounters = prometheus.NewDesc("mipsec_dataplane_total", "Dataplane counters.", []string{"counter"}, nil)
+	descUnderlay   = prometheus.NewDesc("mipsec_underlay_total", "Underlay counters: packets consumed or refused before the dataplane (dataplane.UnderlayStats), and underlay sends.", []string{"counter"}, nil)
 	descPeerMoves  = prometheus.NewDesc("mipsec_peer_endpoint_changes_total", "Times the peer's outer endpoint moved (roaming).", []string{"peer"}, nil)
 
 	descBindings      = prometheus.NewDesc("mipsec_mip6_bindings", "Bindings in the home agent's cache.", nil, nil)
@@ -93,7 +96,7 @@ type mobilityMetricsSource interface {
 type mipsecCollector struct{ src metricsSource }
 
 func (c mipsecCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSAPackets, descSABytes, descSADrops, descSASeq, descSPDDrops, descPolicyHits, descDPDrops, descDPCounters, descPeerMoves,
+	for _, d := range []*prometheus.Desc{descSAPackets, descSABytes, descSADrops, descSASeq, descSPDDrops, descPolicyHits, descDPDrops, descDPCounters, descUnderlay, descPeerMoves,
 		descBindings, descBindingEvents, descBUAccepted, descBURejected, descBUSent, descBAs, descNATDetected, descHandovers, descLastHandover, descKeepalives, descRegistered, descNAT} {
 		ch <- d
 	}
@@ -150,6 +153,11 @@ func (c mipsecCollector) Collect(ch chan<- prometheus.Metric) {
 		{"keepalives", ds.Keepalives}, {"roams", ds.Roams},
 	} {
 		ch <- prometheus.MustNewConstMetric(descDPCounters, counter, float64(k.n), k.name)
+	}
+	if us, ok := c.src.(underlayCounterSource); ok {
+		for _, k := range us.UnderlayCounters() {
+			ch <- prometheus.MustNewConstMetric(descUnderlay, counter, float64(k.Value), k.Name)
+		}
 	}
 	seen := map[string]bool{}
 	for _, p := range c.src.Peers() {

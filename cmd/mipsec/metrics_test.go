@@ -33,6 +33,7 @@ func TestMetrics(t *testing.T) {
 	if v == esp.OK {
 		t.Fatal("junk opened")
 	}
+	ft.ul.RxIPMalformed.Add(4)
 	h, err := newMetricsHandler(ft)
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +51,8 @@ func TestMetrics(t *testing.T) {
 		`mipsec_spd_drops_total{dir="out",reason="no_match"} 0`,
 		`mipsec_policy_hits_total{dir="out",policy="protect"} 0`,
 		`mipsec_peer_endpoint_changes_total{peer="gw-b"} 3`,
+		`mipsec_underlay_total{counter="rx_ip_malformed"} 4`,
+		`mipsec_underlay_total{counter="rx_malformed"} 0`,
 		`go_goroutines`,
 	)
 

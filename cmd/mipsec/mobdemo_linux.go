@@ -52,7 +52,6 @@ func mobdemo(args []string, stdout, stderr io.Writer) int {
 	dwell := fs.Duration("dwell", 3*time.Second, "time on each network before the next move")
 	rate := fs.Int("rate", 2048, "TCP stream rate in `KiB/s`")
 	regTimeout := fs.Duration("reg-timeout", 15*time.Second, "longest wait for a registration after a move")
-	dropPP := fs.Bool("drop-param-problems", false, "drop the kernel's ICMPv6 Parameter Problem errors in HA and MN (nftables): a kernel without\nMobile IPv6 sends one for every Home Address option and type 2 Routing header that mipsec consumes")
 	verbose := fs.Bool("v", false, "print the daemons' logs at the end")
 	timeout := fs.Duration("timeout", 3*time.Minute, "give up after this long")
 	fs.Usage = func() {
@@ -110,7 +109,7 @@ removed at the end, also on failure or Ctrl-C.`)
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
-	d := &mobDemo{out: stdout, bin: *bin, dwell: *dwell, rate: *rate << 10, regTimeout: *regTimeout, dropPP: *dropPP}
+	d := &mobDemo{out: stdout, bin: *bin, dwell: *dwell, rate: *rate << 10, regTimeout: *regTimeout}
 	err := d.run(ctx)
 	fmt.Fprintln(stdout, "teardown: stopping MN (de-registration) and HA, deleting the namespaces")
 	d.teardown()
@@ -144,7 +143,6 @@ type mobDemo struct {
 	dwell      time.Duration
 	rate       int // TCP bytes per second
 	regTimeout time.Duration
-	dropPP     bool
 
 	dir      string
 	lab      *netlab.Mobility
@@ -220,12 +218,6 @@ func (d *mobDemo) run(ctx context.Context) error {
 	d.lab = lab
 	d.info("cn %s  ha %s  rt %s  mn %s", lab.CN, lab.HA, lab.RT, lab.MN)
 	d.info("MN on access A: %s %v (access B %s down)", netlab.AccessA.Dev(), coa6, netlab.AccessB.Dev())
-	if d.dropPP {
-		if err := lab.DropParamProblems(ctx); err != nil {
-			return err
-		}
-		d.info("HA and MN drop their kernels' ICMPv6 Parameter Problem errors (nftables output rule)")
-	}
 
 	// The captures run from before the daemons start to the end: both
 	// access links (on the router's side) and the transit link.

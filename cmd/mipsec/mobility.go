@@ -49,6 +49,11 @@ type mobilitySeams struct {
 	watch func(cfg *Config, tun string, fn func([]netip.Addr)) (addrWatcher, error)
 	// now is the clock (nil: time.Now).
 	now func() time.Time
+	// paramProblems suppresses the kernel's ICMPv6 Parameter Problems
+	// for Home Address options / type 2 Routing headers; nil means
+	// netcfg.SuppressMIP6ParamProblems. The daemon sets a no-op when
+	// its I/O is not the kernel's (tests).
+	paramProblems func() (undo func() error, err error)
 }
 
 // mobility is the daemon's mobility layer.
@@ -68,6 +73,8 @@ type mobility struct {
 	hl            mip6.HomeLink
 	homeLinkClose func() error
 	watcher       addrWatcher
+	// ppUndo removes the Parameter Problem filter (nil: none installed).
+	ppUndo func() error
 
 	// forced is the CoA `mipsec mn move` chose: the watcher then leaves
 	// the CoA alone until the address disappears.
@@ -237,6 +244,22 @@ func (m *mobility) keepalive(dst netip.AddrPort) error {
 func (m *mobility) start(dp *dataplane.Dataplane, ul dataplane.Underlay, tun string) error {
 	m.dp.Store(dp)
 	m.ul = ul
+	m.suppressParamProblems()
+	if err := m.startAgent(tun); err != nil {
+		if m.ppUndo != nil {
+			if uerr := m.ppUndo(); uerr != nil {
+				m.log.Warn("removing the nftables table", zap.String("table", "inet "+netcfg.MIP6FilterTable), zap.Error(uerr))
+			}
+			m.ppUndo = nil
+		}
+		return err
+	}
+	return nil
+}
+
+// startAgent starts the HA (home link, signaling) or the MN (BUL, address
+// watcher).
+func (m *mobility) startAgent(tun string) error {
 	if m.ha != nil {
 		mk := m.seams.homeLink
 		if mk == nil {
@@ -264,6 +287,36 @@ func (m *mobility) start(dp *dataplane.Dataplane, ul dataplane.Underlay, tun str
 	}
 	m.watcher = w
 	return nil
+}
+
+// suppressParamProblems installs the nftables filter that keeps a kernel
+// without Mobile IPv6 from answering the HA's Binding Updates (Home
+// Address option, RFC 6275 §6.3) or the MN's Binding Acknowledgements
+// (type 2 Routing header, §6.4), which mipsec reads from raw sockets, with
+// ICMPv6 Parameter Problems across the access network. Failing is not
+// fatal: mobility works, the kernel just sends those errors.
+func (m *mobility) suppressParamProblems() {
+	install := m.seams.paramProblems
+	if install == nil {
+		install = netcfg.SuppressMIP6ParamProblems
+	}
+	what := "Binding Updates with a Home Address option (RFC 6275 6.3)"
+	if m.mn != nil {
+		what = "Binding Acknowledgements with a type 2 Routing header (RFC 6275 6.4)"
+	}
+	undo, err := install()
+	switch {
+	case errors.Is(err, netcfg.ErrNoNft):
+		m.log.Warn("nft (nftables) is not installed: the kernel will answer "+what+
+			" with ICMPv6 Parameter Problems; install nftables to suppress them", zap.Error(err))
+	case err != nil:
+		m.log.Warn("cannot install the nftables filter for ICMPv6 Parameter Problems: the kernel will answer "+what+
+			" with them", zap.String("table", "inet "+netcfg.MIP6FilterTable), zap.Error(err))
+	case undo != nil:
+		m.ppUndo = undo
+		m.log.Info("kernel ICMPv6 Parameter Problems for Mobile IPv6 headers suppressed",
+			zap.String("table", "inet "+netcfg.MIP6FilterTable))
+	}
 }
 
 // linuxHomeLink is netcfg's HomeLink on the configured home link; with no
@@ -358,6 +411,12 @@ func (m *mobility) close() error {
 		if c != nil {
 			errs = append(errs, c())
 		}
+	}
+	if m.ppUndo != nil {
+		if err := m.ppUndo(); err != nil {
+			errs = append(errs, fmt.Errorf("removing nftables table inet %s: %w", netcfg.MIP6FilterTable, err))
+		}
+		m.ppUndo = nil
 	}
 	m.dp.Store(nil)
 	return errors.Join(errs...)

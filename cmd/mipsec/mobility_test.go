@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
 	"github.com/mipsec/mipsec/internal/header"
+	"github.com/mipsec/mipsec/internal/netcfg"
 	"github.com/mipsec/mipsec/mip6"
 	"github.com/mipsec/mipsec/pkt"
 	"github.com/mipsec/mipsec/sad"
@@ -125,6 +128,13 @@ func TestMobilityBackToBack(t *testing.T) {
 	haOpts.mobility.homeLink = func(cfg *Config, tun string) (mip6.HomeLink, func() error, error) {
 		return hl, func() error { hl.closed = true; return nil }, nil
 	}
+	// The HA installs the Parameter Problem filter at start and removes
+	// it at close; the MN finds no nft and only warns.
+	var ppInstalled, ppRemoved atomic.Int32
+	haOpts.mobility.paramProblems = func() (func() error, error) {
+		ppInstalled.Add(1)
+		return func() error { ppRemoved.Add(1); return nil }, nil
+	}
 	ha, err := newDaemon(haCfg, zaptest.NewLogger(t).Named("HA"), haOpts)
 	if err != nil {
 		t.Fatal(err)
@@ -136,6 +146,9 @@ func TestMobilityBackToBack(t *testing.T) {
 
 	w := &fakeWatcher{}
 	mnOpts := daemonOptions{noControl: true, workers: 2, openIO: fakeIO(tunMN, uMN)}
+	mnOpts.mobility.paramProblems = func() (func() error, error) {
+		return nil, fmt.Errorf("%w: test", netcfg.ErrNoNft)
+	}
 	mnOpts.mobility.watch = func(cfg *Config, tun string, fn func([]netip.Addr)) (addrWatcher, error) {
 		if tun != "mipsec0" && tun == "" {
 			t.Errorf("watch: TUN %q", tun)
@@ -247,6 +260,9 @@ func TestMobilityBackToBack(t *testing.T) {
 	}
 	if !hl.closed {
 		t.Error("the home link was not closed")
+	}
+	if i, r := ppInstalled.Load(), ppRemoved.Load(); i != 1 || r != 1 {
+		t.Errorf("Parameter Problem filter installed %d times, removed %d; want 1 and 1", i, r)
 	}
 }
 

@@ -1,5 +1,5 @@
 // Package netcfg is the kernel side of mobility in `mipsec run`, through
-// netlink (github.com/vishvananda/netlink):
+// netlink (github.com/vishvananda/netlink) and nftables (the nft binary):
 //
 //   - HomeLink: on the home agent, when a binding appears, proxy neighbour
 //     discovery (RFC 6275 §10.4.1) for an IPv6 home address or proxy ARP
@@ -10,6 +10,11 @@
 //     the underlay interfaces, debounced, reported as the current list of
 //     usable addresses, from which the daemon picks the care-of address
 //     (mip6.ChooseCoA, RFC 6275 §11.5.1 movement detection).
+//   - SuppressMIP6ParamProblems: on a kernel without Mobile IPv6
+//     (CONFIG_IPV6_MIP6 off), an nftables table (inet mipsec_mip6, through
+//     the nft binary) that drops the ICMPv6 Parameter Problems the kernel
+//     sends for the Home Address options (RFC 6275 §6.3) and type 2
+//     Routing headers (§6.4) mipsec handles itself from raw sockets.
 //
 // It is Linux-only and imports no mipsec package: cmd/mipsec wires it to
 // mip6.

@@ -434,27 +434,3 @@ func Poll(ctx context.Context, timeout, interval time.Duration, cond func() (boo
 		}
 	}
 }
-
-// DropParamProblems installs, in the HA's and the MN's namespaces, an
-// nftables output rule that drops ICMPv6 Parameter Problem messages. A
-// kernel without Mobile IPv6 (CONFIG_IPV6_MIP6) answers every packet with
-// a Home Address option (the HA, code 2: unrecognized option type 201,
-// RFC 8200 §4.2) and every type 2 Routing header (the MN, code 0) with
-// one, after mipsec has taken the packet from its raw socket; those
-// errors would cross the access network. This is host configuration a
-// deployment applies next to mipsec (like proxy_ndp); the lab does not
-// apply it unless asked.
-func (m *Mobility) DropParamProblems(ctx context.Context) error {
-	for _, ns := range []string{m.HA, m.MN} {
-		if err := NFT(ctx, ns, `table ip6 mipsec_mip6 {
-	chain out {
-		type filter hook output priority 0; policy accept;
-		icmpv6 type parameter-problem drop
-	}
-}
-`); err != nil {
-			return err
-		}
-	}
-	return nil
-}
