@@ -125,11 +125,9 @@ func TestNATRebinding(t *testing.T) {
 
 			const size = 32 << 20
 			var changed atomic.Bool
-			timeout := 60 * time.Second
-			if !roaming {
-				timeout = 5 * time.Second
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			// The first 4 MiB may take a while on a loaded machine (-race);
+			// without roaming the transfer gets 5 s after the change.
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			res, err := tcpTransfer(ctx, p.B.ns, netip.AddrPortFrom(siteB4.Addr(), 5201), p.A.ns, siteA4.Addr(), payload(size),
 				func(sent int) {
@@ -139,6 +137,9 @@ func TestNATRebinding(t *testing.T) {
 						nft(t, nsN, "flush chain ip nat post\nadd rule ip nat post "+natRule(40002)+"\n")
 						if err := inNetns(nsN, func() error { return netlink.ConntrackTableFlush(netlink.ConntrackTable) }); err != nil {
 							t.Errorf("conntrack flush: %v", err)
+						}
+						if !roaming {
+							time.AfterFunc(5*time.Second, cancel)
 						}
 					}
 				})
