@@ -55,6 +55,7 @@ bench:
 ## bench-e2e: mipsec side by side with wireguard-go and the bare veth
 ## (root; iperf3 and wireguard-tools from Debian). Results in bench/results/.
 bench-e2e: build
+	$(GO) build -o bin/wireguard-go golang.zx2c4.com/wireguard
 	./$(BIN) bench $(BENCHFLAGS)
 
 ## fuzz: run every fuzz target for FUZZTIME each (an execution count, see above).

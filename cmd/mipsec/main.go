@@ -21,6 +21,8 @@ Usage:
                           behind NAT -> IPv6 moves (handover time, loss, ESP-only captures)
   mipsec demo --gateway   two gateways in network namespaces: ping, TCP, ESP-only capture (root)
   mipsec demo --engine    the ESP engine in process: every algorithm, hostile packets, throughput
+  mipsec bench [flags]    mipsec vs wireguard-go vs the bare veth in namespaces with iperf3 (root);
+                          --inprocess, --scaling: the pipeline per algorithm and lookup curves (no root)
   mipsec algorithms       list the ESP algorithms and their sizes
 
 Control (talk to a running daemon over its socket; --socket PATH, default

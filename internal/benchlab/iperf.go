@@ -111,7 +111,8 @@ func ParseIperf(data []byte) (IperfResult, error) {
 		}
 	}
 	if r.Bytes < 0 || r.SentBytes < 0 || r.Retransmits < 0 || r.Packets < 0 || r.LostPackets < 0 || r.LostPackets > r.Packets {
-		return IperfResult{}, fmt.Errorf("%w: negative or inconsistent counters", ErrIperfJSON)
+		return IperfResult{}, fmt.Errorf("%w: negative or inconsistent counters (bytes %d, sent %d, retransmits %d, packets %d, lost %d)",
+			ErrIperfJSON, r.Bytes, r.SentBytes, r.Retransmits, r.Packets, r.LostPackets)
 	}
 	return r, nil
 }

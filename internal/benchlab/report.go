@@ -152,7 +152,7 @@ type Settings struct {
 	Systems  []string `json:"systems"`
 	Rounds   int      `json:"rounds"`
 	Duration string   `json:"duration"` // per iperf3 test
-	Omit     string   `json:"omit"`     // iperf3 -O, before each test
+	Omit     string   `json:"omit"`     // iperf3 -O, before each TCP test
 	Pings    int      `json:"pings"`
 	// UDPSize is the size of the inner UDP packets (IP header included).
 	UDPSize    int    `json:"udp_packet_bytes"`

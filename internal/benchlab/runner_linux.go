@@ -45,7 +45,8 @@ type Config struct {
 	Systems     []System // in run order (default: all)
 	Rounds      int      // default 3
 	// Duration of each iperf3 test, in whole seconds (default 10 s);
-	// Omit is iperf3 -O before each (default 1 s from 5 s on, else 0).
+	// Omit is iperf3 -O before each TCP test (default 1 s from 5 s on,
+	// else 0).
 	Duration, Omit time.Duration
 	Pings          int           // idle pings per round (default 20)
 	PingInterval   time.Duration // default 50 ms
@@ -200,7 +201,7 @@ func (l *lab) run(ctx context.Context) error {
 	c := l.cfg
 	perRound := time.Duration(len(c.Systems)) * (3*(c.Duration+c.Omit+time.Second) + time.Duration(c.Pings)*c.PingInterval + 2*time.Second)
 	l.progress("==> %d rounds of %d systems, %ss per iperf3 test: about %v (load average %.2f on %d CPUs)",
-		c.Rounds, len(c.Systems), seconds(c.Duration, 1), (time.Duration(c.Rounds) * perRound).Round(time.Minute),
+		c.Rounds, len(c.Systems), seconds(c.Duration, 1), roundETA(time.Duration(c.Rounds)*perRound),
 		l.report.Host.LoadBefore[0], l.report.Host.CPUs)
 	for round := 1; round <= c.Rounds; round++ {
 		for _, sys := range c.Systems {
@@ -362,11 +363,16 @@ func (l *lab) iperf(ctx context.Context, round int, sys System, t tunnel, test s
 	run := TestRun{Round: round, System: sys.ID, Test: test}
 	a, b := t.addrs()
 	args := []string{"netns", "exec", l.nsA, "iperf3", "-c", b.String(), "-B", a.String(), "-p", strconv.Itoa(l.cfg.Port),
-		"-t", seconds(l.cfg.Duration, 1), "-O", seconds(l.cfg.Omit, 0), "-J", "--connect-timeout", "3000"}
+		"-t", seconds(l.cfg.Duration, 1), "-J", "--connect-timeout", "3000"}
 	switch test {
+	case TestTCP1:
+		args = append(args, "-O", seconds(l.cfg.Omit, 0))
 	case TestTCP4:
-		args = append(args, "-P", "4")
+		args = append(args, "-O", seconds(l.cfg.Omit, 0), "-P", "4")
 	case TestUDP:
+		// No -O: UDP has no slow start, and iperf 3.12 subtracts the
+		// omitted second's loss from the total in a way that can make
+		// lost_packets negative.
 		args = append(args, "-u", "-l", strconv.Itoa(l.cfg.UDPSize-28), "-b", l.cfg.UDPBitrate)
 	}
 	for attempt := 1; ; attempt++ {
@@ -700,4 +706,12 @@ func loadAvg() [3]float64 {
 	}
 	l, _ = ParseLoadAvg(string(b))
 	return l
+}
+
+// roundETA rounds an estimate to minutes, or to seconds under 2 minutes.
+func roundETA(d time.Duration) time.Duration {
+	if d < 2*time.Minute {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Minute)
 }

@@ -85,3 +85,12 @@ func TestGatewayTemplate(t *testing.T) {
 		t.Errorf("config:\n%s", out)
 	}
 }
+
+func TestRoundETA(t *testing.T) {
+	if got := roundETA(37*time.Second + 300*time.Millisecond); got != 37*time.Second {
+		t.Errorf("roundETA(37.3s) = %v", got)
+	}
+	if got := roundETA(10*time.Minute + 20*time.Second); got != 10*time.Minute {
+		t.Errorf("roundETA(10m20s) = %v", got)
+	}
+}
