@@ -215,40 +215,68 @@ func SendFromCoA(b *pkt.Buf, newCoA, haV4 netip.Addr, sport uint16) (dst netip.A
 	coa := newCoA.Unmap()
 	switch {
 	case coa.Is6():
-		if b.HeadroomLen() < header.HAODestOptsLen ||
-			len(p)-header.IPv6HeaderLen+header.HAODestOptsLen > 0xffff {
+		hoa, ha := ip6.Src(), ip6.Dst()
+		out, ext, ok := insertAfterIPv6(b, header.HAODestOptsLen, header.ProtoDestOpts)
+		if !ok {
 			return netip.AddrPort{}, false
 		}
-		hoa, ha := ip6.Src(), ip6.Dst()
-		b.Prepend(header.HAODestOptsLen)
-		out := b.Bytes()
-		copy(out[:header.IPv6HeaderLen], out[header.HAODestOptsLen:header.HAODestOptsLen+header.IPv6HeaderLen])
-		header.DestOpts(out[header.IPv6HeaderLen:]).EncodeHAO(header.ProtoESP, hoa)
-		o6 := header.IPv6(out)
-		o6.SetNextHeader(header.ProtoDestOpts)
-		o6.SetPayloadLen(len(out) - header.IPv6HeaderLen)
-		o6.SetSrc(coa)
+		header.DestOpts(ext).EncodeHAO(header.ProtoESP, hoa)
+		header.IPv6(out).SetSrc(coa)
 		return netip.AddrPortFrom(ha, 0), true
 	case !coa.Is4() || !haV4.Unmap().Is4():
 		return netip.AddrPort{}, false
 	}
 	haV4 = haV4.Unmap()
-	inner := len(p)
-	if b.HeadroomLen() < ipv4UDPLen || inner+ipv4UDPLen > 0xffff {
+	if !wrapIPv4UDP(b, coa, haV4, sport, PortDSMIPv6) {
 		return netip.AddrPort{}, false
 	}
+	return netip.AddrPortFrom(haV4, PortDSMIPv6), true
+}
+
+// insertAfterIPv6 makes room for an n-byte extension header right behind
+// the 40-byte IPv6 header of the sealed packet in b: the IPv6 header moves
+// n bytes into the headroom while ESP stays put (only header bytes move),
+// its Next Header becomes nh and its payload length grows by n. It returns
+// the packet and the room for the caller to fill (whose own Next Header
+// is the old one, ESP). ok is false, b unchanged, without the headroom or
+// when the payload would pass 65535 bytes.
+func insertAfterIPv6(b *pkt.Buf, n int, nh uint8) (out, ext []byte, ok bool) {
+	if b.HeadroomLen() < n || b.Len()-header.IPv6HeaderLen+n > 0xffff {
+		return nil, nil, false
+	}
+	b.Prepend(n)
+	out = b.Bytes()
+	copy(out[:header.IPv6HeaderLen], out[n:n+header.IPv6HeaderLen])
+	o6 := header.IPv6(out)
+	o6.SetNextHeader(nh)
+	o6.SetPayloadLen(len(out) - header.IPv6HeaderLen)
+	return out, out[header.IPv6HeaderLen : header.IPv6HeaderLen+n], true
+}
+
+// wrapIPv4UDP puts `IPv4(src -> dst) / UDP(sport -> dport)` in front of the
+// whole IPv6 packet in b (RFC 5555 §4.1 UDP tunnel format). The IPv4 header
+// copies DSCP/ECN and TTL from the IPv6 header (RFC 5555 §4.1.1), sets DF
+// with Identification 0; the UDP checksum is computed (RFC 768: RFC 5555
+// relaxes nothing for the tunnel port). false, b unchanged, without the
+// headroom or when the datagram would pass 65535 bytes.
+func wrapIPv4UDP(b *pkt.Buf, src, dst netip.Addr, sport, dport uint16) bool {
+	inner := b.Len()
+	if b.HeadroomLen() < ipv4UDPLen || inner+ipv4UDPLen > 0xffff {
+		return false
+	}
+	ip6 := header.IPv6(b.Bytes())
 	tos, ttl := ip6.TrafficClass(), ip6.HopLimit()
 	if ttl == 0 {
 		ttl = defaultTTL
 	}
 	b.Prepend(ipv4UDPLen)
 	out := b.Bytes()
-	encodeIPv4(out, tos, ttl, header.ProtoUDP, coa, haV4, len(out))
+	encodeIPv4(out, tos, ttl, header.ProtoUDP, src, dst, len(out))
 	u := header.UDP(out[header.IPv4MinHeaderLen:])
 	u.SetSrcPort(sport)
-	u.SetDstPort(PortDSMIPv6)
+	u.SetDstPort(dport)
 	u.SetLength(header.UDPHeaderLen + inner)
 	u.SetChecksum(0)
-	u.SetChecksum(header.UDPChecksum(coa, haV4, u))
-	return netip.AddrPortFrom(haV4, PortDSMIPv6), true
+	u.SetChecksum(header.UDPChecksum(src, dst, u))
+	return true
 }

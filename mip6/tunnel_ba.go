@@ -29,19 +29,13 @@ func BAToCoA(b *pkt.Buf, coa netip.Addr) (dst netip.AddrPort, ok bool) {
 	if !isSealedIPv6ESP(p) || !coa.Is6() || coa.Is4In6() || !bcUnicast(coa) {
 		return netip.AddrPort{}, false
 	}
-	if b.HeadroomLen() < header.RoutingType2Len ||
-		len(p)-header.IPv6HeaderLen+header.RoutingType2Len > 0xffff {
+	hoa := header.IPv6(p).Dst()
+	out, ext, ok := insertAfterIPv6(b, header.RoutingType2Len, header.ProtoRouting)
+	if !ok {
 		return netip.AddrPort{}, false
 	}
-	hoa := header.IPv6(p).Dst()
-	b.Prepend(header.RoutingType2Len)
-	out := b.Bytes()
-	copy(out[:header.IPv6HeaderLen], out[header.RoutingType2Len:header.RoutingType2Len+header.IPv6HeaderLen])
-	header.RoutingType2(out[header.IPv6HeaderLen:]).Encode(header.ProtoESP, hoa)
-	o6 := header.IPv6(out)
-	o6.SetNextHeader(header.ProtoRouting)
-	o6.SetPayloadLen(len(out) - header.IPv6HeaderLen)
-	o6.SetDst(coa)
+	header.RoutingType2(ext).Encode(header.ProtoESP, hoa)
+	header.IPv6(out).SetDst(coa)
 	return netip.AddrPortFrom(coa, 0), true
 }
 
@@ -70,23 +64,8 @@ func BAToV4(b *pkt.Buf, haV4 netip.Addr, to netip.AddrPort) (dst netip.AddrPort,
 	if !isSealedIPv6ESP(p) || !src.Is4() || !d.Is4() || to.Port() == 0 {
 		return netip.AddrPort{}, false
 	}
-	inner := len(p)
-	if b.HeadroomLen() < ipv4UDPLen || inner+ipv4UDPLen > 0xffff {
+	if !wrapIPv4UDP(b, src, d, PortDSMIPv6, to.Port()) {
 		return netip.AddrPort{}, false
 	}
-	ip6 := header.IPv6(p)
-	tos, ttl := ip6.TrafficClass(), ip6.HopLimit()
-	if ttl == 0 {
-		ttl = defaultTTL
-	}
-	b.Prepend(ipv4UDPLen)
-	out := b.Bytes()
-	encodeIPv4(out, tos, ttl, header.ProtoUDP, src, d, len(out))
-	u := header.UDP(out[header.IPv4MinHeaderLen:])
-	u.SetSrcPort(PortDSMIPv6)
-	u.SetDstPort(to.Port())
-	u.SetLength(header.UDPHeaderLen + inner)
-	u.SetChecksum(0)
-	u.SetChecksum(header.UDPChecksum(src, d, u))
 	return netip.AddrPortFrom(d, 0), true
 }
