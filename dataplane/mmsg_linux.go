@@ -20,6 +20,14 @@ import (
 // and are read into netip values. The send side keeps x/net's WriteBatch,
 // which does not allocate.
 //
+// The message headers point at their iovec, name and control buffers once,
+// at construction: the kernel never writes those pointers (nor the iovecs,
+// which it copies in). What it writes back for a message it received is
+// msg_len, msg_namelen, msg_controllen and msg_flags (net/socket.c
+// ___sys_recvmsg, do_recvmmsg), so read restores only those, and only in the
+// headers the previous call may have used: a call that returned one packet
+// costs one header, not the whole batch.
+//
 // An mmsgReader belongs to one ReceiveFunc (one goroutine at a time).
 type mmsgReader struct {
 	rc     syscall.RawConn
@@ -28,6 +36,10 @@ type mmsgReader struct {
 	names  [][unix.SizeofSockaddrInet6]byte
 	oob    []byte // oobLen bytes per message
 	oobLen int
+	// dirty: hs[:dirty] may differ from their initial state (the kernel
+	// or a caller wrote them since); hs[dirty:] are as newMmsgReader left
+	// them.
+	dirty int
 
 	// The call in flight, for readFn (bound once: no closure per call).
 	want   int
@@ -64,7 +76,32 @@ func newMmsgReader(c net.PacketConn, n, oobLen int) (*mmsgReader, error) {
 		oobLen: oobLen,
 	}
 	r.readFn = r.recvmmsg
+	for i := range r.hs {
+		h := &r.hs[i].hdr
+		h.Name = &r.names[i][0]
+		h.Iov = &r.iovs[i]
+		h.SetIovlen(1)
+		if oobLen > 0 {
+			h.Control = &r.oob[i*oobLen]
+		}
+	}
+	r.dirty = n
+	r.restore()
 	return r, nil
+}
+
+// restore resets the fields of hs[:dirty] that recvmmsg writes back.
+func (r *mmsgReader) restore() {
+	for i := range r.hs[:r.dirty] {
+		m := &r.hs[i]
+		m.hdr.Namelen = unix.SizeofSockaddrInet6
+		if r.oobLen > 0 {
+			m.hdr.SetControllen(r.oobLen)
+		}
+		m.hdr.Flags = 0
+		m.len = 0
+	}
+	r.dirty = 0
 }
 
 // setBuf points message i at b (non-empty).
@@ -73,22 +110,14 @@ func (r *mmsgReader) setBuf(i int, b []byte) {
 	r.iovs[i].SetLen(len(b))
 }
 
-// read receives up to n messages into the buffers set with setBuf; it
-// blocks (in the netpoller) until at least one is there.
+// read receives up to n messages (n <= len(hs)) into the buffers set with
+// setBuf; it blocks (in the netpoller) until at least one is there.
 func (r *mmsgReader) read(n int) (int, error) {
-	for i := range r.hs[:n] {
-		h := &r.hs[i].hdr
-		h.Name = &r.names[i][0]
-		h.Namelen = unix.SizeofSockaddrInet6
-		h.Iov = &r.iovs[i]
-		h.SetIovlen(1)
-		if r.oobLen > 0 {
-			h.Control = &r.oob[i*r.oobLen]
-			h.SetControllen(r.oobLen)
-		}
-		h.Flags = 0
-		r.hs[i].len = 0
-	}
+	r.restore()
+	// Until the call returns, any of the n headers may be written; after
+	// it, only those of the messages received, and (conservatively) the
+	// one after them.
+	r.dirty = n
 	r.want = n
 	if err := r.rc.Read(r.readFn); err != nil {
 		return 0, err
@@ -96,6 +125,7 @@ func (r *mmsgReader) read(n int) (int, error) {
 	if r.errno != 0 {
 		return 0, os.NewSyscallError("recvmmsg", r.errno)
 	}
+	r.dirty = min(r.n+1, n)
 	return r.n, nil
 }
 

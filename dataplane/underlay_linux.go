@@ -641,6 +641,12 @@ type receiver struct {
 	// header, which then starts at pkt.Headroom).
 	at int
 
+	// pointed: the Buf message i's iovec points into (non-GRO). A call
+	// re-points only the messages whose Buf the caller changed (or the
+	// compaction swapped), so a call that returned one packet does not
+	// touch the other Bufs of the batch.
+	pointed []*pkt.Buf
+
 	// GRO only: the receiver's own Bufs that recvmmsg fills (one
 	// coalesced datagram each), the segment size and source of each, the
 	// number of messages read, and the read position (message, offset).
@@ -678,6 +684,13 @@ func (u *LinuxUnderlay) newReceiver(s *usock, bound netip.Addr) (*receiver, erro
 		return nil, err
 	}
 	r.mr = mr
+	if s.gro {
+		for i, b := range r.scratch {
+			mr.setBuf(i, b.B[:pkt.MaxPacket])
+		}
+	} else {
+		r.pointed = make([]*pkt.Buf, n)
+	}
 	return r, nil
 }
 
@@ -763,7 +776,9 @@ func (r *receiver) endpoint(ap netip.AddrPort) Endpoint {
 	return Endpoint{Addr: ap, Encap: r.encap}
 }
 
-// receive is the ReceiveFunc.
+// receive is the ReceiveFunc. The Bufs it does not return (bufs[n:]) are
+// left as they are or as a dropped packet left them: the caller resets
+// what it reuses (Dataplane does, batch.receiveFrom).
 func (r *receiver) receive(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
 	n := min(len(bufs), len(eps))
 	if n == 0 {
@@ -774,9 +789,15 @@ func (r *receiver) receive(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
 	}
 	n = min(n, len(r.mr.hs))
 	for {
+		// Every message must point at its Buf's full receive area
+		// (r.at to the end of pkt.MaxPacket): a Buf's array does not
+		// move, so one that is still in place needs nothing. Buf state
+		// (offset, length) is not read before packet sets it.
 		for i, b := range bufs[:n] {
-			b.Reset()
-			r.mr.setBuf(i, b.B[r.at:pkt.Headroom+pkt.MaxPacket])
+			if r.pointed[i] != b {
+				r.mr.setBuf(i, b.B[r.at:pkt.Headroom+pkt.MaxPacket])
+				r.pointed[i] = b
+			}
 		}
 		got, err := r.mr.read(n)
 		if err != nil {
@@ -1023,9 +1044,7 @@ func (r *receiver) receiveGRO(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
 // fill reads a batch of (possibly coalesced) datagrams into the scratch.
 func (r *receiver) fill() error {
 	r.nmsg, r.mi, r.off = 0, 0, 0
-	for i, b := range r.scratch {
-		r.mr.setBuf(i, b.B[:pkt.MaxPacket])
-	}
+	// The messages point at the scratch Bufs since newReceiver.
 	got, err := r.mr.read(len(r.scratch))
 	if err != nil {
 		return normErr(err)
