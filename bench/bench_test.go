@@ -29,7 +29,7 @@ func runPipeN(tb testing.TB, b *testing.B, c pipeCase, n uint64) *pipe {
 	if b != nil {
 		b.ResetTimer()
 	}
-	close(p.gen.start)
+	p.gen.begin()
 	select {
 	case <-p.sink.reached:
 	case <-time.After(time.Minute):
@@ -111,7 +111,7 @@ func TestPipelineAllocs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		close(p.gen.start)
+		p.gen.begin()
 		for p.sink.packets.Load() < 2000 {
 			time.Sleep(time.Millisecond)
 		}

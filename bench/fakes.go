@@ -23,49 +23,122 @@ import (
 // kernel's copy into a socket buffer) and once on receive (the copy out of
 // it); sinkTUN counts what B delivers and checks each packet's length.
 
-// wireBatch is one Send's worth of packets on the wire.
-type wireBatch struct {
-	data [][]byte // each with capacity slotSize
-	eps  []dataplane.Endpoint
-	n    int
-}
-
-// wire carries the packets dataplane A sends to dataplane B through a fixed
-// set of batches: no allocation in steady state, and backpressure (Send
-// blocks) when B falls behind.
+// wire carries the packets dataplane A sends to dataplane B, as a UDP
+// socket's buffer does: a fixed ring of packet slots (no allocation in
+// steady state). Send copies its packets in (the kernel's copy into the
+// socket buffer) under one lock per call, not per packet, and blocks while
+// the ring is full (backpressure when B falls behind); receive copies out
+// whatever is queued, up to the caller's batch, as one recvmmsg does. A
+// wake-up costs something only when the other side is actually waiting
+// (sync.Cond.Signal without waiters is one atomic load), so the wire adds
+// no channel operation, and no goroutine switch, per packet.
 type wire struct {
-	free, full chan *wireBatch
-	batch      int
-	done       chan struct{}
-	once       sync.Once
-	dropped    atomic.Uint64 // packets too large for a slot
+	mu sync.Mutex
+	// canRecv is signalled when packets were queued, canSend when slots
+	// were freed or the wire closed.
+	canRecv, canSend sync.Cond
+	slots            [][]byte // the ring, each with capacity slotSize
+	eps              []dataplane.Endpoint
+	head, n          int  // the queued packets are slots[head:head+n] (mod len)
+	closed           bool // under mu
+	done             chan struct{}
+	once             sync.Once
+	dropped          atomic.Uint64 // packets too large for a slot
 }
 
-// wireBatches is how many batches the wire holds.
-const wireBatches = 8
+// wireSlots is how many packets the wire holds: 8 full batches, less than
+// the 7 MiB socket buffers of dataplane's Linux underlay.
+const wireSlots = 8 * underlayBatch
 
 // underlayBatch is the fake underlay's BatchSize: wireguard-go's
 // conn.IdealBatchSize, dataplane's default on Linux.
 const underlayBatch = 128
 
-func newWire(batch, slotSize int) *wire {
+func newWire(slots, slotSize int) *wire {
 	w := &wire{
-		free:  make(chan *wireBatch, wireBatches),
-		full:  make(chan *wireBatch, wireBatches),
-		batch: batch,
+		slots: make([][]byte, slots),
+		eps:   make([]dataplane.Endpoint, slots),
 		done:  make(chan struct{}),
 	}
-	for range wireBatches {
-		wb := &wireBatch{data: make([][]byte, batch), eps: make([]dataplane.Endpoint, batch)}
-		for i := range wb.data {
-			wb.data[i] = make([]byte, 0, slotSize)
-		}
-		w.free <- wb
+	w.canRecv.L, w.canSend.L = &w.mu, &w.mu
+	for i := range w.slots {
+		w.slots[i] = make([]byte, 0, slotSize)
 	}
 	return w
 }
 
-func (w *wire) close() { w.once.Do(func() { close(w.done) }) }
+func (w *wire) close() {
+	w.once.Do(func() {
+		w.mu.Lock()
+		w.closed = true
+		w.mu.Unlock()
+		w.canRecv.Broadcast()
+		w.canSend.Broadcast()
+		close(w.done)
+	})
+}
+
+// send copies bufs into the ring, waiting for room while it is full. It
+// fails with net.ErrClosed once the wire is closed.
+func (w *wire) send(bufs []*pkt.Buf, eps []dataplane.Endpoint) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for len(bufs) > 0 {
+		for w.n == len(w.slots) && !w.closed {
+			w.canSend.Wait()
+		}
+		if w.closed {
+			return net.ErrClosed
+		}
+		queued := w.n
+		for len(bufs) > 0 && w.n < len(w.slots) {
+			p := bufs[0].Bytes()
+			if i := (w.head + w.n) % len(w.slots); len(p) <= cap(w.slots[i]) {
+				w.slots[i] = append(w.slots[i][:0], p...)
+				w.eps[i] = eps[0]
+				w.n++
+			} else {
+				w.dropped.Add(1)
+			}
+			bufs, eps = bufs[1:], eps[1:]
+		}
+		if w.n > queued {
+			w.canRecv.Signal() // one receiver
+		}
+	}
+	return nil
+}
+
+// receive fills bufs with up to len(bufs) queued packets from src, waiting
+// while none is queued. Only one goroutine calls it (ReceiveFunc
+// contract): the slots it copies out of stay put until it frees them, so it
+// copies without holding the lock.
+func (w *wire) receive(bufs []*pkt.Buf, eps []dataplane.Endpoint, src dataplane.Endpoint) (int, error) {
+	w.mu.Lock()
+	for w.n == 0 && !w.closed {
+		w.canRecv.Wait()
+	}
+	if w.closed {
+		w.mu.Unlock()
+		return 0, net.ErrClosed
+	}
+	head, n := w.head, min(w.n, len(bufs))
+	w.mu.Unlock()
+	for i := range n {
+		bufs[i].Reset()
+		bufs[i].Set(w.slots[(head+i)%len(w.slots)])
+		eps[i] = src
+	}
+	w.mu.Lock()
+	full := w.n == len(w.slots)
+	w.head = (head + n) % len(w.slots)
+	w.n -= n
+	w.mu.Unlock()
+	if full {
+		w.canSend.Broadcast() // senders may be several
+	}
+	return n, nil
+}
 
 // sender is dataplane A's underlay: Send puts packets on the wire; it
 // receives nothing.
@@ -80,81 +153,24 @@ func (s sender) Open() ([]dataplane.ReceiveFunc, error) {
 	}}, nil
 }
 
-func (s sender) Send(bufs []*pkt.Buf, eps []dataplane.Endpoint) error {
-	w := s.w
-	for len(bufs) > 0 {
-		var wb *wireBatch
-		select {
-		case wb = <-w.free:
-		case <-w.done:
-			return net.ErrClosed
-		}
-		n := min(len(bufs), w.batch)
-		k := 0
-		for i, b := range bufs[:n] {
-			p := b.Bytes()
-			if len(p) > cap(wb.data[k]) {
-				w.dropped.Add(1)
-				continue
-			}
-			wb.data[k] = append(wb.data[k][:0], p...)
-			wb.eps[k] = eps[i]
-			k++
-		}
-		wb.n = k
-		w.full <- wb // never blocks: wireBatches slots
-		bufs, eps = bufs[n:], eps[n:]
-	}
-	return nil
-}
-
-func (s sender) SendKeepalive(dataplane.Endpoint) error { return nil }
-func (s sender) BatchSize() int                         { return underlayBatch }
-func (s sender) Close() error                           { s.w.close(); return nil }
+func (s sender) Send(bufs []*pkt.Buf, eps []dataplane.Endpoint) error { return s.w.send(bufs, eps) }
+func (s sender) SendKeepalive(dataplane.Endpoint) error               { return nil }
+func (s sender) BatchSize() int                                       { return underlayBatch }
+func (s sender) Close() error                                         { s.w.close(); return nil }
 
 // receiver is dataplane B's underlay: its one ReceiveFunc takes packets off
 // the wire; Send discards.
 type receiver struct {
 	w   *wire
-	cur *wireBatch
-	pos int
 	src dataplane.Endpoint
 }
 
 var _ dataplane.Underlay = (*receiver)(nil)
 
 func (r *receiver) Open() ([]dataplane.ReceiveFunc, error) {
-	return []dataplane.ReceiveFunc{r.receive}, nil
-}
-
-// receive is called from one goroutine only (ReceiveFunc contract).
-func (r *receiver) receive(bufs []*pkt.Buf, eps []dataplane.Endpoint) (int, error) {
-	w := r.w
-	for r.cur == nil {
-		select {
-		case wb := <-w.full:
-			if wb.n == 0 {
-				w.free <- wb
-				continue
-			}
-			r.cur, r.pos = wb, 0
-		case <-w.done:
-			return 0, net.ErrClosed
-		}
-	}
-	wb := r.cur
-	n := min(len(bufs), wb.n-r.pos)
-	for i := range n {
-		bufs[i].Reset()
-		bufs[i].Set(wb.data[r.pos+i])
-		eps[i] = r.src
-	}
-	r.pos += n
-	if r.pos == wb.n {
-		r.cur = nil
-		w.free <- wb
-	}
-	return n, nil
+	return []dataplane.ReceiveFunc{func(bufs []*pkt.Buf, eps []dataplane.Endpoint) (int, error) {
+		return r.w.receive(bufs, eps, r.src)
+	}}, nil
 }
 
 func (r *receiver) Send([]*pkt.Buf, []dataplane.Endpoint) error { return nil }
@@ -163,17 +179,27 @@ func (r *receiver) BatchSize() int                              { return underla
 func (r *receiver) Close() error                                { r.w.close(); return nil }
 
 // genTUN is dataplane A's TUN: each Read returns perRead packets, copies of
-// pkts (cycled), once start is closed, while left (when limited) lasts.
+// pkts (cycled), once begin was called, while left (when limited) lasts.
 type genTUN struct {
 	pkts    [][]byte
 	perRead int
 	next    int // Read is called from one goroutine
 	limited bool
 	left    atomic.Int64 // packets left to produce when limited
-	start   chan struct{}
-	closed  chan struct{}
-	once    sync.Once
+	// state is genIdle, genRunning or genClosed: Read checks it with one
+	// atomic load and waits on start/closed only before begin.
+	state     atomic.Int32
+	start     chan struct{} // closed by begin
+	closed    chan struct{} // closed by Close
+	startOnce sync.Once
+	once      sync.Once
 }
+
+const (
+	genIdle int32 = iota
+	genRunning
+	genClosed
+)
 
 var _ tun.Device = (*genTUN)(nil)
 
@@ -181,13 +207,29 @@ func newGenTUN(pkts [][]byte, perRead int) *genTUN {
 	return &genTUN{pkts: pkts, perRead: perRead, start: make(chan struct{}), closed: make(chan struct{})}
 }
 
+// begin lets Read produce packets.
+func (t *genTUN) begin() {
+	t.startOnce.Do(func() {
+		t.state.CompareAndSwap(genIdle, genRunning)
+		close(t.start)
+	})
+}
+
 func (t *genTUN) File() *os.File { return nil }
 
 func (t *genTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	select {
-	case <-t.start:
-	case <-t.closed:
-		return 0, os.ErrClosed
+	if s := t.state.Load(); s != genRunning {
+		if s == genClosed {
+			return 0, os.ErrClosed
+		}
+		select {
+		case <-t.start:
+		case <-t.closed:
+			return 0, os.ErrClosed
+		}
+		if t.state.Load() == genClosed {
+			return 0, os.ErrClosed
+		}
 	}
 	n := min(len(bufs), t.perRead)
 	if t.limited && t.left.Add(-int64(n)) < 0 {
@@ -209,7 +251,13 @@ func (t *genTUN) MTU() (int, error)                            { return 1500, ni
 func (t *genTUN) Name() (string, error)                        { return "bench-gen", nil }
 func (t *genTUN) Events() <-chan tun.Event                     { return nil }
 func (t *genTUN) BatchSize() int                               { return t.perRead }
-func (t *genTUN) Close() error                                 { t.once.Do(func() { close(t.closed) }); return nil }
+func (t *genTUN) Close() error {
+	t.once.Do(func() {
+		t.state.Store(genClosed)
+		close(t.closed)
+	})
+	return nil
+}
 
 // sinkTUN is dataplane B's TUN: Write counts the packets and bytes and checks
 // that each is an IPv4 packet whose total length matches what arrived.

@@ -290,7 +290,7 @@ func newPipe(c pipeCase, workers int, limit uint64) (*pipe, error) {
 	}
 	p := &pipe{
 		gen: newGenTUN(c.pkts, c.perRead),
-		w:   newWire(underlayBatch, maxLen+256),
+		w:   newWire(wireSlots, maxLen+256),
 	}
 	if limit > 0 {
 		reads := (limit + uint64(c.perRead) - 1) / uint64(c.perRead)
@@ -449,7 +449,7 @@ func runCase(ctx context.Context, c pipeCase, cores int, d time.Duration) (Pipel
 		return r, err
 	}
 	defer p.close()
-	close(p.gen.start)
+	p.gen.begin()
 	if err := sleepCtx(ctx, max(d/5, 10*time.Millisecond)); err != nil {
 		return r, err
 	}

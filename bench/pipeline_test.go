@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mipsec/mipsec/esp"
 )
 
 func TestRunPipeline(t *testing.T) {
@@ -33,9 +35,16 @@ func TestRunPipeline(t *testing.T) {
 			t.Errorf("%s %s %d cores: not positive: %+v", r.Algorithm, r.Case, r.Cores, r)
 		}
 		// The pipeline cannot beat bare crypto (the machine is noisy and
-		// the ceiling is measured at another moment: a wide margin).
+		// the ceiling is measured at another moment: a wide margin). A
+		// 20 ms ceiling can be starved on a loaded machine (one seen at
+		// 1/13 of its rate): above the margin, measure it again for longer
+		// and judge by the best of those.
 		if r.Ratio > 5 {
-			t.Errorf("%s %s: ratio %.2f above the ceiling", r.Algorithm, r.Case, r.Ratio)
+			ceil := recheckCeiling(t, r)
+			if ratio := r.PPS / ceil; ratio > 5 {
+				t.Errorf("%s %s: ratio %.2f (%.2f against a %.0f pkt/s ceiling measured again) above the ceiling",
+					r.Algorithm, r.Case, r.Ratio, ratio, ceil)
+			}
 		}
 		wantBytes := float64(r.Packets) * float64(r.Size)
 		if r.Case != SuperCase && float64(r.Bytes) != wantBytes {
@@ -45,6 +54,25 @@ func TestRunPipeline(t *testing.T) {
 	if got := strings.Count(progress.String(), "\n"); got != 12 {
 		t.Errorf("%d progress lines, want 12:\n%s", got, progress.String())
 	}
+}
+
+// recheckCeiling measures r's raw ceiling again, best of three 100 ms runs
+// on r.Cores goroutines (the super-packet case at its segment size).
+func recheckCeiling(t *testing.T, r PipelineResult) float64 {
+	t.Helper()
+	alg, err := esp.ParseAlgorithm(r.Algorithm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var best float64
+	for range 3 {
+		pps, err := rawCeiling(alg, r.Size, r.Cores, 100*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		best = max(best, pps)
+	}
+	return best
 }
 
 func TestRunPipelineBadOptions(t *testing.T) {
