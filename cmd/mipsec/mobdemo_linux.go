@@ -22,8 +22,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
-	"os/signal"
 	"sort"
 	"strings"
 	"sync"
@@ -86,54 +84,17 @@ removed at the end, also on failure or Ctrl-C.`)
 		fmt.Fprintln(stderr, "mipsec demo: -dwell must be at least 500ms, -rate and -reg-timeout positive")
 		return 2
 	}
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(stderr, "mipsec demo: needs root (it creates network namespaces, veths, TUN devices and a NAT): run it with sudo")
-		return 1
+	if rc := demoPrereqs(stderr, "network namespaces, veths, TUN devices and a NAT", [][2]string{{"ip", "iproute2"}, {"nft", "nftables"}}, bin); rc != 0 {
+		return rc
 	}
-	for _, c := range []struct{ cmd, pkg string }{{"ip", "iproute2"}, {"nft", "nftables"}} {
-		if _, err := exec.LookPath(c.cmd); err != nil {
-			fmt.Fprintf(stderr, "mipsec demo: needs the %s command (Debian: apt-get install %s)\n", c.cmd, c.pkg)
-			return 1
-		}
-	}
-	if *bin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			fmt.Fprintf(stderr, "mipsec demo: %v\n", err)
-			return 1
-		}
-		*bin = exe
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-
 	d := &mobDemo{out: stdout, bin: *bin, dwell: *dwell, rate: *rate << 10, regTimeout: *regTimeout}
-	err := d.run(ctx)
-	fmt.Fprintln(stdout, "teardown: stopping MN (de-registration) and HA, deleting the namespaces")
-	d.teardown()
-	interrupted := err != nil && ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded)
-	if *verbose || (err != nil && !interrupted) {
-		for _, g := range d.daemons {
-			fmt.Fprintf(stdout, "--- log of %s (%s)\n%s", g.Name, g.ConfigPath, g.Log.String())
-		}
-	}
-	if err != nil {
-		switch {
-		case errors.Is(ctx.Err(), context.DeadlineExceeded):
-			err = fmt.Errorf("timed out after %v: %w", *timeout, err)
-		case ctx.Err() != nil:
-			err = fmt.Errorf("interrupted: %w", err)
-		}
-		fmt.Fprintf(stderr, "mipsec demo: FAILED: %v\n", err)
-		if interrupted {
-			return 130 // like a shell after Ctrl-C
-		}
-		return 1
-	}
-	fmt.Fprintln(stdout, "demo OK")
-	return 0
+	return runNamespaceDemo(stdout, stderr, *timeout, *verbose,
+		"teardown: stopping MN (de-registration) and HA, deleting the namespaces", d.run, d.teardown,
+		func(w io.Writer) {
+			for _, g := range d.daemons {
+				fmt.Fprintf(w, "--- log of %s (%s)\n%s", g.Name, g.ConfigPath, g.Log.String())
+			}
+		})
 }
 
 // mobDemo is one run of the mobility demo and what it must tear down.

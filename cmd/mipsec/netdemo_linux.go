@@ -109,13 +109,33 @@ from a capture on the veth that only ESP crossed it. Needs root and ip
 		fmt.Fprintln(stderr, "mipsec demo: -size and -count must be at least 1")
 		return 2
 	}
+	if rc := demoPrereqs(stderr, "network namespaces, a veth and TUN devices", [][2]string{{"ip", "iproute2"}}, bin); rc != 0 {
+		return rc
+	}
+	d := &netDemo{out: stdout, bin: *bin, encap: *encap, outer6: *outer6, size: *sizeMiB << 20, count: *count}
+	return runNamespaceDemo(stdout, stderr, *timeout, *verbose,
+		"teardown: stopping the gateways, deleting the namespaces", d.run, d.teardown,
+		func(w io.Writer) {
+			for _, g := range d.gws {
+				fmt.Fprintf(w, "--- log of gateway %s (%s)\n%s", g.Name, g.ConfigPath, g.Log.String())
+			}
+		})
+}
+
+// demoPrereqs checks what a namespace demo needs before it starts: root,
+// the commands in cmds ({command, Debian package}), and the mipsec binary
+// to run (*bin, defaulting to this executable). It returns 0 when all is
+// there, else prints why to stderr and returns the exit status.
+func demoPrereqs(stderr io.Writer, creates string, cmds [][2]string, bin *string) int {
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(stderr, "mipsec demo: needs root (it creates network namespaces, a veth and TUN devices): run it with sudo")
+		fmt.Fprintf(stderr, "mipsec demo: needs root (it creates %s): run it with sudo\n", creates)
 		return 1
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		fmt.Fprintln(stderr, "mipsec demo: needs the ip command (Debian: apt-get install iproute2)")
-		return 1
+	for _, c := range cmds {
+		if _, err := exec.LookPath(c[0]); err != nil {
+			fmt.Fprintf(stderr, "mipsec demo: needs the %s command (Debian: apt-get install %s)\n", c[0], c[1])
+			return 1
+		}
 	}
 	if *bin == "" {
 		exe, err := os.Executable()
@@ -125,31 +145,37 @@ from a capture on the veth that only ESP crossed it. Needs root and ip
 		}
 		*bin = exe
 	}
+	return 0
+}
+
+// runNamespaceDemo runs a demo under Ctrl-C/SIGTERM and a timeout, tears it
+// down whatever happened, prints the daemons' logs (logs) on failure or
+// with verbose, and returns the exit status: 0, 1 on failure or timeout,
+// 130 when interrupted (like a shell after Ctrl-C).
+func runNamespaceDemo(stdout, stderr io.Writer, timeout time.Duration, verbose bool, teardownMsg string,
+	run func(context.Context) error, teardown func(), logs func(io.Writer)) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	d := &netDemo{out: stdout, bin: *bin, encap: *encap, outer6: *outer6, size: *sizeMiB << 20, count: *count}
-	err := d.run(ctx)
-	fmt.Fprintln(stdout, "teardown: stopping the gateways, deleting the namespaces")
-	d.teardown()
+	err := run(ctx)
+	fmt.Fprintln(stdout, teardownMsg)
+	teardown()
 	interrupted := err != nil && ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded)
-	if *verbose || (err != nil && !interrupted) {
-		for _, g := range d.gws {
-			fmt.Fprintf(stdout, "--- log of gateway %s (%s)\n%s", g.Name, g.ConfigPath, g.Log.String())
-		}
+	if verbose || (err != nil && !interrupted) {
+		logs(stdout)
 	}
 	if err != nil {
 		switch {
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
-			err = fmt.Errorf("timed out after %v: %w", *timeout, err)
+			err = fmt.Errorf("timed out after %v: %w", timeout, err)
 		case ctx.Err() != nil:
 			err = fmt.Errorf("interrupted: %w", err)
 		}
 		fmt.Fprintf(stderr, "mipsec demo: FAILED: %v\n", err)
 		if interrupted {
-			return 130 // like a shell after Ctrl-C
+			return 130
 		}
 		return 1
 	}
