@@ -197,7 +197,8 @@ func TestOrderMixedBatches(t *testing.T) {
 				}
 				*next++
 			}
-			waitFor(t, "counters", func() bool { return b.Stats().DeliveredPackets == 2*n })
+			// Each side adds its counters after its write returns.
+			waitFor(t, "counters", func() bool { return b.Stats().DeliveredPackets == 2*n && a.Stats().SentPackets == 2*n })
 			sa, sb := a.Stats(), b.Stats()
 			if sa.Dropped() != 0 || sb.Dropped() != 0 {
 				t.Errorf("drops: A %v, B %v", sa.Drops, sb.Drops)

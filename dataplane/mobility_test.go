@@ -193,6 +193,8 @@ func TestInjectTransportAtHome(t *testing.T) {
 	if st.Injected != 3 || st.OutPackets != 3 || st.SentPackets != 3 || st.Dropped() != 0 {
 		t.Errorf("MN stats %+v", st)
 	}
+	// The counters are added after the batch's hooks ran: wait for them.
+	waitFor(t, "HA counters", func() bool { return ha.d.Stats().Consumed == 3 })
 	hs := ha.d.Stats()
 	if hs.Consumed != 3 || hs.InPackets != 3 || hs.DeliveredPackets != 0 || hs.Dropped() != 0 {
 		t.Errorf("HA stats %+v", hs)
@@ -220,6 +222,8 @@ func TestDeliverFalseToTUN(t *testing.T) {
 		if got := recv(t, ha.tun.Inbound); !bytes.Equal(got, bu) {
 			t.Fatalf("TUN got\n% x\nwant\n% x", got, bu)
 		}
+		// DeliveredPackets is added after the TUN write returns.
+		waitFor(t, "delivered counter", func() bool { return ha.d.Stats().DeliveredPackets == 1 })
 		if st := ha.d.Stats(); st.DeliveredPackets != 1 || st.Consumed != 0 {
 			t.Errorf("stats %+v", st)
 		}
