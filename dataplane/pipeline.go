@@ -486,32 +486,24 @@ func (d *Dataplane) openBatch(b *batch) {
 		// espOff is where ESP starts in buf.Bytes(): 0 for what the
 		// underlay cut to ESP, behind the IP header(s) for EncapIP.
 		espOff := 0
+		if ep.Encap != EncapIP && buf.Len() < header.ESPHeaderLen {
+			drops[DropShort]++
+			continue
+		}
+		if capture != nil {
+			capture.Outer(buf.Bytes(), ep, false)
+		}
+		if d.hooks.BeforeLookup != nil && !d.hooks.BeforeLookup(buf, ep) {
+			drops[DropBeforeLookupHook]++
+			continue
+		}
 		if ep.Encap == EncapIP {
-			if capture != nil {
-				capture.Outer(buf.Bytes(), ep, false)
-			}
-			if d.hooks.BeforeLookup != nil && !d.hooks.BeforeLookup(buf, ep) {
-				drops[DropBeforeLookupHook]++
-				continue
-			}
 			_, off, ok := esp.Locate(buf.Bytes())
 			if !ok {
 				drops[DropUnprotected]++
 				continue
 			}
 			espOff = off
-		} else {
-			if buf.Len() < header.ESPHeaderLen {
-				drops[DropShort]++
-				continue
-			}
-			if capture != nil {
-				capture.Outer(buf.Bytes(), ep, false)
-			}
-			if d.hooks.BeforeLookup != nil && !d.hooks.BeforeLookup(buf, ep) {
-				drops[DropBeforeLookupHook]++
-				continue
-			}
 		}
 		v := header.ESP(buf.Bytes()[espOff:])
 		if !v.IsValid() {

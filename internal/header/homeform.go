@@ -25,7 +25,7 @@ func HomeAddressForm(p []byte) {
 		hdr := h.Bytes(p)
 		switch h.Proto {
 		case ProtoDestOpts:
-			if off, ok := findHAO(hdr); ok && !hao {
+			if off, n, ok := scanHAO(hdr); ok && n > 0 && !hao {
 				hao = true
 				swap16(p[8:24], hdr[off:off+16])
 			}
@@ -38,31 +38,6 @@ func HomeAddressForm(p []byte) {
 			}
 		}
 	}
-}
-
-// findHAO returns the offset of the address of the first Home Address
-// option (RFC 6275 §6.3) in the Destination Options header hdr, walking the
-// TLVs as RFC 8200 §4.2 lays them out.
-func findHAO(hdr []byte) (int, bool) {
-	for i := 2; i < len(hdr); {
-		t := hdr[i]
-		if t == OptPad1 {
-			i++
-			continue
-		}
-		if i+2 > len(hdr) {
-			return 0, false
-		}
-		l := int(hdr[i+1])
-		if i+2+l > len(hdr) {
-			return 0, false
-		}
-		if t == OptHomeAddress && l == HomeAddressOptLen {
-			return i + 2, true
-		}
-		i += 2 + l
-	}
-	return 0, false
 }
 
 // swap16 exchanges two 16-byte addresses.
