@@ -500,25 +500,25 @@ func (ha *HomeAgent) event(e HAEvent) {
 	}
 }
 
-// BeforeLookup is DR-4's first half: for a packet that arrived
-// UDP-encapsulated over IPv4 (src.UDP: b is the ESP packet from port 4500;
-// src.IP with an IPv4 source: b is the inner IP packet from port 4191) it
+// BeforeLookup is DR-4's first half: for a packet that arrived in UDP port
+// 4191 over IPv4 (src.IP with an IPv4 source: b is the inner IP packet) it
 // records the outer source address and port under the packet's clear-text
 // (SPI, sequence number) in the NAT records, before IPsec verifies it.
-// It always returns true (never drops). Allocation-free.
+//
+// Only UDP 4191 carries BUs from an IPv4 network (RFC 5555 §4.1: a BU from
+// an IPv4-only network MUST use the UDP format, on the DSMIPv6 port), so
+// ESP-in-UDP data on port 4500 is not recorded: a record per data packet
+// would cost a slot lock on the hot path and push the BUs' records out of
+// the table. It always returns true (never drops). Allocation-free.
 func (ha *HomeAgent) BeforeLookup(b *pkt.Buf, src Source) bool {
-	if !src.UDP && !src.IP {
+	if !src.IP {
 		return true
 	}
 	a := src.Addr.Addr().Unmap()
-	if !a.Is4() {
+	if !a.Is4() || src.Addr.Port() == 0 {
 		return true
 	}
-	d := DecapESP
-	if src.IP {
-		d = DecapIP
-	}
-	if spi, seq, ok := RecordKey(b.Bytes(), d); ok {
+	if spi, seq, ok := RecordKey(b.Bytes(), DecapIP); ok {
 		ha.nat.Record(spi, seq, netip.AddrPortFrom(a, src.Addr.Port()))
 	}
 	return true
