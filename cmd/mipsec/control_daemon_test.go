@@ -107,6 +107,8 @@ func TestControlRealDaemon(t *testing.T) {
 		t.Errorf("esp_sa lines lack\n%s\ngot\n%s", want, o.String())
 	}
 
+	// A counts a sent packet after the underlay write returns.
+	eventually(t, "A to count 2 sent packets", func() bool { return a.Stats().Dataplane.SentPackets >= 2 })
 	o.Reset()
 	if rc := run([]string{"stats", "--json", "--socket", sock}, &o, &e); rc != 0 {
 		t.Fatalf("stats: %d %s", rc, e.String())

@@ -318,6 +318,9 @@ func TestDaemonsBackToBack(t *testing.T) {
 			}
 		}
 	}
+	// B's worker adds to DeliveredPackets after its TUN write returns, so
+	// the last packet can be read before it is counted.
+	eventually(t, "B to count 10 delivered packets", func() bool { return b.Stats().Dataplane.DeliveredPackets >= 10 })
 	st := b.Stats()
 	for _, s := range st.SAs {
 		if s.SPI == spiAtoB && (s.Stats.Packets != 10 || s.Stats.Drops[esp.DropReplay] != 0) {
