@@ -45,6 +45,11 @@ type batch struct {
 	// ReceiveFunc call). Resetting only those spares touching all the
 	// slots when the underlay returns few packets per call.
 	dirty int
+	// spd is the outbound SPD lookup cache of whichever goroutine holds
+	// the batch (spd.Cache): it outlives the batch's packets, so a flow's
+	// next read is answered without a search also when reads carry one
+	// packet each.
+	spd spd.Cache
 }
 
 // path is one reader-writer pair with its batches.
@@ -310,7 +315,7 @@ func (d *Dataplane) sealBatch(b *batch) {
 		inBytes, outBytes uint64
 		k                 int
 		drops             [NumDropReasons]uint32
-		cache             sealCache
+		cache             = sealCache{spd: &b.spd}
 	)
 	for i := range b.n {
 		buf := b.bufs[i]
@@ -345,10 +350,12 @@ func (d *Dataplane) sealBatch(b *batch) {
 // noDrop is sealOne's "sent" (not a drop reason).
 const noDrop = NumDropReasons
 
-// sealCache remembers the last SPI's peer across the packets of a batch.
+// sealCache remembers the last SPI's peer across the packets of a batch,
+// and points at the SPD lookup cache to use (nil: none).
 type sealCache struct {
 	lastSPI  uint32
 	lastPeer *peer
+	spd      *spd.Cache
 }
 
 // sealOne runs one cleartext packet, buf.Bytes(), through the outbound
@@ -357,7 +364,7 @@ type sealCache struct {
 // with buf.Bytes() ready for Underlay.Send to *ep, or the drop reason. It
 // does not allocate.
 func (d *Dataplane) sealOne(buf *pkt.Buf, peers *peerTable, c *sealCache, ep *Endpoint) DropReason {
-	dec := d.spdb.Lookup(sad.Outbound, buf.Bytes())
+	dec := d.spdb.LookupCached(sad.Outbound, buf.Bytes(), c.spd)
 	switch dec.Action {
 	case spd.Protect:
 	case spd.Bypass:

@@ -233,9 +233,14 @@ func (st *cryptoState) makeIV(iv []byte, seq uint64) {
 
 // nonce fills sc.nonce with salt ‖ IV (RFC 4106 §4, RFC 4543 §3.2, RFC 7634 §2).
 func (st *cryptoState) nonce(sc *scratch, iv []byte) []byte {
-	binary.BigEndian.PutUint32(sc.nonce[:saltLen], st.salt.Load())
-	copy(sc.nonce[saltLen:], iv)
-	return sc.nonce[:]
+	return st.nonceAt(sc.nonce[:], iv)
+}
+
+// nonceAt writes salt ‖ IV into dst (nonceLen bytes) and returns it.
+func (st *cryptoState) nonceAt(dst, iv []byte) []byte {
+	binary.BigEndian.PutUint32(dst[:saltLen], st.salt.Load())
+	copy(dst[saltLen:], iv)
+	return dst[:nonceLen]
 }
 
 // aeadAAD returns the AEAD additional data: SPI ‖ seq_lo, which is the ESP
@@ -301,6 +306,15 @@ func (st *cryptoState) sealESP(a []byte, s, e int, spi uint32, seq uint64, esn b
 	} else {
 		st.makeIV(iv, seq)
 	}
+	if st.kind == kindAEAD && !esn && len(a)-e >= nonceLen {
+		// The common case without the pool: AAD is the ESP header in
+		// place and the nonce is built in the tailroom behind the ICV,
+		// outside what Seal reads and writes; the salt is cleared there.
+		pt, nonce := a[ptStart:ptEnd], st.nonceAt(a[e:e+nonceLen], iv)
+		st.aead.Seal(pt[:0], nonce, pt, a[s:s+8])
+		clear(nonce)
+		return OK
+	}
 	sc := st.pool.Get().(*scratch)
 	v := OK
 	switch st.kind {
@@ -341,6 +355,17 @@ func (st *cryptoState) sealESP(a []byte, s, e int, spi uint32, seq uint64, esn b
 func (st *cryptoState) openESP(a []byte, s, e int, seq uint64, esn bool) Verdict {
 	ptStart, ptEnd := s+8+st.ivLen, e-st.icvLen
 	iv := a[s+8 : ptStart]
+	if st.kind == kindAEAD && !esn && len(a)-e >= nonceLen {
+		// As in sealESP: the nonce in the tailroom, the AAD in place.
+		ct, nonce := a[ptStart:e], st.nonceAt(a[e:e+nonceLen], iv)
+		_, err := st.aead.Open(ct[:0], nonce, ct, a[s:s+8])
+		clear(nonce)
+		if err != nil {
+			clear(a[ptStart:ptEnd])
+			return DropICV
+		}
+		return OK
+	}
 	sc := st.pool.Get().(*scratch)
 	v := OK
 	switch st.kind {

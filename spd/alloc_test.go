@@ -37,6 +37,10 @@ func TestZeroAllocs(t *testing.T) {
 					if n := testing.AllocsPerRun(100, func() { db.Lookup(dir, p) }); n != 0 {
 						t.Errorf("%s: Lookup(%v, packet %d): %v allocs", tc.name, dir, i, n)
 					}
+					var c Cache
+					if n := testing.AllocsPerRun(100, func() { db.LookupCached(dir, p, &c) }); n != 0 {
+						t.Errorf("%s: LookupCached(%v, packet %d): %v allocs", tc.name, dir, i, n)
+					}
 					if n := testing.AllocsPerRun(100, func() { db.LookupFlow(dir, &f) }); n != 0 {
 						t.Errorf("%s: LookupFlow(%v, packet %d): %v allocs", tc.name, dir, i, n)
 					}

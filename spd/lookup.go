@@ -85,12 +85,55 @@ var (
 //
 // Lock-free, never allocates; f is not retained.
 func (db *DB) LookupFlow(dir sad.Direction, f *header.Flow) Decision {
+	return db.lookup(dir, f, nil)
+}
+
+// Cache remembers one goroutine's last lookup: the policy table of the
+// SPD version it searched, the selector fields and the selector set that
+// matched (or none). LookupCached answers a packet whose selector fields
+// equal the previous packet's, in the same direction and against the same
+// table, without searching again: packets come in runs of one flow (a TCP
+// stream, the segments of a TUN super-packet). Any write to a direction's
+// policies publishes a new table there, so a cached answer is never older
+// than the policies; counters and the outbound SA (resolved by SPI on
+// every lookup, so a replaced SA is used at once) behave as without the
+// cache. The zero Cache is empty; a Cache is not safe for concurrent use.
+type Cache struct {
+	t  *table
+	f  header.Flow
+	id int32
+}
+
+// LookupCached is Lookup with c remembering the last answer (Cache).
+// Lock-free, never allocates.
+func (db *DB) LookupCached(dir sad.Direction, pkt []byte, c *Cache) Decision {
+	var f header.Flow
+	if !header.ParseFlow(pkt, &f) {
+		if dir == sad.Outbound || dir == sad.Inbound {
+			db.ctr[dirIndex(dir)].unparsable.Add(1)
+		}
+		return decUnparsable
+	}
+	return db.lookup(dir, &f, c)
+}
+
+// lookup is LookupFlow, through c when it is not nil.
+func (db *DB) lookup(dir sad.Direction, f *header.Flow, c *Cache) Decision {
 	if dir != sad.Outbound && dir != sad.Inbound {
 		return decNoMatch
 	}
 	d := dirIndex(dir)
 	t := db.snap.Load().t[d]
-	id := t.find(dir, f)
+	var id int
+	switch {
+	case c == nil:
+		id = t.find(dir, f)
+	case c.t == t && c.f == *f:
+		id = int(c.id)
+	default:
+		id = t.find(dir, f)
+		c.t, c.f, c.id = t, *f, int32(id)
+	}
 	if id < 0 {
 		db.ctr[d].noMatch.Add(1)
 		return decNoMatch
@@ -123,14 +166,7 @@ func (db *DB) LookupFlow(dir sad.Direction, f *header.Flow) Decision {
 // address as destination: RFC 4877 §4.2). A packet ParseFlow rejects is
 // discarded with ReasonUnparsable. Lock-free, never allocates.
 func (db *DB) Lookup(dir sad.Direction, pkt []byte) Decision {
-	var f header.Flow
-	if !header.ParseFlow(pkt, &f) {
-		if dir == sad.Outbound || dir == sad.Inbound {
-			db.ctr[dirIndex(dir)].unparsable.Add(1)
-		}
-		return decUnparsable
-	}
-	return db.LookupFlow(dir, &f)
+	return db.LookupCached(dir, pkt, nil)
 }
 
 // find returns the id of the first selector set of t that matches f (its

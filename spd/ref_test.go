@@ -352,6 +352,10 @@ func TestRandomMutations(t *testing.T) {
 					t.Fatal(err)
 				}
 				next := len(ps)
+				var (
+					caches [2]Cache
+					last   header.Flow
+				)
 				for step := range 40 {
 					switch op := g.r.IntN(3); {
 					case op == 0 || len(ps) == 0:
@@ -406,10 +410,40 @@ func TestRandomMutations(t *testing.T) {
 						flows[i] = g.flow()
 					}
 					checkAll(t, db, ps, flows)
+					checkCached(t, db, ps, flows, &caches, &last)
 				}
 			}
 		})
 	}
+}
+
+// checkCached compares lookups through caches (one per direction, kept
+// across the caller's mutations) with the reference model: first the flow
+// the caches hold from the previous call (*last; answered from a stale
+// entry if a write did not invalidate it), then each flow twice in a row
+// (the second from the cache) and the flows again in reverse. It leaves
+// the flow the caches now hold in *last.
+func checkCached(t *testing.T, db *DB, ps []Policy, flows []header.Flow, caches *[2]Cache, last *header.Flow) {
+	t.Helper()
+	check := func(f *header.Flow) {
+		for di, dir := range []sad.Direction{sad.Outbound, sad.Inbound} {
+			want := refDecide(ps, dir, f)
+			if got := db.lookup(dir, f, &caches[di]); got != want {
+				t.Fatalf("cached %+v %v:\n got %+v\nwant %+v\npolicies:\n%s", *f, dir, got, want, dump(ps))
+			}
+		}
+	}
+	if last.Src.IsValid() {
+		check(last)
+	}
+	for i := range flows {
+		check(&flows[i])
+		check(&flows[i])
+	}
+	for i := len(flows) - 1; i >= 0; i-- {
+		check(&flows[i])
+	}
+	*last = flows[0]
 }
 
 // dirPositions returns the positions in ps of the policies of dir.
