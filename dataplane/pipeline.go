@@ -50,6 +50,14 @@ type batch struct {
 	// next read is answered without a search also when reads carry one
 	// packet each.
 	spd spd.Cache
+	// in: the current run of one SA's packets (openBatch): the Bufs, their
+	// index in bufs, ESP offset and sequence number, and the SA's verdicts.
+	run    []*pkt.Buf
+	runIdx []int
+	runOff []int
+	runSeq []uint32
+	runNH  []uint8
+	runV   []esp.Verdict
 }
 
 // path is one reader-writer pair with its batches.
@@ -71,6 +79,14 @@ func newBatch(dir direction, size int) *batch {
 		sizes: make([]int, size),
 		eps:   make([]Endpoint, size),
 		send:  make([]*pkt.Buf, size),
+	}
+	if dir == dirIn {
+		b.run = make([]*pkt.Buf, size)
+		b.runIdx = make([]int, size)
+		b.runOff = make([]int, size)
+		b.runSeq = make([]uint32, size)
+		b.runNH = make([]uint8, size)
+		b.runV = make([]esp.Verdict, size)
 	}
 	for i := range b.bufs {
 		b.bufs[i] = pkt.Get()
@@ -473,19 +489,13 @@ func (d *Dataplane) Inject(p []byte) error {
 
 // openBatch processes an inbound batch: BeforeLookup, SA by SPI, open,
 // roaming, and for transport mode Hooks.Deliver. It fills b.raw[:b.k] with
-// the slices to write to the TUN. Steady state: no allocation.
+// the slices to write to the TUN. Consecutive packets of one SA are opened
+// together (sad.SA.OpenBatch: one SA guard, one replay window lock and one
+// counter update per run), then finished in order. Steady state: no
+// allocation.
 func (d *Dataplane) openBatch(b *batch) {
-	peers := d.peers.Load()
-	capture := d.currentCapture()
-	var (
-		inBytes, outBytes uint64
-		k                 int
-		consumed          uint64
-		drops             [NumDropReasons]uint32
-		lastSPI           uint32
-		lastSA            *sad.SA
-		lastPeer          *peer
-	)
+	st := openState{peers: d.peers.Load(), capture: d.currentCapture()}
+	var inBytes uint64
 	for i := range b.n {
 		buf := b.bufs[i]
 		ep := b.eps[i]
@@ -494,95 +504,134 @@ func (d *Dataplane) openBatch(b *batch) {
 		// underlay cut to ESP, behind the IP header(s) for EncapIP.
 		espOff := 0
 		if ep.Encap != EncapIP && buf.Len() < header.ESPHeaderLen {
-			drops[DropShort]++
+			st.drops[DropShort]++
 			continue
 		}
-		if capture != nil {
-			capture.Outer(buf.Bytes(), ep, false)
+		if st.capture != nil {
+			st.capture.Outer(buf.Bytes(), ep, false)
 		}
 		if d.hooks.BeforeLookup != nil && !d.hooks.BeforeLookup(buf, ep) {
-			drops[DropBeforeLookupHook]++
+			st.drops[DropBeforeLookupHook]++
 			continue
 		}
 		if ep.Encap == EncapIP {
 			_, off, ok := esp.Locate(buf.Bytes())
 			if !ok {
-				drops[DropUnprotected]++
+				st.drops[DropUnprotected]++
 				continue
 			}
 			espOff = off
 		}
 		v := header.ESP(buf.Bytes()[espOff:])
 		if !v.IsValid() {
-			drops[DropShort]++
+			st.drops[DropShort]++
 			continue
 		}
-		spi, seq := v.SPI(), v.Seq()
-		sa, pr := lastSA, lastPeer
-		if spi != lastSPI || sa == nil {
-			sa, pr = d.sadb.Inbound(spi), peers.in[spi]
-			lastSPI, lastSA, lastPeer = spi, sa, pr
+		spi := v.SPI()
+		if spi != st.spi || st.sa == nil {
+			if st.n > 0 {
+				d.openRun(b, &st)
+			}
+			st.spi, st.sa, st.peer = spi, d.sadb.Inbound(spi), st.peers.in[spi]
 		}
+		sa := st.sa
 		if sa == nil {
-			drops[DropUnknownSPI]++
+			st.drops[DropUnknownSPI]++
 			continue
 		}
-		transport := sa.Mode() == esp.Transport
-		if transport && espOff == 0 {
+		if sa.Mode() == esp.Transport && espOff == 0 {
 			// RFC 4303 §3.4: transport mode rebuilds the packet around
 			// its IP header, which the underlay left in the headroom.
 			if ep.Encap == EncapUDP {
-				drops[DropTransportMode]++
+				st.drops[DropTransportMode]++
 				continue
 			}
 			hl, ok := headerInFront(buf, ep.Addr.Addr())
 			if !ok {
-				drops[DropDeliver]++
+				st.drops[DropDeliver]++
 				continue
 			}
 			buf.SetBytes(buf.Off()-hl, buf.Len()+hl)
 			espOff = hl
 		}
-		if _, verdict := sa.Open(buf, espOff); verdict != esp.OK {
-			drops[DropOpen]++
+		b.run[st.n] = buf
+		b.runIdx[st.n] = i
+		b.runOff[st.n] = espOff
+		b.runSeq[st.n] = v.Seq()
+		st.n++
+	}
+	if st.n > 0 {
+		d.openRun(b, &st)
+	}
+	b.k = st.k
+	b.bytes = st.outBytes
+	d.c.inPackets.Add(uint64(b.n))
+	d.c.inBytes.Add(inBytes)
+	if st.consumed != 0 {
+		d.c.consumed.Add(st.consumed)
+	}
+	if uint64(st.k)+st.consumed != uint64(b.n) { // each packet is delivered, consumed or dropped
+		d.addDrops(&st.drops)
+	}
+}
+
+// openState is openBatch's state across its runs: the current run's SA
+// (b.run[:n] are its packets) and what the finished runs produced.
+type openState struct {
+	peers   *peerTable
+	capture Capture
+	spi     uint32
+	sa      *sad.SA
+	peer    *peer
+	n       int // packets in the current run
+
+	k                  int // b.raw[:k] filled
+	outBytes, consumed uint64
+	drops              [NumDropReasons]uint32
+}
+
+// openRun opens the run b.run[:st.n] with st.sa and finishes each packet in
+// order: roaming, home-address form and Hooks.Deliver for transport mode,
+// and the TUN write slice. It empties the run.
+func (d *Dataplane) openRun(b *batch, st *openState) {
+	n, sa, pr := st.n, st.sa, st.peer
+	st.n = 0
+	sa.OpenBatch(b.run[:n], b.runOff[:n], b.runNH[:n], b.runV[:n])
+	transport := sa.Mode() == esp.Transport
+	// Roaming (issue 3): only a packet that passed the ICV and the replay
+	// check and is the SA's newest moves the endpoint.
+	newest := uint32(sa.Seq())
+	for j, buf := range b.run[:n] {
+		if b.runV[j] != esp.OK {
+			st.drops[DropOpen]++
 			continue
 		}
-		// Roaming (issue 3): only a packet that passed the ICV and the
-		// replay check and is the SA's newest moves the endpoint.
-		if pr != nil && pr.roaming && uint32(sa.Seq()) == seq {
-			if cur := pr.st.ep.Load(); *cur != ep {
-				d.maybeRoam(pr, ep)
+		ep := &b.eps[b.runIdx[j]]
+		seq := b.runSeq[j]
+		if pr != nil && pr.roaming && seq == newest {
+			if cur := pr.st.ep.Load(); *cur != *ep {
+				d.maybeRoam(pr, *ep)
 			}
 		}
 		if transport {
 			header.HomeAddressForm(buf.Bytes())
-			if capture != nil {
-				capture.Inner(buf.Bytes(), false)
+			if st.capture != nil {
+				st.capture.Inner(buf.Bytes(), false)
 			}
-			if d.hooks.Deliver != nil && d.hooks.Deliver(buf.Bytes(), sa, seq, ep) {
-				consumed++
+			if d.hooks.Deliver != nil && d.hooks.Deliver(buf.Bytes(), sa, seq, *ep) {
+				st.consumed++
 				continue
 			}
-		} else if capture != nil {
-			capture.Inner(buf.Bytes(), false)
+		} else if st.capture != nil {
+			st.capture.Inner(buf.Bytes(), false)
 		}
 		if buf.Off() < tunWriteOffset {
-			drops[DropTUNWrite]++ // cannot happen: ESP header and IV lie in front
+			st.drops[DropTUNWrite]++ // cannot happen: ESP header and IV lie in front
 			continue
 		}
-		outBytes += uint64(buf.Len())
-		b.raw[k] = buf.B[buf.Off()-tunWriteOffset : buf.End()]
-		k++
-	}
-	b.k = k
-	b.bytes = outBytes
-	d.c.inPackets.Add(uint64(b.n))
-	d.c.inBytes.Add(inBytes)
-	if consumed != 0 {
-		d.c.consumed.Add(consumed)
-	}
-	if uint64(k)+consumed != uint64(b.n) { // each packet is delivered, consumed or dropped
-		d.addDrops(&drops)
+		st.outBytes += uint64(buf.Len())
+		b.raw[st.k] = buf.B[buf.Off()-tunWriteOffset : buf.End()]
+		st.k++
 	}
 }
 

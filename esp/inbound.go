@@ -138,21 +138,53 @@ func (in *Inbound) Destroy() {
 // bytes in front of the ESP header (IP header or headroom) and restores
 // them; with none it returns DropTooBig.
 func (in *Inbound) Open(b *pkt.Buf, espOff int) (nextHeader uint8, v Verdict) {
+	var o opened
+	if v = in.openCrypto(b, espOff, &o); v != OK {
+		return 0, v
+	}
+	if !in.noReplay && !in.replay.Accept(o.seq) {
+		clear(o.pt(b)) // lost the race to a concurrent Open of the same packet
+		return 0, DropReplay
+	}
+	return in.finish(b, espOff, &o)
+}
+
+// opened is what openCrypto learned of a packet that passed the integrity
+// check, for the replay window update and finish.
+type opened struct {
+	seq      uint64 // the full sequence number (ESN: inferred)
+	s, e     int    // ESP header start and packet end in b.B
+	ptStart  int    // first plaintext byte in b.B
+	ptEnd    int    // end of the plaintext (Pad Length, Next Header included)
+	nhOff    int    // transport: offset of the outer Next Header byte
+	v6       bool   // transport: the outer header is IPv6
+	accepted bool   // OpenBatch: passed the replay window update
+}
+
+// pt returns the decrypted bytes of b.
+func (o *opened) pt(b *pkt.Buf) []byte { return b.B[o.ptStart:o.ptEnd] }
+
+// openCrypto is Open up to the replay window update: the outer header and
+// ESP lengths, the SPI, the replay pre-check (RFC 4303 §3.4.3, before any
+// crypto) and the integrity check and decryption (§3.4.4) in place.
+func (in *Inbound) openCrypto(b *pkt.Buf, espOff int, o *opened) Verdict {
 	st := in.st.Load()
 	if st == nil {
-		return 0, DropExpired
+		return DropExpired
 	}
 	p := b.Bytes()
 	if espOff < 0 || espOff > len(p) {
-		return 0, DropMalformed
+		return DropMalformed
 	}
-	nhOff, v6 := 0, false
 	if espOff == 0 {
 		if in.mode != Tunnel {
-			return 0, DropMode
+			return DropMode
 		}
-	} else if nhOff, v6, v = outerHeader(p, espOff, in.mode == Transport); v != OK {
-		return 0, v
+	} else {
+		var v Verdict
+		if o.nhOff, o.v6, v = outerHeader(p, espOff, in.mode == Transport); v != OK {
+			return v
+		}
 	}
 
 	// ESP lengths (RFC 4303 §2): header, IV, at least Pad Length and Next
@@ -160,10 +192,10 @@ func (in *Inbound) Open(b *pkt.Buf, espOff int) (nextHeader uint8, v Verdict) {
 	esp := p[espOff:]
 	body := len(esp) - header.ESPHeaderLen - in.info.ivLen - in.info.icvLen
 	if body < ESPTrailerLen || (in.info.block == 16 && body%16 != 0) {
-		return 0, DropMalformed
+		return DropMalformed
 	}
 	if header.ESP(esp).SPI() != in.spi {
-		return 0, DropNoSA
+		return DropNoSA
 	}
 
 	// Replay pre-check (RFC 4303 §3.4.3), before any crypto.
@@ -171,22 +203,25 @@ func (in *Inbound) Open(b *pkt.Buf, espOff int) (nextHeader uint8, v Verdict) {
 	if !in.noReplay {
 		var ok bool
 		if seq, ok = in.replay.Check(uint32(seq)); !ok {
-			return 0, DropReplay
+			return DropReplay
 		}
 	}
 
 	s, e := b.Off()+espOff, b.End()
-	if v = st.openESP(b.B[:], s, e, seq, in.esn); v != OK {
-		return 0, v
+	if v := st.openESP(b.B[:], s, e, seq, in.esn); v != OK {
+		return v
 	}
-	ptStart := s + header.ESPHeaderLen + in.info.ivLen
-	pt := b.B[ptStart : e-in.info.icvLen]
-	if !in.noReplay && !in.replay.Accept(seq) {
-		clear(pt) // lost the race to a concurrent Open of the same packet
-		return 0, DropReplay
-	}
+	o.seq, o.s, o.e = seq, s, e
+	o.ptStart = s + header.ESPHeaderLen + in.info.ivLen
+	o.ptEnd = e - in.info.icvLen
+	return OK
+}
 
-	// Trailer (RFC 4303 §2.4-2.6, §3.4.4.1 step 3).
+// finish is Open after the replay window update: the trailer (RFC 4303
+// §2.4-2.6, §3.4.4.1 step 3) and the inner packet (tunnel) or the rebuilt
+// one (transport).
+func (in *Inbound) finish(b *pkt.Buf, espOff int, o *opened) (nextHeader uint8, v Verdict) {
+	pt := o.pt(b)
 	padLen := int(pt[len(pt)-2])
 	nextHeader = pt[len(pt)-1]
 	if padLen+ESPTrailerLen > len(pt) {
@@ -211,7 +246,7 @@ func (in *Inbound) Open(b *pkt.Buf, espOff int) (nextHeader uint8, v Verdict) {
 			clear(pt)
 			return 0, DropMalformed
 		}
-		b.SetBytes(ptStart, n)
+		b.SetBytes(o.ptStart, n)
 		return nextHeader, OK
 	}
 
@@ -220,8 +255,8 @@ func (in *Inbound) Open(b *pkt.Buf, espOff int) (nextHeader uint8, v Verdict) {
 	copy(b.B[off:off+espOff], b.B[b.Off():b.Off()+espOff])
 	b.SetBytes(off, espOff+len(payload))
 	h := b.B[off : off+espOff]
-	h[nhOff] = nextHeader
-	if v6 {
+	h[o.nhOff] = nextHeader
+	if o.v6 {
 		header.IPv6(h).SetPayloadLen(b.Len() - header.IPv6HeaderLen)
 	} else {
 		ip := header.IPv4(h)
@@ -231,13 +266,54 @@ func (in *Inbound) Open(b *pkt.Buf, espOff int) (nextHeader uint8, v Verdict) {
 	return nextHeader, OK
 }
 
+// openChunk is the largest run OpenBatch takes through its three steps at
+// once (its per-packet state lives on the stack).
+const openChunk = 64
+
 // OpenBatch opens every bufs[i] with ESP at espOffs[i], storing the Next
 // Header in nh[i] and the verdict in v[i]. espOffs, nh and v must be at
-// least as long as bufs.
+// least as long as bufs. Verdicts are Open's. The packets pass the replay
+// pre-check and the integrity check one by one, then update the replay
+// window together under one lock, in order (RFC 4303 §3.4.3: only
+// authenticated packets move it; a second copy of a number within the
+// batch, or one the window has passed meanwhile, is DropReplay and its
+// plaintext cleared), then each trailer is checked. Safe for concurrent
+// use, as Open is.
 func (in *Inbound) OpenBatch(bufs []*pkt.Buf, espOffs []int, nh []uint8, v []Verdict) {
 	espOffs, nh, v = espOffs[:len(bufs)], nh[:len(bufs)], v[:len(bufs)]
+	for len(bufs) > 0 {
+		n := min(len(bufs), openChunk)
+		in.openChunk(bufs[:n], espOffs[:n], nh[:n], v[:n])
+		bufs, espOffs, nh, v = bufs[n:], espOffs[n:], nh[n:], v[n:]
+	}
+}
+
+func (in *Inbound) openChunk(bufs []*pkt.Buf, espOffs []int, nh []uint8, v []Verdict) {
+	var os [openChunk]opened
+	some := false
 	for i, b := range bufs {
-		nh[i], v[i] = in.Open(b, espOffs[i])
+		nh[i] = 0
+		if v[i] = in.openCrypto(b, espOffs[i], &os[i]); v[i] == OK {
+			os[i].accepted = true
+			some = true
+		}
+	}
+	if !some {
+		return
+	}
+	if !in.noReplay {
+		in.replay.acceptAll(os[:len(bufs)])
+	}
+	for i, b := range bufs {
+		if v[i] != OK {
+			continue
+		}
+		if !os[i].accepted {
+			clear(os[i].pt(b))
+			v[i] = DropReplay
+			continue
+		}
+		nh[i], v[i] = in.finish(b, espOffs[i], &os[i])
 	}
 }
 

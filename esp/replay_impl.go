@@ -191,12 +191,31 @@ func (r *Replay) inferESN(t uint64, seqLo uint32) (uint64, bool) {
 // accepted: another worker may have accepted the same packet between Check
 // and Accept, and exactly one of them gets true. Safe for concurrent use.
 func (r *Replay) Accept(seq uint64) bool {
+	r.mu.Lock()
+	ok := r.acceptLocked(seq)
+	r.mu.Unlock()
+	return ok
+}
+
+// acceptAll is Accept for each os[i] with accepted set, in order, under one
+// lock; it clears accepted where Accept would return false.
+func (r *Replay) acceptAll(os []opened) {
+	r.mu.Lock()
+	for i := range os {
+		if os[i].accepted {
+			os[i].accepted = r.acceptLocked(os[i].seq)
+		}
+	}
+	r.mu.Unlock()
+}
+
+// acceptLocked is Accept with r.mu held.
+func (r *Replay) acceptLocked(seq uint64) bool {
 	if seq == 0 || (!r.esn && seq > math.MaxUint32) {
 		return false
 	}
 	bit := uint64(1) << (seq & (replayBlockBits - 1))
 	blk := seq >> replayBlockLog
-	r.mu.Lock()
 	t := r.highest.Load()
 	if seq > t {
 		// (1) zero the blocks after T's up to seq's, (2) publish T,
@@ -212,20 +231,16 @@ func (r *Replay) Accept(seq uint64) bool {
 		r.highest.Store(seq)
 		b := &r.ring[blk&r.mask]
 		b.Store(b.Load() | bit)
-		r.mu.Unlock()
 		return true
 	}
 	if t-seq >= r.window {
-		r.mu.Unlock()
 		return false
 	}
 	b := &r.ring[blk&r.mask]
 	old := b.Load()
 	if old&bit != 0 {
-		r.mu.Unlock()
 		return false
 	}
 	b.Store(old | bit)
-	r.mu.Unlock()
 	return true
 }
