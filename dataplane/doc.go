@@ -40,7 +40,9 @@
 // match drop (DropPolicyDiscard). BYPASS drops too (DropPolicyBypass): a
 // tunnel device has no cleartext path out, so bypassed traffic must be
 // routed around the TUN. Dataplane.Inject runs one packet through the same
-// steps (sealOne) on the caller's goroutine: the mobility signaling.
+// steps (policy, seal, finishSeal) on the caller's goroutine: the
+// mobility signaling. Consecutive packets of one SA are sealed together
+// (sad.SA.SealBatch), and opened together inbound (sad.SA.OpenBatch).
 //
 // Inbound: ReceiveFunc batch (ESP, SPI first; EncapIP: a whole IP packet)
 // → Hooks.BeforeLookup → for EncapIP, esp.Locate finds ESP behind the

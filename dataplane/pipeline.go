@@ -50,8 +50,9 @@ type batch struct {
 	// next read is answered without a search also when reads carry one
 	// packet each.
 	spd spd.Cache
-	// in: the current run of one SA's packets (openBatch): the Bufs, their
-	// index in bufs, ESP offset and sequence number, and the SA's verdicts.
+	// The current run of one SA's packets (sealBatch, openBatch): the Bufs
+	// and the SA's verdicts; in: also their index in bufs, ESP offset and
+	// sequence number, and Next Header.
 	run    []*pkt.Buf
 	runIdx []int
 	runOff []int
@@ -80,13 +81,13 @@ func newBatch(dir direction, size int) *batch {
 		eps:   make([]Endpoint, size),
 		send:  make([]*pkt.Buf, size),
 	}
+	b.run = make([]*pkt.Buf, size)
+	b.runV = make([]esp.Verdict, size)
 	if dir == dirIn {
-		b.run = make([]*pkt.Buf, size)
 		b.runIdx = make([]int, size)
 		b.runOff = make([]int, size)
 		b.runSeq = make([]uint32, size)
 		b.runNH = make([]uint8, size)
-		b.runV = make([]esp.Verdict, size)
 	}
 	for i := range b.bufs {
 		b.bufs[i] = pkt.Get()
@@ -321,49 +322,90 @@ func (d *Dataplane) deliverBatch(b *batch) {
 	d.c.deliveredBytes.Add(b.bytes)
 }
 
-// sealBatch processes an outbound batch: SPD, seal, AfterSeal, outer header
-// off, endpoint (sealOne). It fills b.send/b.eps[:b.k] with the packets to
-// send. Steady state: no allocation.
+// sealBatch processes an outbound batch: SPD (policy), seal, AfterSeal,
+// outer header off, endpoint (finishSeal). It fills b.send/b.eps[:b.k] with
+// the packets to send, in read order. Consecutive packets of one SA are
+// sealed together (sad.SA.SealBatch: one SA guard and one counter update
+// per run). Steady state: no allocation.
 func (d *Dataplane) sealBatch(b *batch) {
-	peers := d.peers.Load()
-	capture := d.currentCapture()
-	var (
-		inBytes, outBytes uint64
-		k                 int
-		drops             [NumDropReasons]uint32
-		cache             = sealCache{spd: &b.spd}
-	)
+	st := sealState{peers: d.peers.Load(), capture: d.currentCapture(), c: sealCache{spd: &b.spd}}
+	var inBytes uint64
 	for i := range b.n {
 		buf := b.bufs[i]
 		buf.SetBytes(pkt.Headroom, b.sizes[i])
 		inBytes += uint64(buf.Len())
-		if capture != nil {
-			capture.Inner(buf.Bytes(), true)
+		if st.capture != nil {
+			st.capture.Inner(buf.Bytes(), true)
 		}
-		// ep points into b.eps so that the hook can rewrite it without a
-		// heap copy.
-		ep := &b.eps[k]
-		if r := d.sealOne(buf, peers, &cache, ep); r != noDrop {
-			drops[r]++
+		sa, spi, r := d.policy(buf, &st.c)
+		if r != noDrop {
+			st.drops[r]++
 			continue
 		}
-		if capture != nil {
-			capture.Outer(buf.Bytes(), *ep, true)
+		if sa != st.sa && st.n > 0 {
+			d.sealRun(b, &st)
 		}
-		outBytes += uint64(buf.Len())
-		b.send[k] = buf
-		k++
+		st.sa, st.spi = sa, spi
+		b.run[st.n] = buf
+		st.n++
 	}
-	b.k = k
-	b.bytes = outBytes
+	if st.n > 0 {
+		d.sealRun(b, &st)
+	}
+	b.k = st.k
+	b.bytes = st.outBytes
 	d.c.outPackets.Add(uint64(b.n))
 	d.c.outBytes.Add(inBytes)
-	if k != b.n { // each packet is sent or dropped
-		d.addDrops(&drops)
+	if st.k != b.n { // each packet is sent or dropped
+		d.addDrops(&st.drops)
 	}
 }
 
-// noDrop is sealOne's "sent" (not a drop reason).
+// sealState is sealBatch's state across its runs: the current run's SA
+// (b.run[:n] are its packets, all under one policy SPI) and what the
+// finished runs produced.
+type sealState struct {
+	peers   *peerTable
+	capture Capture
+	c       sealCache
+	sa      *sad.SA
+	spi     uint32
+	n       int
+
+	k        int // b.send[:k] and b.eps[:k] filled
+	outBytes uint64
+	drops    [NumDropReasons]uint32
+}
+
+// sealRun seals the run b.run[:st.n] with st.sa and finishes each packet
+// in order into b.send/b.eps. It empties the run.
+func (d *Dataplane) sealRun(b *batch, st *sealState) {
+	n := st.n
+	st.n = 0
+	v := b.runV[:n]
+	st.sa.SealBatch(b.run[:n], v)
+	for j, buf := range b.run[:n] {
+		if v[j] != esp.OK {
+			st.drops[DropSeal]++
+			continue
+		}
+		// ep points into b.eps so that the hook can rewrite it without a
+		// heap copy.
+		ep := &b.eps[st.k]
+		if r := d.finishSeal(buf, st.sa, st.spi, st.peers, &st.c, ep); r != noDrop {
+			st.drops[r]++
+			continue
+		}
+		if st.capture != nil {
+			st.capture.Outer(buf.Bytes(), *ep, true)
+		}
+		st.outBytes += uint64(buf.Len())
+		b.send[st.k] = buf
+		st.k++
+	}
+}
+
+// noDrop is policy's and finishSeal's "go on" (not a drop reason).
 const noDrop = NumDropReasons
 
 // sealCache remembers the last SPI's peer across the packets of a batch,
@@ -374,34 +416,36 @@ type sealCache struct {
 	spd      *spd.Cache
 }
 
-// sealOne runs one cleartext packet, buf.Bytes(), through the outbound
-// path: SPD, SA (tunnel or transport mode), seal, endpoint, AfterSeal, and
-// the cut in front of ESP unless the hook chose EncapIP. It returns noDrop
-// with buf.Bytes() ready for Underlay.Send to *ep, or the drop reason. It
-// does not allocate.
-func (d *Dataplane) sealOne(buf *pkt.Buf, peers *peerTable, c *sealCache, ep *Endpoint) DropReason {
+// policy is the outbound SPD step for the cleartext packet buf.Bytes(): the
+// SA to seal it with and the policy's SPI, or the drop reason. It does not
+// allocate.
+func (d *Dataplane) policy(buf *pkt.Buf, c *sealCache) (*sad.SA, uint32, DropReason) {
 	dec := d.spdb.LookupCached(sad.Outbound, buf.Bytes(), c.spd)
 	switch dec.Action {
 	case spd.Protect:
 	case spd.Bypass:
-		return DropPolicyBypass
+		return nil, 0, DropPolicyBypass
 	default:
 		if dec.Reason == spd.ReasonUnparsable {
-			return DropNotIP
+			return nil, 0, DropNotIP
 		}
-		return DropPolicyDiscard
+		return nil, 0, DropPolicyDiscard
 	}
-	sa := dec.SA
-	if sa == nil {
-		return DropNoSA
+	if dec.SA == nil {
+		return nil, 0, DropNoSA
 	}
-	if v := sa.Seal(buf); v != esp.OK {
-		return DropSeal
-	}
+	return dec.SA, dec.SPI, noDrop
+}
+
+// finishSeal runs a packet that sa (policy SPI spi) sealed through the
+// rest of the outbound path: endpoint, AfterSeal, and the cut in front of
+// ESP unless the hook chose EncapIP. It returns noDrop with buf.Bytes()
+// ready for Underlay.Send to *ep, or the drop reason. It does not allocate.
+func (d *Dataplane) finishSeal(buf *pkt.Buf, sa *sad.SA, spi uint32, peers *peerTable, c *sealCache, ep *Endpoint) DropReason {
 	// Where it goes: the peer owning the SA, else raw ESP to the
 	// destination of the header in front of ESP (the tunnel-mode outer
 	// header, or the transport-mode packet's own).
-	if spi := dec.SPI; spi == c.lastSPI && c.lastPeer != nil {
+	if spi == c.lastSPI && c.lastPeer != nil {
 		*ep = *c.lastPeer.st.ep.Load()
 	} else if pr := peers.out[spi]; pr != nil {
 		c.lastSPI, c.lastPeer = spi, pr
@@ -471,7 +515,14 @@ func (d *Dataplane) Inject(p []byte) error {
 		c  sealCache
 		ep Endpoint
 	)
-	if r := d.sealOne(buf, d.peers.Load(), &c, &ep); r != noDrop {
+	sa, spi, r := d.policy(buf, &c)
+	if r == noDrop && sa.Seal(buf) != esp.OK {
+		r = DropSeal
+	}
+	if r == noDrop {
+		r = d.finishSeal(buf, sa, spi, d.peers.Load(), &c, &ep)
+	}
+	if r != noDrop {
 		return drop(r, nil)
 	}
 	if capture != nil {

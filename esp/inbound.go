@@ -151,12 +151,13 @@ func (in *Inbound) Open(b *pkt.Buf, espOff int) (nextHeader uint8, v Verdict) {
 
 // opened is what openCrypto learned of a packet that passed the integrity
 // check, for the replay window update and finish.
+// Offsets are int32 (a Buf is smaller than 2^31), so that OpenBatch's
+// per-chunk array of them stays small: Go zeroes it on every call.
 type opened struct {
 	seq      uint64 // the full sequence number (ESN: inferred)
-	s, e     int    // ESP header start and packet end in b.B
-	ptStart  int    // first plaintext byte in b.B
-	ptEnd    int    // end of the plaintext (Pad Length, Next Header included)
-	nhOff    int    // transport: offset of the outer Next Header byte
+	ptStart  int32  // first plaintext byte in b.B
+	ptEnd    int32  // end of the plaintext (Pad Length, Next Header included)
+	nhOff    int32  // transport: offset of the outer Next Header byte
 	v6       bool   // transport: the outer header is IPv6
 	accepted bool   // OpenBatch: passed the replay window update
 }
@@ -181,10 +182,11 @@ func (in *Inbound) openCrypto(b *pkt.Buf, espOff int, o *opened) Verdict {
 			return DropMode
 		}
 	} else {
-		var v Verdict
-		if o.nhOff, o.v6, v = outerHeader(p, espOff, in.mode == Transport); v != OK {
+		nhOff, v6, v := outerHeader(p, espOff, in.mode == Transport)
+		if v != OK {
 			return v
 		}
+		o.nhOff, o.v6 = int32(nhOff), v6
 	}
 
 	// ESP lengths (RFC 4303 §2): header, IV, at least Pad Length and Next
@@ -211,9 +213,9 @@ func (in *Inbound) openCrypto(b *pkt.Buf, espOff int, o *opened) Verdict {
 	if v := st.openESP(b.B[:], s, e, seq, in.esn); v != OK {
 		return v
 	}
-	o.seq, o.s, o.e = seq, s, e
-	o.ptStart = s + header.ESPHeaderLen + in.info.ivLen
-	o.ptEnd = e - in.info.icvLen
+	o.seq = seq
+	o.ptStart = int32(s + header.ESPHeaderLen + in.info.ivLen)
+	o.ptEnd = int32(e - in.info.icvLen)
 	return OK
 }
 
@@ -246,7 +248,7 @@ func (in *Inbound) finish(b *pkt.Buf, espOff int, o *opened) (nextHeader uint8, 
 			clear(pt)
 			return 0, DropMalformed
 		}
-		b.SetBytes(o.ptStart, n)
+		b.SetBytes(int(o.ptStart), n)
 		return nextHeader, OK
 	}
 
@@ -268,7 +270,7 @@ func (in *Inbound) finish(b *pkt.Buf, espOff int, o *opened) (nextHeader uint8, 
 
 // openChunk is the largest run OpenBatch takes through its three steps at
 // once (its per-packet state lives on the stack).
-const openChunk = 64
+const openChunk = 32
 
 // OpenBatch opens every bufs[i] with ESP at espOffs[i], storing the Next
 // Header in nh[i] and the verdict in v[i]. espOffs, nh and v must be at
@@ -281,6 +283,10 @@ const openChunk = 64
 // use, as Open is.
 func (in *Inbound) OpenBatch(bufs []*pkt.Buf, espOffs []int, nh []uint8, v []Verdict) {
 	espOffs, nh, v = espOffs[:len(bufs)], nh[:len(bufs)], v[:len(bufs)]
+	if len(bufs) == 1 { // no chunk state to set up
+		nh[0], v[0] = in.Open(bufs[0], espOffs[0])
+		return
+	}
 	for len(bufs) > 0 {
 		n := min(len(bufs), openChunk)
 		in.openChunk(bufs[:n], espOffs[:n], nh[:n], v[:n])

@@ -312,7 +312,7 @@ func (s *SA) Seal(b *pkt.Buf) esp.Verdict {
 }
 
 // sealChunk is the largest batch SealBatch hands to esp at once.
-const sealChunk = 128
+const sealChunk = 64
 
 // SealBatch seals bufs[i] and stores its verdict in v[i], as Seal does;
 // len(v) >= len(bufs). Packets are handed to esp.Outbound.SealBatch in
@@ -320,6 +320,10 @@ const sealChunk = 128
 // one, so exactly the packets within the limit are sent.
 func (s *SA) SealBatch(bufs []*pkt.Buf, v []esp.Verdict) {
 	v = v[:len(bufs)]
+	if len(bufs) == 1 { // no chunk state to set up
+		v[0] = s.Seal(bufs[0])
+		return
+	}
 	for len(bufs) > 0 {
 		n := min(len(bufs), sealChunk)
 		s.sealChunk(bufs[:n], v[:n])
@@ -452,7 +456,11 @@ func wipe(b *pkt.Buf) {
 func (s *SA) OpenBatch(bufs []*pkt.Buf, espOffs []int, nh []uint8, v []esp.Verdict) {
 	v = v[:len(bufs)]
 	nh = nh[:len(bufs)]
-	if len(bufs) == 0 {
+	switch len(bufs) {
+	case 0:
+		return
+	case 1: // no batch state to set up
+		nh[0], v[0] = s.Open(bufs[0], espOffs[0])
 		return
 	}
 	if s.in == nil {
