@@ -14,16 +14,7 @@ func TestZeroAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("-race allocates")
 	}
-	pkts := [][]byte{
-		ipv6(hoa, haA, nil, header.ProtoMobility, mh(mhBU)),                // PROTECT
-		ipv6(coa, haA, []ext6{hao(hoa)}, header.ProtoMobility, mh(mhBU)),   // PROTECT via HAO
-		ipv6(haA, coa, []ext6{rh2(hoa)}, header.ProtoMobility, mh(mhBAck)), // inbound: unprotected
-		ipv4(coa4, ha4, header.ProtoUDP, udp(500, 500)),                    // BYPASS
-		ipv6(coa, cn, nil, header.ProtoTCP, tcp(1, 2)),                     // DISCARD
-		ipv4(hoa4, cn4, header.ProtoTCP, tcp(1, 2)),                        // PROTECT, IPv4
-		ipv6(hoa, cn, []ext6{frag6(8, false)}, header.ProtoTCP, tcp(1, 2)), // non-initial fragment
-		{0x60, 0, 0}, // unparsable
-	}
+	pkts := decisionPackets()
 	for _, tc := range testConfigs {
 		for _, sadb := range []SALookup{nil, newFakeSAD()} {
 			db := newTestDB(tc.cfg, sadb)
@@ -61,5 +52,20 @@ func TestZeroAllocs(t *testing.T) {
 	i := 0
 	if n := testing.AllocsPerRun(1000, func() { big.LookupFlow(sad.Outbound, &flows[i&4095]); i++ }); n != 0 {
 		t.Errorf("100000 policies: %v allocs", n)
+	}
+}
+
+// decisionPackets returns a packet for every kind of decision the RFC 4877
+// MN policies (mnPolicies) give.
+func decisionPackets() [][]byte {
+	return [][]byte{
+		ipv6(hoa, haA, nil, header.ProtoMobility, mh(mhBU)),                // PROTECT
+		ipv6(coa, haA, []ext6{hao(hoa)}, header.ProtoMobility, mh(mhBU)),   // PROTECT via HAO
+		ipv6(haA, coa, []ext6{rh2(hoa)}, header.ProtoMobility, mh(mhBAck)), // inbound: unprotected
+		ipv4(coa4, ha4, header.ProtoUDP, udp(500, 500)),                    // BYPASS
+		ipv6(coa, cn, nil, header.ProtoTCP, tcp(1, 2)),                     // DISCARD
+		ipv4(hoa4, cn4, header.ProtoTCP, tcp(1, 2)),                        // PROTECT, IPv4
+		ipv6(hoa, cn, []ext6{frag6(8, false)}, header.ProtoTCP, tcp(1, 2)), // non-initial fragment
+		{0x60, 0, 0}, // unparsable
 	}
 }

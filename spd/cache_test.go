@@ -12,16 +12,8 @@ import (
 // counts the same hits and drops, and never outlives a policy write or an
 // SA change (the SA is resolved on every lookup).
 func TestLookupCached(t *testing.T) {
-	pkts := [][]byte{
-		ipv6(hoa, haA, nil, header.ProtoMobility, mh(mhBU)),                // PROTECT
-		ipv6(coa, haA, []ext6{hao(hoa)}, header.ProtoMobility, mh(mhBU)),   // PROTECT via HAO
-		ipv6(haA, coa, []ext6{rh2(hoa)}, header.ProtoMobility, mh(mhBAck)), // inbound: unprotected
-		ipv4(coa4, ha4, header.ProtoUDP, udp(500, 500)),                    // BYPASS
-		ipv6(coa, cn, nil, header.ProtoTCP, tcp(1, 2)),                     // DISCARD
-		ipv4(hoa4, cn4, header.ProtoTCP, tcp(1, 2)),                        // PROTECT, IPv4
-		ipv4(hoa4, cn4, header.ProtoTCP, tcp(1, 3)),                        // another port
-		{0x60, 0, 0}, // unparsable
-	}
+	// Every kind of decision, and a second port of one flow (a miss).
+	pkts := append(decisionPackets(), ipv4(hoa4, cn4, header.ProtoTCP, tcp(1, 3)))
 	for _, tc := range testConfigs {
 		t.Run(tc.name, func(t *testing.T) {
 			sadb := newFakeSAD()
