@@ -338,6 +338,10 @@ func (s *SA) sealChunk(bufs []*pkt.Buf, v []esp.Verdict) {
 		return
 	}
 	if !s.enter() {
+		if n := s.next.Load(); n != nil { // replaced meanwhile, as in Seal
+			n.sealChunk(bufs, v)
+			return
+		}
 		fill(v, esp.DropExpired)
 		s.dropN(esp.DropExpired, len(bufs))
 		return
@@ -469,6 +473,10 @@ func (s *SA) OpenBatch(bufs []*pkt.Buf, espOffs []int, nh []uint8, v []esp.Verdi
 		return
 	}
 	if !s.enter() {
+		if n := s.next.Load(); n != nil { // replaced meanwhile, as in Open
+			n.OpenBatch(bufs, espOffs, nh, v)
+			return
+		}
 		fill(v, esp.DropExpired)
 		s.dropN(esp.DropExpired, len(bufs))
 		return

@@ -552,11 +552,36 @@ func TestReplaceForwardsInFlight(t *testing.T) {
 	if got := db.Outbound(0x400).Stats().Packets; got != 1 {
 		t.Fatalf("successor counted %d packets, want 1", got)
 	}
+	// So do the batch calls (the dataplane seals and opens runs of one
+	// SA's packets with them).
+	bufs := []*pkt.Buf{newBuf(p), newBuf(p), newBuf(p)}
+	v := make([]esp.Verdict, len(bufs))
+	out.SealBatch(bufs, v)
+	offs := make([]int, len(bufs))
+	for i, b := range bufs {
+		if v[i] != esp.OK {
+			t.Fatalf("SealBatch on the replaced outbound SA: packet %d %v", i, v[i])
+		}
+		offs[i] = espOffset(b.Bytes())
+	}
+	in.OpenBatch(bufs, offs, make([]uint8, len(bufs)), v)
+	for i, b := range bufs {
+		if v[i] != esp.OK || !bytes.Equal(b.Bytes(), p) {
+			t.Fatalf("OpenBatch on the replaced inbound SA: packet %d %v", i, v[i])
+		}
+	}
+	if got := db.Outbound(0x400).Stats().Packets; got != 4 {
+		t.Fatalf("successor counted %d packets, want 4", got)
+	}
 	// After Delete there is no successor: the stale handle drops.
 	if _, err := db.Delete(Outbound, 0x400); err != nil {
 		t.Fatal(err)
 	}
 	if v := out.Seal(newBuf(p)); v != esp.DropExpired {
 		t.Fatalf("Seal after Delete: %v, want expired", v)
+	}
+	out.SealBatch(bufs[:2], v)
+	if v[0] != esp.DropExpired || v[1] != esp.DropExpired {
+		t.Fatalf("SealBatch after Delete: %v, want expired", v[:2])
 	}
 }
