@@ -1,7 +1,9 @@
 package spd
 
 import (
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mipsec/mipsec/internal/header"
@@ -107,4 +109,31 @@ func TestLookupCached(t *testing.T) {
 			compare("empty")
 		})
 	}
+}
+
+// TestCacheHoldsNoTable: a Cache remembers which table it searched by
+// number, not by pointer, so a replaced table (with a big SPD's index) is
+// not kept alive by the caches of idle batches.
+func TestCacheHoldsNoTable(t *testing.T) {
+	db := New(nil)
+	if err := db.Replace(mnPolicies()); err != nil {
+		t.Fatal(err)
+	}
+	var c Cache
+	db.LookupCached(sad.Outbound, decisionPackets()[0], &c)
+	freed := make(chan struct{})
+	runtime.SetFinalizer(db.snap.Load().t[dirIndex(sad.Outbound)], func(*table) { close(freed) })
+	if err := db.Replace(nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		runtime.GC()
+		select {
+		case <-freed:
+			runtime.KeepAlive(&c)
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatal("the replaced table is still reachable")
 }

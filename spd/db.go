@@ -40,8 +40,16 @@ type snapshot struct {
 	t [2]*table // by dirIndex; never nil
 }
 
+// tableGen numbers the tables (table.gen); 0 is no table.
+var tableGen atomic.Uint64
+
 // table is the immutable, indexed policy list of one direction.
 type table struct {
+	// gen identifies this table among all tables of all DBs (tableGen):
+	// what a Cache remembers instead of a pointer, which would keep a
+	// replaced table, and a big SPD's index, alive.
+	gen uint64
+
 	// policies are the entries in order; their Selectors alias sels
 	// (capacity capped) and must not be modified.
 	policies []Policy
@@ -103,6 +111,7 @@ func newTable(ps []Policy, cfg indexConfig) *table {
 		sels:     make([]sad.Selector, 0, n),
 		sets:     make([]setInfo, n),
 	}
+	t.gen = tableGen.Add(1)
 	for i := range ps {
 		p := ps[i]
 		start := len(t.sels)

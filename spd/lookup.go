@@ -88,9 +88,9 @@ func (db *DB) LookupFlow(dir sad.Direction, f *header.Flow) Decision {
 	return db.lookup(dir, f, nil)
 }
 
-// Cache remembers one goroutine's last lookup: the policy table of the
-// SPD version it searched, the selector fields and the selector set that
-// matched (or none). LookupCached answers a packet whose selector fields
+// Cache remembers one goroutine's last lookup: which policy table (SPD
+// version) it searched, the selector fields and the selector set that
+// matched (or none). It holds no reference to the table. LookupCached answers a packet whose selector fields
 // equal the previous packet's, in the same direction and against the same
 // table, without searching again: packets come in runs of one flow (a TCP
 // stream, the segments of a TUN super-packet). Any write to a direction's
@@ -99,9 +99,9 @@ func (db *DB) LookupFlow(dir sad.Direction, f *header.Flow) Decision {
 // every lookup, so a replaced SA is used at once) behave as without the
 // cache. The zero Cache is empty; a Cache is not safe for concurrent use.
 type Cache struct {
-	t  *table
-	f  header.Flow
-	id int32
+	gen uint64 // table.gen of the table id belongs to; 0: empty
+	f   header.Flow
+	id  int32
 }
 
 // LookupCached is Lookup with c remembering the last answer (Cache).
@@ -128,11 +128,11 @@ func (db *DB) lookup(dir sad.Direction, f *header.Flow, c *Cache) Decision {
 	switch {
 	case c == nil:
 		id = t.find(dir, f)
-	case c.t == t && c.f == *f:
+	case c.gen == t.gen && c.f == *f:
 		id = int(c.id)
 	default:
 		id = t.find(dir, f)
-		c.t, c.f, c.id = t, *f, int32(id)
+		c.gen, c.f, c.id = t.gen, *f, int32(id)
 	}
 	if id < 0 {
 		db.ctr[d].noMatch.Add(1)
