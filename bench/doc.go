@@ -5,7 +5,6 @@
 //
 // What is where:
 //
-//   - chart.go: dependency-free SVG writers (WriteBarChart, WriteLineChart).
 //   - pipeline.go, fakes.go, raw.go: RunPipeline, the in-process pipeline
 //     (no root): two real dataplanes back to back between a generating fake
 //     TUN, a fake underlay and a counting fake TUN, per algorithm and packet
@@ -14,7 +13,8 @@
 //   - scaling.go: RunScaling, lookup cost as the SPD, the SAD and the
 //     binding cache grow.
 //   - report.go: Report, WriteReport (JSON, text tables, SVG charts in
-//     bench/results/), CurrentMachine.
+//     bench/results/, drawn with internal/benchlab's chart writers),
+//     CurrentMachine.
 //
 // bench may import every mipsec package; only cmd imports bench.
 package bench

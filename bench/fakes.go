@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/binary"
 	"net"
 	"os"
 	"sync"
@@ -10,6 +9,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/pkt"
 )
 
@@ -286,8 +286,8 @@ func (t *sinkTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 func (t *sinkTUN) Write(bufs [][]byte, offset int) (int, error) {
 	var bytes, bad uint64
 	for _, b := range bufs {
-		p := b[offset:]
-		if len(p) < 20 || p[0]>>4 != 4 || int(binary.BigEndian.Uint16(p[2:4])) != len(p) {
+		p := header.IPv4(b[offset:])
+		if !p.IsValid() || p.TotalLen() != len(p) {
 			bad++
 		}
 		bytes += uint64(len(p))

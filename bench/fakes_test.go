@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -187,5 +188,39 @@ func TestPipeCloseNoLeak(t *testing.T) {
 			t.Fatalf("%d goroutines after close, %d before:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestSinkTUN checks that the sink counts what it is given and flags every
+// packet that is not an IPv4 packet of exactly its total length.
+func TestSinkTUN(t *testing.T) {
+	good := udpPacket(64, 0)
+	v6 := slices.Clone(good)
+	v6[0] = 0x60
+	long := append(slices.Clone(good), 0) // total length 64, 65 bytes
+	shortIHL := slices.Clone(good)
+	shortIHL[0] = 0x44 // IHL 16 bytes (RFC 791 §3.1: at least 20)
+	const off = 16
+	var bufs [][]byte
+	for _, p := range [][]byte{good, good[:19], v6, long, good[:40], shortIHL, good} {
+		bufs = append(bufs, append(make([]byte, off), p...))
+	}
+	s := newSinkTUN(7)
+	if n, err := s.Write(bufs, off); n != len(bufs) || err != nil {
+		t.Fatalf("Write: %d, %v", n, err)
+	}
+	if got := s.bad.Load(); got != 5 {
+		t.Errorf("%d bad packets, want 5", got)
+	}
+	if got := s.packets.Load(); got != 7 {
+		t.Errorf("%d packets, want 7", got)
+	}
+	if got, want := s.bytes.Load(), uint64(64+19+64+65+40+64+64); got != want {
+		t.Errorf("%d bytes, want %d", got, want)
+	}
+	select {
+	case <-s.reached:
+	default:
+		t.Error("target of 7 packets reached but not signalled")
 	}
 }

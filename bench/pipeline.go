@@ -14,6 +14,7 @@ import (
 
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
 )
@@ -167,8 +168,8 @@ func (o *PipelineOptions) cases() ([]pipeCase, []int, error) {
 var (
 	gwA    = netip.MustParseAddr("198.51.100.1")
 	gwB    = netip.MustParseAddr("203.0.113.1")
-	hostA  = [4]byte{10, 1, 0, 1}
-	hostB  = [4]byte{10, 2, 0, 1}
+	hostA  = netip.MustParseAddr("10.1.0.1")
+	hostB  = netip.MustParseAddr("10.2.0.1")
 	siteA  = netip.MustParsePrefix("10.1.0.0/16")
 	siteB  = netip.MustParsePrefix("10.2.0.0/16")
 	epA    = dataplane.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.1:4500"), Encap: dataplane.EncapUDP}
@@ -176,30 +177,20 @@ var (
 	pipSPI = uint32(0x0b0e0001)
 )
 
-// ipv4 builds an IPv4 header for a packet of n bytes carrying proto, with
-// its checksum.
+// ipv4 builds the IPv4 header, with its checksum, of an n-byte packet
+// from hostA to hostB carrying proto.
 func ipv4(p []byte, n int, proto byte) {
-	p[0], p[1] = 0x45, 0
-	binary.BigEndian.PutUint16(p[2:], uint16(n))
-	binary.BigEndian.PutUint16(p[4:], 1)
-	p[6], p[7], p[8], p[9] = 0x40, 0, 64, proto // DF
-	copy(p[12:16], hostA[:])
-	copy(p[16:20], hostB[:])
-	var sum uint32
-	for i := 0; i < 20; i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(p[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	binary.BigEndian.PutUint16(p[10:], ^uint16(sum))
+	header.IPv4(p).Encode(&header.IPv4Fields{
+		TotalLen: uint16(n), ID: 1, Flags: header.IPv4FlagDF, TTL: 64,
+		Protocol: proto, Src: hostA, Dst: hostB,
+	})
 }
 
 // udpPacket is an n-byte IPv4/UDP packet from hostA to hostB (UDP checksum
 // 0: nothing on the path checks it).
 func udpPacket(n int, seq uint64) []byte {
 	p := make([]byte, n)
-	ipv4(p, n, 17)
+	ipv4(p, n, header.ProtoUDP)
 	binary.BigEndian.PutUint16(p[20:], 40000)
 	binary.BigEndian.PutUint16(p[22:], 5201)
 	binary.BigEndian.PutUint16(p[24:], uint16(n-20))
@@ -219,7 +210,7 @@ func superSegments() [][]byte {
 	for left := superBytes - hdr; left > 0; {
 		n := min(left, mss)
 		p := make([]byte, hdr+n)
-		ipv4(p, len(p), 6)
+		ipv4(p, len(p), header.ProtoTCP)
 		binary.BigEndian.PutUint16(p[20:], 40000)
 		binary.BigEndian.PutUint16(p[22:], 5201)
 		binary.BigEndian.PutUint32(p[24:], seq)

@@ -3,11 +3,13 @@ package bench
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/internal/header"
 )
 
 func TestRunPipeline(t *testing.T) {
@@ -109,5 +111,26 @@ func TestSuperSegments(t *testing.T) {
 	}
 	if total != superBytes-40 {
 		t.Errorf("%d payload bytes, want %d", total, superBytes-40)
+	}
+}
+
+// TestGeneratedPackets checks the generated packets: valid IPv4 headers with a
+// correct checksum (RFC 791 §3.1), hostA to hostB, the total length of the
+// packet, and the transport protocol asked for.
+func TestGeneratedPackets(t *testing.T) {
+	check := func(name string, p []byte, proto uint8) {
+		t.Helper()
+		h := header.IPv4(p)
+		if !h.IsValid() || !h.IsChecksumValid() || h.TotalLen() != len(p) ||
+			h.Src() != hostA || h.Dst() != hostB || h.Protocol() != proto ||
+			h.Flags() != header.IPv4FlagDF || h.TTL() != 64 {
+			t.Errorf("%s: bad IPv4 header % x", name, p[:min(len(p), 20)])
+		}
+	}
+	for _, n := range []int{MinPacketSize, 64, 1400, MaxPacketSize} {
+		check("udp "+strconv.Itoa(n), udpPacket(n, 7), header.ProtoUDP)
+	}
+	for i, s := range superSegments() {
+		check("segment "+strconv.Itoa(i), s, header.ProtoTCP)
 	}
 }

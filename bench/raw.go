@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/internal/header"
 )
 
 // rawOp is the bare cryptography of one ESP packet, sealed and then opened,
@@ -50,11 +51,10 @@ type rawOp struct {
 type ivSetter interface{ SetIV([]byte) }
 
 // espPayloadLen is the padded ESP payload for an n-byte inner packet
-// (RFC 4303 §2.4: payload + padding + Pad Length + Next Header, aligned to
-// the block or to 4 bytes).
+// (RFC 4303 §2.4: payload + padding + Pad Length + Next Header), as esp pads
+// it: esp's overhead less the header, IV and ICV.
 func espPayloadLen(alg esp.Algorithm, n int) int {
-	bs := max(4, alg.BlockSize())
-	return (n + esp.ESPTrailerLen + bs - 1) / bs * bs
+	return n + alg.Overhead(n) - header.ESPHeaderLen - alg.IVLen() - alg.ICVLen()
 }
 
 func newRawOp(alg esp.Algorithm, size int) (*rawOp, error) {

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/mipsec/mipsec/internal/benchlab"
 )
 
 // Machine describes where a report was measured.
@@ -142,25 +144,25 @@ func WriteReport(dir string, r Report) error {
 			groups, series := pipelineBars(r.Pipeline, cores, func(p PipelineResult) float64 { return p.Gbps })
 			title := fmt.Sprintf("In-process pipeline, %d core(s): inner Gb/s (TUN → seal → underlay → open → TUN)", cores)
 			files[fmt.Sprintf(PipelineChartFile, cores)] = func(w io.Writer) error {
-				return WriteBarChart(w, title, "Gb/s", groups, series)
+				return benchlab.WriteBarChart(w, title, "Gb/s", groups, series)
 			}
 		}
 		groups, series := pipelineRatioBars(r.Pipeline)
 		files[PipelineRatioChart] = func(w io.Writer) error {
-			return WriteBarChart(w, "In-process pipeline: ratio to the raw seal+open ceiling", "ratio", groups, series)
+			return benchlab.WriteBarChart(w, "In-process pipeline: ratio to the raw seal+open ceiling", "ratio", groups, series)
 		}
 	}
 	if r.Scaling != nil && len(r.Scaling.Curves) > 0 {
-		var curves []Curve
+		var curves []benchlab.Curve
 		for _, c := range r.Scaling.Curves {
-			cv := Curve{Name: c.Name + " (" + c.Unit + ")"}
+			cv := benchlab.Curve{Name: c.Name + " (" + c.Unit + ")"}
 			for _, p := range c.Points {
-				cv.Points = append(cv.Points, XY{X: float64(p.N), Y: p.NsPerOp})
+				cv.Points = append(cv.Points, benchlab.XY{X: float64(p.N), Y: p.NsPerOp})
 			}
 			curves = append(curves, cv)
 		}
 		files[ScalingChartFile] = func(w io.Writer) error {
-			return WriteLineChart(w, "Lookup cost as the tables grow", "entries (policies, SAs, bindings)", "ns per lookup", true, false, curves)
+			return benchlab.WriteLineChart(w, "Lookup cost as the tables grow", "entries (policies, SAs, bindings)", "ns per lookup", true, false, curves)
 		}
 	}
 	var errs []error
@@ -219,20 +221,20 @@ func caseLabel(c string) string {
 
 // pipelineBars: groups are the cases, series the algorithms, for one core
 // count. Missing combinations are 0.
-func pipelineBars(rs []PipelineResult, cores int, val func(PipelineResult) float64) ([]string, []BarSeries) {
+func pipelineBars(rs []PipelineResult, cores int, val func(PipelineResult) float64) ([]string, []benchlab.BarSeries) {
 	cases := orderedKeys(rs, func(r PipelineResult) string { return r.Case })
 	algs := orderedKeys(rs, func(r PipelineResult) string { return r.Algorithm })
 	groups := make([]string, len(cases))
 	for i, c := range cases {
 		groups[i] = caseLabel(c)
 	}
-	var series []BarSeries
+	var series []benchlab.BarSeries
 	for _, a := range algs {
-		s := BarSeries{Name: a, Bars: make([]Bar, len(cases))}
+		s := benchlab.BarSeries{Name: a, Bars: make([]benchlab.Bar, len(cases))}
 		for _, r := range rs {
 			if r.Algorithm == a && r.Cores == cores {
 				v := val(r)
-				s.Bars[slices.Index(cases, r.Case)] = Bar{v, v, v}
+				s.Bars[slices.Index(cases, r.Case)] = benchlab.Bar{Value: v, Min: v, Max: v}
 			}
 		}
 		series = append(series, s)
@@ -241,20 +243,20 @@ func pipelineBars(rs []PipelineResult, cores int, val func(PipelineResult) float
 }
 
 // pipelineRatioBars: groups are the cases, series algorithm × cores.
-func pipelineRatioBars(rs []PipelineResult) ([]string, []BarSeries) {
+func pipelineRatioBars(rs []PipelineResult) ([]string, []benchlab.BarSeries) {
 	cases := orderedKeys(rs, func(r PipelineResult) string { return r.Case })
 	keys := orderedKeys(rs, func(r PipelineResult) string { return fmt.Sprintf("%s, %d core(s)", r.Algorithm, r.Cores) })
 	groups := make([]string, len(cases))
 	for i, c := range cases {
 		groups[i] = caseLabel(c)
 	}
-	series := make([]BarSeries, len(keys))
+	series := make([]benchlab.BarSeries, len(keys))
 	for i, k := range keys {
-		series[i] = BarSeries{Name: k, Bars: make([]Bar, len(cases))}
+		series[i] = benchlab.BarSeries{Name: k, Bars: make([]benchlab.Bar, len(cases))}
 	}
 	for _, r := range rs {
 		i := slices.Index(keys, fmt.Sprintf("%s, %d core(s)", r.Algorithm, r.Cores))
-		series[i].Bars[slices.Index(cases, r.Case)] = Bar{r.Ratio, r.Ratio, r.Ratio}
+		series[i].Bars[slices.Index(cases, r.Case)] = benchlab.Bar{Value: r.Ratio, Min: r.Ratio, Max: r.Ratio}
 	}
 	return groups, series
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mipsec/mipsec/internal/benchlab"
 )
 
 func sampleReport() Report {
@@ -52,7 +54,9 @@ func TestReportRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		parseSVG(t, b)
+		if err := benchlab.CheckSVG(b); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 	txt, err := os.ReadFile(filepath.Join(dir, ReportTextFile))
 	if err != nil {

@@ -152,8 +152,26 @@ func RunScaling(ctx context.Context, o ScalingOptions, progress io.Writer) (Scal
 	return s, nil
 }
 
-func progressPoint(w io.Writer, c *ScaleCurve, p ScalePoint) {
-	fmt.Fprintf(w, "scaling %-22s %9d %-8s %9.1f ns/op\n", c.Name, p.N, c.Unit, p.NsPerOp)
+// measure times op with timeOps, adds the point for n entries to c and
+// writes it to progress.
+func (c *ScaleCurve) measure(ctx context.Context, n int, d time.Duration, progress io.Writer, op func(i int) bool) error {
+	ns, ops, err := timeOps(ctx, d, op)
+	if err != nil {
+		return err
+	}
+	p := ScalePoint{N: n, NsPerOp: ns, Ops: ops}
+	c.Points = append(c.Points, p)
+	fmt.Fprintf(progress, "scaling %-22s %9d %-8s %9.1f ns/op\n", c.Name, p.N, c.Unit, p.NsPerOp)
+	return nil
+}
+
+// shuffled returns the first n of xs in random order.
+func shuffled[T any](r *rand.Rand, xs []T, n int) []T {
+	keys := make([]T, n)
+	for i, j := range r.Perm(n) {
+		keys[i] = xs[j]
+	}
+	return keys
 }
 
 // concentratorPolicies returns an outbound SPD of n policies (n >= 4) and
@@ -227,7 +245,7 @@ func scaleSPD(ctx context.Context, maxN int, d time.Duration, w io.Writer) (Scal
 		if err := db.Replace(ps); err != nil {
 			return c, fmt.Errorf("bench: SPD of %d policies: %w", n, err)
 		}
-		ns, ops, err := timeOps(ctx, d, func(i int) bool {
+		err := c.measure(ctx, n, d, w, func(i int) bool {
 			dec := db.LookupFlow(sad.Outbound, &flows[i&4095])
 			// A peer's PROTECT (with its SA's SPI) or the final
 			// DISCARD; never the IKE BYPASS (the flows are TCP 443).
@@ -236,9 +254,6 @@ func scaleSPD(ctx context.Context, maxN int, d time.Duration, w io.Writer) (Scal
 		if err != nil {
 			return c, err
 		}
-		p := ScalePoint{N: n, NsPerOp: ns, Ops: ops}
-		c.Points = append(c.Points, p)
-		progressPoint(w, &c, p)
 	}
 	return c, nil
 }
@@ -255,7 +270,6 @@ func scaleSAD(ctx context.Context, maxN int, d time.Duration, w io.Writer) (Scal
 	encKey := key(alg.EncKeyLen(), 0x33)
 	sel := []sad.Selector{{}}
 	src, dst := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("198.51.100.1")
-	seen := map[uint32]bool{}
 	var spis []uint32
 	for _, n := range decades(1, maxN) {
 		for len(spis) < n {
@@ -265,10 +279,9 @@ func scaleSAD(ctx context.Context, maxN int, d time.Duration, w io.Writer) (Scal
 				}
 			}
 			spi := r.Uint32() | 0x100 // never 0, never reserved 1-255 (RFC 4303 §2.1)
-			if seen[spi] {
-				continue
+			if db.Inbound(spi) != nil {
+				continue // drawn before
 			}
-			seen[spi] = true
 			if _, err := db.Add(sad.Config{Dir: sad.Inbound, Selectors: sel, Params: esp.Params{
 				SPI: spi, Algorithm: alg, EncKey: encKey, Mode: esp.Tunnel,
 				TunnelSrc: src, TunnelDst: dst, NoReplay: true,
@@ -277,13 +290,9 @@ func scaleSAD(ctx context.Context, maxN int, d time.Duration, w io.Writer) (Scal
 			}
 			spis = append(spis, spi)
 		}
-		order := r.Perm(n)
-		keys := make([]uint32, n)
-		for i, j := range order {
-			keys[i] = spis[j]
-		}
+		keys := shuffled(r, spis, n)
 		j := 0
-		ns, ops, err := timeOps(ctx, d, func(int) bool {
+		err := c.measure(ctx, n, d, w, func(int) bool {
 			k := keys[j]
 			if j++; j == n {
 				j = 0
@@ -294,9 +303,6 @@ func scaleSAD(ctx context.Context, maxN int, d time.Duration, w io.Writer) (Scal
 		if err != nil {
 			return c, err
 		}
-		p := ScalePoint{N: n, NsPerOp: ns, Ops: ops}
-		c.Points = append(c.Points, p)
-		progressPoint(w, &c, p)
 	}
 	return c, nil
 }
@@ -324,13 +330,9 @@ func scaleBindings(ctx context.Context, maxN int, d time.Duration, w io.Writer) 
 			}
 			hoas = append(hoas, h)
 		}
-		order := r.Perm(n)
-		keys := make([]netip.Addr, n)
-		for i, j := range order {
-			keys[i] = hoas[j]
-		}
+		keys := shuffled(r, hoas, n)
 		j := 0
-		ns, ops, err := timeOps(ctx, d, func(int) bool {
+		err := c.measure(ctx, n, d, w, func(int) bool {
 			b, ok := bc.Lookup(keys[j])
 			if j++; j == n {
 				j = 0
@@ -340,9 +342,6 @@ func scaleBindings(ctx context.Context, maxN int, d time.Duration, w io.Writer) 
 		if err != nil {
 			return c, err
 		}
-		p := ScalePoint{N: n, NsPerOp: ns, Ops: ops}
-		c.Points = append(c.Points, p)
-		progressPoint(w, &c, p)
 	}
 	return c, nil
 }

@@ -1,13 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,7 +92,7 @@ func TestBenchSmoke(t *testing.T) {
 			t.Error(err)
 			continue
 		}
-		if err := svgRoot(b); err != nil {
+		if err := benchlab.CheckSVG(b); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -109,26 +105,4 @@ func TestBenchSmoke(t *testing.T) {
 	if socks, _ := filepath.Glob(fmt.Sprintf("/var/run/wireguard/bwg%d-*", pid%100000)); len(socks) > 0 {
 		t.Errorf("wireguard-go sockets left behind: %v", socks)
 	}
-}
-
-// svgRoot checks that b is well-formed XML whose root element is svg.
-func svgRoot(b []byte) error {
-	d := xml.NewDecoder(bytes.NewReader(b))
-	root := ""
-	for {
-		tok, err := d.Token()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if se, ok := tok.(xml.StartElement); ok && root == "" {
-			root = se.Name.Local
-		}
-	}
-	if root != "svg" {
-		return errors.New("root element is " + root + ", want svg")
-	}
-	return nil
 }

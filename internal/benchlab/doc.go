@@ -15,7 +15,10 @@
 // seconds the tunnel processes of both ends spend per GB received in the
 // TCP tests (from utime+stime in /proc/PID/stat). Each is summarised over the rounds as
 // median, min and max, with the ratio of the median to wireguard-go's, and
-// written as a table, JSON and SVG bar charts (package bench draws them).
+// written as a table, JSON and SVG bar charts. chart.go holds the
+// dependency-free SVG writers (WriteBarChart, WriteLineChart, CheckSVG) that
+// package bench uses too: benchlab never imports bench, which links the
+// dataplane.
 //
 // The parsers (iperf3 -J output, /proc/PID/stat lines), the statistics and
 // the report writers are portable; running the benchmark (Run) needs Linux,

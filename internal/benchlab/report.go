@@ -13,8 +13,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/mipsec/mipsec/bench"
 )
 
 // System is one system under test.
@@ -361,20 +359,20 @@ func (r *Report) WriteChart(w io.Writer, c Chart) error {
 			}
 		}
 	}
-	var series []bench.BarSeries
+	var series []BarSeries
 	for _, sr := range r.Results {
-		s := bench.BarSeries{Name: sr.Short}
+		s := BarSeries{Name: sr.Short}
 		has := false
 		for _, id := range c.Metrics {
 			f := sr.Figures[id]
 			has = has || f.N > 0
-			s.Bars = append(s.Bars, bench.Bar{Value: f.Median, Min: f.Min, Max: f.Max}) // 0 if none
+			s.Bars = append(s.Bars, Bar{Value: f.Median, Min: f.Min, Max: f.Max}) // 0 if none
 		}
 		if has {
 			series = append(series, s)
 		}
 	}
-	return bench.WriteBarChart(w, c.Title, c.Unit, groups, series)
+	return WriteBarChart(w, c.Title, c.Unit, groups, series)
 }
 
 // WriteFiles writes e2e.json, e2e.txt (the table) and the charts into dir
@@ -404,17 +402,10 @@ func (r *Report) WriteFiles(dir string) ([]string, error) {
 		return paths, err
 	}
 	for _, c := range Charts() {
-		var b bytes.Buffer
-		if err := r.WriteChart(&b, c); errors.Is(err, bench.ErrChart) {
-			continue // nothing to draw
-		} else if err != nil {
-			return paths, fmt.Errorf("%s: %w", c.File, err)
-		}
-		p := filepath.Join(dir, c.File)
-		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+		err := write(c.File, func(w io.Writer) error { return r.WriteChart(w, c) })
+		if err != nil && !errors.Is(err, ErrChart) { // ErrChart: nothing to draw
 			return paths, err
 		}
-		paths = append(paths, p)
 	}
 	return paths, nil
 }

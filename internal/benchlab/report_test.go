@@ -3,9 +3,6 @@ package benchlab
 import (
 	"bytes"
 	"encoding/json"
-	"encoding/xml"
-	"errors"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -146,28 +143,6 @@ func TestWriteTable(t *testing.T) {
 	}
 }
 
-// validXML fails t unless b is well-formed XML with an <svg> root.
-func validXML(t *testing.T, name string, b []byte) {
-	t.Helper()
-	d := xml.NewDecoder(bytes.NewReader(b))
-	root := ""
-	for {
-		tok, err := d.Token()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if se, ok := tok.(xml.StartElement); ok && root == "" {
-			root = se.Name.Local
-		}
-	}
-	if root != "svg" {
-		t.Fatalf("%s: root element %q, want svg", name, root)
-	}
-}
-
 func TestWriteFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "results")
 	paths, err := testReport().WriteFiles(dir)
@@ -204,7 +179,9 @@ func TestWriteFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			validXML(t, p, b)
+			if err := CheckSVG(b); err != nil {
+				t.Errorf("%s: %v", p, err)
+			}
 		}
 	}
 	// The throughput chart has every system with any throughput figure.

@@ -1,7 +1,9 @@
-package bench
+package benchlab
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -33,7 +35,7 @@ type Curve struct {
 // ErrChart is wrapped by every error the chart writers return for input they
 // cannot draw (no data, mismatched lengths, NaN, ±Inf, non-positive values on
 // a log axis).
-var ErrChart = errors.New("bench: cannot draw chart")
+var ErrChart = errors.New("benchlab: cannot draw chart")
 
 // palette: Okabe–Ito, then Tol muted (colour-blind friendly).
 var palette = []string{"#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000", "#882255", "#44AA99", "#999933", "#AA4499"}
@@ -52,6 +54,31 @@ const (
 	legendY     = marginT + 10
 	legendStepY = 20
 )
+
+// CheckSVG returns an error unless b is well-formed XML whose root element
+// is svg in the SVG namespace, as WriteBarChart and WriteLineChart write it.
+func CheckSVG(b []byte) error {
+	d := xml.NewDecoder(bytes.NewReader(b))
+	var root *xml.Name
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("benchlab: SVG: %w", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && root == nil {
+			root = &se.Name
+		}
+	}
+	if root == nil || root.Local != "svg" || root.Space != svgNamespace {
+		return fmt.Errorf("benchlab: SVG: root element %v, want svg in %s", root, svgNamespace)
+	}
+	return nil
+}
+
+const svgNamespace = "http://www.w3.org/2000/svg"
 
 func chartErr(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrChart, fmt.Sprintf(format, a...))
@@ -188,7 +215,7 @@ func (s *svgWriter) printf(format string, a ...any) {
 
 func (s *svgWriter) start(title string) {
 	s.printf(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
-	s.printf(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n",
+	s.printf(`<svg xmlns="`+svgNamespace+`" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n",
 		chartW, chartH, chartW, chartH)
 	s.printf("<title>%s</title>\n", xmlEscape(title))
 	s.printf(`<rect x="0" y="0" width="%d" height="%d" fill="#ffffff"/>`+"\n", chartW, chartH)
