@@ -92,18 +92,9 @@ func TestOrderParallel(t *testing.T) {
 					a.tun.Outbound <- udpPacket(hostA6, hostB6, uint64(i), 100)
 				}
 			}()
-			var next4, next6 uint64
+			var seqs familySeqs
 			for range 2 * n {
-				p := recv(t, b.tun.Inbound)
-				seq := payloadSeq(p)
-				next := &next4
-				if p[0]>>4 == 6 {
-					next = &next6
-				}
-				if seq != *next {
-					t.Fatalf("IPv%d: got packet %d, want %d", p[0]>>4, seq, *next)
-				}
-				*next++
+				seqs.check(t, recv(t, b.tun.Inbound))
 			}
 			waitFor(t, "counters", func() bool { return b.d.Stats().DeliveredPackets == 2*n })
 			if s := b.d.Stats(); s.Dropped() != 0 {

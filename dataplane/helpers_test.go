@@ -241,6 +241,23 @@ func payloadSeq(p []byte) uint64 {
 	return binary.BigEndian.Uint64(p[hl+8:])
 }
 
+// familySeqs follows the payload numbers (payloadSeq) of the IPv4 and the
+// IPv6 packets of a test, each family counting up from 0.
+type familySeqs struct{ v4, v6 uint64 }
+
+// check fails t unless p carries its family's next number.
+func (s *familySeqs) check(t *testing.T, p []byte) {
+	t.Helper()
+	next := &s.v4
+	if p[0]>>4 == 6 {
+		next = &s.v6
+	}
+	if seq := payloadSeq(p); seq != *next {
+		t.Fatalf("IPv%d: got packet %d, want %d", p[0]>>4, seq, *next)
+	}
+	*next++
+}
+
 // recv waits for one packet on ch.
 func recv(t testing.TB, ch <-chan []byte) []byte {
 	t.Helper()

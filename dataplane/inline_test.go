@@ -178,24 +178,16 @@ func TestOrderMixedBatches(t *testing.T) {
 					}
 				}
 			}()
-			var next4, next6 uint64
+			var seqs familySeqs
 			for range 2 * n {
 				var p []byte
 				select {
 				case p = <-tunB.out:
 				case <-time.After(10 * time.Second):
 					t.Fatalf("timeout: got %d IPv4 and %d IPv6 packets of %d each; A %+v; B %+v",
-						next4, next6, n, a.Stats().Drops, b.Stats().Drops)
+						seqs.v4, seqs.v6, n, a.Stats().Drops, b.Stats().Drops)
 				}
-				seq := payloadSeq(p)
-				next := &next4
-				if p[0]>>4 == 6 {
-					next = &next6
-				}
-				if seq != *next {
-					t.Fatalf("IPv%d: got packet %d, want %d", p[0]>>4, seq, *next)
-				}
-				*next++
+				seqs.check(t, p)
 			}
 			// Each side adds its counters after its write returns.
 			waitFor(t, "counters", func() bool { return b.Stats().DeliveredPackets == 2*n && a.Stats().SentPackets == 2*n })

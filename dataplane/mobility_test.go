@@ -517,6 +517,30 @@ func TestEncapIPNotPeerEndpoint(t *testing.T) {
 	}
 }
 
+// mobilityStagePair builds an MN and an HA Dataplane over a fake underlay
+// pair, with the mobility SAs and policies, not started: the tests drive
+// their stages directly (SealBatch, OpenBatch), as with stagePair.
+// Cleanup closes both.
+func mobilityStagePair(tb testing.TB, hooksMN, hooksHA dataplane.Hooks) (mn, ha *dataplane.Dataplane) {
+	tb.Helper()
+	ua, ub := underlaytest.NewPair(epA, epB)
+	mnSAD, mnSPD := mobilityDBs(tb, mnHoA, haA6, spiSA1, spiSA2)
+	haSAD, haSPD := mobilityDBs(tb, haA6, mnHoA, spiSA2, spiSA1)
+	mn, err := dataplane.New(dataplane.Config{TUN: tuntest.New(1, 1), Underlay: ua, SAD: mnSAD, SPD: mnSPD,
+		Hooks: hooksMN})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { mn.Close() })
+	ha, err = dataplane.New(dataplane.Config{TUN: tuntest.New(1, 1), Underlay: ub, SAD: haSAD, SPD: haSPD,
+		Hooks: hooksHA})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ha.Close() })
+	return mn, ha
+}
+
 // TestTransportStagesAllocs: the transport-mode paths (seal with an
 // AfterSeal that makes the HAO form and sends EncapIP; open of an EncapIP
 // packet with the home-address processing and Deliver) allocate nothing.
@@ -524,24 +548,12 @@ func TestTransportStagesAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops Puts under -race")
 	}
-	ua, ub := underlaytest.NewPair(epA, epB)
-	mnSAD, mnSPD := mobilityDBs(t, mnHoA, haA6, spiSA1, spiSA2)
-	haSAD, haSPD := mobilityDBs(t, haA6, mnHoA, spiSA2, spiSA1)
 	var consumed int
-	mn, err := dataplane.New(dataplane.Config{TUN: tuntest.New(1, 1), Underlay: ua, SAD: mnSAD, SPD: mnSPD,
-		Hooks: dataplane.Hooks{AfterSeal: haoHook(mnCoA)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ha, err := dataplane.New(dataplane.Config{TUN: tuntest.New(1, 1), Underlay: ub, SAD: haSAD, SPD: haSPD,
-		Hooks: dataplane.Hooks{Deliver: func(p []byte, sa *sad.SA, seq uint32, ep dataplane.Endpoint) bool {
+	mn, ha := mobilityStagePair(t, dataplane.Hooks{AfterSeal: haoHook(mnCoA)},
+		dataplane.Hooks{Deliver: func(p []byte, sa *sad.SA, seq uint32, ep dataplane.Endpoint) bool {
 			consumed++
 			return true
-		}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mn.Close(); ha.Close() })
+		}})
 	const batch = 8
 	pkts := make([][]byte, batch)
 	for i := range pkts {
@@ -580,24 +592,12 @@ func TestTransportStagesAllocs(t *testing.T) {
 // stage: no panic, and Deliver sees only BUs the MN really sealed (HAO
 // form), each once, in home-address form.
 func FuzzInboundEncapIP(f *testing.F) {
-	ua, ub := underlaytest.NewPair(epA, epB)
-	mnSAD, mnSPD := mobilityDBs(f, mnHoA, haA6, spiSA1, spiSA2)
-	haSAD, haSPD := mobilityDBs(f, haA6, mnHoA, spiSA2, spiSA1)
 	var got [][]byte
-	mn, err := dataplane.New(dataplane.Config{TUN: tuntest.New(1, 1), Underlay: ua, SAD: mnSAD, SPD: mnSPD,
-		Hooks: dataplane.Hooks{AfterSeal: haoHook(mnCoA)}})
-	if err != nil {
-		f.Fatal(err)
-	}
-	ha, err := dataplane.New(dataplane.Config{TUN: tuntest.New(1, 1), Underlay: ub, SAD: haSAD, SPD: haSPD,
-		Hooks: dataplane.Hooks{Deliver: func(p []byte, _ *sad.SA, _ uint32, _ dataplane.Endpoint) bool {
+	mn, ha := mobilityStagePair(f, dataplane.Hooks{AfterSeal: haoHook(mnCoA)},
+		dataplane.Hooks{Deliver: func(p []byte, _ *sad.SA, _ uint32, _ dataplane.Endpoint) bool {
 			got = append(got, bytes.Clone(p))
 			return true
-		}}})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { mn.Close(); ha.Close() })
+		}})
 	out := dataplane.NewBatch(true, 3)
 	var pkts [][]byte
 	for i := range 3 {

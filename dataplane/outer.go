@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"encoding/binary"
 	"net/netip"
 
 	"github.com/mipsec/mipsec/internal/header"
@@ -29,28 +28,17 @@ func WriteOuterHeader(b *pkt.Buf, src, dst netip.Addr) bool {
 		if off < 0 || header.IPv4MinHeaderLen+n > 0xffff {
 			return false
 		}
-		h := header.IPv4(b.B[off:b.Off()])
-		clear(h)
-		h[0] = 0x45
-		binary.BigEndian.PutUint16(h[2:], uint16(header.IPv4MinHeaderLen+n))
-		h[8], h[9] = 64, header.ProtoESP
-		s, d := src.As4(), dst.As4()
-		copy(h[12:16], s[:])
-		copy(h[16:20], d[:])
-		h.UpdateChecksum()
+		header.IPv4(b.B[off:b.Off()]).Encode(&header.IPv4Fields{
+			TotalLen: uint16(header.IPv4MinHeaderLen + n), TTL: 64, Protocol: header.ProtoESP, Src: src, Dst: dst,
+		})
 		return true
 	}
 	off := b.Off() - header.IPv6HeaderLen
 	if off < 0 || n > 0xffff {
 		return false
 	}
-	h := b.B[off:b.Off()]
-	clear(h)
-	h[0] = 0x60
-	binary.BigEndian.PutUint16(h[4:], uint16(n))
-	h[6], h[7] = header.ProtoESP, 64
-	s, d := src.As16(), dst.As16()
-	copy(h[8:24], s[:])
-	copy(h[24:40], d[:])
+	header.IPv6(b.B[off:b.Off()]).Encode(&header.IPv6Fields{
+		PayloadLen: uint16(n), NextHeader: header.ProtoESP, HopLimit: 64, Src: src, Dst: dst,
+	})
 	return true
 }

@@ -666,15 +666,13 @@ func (d *Dataplane) openRun(b *batch, st *openState) {
 		}
 		if transport {
 			header.HomeAddressForm(buf.Bytes())
-			if st.capture != nil {
-				st.capture.Inner(buf.Bytes(), false)
-			}
-			if d.hooks.Deliver != nil && d.hooks.Deliver(buf.Bytes(), sa, seq, *ep) {
-				st.consumed++
-				continue
-			}
-		} else if st.capture != nil {
+		}
+		if st.capture != nil {
 			st.capture.Inner(buf.Bytes(), false)
+		}
+		if transport && d.hooks.Deliver != nil && d.hooks.Deliver(buf.Bytes(), sa, seq, *ep) {
+			st.consumed++
+			continue
 		}
 		if buf.Off() < tunWriteOffset {
 			st.drops[DropTUNWrite]++ // cannot happen: ESP header and IV lie in front
@@ -703,11 +701,11 @@ func headerInFront(buf *pkt.Buf, src netip.Addr) (int, bool) {
 	h := buf.B[off:buf.Off()]
 	n := buf.Len()
 	if hl == header.IPv4MinHeaderLen {
-		return hl, h[0] == 0x45 && h[9] == header.ProtoESP &&
-			int(binary.BigEndian.Uint16(h[2:])) == hl+n
+		ip := header.IPv4(h)
+		return hl, h[0]>>4 == header.IPv4Version && ip.HeaderLen() == hl && ip.Protocol() == header.ProtoESP && ip.TotalLen() == hl+n
 	}
-	return hl, h[0]>>4 == 6 && h[6] == header.ProtoESP &&
-		int(binary.BigEndian.Uint16(h[4:])) == n
+	ip := header.IPv6(h)
+	return hl, h[0]>>4 == header.IPv6Version && ip.NextHeader() == header.ProtoESP && ip.PayloadLen() == n
 }
 
 // currentCapture returns the capture tap, nil when off: one atomic load

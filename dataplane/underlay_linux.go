@@ -266,8 +266,11 @@ func (k sockKind) udpESP() bool { return k == sockUDP4 || k == sockUDP6 }
 
 // ipAddr: the socket is addressed with net.IPAddr (not net.UDPAddr).
 func (k sockKind) ipAddr() bool {
-	return k.raw() || k == sockDst6 || k == sockRt6 || k == sockHdr4 || k == sockHdr6
+	return k.raw() || k == sockDst6 || k == sockRt6 || k.hdrIncl()
 }
+
+// hdrIncl: a header-included send socket (EncapIP), never read.
+func (k sockKind) hdrIncl() bool { return k == sockHdr4 || k == sockHdr6 }
 
 // is4: an IPv4 socket.
 func (k sockKind) is4() bool {
@@ -437,40 +440,31 @@ func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
 			}
 		}
 	}
-	type want struct {
-		kind sockKind
-		addr netip.Addr
-	}
-	var wants []want
+	var wants []sockWant
 	if u.cfg.Mode&UnderlayRaw != 0 {
 		if u.cfg.IPv4.IsValid() {
-			wants = append(wants, want{sockRaw4, u.cfg.IPv4})
+			wants = append(wants, sockWant{sockRaw4, u.cfg.IPv4})
 		}
 		if u.cfg.IPv6.IsValid() {
-			wants = append(wants, want{sockRaw6, u.cfg.IPv6})
+			wants = append(wants, sockWant{sockRaw6, u.cfg.IPv6})
 		}
 	}
 	if u.cfg.Mode&UnderlayUDP != 0 {
 		if u.cfg.IPv4.IsValid() {
-			wants = append(wants, want{sockUDP4, u.cfg.IPv4})
+			wants = append(wants, sockWant{sockUDP4, u.cfg.IPv4})
 		}
 		if u.cfg.IPv6.IsValid() {
-			wants = append(wants, want{sockUDP6, u.cfg.IPv6})
+			wants = append(wants, sockWant{sockUDP6, u.cfg.IPv6})
 		}
 	}
 	if u.cfg.DSMIPv6 {
-		wants = append(wants, want{sockDSMIP4, u.cfg.IPv4})
+		wants = append(wants, sockWant{sockDSMIP4, u.cfg.IPv4})
 	}
 	if u.cfg.ExtHeaders {
-		wants = append(wants, want{sockDst6, u.cfg.IPv6}, want{sockRt6, u.cfg.IPv6})
+		wants = append(wants, sockWant{sockDst6, u.cfg.IPv6}, sockWant{sockRt6, u.cfg.IPv6})
 	}
 	if u.cfg.DSMIPv6 || u.cfg.ExtHeaders {
-		if u.cfg.IPv4.IsValid() {
-			wants = append(wants, want{sockHdr4, netip.IPv4Unspecified()})
-		}
-		if u.cfg.IPv6.IsValid() {
-			wants = append(wants, want{sockHdr6, netip.IPv6Unspecified()})
-		}
+		wants = append(wants, u.headerIncludedWants()...)
 	}
 	var fns []ReceiveFunc
 	for _, w := range wants {
@@ -485,7 +479,7 @@ func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
 			return nil, err
 		}
 		ss.s[w.kind] = s
-		if w.kind == sockHdr4 || w.kind == sockHdr6 {
+		if w.kind.hdrIncl() {
 			continue // send only
 		}
 		r, err := u.newReceiver(s, w.addr)
@@ -500,6 +494,26 @@ func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
 	}
 	u.set.Store(ss)
 	return fns, nil
+}
+
+// sockWant is a socket Open (or openHeaderIncluded) opens: its kind and
+// the local address it binds.
+type sockWant struct {
+	kind sockKind
+	addr netip.Addr
+}
+
+// headerIncludedWants returns the header-included send sockets (EncapIP),
+// one per configured family, bound to the family's wildcard address.
+func (u *LinuxUnderlay) headerIncludedWants() []sockWant {
+	var ws []sockWant
+	if u.cfg.IPv4.IsValid() {
+		ws = append(ws, sockWant{sockHdr4, netip.IPv4Unspecified()})
+	}
+	if u.cfg.IPv6.IsValid() {
+		ws = append(ws, sockWant{sockHdr6, netip.IPv6Unspecified()})
+	}
+	return ws
 }
 
 // listen opens one socket of kind k bound to addr.
@@ -701,29 +715,21 @@ type rxCounts struct {
 }
 
 func (c *rxCounts) flush(s *UnderlayStats) {
-	if c.keepalive != 0 {
-		s.RxKeepalives.Add(c.keepalive)
-	}
-	if c.nonESP != 0 {
-		s.RxNonESP.Add(c.nonESP)
-	}
-	if c.malformed != 0 {
-		s.RxMalformed.Add(c.malformed)
-	}
-	if c.fragment != 0 {
-		s.RxFragments.Add(c.fragment)
-	}
-	if c.coalesced != 0 {
-		s.RxCoalesced.Add(c.coalesced)
-	}
-	if c.dsmip != 0 {
-		s.RxDSMIPv6.Add(c.dsmip)
-	}
-	if c.ext != 0 {
-		s.RxExtHeaders.Add(c.ext)
-	}
-	if c.ipMalformed != 0 {
-		s.RxIPMalformed.Add(c.ipMalformed)
+	addNonZero(&s.RxKeepalives, c.keepalive)
+	addNonZero(&s.RxNonESP, c.nonESP)
+	addNonZero(&s.RxMalformed, c.malformed)
+	addNonZero(&s.RxFragments, c.fragment)
+	addNonZero(&s.RxCoalesced, c.coalesced)
+	addNonZero(&s.RxDSMIPv6, c.dsmip)
+	addNonZero(&s.RxExtHeaders, c.ext)
+	addNonZero(&s.RxIPMalformed, c.ipMalformed)
+}
+
+// addNonZero adds n to a shared counter, skipping the atomic write (and
+// the cache line's ownership) when there is nothing to add.
+func addNonZero(a *atomic.Uint64, n uint64) {
+	if n != 0 {
+		a.Add(n)
 	}
 }
 
@@ -886,7 +892,7 @@ func normalise4(b *pkt.Buf, ihl int) {
 // packet from src: it must be a whole IPv4 or IPv6 packet (cut to its
 // length field).
 func ipPacket(b *pkt.Buf, off int, p []byte, src netip.AddrPort, c *rxCounts) (Endpoint, bool) {
-	n, ok := ipLen(p)
+	n, ok := header.InnerLen(p)
 	if !ok {
 		c.ipMalformed++
 		return Endpoint{}, false
@@ -894,24 +900,6 @@ func ipPacket(b *pkt.Buf, off int, p []byte, src netip.AddrPort, c *rxCounts) (E
 	b.SetBytes(off, n)
 	c.dsmip++
 	return Endpoint{Addr: src, Encap: EncapIP}, true
-}
-
-// ipLen returns the length of the IPv4 or IPv6 packet p by its header.
-func ipLen(p []byte) (int, bool) {
-	if len(p) == 0 {
-		return 0, false
-	}
-	switch p[0] >> 4 {
-	case 4:
-		if ip := header.IPv4(p); ip.IsValid() {
-			return ip.TotalLen(), true
-		}
-	case 6:
-		if ip := header.IPv6(p); ip.IsValid() {
-			return header.IPv6HeaderLen + ip.PayloadLen(), true
-		}
-	}
-	return 0, false
 }
 
 // extPacket rebuilds the IPv6 header in front of what a Destination Options
@@ -926,17 +914,13 @@ func (r *receiver) extPacket(b *pkt.Buf, i, size int, src netip.AddrPort, c *rxC
 		c.ipMalformed++
 		return Endpoint{}, false
 	}
-	h := b.B[r.at-header.IPv6HeaderLen : r.at]
-	clear(h[:8])
-	h[0] = 0x60
-	binary.BigEndian.PutUint16(h[4:], uint16(size))
-	h[6], h[7] = header.ProtoDestOpts, 64
+	next := uint8(header.ProtoDestOpts)
 	if r.s.kind == sockRt6 {
-		h[6] = header.ProtoRouting
+		next = header.ProtoRouting
 	}
-	s16, d16 := src.Addr().As16(), dst.As16()
-	copy(h[8:24], s16[:])
-	copy(h[24:40], d16[:])
+	header.IPv6(b.B[r.at-header.IPv6HeaderLen : r.at]).Encode(&header.IPv6Fields{
+		PayloadLen: uint16(size), NextHeader: next, HopLimit: 64, Src: src.Addr(), Dst: dst,
+	})
 	b.SetBytes(r.at-header.IPv6HeaderLen, header.IPv6HeaderLen+size)
 	it := header.NewExtIter(header.IPv6(b.Bytes()))
 	for {
@@ -969,21 +953,8 @@ var pktinfoControlSize = unix.CmsgSpace(unix.SizeofInet6Pktinfo)
 // pktinfoDst returns the address of the IPV6_PKTINFO cmsg in control (RFC
 // 3542 §6.1), without allocating.
 func pktinfoDst(control []byte) netip.Addr {
-	for len(control) >= unix.SizeofCmsghdr {
-		hdr := (*unix.Cmsghdr)(unsafe.Pointer(&control[0]))
-		l := int(hdr.Len)
-		if l < unix.SizeofCmsghdr || l > len(control) {
-			return netip.Addr{}
-		}
-		data := control[unix.CmsgLen(0):l]
-		if hdr.Level == unix.IPPROTO_IPV6 && hdr.Type == unix.IPV6_PKTINFO && len(data) >= 16 {
-			return netip.AddrFrom16([16]byte(data[:16]))
-		}
-		next := unix.CmsgSpace(l - unix.CmsgLen(0))
-		if next >= len(control) {
-			return netip.Addr{}
-		}
-		control = control[next:]
+	if data := cmsgData(control, unix.IPPROTO_IPV6, unix.IPV6_PKTINFO); len(data) >= 16 {
+		return netip.AddrFrom16([16]byte(data[:16]))
 	}
 	return netip.Addr{}
 }
@@ -1016,7 +987,7 @@ func (r *receiver) receiveGRO(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
 			var ok bool
 			if ep.Addr.Port() == DSMIPv6Port {
 				// From port 4191: an IP packet (see packet).
-				if ln, ok = ipLen(seg); ok {
+				if ln, ok = header.InnerLen(seg); ok {
 					c.dsmip++
 					ep.Encap = EncapIP
 				} else {
@@ -1068,17 +1039,27 @@ func (r *receiver) fill() error {
 
 // groSize returns the UDP_GRO segment size in control, or 0 (not coalesced).
 func groSize(control []byte) int {
+	if data := cmsgData(control, unix.SOL_UDP, unix.UDP_GRO); len(data) >= gsoCmsgData {
+		return int(binary.NativeEndian.Uint16(data))
+	}
+	return 0
+}
+
+// cmsgData returns the data of the first control message of level and typ
+// in control, or nil (none, or a malformed control buffer before it). It
+// does not allocate.
+func cmsgData(control []byte, level, typ int32) []byte {
 	for len(control) > unix.SizeofCmsghdr {
 		hdr, data, rest, err := unix.ParseOneSocketControlMessage(control)
 		if err != nil {
-			return 0
+			return nil
 		}
-		if hdr.Level == unix.SOL_UDP && hdr.Type == unix.UDP_GRO && len(data) >= gsoCmsgData {
-			return int(binary.NativeEndian.Uint16(data))
+		if hdr.Level == level && hdr.Type == typ {
+			return data
 		}
 		control = rest
 	}
-	return 0
+	return nil
 }
 
 // ------------------------------------------------------------------- send
@@ -1175,7 +1156,7 @@ func (u *LinuxUnderlay) Send(bufs []*pkt.Buf, eps []Endpoint) error {
 			err = ErrNoSocket
 		} else {
 			err = u.sendRun(s, st, bufs[i:j], eps[i:j])
-			if err == nil && (s.kind == sockHdr4 || s.kind == sockHdr6) {
+			if err == nil && s.kind.hdrIncl() {
 				u.stats.TxHeaderIncluded.Add(uint64(j - i))
 			}
 		}
@@ -1198,23 +1179,16 @@ func (u *LinuxUnderlay) openHeaderIncluded() (*socketSet, error) {
 		return nil, net.ErrClosed
 	}
 	nss := *ss
-	for _, w := range []struct {
-		k    sockKind
-		have bool
-		any  netip.Addr
-	}{
-		{sockHdr4, u.cfg.IPv4.IsValid(), netip.IPv4Unspecified()},
-		{sockHdr6, u.cfg.IPv6.IsValid(), netip.IPv6Unspecified()},
-	} {
-		if !w.have || nss.s[w.k] != nil {
+	for _, w := range u.headerIncludedWants() {
+		if nss.s[w.kind] != nil {
 			continue
 		}
-		s, err := u.listen(w.k, w.any)
+		s, err := u.listen(w.kind, w.addr)
 		if err != nil {
 			u.set.Store(&nss) // keep (and later close) what did open
 			return &nss, err
 		}
-		nss.s[w.k] = s
+		nss.s[w.kind] = s
 	}
 	u.set.Store(&nss)
 	return &nss, nil

@@ -90,10 +90,11 @@ func (db *DB) LookupFlow(dir sad.Direction, f *header.Flow) Decision {
 
 // Cache remembers one goroutine's last lookup: which policy table (SPD
 // version) it searched, the selector fields and the selector set that
-// matched (or none). It holds no reference to the table. LookupCached answers a packet whose selector fields
-// equal the previous packet's, in the same direction and against the same
-// table, without searching again: packets come in runs of one flow (a TCP
-// stream, the segments of a TUN super-packet). Any write to a direction's
+// matched (or none). It holds no reference to the table. LookupCached
+// answers a packet whose selector fields equal the previous packet's, in
+// the same direction and against the same table, without searching again:
+// packets come in runs of one flow (a TCP stream, the segments of a TUN
+// super-packet). Any write to a direction's
 // policies publishes a new table there, so a cached answer is never older
 // than the policies; counters and the outbound SA (resolved by SPI on
 // every lookup, so a replaced SA is used at once) behave as without the

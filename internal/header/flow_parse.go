@@ -180,9 +180,10 @@ func parseL4(l4 []byte, f *Flow, icmp uint8) {
 // InnerLen returns the total length of the IPv4 or IPv6 packet that starts
 // pkt, from its header (IPv4 Total Length, RFC 791 §3.1; IPv6 40 + Payload
 // Length, RFC 8200 §3). ok is false if the version is neither 4 nor 6, the
-// header is cut short, or the length is larger than pkt or smaller than the
-// header. The ESP tunnel-mode receiver uses it to strip TFC padding
-// (RFC 4303 §2.7).
+// header is cut short (for IPv4 also: IHL below 5), or the length is larger
+// than pkt or smaller than the header: ok is what IPv4.IsValid or
+// IPv6.IsValid says. The ESP tunnel-mode receiver uses it to strip TFC
+// padding (RFC 4303 §2.7), the Linux underlay to cut a DSMIPv6 UDP payload.
 func InnerLen(pkt []byte) (n int, ok bool) {
 	if len(pkt) == 0 {
 		return 0, false
@@ -193,8 +194,8 @@ func InnerLen(pkt []byte) (n int, ok bool) {
 			return 0, false
 		}
 		n = IPv4(pkt).TotalLen()
-		if n < IPv4(pkt).HeaderLen() || n < IPv4MinHeaderLen {
-			return 0, false
+		if hl := IPv4(pkt).HeaderLen(); hl < IPv4MinHeaderLen || n < hl {
+			return 0, false // IHL below 5 (RFC 791 §3.1) or Total Length below it
 		}
 	case IPv6Version:
 		if len(pkt) < IPv6HeaderLen {

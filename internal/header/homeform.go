@@ -12,7 +12,7 @@ package header
 // It does not allocate.
 func HomeAddressForm(p []byte) {
 	ip := IPv6(p)
-	if len(p) == 0 || p[0]>>4 != 6 || !ip.IsValid() {
+	if !ip.IsValid() {
 		return
 	}
 	var hao, rh2 bool
@@ -27,13 +27,13 @@ func HomeAddressForm(p []byte) {
 		case ProtoDestOpts:
 			if off, n, ok := scanHAO(hdr); ok && n > 0 && !hao {
 				hao = true
-				swap16(p[8:24], hdr[off:off+16])
+				swap16(p[ipv6SrcOffset:], hdr[off:])
 			}
 		case ProtoRouting:
 			rh := RoutingType2(hdr)
-			if !rh2 && len(hdr) >= 3 && hdr[2] == RoutingTypeMIP6 && rh.IsValid() && rh.SegmentsLeft() == 1 {
+			if !rh2 && rh.IsValid() && rh.SegmentsLeft() == 1 {
 				rh2 = true
-				swap16(p[24:40], hdr[8:24])
+				swap16(p[ipv6DstOffset:], hdr[8:])
 				rh.SetSegmentsLeft(0)
 			}
 		}

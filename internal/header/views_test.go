@@ -149,3 +149,17 @@ func TestViewAllocs(t *testing.T) {
 	}
 	_ = sink
 }
+
+// TestInnerLenIHL: an IPv4 header with IHL below 5 is no header (RFC 791
+// §3.1): InnerLen refuses it, exactly where IPv4.IsValid does.
+func TestInnerLenIHL(t *testing.T) {
+	p := make([]byte, 40)
+	p[3] = 40 // Total Length
+	for ihl := range 8 {
+		p[0] = IPv4Version<<4 | byte(ihl)
+		n, ok := InnerLen(p)
+		if want := ihl >= 5; ok != want || IPv4(p).IsValid() != want || (ok && n != 40) {
+			t.Errorf("IHL %d: InnerLen = %d %v, IsValid %v; want ok %v", ihl, n, ok, IPv4(p).IsValid(), want)
+		}
+	}
+}
