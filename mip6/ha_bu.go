@@ -15,7 +15,6 @@ import (
 type haMsg struct {
 	spi, seq uint32
 	src      Source
-	ip       header.IPv6
 	// hoa is the home address: the IPv6 source of the delivered packet.
 	// The dataplane hands signaling over in RFC 6275 §9.3.1 home-address
 	// form: when the packet carried a Home Address option, the source
@@ -58,7 +57,7 @@ func haParse(it *sigItem) (*haMsg, sigKind, bool) {
 	}
 	ip := header.IPv6(p)
 	ip = ip[:header.IPv6HeaderLen+ip.PayloadLen()]
-	m := &haMsg{spi: it.spi, seq: it.seq, src: it.src, ip: ip, pktSrc: ip.Src(), dst: ip.Dst()}
+	m := &haMsg{spi: it.spi, seq: it.seq, src: it.src, pktSrc: ip.Src(), dst: ip.Dst()}
 	m.hoa = m.pktSrc
 	x := header.NewExtIter(ip)
 	for {
@@ -373,14 +372,14 @@ func (ha *HomeAgent) reject(m *haMsg, r haReason, s BAStatus, detail string) {
 // sendBA builds `IPv6(HA -> HoA) / MH BA` and injects it; AfterSeal sends
 // it to dest (RFC 6275 §9.5.4, RFC 5555 §5.1).
 func (ha *HomeAgent) sendBA(hoa netip.Addr, dest baDest, ba *BindingAck) {
-	mh, err := EncodeMH(ba, ha.cfg.Address, hoa)
+	p, err := AppendMH(make([]byte, header.IPv6HeaderLen, sigPacketCap), ba, ha.cfg.Address, hoa)
 	if err != nil {
 		ha.st.baFailed.Add(1)
 		ha.log.Error("BA encode failed", zap.Error(err))
 		return
 	}
 	spi, ok := BAckSPI(ha.cfg.SAD, ha.cfg.Address, hoa)
-	if err := ha.inject(hoa, header.ProtoMobility, mh, spi, ok, dest); err != nil {
+	if err := ha.inject(hoa, header.ProtoMobility, p, spi, ok, dest); err != nil {
 		ha.st.baFailed.Add(1)
 		ha.log.Warn("BA not sent", zap.Stringer("hoa", hoa), zap.Error(err))
 		return
@@ -388,18 +387,15 @@ func (ha *HomeAgent) sendBA(hoa netip.Addr, dest baDest, ba *BindingAck) {
 	ha.st.baSent.Add(1)
 }
 
-// inject sends `IPv6(HA -> hoa) / payload` through the IPsec path with
-// dest registered for the SA spi that will seal it.
-func (ha *HomeAgent) inject(hoa netip.Addr, proto uint8, payload []byte, spi uint32, haveSA bool, dest baDest) error {
+// inject fills in the IPv6 header `IPv6(HA -> hoa)` in the first 40 bytes
+// of p (reserved by the caller, the proto message follows) and sends p
+// through the IPsec path with dest registered for the SA spi that will
+// seal it.
+func (ha *HomeAgent) inject(hoa netip.Addr, proto uint8, p []byte, spi uint32, haveSA bool, dest baDest) error {
 	if !haveSA {
 		return fmt.Errorf("no outbound SA protects %v -> %v protocol %d", ha.cfg.Address, hoa, proto)
 	}
-	p := make([]byte, header.IPv6HeaderLen+len(payload))
-	header.IPv6(p).Encode(&header.IPv6Fields{
-		PayloadLen: uint16(len(payload)), NextHeader: proto, HopLimit: haHopLimit,
-		Src: ha.cfg.Address, Dst: hoa,
-	})
-	copy(p[header.IPv6HeaderLen:], payload)
+	encodeIPv6(p, proto, haHopLimit, ha.cfg.Address, hoa)
 	dest.spi = spi
 	ha.pending.Store(&dest)
 	defer ha.pending.Store(nil)
@@ -435,13 +431,13 @@ func (ha *HomeAgent) handleMPS(m *haMsg) {
 		ValidLifetime:     uint32(min(ha.cfg.PrefixValidLifetime/time.Second, 0xfffffffe)),
 		PreferredLifetime: uint32(min(ha.cfg.PrefixPreferredLifetime/time.Second, 0xfffffffe)),
 	}}}
-	icmp, err := AppendMPA(nil, mpa, ha.cfg.Address, m.hoa)
+	p, err := AppendMPA(make([]byte, header.IPv6HeaderLen, sigPacketCap), mpa, ha.cfg.Address, m.hoa)
 	if err != nil {
 		ha.reject(m, rejMPS, 0, err.Error())
 		return
 	}
 	spi, sa := ha.cfg.SAD.OutboundSPIFor(&header.Flow{Src: ha.cfg.Address, Dst: m.hoa, Proto: header.ProtoICMPv6, TypeCode: ICMPv6TypeMPA << 8})
-	if err := ha.inject(m.hoa, header.ProtoICMPv6, icmp, spi, sa, dest); err != nil {
+	if err := ha.inject(m.hoa, header.ProtoICMPv6, p, spi, sa, dest); err != nil {
 		ha.log.Warn("MPA not sent", zap.Stringer("hoa", m.hoa), zap.Error(err))
 		return
 	}

@@ -79,11 +79,10 @@ type MNConfig struct {
 // mnRoute is everything AfterSeal needs, published as one immutable value
 // through an atomic pointer so the per-packet hook is lock-free.
 type mnRoute struct {
-	buSPI   uint32
-	hasSPI  bool
-	buCoA   netip.Addr // source of the BU being sent (DR-3); HoA = at home
-	data    Out        // registered path for every other SPI
-	dataCoA netip.Addr // the CoA data uses (registered CoA)
+	buSPI  uint32
+	hasSPI bool
+	buCoA  netip.Addr // source of the BU being sent (DR-3); HoA = at home
+	data   Out        // registered path for every other SPI (registered CoA: mn.regCoA)
 }
 
 // MobileNode is the mobile node's mobility layer (RFC 6275 §11, RFC 5555

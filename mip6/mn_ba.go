@@ -45,18 +45,11 @@ func (mn *MobileNode) buildBU(bu BUToSend) ([]byte, error) {
 	if mn.lastBUHoA4 {
 		m.Options = append(m.Options, IPv4HomeAddress{PrefixLen: 32, Addr: mn.cfg.HoA4})
 	}
-	p := make([]byte, header.IPv6HeaderLen, header.IPv6HeaderLen+48)
-	p, err := AppendMH(p, m, mn.hoa, mn.ha)
+	p, err := AppendMH(make([]byte, header.IPv6HeaderLen, sigPacketCap), m, mn.hoa, mn.ha)
 	if err != nil {
 		return nil, err
 	}
-	header.IPv6(p).Encode(&header.IPv6Fields{
-		PayloadLen: uint16(len(p) - header.IPv6HeaderLen),
-		NextHeader: header.ProtoMobility,
-		HopLimit:   buHopLimit,
-		Src:        mn.hoa,
-		Dst:        mn.ha,
-	})
+	encodeIPv6(p, header.ProtoMobility, buHopLimit, mn.hoa, mn.ha)
 	return p, nil
 }
 
@@ -206,7 +199,7 @@ func (mn *MobileNode) handleBA(ba *BindingAck, src Source) {
 			// RFC 6275 §11.7.2: the binding is gone; data leaves as the
 			// SA built it (home link) until the next registration.
 			mn.regCoA = netip.Addr{}
-			r.data, r.dataCoA = Out{}, netip.Addr{}
+			r.data = Out{}
 			mn.route.Store(&r)
 			if mn.moveAt.IsZero() {
 				evs[0] = MNEvent{Kind: MNDeregistered, Time: now, CoA: coa, Seq: ba.Seq, Status: ba.Status}
@@ -241,7 +234,7 @@ func (mn *MobileNode) handleBA(ba *BindingAck, src Source) {
 			}
 		}
 		mn.regCoA = coa
-		r.data, r.dataCoA = out, coa
+		r.data = out
 		mn.route.Store(&r)
 		if out.Kind == OutUDP {
 			// RFC 5555 §4.4.2: open the NAT mapping for 4500 before the

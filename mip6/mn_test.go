@@ -128,6 +128,17 @@ func mnSeal(clear []byte, spi, seq uint32) *pkt.Buf {
 	return b
 }
 
+// startMNHarness is newMNHarness followed by a successful Start.
+func startMNHarness(t *testing.T, mut func(*MNConfig)) *mnHarness {
+	t.Helper()
+	h := newMNHarness(t, mut)
+	if err := h.mn.Start(); err != nil {
+		h.close()
+		t.Fatal(err)
+	}
+	return h
+}
+
 func (h *mnHarness) inject(p []byte) error {
 	h.mu.Lock()
 	fail := h.fail
@@ -353,11 +364,8 @@ func (h *mnHarness) close() {
 // registers the CoA; handover time is Move -> BA.
 func TestMNRegisterIPv6CoA(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newMNHarness(t, nil)
+		h := startMNHarness(t, nil)
 		defer h.close()
-		if err := h.mn.Start(); err != nil {
-			t.Fatal(err)
-		}
 		h.noBU() // nowhere to register from yet
 		if got := h.dataOut(); got.Kind != OutKeep {
 			t.Errorf("data before registration: %+v, want keep", got)
@@ -435,11 +443,8 @@ func TestMNRegisterIPv6CoA(t *testing.T) {
 func TestMNBAForms(t *testing.T) {
 	for _, form := range []int{mnBAPlain, mnBARH2Done, mnBARH2Intact} {
 		synctest.Test(t, func(t *testing.T) {
-			h := newMNHarness(t, nil)
+			h := startMNHarness(t, nil)
 			defer h.close()
-			if err := h.mn.Start(); err != nil {
-				t.Fatal(err)
-			}
 			if err := h.mn.Move(mnCoA6); err != nil {
 				t.Fatal(err)
 			}
@@ -458,11 +463,8 @@ func TestMNBAForms(t *testing.T) {
 // IPv6.
 func TestMNDataStaysOnOldCoAUntilBA(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newMNHarness(t, nil)
+		h := startMNHarness(t, nil)
 		defer h.close()
-		if err := h.mn.Start(); err != nil {
-			t.Fatal(err)
-		}
 		h.registerAt(mnCoA6)
 		raw6 := Out{Kind: OutRaw, Dst: netip.AddrPortFrom(mnHA, 0)}
 
@@ -628,11 +630,8 @@ func TestMNNATKeepalives(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				h := newMNHarness(t, func(c *MNConfig) { c.BUL.Lifetime = time.Hour })
+				h := startMNHarness(t, func(c *MNConfig) { c.BUL.Lifetime = time.Hour })
 				defer h.close()
-				if err := h.mn.Start(); err != nil {
-					t.Fatal(err)
-				}
 				h.registerAt(mnCoA4, tc.opts...)
 				if got := h.dataOut(); got != tc.data {
 					t.Errorf("data %+v, want %+v", got, tc.data)
@@ -686,11 +685,8 @@ func TestMNNATKeepalives(t *testing.T) {
 // once (§11.7.1); a stale BA is ignored.
 func TestMNRetransmitAndResync(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newMNHarness(t, nil)
+		h := startMNHarness(t, nil)
 		defer h.close()
-		if err := h.mn.Start(); err != nil {
-			t.Fatal(err)
-		}
 		if err := h.mn.Move(mnCoA6); err != nil {
 			t.Fatal(err)
 		}
@@ -733,11 +729,8 @@ func TestMNRetransmitAndResync(t *testing.T) {
 // next Move tries again. A failed Inject is counted and retried.
 func TestMNRejected(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newMNHarness(t, nil)
+		h := startMNHarness(t, nil)
 		defer h.close()
-		if err := h.mn.Start(); err != nil {
-			t.Fatal(err)
-		}
 		if err := h.mn.Move(mnCoA6); err != nil {
 			t.Fatal(err)
 		}
@@ -785,11 +778,8 @@ func TestMNRejected(t *testing.T) {
 func TestMNGoingHome(t *testing.T) {
 	for _, homeAddr := range []netip.Addr{mnHoA, netip.MustParseAddr("2001:db8:100::77")} {
 		synctest.Test(t, func(t *testing.T) {
-			h := newMNHarness(t, nil)
+			h := startMNHarness(t, nil)
 			defer h.close()
-			if err := h.mn.Start(); err != nil {
-				t.Fatal(err)
-			}
 			h.registerAt(mnCoA4, NATDetection{RefreshTime: 30})
 			h.drainKA()
 			time.Sleep(2 * time.Second)
@@ -847,10 +837,7 @@ func TestMNGoingHome(t *testing.T) {
 // BA it returns ErrDeregTimeout after CloseTimeout, having retransmitted.
 func TestMNClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newMNHarness(t, nil)
-		if err := h.mn.Start(); err != nil {
-			t.Fatal(err)
-		}
+		h := startMNHarness(t, nil)
 		h.registerAt(mnCoA6)
 		done := make(chan error, 1)
 		go func() { done <- h.mn.Close() }()
@@ -871,10 +858,7 @@ func TestMNClose(t *testing.T) {
 		}
 	})
 	synctest.Test(t, func(t *testing.T) {
-		h := newMNHarness(t, nil)
-		if err := h.mn.Start(); err != nil {
-			t.Fatal(err)
-		}
+		h := startMNHarness(t, nil)
 		h.registerAt(mnCoA6)
 		start := time.Now()
 		err := h.mn.Close()
@@ -887,10 +871,7 @@ func TestMNClose(t *testing.T) {
 	})
 	// Never registered: Close does not wait.
 	synctest.Test(t, func(t *testing.T) {
-		h := newMNHarness(t, nil)
-		if err := h.mn.Start(); err != nil {
-			t.Fatal(err)
-		}
+		h := startMNHarness(t, nil)
 		start := time.Now()
 		if err := h.mn.Close(); err != nil || time.Since(start) != 0 {
 			t.Errorf("Close: %v after %v", err, time.Since(start))
@@ -904,11 +885,8 @@ func TestMNClose(t *testing.T) {
 // (spec/mip6.md §13 item 6); de-registrations never carry it.
 func TestMNIPv4HomeAddress(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newMNHarness(t, func(c *MNConfig) { c.HoA4 = mnHoA4 })
+		h := startMNHarness(t, func(c *MNConfig) { c.HoA4 = mnHoA4 })
 		defer h.close()
-		if err := h.mn.Start(); err != nil {
-			t.Fatal(err)
-		}
 		s := h.registerAt(mnCoA6, IPv4AddressAck{Status: IPv4AckSuccess, PrefixLen: 32, Addr: mnHoA4})
 		if _, _, v4hoa, _ := mnAddrOptions(s.bu); v4hoa != mnHoA4 {
 			t.Errorf("BU options %+v: want IPv4 Home Address %v", s.bu.Options, mnHoA4)
@@ -935,11 +913,8 @@ func TestMNIPv4HomeAddress(t *testing.T) {
 // nothing.
 func TestMNDeliverHostile(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newMNHarness(t, nil)
+		h := startMNHarness(t, nil)
 		defer h.close()
-		if err := h.mn.Start(); err != nil {
-			t.Fatal(err)
-		}
 		if err := h.mn.Move(mnCoA6); err != nil {
 			t.Fatal(err)
 		}
@@ -1110,11 +1085,8 @@ func TestNewMobileNodeValidation(t *testing.T) {
 // (a reconfigured SAD), and AfterSeal follows it.
 func TestMNSPIRefreshedOnMove(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newMNHarness(t, nil)
+		h := startMNHarness(t, nil)
 		defer h.close()
-		if err := h.mn.Start(); err != nil {
-			t.Fatal(err)
-		}
 		h.registerAt(mnCoA6)
 		h.sad.mu.Lock()
 		h.sad.spi = 0x9999
@@ -1141,11 +1113,8 @@ func TestMNSPIRefreshedOnMove(t *testing.T) {
 // malformed) is dropped and counted, never sent from the wrong address.
 func TestMNAfterSealBadBU(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newMNHarness(t, nil)
+		h := startMNHarness(t, nil)
 		defer h.close()
-		if err := h.mn.Start(); err != nil {
-			t.Fatal(err)
-		}
 		h.registerAt(mnCoA6)
 		b := new(pkt.Buf)
 		b.Reset()

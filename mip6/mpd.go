@@ -130,13 +130,13 @@ func AppendMPA(b []byte, m *MobilePrefixAdvertisement, src, dst netip.Addr) ([]b
 		if pi.RouterAddr {
 			f |= prefixFlagRouter
 		}
-		o := make([]byte, prefixInfoLen)
+		b = append(b, make([]byte, prefixInfoLen)...)
+		o := b[len(b)-prefixInfoLen:]
 		o[0], o[1], o[2], o[3] = ndOptPrefixInfo, prefixInfoLen/ndOptUnitLen, uint8(pi.Prefix.Bits()), f
 		binary.BigEndian.PutUint32(o[4:], pi.ValidLifetime)
 		binary.BigEndian.PutUint32(o[8:], pi.PreferredLifetime)
 		a := pi.Prefix.Addr().As16()
 		copy(o[16:], a[:])
-		b = append(b, o...)
 	}
 	setICMPv6Checksum(b[start:], src, dst)
 	return b, nil

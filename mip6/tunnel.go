@@ -280,3 +280,21 @@ func wrapIPv4UDP(b *pkt.Buf, src, dst netip.Addr, sport, dport uint16) bool {
 	u.SetChecksum(header.UDPChecksum(src, dst, u))
 	return true
 }
+
+// sigPacketCap is the initial capacity of a signaling packet built here
+// (BU, BA, MPA): an IPv6 header and a typical message, so the Append call
+// after the reserved header rarely grows the slice.
+const sigPacketCap = header.IPv6HeaderLen + 88
+
+// encodeIPv6 fills in the IPv6 header at the front of the signaling packet
+// p (its first 40 bytes were reserved; the proto message follows, up to
+// len(p)): Payload Length len(p)-40, no extension headers.
+func encodeIPv6(p []byte, proto, hopLimit uint8, src, dst netip.Addr) {
+	header.IPv6(p).Encode(&header.IPv6Fields{
+		PayloadLen: uint16(len(p) - header.IPv6HeaderLen),
+		NextHeader: proto,
+		HopLimit:   hopLimit,
+		Src:        src,
+		Dst:        dst,
+	})
+}
