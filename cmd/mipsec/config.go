@@ -305,12 +305,18 @@ func (v *validator) log(rc *rawConfig, cfg *Config) {
 // IFNAMSIZ - 1: the longest Linux interface name.
 const maxIfName = 15
 
+// isIfName reports whether s can be a Linux interface name: 1..maxIfName
+// characters, no '/', ':' or white space, not "." or "..".
+func isIfName(s string) bool {
+	return s != "" && len(s) <= maxIfName && !strings.ContainsAny(s, "/ \t\n:") && s != "." && s != ".."
+}
+
 func (v *validator) tun(r *rawTUN, t *TUNConfig) {
 	t.Name = r.Name
 	switch {
 	case r.Name == "":
 		v.errf("tun.name", "missing; want the TUN device name, e.g. name = \"mipsec0\"")
-	case len(r.Name) > maxIfName || strings.ContainsAny(r.Name, "/ \t\n:") || r.Name == "." || r.Name == "..":
+	case !isIfName(r.Name):
 		v.errf("tun.name", "%q is not a Linux interface name (at most %d characters, no '/', ':' or spaces)", r.Name, maxIfName)
 	}
 	t.MTU = DefaultTUNMTU

@@ -118,7 +118,7 @@ func (v *validator) mobility(rc *rawConfig, cfg *Config) {
 	}
 	mc := &cfg.Mobility
 	ha := cfg.Role == RoleHA
-	other := func(field, val string, set bool) {
+	other := func(field string, set bool) {
 		if !set {
 			return
 		}
@@ -136,20 +136,20 @@ func (v *validator) mobility(rc *rawConfig, cfg *Config) {
 		v.errf("mobility.ha_address", "%s is not in home_prefix %s; the home agent's address is on the home link (RFC 6275 §10.1)", mc.HAAddress, mc.HomePrefix)
 	}
 	if ha {
-		other("home_address", m.HomeAddress, m.HomeAddress != "")
-		other("home_address_v4", m.HomeAddressV4, m.HomeAddressV4 != "")
-		other("lifetime", m.Lifetime, m.Lifetime != "")
-		other("interfaces", "", m.Interfaces != nil)
-		other("nat_keepalive", m.NATKeepalive, m.NATKeepalive != "")
+		other("home_address", m.HomeAddress != "")
+		other("home_address_v4", m.HomeAddressV4 != "")
+		other("lifetime", m.Lifetime != "")
+		other("interfaces", m.Interfaces != nil)
+		other("nat_keepalive", m.NATKeepalive != "")
 		v.haMobility(m, cfg)
 	} else {
-		other("home_prefix_v4", m.HomePrefixV4, m.HomePrefixV4 != "")
-		other("home_link", m.HomeLink, m.HomeLink != "")
-		other("max_lifetime", m.MaxLifetime, m.MaxLifetime != "")
-		other("max_coas", "", m.MaxCoAs != nil)
-		other("nat_refresh", m.NATRefresh, m.NATRefresh != "")
-		other("bu_rate", "", m.BURate != nil)
-		other("bu_burst", "", m.BUBurst != nil)
+		other("home_prefix_v4", m.HomePrefixV4 != "")
+		other("home_link", m.HomeLink != "")
+		other("max_lifetime", m.MaxLifetime != "")
+		other("max_coas", m.MaxCoAs != nil)
+		other("nat_refresh", m.NATRefresh != "")
+		other("bu_rate", m.BURate != nil)
+		other("bu_burst", m.BUBurst != nil)
 		v.mnMobility(m, cfg)
 	}
 	// DR-9: only accepted Binding Updates move a mobile node's endpoint.
@@ -170,7 +170,7 @@ func (v *validator) haMobility(m *rawMobility, cfg *Config) {
 	mc := &cfg.Mobility
 	mc.HomePrefixV4 = v.mobPrefix("mobility.home_prefix_v4", m.HomePrefixV4, false, true, "the home link's IPv4 prefix, e.g. \"192.0.2.0/24\"")
 	if m.HomeLink != "" {
-		if len(m.HomeLink) > maxIfName || strings.ContainsAny(m.HomeLink, "/ \t\n:") || m.HomeLink == "." || m.HomeLink == ".." {
+		if !isIfName(m.HomeLink) {
 			v.errf("mobility.home_link", "%q is not a Linux interface name (at most %d characters, no '/', ':' or spaces)", m.HomeLink, maxIfName)
 		} else if m.HomeLink == cfg.TUN.Name {
 			v.errf("mobility.home_link", "%q is the TUN; want the interface of the home link (the HA answers there for the home addresses, RFC 6275 §10.4.1)", m.HomeLink)
@@ -178,16 +178,7 @@ func (v *validator) haMobility(m *rawMobility, cfg *Config) {
 			mc.HomeLink = m.HomeLink
 		}
 	}
-	mc.MaxLifetime = DefaultMaxLifetime
-	if m.MaxLifetime != "" {
-		if d, ok := v.duration("mobility.max_lifetime", m.MaxLifetime, false); ok {
-			if d > maxBindingLifetime || d < 4*time.Second {
-				v.errf("mobility.max_lifetime", "%s is out of range; want 4s..%s (16 bits of 4-second units, RFC 6275 §6.1.8)", d, maxBindingLifetime)
-			} else {
-				mc.MaxLifetime = d
-			}
-		}
-	}
+	mc.MaxLifetime = v.bindingLifetime("mobility.max_lifetime", m.MaxLifetime, DefaultMaxLifetime, "§6.1.8")
 	mc.MaxCoAs = DefaultMaxCoAs
 	if m.MaxCoAs != nil {
 		if *m.MaxCoAs < 1 || *m.MaxCoAs > 1024 {
@@ -255,20 +246,11 @@ func (v *validator) mnMobility(m *rawMobility, cfg *Config) {
 	if a := mc.HomeAddressV4; a.IsValid() && a == mc.HAAddressV4 {
 		v.errf("mobility.home_address_v4", "%s is the home agent's IPv4 address; want the mobile node's own", a)
 	}
-	mc.Lifetime = DefaultMNLifetime
-	if m.Lifetime != "" {
-		if d, ok := v.duration("mobility.lifetime", m.Lifetime, false); ok {
-			if d > maxBindingLifetime || d < 4*time.Second {
-				v.errf("mobility.lifetime", "%s is out of range; want 4s..%s (16 bits of 4-second units, RFC 6275 §6.1.7)", d, maxBindingLifetime)
-			} else {
-				mc.Lifetime = d
-			}
-		}
-	}
+	mc.Lifetime = v.bindingLifetime("mobility.lifetime", m.Lifetime, DefaultMNLifetime, "§6.1.7")
 	for i, name := range m.Interfaces {
 		p := indexPath("mobility.interfaces", i)
 		switch {
-		case name == "" || len(name) > maxIfName || strings.ContainsAny(name, "/ \t\n:") || name == "." || name == "..":
+		case !isIfName(name):
 			v.errf(p, "%q is not a Linux interface name (at most %d characters, no '/', ':' or spaces)", name, maxIfName)
 		case name == cfg.TUN.Name:
 			v.errf(p, "%q is the TUN; want the underlay (access) interfaces whose addresses become care-of addresses", name)
@@ -288,6 +270,24 @@ func (v *validator) mnMobility(m *rawMobility, cfg *Config) {
 	if u := cfg.Underlay; u.Local4.IsValid() || u.Local6.IsValid() {
 		v.errf("underlay.local", "must be empty with role = \"mn\": the care-of addresses change as the mobile node moves, so the underlay listens on all of them")
 	}
+}
+
+// bindingLifetime reads a binding lifetime (def when s is empty or
+// wrong): 4s..maxBindingLifetime, what a BU (RFC 6275 §6.1.7) or BA
+// (§6.1.8) can carry; section names the message's section for the error.
+func (v *validator) bindingLifetime(path, s string, def time.Duration, section string) time.Duration {
+	if s == "" {
+		return def
+	}
+	d, ok := v.duration(path, s, false)
+	if !ok {
+		return def
+	}
+	if d > maxBindingLifetime || d < 4*time.Second {
+		v.errf(path, "%s is out of range; want 4s..%s (16 bits of 4-second units, RFC 6275 %s)", d, maxBindingLifetime, section)
+		return def
+	}
+	return d
 }
 
 // mobAddr reads a unicast address of one family (v4 or v6); required

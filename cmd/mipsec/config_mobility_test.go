@@ -143,13 +143,7 @@ func TestExampleMobilityPairMatches(t *testing.T) {
 // SA protects each kind of traffic, in SPD order.
 func TestExampleMobilitySADSPD(t *testing.T) {
 	build := func(cfg *Config) (*sad.DB, *spd.DB) {
-		db := sad.New(sad.Options{})
-		t.Cleanup(db.Close)
-		for _, s := range cfg.SAs {
-			if _, err := db.Add(s.Config); err != nil {
-				t.Fatal(err)
-			}
-		}
+		db := testSAD(t, cfg)
 		pdb := spd.New(db)
 		if err := pdb.Replace(cfg.Policies); err != nil {
 			t.Fatal(err)

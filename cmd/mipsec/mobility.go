@@ -86,24 +86,22 @@ type mobility struct {
 	ctr mobilityCounters
 }
 
+// mobilityCounters are the event counts the metrics need that mip6's
+// own Stats/Status do not keep (rejections, handover counts and BA
+// results come from mip6 itself).
 type mobilityCounters struct {
 	mu sync.Mutex
 	// HA
 	added, updated, removed, expired uint64
-	rejected                         map[string]uint64
 	// MN
-	mnEvents  map[string]uint64
-	handovers uint64
-	natSeen   uint64
-	lastHO    time.Duration
+	natSeen uint64
+	lastHO  time.Duration
 }
 
 // newMobility builds the HA or MN of cfg. The dataplane does not exist
 // yet: its hooks come from hooks(), and Inject works after setDataplane.
 func newMobility(cfg *Config, sadb *sad.DB, log *zap.Logger, seams mobilitySeams) (*mobility, error) {
 	m := &mobility{cfg: cfg, log: log, seams: seams}
-	m.ctr.rejected = map[string]uint64{}
-	m.ctr.mnEvents = map[string]uint64{}
 	now := seams.now
 	if now == nil {
 		now = time.Now
@@ -436,12 +434,6 @@ func (m *mobility) onHAEvent(e mip6.HAEvent) {
 		if e.Expired {
 			c.expired++
 		}
-	case mip6.HABURejected:
-		r := e.Reason
-		if r == "" {
-			r = e.Status.String()
-		}
-		c.rejected[r]++
 	}
 }
 
@@ -449,10 +441,8 @@ func (m *mobility) onMNEvent(e mip6.MNEvent) {
 	c := &m.ctr
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.mnEvents[e.Kind.String()]++
 	if e.Kind == mip6.MNRegistered {
 		if e.Handover > 0 {
-			c.handovers++
 			c.lastHO = e.Handover
 		}
 		if e.NAT {

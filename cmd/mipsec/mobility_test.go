@@ -106,6 +106,19 @@ func udp6(src, dst netip.Addr, n int, id byte) []byte {
 	return p
 }
 
+// testSAD is a SAD holding cfg's SAs, closed when t ends.
+func testSAD(t *testing.T, cfg *Config) *sad.DB {
+	t.Helper()
+	db := sad.New(sad.Options{})
+	t.Cleanup(db.Close)
+	for _, s := range cfg.SAs {
+		if _, err := db.Add(s.Config); err != nil {
+			t.Fatalf("%s: %v", s.Path, err)
+		}
+	}
+	return db
+}
+
 // TestMobilityBackToBack runs examples/ha.toml and mn.toml over the
 // in-memory TUN and underlay: the MN's watcher reports its IPv6 care-of
 // address, the MN registers (BU on SA1 through Inject with a Home Address
@@ -323,13 +336,7 @@ func TestMobilityHooksNoAlloc(t *testing.T) {
 	}
 	for _, name := range []string{"ha", "mn"} {
 		cfg := gatewayConfig(t, name+".toml", t.TempDir())
-		db := sad.New(sad.Options{})
-		defer db.Close()
-		for _, s := range cfg.SAs {
-			if _, err := db.Add(s.Config); err != nil {
-				t.Fatal(err)
-			}
-		}
+		db := testSAD(t, cfg)
 		m, err := newMobility(cfg, db, zaptest.NewLogger(t), mobilitySeams{})
 		if err != nil {
 			t.Fatal(err)
@@ -371,13 +378,7 @@ func TestMobilityHooksNoAlloc(t *testing.T) {
 // address move nothing.
 func TestMobilityMovementDetection(t *testing.T) {
 	cfg := gatewayConfig(t, "mn.toml", t.TempDir())
-	db := sad.New(sad.Options{})
-	defer db.Close()
-	for _, s := range cfg.SAs {
-		if _, err := db.Add(s.Config); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db := testSAD(t, cfg)
 	m, err := newMobility(cfg, db, zaptest.NewLogger(t), mobilitySeams{})
 	if err != nil {
 		t.Fatal(err)

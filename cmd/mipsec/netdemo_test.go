@@ -4,7 +4,6 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,11 +54,8 @@ func TestNetDemo(t *testing.T) {
 			if !strings.Contains(out, "anything else:       0") || !strings.Contains(out, "plaintext pattern") {
 				t.Errorf("capture summary missing:\n%s", out)
 			}
-			// Torn down: no namespace of this demo is left.
-			ns, _ := exec.Command("ip", "netns", "list").CombinedOutput()
-			if strings.Contains(string(ns), fmt.Sprintf("mipsec-demo-%d-", os.Getpid())) {
-				t.Errorf("namespaces left after the demo:\n%s", ns)
-			}
+			// Torn down: no namespace or gateway of this demo is left.
+			noDemoLeftovers(t, bin)
 			t.Logf("demo output:\n%s", out)
 		})
 	}
@@ -98,15 +94,7 @@ func testNetDemoInterrupt(t *testing.T, bin string) {
 	if !strings.Contains(out, "teardown:") {
 		t.Errorf("no teardown after Ctrl-C:\n%s", out)
 	}
-	if ns, _ := exec.Command("ip", "netns", "list").CombinedOutput(); strings.Contains(string(ns), fmt.Sprintf("mipsec-demo-%d-", os.Getpid())) {
-		t.Errorf("namespaces left after Ctrl-C:\n%s", ns)
-	}
-	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range cmdlines {
-		if b, err := os.ReadFile(f); err == nil && bytes.HasPrefix(b, []byte(bin+"\x00run")) {
-			t.Errorf("a gateway still runs after Ctrl-C: %s %q", f, b)
-		}
-	}
+	noDemoLeftovers(t, bin)
 }
 
 // TestNetDemoFlags: bad flags are usage errors, and -h is not a failure.
