@@ -22,6 +22,9 @@
 //     and for the mobility signaling (UnderlayConfig.DSMIPv6, ExtHeaders)
 //     UDP 4191, raw Destination Options / Routing receivers that rebuild
 //     the IPv6 header, and header-included (IPPROTO_RAW) sends for EncapIP.
+//   - pktsock_linux.go: UnderlayConfig.PacketSocket: raw ESP sent through
+//     AF_PACKET (PACKET_QDISC_BYPASS), outer header written into the
+//     headroom, next hops from a netlink-fed cache; raw socket fallback.
 //   - tuntest, underlaytest: in-memory fakes for tests (BatchSize 1 for the
 //     underlay, any for the TUN).
 //

@@ -50,7 +50,17 @@ package dataplane
 // WriteBatch over partial writes. With GSO, consecutive UDP packets to the
 // same endpoint whose sizes allow it (all equal, the last may be shorter) are
 // gathered into one message with one iovec per packet and a UDP_SEGMENT
-// cmsg: no copy. Send never writes into bufs.
+// cmsg: no copy. Send never changes the packets (b.Bytes()); only the
+// AF_PACKET path below writes into their headroom.
+//
+// PacketSocket (pktsock_linux.go): raw ESP goes out through an AF_PACKET
+// SOCK_DGRAM socket with PACKET_QDISC_BYPASS (packet(7)): the outer IPv4
+// (DF, ID 0: RFC 6864 atomic datagrams) or IPv6 header is written into each
+// Buf's headroom, in front of the ESP packet, and one sendmmsg carries a
+// sockaddr_ll (interface, next hop's MAC) per message, from a next-hop
+// cache fed by netlink (route, neighbour, link tables; invalidated by their
+// events). Packets it cannot send that way (next hop unresolved, longer
+// than the MTU) take the raw socket, in order.
 //
 // UDP checksums (RFC 3948 §2.1): over IPv4 the sender SHOULD send a zero
 // checksum and the receiver MUST NOT depend on it being zero. The kernel
@@ -151,6 +161,17 @@ type UnderlayConfig struct {
 	// Routing header (§6.4) that the kernel does not process; they are
 	// returned as EncapIP with the IPv6 header rebuilt. Needs IPv6.
 	ExtHeaders bool
+	// PacketSocket sends raw ESP (EncapRaw, IPv4 and IPv6) through an
+	// AF_PACKET SOCK_DGRAM socket with PACKET_QDISC_BYPASS instead of the
+	// raw IP socket: the underlay writes the outer IP header itself and
+	// takes the next hop's link-layer address from the kernel's route and
+	// neighbour tables (netlink). It saves the kernel's IP output path per
+	// packet, but such packets skip netfilter (OUTPUT, POSTROUTING), the
+	// egress qdisc and kernel fragmentation, so it is off by default: an
+	// operator turns it on knowingly. Packets whose next hop is not
+	// resolved yet, or that are longer than the link MTU, still go through
+	// the raw socket (counted as TxPacketSocketFallback). Off: zero.
+	PacketSocket bool
 }
 
 // UnderlayStats are the Linux underlay's own counters: packets it consumed
@@ -195,6 +216,17 @@ type UnderlayStats struct {
 	RxIPMalformed atomic.Uint64
 	// TxHeaderIncluded counts EncapIP packets sent header-included.
 	TxHeaderIncluded atomic.Uint64
+	// TxPacketSocket counts raw ESP packets sent through the AF_PACKET
+	// socket (UnderlayConfig.PacketSocket).
+	TxPacketSocket atomic.Uint64
+	// TxPacketSocketFallback counts raw ESP packets that PacketSocket
+	// sent through the raw IP socket instead: next hop or neighbour not
+	// resolved, packet longer than the link MTU, or the periodic packet
+	// that lets the kernel confirm the neighbour.
+	TxPacketSocketFallback atomic.Uint64
+	// TxPacketSocketErrors counts packets the AF_PACKET socket refused
+	// (sendmmsg error: a full device queue, a link that went down).
+	TxPacketSocketErrors atomic.Uint64
 }
 
 // UnderlayCounter is one UnderlayStats counter by its stable snake_case
@@ -207,7 +239,8 @@ type UnderlayCounter struct {
 // Counters returns every counter of s, in declaration order, by name:
 // rx_keepalives, rx_non_esp, rx_malformed, rx_fragments, rx_coalesced,
 // tx_keepalives, gso_retries, gso_disabled, rx_dsmipv6, rx_ext_headers,
-// rx_ip_malformed, tx_header_included. A nil s returns nil.
+// rx_ip_malformed, tx_header_included, tx_packet_socket,
+// tx_packet_socket_fallback, tx_packet_socket_errors. A nil s returns nil.
 func (s *UnderlayStats) Counters() []UnderlayCounter {
 	if s == nil {
 		return nil
@@ -225,6 +258,9 @@ func (s *UnderlayStats) Counters() []UnderlayCounter {
 		{"rx_ext_headers", s.RxExtHeaders.Load()},
 		{"rx_ip_malformed", s.RxIPMalformed.Load()},
 		{"tx_header_included", s.TxHeaderIncluded.Load()},
+		{"tx_packet_socket", s.TxPacketSocket.Load()},
+		{"tx_packet_socket_fallback", s.TxPacketSocketFallback.Load()},
+		{"tx_packet_socket_errors", s.TxPacketSocketErrors.Load()},
 	}
 }
 
@@ -316,6 +352,8 @@ type usock struct {
 // socketSet is the immutable set of open sockets, swapped atomically.
 type socketSet struct {
 	s [numSockKinds]*usock
+	// pkt is the AF_PACKET send path for raw ESP (PacketSocket), or nil.
+	pkt *pktSock
 }
 
 func (ss *socketSet) forEndpoint(ep Endpoint) *usock {
@@ -424,7 +462,10 @@ func (u *LinuxUnderlay) Offloads(ipv6 bool) (gso, gro bool) {
 // IPv4, raw IPv6, UDP IPv4, UDP IPv6, then UDP 4191 (DSMIPv6), Destination
 // Options and Routing (ExtHeaders) (those opened; an unspecified address of
 // a family the kernel does not support is skipped). With DSMIPv6 or
-// ExtHeaders it opens the header-included send sockets too. After Close,
+// ExtHeaders it opens the header-included send sockets too. With
+// PacketSocket (and raw ESP sockets open) it opens the AF_PACKET socket and
+// its netlink handle and event subscriptions (pktsock_linux.go), in the
+// calling thread's network namespace, and fails if it cannot. After Close,
 // Open may be called again.
 func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
 	u.mu.Lock()
@@ -438,6 +479,9 @@ func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
 			if s != nil {
 				s.pc.Close()
 			}
+		}
+		if ss.pkt != nil {
+			ss.pkt.close()
 		}
 	}
 	var wants []sockWant
@@ -491,6 +535,15 @@ func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
 	}
 	if len(fns) == 0 {
 		return nil, fmt.Errorf("dataplane: underlay: no socket could be opened: %w", unix.EAFNOSUPPORT)
+	}
+	if u.cfg.PacketSocket && (ss.s[sockRaw4] != nil || ss.s[sockRaw6] != nil) {
+		// Asked for: failing to open it fails Open.
+		p, err := openPktSock(&u.cfg, u.stats)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		ss.pkt = p
 	}
 	u.set.Store(ss)
 	return fns, nil
@@ -623,6 +676,12 @@ func (u *LinuxUnderlay) Close() error {
 			continue
 		}
 		if err := s.pc.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	if ss.pkt != nil {
+		// Stops its netlink goroutines before returning.
+		if err := ss.pkt.close(); err != nil && first == nil {
 			first = err
 		}
 	}
@@ -1073,7 +1132,8 @@ type sendState struct {
 	udp   []net.UDPAddr
 	ip    []net.IPAddr
 	ipb   [][16]byte
-	first []int // msgs[i]'s first packet, as an index into the run
+	first []int       // msgs[i]'s first packet, as an index into the run
+	pk    *pktScratch // the AF_PACKET path's, made at its first use
 }
 
 func newSendState(batch int) *sendState {
@@ -1123,6 +1183,9 @@ func (st *sendState) addr(i int, raw bool, ap netip.AddrPort) net.Addr {
 
 // Send implements Underlay. Packets go out in order per socket; an error
 // from one packet does not stop the others, and the first error is returned.
+// With PacketSocket, raw ESP packets go out through the AF_PACKET socket
+// where their next hop is resolved, the outer header written into their
+// headroom (the packets themselves are not changed).
 // EncapIP packets go out header-included; when the header-included sockets
 // are not open yet (neither DSMIPv6 nor ExtHeaders), the first EncapIP
 // Send opens them, in the calling thread's network namespace.
@@ -1154,6 +1217,8 @@ func (u *LinuxUnderlay) Send(bufs []*pkt.Buf, eps []Endpoint) error {
 		var err error
 		if s == nil {
 			err = ErrNoSocket
+		} else if ss.pkt != nil && s.kind.raw() {
+			err = ss.pkt.send(u, s, st, bufs[i:j], eps[i:j])
 		} else {
 			err = u.sendRun(s, st, bufs[i:j], eps[i:j])
 			if err == nil && s.kind.hdrIncl() {

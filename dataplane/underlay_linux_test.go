@@ -480,10 +480,16 @@ func benchUnderlay(b *testing.B, ns *testNS, mode UnderlayMode, off bool) {
 }
 
 func benchUnderlayCfg(b *testing.B, ns *testNS, cfgA, cfgB UnderlayConfig, b4 netip.Addr) {
+	benchUnderlayPair(b, ns, ns, cfgA, cfgB, b4)
+}
+
+// benchUnderlayPair is benchUnderlayCfg with the sender opened in nsA and
+// the receiver in nsB.
+func benchUnderlayPair(b *testing.B, nsA, nsB *testNS, cfgA, cfgB UnderlayConfig, b4 netip.Addr) {
 	const size = 1400
 	mode := cfgA.Mode
-	ua, _ := openUnderlay(b, ns, cfgA)
-	ub, fns := openUnderlay(b, ns, cfgB)
+	ua, _ := openUnderlay(b, nsA, cfgA)
+	ub, fns := openUnderlay(b, nsB, cfgB)
 	encap, port := EncapRaw, uint16(0)
 	if mode == UnderlayUDP {
 		encap, port = EncapUDP, UDPEncapPort

@@ -14,11 +14,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/mipsec/mipsec/bench"
+	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/benchlab"
 )
 
@@ -33,6 +36,8 @@ type benchFlags struct {
 	udpBitrate         string
 	mtu, port          int
 	mipsec, wgGo       string
+	cores              []int           // --cores: GOMAXPROCS values for --inprocess
+	algorithms         []string        // --algorithms: esp proposals for --inprocess
 	set                map[string]bool // the flags given
 }
 
@@ -47,7 +52,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, int, bool) {
 	fs.StringVar(&f.out, "out", filepath.Join("bench", "results"), "`dir`ectory for the JSON, text and SVG results")
 	fs.IntVar(&f.rounds, "rounds", 3, "interleaved rounds (each runs every system once)")
 	fs.DurationVar(&f.duration, "duration", 10*time.Second, "length of each iperf3 test (whole seconds); with --inprocess, of each case")
-	systems := fs.String("systems", "all", "comma-separated systems to run: "+benchSystemIDs())
+	systems := fs.String("systems", "default", "comma-separated systems to run, or default (every system not marked optional) or all: "+benchlab.SystemIDs())
 	fs.IntVar(&f.pings, "pings", 20, "idle pings per system and round (RTT: their median)")
 	fs.IntVar(&f.udpSize, "udp-size", 1400, "size of the UDP test's inner packets in `bytes`, IP header included")
 	fs.StringVar(&f.udpBitrate, "udp-bitrate", "0", "iperf3 -b for the UDP test (0: as fast as it can)")
@@ -55,6 +60,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, int, bool) {
 	fs.IntVar(&f.port, "port", 5201, "iperf3 port")
 	fs.StringVar(&f.mipsec, "mipsec", "", "mipsec `binary` the gateways run (default: this one)")
 	fs.StringVar(&f.wgGo, "wireguard-go", "", "wireguard-go `binary` (default: wireguard-go next to this binary, on PATH, or built with go build)")
+	cores := fs.String("cores", "", "with --inprocess: comma-separated core counts (GOMAXPROCS) to measure, e.g. 1,2,4,8,16 (default: 1 and all cores)")
+	algs := fs.String("algorithms", "", "with --inprocess: comma-separated esp algorithms to measure (default: all)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `usage: mipsec bench [flags]
 
@@ -62,7 +69,11 @@ Side by side, in one run (root; iperf3 and, for wireguard-go, wg from
 wireguard-tools): two network namespaces joined by a veth (MTU 1500) and
 iperf3 and ping through each system in turn, interleaved over the rounds:
 mipsec ESP-in-UDP and raw ESP with aes128gcm16, mipsec ESP-in-UDP with
-chacha20poly1305, wireguard-go, and the bare veth as the ceiling. Figures:
+chacha20poly1305, wireguard-go, and the bare veth as the ceiling. The raw
+ESP gateways (mipsec-raw) run with underlay.packet_socket = true: raw ESP
+leaves through AF_PACKET, bypassing netfilter and the qdisc; the optional
+mipsec-raw-kernel (--systems default,mipsec-raw-kernel or all) is the same
+tunnel through the kernel's raw IP socket, mipsec run's default. Figures:
 TCP 1 and 4 streams, UDP goodput and loss for 1400-byte packets, idle ping
 RTT, and the tunnel processes' CPU seconds per GB. It prints the medians
 with min, max and the ratio to wireguard-go, and writes e2e.json, e2e.txt
@@ -122,15 +133,44 @@ parts' own).`)
 		return bad("--systems: %v", err)
 	}
 	f.systems = s
+	if (f.set["cores"] || f.set["algorithms"]) && !f.inprocess {
+		return bad("--cores and --algorithms apply to --inprocess only")
+	}
+	if f.cores, err = parseCores(*cores); err != nil {
+		return bad("--cores %q: %v", *cores, err)
+	}
+	if *algs != "" {
+		for a := range strings.SplitSeq(*algs, ",") {
+			if _, err := esp.ParseAlgorithm(a); err != nil {
+				return bad("--algorithms: %q is not an algorithm (have %s)", a, strings.Join(esp.AlgorithmNames(), ", "))
+			}
+			if slices.Contains(f.algorithms, a) {
+				return bad("--algorithms: %q named twice", a)
+			}
+			f.algorithms = append(f.algorithms, a)
+		}
+	}
 	return f, 0, true
 }
 
-func benchSystemIDs() string {
-	ids := make([]string, len(benchlab.Systems))
-	for i, s := range benchlab.Systems {
-		ids[i] = s.ID
+// parseCores parses --cores: distinct core counts from 1 to 1024, in the
+// order given; "" is nil (bench's default, 1 and all cores).
+func parseCores(s string) ([]int, error) {
+	if s == "" {
+		return nil, nil
 	}
-	return strings.Join(ids, ",")
+	var cs []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 1024 {
+			return nil, fmt.Errorf("%q is not a core count (want 1 to 1024)", f)
+		}
+		if slices.Contains(cs, n) {
+			return nil, fmt.Errorf("%d named twice", n)
+		}
+		cs = append(cs, n)
+	}
+	return cs, nil
 }
 
 func benchCmd(args []string, stdout, stderr io.Writer) int {
@@ -161,7 +201,7 @@ func benchInprocess(ctx context.Context, f *benchFlags, stdout, stderr io.Writer
 	}
 	var err error
 	if f.inprocess {
-		o := bench.PipelineOptions{}
+		o := bench.PipelineOptions{Cores: f.cores, Algorithms: f.algorithms}
 		if f.set["duration"] { // the namespace run's default is too long here
 			o.Duration = f.duration
 		}

@@ -19,6 +19,7 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"--duration", "-1s", "--inprocess"}, "--duration -1s"},
 		{[]string{"--systems", "ipsec"}, `unknown system "ipsec"`},
 		{[]string{"--systems", "veth,veth"}, "named twice"},
+		{[]string{"--systems", "mipsec-raw-kernl"}, `unknown system "mipsec-raw-kernl" (have mipsec-udp, mipsec-raw, mipsec-raw-kernel (optional),`},
 		{[]string{"--pings", "0"}, "--pings 0"},
 		{[]string{"--udp-size", "1500"}, "--udp-size 1500"},
 		{[]string{"--udp-size", "20"}, "--udp-size 20"},
@@ -27,6 +28,12 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"--udp-bitrate", "-5"}, "--udp-bitrate"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
+		{[]string{"--cores", "2"}, "apply to --inprocess only"},
+		{[]string{"--inprocess", "--cores", "0"}, `--cores "0"`},
+		{[]string{"--inprocess", "--cores", "1,x"}, `"x" is not a core count`},
+		{[]string{"--inprocess", "--cores", "2,2"}, "2 named twice"},
+		{[]string{"--inprocess", "--algorithms", "aes128gcm"}, `"aes128gcm" is not an algorithm (have `},
+		{[]string{"--inprocess", "--algorithms", "aes128gcm16,aes128gcm16"}, "named twice"},
 	} {
 		var out, errb bytes.Buffer
 		if rc := run(append([]string{"bench"}, tt.args...), &out, &errb); rc != 2 {
@@ -43,7 +50,8 @@ func TestBenchHelp(t *testing.T) {
 	if rc := run([]string{"bench", "-h"}, &out, &errb); rc != 0 {
 		t.Fatalf("bench -h: exit %d", rc)
 	}
-	for _, want := range []string{"wireguard-go", "-rounds", "-systems", "-inprocess", "e2e.json"} {
+	for _, want := range []string{"wireguard-go", "-rounds", "-systems", "-inprocess", "e2e.json",
+		"packet_socket = true", "mipsec-raw-kernel (optional)", `(default "default")`} {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("bench -h lacks %q:\n%s", want, errb.String())
 		}
@@ -63,5 +71,33 @@ func TestParseBenchFlags(t *testing.T) {
 	f, _, ok = parseBenchFlags(nil, &errb)
 	if !ok || f.rounds != 3 || f.duration != 10*time.Second || len(f.systems) != 5 || f.udpSize != 1400 || f.mtu != 1420 {
 		t.Errorf("defaults: %+v", f)
+	}
+	// mipsec-raw-kernel (raw ESP through the kernel's raw socket) runs
+	// only when asked for.
+	for _, tt := range []struct {
+		systems string
+		want    string
+	}{
+		{"default", "mipsec-udp,mipsec-raw,mipsec-chacha,wireguard-go,veth"},
+		{"mipsec-raw-kernel,mipsec-raw", "mipsec-raw,mipsec-raw-kernel"},
+		{"default,mipsec-raw-kernel", "mipsec-udp,mipsec-raw,mipsec-raw-kernel,mipsec-chacha,wireguard-go,veth"},
+		{"all", "mipsec-udp,mipsec-raw,mipsec-raw-kernel,mipsec-chacha,wireguard-go,veth"},
+	} {
+		f, _, ok := parseBenchFlags([]string{"--systems", tt.systems}, &errb)
+		if !ok {
+			t.Fatalf("--systems %s: %s", tt.systems, errb.String())
+		}
+		var ids []string
+		for _, s := range f.systems {
+			ids = append(ids, s.ID)
+		}
+		if got := strings.Join(ids, ","); got != tt.want {
+			t.Errorf("--systems %s: %s, want %s", tt.systems, got, tt.want)
+		}
+	}
+	for _, s := range f.systems {
+		if s.ID == "mipsec-raw-kernel" {
+			t.Error("mipsec-raw-kernel is in the default set")
+		}
 	}
 }

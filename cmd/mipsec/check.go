@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/seqstore"
 	"github.com/mipsec/mipsec/sad"
@@ -164,6 +165,9 @@ func configWarnings(cfg *Config, probe stateProbe) []string {
 		}
 	}
 	out = append(out, tunnelWarnings(cfg)...)
+	if w := packetSocketWarning(cfg); w != "" {
+		out = append(out, w)
+	}
 	if len(cfg.Policies) == 0 {
 		out = append(out, "no [[policy]]: every packet is discarded (RFC 4301 §5)")
 	} else {
@@ -262,4 +266,20 @@ func tunnelWarnings(cfg *Config) []string {
 		}
 	}
 	return out
+}
+
+// packetSocketWarning says when underlay.packet_socket is on but a gateway
+// has no peer that uses raw ESP, the only traffic the AF_PACKET path
+// carries ("" otherwise). The home agent and the mobile node have no
+// [[peer]]: their raw ESP goes to care-of addresses.
+func packetSocketWarning(cfg *Config) string {
+	if !cfg.Underlay.PacketSocket || cfg.Role != RoleGateway || len(cfg.Peers) == 0 {
+		return ""
+	}
+	for _, p := range cfg.Peers {
+		if p.Endpoint.Encap == dataplane.EncapRaw {
+			return ""
+		}
+	}
+	return `underlay.packet_socket = true, but every peer uses encap = "udp": the AF_PACKET path carries only raw ESP, so it sends nothing`
 }

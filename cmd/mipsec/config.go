@@ -17,7 +17,11 @@ package main
 //	           routes = ["prefix"]
 //	[underlay] local = ["ipv4", "ipv6"] (at most one each; none: all),
 //	           encap = "raw"|"udp"|"both" [raw], udp_port [4500],
-//	           keepalive = "20s" (or "off")
+//	           keepalive = "20s" (or "off"),
+//	           packet_socket = true|false [false]: send raw ESP through
+//	           AF_PACKET (PACKET_QDISC_BYPASS), bypassing netfilter OUTPUT/
+//	           POSTROUTING, the egress qdisc and kernel fragmentation;
+//	           needs encap raw or both
 //	[[peer]]   name, endpoint = "ip" | "ip:port" | "[ipv6]:port",
 //	           encap = "raw"|"udp" [underlay's], roaming [false],
 //	           roam_interval, keepalive, out_spis = [...], in_spis = [...]
@@ -162,6 +166,11 @@ type UnderlayConfig struct {
 	Raw, UDP  bool
 	UDPPort   uint16
 	Keepalive time.Duration
+	// PacketSocket (packet_socket) sends raw ESP through an AF_PACKET
+	// socket that bypasses netfilter's OUTPUT and POSTROUTING hooks, the
+	// egress qdisc and kernel fragmentation
+	// (dataplane.UnderlayConfig.PacketSocket). Off by default; needs Raw.
+	PacketSocket bool
 }
 
 // SAConfig is one [[sa]] ready for sad.DB.Add (Params.InitialSeq is set
@@ -402,6 +411,18 @@ func (v *validator) underlay(r *rawUnderlay, u *UnderlayConfig) {
 		if ok {
 			u.Keepalive = d
 		}
+	}
+	switch x := r.PacketSocket.(type) {
+	case nil:
+	case bool:
+		u.PacketSocket = x
+		if x && !u.Raw {
+			v.errf("underlay.packet_socket", "true, but underlay.encap = %q sends no raw ESP: the AF_PACKET path carries only raw ESP (IP protocol 50); set underlay.encap = \"raw\" or \"both\", or remove packet_socket", r.Encap)
+		}
+	case string:
+		v.errf("underlay.packet_socket", "%q is a string; want true or false (unquoted)", x)
+	default:
+		v.errf("underlay.packet_socket", "%v is not a boolean; want true or false", x)
 	}
 }
 

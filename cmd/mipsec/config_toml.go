@@ -75,6 +75,9 @@ type rawUnderlay struct {
 	Encap     string   `toml:"encap"`
 	UDPPort   *int64   `toml:"udp_port"`
 	Keepalive string   `toml:"keepalive"`
+	// PacketSocket is `any` so that a value of the wrong type gets an
+	// error in the config's words, not go-toml's.
+	PacketSocket any `toml:"packet_socket"`
 }
 
 type rawPeer struct {

@@ -567,7 +567,21 @@ func openLinuxIO(cfg *Config, log *zap.Logger) (tun.Device, dataplane.Underlay, 
 	}
 	log.Info("tun up", zap.String("tun", name), zap.Int("mtu", cfg.TUN.MTU),
 		zap.Stringers("addresses", cfg.TUN.Addresses), zap.Stringers("routes", cfg.TUN.Routes))
-	uc := dataplane.UnderlayConfig{IPv4: cfg.Underlay.Local4, IPv6: cfg.Underlay.Local6, UDPPort: cfg.Underlay.UDPPort}
+	uc := underlayConfig(cfg)
+	ul, err := dataplane.NewUnderlay(uc)
+	if err != nil {
+		dev.Close()
+		return nil, nil, err
+	}
+	logUnderlayOpen(log, cfg, uc)
+	return dev, ul, nil
+}
+
+// underlayConfig is the dataplane.UnderlayConfig of cfg's [underlay]
+// section and role: the sockets openLinuxIO opens.
+func underlayConfig(cfg *Config) dataplane.UnderlayConfig {
+	uc := dataplane.UnderlayConfig{IPv4: cfg.Underlay.Local4, IPv6: cfg.Underlay.Local6, UDPPort: cfg.Underlay.UDPPort,
+		PacketSocket: cfg.Underlay.PacketSocket}
 	switch {
 	case cfg.Underlay.Raw && cfg.Underlay.UDP:
 		uc.Mode = dataplane.UnderlayBoth
@@ -593,11 +607,12 @@ func openLinuxIO(cfg *Config, log *zap.Logger) (tun.Device, dataplane.Underlay, 
 		// to our 4500, which the UDP socket classifies.
 		uc.ExtHeaders = true
 	}
-	ul, err := dataplane.NewUnderlay(uc)
-	if err != nil {
-		dev.Close()
-		return nil, nil, err
-	}
+	return uc
+}
+
+// logUnderlayOpen logs the open underlay uc; with packet_socket it says
+// once that raw ESP bypasses the kernel's egress hooks.
+func logUnderlayOpen(log *zap.Logger, cfg *Config, uc dataplane.UnderlayConfig) {
 	var addrs []netip.Addr
 	for _, a := range []netip.Addr{uc.IPv4, uc.IPv6} {
 		if a.IsValid() {
@@ -606,8 +621,12 @@ func openLinuxIO(cfg *Config, log *zap.Logger) (tun.Device, dataplane.Underlay, 
 	}
 	log.Info("underlay open", zap.Stringers("local", addrs),
 		zap.Bool("raw", cfg.Underlay.Raw), zap.Bool("udp", cfg.Underlay.UDP), zap.Uint16("udp_port", uc.UDPPort),
-		zap.Bool("dsmipv6", uc.DSMIPv6), zap.Bool("ext_headers", uc.ExtHeaders))
-	return dev, ul, nil
+		zap.Bool("dsmipv6", uc.DSMIPv6), zap.Bool("ext_headers", uc.ExtHeaders), zap.Bool("packet_socket", uc.PacketSocket))
+	if uc.PacketSocket {
+		log.Info("underlay.packet_socket: raw ESP leaves through an AF_PACKET socket (PACKET_QDISC_BYPASS), " +
+			"bypassing netfilter OUTPUT and POSTROUTING, the egress qdisc and kernel fragmentation; " +
+			"packets whose next hop is unresolved or that exceed the link MTU still take the raw IP socket")
+	}
 }
 
 var _ controlTarget = (*daemon)(nil)

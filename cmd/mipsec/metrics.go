@@ -14,7 +14,8 @@ package main
 //	mipsec_dataplane_total{counter}              other dataplane counters
 //	mipsec_peer_endpoint_changes_total{peer}     roaming moves of a peer's endpoint
 //	mipsec_underlay_total{counter}               the underlay's own counters (keepalives,
-//	                                             malformed, rx_ip_malformed, ...)
+//	                                             malformed, rx_ip_malformed, tx_packet_socket,
+//	                                             tx_packet_socket_fallback, ...)
 //
 // With role = "ha" or "mn" (mobility.go):
 //

@@ -5,7 +5,10 @@
 //
 //   - mipsec with ESP in UDP (aes128gcm16), with raw ESP (aes128gcm16) and
 //     with ESP in UDP (chacha20poly1305), each a pair of `mipsec run`
-//     daemons;
+//     daemons; the raw ESP gateways (mipsec-raw) run with
+//     [underlay] packet_socket = true (raw ESP sent through AF_PACKET),
+//     and the optional mipsec-raw-kernel, run only when named, is the same
+//     tunnel through the kernel's raw IP socket (packet_socket = false);
 //   - wireguard-go (built from golang.zx2c4.com/wireguard) configured with
 //     `wg` from wireguard-tools;
 //   - the plain veth, the ceiling.

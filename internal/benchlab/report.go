@@ -20,19 +20,39 @@ type System struct {
 	ID    string `json:"id"`    // as --systems spells it
 	Name  string `json:"name"`  // for tables
 	Short string `json:"short"` // for chart legends (about 20 characters)
+	// Optional systems run only when named (ParseSystems): they are not
+	// in DefaultSystems.
+	Optional bool `json:"optional,omitempty"`
 }
 
-// The systems, in the order each round runs them.
+// The systems, in the order each round runs them. mipsec-raw sends raw
+// ESP through an AF_PACKET socket (underlay.packet_socket = true, the
+// fastest path); the optional mipsec-raw-kernel is the same tunnel through
+// the kernel's raw IP socket (packet_socket = false, the default of
+// `mipsec run`).
 var Systems = []System{
-	{"mipsec-udp", "mipsec ESP-in-UDP aes128gcm16", "mipsec udp aes128gcm"},
-	{"mipsec-raw", "mipsec raw ESP aes128gcm16", "mipsec raw aes128gcm"},
-	{"mipsec-chacha", "mipsec ESP-in-UDP chacha20poly1305", "mipsec udp chacha20"},
-	{WireguardGo, "wireguard-go", "wireguard-go"},
-	{"veth", "veth (ceiling, no tunnel)", "veth (ceiling)"},
+	{ID: "mipsec-udp", Name: "mipsec ESP-in-UDP aes128gcm16", Short: "mipsec udp aes128gcm"},
+	{ID: "mipsec-raw", Name: "mipsec raw ESP aes128gcm16 (AF_PACKET send)", Short: "mipsec raw AF_PACKET"},
+	{ID: "mipsec-raw-kernel", Name: "mipsec raw ESP aes128gcm16 (kernel raw socket)", Short: "mipsec raw kernel", Optional: true},
+	{ID: "mipsec-chacha", Name: "mipsec ESP-in-UDP chacha20poly1305", Short: "mipsec udp chacha20"},
+	{ID: WireguardGo, Name: "wireguard-go", Short: "wireguard-go"},
+	{ID: "veth", Name: "veth (ceiling, no tunnel)", Short: "veth (ceiling)"},
 }
 
 // WireguardGo is the ID of the reference system the ratios divide by.
 const WireguardGo = "wireguard-go"
+
+// DefaultSystems returns the systems a run without --systems runs: every
+// system that is not Optional, in run order.
+func DefaultSystems() []System {
+	var out []System
+	for _, s := range Systems {
+		if !s.Optional {
+			out = append(out, s)
+		}
+	}
+	return out
+}
 
 // SystemByID returns the system with id.
 func SystemByID(id string) (System, bool) {
@@ -44,27 +64,52 @@ func SystemByID(id string) (System, bool) {
 	return System{}, false
 }
 
-// ParseSystems parses a comma-separated list of system IDs ("" or "all":
-// every system) into the systems in run order; unknown or repeated IDs are
-// an error.
+// SystemIDs returns the IDs of every system in run order, the optional
+// ones marked "(optional)", for usage and error messages.
+func SystemIDs() string {
+	ids := make([]string, len(Systems))
+	for i, s := range Systems {
+		ids[i] = s.ID
+		if s.Optional {
+			ids[i] += " (optional)"
+		}
+	}
+	return strings.Join(ids, ", ")
+}
+
+// ParseSystems parses a comma-separated list of system IDs into the
+// systems in run order. "default" (or an empty list) stands for
+// DefaultSystems and "all" for every system, the optional ones included;
+// both may be combined with IDs ("default,mipsec-raw-kernel"). An unknown
+// ID, an empty item or an ID named twice is an error.
 func ParseSystems(list string) ([]System, error) {
-	if list == "" || list == "all" {
-		return slices.Clone(Systems), nil
+	if strings.TrimSpace(list) == "" {
+		return DefaultSystems(), nil
 	}
 	want := map[string]bool{}
+	named := map[string]bool{}
 	for _, id := range strings.Split(list, ",") {
 		id = strings.TrimSpace(id)
-		if _, ok := SystemByID(id); !ok {
-			ids := make([]string, len(Systems))
-			for i, s := range Systems {
-				ids[i] = s.ID
+		switch id {
+		case "default", "all":
+			if named[id] {
+				return nil, fmt.Errorf("%q named twice", id)
 			}
-			return nil, fmt.Errorf("unknown system %q (have %s)", id, strings.Join(ids, ", "))
+			named[id] = true
+			for _, s := range Systems {
+				if id == "all" || !s.Optional {
+					want[s.ID] = true
+				}
+			}
+			continue
 		}
-		if want[id] {
+		if _, ok := SystemByID(id); !ok {
+			return nil, fmt.Errorf("unknown system %q (have %s; or default, all)", id, SystemIDs())
+		}
+		if named[id] {
 			return nil, fmt.Errorf("system %q named twice", id)
 		}
-		want[id] = true
+		named[id], want[id] = true, true
 	}
 	var out []System
 	for _, s := range Systems {

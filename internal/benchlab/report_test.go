@@ -6,30 +6,106 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
 
 func TestParseSystems(t *testing.T) {
-	all, err := ParseSystems("all")
-	if err != nil || len(all) != len(Systems) {
-		t.Fatalf("all: %v, %v", all, err)
+	ids := func(ss []System) string {
+		var out []string
+		for _, x := range ss {
+			out = append(out, x.ID)
+		}
+		return strings.Join(out, ",")
 	}
-	// Run order is fixed, whatever the order given.
-	s, err := ParseSystems("veth, mipsec-raw,wireguard-go")
-	if err != nil {
-		t.Fatal(err)
+	const defaults = "mipsec-udp,mipsec-raw,mipsec-chacha,wireguard-go,veth"
+	for _, tt := range []struct{ list, want string }{
+		{"", defaults},
+		{"default", defaults},
+		{" default ", defaults},
+		{"all", "mipsec-udp,mipsec-raw,mipsec-raw-kernel,mipsec-chacha,wireguard-go,veth"},
+		// Run order is fixed, whatever the order given.
+		{"veth, mipsec-raw,wireguard-go", "mipsec-raw,wireguard-go,veth"},
+		// The optional system runs only when named.
+		{"mipsec-raw-kernel,mipsec-raw", "mipsec-raw,mipsec-raw-kernel"},
+		{"default,mipsec-raw-kernel", "mipsec-udp,mipsec-raw,mipsec-raw-kernel,mipsec-chacha,wireguard-go,veth"},
+		{"mipsec-raw,default", defaults},
+		{"all,veth", "mipsec-udp,mipsec-raw,mipsec-raw-kernel,mipsec-chacha,wireguard-go,veth"},
+	} {
+		s, err := ParseSystems(tt.list)
+		if err != nil || ids(s) != tt.want {
+			t.Errorf("ParseSystems(%q) = %s, %v; want %s", tt.list, ids(s), err, tt.want)
+		}
 	}
-	var ids []string
-	for _, x := range s {
-		ids = append(ids, x.ID)
+	if d := DefaultSystems(); len(d) != len(Systems)-1 || slices.ContainsFunc(d, func(s System) bool { return s.Optional }) {
+		t.Errorf("DefaultSystems() = %v", d)
 	}
-	if strings.Join(ids, ",") != "mipsec-raw,wireguard-go,veth" {
-		t.Errorf("got %v", ids)
-	}
-	for _, bad := range []string{"ipsec", "veth,veth", "veth,", ","} {
+	for _, bad := range []string{"ipsec", "veth,veth", "veth,", ",", "mipsec-raw-kernel,mipsec-raw-kernel", "mipsec-raw-kernl",
+		"default,default", "all,all", "default;veth", "\x00"} {
 		if s, err := ParseSystems(bad); err == nil {
 			t.Errorf("ParseSystems(%q) = %v, want an error", bad, s)
+		}
+	}
+	// The error lists every system, the optional one marked.
+	_, err := ParseSystems("ipsec")
+	if err == nil || !strings.Contains(err.Error(), "mipsec-raw-kernel (optional)") || !strings.Contains(err.Error(), "or default, all") {
+		t.Errorf("unknown system: %v", err)
+	}
+}
+
+// The raw ESP systems say which send path they measure in every place a
+// system is named: table, JSON and chart legend.
+func TestSystemNames(t *testing.T) {
+	raw, _ := SystemByID("mipsec-raw")
+	kernel, ok := SystemByID("mipsec-raw-kernel")
+	if !ok || !kernel.Optional || raw.Optional {
+		t.Fatalf("mipsec-raw %+v, mipsec-raw-kernel %+v", raw, kernel)
+	}
+	if !strings.Contains(raw.Name, "AF_PACKET") || !strings.Contains(raw.Short, "AF_PACKET") ||
+		!strings.Contains(kernel.Name, "kernel") || !strings.Contains(kernel.Short, "kernel") {
+		t.Errorf("names do not say the send path: %+v, %+v", raw, kernel)
+	}
+	seen := map[string]bool{}
+	for _, s := range Systems {
+		if len(s.Short) > 20 {
+			t.Errorf("%s: legend %q is longer than 20 characters", s.ID, s.Short)
+		}
+		if seen[s.Name] || seen[s.Short] {
+			t.Errorf("%s: name %q or legend %q is not unique", s.ID, s.Name, s.Short)
+		}
+		seen[s.Name], seen[s.Short] = true, true
+	}
+	r := &Report{Schema: 1, Settings: Settings{Systems: []string{"mipsec-raw", "mipsec-raw-kernel"}, Rounds: 1, Duration: "10s"}}
+	r.Runs = []TestRun{
+		{Round: 1, System: "mipsec-raw", Test: TestTCP1, Iperf: tcp(2e9, 2e9)},
+		{Round: 1, System: "mipsec-raw-kernel", Test: TestTCP1, Iperf: tcp(1e9, 1e9)},
+	}
+	r.Summarize()
+	var table, js, chart bytes.Buffer
+	if err := r.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteChart(&chart, Charts()[0]); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{raw.Name, kernel.Name} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+		if !strings.Contains(js.String(), `"name": "`+want+`"`) {
+			t.Errorf("JSON lacks %q:\n%s", want, js.String())
+		}
+	}
+	if !strings.Contains(js.String(), `"optional": true`) || strings.Count(js.String(), `"optional"`) != 1 {
+		t.Errorf("JSON: want optional only on mipsec-raw-kernel:\n%s", js.String())
+	}
+	for _, want := range []string{raw.Short, kernel.Short} {
+		if !strings.Contains(chart.String(), ">"+want+"<") {
+			t.Errorf("chart legend lacks %q", want)
 		}
 	}
 }
@@ -138,7 +214,7 @@ func TestWriteTable(t *testing.T) {
 		}
 	}
 	// mipsec-raw's TCP line: median 2, min 1, max 3, ratio 2, 3 rounds.
-	if !strings.Contains(strings.Join(strings.Fields(out), " "), "mipsec raw ESP aes128gcm16 2.00 1.00 3.00 2.00x 3") {
+	if !strings.Contains(strings.Join(strings.Fields(out), " "), "mipsec raw ESP aes128gcm16 (AF_PACKET send) 2.00 1.00 3.00 2.00x 3") {
 		t.Errorf("no mipsec-raw TCP 1 line:\n%s", out)
 	}
 }
@@ -189,7 +265,7 @@ func TestWriteFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"mipsec raw aes128gcm", "wireguard-go", "veth (ceiling)", "TCP, 4 streams"} {
+	for _, name := range []string{"mipsec raw AF_PACKET", "wireguard-go", "veth (ceiling)", "TCP, 4 streams"} {
 		if !strings.Contains(string(b), name) {
 			t.Errorf("throughput chart lacks %q", name)
 		}

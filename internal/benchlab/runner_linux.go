@@ -30,11 +30,34 @@ var gatewayTemplateText string
 
 var gatewayTemplate = template.Must(template.New("gateway").Parse(gatewayTemplateText))
 
-// gatewayConfig fills gateway.toml.tmpl: netlab's fields and the
-// algorithm of the SA pair.
+// gatewayConfig fills gateway.toml.tmpl: netlab's fields, the algorithm
+// of the SA pair and underlay.packet_socket.
 type gatewayConfig struct {
 	netlab.GatewayConfig
-	Algorithm string
+	Algorithm    string
+	PacketSocket bool
+}
+
+// mipsecSpec is how a mipsec-* system configures its gateways.
+type mipsecSpec struct {
+	encap, alg string
+	// packetSocket is underlay.packet_socket: raw ESP through AF_PACKET.
+	packetSocket bool
+}
+
+// mipsecSpecs are the mipsec-* systems of Systems.
+var mipsecSpecs = map[string]mipsecSpec{
+	"mipsec-udp":        {encap: "udp", alg: "aes128gcm16"},
+	"mipsec-raw":        {encap: "raw", alg: "aes128gcm16", packetSocket: true},
+	"mipsec-raw-kernel": {encap: "raw", alg: "aes128gcm16"},
+	"mipsec-chacha":     {encap: "udp", alg: "chacha20poly1305"},
+}
+
+// renderGateway fills gateway.toml.tmpl for one gateway of spec.
+func renderGateway(spec mipsecSpec, g netlab.GatewayConfig) (string, error) {
+	var s strings.Builder
+	err := gatewayTemplate.Execute(&s, gatewayConfig{GatewayConfig: g, Algorithm: spec.alg, PacketSocket: spec.packetSocket})
+	return s.String(), err
 }
 
 // Config is what Run runs. The zero values of the optional fields take the
@@ -42,7 +65,7 @@ type gatewayConfig struct {
 type Config struct {
 	Mipsec      string   // the mipsec binary the gateways run (required for mipsec-*)
 	WireguardGo string   // the wireguard-go binary (required for wireguard-go)
-	Systems     []System // in run order (default: all)
+	Systems     []System // in run order (default: DefaultSystems)
 	Rounds      int      // default 3
 	// Duration of each iperf3 test, in whole seconds (default 10 s);
 	// Omit is iperf3 -O before each TCP test (default 1 s from 5 s on,
@@ -61,7 +84,7 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if len(c.Systems) == 0 {
-		c.Systems = slices.Clone(Systems)
+		c.Systems = DefaultSystems()
 	}
 	if c.Rounds <= 0 {
 		c.Rounds = 3
@@ -293,14 +316,11 @@ func (l *lab) newTunnel(sys System) (tunnel, error) {
 	switch sys.ID {
 	case "veth":
 		return vethTunnel{}, nil
-	case "mipsec-udp":
-		return &mipsecTunnel{l: l, dir: dir, encap: "udp", alg: "aes128gcm16"}, nil
-	case "mipsec-raw":
-		return &mipsecTunnel{l: l, dir: dir, encap: "raw", alg: "aes128gcm16"}, nil
-	case "mipsec-chacha":
-		return &mipsecTunnel{l: l, dir: dir, encap: "udp", alg: "chacha20poly1305"}, nil
 	case WireguardGo:
 		return &wgTunnel{l: l, dir: dir}, nil
+	}
+	if spec, ok := mipsecSpecs[sys.ID]; ok {
+		return &mipsecTunnel{l: l, dir: dir, spec: spec}, nil
 	}
 	return nil, fmt.Errorf("unknown system %q", sys.ID)
 }
@@ -498,18 +518,18 @@ func randomHex(n int) string {
 // mipsecTunnel is a pair of `mipsec run` gateways with fresh keys and
 // state directories.
 type mipsecTunnel struct {
-	l          *lab
-	dir        string
-	encap, alg string
-	gws        []*netlab.Gateway
+	l    *lab
+	dir  string
+	spec mipsecSpec
+	gws  []*netlab.Gateway
 }
 
 func (m *mipsecTunnel) start(ctx context.Context) error {
 	keyLen := 20 // aes128gcm16: 16-byte key + 4-byte salt (RFC 4106 §8.1)
-	if m.alg == "chacha20poly1305" {
+	if m.spec.alg == "chacha20poly1305" {
 		keyLen = 36 // 32-byte key + 4-byte salt (RFC 7634 §2)
 	}
-	a, b := netlab.PairConfigs(m.dir, m.encap, netlab.UnderlayA4.Addr(), netlab.UnderlayB4.Addr(), netlab.PairKeys{
+	a, b := netlab.PairConfigs(m.dir, m.spec.encap, netlab.UnderlayA4.Addr(), netlab.UnderlayB4.Addr(), netlab.PairKeys{
 		AB4: randomHex(keyLen), BA4: randomHex(keyLen),
 	})
 	for _, g := range []struct {
@@ -518,12 +538,12 @@ func (m *mipsecTunnel) start(ctx context.Context) error {
 	}{{"A", m.l.nsA, a}, {"B", m.l.nsB, b}} {
 		g.cfg.MTU = m.l.cfg.TunnelMTU
 		g.cfg.LogLevel = "info"
-		var s strings.Builder
-		if err := gatewayTemplate.Execute(&s, gatewayConfig{GatewayConfig: g.cfg, Algorithm: m.alg}); err != nil {
+		s, err := renderGateway(m.spec, g.cfg)
+		if err != nil {
 			return err
 		}
 		path := filepath.Join(m.dir, "gateway-"+strings.ToLower(g.name)+".toml")
-		if err := os.WriteFile(path, []byte(s.String()), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
 			return err
 		}
 		gw := &netlab.Gateway{Name: g.name, NS: g.ns, ConfigPath: path, Config: g.cfg}

@@ -1,15 +1,20 @@
 package benchlab
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/mipsec/mipsec/internal/netlab"
 )
 
 func TestConfigDefaults(t *testing.T) {
 	var c Config
 	c.defaults()
-	if len(c.Systems) != len(Systems) || c.Rounds != 3 || c.Duration != 10*time.Second || c.Omit != time.Second ||
+	if len(c.Systems) != len(DefaultSystems()) || slices.ContainsFunc(c.Systems, func(s System) bool { return s.Optional }) || c.Rounds != 3 || c.Duration != 10*time.Second || c.Omit != time.Second ||
 		c.Pings != 20 || c.UDPSize != 1400 || c.UDPBitrate != "0" || c.TunnelMTU != 1420 || c.Port != 5201 || c.Progress == nil {
 		t.Errorf("defaults: %+v", c)
 	}
@@ -81,8 +86,87 @@ func TestGatewayTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	if strings.Count(out, `algorithm = "chacha20poly1305"`) != 2 || !strings.Contains(out, "mtu = 1420") || !strings.Contains(out, `encap = "udp"`) {
+	if strings.Count(out, `algorithm = "chacha20poly1305"`) != 2 || !strings.Contains(out, "mtu = 1420") || !strings.Contains(out, `encap = "udp"`) ||
+		!strings.Contains(out, "\npacket_socket = false\n") {
 		t.Errorf("config:\n%s", out)
+	}
+}
+
+// Every mipsec system renders valid TOML for both gateways, with
+// [underlay] packet_socket true for mipsec-raw only (AF_PACKET send) and
+// false for mipsec-raw-kernel and the UDP systems.
+func TestGatewayTemplateSystems(t *testing.T) {
+	want := map[string]struct {
+		encap, alg   string
+		packetSocket bool
+	}{
+		"mipsec-udp":        {"udp", "aes128gcm16", false},
+		"mipsec-raw":        {"raw", "aes128gcm16", true},
+		"mipsec-raw-kernel": {"raw", "aes128gcm16", false},
+		"mipsec-chacha":     {"udp", "chacha20poly1305", false},
+	}
+	n := 0
+	for _, sys := range Systems {
+		spec, ok := mipsecSpecs[sys.ID]
+		if strings.HasPrefix(sys.ID, "mipsec") != ok {
+			t.Errorf("%s: mipsec system without a spec, or a spec for another system", sys.ID)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		n++
+		w, ok := want[sys.ID]
+		if !ok {
+			t.Errorf("%s: not covered by this test", sys.ID)
+			continue
+		}
+		a, b := netlab.PairConfigs(t.TempDir(), spec.encap, netlab.UnderlayA4.Addr(), netlab.UnderlayB4.Addr(), netlab.PairKeys{
+			AB4: randomHex(20), BA4: randomHex(20),
+		})
+		for _, g := range []netlab.GatewayConfig{a, b} {
+			out, err := renderGateway(spec, g)
+			if err != nil {
+				t.Fatalf("%s: %v", sys.ID, err)
+			}
+			var doc struct {
+				Underlay struct {
+					Encap        string `toml:"encap"`
+					PacketSocket any    `toml:"packet_socket"`
+				} `toml:"underlay"`
+				SA []struct {
+					Algorithm string `toml:"algorithm"`
+				} `toml:"sa"`
+			}
+			if err := toml.Unmarshal([]byte(out), &doc); err != nil {
+				t.Fatalf("%s: rendered config is not TOML: %v\n%s", sys.ID, err, out)
+			}
+			if doc.Underlay.PacketSocket != w.packetSocket || doc.Underlay.Encap != w.encap || len(doc.SA) != 2 || doc.SA[0].Algorithm != w.alg {
+				t.Errorf("%s: underlay %+v, SAs %+v; want encap %q, packet_socket %v (a boolean), algorithm %q",
+					sys.ID, doc.Underlay, doc.SA, w.encap, w.packetSocket, w.alg)
+			}
+		}
+	}
+	if n != len(want) || len(mipsecSpecs) != len(want) {
+		t.Errorf("%d mipsec systems, %d specs; want %d", n, len(mipsecSpecs), len(want))
+	}
+}
+
+// newTunnel builds every mipsec system from its spec; an unknown ID is an
+// error.
+func TestNewTunnel(t *testing.T) {
+	l := &lab{dir: t.TempDir()}
+	for id, spec := range mipsecSpecs {
+		tun, err := l.newTunnel(System{ID: id})
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if m, ok := tun.(*mipsecTunnel); !ok || m.spec != spec {
+			t.Errorf("%s: tunnel %#v, want spec %+v", id, tun, spec)
+		}
+	}
+	if _, err := l.newTunnel(System{ID: "mipsec-gre"}); err == nil {
+		t.Error("newTunnel(mipsec-gre) succeeded")
 	}
 }
 

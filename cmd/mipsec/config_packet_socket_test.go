@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/mipsec/mipsec/dataplane"
+)
+
+// withUnderlayKeys returns testdata/minimal.toml (raw ESP, one peer) with
+// keys added at the top of its [underlay] section, and the line of the
+// first added key.
+func withUnderlayKeys(t *testing.T, keys string) (string, int) {
+	t.Helper()
+	data, err := os.ReadFile("../../testdata/minimal.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	i := strings.Index(s, "[underlay]\n")
+	if i < 0 {
+		t.Fatal("minimal.toml has no [underlay]")
+	}
+	i += len("[underlay]\n")
+	line := 1 + strings.Count(s[:i], "\n")
+	return s[:i] + keys + "\n" + s[i:], line
+}
+
+// TestConfigPacketSocket: [underlay] packet_socket is a boolean, false by
+// default, refused with encap = "udp" (no raw ESP to send) and refused in
+// the config's words, with its line, when written with another type.
+func TestConfigPacketSocket(t *testing.T) {
+	for _, tt := range []struct {
+		name, keys string
+		want       bool
+		mode       dataplane.UnderlayMode
+		errLine    int    // offset from the first added key's line
+		errMsg     string // "" = valid
+	}{
+		{name: "absent", keys: "", want: false, mode: dataplane.UnderlayRaw},
+		{name: "false", keys: "packet_socket = false", want: false, mode: dataplane.UnderlayRaw},
+		{name: "true", keys: "packet_socket = true", want: true, mode: dataplane.UnderlayRaw},
+		{name: "true, raw", keys: "encap = \"raw\"\npacket_socket = true", want: true, mode: dataplane.UnderlayRaw},
+		{name: "true, both", keys: "encap = \"both\"\npacket_socket = true", want: true, mode: dataplane.UnderlayBoth},
+		{name: "false, udp", keys: "encap = \"udp\"\npacket_socket = false", want: false, mode: dataplane.UnderlayUDP},
+		{name: "true, udp", keys: "encap = \"udp\"\npacket_socket = true", errLine: 1,
+			errMsg: `true, but underlay.encap = "udp" sends no raw ESP: the AF_PACKET path carries only raw ESP (IP protocol 50); set underlay.encap = "raw" or "both"`},
+		{name: "true, UDP", keys: "encap = \"UDP\"\npacket_socket = true", errLine: 1, errMsg: `underlay.encap = "UDP" sends no raw ESP`},
+		{name: "string", keys: `packet_socket = "true"`, errMsg: `"true" is a string; want true or false (unquoted)`},
+		{name: "integer", keys: "packet_socket = 1", errMsg: "1 is not a boolean; want true or false"},
+		{name: "float", keys: "packet_socket = 0.0", errMsg: "0 is not a boolean; want true or false"},
+		{name: "array", keys: "packet_socket = [true]", errMsg: "[true] is not a boolean; want true or false"},
+		{name: "table", keys: "packet_socket = { on = true }", errMsg: "is not a boolean; want true or false"},
+		{name: "date", keys: "packet_socket = 2026-01-01", errMsg: "is not a boolean; want true or false"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src, line := withUnderlayKeys(t, tt.keys)
+			cfg, err := parseConfig("/etc/mipsec/p.toml", []byte(src))
+			if tt.errMsg != "" {
+				ce, ok := err.(ConfigErrors)
+				if !ok {
+					t.Fatalf("parseConfig = %v, want ConfigErrors", err)
+				}
+				if len(ce) != 1 {
+					t.Errorf("%d errors, want 1:\n%v", len(ce), err)
+				}
+				e := ce[0]
+				if e.Path != "underlay.packet_socket" || !strings.Contains(e.Msg, tt.errMsg) || e.Line != line+tt.errLine {
+					t.Errorf("got %q (path %q, line %d), want underlay.packet_socket at line %d containing %q",
+						e.Error(), e.Path, e.Line, line+tt.errLine, tt.errMsg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Underlay.PacketSocket != tt.want {
+				t.Errorf("Underlay.PacketSocket = %v, want %v", cfg.Underlay.PacketSocket, tt.want)
+			}
+			uc := underlayConfig(cfg)
+			if uc.PacketSocket != tt.want || uc.Mode != tt.mode {
+				t.Errorf("dataplane.UnderlayConfig PacketSocket %v mode %v, want %v %v", uc.PacketSocket, uc.Mode, tt.want, tt.mode)
+			}
+		})
+	}
+	// A misspelt key is an unknown field, not a silent default.
+	src, line := withUnderlayKeys(t, "packet_sockets = true")
+	_, err := parseConfig("p.toml", []byte(src))
+	if ce, ok := err.(ConfigErrors); !ok || len(ce) != 1 || ce[0].Path != "underlay.packet_sockets" || ce[0].Line != line ||
+		!strings.Contains(ce[0].Msg, "unknown field") {
+		t.Errorf("packet_sockets: %v", err)
+	}
+}
+
+// TestUnderlayConfigRoles: packet_socket reaches dataplane.UnderlayConfig
+// for every role, next to what each role opens.
+func TestUnderlayConfigRoles(t *testing.T) {
+	for _, tt := range []struct {
+		name, file, after string
+		extHeaders        bool
+	}{
+		{"gateway", "../../testdata/gateway-a.toml", "keepalive = \"20s\"", false},
+		{"ha", "examples/ha.toml", "encap = \"both\"", true},
+		{"mn", "examples/mn.toml", "encap = \"both\"", true},
+	} {
+		for _, on := range []bool{false, true} {
+			data, err := os.ReadFile(tt.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := string(data)
+			if on {
+				i := strings.Index(s, "\n[underlay]\n")
+				j := strings.Index(s[i:], "\n"+tt.after)
+				if i < 0 || j < 0 {
+					t.Fatalf("%s: no [underlay] with %s", tt.file, tt.after)
+				}
+				k := i + j + 1 + strings.Index(s[i+j+1:], "\n")
+				s = s[:k] + "\npacket_socket = true" + s[k:]
+			}
+			// Key files are relative to the config: keep its directory.
+			cfg, err := parseConfig(tt.file, []byte(s))
+			if err != nil {
+				t.Fatalf("%s packet_socket=%v: %v", tt.name, on, err)
+			}
+			uc := underlayConfig(cfg)
+			if uc.PacketSocket != on || uc.ExtHeaders != tt.extHeaders || !uc.IPv4.IsValid() || !uc.IPv6.IsValid() && tt.name != "gateway" {
+				t.Errorf("%s packet_socket=%v: %+v", tt.name, on, uc)
+			}
+		}
+	}
+}
+
+// TestLogUnderlayOpen: the AF_PACKET path is announced once, at Info,
+// naming what it bypasses; without it nothing is said.
+func TestLogUnderlayOpen(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		core, logs := observer.New(zapcore.InfoLevel)
+		cfg := &Config{Underlay: UnderlayConfig{Raw: true, PacketSocket: on}}
+		logUnderlayOpen(zap.New(core), cfg, underlayConfig(cfg))
+		var open, bypass int
+		for _, e := range logs.All() {
+			switch {
+			case e.Message == "underlay open":
+				open++
+				if got := e.ContextMap()["packet_socket"]; got != on {
+					t.Errorf("underlay open: packet_socket = %v, want %v", got, on)
+				}
+			case strings.Contains(e.Message, "AF_PACKET"):
+				bypass++
+				if e.Level != zapcore.InfoLevel {
+					t.Errorf("level %v, want info", e.Level)
+				}
+				for _, want := range []string{"netfilter OUTPUT and POSTROUTING", "egress qdisc", "fragmentation"} {
+					if !strings.Contains(e.Message, want) {
+						t.Errorf("message %q lacks %q", e.Message, want)
+					}
+				}
+			}
+		}
+		if want := map[bool]int{false: 0, true: 1}[on]; open != 1 || bypass != want {
+			t.Errorf("packet_socket=%v: %d open, %d AF_PACKET lines; want 1 and %d", on, open, bypass, want)
+		}
+	}
+}
+
+// TestCheckPacketSocket: `mipsec check` refuses packet_socket with
+// encap = "udp" (file:line, exit 1) and warns when every peer of
+// encap = "both" uses UDP, so the key would do nothing.
+func TestCheckPacketSocket(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, keys string, peerEncap string) string {
+		s, _ := withUnderlayKeys(t, keys)
+		if peerEncap != "" {
+			s = strings.Replace(s, `endpoint = "203.0.113.1"`, `endpoint = "203.0.113.1"`+"\nencap = \""+peerEncap+"\"", 1)
+		}
+		s = strings.Replace(s, `state_dir = "/var/lib/mipsec/test"`, `state_dir = "`+dir+`"`, 1)
+		p := filepath.Join(dir, name+".toml")
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const unused = "underlay.packet_socket = true, but every peer uses encap = \"udp\""
+	for _, tt := range []struct {
+		name, keys, peerEncap string
+		rc                    int
+		stderr, notStderr     string
+	}{
+		{name: "udp-only", keys: "encap = \"udp\"\npacket_socket = true", rc: 1, stderr: ":12: underlay.packet_socket: true, but underlay.encap"},
+		{name: "both, udp peer", keys: "encap = \"both\"\npacket_socket = true", peerEncap: "udp", rc: 0, stderr: "warning: " + unused},
+		{name: "both, raw peer", keys: "encap = \"both\"\npacket_socket = true", peerEncap: "raw", rc: 0, notStderr: "packet_socket"},
+		{name: "both, udp peer, off", keys: "encap = \"both\"", peerEncap: "udp", rc: 0, notStderr: "packet_socket"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			p := write(strings.ReplaceAll(tt.name, " ", "-"), tt.keys, tt.peerEncap)
+			if rc := checkConfig(p, &out, &errb, fakeProbe(ext4Magic, nil)); rc != tt.rc {
+				t.Errorf("exit %d, want %d\n%s%s", rc, tt.rc, out.String(), errb.String())
+			}
+			if tt.stderr != "" && !strings.Contains(errb.String(), tt.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", tt.stderr, errb.String())
+			}
+			if tt.notStderr != "" && strings.Contains(errb.String(), tt.notStderr) {
+				t.Errorf("stderr mentions %q:\n%s", tt.notStderr, errb.String())
+			}
+		})
+	}
+	// The home agent and the mobile node have no peers: no warning.
+	for _, f := range []string{"examples/ha.toml", "examples/mn.toml"} {
+		cfg, err := loadConfig(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Underlay.PacketSocket = true
+		if w := packetSocketWarning(cfg); w != "" {
+			t.Errorf("%s: %s", f, w)
+		}
+	}
+}
