@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"os"
 	"runtime"
 	"strconv"
 	"testing"
@@ -18,6 +19,9 @@ func benchCases(t testing.TB, alg string) []pipeCase {
 	return cs
 }
 
+// benchTimeout bounds one runPipeN.
+var benchTimeout = time.Duration(envInt("MIPSEC_BENCH_TIMEOUT_S", 60)) * time.Second
+
 // runPipeN moves n packets through a fresh pipe with GOMAXPROCS workers
 // each, timing only the packets' way (b may be nil).
 func runPipeN(tb testing.TB, b *testing.B, c pipeCase, n uint64) *pipe {
@@ -32,8 +36,8 @@ func runPipeN(tb testing.TB, b *testing.B, c pipeCase, n uint64) *pipe {
 	p.gen.begin()
 	select {
 	case <-p.sink.reached:
-	case <-time.After(time.Minute):
-		tb.Fatalf("%d of %d packets delivered in a minute", p.sink.packets.Load(), n)
+	case <-time.After(benchTimeout):
+		tb.Fatalf("%d of %d packets delivered in a minute (%v)", p.sink.packets.Load(), n, p.check())
 	}
 	if b != nil {
 		b.StopTimer()
@@ -151,4 +155,11 @@ func TestRawOpAll(t *testing.T) {
 			}
 		}
 	}
+}
+
+func envInt(k string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
+		return v
+	}
+	return def
 }

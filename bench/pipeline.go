@@ -235,6 +235,9 @@ type pipe struct {
 	closed bool
 	// closers run after both dataplanes are closed (the SADs).
 	closers []func()
+	// sadA and sadB are the dataplanes' SADs (check reads the SAs'
+	// verdict counters).
+	sadA, sadB *sad.DB
 }
 
 func key(n int, seed byte) []byte {
@@ -308,6 +311,7 @@ func newPipe(c pipeCase, workers int, limit uint64) (*pipe, error) {
 	}
 	// The SADs outlive the dataplanes: close them with the pipe.
 	p.closers = []func(){sadA.Close, sadB.Close}
+	p.sadA, p.sadB = sadA, sadB
 	if err := p.a.Start(); err != nil {
 		p.close()
 		return nil, fmt.Errorf("bench: start A: %w", err)
@@ -328,6 +332,20 @@ func (p *pipe) check() error {
 	}
 	if n := sb.Dropped(); n != 0 {
 		errs = append(errs, fmt.Errorf("dataplane B dropped %d packets: %v", n, sb.Drops))
+	}
+	for _, st := range []struct {
+		name string
+		sa   *sad.SA
+	}{{"A's outbound SA", p.sadA.Lookup(sad.Outbound, pipSPI)}, {"B's inbound SA", p.sadB.Inbound(pipSPI)}} {
+		if st.sa == nil {
+			continue
+		}
+		s := st.sa.Stats()
+		for v, n := range s.Drops {
+			if n != 0 {
+				errs = append(errs, fmt.Errorf("%s: %d packets %v", st.name, n, esp.Verdict(v)))
+			}
+		}
 	}
 	if n := p.w.dropped.Load(); n != 0 {
 		errs = append(errs, fmt.Errorf("wire dropped %d oversized packets", n))

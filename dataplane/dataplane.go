@@ -31,14 +31,22 @@ package dataplane
 // Each path owns a fixed set of batches (the free channel): its buffers
 // (pkt.Buf, one per slot) and slices are allocated once, in Start, and
 // circulate, so the steady state allocates nothing. The set's size bounds the
-// packets in flight per path to maxInFlight. That bound matters because esp
-// hands out sequence numbers when a packet is sealed: two batches of one SA
-// sealed concurrently may leave in read order with their sequence numbers
-// interleaved, and the receiver, which opens batches concurrently too, must
-// still find them inside its anti-replay window. With maxInFlight = 512 on
-// both ends the skew stays within 1024 packets, esp.DefaultReplayWindow.
-// TODO: esp could reserve sequence numbers for a batch in read order, which
-// would lift the bound.
+// packets in flight per path to maxInFlight.
+//
+// Sequence numbers: the workers seal a path's batches concurrently, but
+// each batch reserves its SAs' sequence numbers (sad.SA.ReserveSeq) in read
+// order, through the path's turnstile (seqTurn), after its policy step and
+// before its crypto; a batch the reader seals itself needs no turn (nothing
+// else of its path is in flight). So every SA's packets leave with
+// increasing numbers, as wireguard-go's nonces do, and a peer's anti-replay
+// window (RFC 4303 §3.4.3; 32 packets by default in Linux XFRM and
+// strongSwan) sees them in order. (Before, numbers were taken at seal time:
+// a batch read first and sealed last left ahead of batches with numbers
+// hundreds lower, and a receiver on many cores, or any peer with a small
+// window, dropped them as replays.) The receiver opens batches
+// concurrently too and checks them against its window as they finish: with
+// maxInFlight = 512 its own skew stays well inside esp.DefaultReplayWindow
+// (1024).
 //
 // Shared state follows STYLE.md §5: the peer table and the capture are
 // immutable snapshots behind atomic.Pointer, peer endpoints are atomic

@@ -59,6 +59,53 @@ type batch struct {
 	runSeq []uint32
 	runNH  []uint8
 	runV   []esp.Verdict
+	// Outbound batches handed to the workers seal out of read order; the
+	// sequence numbers they use are reserved in read order (seqTurn):
+	// ordered says this one takes part, ticket is its place, turn its
+	// path's turnstile, runs the SA runs of b.run it reserves for.
+	ordered bool
+	ticket  uint64
+	turn    *seqTurn
+	runs    []sealRunInfo
+}
+
+// seqTurn lets the workers sealing a path's batches reserve their sequence
+// numbers (sad.SA.ReserveSeq) in the order the reader read the batches,
+// one batch at a time, so that each SA's packets leave with increasing
+// numbers although batches are sealed concurrently. A receiver's
+// anti-replay window (RFC 4303 §3.4.3; 32 packets by default in Linux and
+// strongSwan) then sees them in order. wireguard-go does the same with its
+// nonces (RoutineReadFromTUN hands them out before the parallel
+// encryption).
+type seqTurn struct {
+	mu   sync.Mutex
+	cond sync.Cond
+	next uint64 // the ticket whose turn it is
+}
+
+// wait blocks until it is ticket t's turn; done passes the turn on.
+func (q *seqTurn) wait(t uint64) {
+	q.mu.Lock()
+	for q.next != t {
+		q.cond.Wait()
+	}
+	q.mu.Unlock()
+}
+
+func (q *seqTurn) done() {
+	q.mu.Lock()
+	q.next++
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
+
+// sealRunInfo is one run of sealBatch: b.run[start:start+n] go to sa
+// (policy SPI spi) with the sequence numbers blk.
+type sealRunInfo struct {
+	sa       *sad.SA
+	spi      uint32
+	start, n int
+	blk      esp.SeqBlock
 }
 
 // path is one reader-writer pair with its batches.
@@ -70,6 +117,11 @@ type path struct {
 	// 0 nothing of the path is in flight and the reader may process and
 	// write a batch itself without breaking the read order.
 	pending atomic.Int64
+	// turn orders the sequence number reservations of the outbound
+	// batches queued to the workers; tickets (the reader's) is the next
+	// ticket to give out.
+	turn    seqTurn
+	tickets uint64
 }
 
 func newBatch(dir direction, size int) *batch {
@@ -83,6 +135,9 @@ func newBatch(dir direction, size int) *batch {
 	}
 	b.run = make([]*pkt.Buf, size)
 	b.runV = make([]esp.Verdict, size)
+	if dir == dirOut {
+		b.runs = make([]sealRunInfo, size)
+	}
 	if dir == dirIn {
 		b.runIdx = make([]int, size)
 		b.runOff = make([]int, size)
@@ -119,8 +174,10 @@ func (b *batch) written() {
 func (d *Dataplane) newPath(dir direction, size int) *path {
 	n := max(2, min(2*d.workers, maxInFlight/size))
 	p := &path{free: make(chan *batch, n), order: make(chan *batch, n)}
+	p.turn.cond.L = &p.turn.mu
 	for range n {
 		b := newBatch(dir, size)
+		b.turn = &p.turn
 		d.allBatch = append(d.allBatch, b)
 		p.free <- b
 	}
@@ -153,6 +210,10 @@ func (d *Dataplane) process(b *batch) {
 // queue hands a filled batch to the workers and, in read order, to the
 // path's writer.
 func (d *Dataplane) queue(p *path, b *batch) {
+	if b.dir == dirOut {
+		b.ordered, b.ticket = true, p.tickets
+		p.tickets++
+	}
 	p.pending.Add(1)
 	b.mu.Lock()
 	p.order <- b
@@ -330,27 +391,27 @@ func (d *Dataplane) deliverBatch(b *batch) {
 func (d *Dataplane) sealBatch(b *batch) {
 	st := sealState{peers: d.peers.Load(), capture: d.currentCapture(), c: sealCache{spd: &b.spd}}
 	var inBytes uint64
-	for i := range b.n {
-		buf := b.bufs[i]
-		buf.SetBytes(pkt.Headroom, b.sizes[i])
-		inBytes += uint64(buf.Len())
-		if st.capture != nil {
-			st.capture.Inner(buf.Bytes(), true)
+	if b.ordered {
+		inBytes = d.sealOrdered(b, &st)
+	} else {
+		for i := range b.n {
+			buf := b.bufs[i]
+			inBytes += d.inner(buf, b.sizes[i], &st)
+			sa, spi, r := d.policy(buf, &st.c)
+			if r != noDrop {
+				st.drops[r]++
+				continue
+			}
+			if sa != st.sa && st.n > 0 {
+				d.sealRun(b, &st, nil)
+			}
+			st.sa, st.spi = sa, spi
+			b.run[st.n] = buf
+			st.n++
 		}
-		sa, spi, r := d.policy(buf, &st.c)
-		if r != noDrop {
-			st.drops[r]++
-			continue
+		if st.n > 0 {
+			d.sealRun(b, &st, nil)
 		}
-		if sa != st.sa && st.n > 0 {
-			d.sealRun(b, &st)
-		}
-		st.sa, st.spi = sa, spi
-		b.run[st.n] = buf
-		st.n++
-	}
-	if st.n > 0 {
-		d.sealRun(b, &st)
 	}
 	b.k = st.k
 	b.bytes = st.outBytes
@@ -359,6 +420,55 @@ func (d *Dataplane) sealBatch(b *batch) {
 	if st.k != b.n { // each packet is sent or dropped
 		d.addDrops(&st.drops)
 	}
+}
+
+// inner sets buf to the n-byte packet the TUN read and shows it to the
+// capture; it returns its length.
+func (d *Dataplane) inner(buf *pkt.Buf, n int, st *sealState) uint64 {
+	buf.SetBytes(pkt.Headroom, n)
+	if st.capture != nil {
+		st.capture.Inner(buf.Bytes(), true)
+	}
+	return uint64(buf.Len())
+}
+
+// sealOrdered is sealBatch for a batch the workers seal beside others of
+// its path: the policy step first, for all packets (runs of one SA), then,
+// in read order (b.turn), one sequence number reservation per run, then
+// the crypto with those numbers, in parallel with the other batches.
+func (d *Dataplane) sealOrdered(b *batch, st *sealState) uint64 {
+	var inBytes uint64
+	nr, m := 0, 0
+	for i := range b.n {
+		buf := b.bufs[i]
+		inBytes += d.inner(buf, b.sizes[i], st)
+		sa, spi, r := d.policy(buf, &st.c)
+		if r != noDrop {
+			st.drops[r]++
+			continue
+		}
+		if nr == 0 || b.runs[nr-1].sa != sa {
+			b.runs[nr] = sealRunInfo{sa: sa, spi: spi, start: m}
+			nr++
+		}
+		b.runs[nr-1].n++
+		b.run[m] = buf
+		m++
+	}
+	b.turn.wait(b.ticket)
+	for i := range b.runs[:nr] {
+		r := &b.runs[i]
+		r.blk = r.sa.ReserveSeq(r.n)
+	}
+	b.turn.done()
+	b.ordered = false
+	for i := range b.runs[:nr] {
+		r := &b.runs[i]
+		st.sa, st.spi, st.n = r.sa, r.spi, r.n
+		d.sealRun(b, st, r)
+	}
+	clear(b.runs[:nr])
+	return inBytes
 }
 
 // sealState is sealBatch's state across its runs: the current run's SA
@@ -377,14 +487,22 @@ type sealState struct {
 	drops    [NumDropReasons]uint32
 }
 
-// sealRun seals the run b.run[:st.n] with st.sa and finishes each packet
-// in order into b.send/b.eps. It empties the run.
-func (d *Dataplane) sealRun(b *batch, st *sealState) {
+// sealRun seals the run of st.n packets with st.sa and finishes each packet
+// in order into b.send/b.eps. It empties the run. The run is b.run[:st.n],
+// or with r (sealOrdered) b.run[r.start:][:st.n], sealed with r's
+// sequence numbers.
+func (d *Dataplane) sealRun(b *batch, st *sealState, r *sealRunInfo) {
 	n := st.n
 	st.n = 0
 	v := b.runV[:n]
-	st.sa.SealBatch(b.run[:n], v)
-	for j, buf := range b.run[:n] {
+	run := b.run[:n]
+	if r != nil {
+		run = b.run[r.start:][:n]
+		st.sa.SealBatchSeq(run, v, &r.blk)
+	} else {
+		st.sa.SealBatch(run, v)
+	}
+	for j, buf := range run {
 		if v[j] != esp.OK {
 			st.drops[DropSeal]++
 			continue

@@ -168,10 +168,71 @@ func (o *Outbound) Seal(b *pkt.Buf) Verdict { return o.seal(b, -1, 0, nil) }
 // SealBatch seals every bufs[i] and stores its verdict in v[i]. len(v)
 // must be at least len(bufs).
 func (o *Outbound) SealBatch(bufs []*pkt.Buf, v []Verdict) {
+	o.SealBatchSeq(bufs, v, nil)
+}
+
+// SeqBlock is a block of sequence numbers taken in advance with
+// ReserveSeq, handed out in order by SealBatchSeq. The zero value is empty.
+type SeqBlock struct{ next, n uint64 } // next, next+1, ... n of them
+
+// Len returns how many sequence numbers are left in the block.
+func (k SeqBlock) Len() int { return int(k.n) }
+
+// take returns the block's next number, or 0 when it is empty.
+func (k *SeqBlock) take() uint64 {
+	if k == nil || k.n == 0 {
+		return 0
+	}
+	s := k.next
+	k.next++ // past 2^64-1 only when n was 1: never read again
+	k.n--
+	return s
+}
+
+// ReserveSeq takes the next n sequence numbers at once, for SealBatchSeq.
+// Callers that seal concurrently reserve in the order their packets will
+// leave, so that the packets carry increasing sequence numbers on the wire
+// even though they are sealed out of order: a receiver's anti-replay
+// window (RFC 4303 §3.4.3; Linux and strongSwan default to 32 packets)
+// then sees no reordering. The block is shorter than n, or empty, when the
+// sequence space (DropSeqOverflow) or the owner's reservation
+// (SetSeqReserve, DropSeqReserve) ends first.
+func (o *Outbound) ReserveSeq(n int) SeqBlock {
+	if n <= 0 {
+		return SeqBlock{}
+	}
+	for {
+		cur := o.seq.Load()
+		lim := o.maxSeq
+		if r := o.reserve.Load(); r != 0 && r < lim {
+			lim = r
+		}
+		if cur >= lim {
+			return SeqBlock{}
+		}
+		k := min(uint64(n), lim-cur) // no overflow at 2^64-1 (ESN)
+		if o.seq.CompareAndSwap(cur, cur+k) {
+			return SeqBlock{next: cur + 1, n: k}
+		}
+	}
+}
+
+// SealBatchSeq is SealBatch with the sequence numbers taken from blk, in
+// order, as long as it lasts (then as Seal takes them). A packet that is
+// not sealed (DropMalformed, DropTooBig, ...) leaves its number unused: a
+// gap, which receivers accept (RFC 4303 §3.4.3 only requires that numbers
+// are not repeated). A nil blk is SealBatch.
+func (o *Outbound) SealBatchSeq(bufs []*pkt.Buf, v []Verdict, blk *SeqBlock) {
 	v = v[:len(bufs)]
 	for i, b := range bufs {
-		v[i] = o.seal(b, -1, 0, nil)
+		v[i] = o.seal(b, -1, blk.take(), nil)
 	}
+}
+
+// SealSeq is Seal with the sequence number taken from blk (see
+// SealBatchSeq); a nil or empty blk is Seal.
+func (o *Outbound) SealSeq(b *pkt.Buf, blk *SeqBlock) Verdict {
+	return o.seal(b, -1, blk.take(), nil)
 }
 
 // SealDummy builds and seals a dummy packet (RFC 4303 §2.6): Next Header

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/pkt"
 )
 
@@ -336,6 +337,50 @@ func TestNoCallback(t *testing.T) {
 		synctest.Wait()
 		if db.Len() != 0 || !s.Expired() {
 			t.Error("SA not removed")
+		}
+	})
+}
+
+// TestSealBatchSeq: SealBatchSeq seals with the reserved numbers, in order,
+// also on the one-by-one path a hard limit takes; an inbound SA reserves
+// nothing.
+func TestSealBatchSeq(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := New(Options{})
+		out := mustAdd(t, db, withLifetime(cfg(Outbound, 0x90), Lifetime{Hard: Limits{Packets: 70}}))
+		in := mustAdd(t, db, cfg(Inbound, 0x90))
+		if k := in.ReserveSeq(4); k.Len() != 0 {
+			t.Fatalf("inbound SA reserved %d numbers", k.Len())
+		}
+		seqOf := func(b *pkt.Buf) uint32 { return header.ESP(b.Bytes()[40:]).Seq() }
+		batch := func(n int) ([]*pkt.Buf, []esp.Verdict) {
+			bufs := make([]*pkt.Buf, n)
+			for i := range bufs {
+				bufs[i] = newBuf(ip6(cn, hoa, udp(uint16(i), 2, 10)))
+			}
+			return bufs, make([]esp.Verdict, n)
+		}
+		first, second := out.ReserveSeq(3), out.ReserveSeq(66)
+		// The later block first, as a faster worker would.
+		bufs, v := batch(66) // more than one chunk
+		out.SealBatchSeq(bufs, v, &second)
+		for i, b := range bufs {
+			if v[i] != esp.OK || seqOf(b) != uint32(4+i) {
+				t.Fatalf("second block, packet %d: %v seq %d, want seq %d", i, v[i], seqOf(b), 4+i)
+			}
+		}
+		bufs, v = batch(1)
+		out.SealBatchSeq(bufs, v, &first)
+		if v[0] != esp.OK || seqOf(bufs[0]) != 1 {
+			t.Fatalf("first block: %v seq %d, want OK seq 1", v[0], seqOf(bufs[0]))
+		}
+		bufs, v = batch(4)
+		// 2 left in the block, then a fresh number (70), then the hard
+		// limit of 70 packets: the chunk is sealed one by one.
+		out.SealBatchSeq(bufs, v, &first)
+		want := []esp.Verdict{esp.OK, esp.OK, esp.OK, esp.DropExpired}
+		if !slices.Equal(v, want) || seqOf(bufs[0]) != 2 || seqOf(bufs[1]) != 3 || seqOf(bufs[2]) != 70 {
+			t.Fatalf("rest of the first block: %v seqs %d %d %d", v, seqOf(bufs[0]), seqOf(bufs[1]), seqOf(bufs[2]))
 		}
 	})
 }

@@ -281,13 +281,16 @@ func (s *SA) limits(p, n uint64) {
 // SA is dead or when the packet would pass a hard lifetime limit (RFC 4301
 // §4.4.2.1: the packet is not sent and the SA expires), and esp.DropNoSA
 // on an inbound SA. Zero allocations.
-func (s *SA) Seal(b *pkt.Buf) esp.Verdict {
+func (s *SA) Seal(b *pkt.Buf) esp.Verdict { return s.sealSeq(b, nil) }
+
+// sealSeq is Seal with the sequence number from blk (nil: the next one).
+func (s *SA) sealSeq(b *pkt.Buf, blk *esp.SeqBlock) esp.Verdict {
 	if s.out == nil {
 		return s.drop(esp.DropNoSA)
 	}
 	if !s.enter() {
 		if n := s.next.Load(); n != nil {
-			return n.Seal(b)
+			return n.Seal(b) // the successor's numbers, not blk's
 		}
 		return s.drop(esp.DropExpired)
 	}
@@ -299,7 +302,7 @@ func (s *SA) Seal(b *pkt.Buf) esp.Verdict {
 		s.expire(r)
 		return s.drop(esp.DropExpired)
 	}
-	v := s.out.Seal(b)
+	v := s.out.SealSeq(b, blk)
 	s.leave()
 	if v != esp.OK {
 		s.unaccount(1, n)
@@ -318,20 +321,37 @@ const sealChunk = 64
 // len(v) >= len(bufs). Packets are handed to esp.Outbound.SealBatch in
 // chunks; a chunk that would pass a hard limit falls back to Seal one by
 // one, so exactly the packets within the limit are sent.
-func (s *SA) SealBatch(bufs []*pkt.Buf, v []esp.Verdict) {
+func (s *SA) SealBatch(bufs []*pkt.Buf, v []esp.Verdict) { s.SealBatchSeq(bufs, v, nil) }
+
+// ReserveSeq takes the SA's next n sequence numbers for SealBatchSeq
+// (esp.Outbound.ReserveSeq): concurrent sealers reserve in the order their
+// packets will leave, so the packets carry increasing numbers on the wire.
+// An inbound SA returns an empty block.
+func (s *SA) ReserveSeq(n int) esp.SeqBlock {
+	if s.out == nil {
+		return esp.SeqBlock{}
+	}
+	return s.out.ReserveSeq(n)
+}
+
+// SealBatchSeq is SealBatch with the sequence numbers taken from blk in
+// order (esp.Outbound.SealBatchSeq); nil blk is SealBatch. When the SA was
+// replaced meanwhile (Replace), its successor seals with numbers of its
+// own.
+func (s *SA) SealBatchSeq(bufs []*pkt.Buf, v []esp.Verdict, blk *esp.SeqBlock) {
 	v = v[:len(bufs)]
 	if len(bufs) == 1 { // no chunk state to set up
-		v[0] = s.Seal(bufs[0])
+		v[0] = s.sealSeq(bufs[0], blk)
 		return
 	}
 	for len(bufs) > 0 {
 		n := min(len(bufs), sealChunk)
-		s.sealChunk(bufs[:n], v[:n])
+		s.sealChunk(bufs[:n], v[:n], blk)
 		bufs, v = bufs[n:], v[n:]
 	}
 }
 
-func (s *SA) sealChunk(bufs []*pkt.Buf, v []esp.Verdict) {
+func (s *SA) sealChunk(bufs []*pkt.Buf, v []esp.Verdict, blk *esp.SeqBlock) {
 	if s.out == nil {
 		fill(v, esp.DropNoSA)
 		s.dropN(esp.DropNoSA, len(bufs))
@@ -339,7 +359,7 @@ func (s *SA) sealChunk(bufs []*pkt.Buf, v []esp.Verdict) {
 	}
 	if !s.enter() {
 		if n := s.next.Load(); n != nil { // replaced meanwhile, as in Seal
-			n.sealChunk(bufs, v)
+			n.sealChunk(bufs, v, nil)
 			return
 		}
 		fill(v, esp.DropExpired)
@@ -358,11 +378,11 @@ func (s *SA) sealChunk(bufs []*pkt.Buf, v []esp.Verdict) {
 		s.unaccount(np, sum)
 		s.leave()
 		for i, b := range bufs {
-			v[i] = s.Seal(b)
+			v[i] = s.sealSeq(b, blk)
 		}
 		return
 	}
-	s.out.SealBatch(bufs, v)
+	s.out.SealBatchSeq(bufs, v, blk)
 	s.leave()
 	for i := range bufs {
 		if v[i] != esp.OK {
