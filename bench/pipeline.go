@@ -112,6 +112,10 @@ type pipeCase struct {
 	size    int
 	pkts    [][]byte
 	perRead int
+	// window is the SA's anti-replay window (esp.Params.ReplayWindow); 0
+	// is esp's default. Tests set the smallest (32) to show that the
+	// dataplanes' parallelism reorders nothing a peer would refuse.
+	window int
 }
 
 func (o *PipelineOptions) cases() ([]pipeCase, []int, error) {
@@ -255,7 +259,7 @@ func newPipe(c pipeCase, workers int, limit uint64) (*pipe, error) {
 	params := esp.Params{
 		SPI: pipSPI, Algorithm: c.alg,
 		EncKey: key(c.alg.EncKeyLen(), 0x11), AuthKey: key(c.alg.AuthKeyLen(), 0x22),
-		Mode: esp.Tunnel, TunnelSrc: gwA, TunnelDst: gwB,
+		Mode: esp.Tunnel, TunnelSrc: gwA, TunnelDst: gwB, ReplayWindow: c.window,
 	}
 	selA := sad.Selector{Local: sad.PrefixRange(siteA), Remote: sad.PrefixRange(siteB)}
 	selB := sad.Selector{Local: sad.PrefixRange(siteB), Remote: sad.PrefixRange(siteA)}

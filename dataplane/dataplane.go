@@ -33,20 +33,23 @@ package dataplane
 // circulate, so the steady state allocates nothing. The set's size bounds the
 // packets in flight per path to maxInFlight.
 //
-// Sequence numbers: the workers seal a path's batches concurrently, but
-// each batch reserves its SAs' sequence numbers (sad.SA.ReserveSeq) in read
-// order, through the path's turnstile (seqTurn), after its policy step and
-// before its crypto; a batch the reader seals itself needs no turn (nothing
-// else of its path is in flight). So every SA's packets leave with
-// increasing numbers, as wireguard-go's nonces do, and a peer's anti-replay
-// window (RFC 4303 §3.4.3; 32 packets by default in Linux XFRM and
-// strongSwan) sees them in order. (Before, numbers were taken at seal time:
-// a batch read first and sealed last left ahead of batches with numbers
-// hundreds lower, and a receiver on many cores, or any peer with a small
-// window, dropped them as replays.) The receiver opens batches
-// concurrently too and checks them against its window as they finish: with
-// maxInFlight = 512 its own skew stays well inside esp.DefaultReplayWindow
-// (1024).
+// Sequence numbers and the replay window: the workers seal and open a
+// path's batches concurrently, but the one step of each batch that must
+// follow the read order goes through the path's turnstile (seqTurn), one
+// batch at a time, while the crypto runs in parallel. Outbound that step is
+// the reservation of the batch's sequence numbers (sad.SA.ReserveSeq),
+// after its policy step and before its crypto: every SA's packets leave
+// with increasing numbers, as wireguard-go's nonces do, and a peer's
+// anti-replay window (RFC 4303 §3.4.3; 32 packets by default in Linux XFRM
+// and strongSwan) sees them in order. Inbound it is the window update
+// (sad.SA.OpenAccept), between the batch's crypto (OpenBegin) and the rest
+// (OpenEnd), as wireguard-go checks its replay filter in its sequential
+// receiver: the receiver's own parallelism never pushes a packet out of a
+// small window. A batch the reader processes itself needs no turn (nothing
+// else of its path is in flight). (Before, numbers were taken at seal time
+// and windows updated as batches finished: a batch read first and sealed
+// last left ahead of batches numbered hundreds lower, and with a 32-packet
+// window a third of the packets were refused as replays.)
 //
 // Shared state follows STYLE.md §5: the peer table and the capture are
 // immutable snapshots behind atomic.Pointer, peer endpoints are atomic
@@ -70,7 +73,9 @@ import (
 	"github.com/mipsec/mipsec/spd"
 )
 
-// maxInFlight bounds the packets in flight per path (see above).
+// maxInFlight bounds the packets in flight per path (see above): their
+// memory (a pkt.Buf holds 64 KiB, so 32 MiB a path) and the queueing delay.
+// The order of sequence numbers and window updates does not depend on it.
 const maxInFlight = 512
 
 // tunWriteOffset is the offset of the inner packet in each slice handed to

@@ -59,24 +59,32 @@ type batch struct {
 	runSeq []uint32
 	runNH  []uint8
 	runV   []esp.Verdict
-	// Outbound batches handed to the workers seal out of read order; the
-	// sequence numbers they use are reserved in read order (seqTurn):
-	// ordered says this one takes part, ticket is its place, turn its
-	// path's turnstile, runs the SA runs of b.run it reserves for.
+	// Batches handed to the workers are processed out of read order; the
+	// steps that must follow it go through the path's turnstile (seqTurn):
+	// ordered says this batch takes part, ticket is its place, turn the
+	// turnstile. Out: runs are the SA runs of b.run it reserves for.
 	ordered bool
 	ticket  uint64
 	turn    *seqTurn
 	runs    []sealRunInfo
+	// In: the runs of one SA's packets in b.run, and the packets' state
+	// between the three open steps (sealOrdered's counterpart, openRuns).
+	oruns  []openRunInfo
+	opened []esp.Opened
 }
 
-// seqTurn lets the workers sealing a path's batches reserve their sequence
-// numbers (sad.SA.ReserveSeq) in the order the reader read the batches,
-// one batch at a time, so that each SA's packets leave with increasing
-// numbers although batches are sealed concurrently. A receiver's
-// anti-replay window (RFC 4303 §3.4.3; 32 packets by default in Linux and
-// strongSwan) then sees them in order. wireguard-go does the same with its
-// nonces (RoutineReadFromTUN hands them out before the parallel
-// encryption).
+// seqTurn is a path's turnstile: the workers take the one step of a batch
+// that must follow the read order in that order, one batch at a time,
+// while the rest of the batches' work runs in parallel. Outbound it is the
+// sequence number reservation (sad.SA.ReserveSeq), so that each SA's
+// packets leave with increasing numbers although batches are sealed
+// concurrently: a receiver's anti-replay window (RFC 4303 §3.4.3; 32
+// packets by default in Linux and strongSwan) sees them in order
+// (wireguard-go hands out its nonces before the parallel encryption too).
+// Inbound it is the replay window update (sad.SA.OpenAccept), so that
+// batches opened concurrently never push each other's packets out of a
+// small window (wireguard-go checks its replay filter in its sequential
+// receiver).
 type seqTurn struct {
 	mu   sync.Mutex
 	cond sync.Cond
@@ -143,6 +151,8 @@ func newBatch(dir direction, size int) *batch {
 		b.runOff = make([]int, size)
 		b.runSeq = make([]uint32, size)
 		b.runNH = make([]uint8, size)
+		b.oruns = make([]openRunInfo, size)
+		b.opened = make([]esp.Opened, size)
 	}
 	for i := range b.bufs {
 		b.bufs[i] = pkt.Get()
@@ -210,10 +220,8 @@ func (d *Dataplane) process(b *batch) {
 // queue hands a filled batch to the workers and, in read order, to the
 // path's writer.
 func (d *Dataplane) queue(p *path, b *batch) {
-	if b.dir == dirOut {
-		b.ordered, b.ticket = true, p.tickets
-		p.tickets++
-	}
+	b.ordered, b.ticket = true, p.tickets
+	p.tickets++
 	p.pending.Add(1)
 	b.mu.Lock()
 	p.order <- b
@@ -665,6 +673,10 @@ func (d *Dataplane) Inject(p []byte) error {
 func (d *Dataplane) openBatch(b *batch) {
 	st := openState{peers: d.peers.Load(), capture: d.currentCapture()}
 	var inBytes uint64
+	var spi uint32
+	var sa *sad.SA
+	var pr *peer
+	nr, m := 0, 0
 	for i := range b.n {
 		buf := b.bufs[i]
 		ep := b.eps[i]
@@ -696,14 +708,9 @@ func (d *Dataplane) openBatch(b *batch) {
 			st.drops[DropShort]++
 			continue
 		}
-		spi := v.SPI()
-		if spi != st.spi || st.sa == nil {
-			if st.n > 0 {
-				d.openRun(b, &st)
-			}
-			st.spi, st.sa, st.peer = spi, d.sadb.Inbound(spi), st.peers.in[spi]
+		if v.SPI() != spi || sa == nil {
+			spi, sa, pr = v.SPI(), d.sadb.Inbound(v.SPI()), st.peers.in[v.SPI()]
 		}
-		sa := st.sa
 		if sa == nil {
 			st.drops[DropUnknownSPI]++
 			continue
@@ -723,15 +730,22 @@ func (d *Dataplane) openBatch(b *batch) {
 			buf.SetBytes(buf.Off()-hl, buf.Len()+hl)
 			espOff = hl
 		}
-		b.run[st.n] = buf
-		b.runIdx[st.n] = i
-		b.runOff[st.n] = espOff
-		b.runSeq[st.n] = v.Seq()
-		st.n++
+		if nr == 0 || b.oruns[nr-1].sa != sa {
+			b.oruns[nr] = openRunInfo{sa: sa, peer: pr, start: m}
+			nr++
+		}
+		b.oruns[nr-1].n++
+		b.run[m] = buf
+		b.runIdx[m] = i
+		b.runOff[m] = espOff
+		b.runSeq[m] = v.Seq()
+		m++
 	}
-	if st.n > 0 {
-		d.openRun(b, &st)
+	d.openRuns(b, b.oruns[:nr])
+	for i := range b.oruns[:nr] {
+		d.deliverRun(b, &st, &b.oruns[i])
 	}
+	clear(b.oruns[:nr])
 	b.k = st.k
 	b.bytes = st.outBytes
 	d.c.inPackets.Add(uint64(b.n))
@@ -744,33 +758,68 @@ func (d *Dataplane) openBatch(b *batch) {
 	}
 }
 
-// openState is openBatch's state across its runs: the current run's SA
-// (b.run[:n] are its packets) and what the finished runs produced.
+// openRunInfo is one run of openBatch: b.run[start:start+n] (and the
+// run* slices) are packets of sa, whose peer is peer (nil: none); end is
+// the SA that takes OpenAccept and OpenEnd (sad.SA.OpenBegin).
+type openRunInfo struct {
+	sa, end  *sad.SA
+	peer     *peer
+	start, n int
+}
+
+// openRuns opens the runs of b. A batch the reader opens itself (nothing
+// else of its path in flight) opens each run in one call; one the workers
+// open beside others does the crypto of all its runs, then in read order
+// (b.turn) the replay window updates, then the rest.
+func (d *Dataplane) openRuns(b *batch, runs []openRunInfo) {
+	if !b.ordered {
+		for _, r := range runs {
+			j := r.start + r.n
+			r.sa.OpenBatch(b.run[r.start:j], b.runOff[r.start:j], b.runNH[r.start:j], b.runV[r.start:j])
+		}
+		return
+	}
+	for i := range runs {
+		r := &runs[i]
+		j := r.start + r.n
+		r.end = r.sa.OpenBegin(b.run[r.start:j], b.runOff[r.start:j], b.runV[r.start:j], b.opened[r.start:j])
+	}
+	b.turn.wait(b.ticket)
+	for _, r := range runs {
+		if r.end != nil {
+			r.end.OpenAccept(b.opened[r.start : r.start+r.n])
+		}
+	}
+	b.turn.done()
+	b.ordered = false
+	for _, r := range runs {
+		if r.end != nil {
+			j := r.start + r.n
+			r.end.OpenEnd(b.run[r.start:j], b.runOff[r.start:j], b.runNH[r.start:j], b.runV[r.start:j], b.opened[r.start:j])
+		}
+	}
+}
+
+// openState is openBatch's state across its runs: what the runs produced.
 type openState struct {
 	peers   *peerTable
 	capture Capture
-	spi     uint32
-	sa      *sad.SA
-	peer    *peer
-	n       int // packets in the current run
 
 	k                  int // b.raw[:k] filled
 	outBytes, consumed uint64
 	drops              [NumDropReasons]uint32
 }
 
-// openRun opens the run b.run[:st.n] with st.sa and finishes each packet in
-// order: roaming, home-address form and Hooks.Deliver for transport mode,
-// and the TUN write slice. It empties the run.
-func (d *Dataplane) openRun(b *batch, st *openState) {
-	n, sa, pr := st.n, st.sa, st.peer
-	st.n = 0
-	sa.OpenBatch(b.run[:n], b.runOff[:n], b.runNH[:n], b.runV[:n])
+// deliverRun finishes the opened run r in order: roaming, home-address
+// form and Hooks.Deliver for transport mode, and the TUN write slice.
+func (d *Dataplane) deliverRun(b *batch, st *openState, r *openRunInfo) {
+	sa, pr := r.sa, r.peer
 	transport := sa.Mode() == esp.Transport
 	// Roaming (issue 3): only a packet that passed the ICV and the replay
 	// check and is the SA's newest moves the endpoint.
 	newest := uint32(sa.Seq())
-	for j, buf := range b.run[:n] {
+	for j := r.start; j < r.start+r.n; j++ {
+		buf := b.run[j]
 		if b.runV[j] != esp.OK {
 			st.drops[DropOpen]++
 			continue

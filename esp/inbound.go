@@ -295,31 +295,71 @@ func (in *Inbound) OpenBatch(bufs []*pkt.Buf, espOffs []int, nh []uint8, v []Ver
 }
 
 func (in *Inbound) openChunk(bufs []*pkt.Buf, espOffs []int, nh []uint8, v []Verdict) {
-	var os [openChunk]opened
+	var os [openChunk]Opened
+	if !in.OpenBegin(bufs, espOffs, v, os[:len(bufs)]) {
+		clear(nh[:len(bufs)])
+		return
+	}
+	in.OpenAccept(os[:len(bufs)])
+	in.OpenEnd(bufs, espOffs, nh, v, os[:len(bufs)])
+}
+
+// Opened is one packet's state between the three steps of OpenBatch when a
+// caller runs them itself (OpenBegin, OpenAccept, OpenEnd): a dataplane
+// that opens batches concurrently runs the crypto of each batch in
+// parallel and the replay window updates in the order the batches arrived,
+// so that its own parallelism never pushes a packet out of the window
+// (RFC 4303 §3.4.3: the receiver's window is about reordering in the
+// network). The zero value is ready to use.
+type Opened struct{ o opened }
+
+// OpenBegin is OpenBatch's first step for bufs[i] (ESP at espOffs[i]): the
+// checks, the replay pre-check and the integrity check and decryption in
+// place, as Open does them; the window does not move. v[i] is the verdict
+// so far and os[i] the state OpenAccept and OpenEnd need. It reports
+// whether any packet passed.
+func (in *Inbound) OpenBegin(bufs []*pkt.Buf, espOffs []int, v []Verdict, os []Opened) bool {
+	espOffs, v, os = espOffs[:len(bufs)], v[:len(bufs)], os[:len(bufs)]
 	some := false
 	for i, b := range bufs {
-		nh[i] = 0
-		if v[i] = in.openCrypto(b, espOffs[i], &os[i]); v[i] == OK {
-			os[i].accepted = true
+		os[i].o.accepted = false
+		if v[i] = in.openCrypto(b, espOffs[i], &os[i].o); v[i] == OK {
+			os[i].o.accepted = true
 			some = true
 		}
 	}
-	if !some {
-		return
-	}
+	return some
+}
+
+// OpenAccept is OpenBatch's second step: the replay window update for the
+// packets OpenBegin passed, in order, under one lock (RFC 4303 §3.4.3:
+// only authenticated packets move it). A packet whose number is seen
+// already (a second copy, in this batch or another) or that the window
+// has passed meanwhile is marked refused. Callers that open batches
+// concurrently call it in arrival order.
+func (in *Inbound) OpenAccept(os []Opened) {
 	if !in.noReplay {
-		in.replay.acceptAll(os[:len(bufs)])
+		in.replay.acceptAll(os)
 	}
+}
+
+// OpenEnd is OpenBatch's last step: a packet OpenAccept refused is
+// DropReplay with its plaintext cleared; the others get their trailer
+// checked and are rebuilt as Open does, with the Next Header in nh[i] and
+// the verdict in v[i].
+func (in *Inbound) OpenEnd(bufs []*pkt.Buf, espOffs []int, nh []uint8, v []Verdict, os []Opened) {
+	espOffs, nh, v, os = espOffs[:len(bufs)], nh[:len(bufs)], v[:len(bufs)], os[:len(bufs)]
 	for i, b := range bufs {
+		nh[i] = 0
 		if v[i] != OK {
 			continue
 		}
-		if !os[i].accepted {
-			clear(os[i].pt(b))
+		if !os[i].o.accepted {
+			clear(os[i].o.pt(b))
 			v[i] = DropReplay
 			continue
 		}
-		nh[i], v[i] = in.finish(b, espOffs[i], &os[i])
+		nh[i], v[i] = in.finish(b, espOffs[i], &os[i].o)
 	}
 }
 

@@ -123,3 +123,105 @@ func TestOpenBatchDuplicateInBatch(t *testing.T) {
 		t.Fatal("the duplicate's plaintext is left in its Buf")
 	}
 }
+
+// TestOpenSteps: OpenBegin, OpenAccept and OpenEnd run by a caller give
+// OpenBatch's results; batches begun in any order and accepted in arrival
+// order lose nothing even with the smallest window, while accepting a
+// later batch first pushes the earlier one out of a 32-packet window
+// (which is why a concurrent caller accepts in arrival order).
+func TestOpenSteps(t *testing.T) {
+	p := testParams(AES128GCM16, Tunnel, 4, false)
+	p.ReplayWindow = MinReplayWindow
+	o, _ := newPair(t, p)
+	const per = 40 // more than the window
+	var batches [2][]*pkt.Buf
+	var plains [2][][]byte
+	for k := range batches {
+		for i := range per {
+			plain := ipv4UDP(30 + i)
+			w := sealed(t, o, plain)
+			b := pkt.Get()
+			b.Set(w)
+			batches[k] = append(batches[k], b)
+			plains[k] = append(plains[k], plain)
+		}
+	}
+	type state struct {
+		offs []int
+		v    []Verdict
+		nh   []uint8
+		os   []Opened
+	}
+	begin := func(in *Inbound, bufs []*pkt.Buf) *state {
+		st := &state{offs: make([]int, len(bufs)), v: make([]Verdict, len(bufs)), nh: make([]uint8, len(bufs)), os: make([]Opened, len(bufs))}
+		for i := range st.offs {
+			st.offs[i] = 20
+		}
+		if !in.OpenBegin(bufs, st.offs, st.v, st.os) {
+			t.Fatal("OpenBegin passed nothing")
+		}
+		return st
+	}
+	clone := func(bufs []*pkt.Buf) []*pkt.Buf {
+		var c []*pkt.Buf
+		for _, b := range bufs {
+			n := pkt.Get()
+			n.Set(b.Bytes())
+			c = append(c, n)
+		}
+		return c
+	}
+
+	// In order of arrival: everything opens, as OpenBatch would.
+	in, err := NewInbound(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b0, b1 := clone(batches[0]), clone(batches[1])
+	s1 := begin(in, b1) // the later batch's crypto first
+	s0 := begin(in, b0)
+	in.OpenAccept(s0.os)
+	in.OpenAccept(s1.os)
+	in.OpenEnd(b0, s0.offs, s0.nh, s0.v, s0.os)
+	in.OpenEnd(b1, s1.offs, s1.nh, s1.v, s1.os)
+	for k, st := range []*state{s0, s1} {
+		bufs := [][]*pkt.Buf{b0, b1}[k]
+		for i, v := range st.v {
+			if v != OK || !bytes.Equal(bufs[i].Bytes(), plains[k][i]) || st.nh[i] != 4 {
+				t.Fatalf("batch %d packet %d: %v nh %d", k, i, v, st.nh[i])
+			}
+		}
+	}
+
+	// Accepted out of arrival order: the earlier batch falls out of the
+	// window and is refused, its plaintext cleared.
+	in, _ = NewInbound(p)
+	b0, b1 = clone(batches[0]), clone(batches[1])
+	s0, s1 = begin(in, b0), begin(in, b1)
+	in.OpenAccept(s1.os)
+	in.OpenAccept(s0.os)
+	in.OpenEnd(b0, s0.offs, s0.nh, s0.v, s0.os)
+	replays := 0
+	for i, v := range s0.v {
+		if v == DropReplay {
+			replays++
+			if bytes.Contains(b0[i].B[:], plains[0][i][20:]) {
+				t.Fatalf("refused packet %d kept its plaintext", i)
+			}
+		}
+	}
+	if replays != per {
+		t.Fatalf("%d of %d refused when accepted late, want all (window %d)", replays, per, MinReplayWindow)
+	}
+
+	// Replaying a whole batch: every packet refused at OpenBegin (pre-check).
+	st := &state{offs: s1.offs, v: make([]Verdict, per), os: make([]Opened, per)}
+	if in.OpenBegin(clone(batches[1]), st.offs, st.v, st.os) {
+		t.Fatal("a replayed batch passed OpenBegin")
+	}
+	for i, v := range st.v {
+		if v != DropReplay {
+			t.Fatalf("replayed packet %d: %v", i, v)
+		}
+	}
+}

@@ -199,11 +199,11 @@ func (r *Replay) Accept(seq uint64) bool {
 
 // acceptAll is Accept for each os[i] with accepted set, in order, under one
 // lock; it clears accepted where Accept would return false.
-func (r *Replay) acceptAll(os []opened) {
+func (r *Replay) acceptAll(os []Opened) {
 	r.mu.Lock()
 	for i := range os {
-		if os[i].accepted {
-			os[i].accepted = r.acceptLocked(os[i].seq)
+		if o := &os[i].o; o.accepted {
+			o.accepted = r.acceptLocked(o.seq)
 		}
 	}
 	r.mu.Unlock()

@@ -503,6 +503,67 @@ func (s *SA) OpenBatch(bufs []*pkt.Buf, espOffs []int, nh []uint8, v []esp.Verdi
 	}
 	defer s.leave() // until counted, as in Open
 	s.in.OpenBatch(bufs, espOffs, nh, v)
+	s.account(bufs, v)
+}
+
+// OpenBegin, OpenAccept and OpenEnd are OpenBatch in three steps
+// (esp.Inbound.OpenBegin, OpenAccept, OpenEnd), for a caller that opens
+// batches concurrently: the crypto of each batch in parallel, the replay
+// window updates in the order the batches arrived (so that its own
+// parallelism never pushes a packet out of a small window), then the rest.
+// os holds the packets' state between the steps.
+//
+// OpenBegin returns the SA that must take the other two steps: s, or its
+// successor when s was replaced (Replace) meanwhile; nil when no packet is
+// left for them (every v[i] is set and counted). Between OpenBegin and
+// OpenEnd the SA's guard is held, as in Open: OpenEnd must follow, and
+// Delete waits for it.
+func (s *SA) OpenBegin(bufs []*pkt.Buf, espOffs []int, v []esp.Verdict, os []esp.Opened) *SA {
+	v = v[:len(bufs)]
+	if len(bufs) == 0 {
+		return nil
+	}
+	if s.in == nil {
+		fill(v, esp.DropNoSA)
+		s.dropN(esp.DropNoSA, len(bufs))
+		return nil
+	}
+	if !s.enter() {
+		if n := s.next.Load(); n != nil {
+			return n.OpenBegin(bufs, espOffs, v, os)
+		}
+		fill(v, esp.DropExpired)
+		s.dropN(esp.DropExpired, len(bufs))
+		return nil
+	}
+	if !s.in.OpenBegin(bufs, espOffs, v, os) {
+		for _, x := range v {
+			s.drop(x)
+		}
+		s.leave()
+		return nil
+	}
+	return s
+}
+
+// OpenAccept is the second step (see OpenBegin), on the SA OpenBegin
+// returned.
+func (s *SA) OpenAccept(os []esp.Opened) { s.in.OpenAccept(os) }
+
+// OpenEnd is the last step (see OpenBegin), on the SA OpenBegin returned:
+// the trailers, the selector check and the counting, as OpenBatch; it
+// releases the guard.
+func (s *SA) OpenEnd(bufs []*pkt.Buf, espOffs []int, nh []uint8, v []esp.Verdict, os []esp.Opened) {
+	defer s.leave()
+	s.in.OpenEnd(bufs, espOffs, nh, v, os)
+	s.account(bufs, v[:len(bufs)])
+}
+
+// account is OpenBatch's per-packet tail once esp is done: the selector
+// check (RFC 4301 §5.2 step 4), the verdict counters and the lifetime
+// accounting, in order, so that a batch that crosses a hard limit delivers
+// exactly the packets within it. The guard is held.
+func (s *SA) account(bufs []*pkt.Buf, v []esp.Verdict) {
 	var np, sum uint64
 	for i, b := range bufs {
 		if v[i] == esp.OK {

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
@@ -583,5 +585,77 @@ func TestReplaceForwardsInFlight(t *testing.T) {
 	out.SealBatch(bufs[:2], v)
 	if v[0] != esp.DropExpired || v[1] != esp.DropExpired {
 		t.Fatalf("SealBatch after Delete: %v, want expired", v[:2])
+	}
+}
+
+// TestOpenSteps: OpenBegin, OpenAccept and OpenEnd give OpenBatch's
+// verdicts and counters; OpenBegin returns nil (all counted) when nothing
+// passes; the guard is held from OpenBegin to OpenEnd, so Delete waits.
+func TestOpenSteps(t *testing.T) {
+	db := New(Options{})
+	out, in := pair(t, db, 0x4100, esp.Tunnel, anySel, anySel)
+	const n = 5
+	bufs := make([]*pkt.Buf, n)
+	for i := range bufs {
+		bufs[i] = newBuf(ip6(cn, hoa, udp(uint16(i), 9, 20+i)))
+	}
+	v := make([]esp.Verdict, n)
+	out.SealBatch(bufs, v)
+	wires := make([][]byte, n)
+	for i, b := range bufs {
+		wires[i] = bytes.Clone(b.Bytes())
+	}
+	offs := []int{40, 40, 40, 40, 40}
+	nh := make([]uint8, n)
+	os := make([]esp.Opened, n)
+	bufs[2].Bytes()[len(bufs[2].Bytes())-1] ^= 1 // forged ICV
+	end := in.OpenBegin(bufs, offs, v, os)
+	if end != in {
+		t.Fatalf("OpenBegin returned %p, want the SA", end)
+	}
+	deleted := make(chan struct{})
+	go func() {
+		if _, err := db.Delete(Inbound, 0x4100); err != nil {
+			t.Error(err)
+		}
+		close(deleted)
+	}()
+	select {
+	case <-deleted:
+		t.Fatal("Delete returned while the guard was held (between OpenBegin and OpenEnd)")
+	case <-time.After(50 * time.Millisecond):
+	}
+	end.OpenAccept(os)
+	end.OpenEnd(bufs, offs, nh, v, os)
+	select {
+	case <-deleted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Delete did not return after OpenEnd")
+	}
+	want := []esp.Verdict{esp.OK, esp.OK, esp.DropICV, esp.OK, esp.OK}
+	if !slices.Equal(v, want) {
+		t.Fatalf("verdicts %v, want %v", v, want)
+	}
+	if st := in.Stats(); st.Packets != 4 || st.Drops[esp.DropICV] != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	// A dead SA, and a batch of which nothing passes: nil, all counted.
+	if in.OpenBegin(bufs[:1], offs, v, os) != nil || v[0] != esp.DropExpired {
+		t.Fatalf("dead SA: %v", v[0])
+	}
+	db2 := New(Options{})
+	_, in2 := pair(t, db2, 0x4200, esp.Tunnel, anySel, anySel)
+	for i := range 2 {
+		bufs[i] = newBuf(wires[i]) // sealed for SPI 0x4100: wrong SPI here
+	}
+	if in2.OpenBegin(bufs[:2], offs, v, os) != nil {
+		t.Fatal("OpenBegin with nothing passing returned an SA")
+	}
+	if st := in2.Stats(); st.Dropped() != 2 || v[0] == esp.OK || v[1] == esp.OK {
+		t.Fatalf("refusals not counted: %+v %v", st, v[:2])
+	}
+	if in2.OpenBegin(nil, nil, nil, nil) != nil || out.OpenBegin(bufs[:1], offs, v, os) != nil || v[0] != esp.DropNoSA {
+		t.Fatal("empty batch or outbound SA")
 	}
 }
