@@ -14,7 +14,7 @@ FUZZTIME  ?= 200000x
 BIN       := bin/mipsec
 REPORT    := $(GO) run ./internal/tools/testreport
 
-.PHONY: all build test test-unit test-race check fmt vet staticcheck bench bench-e2e fuzz demo clean
+.PHONY: all build test test-unit test-race check fmt vet staticcheck bench bench-e2e pgo fuzz demo clean
 
 all: build
 
@@ -57,6 +57,22 @@ bench:
 bench-e2e: build
 	$(GO) build -o bin/wireguard-go golang.zx2c4.com/wireguard
 	./$(BIN) bench $(BENCHFLAGS)
+
+## pgo: regenerate cmd/mipsec/default.pgo, the CPU profile go build uses
+## for profile-guided optimisation of the mipsec binary: the in-process
+## pipeline (fake TUN -> dataplane -> fake underlay -> dataplane) for the
+## AEADs, their raw seal+open (the in-process ceiling, so it is optimised
+## alike) and the Linux underlay benchmarks (root, namespaces).
+pgo:
+	@set -e; t=$$(mktemp -d); trap 'rm -rf $$t' EXIT; \
+	$(GO) test -c -o $$t/bench.test ./bench; \
+	$(GO) test -c -o $$t/dataplane.test ./dataplane; \
+	echo "== profiling the pipeline, the raw AEADs and the underlay"; \
+	(cd bench && $$t/bench.test -test.run '^$$' -test.bench 'PipelineAlg/(aes128gcm16|aes256gcm16|chacha20poly1305)/' -test.cpu 1,2 -test.cpuprofile $$t/pipe.prof >/dev/null); \
+	(cd bench && $$t/bench.test -test.run '^$$' -test.bench 'RawSealOpen/(aes128gcm16|aes256gcm16|chacha20poly1305)/' -test.cpuprofile $$t/raw.prof >/dev/null); \
+	(cd dataplane && $$t/dataplane.test -test.run '^$$' -test.bench 'Underlay' -test.benchtime 20000x -test.cpuprofile $$t/ul.prof >/dev/null); \
+	$(GO) tool pprof -proto $$t/pipe.prof $$t/raw.prof $$t/ul.prof > cmd/mipsec/default.pgo; \
+	echo "wrote cmd/mipsec/default.pgo"
 
 ## fuzz: run every fuzz target for FUZZTIME each (an execution count, see above).
 fuzz:

@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"context"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
 
@@ -186,18 +188,25 @@ type genTUN struct {
 	next    int // Read is called from one goroutine
 	limited bool
 	left    atomic.Int64 // packets left to produce when limited
-	// state is genIdle, genRunning or genClosed: Read checks it with one
-	// atomic load and waits on start/closed only before begin.
+	// state is genIdle, genRunning, genPaused or genClosed: Read checks
+	// it with one atomic load and waits only before begin or while paused.
 	state     atomic.Int32
 	start     chan struct{} // closed by begin
 	closed    chan struct{} // closed by Close
 	startOnce sync.Once
 	once      sync.Once
+	// produced counts the packets Read returned (Read's own); while
+	// paused, Read publishes it as parked-1 and waits for resumed.
+	produced uint64
+	parked   atomic.Uint64
+	pauseMu  sync.Mutex
+	resumed  chan struct{} // closed by resume; under pauseMu
 }
 
 const (
 	genIdle int32 = iota
 	genRunning
+	genPaused
 	genClosed
 )
 
@@ -215,20 +224,65 @@ func (t *genTUN) begin() {
 	})
 }
 
+// pause stops Read producing (its next call blocks until resume); parked
+// reports when it blocks and how many packets it produced before.
+func (t *genTUN) pause() {
+	t.pauseMu.Lock()
+	defer t.pauseMu.Unlock()
+	if t.state.CompareAndSwap(genRunning, genPaused) {
+		t.parked.Store(0)
+		t.resumed = make(chan struct{})
+	}
+}
+
+// resume lets a paused Read go on.
+func (t *genTUN) resume() {
+	t.pauseMu.Lock()
+	defer t.pauseMu.Unlock()
+	if t.state.CompareAndSwap(genPaused, genRunning) {
+		close(t.resumed)
+	}
+}
+
+// waitParked waits until Read, paused, blocks and returns the packets it
+// produced until then; false when the context ends or the TUN closes.
+func (t *genTUN) waitParked(ctx context.Context) (uint64, bool) {
+	for {
+		if n := t.parked.Load(); n != 0 {
+			return n - 1, true
+		}
+		if t.state.Load() == genClosed || sleepCtx(ctx, 100*time.Microsecond) != nil {
+			return 0, false
+		}
+	}
+}
+
 func (t *genTUN) File() *os.File { return nil }
 
 func (t *genTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	if s := t.state.Load(); s != genRunning {
-		if s == genClosed {
+	for s := t.state.Load(); s != genRunning; s = t.state.Load() {
+		switch s {
+		case genClosed:
 			return 0, os.ErrClosed
-		}
-		select {
-		case <-t.start:
-		case <-t.closed:
-			return 0, os.ErrClosed
-		}
-		if t.state.Load() == genClosed {
-			return 0, os.ErrClosed
+		case genIdle:
+			select {
+			case <-t.start:
+			case <-t.closed:
+				return 0, os.ErrClosed
+			}
+		case genPaused:
+			t.pauseMu.Lock()
+			ch := t.resumed
+			t.pauseMu.Unlock()
+			if t.state.Load() != genPaused {
+				continue // resumed meanwhile: ch may be an old one
+			}
+			t.parked.Store(t.produced + 1)
+			select {
+			case <-ch:
+			case <-t.closed:
+				return 0, os.ErrClosed
+			}
 		}
 	}
 	n := min(len(bufs), t.perRead)
@@ -243,6 +297,7 @@ func (t *genTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			t.next = 0
 		}
 	}
+	t.produced += uint64(n)
 	return n, nil
 }
 

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -222,5 +223,43 @@ func TestSinkTUN(t *testing.T) {
 	case <-s.reached:
 	default:
 		t.Error("target of 7 packets reached but not signalled")
+	}
+}
+
+// TestGenTUNPause: a paused generator's Read blocks and reports how many
+// packets it produced; resume lets it go on; Close ends a paused Read.
+func TestGenTUNPause(t *testing.T) {
+	g := newGenTUN([][]byte{[]byte("p1")}, 2)
+	bufs := [][]byte{make([]byte, 8), make([]byte, 8)}
+	sizes := make([]int, 2)
+	g.begin()
+	for range 3 {
+		if n, err := g.Read(bufs, sizes, 0); n != 2 || err != nil {
+			t.Fatalf("Read: %d, %v", n, err)
+		}
+	}
+	g.pause()
+	done := make(chan error, 1)
+	go func() { _, err := g.Read(bufs, sizes, 0); done <- err }()
+	if n, ok := g.waitParked(context.Background()); !ok || n != 6 {
+		t.Fatalf("waitParked: %d, %v; want 6 packets", n, ok)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Read while paused returned %v", err)
+	case <-time.After(10 * time.Millisecond):
+	}
+	g.resume()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	g.pause()
+	go func() { _, err := g.Read(bufs, sizes, 0); done <- err }()
+	if n, ok := g.waitParked(context.Background()); !ok || n != 8 {
+		t.Fatalf("second pause: %d, %v; want 8 packets", n, ok)
+	}
+	g.Close()
+	if err := <-done; !errors.Is(err, os.ErrClosed) {
+		t.Errorf("paused Read after Close: %v", err)
 	}
 }

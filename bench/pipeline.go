@@ -94,8 +94,8 @@ type PipelineResult struct {
 	PPS  float64 `json:"pps"`
 	Gbps float64 `json:"gbps"`
 	// CeilingPPS and CeilingGbps are the raw seal+open rate of the same
-	// algorithm and packet size on the same number of cores, measured
-	// right before the case (see rawOp).
+	// algorithm and packet size on the same number of cores, measured in
+	// slices interleaved with the case's (see runCase and rawOp).
 	CeilingPPS  float64 `json:"ceiling_pps"`
 	CeilingGbps float64 `json:"ceiling_gbps"`
 	// Ratio is PPS / CeilingPPS.
@@ -445,17 +445,8 @@ func runCase(ctx context.Context, c pipeCase, cores int, d time.Duration) (Pipel
 		avgLen += float64(len(p))
 	}
 	avgLen /= float64(len(c.pkts))
-	var perPkt float64 // seconds per packet on all cores together
-	for n, count := range lens {
-		pps, err := rawCeiling(c.alg, n, cores, max(d/2/time.Duration(len(lens)), time.Millisecond))
-		if err != nil {
-			return r, err
-		}
-		perPkt += float64(count) / float64(len(c.pkts)) / pps
-	}
-	ceilPPS := 1 / perPkt
-	ceilBits := ceilPPS * avgLen * 8
-	r.CeilingPPS, r.CeilingGbps = ceilPPS, ceilBits/1e9
+	ceilOps := map[int]float64{} // per size: packets and seconds, summed
+	ceilSec := map[int]float64{}
 
 	p, err := newPipe(c, cores, 0)
 	if err != nil {
@@ -463,31 +454,88 @@ func runCase(ctx context.Context, c pipeCase, cores int, d time.Duration) (Pipel
 	}
 	defer p.close()
 	p.gen.begin()
-	if err := sleepCtx(ctx, max(d/5, 10*time.Millisecond)); err != nil {
+	if err := sleepCtx(ctx, max(d/5, 10*time.Millisecond)); err != nil { // warm-up
 		return r, err
 	}
-	var m0, m1 runtime.MemStats
-	timer := time.NewTimer(d) // before m0: the timer allocates
-	defer timer.Stop()
-	runtime.ReadMemStats(&m0)
-	n0, b0, t0 := p.sink.packets.Load(), p.sink.bytes.Load(), time.Now()
-	select {
-	case <-timer.C:
-	case <-ctx.Done():
-		return r, ctx.Err()
+	// The ceiling and the pipeline take turns in caseSlices slices, the
+	// pipeline paused (and drained) while the ceiling runs: a shared or
+	// throttled machine that changes speed over the seconds of a case
+	// slows both alike, and the ratio stays put.
+	var mallocs uint64
+	for range caseSlices {
+		if err := p.pauseDrain(ctx); err != nil {
+			return r, err
+		}
+		for n := range lens {
+			dt := max(d/2/caseSlices/time.Duration(len(lens)), time.Millisecond)
+			pps, err := rawCeiling(c.alg, n, cores, dt)
+			if err != nil {
+				return r, err
+			}
+			ceilOps[n] += pps * dt.Seconds()
+			ceilSec[n] += dt.Seconds()
+		}
+		p.gen.resume()
+		if err := sleepCtx(ctx, max(d/50, time.Millisecond)); err != nil { // refill
+			return r, err
+		}
+		var m0, m1 runtime.MemStats
+		timer := time.NewTimer(d / caseSlices) // before m0: the timer allocates
+		runtime.ReadMemStats(&m0)
+		n0, b0, t0 := p.sink.packets.Load(), p.sink.bytes.Load(), time.Now()
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return r, ctx.Err()
+		}
+		n1, b1, t1 := p.sink.packets.Load(), p.sink.bytes.Load(), time.Now()
+		runtime.ReadMemStats(&m1)
+		r.Packets, r.Bytes, r.Seconds = r.Packets+n1-n0, r.Bytes+b1-b0, r.Seconds+t1.Sub(t0).Seconds()
+		mallocs += m1.Mallocs - m0.Mallocs
 	}
-	n1, b1, t1 := p.sink.packets.Load(), p.sink.bytes.Load(), time.Now()
-	runtime.ReadMemStats(&m1)
 	if err := p.check(); err != nil {
 		return r, fmt.Errorf("%v %s B: %w", c.alg, c.name, err)
 	}
-	r.Packets, r.Bytes, r.Seconds = n1-n0, b1-b0, t1.Sub(t0).Seconds()
+	var perPkt float64 // seconds per packet on all cores together
+	for n, count := range lens {
+		perPkt += float64(count) / float64(len(c.pkts)) / (ceilOps[n] / ceilSec[n])
+	}
+	r.CeilingPPS = 1 / perPkt
+	r.CeilingGbps = r.CeilingPPS * avgLen * 8 / 1e9
 	if r.Packets == 0 {
 		return r, fmt.Errorf("bench: pipeline %v %s B: no packet delivered in %v", c.alg, c.name, d)
 	}
 	r.PPS = float64(r.Packets) / r.Seconds
 	r.Gbps = float64(r.Bytes) * 8 / r.Seconds / 1e9
 	r.Ratio = r.PPS / r.CeilingPPS
-	r.AllocsPerPacket = float64(m1.Mallocs-m0.Mallocs) / float64(r.Packets)
+	r.AllocsPerPacket = float64(mallocs) / float64(r.Packets)
 	return r, nil
+}
+
+// caseSlices is how many turns the ceiling and the pipeline take in
+// runCase.
+const caseSlices = 5
+
+// pauseDrain pauses the generator and waits until every packet it produced
+// is delivered or dropped.
+func (p *pipe) pauseDrain(ctx context.Context) error {
+	p.gen.pause()
+	produced, ok := p.gen.waitParked(ctx)
+	if !ok {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return errors.New("bench: pipeline: the generator closed while pausing")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.sink.packets.Load()+p.a.Stats().Dropped()+p.b.Stats().Dropped()+p.w.dropped.Load() < produced {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: pipeline: %d of %d packets out after 10 s (%v)", p.sink.packets.Load(), produced, p.check())
+		}
+		if err := sleepCtx(ctx, 100*time.Microsecond); err != nil {
+			return err
+		}
+	}
+	return nil
 }
