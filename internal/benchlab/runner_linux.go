@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	_ "embed"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -293,6 +294,22 @@ func (l *lab) runSystem(ctx context.Context, round int, sys System) {
 		}
 		l.record(l.iperf(ctx, round, sys, t, test))
 	}
+	if v, ok := t.(verifier); ok && context.Cause(ctx) == nil {
+		if err := v.verify(ctx); err != nil {
+			l.progress("    %s did not run as configured, this round's figures are discarded: %v", sys.ID, err)
+			for i := range l.report.Runs {
+				if r := &l.report.Runs[i]; r.Round == round && r.System == sys.ID && r.Error == "" {
+					*r = TestRun{Round: round, System: sys.ID, Test: r.Test, Error: err.Error()}
+				}
+			}
+		}
+	}
+}
+
+// verifier is a tunnel that can tell, after the tests, whether it ran as
+// its system says (a mislabelled figure is worse than none).
+type verifier interface {
+	verify(ctx context.Context) error
 }
 
 // tunnel is one system's path from site A to site B.
@@ -557,6 +574,34 @@ func (m *mipsecTunnel) start(ctx context.Context) error {
 			return err == nil
 		}); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// verify checks, for a system with packet_socket, that both gateways sent
+// raw ESP through the AF_PACKET socket (`mipsec stats`: tx_packet_socket
+// at least ten times the fallbacks, which are the first packets and one
+// every 2 s to let the kernel confirm the neighbour, and send errors below
+// 1 %), so that the row is not the kernel path under the AF_PACKET label.
+func (m *mipsecTunnel) verify(ctx context.Context) error {
+	if !m.spec.packetSocket {
+		return nil
+	}
+	for _, g := range m.gws {
+		out, err := exec.CommandContext(ctx, m.l.cfg.Mipsec, "stats", "-json", "-socket", g.Config.Socket).Output()
+		if err != nil {
+			return fmt.Errorf("gateway %s: mipsec stats: %w", g.Name, err)
+		}
+		var st struct {
+			Underlay map[string]uint64 `json:"underlay"`
+		}
+		if err := json.Unmarshal(out, &st); err != nil {
+			return fmt.Errorf("gateway %s: mipsec stats: %w", g.Name, err)
+		}
+		ps, fb, errs := st.Underlay["tx_packet_socket"], st.Underlay["tx_packet_socket_fallback"], st.Underlay["tx_packet_socket_errors"]
+		if ps == 0 || fb > ps/10 || errs > ps/100 {
+			return fmt.Errorf("gateway %s sent %d raw ESP packets through AF_PACKET, %d through the raw socket, %d refused", g.Name, ps, fb, errs)
 		}
 	}
 	return nil
