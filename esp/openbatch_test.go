@@ -10,7 +10,9 @@ import (
 )
 
 // TestOpenBatchMatchesOpen: OpenBatch, which checks and decrypts a run and
-// then moves the replay window once for all of it, gives every packet the
+// then moves the replay window once for all of it, and the same three steps
+// run by a caller on a batch in two parts begun out of order (OpenBegin,
+// OpenAccept in arrival order, OpenEnd), give every packet the
 // verdict, Next Header and bytes that Open one by one gives, on hostile
 // streams: duplicates inside one batch, reordering, jumps that push
 // earlier packets of the same batch out of the window, forged ICVs, a
@@ -24,6 +26,13 @@ func TestOpenBatchMatchesOpen(t *testing.T) {
 				p.ReplayWindow = MinReplayWindow
 				o, inSeq := newPair(t, p)
 				inBatch, err := NewInbound(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// inSteps takes each batch in two parts as a concurrent
+				// caller does: the later part's OpenBegin first, then
+				// OpenAccept in arrival order, then OpenEnd.
+				inSteps, err := NewInbound(p)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -82,6 +91,29 @@ func TestOpenBatchMatchesOpen(t *testing.T) {
 						offs[i] = 20
 					}
 					inBatch.OpenBatch(bufs, offs, nh, v)
+					sbufs := make([]*pkt.Buf, n)
+					for i, w := range run {
+						sbufs[i] = new(pkt.Buf)
+						sbufs[i].Set(w)
+					}
+					snh, sv, os := make([]uint8, n), make([]Verdict, n), make([]Opened, n)
+					k := r.IntN(n + 1)
+					parts := [2][2]int{{0, k}, {k, n}}
+					var passed [2]bool
+					for _, j := range []int{1, 0} {
+						a, b := parts[j][0], parts[j][1]
+						passed[j] = inSteps.OpenBegin(sbufs[a:b], offs[a:b], sv[a:b], os[a:b])
+					}
+					for j := range parts {
+						if a, b := parts[j][0], parts[j][1]; passed[j] {
+							inSteps.OpenAccept(os[a:b])
+						}
+					}
+					for j := range parts {
+						if a, b := parts[j][0], parts[j][1]; passed[j] {
+							inSteps.OpenEnd(sbufs[a:b], offs[a:b], snh[a:b], sv[a:b], os[a:b])
+						}
+					}
 					for i, w := range run {
 						b, wantNH, wantV := open(inSeq, w, 20)
 						// With ESN a late packet that an earlier one of the
@@ -96,6 +128,13 @@ func TestOpenBatchMatchesOpen(t *testing.T) {
 						}
 						if plain := plainOf[&w[0]]; v[i] != OK && alg.Encrypts() && plain != nil && bytes.Contains(bufs[i].B[:], plain[28:]) {
 							t.Fatalf("packet %d (%v): plaintext left in the Buf", i, v[i])
+						}
+						esnLate = esn && sv[i] == DropReplay && wantV == DropICV
+						if !esnLate && (sv[i] != wantV || snh[i] != wantNH || (wantV == OK && !bytes.Equal(sbufs[i].Bytes(), b.Bytes()))) {
+							t.Fatalf("packet %d of a batch of %d split at %d: steps %v nh %d, Open %v nh %d", i, n, k, sv[i], snh[i], wantV, wantNH)
+						}
+						if plain := plainOf[&w[0]]; sv[i] != OK && alg.Encrypts() && plain != nil && bytes.Contains(sbufs[i].B[:], plain[28:]) {
+							t.Fatalf("packet %d (%v) in steps: plaintext left in the Buf", i, sv[i])
 						}
 					}
 				}
