@@ -45,7 +45,9 @@
 // routed around the TUN. Dataplane.Inject runs one packet through the same
 // steps (policy, seal, finishSeal) on the caller's goroutine: the
 // mobility signaling. Consecutive packets of one SA are sealed together
-// (sad.SA.SealBatch), and opened together inbound (sad.SA.OpenBatch).
+// (sad.SA.SealBatch), and opened together inbound (sad.SA.OpenBatch); a
+// batch the workers process beside others reserves its sequence numbers
+// and updates the replay window in read order (see dataplane.go).
 //
 // Inbound: ReceiveFunc batch (ESP, SPI first; EncapIP: a whole IP packet)
 // → Hooks.BeforeLookup → for EncapIP, esp.Locate finds ESP behind the

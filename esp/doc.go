@@ -7,7 +7,11 @@
 //
 // An SA is two objects built from the same Params: an Outbound (NewOutbound,
 // Seal, SealBatch, SealDummy) and an Inbound (NewInbound, Open, OpenBatch).
-// Both are safe for concurrent use by many goroutines.
+// Both are safe for concurrent use by many goroutines. A caller that seals
+// or opens batches concurrently and must keep the wire order takes the
+// order-sensitive step itself, in order: Outbound.ReserveSeq before sealing
+// with SealBatchSeq, and Inbound.OpenAccept (the replay window update)
+// between OpenBegin and OpenEnd.
 //
 // esp imports only internal/* and crypto libraries. It never logs and never
 // imports sad, spd, mip6 or dataplane.

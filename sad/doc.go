@@ -30,7 +30,9 @@
 //   - DB.Inbound, DB.Outbound and DB.Lookup take no lock, never allocate,
 //     and cost one hash and (almost always) one probe: an open-addressing
 //     table of atomic slots, rebuilt and republished by writers.
-//   - SA.Seal, SA.Open, SA.SealBatch and SA.OpenBatch never block, never
+//   - SA.Seal, SA.Open, SA.SealBatch and SA.OpenBatch (and their step
+//     forms: ReserveSeq and SealBatchSeq; OpenBegin, OpenAccept and
+//     OpenEnd, between which the in-flight guard is held) never block, never
 //     log and return an esp.Verdict, which they count in the SA's
 //     per-verdict counters (Stats). They do not allocate, except that the
 //     packet that crosses a lifetime limit starts the event goroutine
