@@ -243,6 +243,28 @@ func (st *cryptoState) nonceAt(dst, iv []byte) []byte {
 	return dst[:nonceLen]
 }
 
+// aeadInputs returns the AEAD nonce and AAD for the ESP packet a[s:e]
+// with IV iv. Without ESN, where the tailroom has room, the nonce is built
+// behind the ICV, outside what Seal and Open read and write, and the AAD is
+// the ESP header in place: no pooled scratch (sc is nil). Otherwise both
+// live in a pooled scratch. aeadDone releases what it used.
+func (st *cryptoState) aeadInputs(a []byte, s, e int, iv []byte, seq uint64, esn bool) (nonce, aad []byte, sc *scratch) {
+	if !esn && len(a)-e >= nonceLen {
+		return st.nonceAt(a[e:e+nonceLen], iv), a[s : s+8], nil
+	}
+	sc = st.pool.Get().(*scratch)
+	return st.nonce(sc, iv), aeadAAD(sc, a, s, seq, esn), sc
+}
+
+// aeadDone clears the salt left in the tailroom, or returns sc to the pool.
+func (st *cryptoState) aeadDone(sc *scratch, nonce []byte) {
+	if sc == nil {
+		clear(nonce)
+		return
+	}
+	st.pool.Put(sc)
+}
+
 // aeadAAD returns the AEAD additional data: SPI ‖ seq_lo, which is the ESP
 // header in place, or with ESN SPI ‖ seq_hi ‖ seq_lo in sc (RFC 4106 §5,
 // RFC 7634 §2.1).
@@ -306,22 +328,17 @@ func (st *cryptoState) sealESP(a []byte, s, e int, spi uint32, seq uint64, esn b
 	} else {
 		st.makeIV(iv, seq)
 	}
-	if st.kind == kindAEAD && !esn && len(a)-e >= nonceLen {
-		// The common case without the pool: AAD is the ESP header in
-		// place and the nonce is built in the tailroom behind the ICV,
-		// outside what Seal reads and writes; the salt is cleared there.
-		pt, nonce := a[ptStart:ptEnd], st.nonceAt(a[e:e+nonceLen], iv)
-		st.aead.Seal(pt[:0], nonce, pt, a[s:s+8])
-		clear(nonce)
+	if st.kind == kindAEAD {
+		// In place: cap(pt) reaches the ICV slot (RFC 4106 §3, §6).
+		nonce, aad, sc := st.aeadInputs(a, s, e, iv, seq, esn)
+		pt := a[ptStart:ptEnd]
+		st.aead.Seal(pt[:0], nonce, pt, aad)
+		st.aeadDone(sc, nonce)
 		return OK
 	}
 	sc := st.pool.Get().(*scratch)
 	v := OK
 	switch st.kind {
-	case kindAEAD:
-		// In place: cap(pt) reaches the ICV slot (RFC 4106 §3, §6).
-		pt := a[ptStart:ptEnd]
-		st.aead.Seal(pt[:0], st.nonce(sc, iv), pt, aeadAAD(sc, a, s, seq, esn))
 	case kindGMAC:
 		// Empty plaintext; everything from the SPI through the Next
 		// Header is AAD (RFC 4543 §3.3); the tag is the ICV.
@@ -355,11 +372,11 @@ func (st *cryptoState) sealESP(a []byte, s, e int, spi uint32, seq uint64, esn b
 func (st *cryptoState) openESP(a []byte, s, e int, seq uint64, esn bool) Verdict {
 	ptStart, ptEnd := s+8+st.ivLen, e-st.icvLen
 	iv := a[s+8 : ptStart]
-	if st.kind == kindAEAD && !esn && len(a)-e >= nonceLen {
-		// As in sealESP: the nonce in the tailroom, the AAD in place.
-		ct, nonce := a[ptStart:e], st.nonceAt(a[e:e+nonceLen], iv)
-		_, err := st.aead.Open(ct[:0], nonce, ct, a[s:s+8])
-		clear(nonce)
+	if st.kind == kindAEAD {
+		nonce, aad, sc := st.aeadInputs(a, s, e, iv, seq, esn)
+		ct := a[ptStart:e]
+		_, err := st.aead.Open(ct[:0], nonce, ct, aad)
+		st.aeadDone(sc, nonce)
 		if err != nil {
 			clear(a[ptStart:ptEnd])
 			return DropICV
@@ -369,12 +386,6 @@ func (st *cryptoState) openESP(a []byte, s, e int, seq uint64, esn bool) Verdict
 	sc := st.pool.Get().(*scratch)
 	v := OK
 	switch st.kind {
-	case kindAEAD:
-		ct := a[ptStart:e]
-		if _, err := st.aead.Open(ct[:0], st.nonce(sc, iv), ct, aeadAAD(sc, a, s, seq, esn)); err != nil {
-			clear(a[ptStart:ptEnd])
-			v = DropICV
-		}
 	case kindGMAC:
 		nonce := st.nonce(sc, iv)
 		var err error
