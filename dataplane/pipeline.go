@@ -50,9 +50,9 @@ type batch struct {
 	// next read is answered without a search also when reads carry one
 	// packet each.
 	spd spd.Cache
-	// The current run of one SA's packets (sealBatch, openBatch): the Bufs
-	// and the SA's verdicts; in: also their index in bufs, ESP offset and
-	// sequence number, and Next Header.
+	// The packets of the batch's SA runs, in order (sealBatch, openBatch):
+	// the Bufs and their verdicts; in: also their index in bufs, ESP offset
+	// and sequence number, and Next Header.
 	run    []*pkt.Buf
 	runIdx []int
 	runOff []int
@@ -68,7 +68,7 @@ type batch struct {
 	turn    *seqTurn
 	runs    []sealRunInfo
 	// In: the runs of one SA's packets in b.run, and the packets' state
-	// between the three open steps (sealOrdered's counterpart, openRuns).
+	// between the three open steps (openRuns).
 	oruns  []openRunInfo
 	opened []esp.Opened
 }
@@ -125,9 +125,9 @@ type path struct {
 	// 0 nothing of the path is in flight and the reader may process and
 	// write a batch itself without breaking the read order.
 	pending atomic.Int64
-	// turn orders the sequence number reservations of the outbound
-	// batches queued to the workers; tickets (the reader's) is the next
-	// ticket to give out.
+	// turn orders the order-sensitive step of the batches queued to the
+	// workers (seqTurn); tickets (the reader's) is the next ticket to give
+	// out.
 	turn    seqTurn
 	tickets uint64
 }
@@ -393,63 +393,23 @@ func (d *Dataplane) deliverBatch(b *batch) {
 
 // sealBatch processes an outbound batch: SPD (policy), seal, AfterSeal,
 // outer header off, endpoint (finishSeal). It fills b.send/b.eps[:b.k] with
-// the packets to send, in read order. Consecutive packets of one SA are
-// sealed together (sad.SA.SealBatch: one SA guard and one counter update
-// per run). Steady state: no allocation.
+// the packets to send, in read order. The policy step runs first, for all
+// packets, into runs of one SA; a batch the workers seal beside others of
+// its path then reserves each run's sequence numbers in read order
+// (b.turn); then each run is sealed together (sad.SA.SealBatchSeq: one SA
+// guard and one counter update per run) and finished. Steady state: no
+// allocation.
 func (d *Dataplane) sealBatch(b *batch) {
 	st := sealState{peers: d.peers.Load(), capture: d.currentCapture(), c: sealCache{spd: &b.spd}}
-	var inBytes uint64
-	if b.ordered {
-		inBytes = d.sealOrdered(b, &st)
-	} else {
-		for i := range b.n {
-			buf := b.bufs[i]
-			inBytes += d.inner(buf, b.sizes[i], &st)
-			sa, spi, r := d.policy(buf, &st.c)
-			if r != noDrop {
-				st.drops[r]++
-				continue
-			}
-			if sa != st.sa && st.n > 0 {
-				d.sealRun(b, &st, nil)
-			}
-			st.sa, st.spi = sa, spi
-			b.run[st.n] = buf
-			st.n++
-		}
-		if st.n > 0 {
-			d.sealRun(b, &st, nil)
-		}
-	}
-	b.k = st.k
-	b.bytes = st.outBytes
-	d.c.outPackets.Add(uint64(b.n))
-	d.c.outBytes.Add(inBytes)
-	if st.k != b.n { // each packet is sent or dropped
-		d.addDrops(&st.drops)
-	}
-}
-
-// inner sets buf to the n-byte packet the TUN read and shows it to the
-// capture; it returns its length.
-func (d *Dataplane) inner(buf *pkt.Buf, n int, st *sealState) uint64 {
-	buf.SetBytes(pkt.Headroom, n)
-	if st.capture != nil {
-		st.capture.Inner(buf.Bytes(), true)
-	}
-	return uint64(buf.Len())
-}
-
-// sealOrdered is sealBatch for a batch the workers seal beside others of
-// its path: the policy step first, for all packets (runs of one SA), then,
-// in read order (b.turn), one sequence number reservation per run, then
-// the crypto with those numbers, in parallel with the other batches.
-func (d *Dataplane) sealOrdered(b *batch, st *sealState) uint64 {
 	var inBytes uint64
 	nr, m := 0, 0
 	for i := range b.n {
 		buf := b.bufs[i]
-		inBytes += d.inner(buf, b.sizes[i], st)
+		buf.SetBytes(pkt.Headroom, b.sizes[i])
+		inBytes += uint64(buf.Len())
+		if st.capture != nil {
+			st.capture.Inner(buf.Bytes(), true)
+		}
 		sa, spi, r := d.policy(buf, &st.c)
 		if r != noDrop {
 			st.drops[r]++
@@ -463,53 +423,45 @@ func (d *Dataplane) sealOrdered(b *batch, st *sealState) uint64 {
 		b.run[m] = buf
 		m++
 	}
-	b.turn.wait(b.ticket)
-	for i := range b.runs[:nr] {
-		r := &b.runs[i]
-		r.blk = r.sa.ReserveSeq(r.n)
+	runs := b.runs[:nr]
+	if b.ordered {
+		b.turn.wait(b.ticket)
+		for i := range runs {
+			runs[i].blk = runs[i].sa.ReserveSeq(runs[i].n)
+		}
+		b.turn.done()
+		b.ordered = false
 	}
-	b.turn.done()
-	b.ordered = false
-	for i := range b.runs[:nr] {
-		r := &b.runs[i]
-		st.sa, st.spi, st.n = r.sa, r.spi, r.n
-		d.sealRun(b, st, r)
+	for i := range runs {
+		d.sealRun(b, &st, &runs[i])
 	}
-	clear(b.runs[:nr])
-	return inBytes
+	clear(runs)
+	b.k = st.k
+	b.bytes = st.outBytes
+	d.c.outPackets.Add(uint64(b.n))
+	d.c.outBytes.Add(inBytes)
+	if st.k != b.n { // each packet is sent or dropped
+		d.addDrops(&st.drops)
+	}
 }
 
-// sealState is sealBatch's state across its runs: the current run's SA
-// (b.run[:n] are its packets, all under one policy SPI) and what the
-// finished runs produced.
+// sealState is what sealBatch's runs produce.
 type sealState struct {
 	peers   *peerTable
 	capture Capture
 	c       sealCache
-	sa      *sad.SA
-	spi     uint32
-	n       int
 
 	k        int // b.send[:k] and b.eps[:k] filled
 	outBytes uint64
 	drops    [NumDropReasons]uint32
 }
 
-// sealRun seals the run of st.n packets with st.sa and finishes each packet
-// in order into b.send/b.eps. It empties the run. The run is b.run[:st.n],
-// or with r (sealOrdered) b.run[r.start:][:st.n], sealed with r's
-// sequence numbers.
+// sealRun seals the run r with its SA, taking the sequence numbers from
+// r.blk as long as it lasts (an empty block: the SA's next ones), and
+// finishes each packet in order into b.send/b.eps.
 func (d *Dataplane) sealRun(b *batch, st *sealState, r *sealRunInfo) {
-	n := st.n
-	st.n = 0
-	v := b.runV[:n]
-	run := b.run[:n]
-	if r != nil {
-		run = b.run[r.start:][:n]
-		st.sa.SealBatchSeq(run, v, &r.blk)
-	} else {
-		st.sa.SealBatch(run, v)
-	}
+	run, v := b.run[r.start:][:r.n], b.runV[:r.n]
+	r.sa.SealBatchSeq(run, v, &r.blk)
 	for j, buf := range run {
 		if v[j] != esp.OK {
 			st.drops[DropSeal]++
@@ -518,7 +470,7 @@ func (d *Dataplane) sealRun(b *batch, st *sealState, r *sealRunInfo) {
 		// ep points into b.eps so that the hook can rewrite it without a
 		// heap copy.
 		ep := &b.eps[st.k]
-		if r := d.finishSeal(buf, st.sa, st.spi, st.peers, &st.c, ep); r != noDrop {
+		if r := d.finishSeal(buf, r.sa, r.spi, st.peers, &st.c, ep); r != noDrop {
 			st.drops[r]++
 			continue
 		}
@@ -767,31 +719,29 @@ type openRunInfo struct {
 	start, n int
 }
 
-// openRuns opens the runs of b. A batch the reader opens itself (nothing
-// else of its path in flight) opens each run in one call; one the workers
-// open beside others does the crypto of all its runs, then in read order
-// (b.turn) the replay window updates, then the rest.
+// openRuns opens the runs of b in three steps (sad.SA.OpenBegin,
+// OpenAccept, OpenEnd): the crypto of every run, then the replay window
+// updates, then the rest. A batch the workers open beside others of its
+// path takes the window updates in read order (b.turn); one the reader
+// opens itself has nothing of its path in flight and needs no turn.
 func (d *Dataplane) openRuns(b *batch, runs []openRunInfo) {
-	if !b.ordered {
-		for _, r := range runs {
-			j := r.start + r.n
-			r.sa.OpenBatch(b.run[r.start:j], b.runOff[r.start:j], b.runNH[r.start:j], b.runV[r.start:j])
-		}
-		return
-	}
 	for i := range runs {
 		r := &runs[i]
 		j := r.start + r.n
 		r.end = r.sa.OpenBegin(b.run[r.start:j], b.runOff[r.start:j], b.runV[r.start:j], b.opened[r.start:j])
 	}
-	b.turn.wait(b.ticket)
+	if b.ordered {
+		b.turn.wait(b.ticket)
+	}
 	for _, r := range runs {
 		if r.end != nil {
 			r.end.OpenAccept(b.opened[r.start : r.start+r.n])
 		}
 	}
-	b.turn.done()
-	b.ordered = false
+	if b.ordered {
+		b.turn.done()
+		b.ordered = false
+	}
 	for _, r := range runs {
 		if r.end != nil {
 			j := r.start + r.n
