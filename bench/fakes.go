@@ -11,6 +11,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/pkt"
 )
@@ -40,7 +41,7 @@ type wire struct {
 	// were freed or the wire closed.
 	canRecv, canSend sync.Cond
 	slots            [][]byte // the ring, each with capacity slotSize
-	eps              []dataplane.Endpoint
+	eps              []endpoint.Endpoint
 	head, n          int  // the queued packets are slots[head:head+n] (mod len)
 	closed           bool // under mu
 	done             chan struct{}
@@ -59,7 +60,7 @@ const underlayBatch = 128
 func newWire(slots, slotSize int) *wire {
 	w := &wire{
 		slots: make([][]byte, slots),
-		eps:   make([]dataplane.Endpoint, slots),
+		eps:   make([]endpoint.Endpoint, slots),
 		done:  make(chan struct{}),
 	}
 	w.canRecv.L, w.canSend.L = &w.mu, &w.mu
@@ -82,7 +83,7 @@ func (w *wire) close() {
 
 // send copies bufs into the ring, waiting for room while it is full. It
 // fails with net.ErrClosed once the wire is closed.
-func (w *wire) send(bufs []*pkt.Buf, eps []dataplane.Endpoint) error {
+func (w *wire) send(bufs []*pkt.Buf, eps []endpoint.Endpoint) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for len(bufs) > 0 {
@@ -115,7 +116,7 @@ func (w *wire) send(bufs []*pkt.Buf, eps []dataplane.Endpoint) error {
 // while none is queued. Only one goroutine calls it (ReceiveFunc
 // contract): the slots it copies out of stay put until it frees them, so it
 // copies without holding the lock.
-func (w *wire) receive(bufs []*pkt.Buf, eps []dataplane.Endpoint, src dataplane.Endpoint) (int, error) {
+func (w *wire) receive(bufs []*pkt.Buf, eps []endpoint.Endpoint, src endpoint.Endpoint) (int, error) {
 	w.mu.Lock()
 	for w.n == 0 && !w.closed {
 		w.canRecv.Wait()
@@ -149,36 +150,36 @@ type sender struct{ w *wire }
 var _ dataplane.Underlay = sender{}
 
 func (s sender) Open() ([]dataplane.ReceiveFunc, error) {
-	return []dataplane.ReceiveFunc{func([]*pkt.Buf, []dataplane.Endpoint) (int, error) {
+	return []dataplane.ReceiveFunc{func([]*pkt.Buf, []endpoint.Endpoint) (int, error) {
 		<-s.w.done
 		return 0, net.ErrClosed
 	}}, nil
 }
 
-func (s sender) Send(bufs []*pkt.Buf, eps []dataplane.Endpoint) error { return s.w.send(bufs, eps) }
-func (s sender) SendKeepalive(dataplane.Endpoint) error               { return nil }
-func (s sender) BatchSize() int                                       { return underlayBatch }
-func (s sender) Close() error                                         { s.w.close(); return nil }
+func (s sender) Send(bufs []*pkt.Buf, eps []endpoint.Endpoint) error { return s.w.send(bufs, eps) }
+func (s sender) SendKeepalive(endpoint.Endpoint) error               { return nil }
+func (s sender) BatchSize() int                                      { return underlayBatch }
+func (s sender) Close() error                                        { s.w.close(); return nil }
 
 // receiver is dataplane B's underlay: its one ReceiveFunc takes packets off
 // the wire; Send discards.
 type receiver struct {
 	w   *wire
-	src dataplane.Endpoint
+	src endpoint.Endpoint
 }
 
 var _ dataplane.Underlay = (*receiver)(nil)
 
 func (r *receiver) Open() ([]dataplane.ReceiveFunc, error) {
-	return []dataplane.ReceiveFunc{func(bufs []*pkt.Buf, eps []dataplane.Endpoint) (int, error) {
+	return []dataplane.ReceiveFunc{func(bufs []*pkt.Buf, eps []endpoint.Endpoint) (int, error) {
 		return r.w.receive(bufs, eps, r.src)
 	}}, nil
 }
 
-func (r *receiver) Send([]*pkt.Buf, []dataplane.Endpoint) error { return nil }
-func (r *receiver) SendKeepalive(dataplane.Endpoint) error      { return nil }
-func (r *receiver) BatchSize() int                              { return underlayBatch }
-func (r *receiver) Close() error                                { r.w.close(); return nil }
+func (r *receiver) Send([]*pkt.Buf, []endpoint.Endpoint) error { return nil }
+func (r *receiver) SendKeepalive(endpoint.Endpoint) error      { return nil }
+func (r *receiver) BatchSize() int                             { return underlayBatch }
+func (r *receiver) Close() error                               { r.w.close(); return nil }
 
 // genTUN is dataplane A's TUN: each Read returns perRead packets, copies of
 // pkts (cycled), once begin was called, while left (when limited) lasts.

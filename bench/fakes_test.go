@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/pkt"
 )
 
@@ -40,7 +40,7 @@ func TestWire(t *testing.T) {
 	}
 	recv := fns[0]
 	s := sender{w}
-	eps := []dataplane.Endpoint{epB, epB, epB, epB}
+	eps := []endpoint.Endpoint{epB, epB, epB, epB}
 	a, big, b := []byte("aaaa"), []byte("123456789"), []byte("bb")
 	in := wireBufs(t, a, big, b)
 	if err := s.Send(in, eps); err != nil {
@@ -54,7 +54,7 @@ func TestWire(t *testing.T) {
 		t.Errorf("dropped %d, want 1", n)
 	}
 	out := wireBufs(t, nil, nil, nil, nil)
-	outEps := make([]dataplane.Endpoint, 4)
+	outEps := make([]endpoint.Endpoint, 4)
 	n, err := recv(out, outEps)
 	if err != nil || n != 3 {
 		t.Fatalf("receive: %d, %v; want 3 packets", n, err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/sad"
@@ -176,8 +177,8 @@ var (
 	hostB  = netip.MustParseAddr("10.2.0.1")
 	siteA  = netip.MustParsePrefix("10.1.0.0/16")
 	siteB  = netip.MustParsePrefix("10.2.0.0/16")
-	epA    = dataplane.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.1:4500"), Encap: dataplane.EncapUDP}
-	epB    = dataplane.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.2:4500"), Encap: dataplane.EncapUDP}
+	epA    = endpoint.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.1:4500"), Encap: endpoint.EncapUDP}
+	epB    = endpoint.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.2:4500"), Encap: endpoint.EncapUDP}
 	pipSPI = uint32(0x0b0e0001)
 )
 

@@ -2,106 +2,16 @@ package dataplane
 
 import (
 	"errors"
-	"net/netip"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/pkt"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
 )
-
-// Encap says how ESP packets travel on the underlay.
-type Encap uint8
-
-const (
-	// EncapRaw: ESP directly over IP (IP protocol 50, RFC 4303).
-	EncapRaw Encap = iota
-	// EncapUDP: ESP in UDP (RFC 3948), normally port 4500.
-	EncapUDP
-	// EncapIP: the packet (pkt.Buf.Bytes()) is a whole IP packet, outer
-	// header(s) included; it is how the mobility signaling travels
-	// (RFC 6275 §6.3, §6.4; RFC 5555 §4.1).
-	//
-	// Outbound: Hooks.AfterSeal built the outer header(s) (a Home Address
-	// option, a type 2 Routing header, an IPv4/UDP 4191 header) and set
-	// the endpoint's Encap to EncapIP; the dataplane strips nothing and
-	// the underlay sends the packet header-included (IPPROTO_RAW, IPv4
-	// and IPv6) to Addr.Addr() (Addr's port is ignored: 0).
-	//
-	// Inbound: the packet came in UDP with source or destination port 4191
-	// (RFC 5555 §4.1; Addr is the outer IPv4 source address and port, the
-	// packet the inner IPv6 or IPv4 packet behind the UDP header), or as
-	// IPv6 with a Destination Options or Routing header the kernel does
-	// not process (Home Address option, type 2 Routing header; Addr is
-	// (source, 0) and the underlay rebuilt the 40-byte IPv6 header in
-	// front of the extension headers).
-	EncapIP
-)
-
-// String returns "raw", "udp" or "ip".
-func (e Encap) String() string {
-	switch e {
-	case EncapRaw:
-		return "raw"
-	case EncapUDP:
-		return "udp"
-	case EncapIP:
-		return "ip"
-	}
-	return "encap?"
-}
-
-// UDPEncapPort is the IKE NAT-T / ESP-in-UDP port (RFC 3948 §2.1).
-const UDPEncapPort = 4500
-
-// DSMIPv6Port is the UDP port of the IPv4 tunnel of Dual-Stack Mobile IPv6
-// (RFC 5555 §4.1: binding updates from an IPv4 care-of address go to it,
-// and the home agent answers from it).
-const DSMIPv6Port = 4191
-
-// Endpoint is where an ESP packet comes from or goes to on the underlay.
-type Endpoint struct {
-	// Addr is the remote address; its port is 0 for EncapRaw. For EncapIP
-	// it is 0 outbound, and inbound the UDP source port of a packet that
-	// came in UDP 4191 (else 0).
-	Addr  netip.AddrPort
-	Encap Encap
-}
-
-// IsValid reports whether ep names an address (and, for EncapUDP, a port).
-func (ep Endpoint) IsValid() bool {
-	if !ep.Addr.Addr().IsValid() {
-		return false
-	}
-	switch ep.Encap {
-	case EncapRaw:
-		return ep.Addr.Port() == 0
-	case EncapUDP:
-		return ep.Addr.Port() != 0
-	case EncapIP:
-		return true
-	}
-	return false
-}
-
-// String is for logs and the control socket, never the packet path:
-// "esp:ADDR", "udp:ADDR:PORT", "ip:ADDR" (or "ip:ADDR:PORT" when the port
-// is set).
-func (ep Endpoint) String() string {
-	switch ep.Encap {
-	case EncapUDP:
-		return "udp:" + ep.Addr.String()
-	case EncapIP:
-		if ep.Addr.Port() != 0 {
-			return "ip:" + ep.Addr.String()
-		}
-		return "ip:" + ep.Addr.Addr().String()
-	}
-	return "esp:" + ep.Addr.Addr().String()
-}
 
 // ReceiveFunc reads up to len(bufs) ESP packets (len(eps) >= len(bufs)).
 // For i < n, bufs[i].Bytes() is an ESP packet starting at the SPI (outer IP
@@ -112,15 +22,18 @@ func (ep Endpoint) String() string {
 // header, in the headroom: IPv4, 20 bytes (no options, IHL 5); IPv6, 40
 // bytes (no extension headers, Next Header 50); lengths matching the packet.
 // Transport-mode SAs need it (RFC 4303 §3.4.4.2 rebuilds the packet around
-// the original header). IKE packets (non-ESP
-// marker, RFC 3948 §2.2) and NAT keepalives (0xFF, §2.3) are never returned.
-// It blocks until at least one packet is available; after the Underlay is
-// closed it returns net.ErrClosed. Shaped like wireguard-go conn.ReceiveFunc;
-// each one is called from a single goroutine.
-type ReceiveFunc func(bufs []*pkt.Buf, eps []Endpoint) (n int, err error)
+// the original header; underlay.WriteOuterHeader writes it). IKE packets
+// (non-ESP marker, RFC 3948 §2.2) and NAT keepalives (0xFF, §2.3) are never
+// returned. It blocks until at least one packet is available; after the
+// Underlay is closed it returns net.ErrClosed. Shaped like wireguard-go
+// conn.ReceiveFunc; each one is called from a single goroutine.
+//
+// It is an alias of the func type, as underlay.ReceiveFunc is: package
+// underlay implements Underlay without importing dataplane.
+type ReceiveFunc = func(bufs []*pkt.Buf, eps []endpoint.Endpoint) (n int, err error)
 
 // Underlay carries ESP packets to and from peers: raw ESP sockets and/or a
-// UDP 4500 socket on Linux (underlay_linux.go), channels in tests
+// UDP 4500 socket on Linux (package underlay), channels in tests
 // (underlaytest). Shaped like wireguard-go conn.Bind.
 type Underlay interface {
 	// Open starts receiving and returns one ReceiveFunc per socket.
@@ -132,10 +45,10 @@ type Underlay interface {
 	// keep bufs after it returns. An error means some packets may not have
 	// been sent. Send is called concurrently (the outbound writer and
 	// Dataplane.Inject) and must be safe for that.
-	Send(bufs []*pkt.Buf, eps []Endpoint) error
+	Send(bufs []*pkt.Buf, eps []endpoint.Endpoint) error
 	// SendKeepalive sends a one-byte 0xFF NAT keepalive (RFC 3948 §2.3) to
 	// ep, which must be EncapUDP.
-	SendKeepalive(ep Endpoint) error
+	SendKeepalive(ep endpoint.Endpoint) error
 	// BatchSize is the most packets one ReceiveFunc call returns and the
 	// preferred Send batch. It does not change after Open.
 	BatchSize() int
@@ -157,12 +70,12 @@ type Hooks struct {
 	// ep.Addr.Addr() (nothing is stripped). Otherwise the dataplane cuts
 	// the packet in front of ESP (the underlay builds its own outer
 	// header). Returning false drops the packet (DropAfterSealHook).
-	AfterSeal func(b *pkt.Buf, sa *sad.SA, ep *Endpoint) bool
+	AfterSeal func(b *pkt.Buf, sa *sad.SA, ep *endpoint.Endpoint) bool
 	// BeforeLookup runs when an ESP packet arrives (b.Bytes() is ESP, SPI
 	// first; for an EncapIP endpoint the whole IP packet), before the SA
 	// lookup (DR-4: NAT detection). Returning false drops it
 	// (DropBeforeLookupHook).
-	BeforeLookup func(b *pkt.Buf, ep Endpoint) bool
+	BeforeLookup func(b *pkt.Buf, ep endpoint.Endpoint) bool
 	// Deliver gets every packet a transport-mode SA opened: p is the
 	// decrypted IP packet in home-address form (RFC 6275 §9.3.1: an IPv6
 	// Source that came with a Home Address option is the home address and
@@ -176,7 +89,7 @@ type Hooks struct {
 	// written to the TUN. It runs on worker (or reader) goroutines, concurrently, and
 	// p is only valid during the call (copy it). Nil: transport packets go
 	// to the TUN.
-	Deliver func(p []byte, sa *sad.SA, seq uint32, ep Endpoint) bool
+	Deliver func(p []byte, sa *sad.SA, seq uint32, ep endpoint.Endpoint) bool
 }
 
 // PeerConfig describes one remote IPsec peer.
@@ -184,7 +97,7 @@ type PeerConfig struct {
 	// Name identifies the peer (logs, control socket, SetPeers); unique.
 	Name string
 	// Endpoint is the initial remote endpoint.
-	Endpoint Endpoint
+	Endpoint endpoint.Endpoint
 	// OutSPIs are the outbound SAs whose packets go to this peer; InSPIs
 	// the inbound SAs that identify it (for roaming). An SPI belongs to
 	// at most one peer.
@@ -237,13 +150,13 @@ type Capture interface {
 	Inner(p []byte, out bool)
 	// Outer sees an ESP packet (SPI first) sent to or received from ep;
 	// for an EncapIP ep the whole IP packet (outer header(s) included).
-	Outer(p []byte, ep Endpoint, out bool)
+	Outer(p []byte, ep endpoint.Endpoint, out bool)
 }
 
 // PeerStatus is a snapshot of one peer.
 type PeerStatus struct {
 	Name     string
-	Endpoint Endpoint
+	Endpoint endpoint.Endpoint
 	// LastRoam is when the endpoint last changed by roaming (zero: never).
 	LastRoam time.Time
 	// Roams counts endpoint changes by roaming.

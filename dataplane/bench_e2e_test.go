@@ -11,6 +11,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/pkt"
 )
@@ -137,7 +138,7 @@ type genUnderlay struct {
 func (u *genUnderlay) Open() ([]dataplane.ReceiveFunc, error) {
 	return []dataplane.ReceiveFunc{u.receive}, nil
 }
-func (u *genUnderlay) receive(bufs []*pkt.Buf, eps []dataplane.Endpoint) (int, error) {
+func (u *genUnderlay) receive(bufs []*pkt.Buf, eps []endpoint.Endpoint) (int, error) {
 	n := min(len(bufs), u.batch)
 	if u.pkt == nil || u.left.Add(-int64(n)) < 0 {
 		<-u.closed
@@ -150,10 +151,10 @@ func (u *genUnderlay) receive(bufs []*pkt.Buf, eps []dataplane.Endpoint) (int, e
 	}
 	return n, nil
 }
-func (u *genUnderlay) Send(bufs []*pkt.Buf, eps []dataplane.Endpoint) error {
+func (u *genUnderlay) Send(bufs []*pkt.Buf, eps []endpoint.Endpoint) error {
 	u.sink(len(bufs))
 	return nil
 }
-func (u *genUnderlay) SendKeepalive(dataplane.Endpoint) error { return nil }
-func (u *genUnderlay) BatchSize() int                         { return u.batch }
-func (u *genUnderlay) Close() error                           { u.once.Do(func() { close(u.closed) }); return nil }
+func (u *genUnderlay) SendKeepalive(endpoint.Endpoint) error { return nil }
+func (u *genUnderlay) BatchSize() int                        { return u.batch }
+func (u *genUnderlay) Close() error                          { u.once.Do(func() { close(u.closed) }); return nil }

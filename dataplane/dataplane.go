@@ -68,6 +68,7 @@ import (
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/pkt"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
@@ -341,7 +342,7 @@ func (d *Dataplane) keepalives() {
 				continue
 			}
 			ep := *p.st.ep.Load()
-			if ep.Encap != EncapUDP {
+			if ep.Encap != endpoint.EncapUDP {
 				p.st.nextKeepalive = time.Time{}
 				continue
 			}

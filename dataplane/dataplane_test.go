@@ -12,6 +12,7 @@ import (
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/pkt"
@@ -269,7 +270,7 @@ func TestHooks(t *testing.T) {
 	var sealed, looked int
 	dropNext := false
 	a, b := newPair(t, pairOpts{
-		hooksA: dataplane.Hooks{AfterSeal: func(buf *pkt.Buf, sa *sad.SA, ep *dataplane.Endpoint) bool {
+		hooksA: dataplane.Hooks{AfterSeal: func(buf *pkt.Buf, sa *sad.SA, ep *endpoint.Endpoint) bool {
 			sealed++
 			if sa.SPI() != spiAB4 || *ep != epB {
 				t.Errorf("AfterSeal: spi %#x ep %v", sa.SPI(), *ep)
@@ -279,7 +280,7 @@ func TestHooks(t *testing.T) {
 			}
 			return true
 		}},
-		hooksB: dataplane.Hooks{BeforeLookup: func(buf *pkt.Buf, ep dataplane.Endpoint) bool {
+		hooksB: dataplane.Hooks{BeforeLookup: func(buf *pkt.Buf, ep endpoint.Endpoint) bool {
 			looked++
 			if header.ESP(buf.Bytes()).SPI() != spiAB4 || ep != epA {
 				t.Errorf("BeforeLookup: % x from %v", buf.Bytes()[:8], ep)
@@ -314,7 +315,7 @@ func TestNewErrors(t *testing.T) {
 		{"no spd", func(c *dataplane.Config) {}},
 		{"no tun", func(c *dataplane.Config) { c.TUN = nil }},
 		{"bad endpoint", func(c *dataplane.Config) {
-			c.Peers = []dataplane.PeerConfig{{Name: "x", Endpoint: dataplane.Endpoint{Addr: netip.MustParseAddrPort("1.2.3.4:0"), Encap: dataplane.EncapUDP}}}
+			c.Peers = []dataplane.PeerConfig{{Name: "x", Endpoint: endpoint.Endpoint{Addr: netip.MustParseAddrPort("1.2.3.4:0"), Encap: endpoint.EncapUDP}}}
 		}},
 		{"duplicate name", func(c *dataplane.Config) {
 			c.Peers = []dataplane.PeerConfig{{Name: "x", Endpoint: epA}, {Name: "x", Endpoint: epB}}
@@ -456,7 +457,7 @@ func TestCapture(t *testing.T) {
 type countCapture struct{ inner, outer [2]int }
 
 func (c *countCapture) Inner(p []byte, out bool) { c.inner[b2i(out)]++ }
-func (c *countCapture) Outer(p []byte, ep dataplane.Endpoint, out bool) {
+func (c *countCapture) Outer(p []byte, ep endpoint.Endpoint, out bool) {
 	c.outer[b2i(out)]++
 }
 func b2i(b bool) int {
@@ -468,7 +469,7 @@ func b2i(b bool) int {
 
 // TestAfterSealRewritesEndpoint: the hook's *ep is where the packet goes.
 func TestAfterSealRewritesEndpoint(t *testing.T) {
-	a, b := newPair(t, pairOpts{hooksA: dataplane.Hooks{AfterSeal: func(buf *pkt.Buf, sa *sad.SA, ep *dataplane.Endpoint) bool {
+	a, b := newPair(t, pairOpts{hooksA: dataplane.Hooks{AfterSeal: func(buf *pkt.Buf, sa *sad.SA, ep *endpoint.Endpoint) bool {
 		*ep = epA3
 		return true
 	}}})
@@ -494,7 +495,7 @@ func TestNoPeerFallback(t *testing.T) {
 	a.ul.Record(true)
 	a.tun.Outbound <- udpPacket(hostA6, hostB6, 1, 100)
 	waitFor(t, "send", func() bool { return len(a.ul.Sent()) == 1 })
-	want := dataplane.Endpoint{Addr: netip.AddrPortFrom(gwB6, 0), Encap: dataplane.EncapRaw}
+	want := endpoint.Endpoint{Addr: netip.AddrPortFrom(gwB6, 0), Encap: endpoint.EncapRaw}
 	m := a.ul.Sent()[0]
 	if m.Dst != want {
 		t.Errorf("sent to %v, want %v", m.Dst, want)

@@ -6,10 +6,12 @@ import (
 	"github.com/mipsec/mipsec/internal/testenv"
 )
 
-// ARCHITECTURE.md: dataplane is imported by cmd and bench, never the reverse.
+// ARCHITECTURE.md: dataplane is imported by cmd and bench, never the
+// reverse; the Linux sockets (underlay) sit beside it.
 func TestDeps(t *testing.T) {
 	testenv.CheckDeps(t, "github.com/mipsec/mipsec/dataplane", map[string]string{
-		"github.com/mipsec/mipsec/cmd":   "nothing imports the binary",
-		"github.com/mipsec/mipsec/bench": "nothing imports the harness",
+		"github.com/mipsec/mipsec/cmd":      "nothing imports the binary",
+		"github.com/mipsec/mipsec/bench":    "nothing imports the harness",
+		"github.com/mipsec/mipsec/underlay": "the caller passes the sockets in (Config.Underlay); dataplane sees only the Underlay interface",
 	})
 }

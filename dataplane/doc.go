@@ -1,14 +1,15 @@
 // Package dataplane moves packets: TUN and underlay I/O behind two
-// interfaces (fakes in sub-packages), batching, workers, the pipeline that
-// wires spd, sad and esp together, and the hooks where the mip6 mobility
-// tunnel layer plugs in (after seal, before the outer header leaves; before
-// SA lookup, when a packet arrives).
+// interfaces (the Linux underlay in package underlay, fakes in
+// sub-packages), batching, workers, the pipeline that wires spd, sad and
+// esp together, and the hooks where the mip6 mobility tunnel layer plugs in
+// (after seal, before the outer header leaves; before SA lookup, when a
+// packet arrives).
 //
 // # What is where
 //
-//   - api.go: the types callers see: Config, PeerConfig, Endpoint, the
-//     Underlay interface (shaped like wireguard-go conn.Bind) and its
-//     ReceiveFunc, Hooks, Capture, PeerStatus.
+//   - api.go: the types callers see: Config, PeerConfig, the Underlay
+//     interface (shaped like wireguard-go conn.Bind) and its ReceiveFunc,
+//     Hooks, Capture, PeerStatus. Endpoints are endpoint.Endpoint.
 //   - dataplane.go: New, Start, Close, Stats, Peers, SetPeers, SetCapture,
 //     the control goroutines (roaming log, NAT keepalives, TUN events), and
 //     the picture of the goroutines and how order is kept.
@@ -16,15 +17,9 @@
 //     stages, sealBatch and openBatch.
 //   - peers.go: the peer table (an immutable snapshot), roaming.
 //   - stats.go: DropReason and the counters.
-//   - outer.go: WriteOuterHeader, the normalised outer header underlays
-//     leave in front of raw ESP (transport mode needs it).
-//   - *_linux.go: the real TUN and the Linux underlay: raw ESP, UDP 4500,
-//     and for the mobility signaling (UnderlayConfig.DSMIPv6, ExtHeaders)
-//     UDP 4191, raw Destination Options / Routing receivers that rebuild
-//     the IPv6 header, and header-included (IPPROTO_RAW) sends for EncapIP.
-//   - pktsock_linux.go: UnderlayConfig.PacketSocket: raw ESP sent through
-//     AF_PACKET (PACKET_QDISC_BYPASS), outer header written into the
-//     headroom, next hops from a netlink-fed cache; raw socket fallback.
+//   - tun_linux.go: the real TUN (CreateTUN, ConfigureTUN). The Linux
+//     sockets (raw ESP, UDP 4500, UDP 4191, the extension-header receivers,
+//     AF_PACKET) are package underlay.
 //   - tuntest, underlaytest: in-memory fakes for tests (BatchSize 1 for the
 //     underlay, any for the TUN).
 //
@@ -96,6 +91,7 @@
 // errors go to Debug through a Check guard. Roaming allocates one Endpoint
 // per change (at most one per RoamInterval per peer).
 //
-// dataplane may import everything below it (esp, sad, spd, mip6, internal/*),
-// zap, x/net, x/sys and wireguard/tun; never cmd or bench.
+// dataplane may import everything below it (endpoint, esp, sad, spd, mip6,
+// internal/*), zap, x/net, x/sys, netlink and wireguard/tun; never cmd,
+// bench or underlay (the caller passes the underlay in, Config.Underlay).
 package dataplane

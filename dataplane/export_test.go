@@ -1,6 +1,9 @@
 package dataplane
 
-import "github.com/mipsec/mipsec/pkt"
+import (
+	"github.com/mipsec/mipsec/endpoint"
+	"github.com/mipsec/mipsec/pkt"
+)
 
 // Batch exposes the worker stage to the external tests (allocation tests,
 // benchmarks, fuzzing) without goroutines.
@@ -26,7 +29,7 @@ func (b *Batch) FillOut(pkts [][]byte) {
 }
 
 // FillIn loads ESP packets as a ReceiveFunc would.
-func (b *Batch) FillIn(pkts [][]byte, src Endpoint) {
+func (b *Batch) FillIn(pkts [][]byte, src endpoint.Endpoint) {
 	for i, p := range pkts {
 		b.bufs[i].Reset()
 		b.bufs[i].Set(p)
@@ -36,7 +39,7 @@ func (b *Batch) FillIn(pkts [][]byte, src Endpoint) {
 }
 
 // Sent returns what the outbound stage would hand to Underlay.Send.
-func (b *Batch) Sent() ([]*pkt.Buf, []Endpoint) { return b.send[:b.k], b.eps[:b.k] }
+func (b *Batch) Sent() ([]*pkt.Buf, []endpoint.Endpoint) { return b.send[:b.k], b.eps[:b.k] }
 
 // Delivered returns what the inbound stage would write to the TUN, each
 // slice from TUNWriteOffset on.

@@ -12,6 +12,7 @@ import (
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
@@ -38,10 +39,10 @@ var (
 	// bypass4 hits a BYPASS policy.
 	bypass4 = netip.MustParseAddr("10.8.0.1")
 
-	epA  = dataplane.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.1:4500"), Encap: dataplane.EncapUDP}
-	epB  = dataplane.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.2:4500"), Encap: dataplane.EncapUDP}
-	epA2 = dataplane.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.99:31000"), Encap: dataplane.EncapUDP}
-	epA3 = dataplane.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.77:32000"), Encap: dataplane.EncapUDP}
+	epA  = endpoint.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.1:4500"), Encap: endpoint.EncapUDP}
+	epB  = endpoint.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.2:4500"), Encap: endpoint.EncapUDP}
+	epA2 = endpoint.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.99:31000"), Encap: endpoint.EncapUDP}
+	epA3 = endpoint.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.77:32000"), Encap: endpoint.EncapUDP}
 )
 
 // SPIs: spiAB4 is A->B with an IPv4 outer header, and so on.

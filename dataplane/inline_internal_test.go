@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/pkt"
 )
 
@@ -65,7 +66,7 @@ func TestReceiveResetsBuffers(t *testing.T) {
 		{0, 0, nil},
 		{0, 5, nil}, // nothing returned but buffers moved
 	} {
-		n, err := b.receiveFrom(func(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
+		n, err := b.receiveFrom(func(bufs []*pkt.Buf, eps []endpoint.Endpoint) (int, error) {
 			check(bufs)
 			for _, buf := range bufs[:step.mod] {
 				buf.Set([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
@@ -82,7 +83,7 @@ func TestReceiveResetsBuffers(t *testing.T) {
 			buf.SetBytes(pkt.Headroom-20, 40)
 		}
 	}
-	_, _ = b.receiveFrom(func(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
+	_, _ = b.receiveFrom(func(bufs []*pkt.Buf, eps []endpoint.Endpoint) (int, error) {
 		check(bufs)
 		return 0, nil
 	})

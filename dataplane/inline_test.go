@@ -11,6 +11,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/pkt"
 )
@@ -76,7 +77,7 @@ func (t *scriptTUN) Close() error             { t.once.Do(func() { close(t.close
 type scriptUnderlay struct {
 	wire   chan []byte
 	recv   bool
-	src    dataplane.Endpoint
+	src    endpoint.Endpoint
 	next   int
 	closed chan struct{}
 	once   sync.Once
@@ -86,7 +87,7 @@ func (u *scriptUnderlay) Open() ([]dataplane.ReceiveFunc, error) {
 	return []dataplane.ReceiveFunc{u.receive}, nil
 }
 
-func (u *scriptUnderlay) receive(bufs []*pkt.Buf, eps []dataplane.Endpoint) (int, error) {
+func (u *scriptUnderlay) receive(bufs []*pkt.Buf, eps []endpoint.Endpoint) (int, error) {
 	if !u.recv {
 		<-u.closed
 		return 0, net.ErrClosed
@@ -106,7 +107,7 @@ func (u *scriptUnderlay) receive(bufs []*pkt.Buf, eps []dataplane.Endpoint) (int
 	return want, nil
 }
 
-func (u *scriptUnderlay) Send(bufs []*pkt.Buf, eps []dataplane.Endpoint) error {
+func (u *scriptUnderlay) Send(bufs []*pkt.Buf, eps []endpoint.Endpoint) error {
 	for _, b := range bufs {
 		select {
 		case u.wire <- append([]byte(nil), b.Bytes()...):
@@ -117,9 +118,9 @@ func (u *scriptUnderlay) Send(bufs []*pkt.Buf, eps []dataplane.Endpoint) error {
 	return nil
 }
 
-func (u *scriptUnderlay) SendKeepalive(dataplane.Endpoint) error { return nil }
-func (u *scriptUnderlay) BatchSize() int                         { return 64 }
-func (u *scriptUnderlay) Close() error                           { u.once.Do(func() { close(u.closed) }); return nil }
+func (u *scriptUnderlay) SendKeepalive(endpoint.Endpoint) error { return nil }
+func (u *scriptUnderlay) BatchSize() int                        { return 64 }
+func (u *scriptUnderlay) Close() error                          { u.once.Do(func() { close(u.closed) }); return nil }
 
 // TestOrderMixedBatches sends two SAs' packets through batches that the
 // readers process themselves and batches that go to the workers, mixed,

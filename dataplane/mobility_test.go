@@ -14,6 +14,7 @@ import (
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/pkt"
@@ -42,7 +43,7 @@ type delivered struct {
 	p   []byte
 	spi uint32
 	seq uint32
-	ep  dataplane.Endpoint
+	ep  endpoint.Endpoint
 }
 
 // deliverRec records Deliver calls and answers with consume.
@@ -55,7 +56,7 @@ func newDeliverRec(consume bool) *deliverRec {
 	return &deliverRec{consume: consume, ch: make(chan delivered, 16)}
 }
 
-func (r *deliverRec) hook(p []byte, sa *sad.SA, seq uint32, ep dataplane.Endpoint) bool {
+func (r *deliverRec) hook(p []byte, sa *sad.SA, seq uint32, ep endpoint.Endpoint) bool {
 	d := delivered{p: bytes.Clone(p), spi: sa.SPI(), seq: seq, ep: ep}
 	r.ch <- d
 	return r.consume
@@ -121,8 +122,8 @@ func newMobilityPair(t *testing.T, mnLocal netip.Addr, hooksMN, hooksHA dataplan
 	t.Helper()
 	leakCheck(t)
 	ua, ub := underlaytest.NewPair(
-		dataplane.Endpoint{Addr: netip.AddrPortFrom(mnLocal, 0)},
-		dataplane.Endpoint{Addr: netip.AddrPortFrom(haA6, 0)})
+		endpoint.Endpoint{Addr: netip.AddrPortFrom(mnLocal, 0)},
+		endpoint.Endpoint{Addr: netip.AddrPortFrom(haA6, 0)})
 	ua.SetAddrs(mnHoA, mnCoA, mnV4)
 	ub.SetAddrs(haV4)
 	mn = &gateway{tun: tuntest.New(1, 64), ul: ua}
@@ -174,7 +175,7 @@ func TestInjectTransportAtHome(t *testing.T) {
 		if d.spi != spiSA1 || d.seq != uint32(i+1) {
 			t.Errorf("spi %#x seq %d, want %#x %d", d.spi, d.seq, spiSA1, i+1)
 		}
-		if want := (dataplane.Endpoint{Addr: netip.AddrPortFrom(mnHoA, 0)}); d.ep != want {
+		if want := (endpoint.Endpoint{Addr: netip.AddrPortFrom(mnHoA, 0)}); d.ep != want {
 			t.Errorf("ep %v, want %v", d.ep, want)
 		}
 	}
@@ -183,7 +184,7 @@ func TestInjectTransportAtHome(t *testing.T) {
 		t.Fatalf("%d packets sent", len(sent))
 	}
 	m := sent[0]
-	if spi := header.ESP(m.Data).SPI(); spi != spiSA1 || m.Dst != (dataplane.Endpoint{Addr: netip.AddrPortFrom(haA6, 0)}) {
+	if spi := header.ESP(m.Data).SPI(); spi != spiSA1 || m.Dst != (endpoint.Endpoint{Addr: netip.AddrPortFrom(haA6, 0)}) {
 		t.Errorf("sent SPI %#x to %v: want raw ESP (SPI first) to the HA", spi, m.Dst)
 	}
 	if bytes.Contains(m.Data, bu[40:]) {
@@ -262,8 +263,8 @@ func sendFromCoA(b *pkt.Buf, coa netip.Addr) (netip.Addr, bool) {
 	copy(out[16:], d[:])
 	header.IPv4(out).UpdateChecksum()
 	u := header.UDP(out[20:])
-	u.SetSrcPort(dataplane.UDPEncapPort)
-	u.SetDstPort(dataplane.DSMIPv6Port)
+	u.SetSrcPort(endpoint.UDPEncapPort)
+	u.SetDstPort(endpoint.DSMIPv6Port)
 	u.SetLength(8 + n)
 	u.SetChecksum(header.UDPChecksum(coa, haV4, u))
 	return haV4, true
@@ -272,8 +273,8 @@ func sendFromCoA(b *pkt.Buf, coa netip.Addr) (netip.Addr, bool) {
 // haoHook is the MN's AfterSeal for signaling from a care-of address
 // (DR-3): sendFromCoA builds the HAO or IPv4/UDP 4191 outer form and the
 // packet leaves header-included.
-func haoHook(coa netip.Addr) func(*pkt.Buf, *sad.SA, *dataplane.Endpoint) bool {
-	return func(b *pkt.Buf, sa *sad.SA, ep *dataplane.Endpoint) bool {
+func haoHook(coa netip.Addr) func(*pkt.Buf, *sad.SA, *endpoint.Endpoint) bool {
+	return func(b *pkt.Buf, sa *sad.SA, ep *endpoint.Endpoint) bool {
 		if sa.SPI() != spiSA1 {
 			return true
 		}
@@ -281,7 +282,7 @@ func haoHook(coa netip.Addr) func(*pkt.Buf, *sad.SA, *dataplane.Endpoint) bool {
 		if !ok {
 			return false
 		}
-		*ep = dataplane.Endpoint{Addr: netip.AddrPortFrom(dst, 0), Encap: dataplane.EncapIP}
+		*ep = endpoint.Endpoint{Addr: netip.AddrPortFrom(dst, 0), Encap: endpoint.EncapIP}
 		return true
 	}
 }
@@ -291,11 +292,11 @@ func haoHook(coa netip.Addr) func(*pkt.Buf, *sad.SA, *dataplane.Endpoint) bool {
 // home-address form (Source = HoA, the HAO holding the CoA).
 func TestEncapIPHAO(t *testing.T) {
 	rec := newDeliverRec(true)
-	var looked []dataplane.Endpoint
+	var looked []endpoint.Endpoint
 	var mu sync.Mutex
 	mn, _ := newMobilityPair(t, mnCoA,
 		dataplane.Hooks{AfterSeal: haoHook(mnCoA)},
-		dataplane.Hooks{Deliver: rec.hook, BeforeLookup: func(b *pkt.Buf, ep dataplane.Endpoint) bool {
+		dataplane.Hooks{Deliver: rec.hook, BeforeLookup: func(b *pkt.Buf, ep endpoint.Endpoint) bool {
 			mu.Lock()
 			looked = append(looked, ep)
 			mu.Unlock()
@@ -324,7 +325,7 @@ func TestEncapIPHAO(t *testing.T) {
 	if hoa, ok := header.FindHomeAddress(w[40:64]); !ok || hoa != mnHoA {
 		t.Fatalf("HAO %v %v", hoa, ok)
 	}
-	if want := (dataplane.Endpoint{Addr: netip.AddrPortFrom(haA6, 0), Encap: dataplane.EncapIP}); sent[0].Dst != want {
+	if want := (endpoint.Endpoint{Addr: netip.AddrPortFrom(haA6, 0), Encap: endpoint.EncapIP}); sent[0].Dst != want {
 		t.Errorf("sent to %v, want %v", sent[0].Dst, want)
 	}
 	// Delivered: IPv6(HoA -> HA) / DestOpts(HAO = CoA) / MH.
@@ -341,7 +342,7 @@ func TestEncapIPHAO(t *testing.T) {
 	if d.seq != 1 || d.spi != spiSA1 {
 		t.Errorf("seq %d spi %#x", d.seq, d.spi)
 	}
-	if want := (dataplane.Endpoint{Addr: netip.AddrPortFrom(mnCoA, 0), Encap: dataplane.EncapIP}); d.ep != want || len(looked) != 1 || looked[0] != want {
+	if want := (endpoint.Endpoint{Addr: netip.AddrPortFrom(mnCoA, 0), Encap: endpoint.EncapIP}); d.ep != want || len(looked) != 1 || looked[0] != want {
 		t.Errorf("Deliver ep %v, BeforeLookup %v; want %v", d.ep, looked, want)
 	}
 	if d.ep.String() != "ip:"+mnCoA.String() {
@@ -362,13 +363,13 @@ func TestEncapIPv4UDP(t *testing.T) {
 	}
 	d := rec.wait(t)
 	w := mn.ul.Sent()[0].Data
-	if w[0] != 0x45 || w[9] != header.ProtoUDP || binary.BigEndian.Uint16(w[22:]) != dataplane.DSMIPv6Port {
+	if w[0] != 0x45 || w[9] != header.ProtoUDP || binary.BigEndian.Uint16(w[22:]) != endpoint.DSMIPv6Port {
 		t.Fatalf("sent % x", w[:28])
 	}
 	if !bytes.Equal(d.p, bu) {
 		t.Errorf("delivered\n% x\nwant\n% x", d.p, bu)
 	}
-	if want := (dataplane.Endpoint{Addr: netip.AddrPortFrom(mnV4, dataplane.UDPEncapPort), Encap: dataplane.EncapIP}); d.ep != want {
+	if want := (endpoint.Endpoint{Addr: netip.AddrPortFrom(mnV4, endpoint.UDPEncapPort), Encap: endpoint.EncapIP}); d.ep != want {
 		t.Errorf("ep %v want %v", d.ep, want)
 	}
 }
@@ -378,7 +379,7 @@ func TestEncapIPv4UDP(t *testing.T) {
 // header processed (CoA in it, Segments Left 0).
 func TestEncapIPRH2(t *testing.T) {
 	rec := newDeliverRec(true)
-	rh2 := func(b *pkt.Buf, sa *sad.SA, ep *dataplane.Endpoint) bool {
+	rh2 := func(b *pkt.Buf, sa *sad.SA, ep *endpoint.Endpoint) bool {
 		// IPv6(HA -> HoA) / ESP  ->  IPv6(HA -> CoA) / RH2(HoA) / ESP.
 		b.Prepend(header.RoutingType2Len)
 		p := b.Bytes()
@@ -389,7 +390,7 @@ func TestEncapIPRH2(t *testing.T) {
 		ip.SetNextHeader(header.ProtoRouting)
 		ip.SetPayloadLen(len(p) - 40)
 		ip.SetDst(mnCoA)
-		*ep = dataplane.Endpoint{Addr: netip.AddrPortFrom(mnCoA, 0), Encap: dataplane.EncapIP}
+		*ep = endpoint.Endpoint{Addr: netip.AddrPortFrom(mnCoA, 0), Encap: endpoint.EncapIP}
 		return true
 	}
 	mn, ha := newMobilityPair(t, mnCoA, dataplane.Hooks{Deliver: rec.hook}, dataplane.Hooks{AfterSeal: rh2})
@@ -418,7 +419,7 @@ func TestEncapIPRH2(t *testing.T) {
 func TestEncapIPUnprotected(t *testing.T) {
 	rec := newDeliverRec(true)
 	_, ha := newMobilityPair(t, mnCoA, dataplane.Hooks{}, dataplane.Hooks{Deliver: rec.hook})
-	src := dataplane.Endpoint{Addr: netip.AddrPortFrom(mnCoA, 0), Encap: dataplane.EncapIP}
+	src := endpoint.Endpoint{Addr: netip.AddrPortFrom(mnCoA, 0), Encap: endpoint.EncapIP}
 	plain := mhPacket(mnHoA, haA6, header.MHTypeBU, 1)
 	esp6 := mhPacket(mnHoA, haA6, header.MHTypeBU, 1)
 	esp6[6] = header.ProtoESP // claims ESP, but 16 bytes of zero SPI... valid length
@@ -465,11 +466,11 @@ func TestTransportRawNoHeader(t *testing.T) {
 	wire := mn.ul.Sent()[0].Data
 	// The fake writes the header only for EncapRaw sources of the family
 	// of the destination: an IPv4 source gets no IPv6 header.
-	if err := ha.ul.Inject(underlaytest.Msg{Data: wire, Src: dataplane.Endpoint{Addr: netip.AddrPortFrom(mnV4, 0)}}); err != nil {
+	if err := ha.ul.Inject(underlaytest.Msg{Data: wire, Src: endpoint.Endpoint{Addr: netip.AddrPortFrom(mnV4, 0)}}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "deliver drop", func() bool { return ha.d.Stats().Drops[dataplane.DropDeliver] == 1 })
-	if err := ha.ul.Inject(underlaytest.Msg{Data: wire, Src: dataplane.Endpoint{Addr: netip.AddrPortFrom(mnV4, 4500), Encap: dataplane.EncapUDP}}); err != nil {
+	if err := ha.ul.Inject(underlaytest.Msg{Data: wire, Src: endpoint.Endpoint{Addr: netip.AddrPortFrom(mnV4, 4500), Encap: endpoint.EncapUDP}}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "transport-in-UDP drop", func() bool { return ha.d.Stats().Drops[dataplane.DropTransportMode] == 1 })
@@ -477,7 +478,7 @@ func TestTransportRawNoHeader(t *testing.T) {
 
 // TestInjectErrors: Inject names the drop reason and counts it.
 func TestInjectErrors(t *testing.T) {
-	mn, _ := newMobilityPair(t, mnHoA, dataplane.Hooks{AfterSeal: func(*pkt.Buf, *sad.SA, *dataplane.Endpoint) bool { return false }}, dataplane.Hooks{})
+	mn, _ := newMobilityPair(t, mnHoA, dataplane.Hooks{AfterSeal: func(*pkt.Buf, *sad.SA, *endpoint.Endpoint) bool { return false }}, dataplane.Hooks{})
 	cases := []struct {
 		p    []byte
 		want dataplane.DropReason
@@ -511,7 +512,7 @@ func TestInjectErrors(t *testing.T) {
 func TestEncapIPNotPeerEndpoint(t *testing.T) {
 	ua, _ := underlaytest.NewPair(epA, epB)
 	_, err := dataplane.New(dataplane.Config{TUN: tuntest.New(1, 1), Underlay: ua, SAD: sad.New(sad.Options{}), SPD: spd.New(sad.New(sad.Options{})),
-		Peers: []dataplane.PeerConfig{{Name: "x", Endpoint: dataplane.Endpoint{Addr: netip.AddrPortFrom(haA6, 0), Encap: dataplane.EncapIP}}}})
+		Peers: []dataplane.PeerConfig{{Name: "x", Endpoint: endpoint.Endpoint{Addr: netip.AddrPortFrom(haA6, 0), Encap: endpoint.EncapIP}}}})
 	if !errors.Is(err, dataplane.ErrInvalidConfig) {
 		t.Fatalf("got %v", err)
 	}
@@ -550,7 +551,7 @@ func TestTransportStagesAllocs(t *testing.T) {
 	}
 	var consumed int
 	mn, ha := mobilityStagePair(t, dataplane.Hooks{AfterSeal: haoHook(mnCoA)},
-		dataplane.Hooks{Deliver: func(p []byte, sa *sad.SA, seq uint32, ep dataplane.Endpoint) bool {
+		dataplane.Hooks{Deliver: func(p []byte, sa *sad.SA, seq uint32, ep endpoint.Endpoint) bool {
 			consumed++
 			return true
 		}})
@@ -564,7 +565,7 @@ func TestTransportStagesAllocs(t *testing.T) {
 	defer out.Release()
 	defer in.Release()
 	wire := make([][]byte, 0, batch)
-	src := dataplane.Endpoint{Addr: netip.AddrPortFrom(mnCoA, 0), Encap: dataplane.EncapIP}
+	src := endpoint.Endpoint{Addr: netip.AddrPortFrom(mnCoA, 0), Encap: endpoint.EncapIP}
 	round := func() {
 		out.FillOut(pkts)
 		mn.SealBatch(out)
@@ -594,7 +595,7 @@ func TestTransportStagesAllocs(t *testing.T) {
 func FuzzInboundEncapIP(f *testing.F) {
 	var got [][]byte
 	mn, ha := mobilityStagePair(f, dataplane.Hooks{AfterSeal: haoHook(mnCoA)},
-		dataplane.Hooks{Deliver: func(p []byte, _ *sad.SA, _ uint32, _ dataplane.Endpoint) bool {
+		dataplane.Hooks{Deliver: func(p []byte, _ *sad.SA, _ uint32, _ endpoint.Endpoint) bool {
 			got = append(got, bytes.Clone(p))
 			return true
 		}})
@@ -617,7 +618,7 @@ func FuzzInboundEncapIP(f *testing.F) {
 	f.Add(mhPacket(mnHoA, haA6, header.MHTypeBU, 1))
 	seen := map[string]bool{}
 	in := dataplane.NewBatch(false, 1)
-	src := dataplane.Endpoint{Addr: netip.AddrPortFrom(mnCoA, 0), Encap: dataplane.EncapIP}
+	src := endpoint.Endpoint{Addr: netip.AddrPortFrom(mnCoA, 0), Encap: endpoint.EncapIP}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > pkt.MaxPacket {
 			return
@@ -652,19 +653,19 @@ func FuzzInboundEncapIP(f *testing.F) {
 func TestEncapIPBadOuter(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		hook func(*pkt.Buf, *sad.SA, *dataplane.Endpoint) bool
+		hook func(*pkt.Buf, *sad.SA, *endpoint.Endpoint) bool
 	}{
-		{"family", func(b *pkt.Buf, _ *sad.SA, ep *dataplane.Endpoint) bool {
-			*ep = dataplane.Endpoint{Addr: netip.AddrPortFrom(haV4, 0), Encap: dataplane.EncapIP}
+		{"family", func(b *pkt.Buf, _ *sad.SA, ep *endpoint.Endpoint) bool {
+			*ep = endpoint.Endpoint{Addr: netip.AddrPortFrom(haV4, 0), Encap: endpoint.EncapIP}
 			return true
 		}},
-		{"garbage", func(b *pkt.Buf, _ *sad.SA, ep *dataplane.Endpoint) bool {
+		{"garbage", func(b *pkt.Buf, _ *sad.SA, ep *endpoint.Endpoint) bool {
 			b.Bytes()[0] = 0x10
-			*ep = dataplane.Endpoint{Addr: netip.AddrPortFrom(haA6, 0), Encap: dataplane.EncapIP}
+			*ep = endpoint.Endpoint{Addr: netip.AddrPortFrom(haA6, 0), Encap: endpoint.EncapIP}
 			return true
 		}},
-		{"no address", func(b *pkt.Buf, _ *sad.SA, ep *dataplane.Endpoint) bool {
-			*ep = dataplane.Endpoint{Encap: dataplane.EncapIP}
+		{"no address", func(b *pkt.Buf, _ *sad.SA, ep *endpoint.Endpoint) bool {
+			*ep = endpoint.Endpoint{Encap: endpoint.EncapIP}
 			return true
 		}},
 	} {

@@ -2,8 +2,6 @@ package dataplane
 
 import (
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"runtime"
 	"sync/atomic"
@@ -11,14 +9,13 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"github.com/mipsec/mipsec/internal/testenv"
 )
 
-// Test network namespaces: each test makes its own, named
-// "mipsec-t-<pid>-<n>", joined by veth pairs with documentation addresses
-// only, and deletes them in t.Cleanup. Nothing is routed to the host.
+// Test network namespaces for the TUN test: each test makes its own, named
+// "mipsec-t-<pid>-<n>", and deletes it in t.Cleanup. The underlay tests
+// have the same helpers with veth pairs (underlay/netns_linux_test.go).
 
 var nsSeq atomic.Int32
 
@@ -110,60 +107,4 @@ func (ns *testNS) do(t testing.TB, f func()) {
 		}()
 		f()
 	})
-}
-
-// addAddr adds p to link (IPv6 without DAD, so it is usable at once).
-func (ns *testNS) addAddr(t testing.TB, link netlink.Link, p netip.Prefix) {
-	t.Helper()
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
-	if p.Addr().Is6() {
-		a.Flags = unix.IFA_F_NODAD
-	}
-	if err := ns.nl.AddrAdd(link, a); err != nil {
-		t.Fatalf("%s: add %v: %v", ns.name, p, err)
-	}
-}
-
-// vethPair is two namespaces joined by a veth: a has 192.0.2.1/24 and
-// 2001:db8::1/64, b has .2 and ::2.
-type vethPair struct {
-	a, b         *testNS
-	a4, b4       netip.Addr
-	a6, b6       netip.Addr
-	linkA, linkB netlink.Link
-}
-
-func newVethPair(t testing.TB) *vethPair {
-	t.Helper()
-	p := &vethPair{
-		a: newTestNS(t), b: newTestNS(t),
-		a4: netip.MustParseAddr("192.0.2.1"), b4: netip.MustParseAddr("192.0.2.2"),
-		a6: netip.MustParseAddr("2001:db8::1"), b6: netip.MustParseAddr("2001:db8::2"),
-	}
-	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: "mva"},
-		PeerName:      "mvb",
-		PeerNamespace: netlink.NsFd(int(p.b.h)),
-	}
-	if err := p.a.nl.LinkAdd(veth); err != nil {
-		testenv.SkipOrFail(t, "veth: %v", err)
-	}
-	var err error
-	if p.linkA, err = p.a.nl.LinkByName("mva"); err != nil {
-		t.Fatal(err)
-	}
-	if p.linkB, err = p.b.nl.LinkByName("mvb"); err != nil {
-		t.Fatal(err)
-	}
-	p.a.addAddr(t, p.linkA, netip.PrefixFrom(p.a4, 24))
-	p.a.addAddr(t, p.linkA, netip.PrefixFrom(p.a6, 64))
-	p.b.addAddr(t, p.linkB, netip.PrefixFrom(p.b4, 24))
-	p.b.addAddr(t, p.linkB, netip.PrefixFrom(p.b6, 64))
-	if err := p.a.nl.LinkSetUp(p.linkA); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.b.nl.LinkSetUp(p.linkB); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

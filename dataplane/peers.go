@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/mipsec/mipsec/endpoint"
 )
 
 // peerState is the mutable part of a peer. It survives SetPeers for a peer
 // whose name and configured endpoint stay the same, so a roamed endpoint and
 // the counters are kept.
 type peerState struct {
-	ep         atomic.Pointer[Endpoint]
+	ep         atomic.Pointer[endpoint.Endpoint]
 	lastRoam   atomic.Int64 // unix ns; 0 = never
 	roams      atomic.Uint64
 	keepalives atomic.Uint64
@@ -58,7 +60,7 @@ func buildPeers(ps []PeerConfig, old *peerTable) (*peerTable, error) {
 		if _, dup := t.byName[pc.Name]; dup {
 			return nil, fmt.Errorf("%w: duplicate peer name %q", ErrInvalidConfig, pc.Name)
 		}
-		if !pc.Endpoint.IsValid() || pc.Endpoint.Encap == EncapIP {
+		if !pc.Endpoint.IsValid() || pc.Endpoint.Encap == endpoint.EncapIP {
 			return nil, fmt.Errorf("%w: peer %q: invalid endpoint %v (raw ESP needs port 0, UDP a port; EncapIP is not a peer endpoint)", ErrInvalidConfig, pc.Name, pc.Endpoint)
 		}
 		if pc.RoamInterval < 0 {
@@ -125,7 +127,7 @@ func (p *peer) status() PeerStatus {
 // roamEvent tells the control goroutine to log an endpoint change.
 type roamEvent struct {
 	peer     *peer
-	from, to Endpoint
+	from, to endpoint.Endpoint
 }
 
 // maybeRoam moves p's endpoint to ep unless that happened less than the
@@ -134,7 +136,7 @@ type roamEvent struct {
 // worker, so it neither blocks nor logs: the change is handed to the control
 // goroutine. It allocates (the new endpoint), but at most once per
 // RoamInterval per peer.
-func (d *Dataplane) maybeRoam(p *peer, ep Endpoint) {
+func (d *Dataplane) maybeRoam(p *peer, ep endpoint.Endpoint) {
 	now := time.Now().UnixNano()
 	last := p.st.lastRoam.Load()
 	if last != 0 && now-last < p.roamInterval {
@@ -143,7 +145,7 @@ func (d *Dataplane) maybeRoam(p *peer, ep Endpoint) {
 	if !p.st.lastRoam.CompareAndSwap(last, now) {
 		return // another worker roamed this peer just now
 	}
-	e := new(Endpoint)
+	e := new(endpoint.Endpoint)
 	*e = ep
 	// Counters first: whoever sees the new endpoint sees them counted.
 	p.st.roams.Add(1)

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/pkt"
@@ -34,12 +35,12 @@ type batch struct {
 	n   int // packets read into bufs
 
 	bufs  []*pkt.Buf
-	raw   [][]byte   // out: TUN read slices; in: TUN write slices (compacted)
-	sizes []int      // out: TUN read sizes
-	eps   []Endpoint // in: sources; out: destinations (compacted)
-	send  []*pkt.Buf // out: packets to send (compacted)
-	k     int        // compacted count (send/eps out, raw in)
-	bytes uint64     // bytes of the k packets
+	raw   [][]byte            // out: TUN read slices; in: TUN write slices (compacted)
+	sizes []int               // out: TUN read sizes
+	eps   []endpoint.Endpoint // in: sources; out: destinations (compacted)
+	send  []*pkt.Buf          // out: packets to send (compacted)
+	k     int                 // compacted count (send/eps out, raw in)
+	bytes uint64              // bytes of the k packets
 	// dirty is how many of bufs (from the first) may have been moved off
 	// their reset state since the batch last reset them (in: before each
 	// ReceiveFunc call). Resetting only those spares touching all the
@@ -138,7 +139,7 @@ func newBatch(dir direction, size int) *batch {
 		bufs:  make([]*pkt.Buf, size),
 		raw:   make([][]byte, size),
 		sizes: make([]int, size),
-		eps:   make([]Endpoint, size),
+		eps:   make([]endpoint.Endpoint, size),
 		send:  make([]*pkt.Buf, size),
 	}
 	b.run = make([]*pkt.Buf, size)
@@ -519,7 +520,7 @@ func (d *Dataplane) policy(buf *pkt.Buf, c *sealCache) (*sad.SA, uint32, DropRea
 // rest of the outbound path: endpoint, AfterSeal, and the cut in front of
 // ESP unless the hook chose EncapIP. It returns noDrop with buf.Bytes()
 // ready for Underlay.Send to *ep, or the drop reason. It does not allocate.
-func (d *Dataplane) finishSeal(buf *pkt.Buf, sa *sad.SA, spi uint32, peers *peerTable, c *sealCache, ep *Endpoint) DropReason {
+func (d *Dataplane) finishSeal(buf *pkt.Buf, sa *sad.SA, spi uint32, peers *peerTable, c *sealCache, ep *endpoint.Endpoint) DropReason {
 	// Where it goes: the peer owning the SA, else raw ESP to the
 	// destination of the header in front of ESP (the tunnel-mode outer
 	// header, or the transport-mode packet's own).
@@ -536,12 +537,12 @@ func (d *Dataplane) finishSeal(buf *pkt.Buf, sa *sad.SA, spi uint32, peers *peer
 		if !ok {
 			return DropNoEndpoint
 		}
-		*ep = Endpoint{Addr: netip.AddrPortFrom(dst, 0), Encap: EncapRaw}
+		*ep = endpoint.Endpoint{Addr: netip.AddrPortFrom(dst, 0), Encap: endpoint.EncapRaw}
 	}
 	if d.hooks.AfterSeal != nil && !d.hooks.AfterSeal(buf, sa, ep) {
 		return DropAfterSealHook
 	}
-	if ep.Encap == EncapIP {
+	if ep.Encap == endpoint.EncapIP {
 		// The hook built the whole packet; it leaves header-included,
 		// through the socket of ep's family, which must be the packet's.
 		_, ok := outerDst(buf.Bytes())
@@ -591,7 +592,7 @@ func (d *Dataplane) Inject(p []byte) error {
 	}
 	var (
 		c  sealCache
-		ep Endpoint
+		ep endpoint.Endpoint
 	)
 	sa, spi, r := d.policy(buf, &c)
 	if r == noDrop && sa.Seal(buf) != esp.OK {
@@ -607,7 +608,7 @@ func (d *Dataplane) Inject(p []byte) error {
 		capture.Outer(buf.Bytes(), ep, true)
 	}
 	n := uint64(buf.Len())
-	bufs, eps := [1]*pkt.Buf{buf}, [1]Endpoint{ep}
+	bufs, eps := [1]*pkt.Buf{buf}, [1]endpoint.Endpoint{ep}
 	if err := d.underlay.Send(bufs[:], eps[:]); err != nil {
 		return drop(DropUnderlaySend, err)
 	}
@@ -636,7 +637,7 @@ func (d *Dataplane) openBatch(b *batch) {
 		// espOff is where ESP starts in buf.Bytes(): 0 for what the
 		// underlay cut to ESP, behind the IP header(s) for EncapIP.
 		espOff := 0
-		if ep.Encap != EncapIP && buf.Len() < header.ESPHeaderLen {
+		if ep.Encap != endpoint.EncapIP && buf.Len() < header.ESPHeaderLen {
 			st.drops[DropShort]++
 			continue
 		}
@@ -647,7 +648,7 @@ func (d *Dataplane) openBatch(b *batch) {
 			st.drops[DropBeforeLookupHook]++
 			continue
 		}
-		if ep.Encap == EncapIP {
+		if ep.Encap == endpoint.EncapIP {
 			_, off, ok := esp.Locate(buf.Bytes())
 			if !ok {
 				st.drops[DropUnprotected]++
@@ -670,7 +671,7 @@ func (d *Dataplane) openBatch(b *batch) {
 		if sa.Mode() == esp.Transport && espOff == 0 {
 			// RFC 4303 §3.4: transport mode rebuilds the packet around
 			// its IP header, which the underlay left in the headroom.
-			if ep.Encap == EncapUDP {
+			if ep.Encap == endpoint.EncapUDP {
 				st.drops[DropTransportMode]++
 				continue
 			}

@@ -6,12 +6,13 @@ import (
 
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
 )
 
 // endpointOfA is B's view of A.
-func endpointOfA(b *gateway) dataplane.Endpoint { return b.d.Peers()[0].Endpoint }
+func endpointOfA(b *gateway) endpoint.Endpoint { return b.d.Peers()[0].Endpoint }
 
 // pingAB sends one packet A->B and waits for it.
 func pingAB(t *testing.T, a, b *gateway, seq uint64) {
@@ -96,7 +97,7 @@ func TestRoamingIgnoresBadPackets(t *testing.T) {
 	sent := a.ul.Sent()
 	time.Sleep(5 * time.Millisecond) // past the roam interval
 
-	inject := func(name string, data []byte, src dataplane.Endpoint, wantDrop bool) {
+	inject := func(name string, data []byte, src endpoint.Endpoint, wantDrop bool) {
 		t.Helper()
 		before := b.d.Stats()
 		if err := b.ul.Inject(underlaytest.Msg{Data: data, Src: src}); err != nil {

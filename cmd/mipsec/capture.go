@@ -30,7 +30,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 	"go.uber.org/zap"
 
-	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/sad"
 )
@@ -158,9 +158,9 @@ func (h *captureHub) Inner(p []byte, out bool) {
 // Outer implements dataplane.Capture: it puts back the outer IP (and UDP)
 // header the underlay removed, so the record is a packet Wireshark can
 // decrypt.
-func (h *captureHub) Outer(espb []byte, ep dataplane.Endpoint, out bool) {
+func (h *captureHub) Outer(espb []byte, ep endpoint.Endpoint, out bool) {
 	if h.wants(capOuter) {
-		h.deliver(capOuter, h.outerPacket(espb, netip.AddrPort{}, ep.Addr, ep.Encap == dataplane.EncapUDP, out))
+		h.deliver(capOuter, h.outerPacket(espb, netip.AddrPort{}, ep.Addr, ep.Encap == endpoint.EncapUDP, out))
 	}
 }
 

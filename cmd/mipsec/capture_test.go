@@ -14,7 +14,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/pkt"
 	"github.com/mipsec/mipsec/sad"
@@ -59,7 +59,7 @@ func sealedESP(t *testing.T, sa *sad.SA, inner []byte) []byte {
 
 // feedCapture drives the fake dataplane: whenever a capture is installed
 // it sends inner and outer packets through it until stop closes.
-func feedCapture(t *testing.T, ft *fakeTarget, inner, espb []byte, ep dataplane.Endpoint, stop <-chan struct{}) {
+func feedCapture(t *testing.T, ft *fakeTarget, inner, espb []byte, ep endpoint.Endpoint, stop <-chan struct{}) {
 	go func() {
 		select {
 		case <-ft.capSet:
@@ -112,7 +112,7 @@ func TestCaptureOuter(t *testing.T) {
 	espb := sealedESP(t, ft.sad.Lookup(sad.Outbound, 0xa001), inner)
 	stop := make(chan struct{})
 	defer close(stop)
-	feedCapture(t, ft, inner, espb, dataplane.Endpoint{Addr: netip.AddrPortFrom(tunB, 0)}, stop)
+	feedCapture(t, ft, inner, espb, endpoint.Endpoint{Addr: netip.AddrPortFrom(tunB, 0)}, stop)
 
 	file := filepath.Join(t.TempDir(), "out.pcap")
 	_, errs, rc := cli(t, s, "capture", "-w", file, "--outer", "-c", "3")
@@ -165,7 +165,7 @@ func TestCaptureBothUDPDuration(t *testing.T) {
 	espb := sealedESP(t, ft.sad.Lookup(sad.Outbound, 0xa001), inner)
 	stop := make(chan struct{})
 	defer close(stop)
-	feedCapture(t, ft, inner, espb, dataplane.Endpoint{Addr: netip.MustParseAddrPort("203.0.113.1:40000"), Encap: dataplane.EncapUDP}, stop)
+	feedCapture(t, ft, inner, espb, endpoint.Endpoint{Addr: netip.MustParseAddrPort("203.0.113.1:40000"), Encap: endpoint.EncapUDP}, stop)
 
 	file := filepath.Join(t.TempDir(), "both.pcap")
 	start := time.Now()

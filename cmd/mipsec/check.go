@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/seqstore"
 	"github.com/mipsec/mipsec/sad"
@@ -277,7 +277,7 @@ func packetSocketWarning(cfg *Config) string {
 		return ""
 	}
 	for _, p := range cfg.Peers {
-		if p.Endpoint.Encap == dataplane.EncapRaw {
+		if p.Endpoint.Encap == endpoint.EncapRaw {
 			return ""
 		}
 	}

@@ -65,6 +65,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/sad"
@@ -169,7 +170,7 @@ type UnderlayConfig struct {
 	// PacketSocket (packet_socket) sends raw ESP through an AF_PACKET
 	// socket that bypasses netfilter's OUTPUT and POSTROUTING hooks, the
 	// egress qdisc and kernel fragmentation
-	// (dataplane.UnderlayConfig.PacketSocket). Off by default; needs Raw.
+	// (underlay.Config.PacketSocket). Off by default; needs Raw.
 	PacketSocket bool
 }
 
@@ -397,7 +398,7 @@ func (v *validator) underlay(r *rawUnderlay, u *UnderlayConfig) {
 		v.errf("underlay.encap", "%q is not an encapsulation; want raw (IP protocol 50), udp (RFC 3948, port 4500) or both", r.Encap)
 		u.Raw = true
 	}
-	u.UDPPort = dataplane.UDPEncapPort
+	u.UDPPort = endpoint.UDPEncapPort
 	if r.UDPPort != nil {
 		if *r.UDPPort < 1 || *r.UDPPort > 65535 {
 			v.errf("underlay.udp_port", "%d is not a port; want 1..65535 (normally 4500)", *r.UDPPort)
@@ -1109,17 +1110,17 @@ func (v *validator) peers(raws []rawPeer, cfg *Config) {
 		}
 		switch strings.ToLower(r.Encap) {
 		case "":
-			pc.Endpoint.Encap = dataplane.EncapRaw
+			pc.Endpoint.Encap = endpoint.EncapRaw
 			if cfg.Underlay.UDP && !cfg.Underlay.Raw {
-				pc.Endpoint.Encap = dataplane.EncapUDP
+				pc.Endpoint.Encap = endpoint.EncapUDP
 			}
 		case "raw":
-			pc.Endpoint.Encap = dataplane.EncapRaw
+			pc.Endpoint.Encap = endpoint.EncapRaw
 			if !cfg.Underlay.Raw {
 				v.errf(path+".encap", "raw, but underlay.encap does not listen for raw ESP; set underlay.encap = \"raw\" or \"both\"")
 			}
 		case "udp":
-			pc.Endpoint.Encap = dataplane.EncapUDP
+			pc.Endpoint.Encap = endpoint.EncapUDP
 			if !cfg.Underlay.UDP {
 				v.errf(path+".encap", "udp, but underlay.encap does not listen on UDP; set underlay.encap = \"udp\" or \"both\"")
 			}
@@ -1181,13 +1182,13 @@ func (v *validator) peers(raws []rawPeer, cfg *Config) {
 }
 
 // endpoint reads "ip", "ip:port" or "[ipv6]:port".
-func (v *validator) endpoint(path, s string, encap dataplane.Encap, udpPort uint16) (netip.AddrPort, bool) {
+func (v *validator) endpoint(path, s string, encap endpoint.Encap, udpPort uint16) (netip.AddrPort, bool) {
 	if s == "" {
 		v.errf(path, "missing; want the peer's outer address, \"203.0.113.1\" or \"203.0.113.1:4500\"")
 		return netip.AddrPort{}, false
 	}
 	if ap, err := netip.ParseAddrPort(s); err == nil {
-		if encap == dataplane.EncapRaw {
+		if encap == endpoint.EncapRaw {
 			v.errf(path, "%q has a port, but raw ESP has none; drop the port or set encap = \"udp\"", s)
 			return netip.AddrPort{}, false
 		}
@@ -1204,7 +1205,7 @@ func (v *validator) endpoint(path, s string, encap dataplane.Encap, udpPort uint
 	}
 	a = a.Unmap()
 	port := uint16(0)
-	if encap == dataplane.EncapUDP {
+	if encap == endpoint.EncapUDP {
 		port = udpPort
 	}
 	return netip.AddrPortFrom(a, port), v.usable(path, a)

@@ -11,7 +11,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/underlay"
 )
 
 // withUnderlayKeys returns testdata/minimal.toml (raw ESP, one peer) with
@@ -40,16 +40,16 @@ func TestConfigPacketSocket(t *testing.T) {
 	for _, tt := range []struct {
 		name, keys string
 		want       bool
-		mode       dataplane.UnderlayMode
+		mode       underlay.Mode
 		errLine    int    // offset from the first added key's line
 		errMsg     string // "" = valid
 	}{
-		{name: "absent", keys: "", want: false, mode: dataplane.UnderlayRaw},
-		{name: "false", keys: "packet_socket = false", want: false, mode: dataplane.UnderlayRaw},
-		{name: "true", keys: "packet_socket = true", want: true, mode: dataplane.UnderlayRaw},
-		{name: "true, raw", keys: "encap = \"raw\"\npacket_socket = true", want: true, mode: dataplane.UnderlayRaw},
-		{name: "true, both", keys: "encap = \"both\"\npacket_socket = true", want: true, mode: dataplane.UnderlayBoth},
-		{name: "false, udp", keys: "encap = \"udp\"\npacket_socket = false", want: false, mode: dataplane.UnderlayUDP},
+		{name: "absent", keys: "", want: false, mode: underlay.ModeRaw},
+		{name: "false", keys: "packet_socket = false", want: false, mode: underlay.ModeRaw},
+		{name: "true", keys: "packet_socket = true", want: true, mode: underlay.ModeRaw},
+		{name: "true, raw", keys: "encap = \"raw\"\npacket_socket = true", want: true, mode: underlay.ModeRaw},
+		{name: "true, both", keys: "encap = \"both\"\npacket_socket = true", want: true, mode: underlay.ModeBoth},
+		{name: "false, udp", keys: "encap = \"udp\"\npacket_socket = false", want: false, mode: underlay.ModeUDP},
 		{name: "true, udp", keys: "encap = \"udp\"\npacket_socket = true", errLine: 1,
 			errMsg: `true, but underlay.encap = "udp" sends no raw ESP: the AF_PACKET path carries only raw ESP (IP protocol 50); set underlay.encap = "raw" or "both"`},
 		{name: "true, UDP", keys: "encap = \"UDP\"\npacket_socket = true", errLine: 1, errMsg: `underlay.encap = "UDP" sends no raw ESP`},
@@ -86,7 +86,7 @@ func TestConfigPacketSocket(t *testing.T) {
 			}
 			uc := underlayConfig(cfg)
 			if uc.PacketSocket != tt.want || uc.Mode != tt.mode {
-				t.Errorf("dataplane.UnderlayConfig PacketSocket %v mode %v, want %v %v", uc.PacketSocket, uc.Mode, tt.want, tt.mode)
+				t.Errorf("underlay.Config PacketSocket %v mode %v, want %v %v", uc.PacketSocket, uc.Mode, tt.want, tt.mode)
 			}
 		})
 	}
@@ -99,7 +99,7 @@ func TestConfigPacketSocket(t *testing.T) {
 	}
 }
 
-// TestUnderlayConfigRoles: packet_socket reaches dataplane.UnderlayConfig
+// TestUnderlayConfigRoles: packet_socket reaches underlay.Config
 // for every role, next to what each role opens.
 func TestUnderlayConfigRoles(t *testing.T) {
 	for _, tt := range []struct {

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
 )
@@ -98,7 +99,7 @@ func TestExampleConfigs(t *testing.T) {
 		{
 			file: "gateway-a.toml", stateDir: "/var/lib/mipsec/gateway-a", format: "console",
 			tun: TUNConfig{Name: "mipsec-a", MTU: 1400, Addresses: mustPrefixes("192.0.2.1/25", "2001:db8:a::1/64"), Routes: mustPrefixes(v4b, v6b)},
-			peer: dataplane.PeerConfig{Name: "gateway-b", Endpoint: dataplane.Endpoint{Addr: mustAddrPort(gwB + ":0")},
+			peer: dataplane.PeerConfig{Name: "gateway-b", Endpoint: endpoint.Endpoint{Addr: mustAddrPort(gwB + ":0")},
 				OutSPIs: []uint32{0xb001, 0xb006}, InSPIs: []uint32{0xa001, 0xa006}, Keepalive: 20 * time.Second},
 			sas: []confSA{
 				{Name: "a-to-b-v4", Dir: out, Mode: "tunnel", Alg: "aes128gcm16", SPI: 0xb001, Src: gwA, Dst: gwB, Lifetime: hour, Selectors: sel(v4a, v4b)},
@@ -118,7 +119,7 @@ func TestExampleConfigs(t *testing.T) {
 		{
 			file: "gateway-b.toml", stateDir: "/var/lib/mipsec/gateway-b", format: "json",
 			tun: TUNConfig{Name: "mipsec-b", MTU: 1400, Addresses: mustPrefixes("192.0.2.129/25", "2001:db8:b::1/64"), Routes: mustPrefixes(v4a, v6a)},
-			peer: dataplane.PeerConfig{Name: "gateway-a", Endpoint: dataplane.Endpoint{Addr: mustAddrPort(gwA + ":0")},
+			peer: dataplane.PeerConfig{Name: "gateway-a", Endpoint: endpoint.Endpoint{Addr: mustAddrPort(gwA + ":0")},
 				OutSPIs: []uint32{0xa001, 0xa006}, InSPIs: []uint32{0xb001, 0xb006}, Keepalive: 20 * time.Second},
 			sas: []confSA{
 				{Name: "b-to-a-v4", Dir: out, Mode: "tunnel", Alg: "aes128gcm16", SPI: 0xa001, Src: gwB, Dst: gwA, Lifetime: hour, Selectors: sel(v4b, v4a)},
@@ -432,7 +433,7 @@ out_spis = [4096]
 		cfg.Underlay.Keepalive != DefaultKeepalive || cfg.LogFormat != "console" || cfg.LogLevel.String() != "info" {
 		t.Errorf("defaults: %+v", cfg)
 	}
-	if ep := cfg.Peers[0].Endpoint; ep.Encap != dataplane.EncapUDP || ep.Addr.String() != "[2001:db8::1]:4500" {
+	if ep := cfg.Peers[0].Endpoint; ep.Encap != endpoint.EncapUDP || ep.Addr.String() != "[2001:db8::1]:4500" {
 		t.Errorf("peer endpoint %v", ep)
 	}
 	if cfg.SAs[0].Params.SPI != 0x1000 {

@@ -46,6 +46,7 @@ import (
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
+	"github.com/mipsec/mipsec/underlay"
 )
 
 // DefaultControlPath is where `mipsec run` listens and the clients dial
@@ -554,7 +555,7 @@ type statsInfo struct {
 	SPD       []spdStats     `json:"spd"`
 	Dataplane dataplaneStats `json:"dataplane"`
 	// Underlay are the underlay's own counters by name
-	// (dataplane.UnderlayStats: keepalives, non-ESP, malformed and
+	// (underlay.Stats: keepalives, non-ESP, malformed and
 	// refused UDP 4191 / extension-header packets, ...), absent when the
 	// target has none.
 	Underlay map[string]uint64 `json:"underlay,omitempty"`
@@ -563,7 +564,7 @@ type statsInfo struct {
 // underlayCounterSource is the optional part of a controlTarget (and a
 // metricsSource) whose underlay keeps its own counters (the daemon).
 type underlayCounterSource interface {
-	UnderlayCounters() []dataplane.UnderlayCounter
+	UnderlayCounters() []underlay.Counter
 }
 
 // underlayCountersOf returns t's underlay counters by name, nil if none.

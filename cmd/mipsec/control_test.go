@@ -20,9 +20,11 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
+	"github.com/mipsec/mipsec/underlay"
 )
 
 // fakeTarget is a controlTarget over real databases, with the keys kept
@@ -37,11 +39,11 @@ type fakeTarget struct {
 	capture dataplane.Capture
 	capSet  chan struct{} // gets a value each time a capture is installed
 	// ul are the underlay counters (UnderlayCounters), as the daemon's
-	// LinuxUnderlay keeps them.
-	ul dataplane.UnderlayStats
+	// underlay.Linux keeps them.
+	ul underlay.Stats
 }
 
-func (f *fakeTarget) UnderlayCounters() []dataplane.UnderlayCounter { return f.ul.Counters() }
+func (f *fakeTarget) UnderlayCounters() []underlay.Counter { return f.ul.Counters() }
 
 type saKey struct {
 	dir sad.Direction
@@ -112,7 +114,7 @@ func (f *fakeTarget) SAKeys(dir sad.Direction, spi uint32) (enc, auth []byte, ok
 func (f *fakeTarget) Peers() []dataplane.PeerStatus {
 	return []dataplane.PeerStatus{{
 		Name:     "gw-b",
-		Endpoint: dataplane.Endpoint{Addr: netip.MustParseAddrPort("203.0.113.1:4500"), Encap: dataplane.EncapUDP},
+		Endpoint: endpoint.Endpoint{Addr: netip.MustParseAddrPort("203.0.113.1:4500"), Encap: endpoint.EncapUDP},
 		LastRoam: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Roams: 3, KeepalivesSent: 7,
 	}}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/mipsec/mipsec/internal/seqstore"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
+	"github.com/mipsec/mipsec/underlay"
 )
 
 // engine is what the daemon needs of the dataplane; *dataplane.Dataplane
@@ -82,7 +83,7 @@ type daemon struct {
 	ctl *controlServer
 	// ulStats are the underlay's own counters (nil when the underlay
 	// keeps none, as in tests).
-	ulStats *dataplane.UnderlayStats
+	ulStats *underlay.Stats
 	// mob is the mobility layer (role = "ha" or "mn"), nil for a gateway.
 	mob     *mobility
 	started time.Time
@@ -184,7 +185,7 @@ func (d *daemon) Start() error {
 	}
 	d.dp = dp
 	if us, ok := ul.(interface {
-		Stats() *dataplane.UnderlayStats
+		Stats() *underlay.Stats
 	}); ok {
 		d.ulStats = us.Stats()
 	}
@@ -409,7 +410,7 @@ func (d *daemon) DataplaneStats() dataplane.Stats {
 
 // UnderlayCounters returns the underlay's own counters (what it consumed
 // or refused before the dataplane saw it), nil when it keeps none.
-func (d *daemon) UnderlayCounters() []dataplane.UnderlayCounter {
+func (d *daemon) UnderlayCounters() []underlay.Counter {
 	return d.ulStats.Counters()
 }
 
@@ -568,7 +569,7 @@ func openLinuxIO(cfg *Config, log *zap.Logger) (tun.Device, dataplane.Underlay, 
 	log.Info("tun up", zap.String("tun", name), zap.Int("mtu", cfg.TUN.MTU),
 		zap.Stringers("addresses", cfg.TUN.Addresses), zap.Stringers("routes", cfg.TUN.Routes))
 	uc := underlayConfig(cfg)
-	ul, err := dataplane.NewUnderlay(uc)
+	ul, err := underlay.New(uc)
 	if err != nil {
 		dev.Close()
 		return nil, nil, err
@@ -577,18 +578,18 @@ func openLinuxIO(cfg *Config, log *zap.Logger) (tun.Device, dataplane.Underlay, 
 	return dev, ul, nil
 }
 
-// underlayConfig is the dataplane.UnderlayConfig of cfg's [underlay]
+// underlayConfig is the underlay.Config of cfg's [underlay]
 // section and role: the sockets openLinuxIO opens.
-func underlayConfig(cfg *Config) dataplane.UnderlayConfig {
-	uc := dataplane.UnderlayConfig{IPv4: cfg.Underlay.Local4, IPv6: cfg.Underlay.Local6, UDPPort: cfg.Underlay.UDPPort,
+func underlayConfig(cfg *Config) underlay.Config {
+	uc := underlay.Config{IPv4: cfg.Underlay.Local4, IPv6: cfg.Underlay.Local6, UDPPort: cfg.Underlay.UDPPort,
 		PacketSocket: cfg.Underlay.PacketSocket}
 	switch {
 	case cfg.Underlay.Raw && cfg.Underlay.UDP:
-		uc.Mode = dataplane.UnderlayBoth
+		uc.Mode = underlay.ModeBoth
 	case cfg.Underlay.UDP:
-		uc.Mode = dataplane.UnderlayUDP
+		uc.Mode = underlay.ModeUDP
 	default:
-		uc.Mode = dataplane.UnderlayRaw
+		uc.Mode = underlay.ModeRaw
 	}
 	if !uc.IPv4.IsValid() && !uc.IPv6.IsValid() {
 		// No local address configured: listen on all of both families.
@@ -612,7 +613,7 @@ func underlayConfig(cfg *Config) dataplane.UnderlayConfig {
 
 // logUnderlayOpen logs the open underlay uc; with packet_socket it says
 // once that raw ESP bypasses the kernel's egress hooks.
-func logUnderlayOpen(log *zap.Logger, cfg *Config, uc dataplane.UnderlayConfig) {
+func logUnderlayOpen(log *zap.Logger, cfg *Config, uc underlay.Config) {
 	var addrs []netip.Addr
 	for _, a := range []netip.Addr{uc.IPv4, uc.IPv6} {
 		if a.IsValid() {

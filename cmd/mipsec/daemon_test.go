@@ -22,6 +22,7 @@ import (
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/internal/seqstore"
@@ -32,8 +33,8 @@ import (
 
 var (
 	// hostA (192.0.2.10) and hostB (192.0.2.200) are demo.go's.
-	epA = dataplane.Endpoint{Addr: netip.MustParseAddrPort("198.51.100.1:0")}
-	epB = dataplane.Endpoint{Addr: netip.MustParseAddrPort("203.0.113.1:0")}
+	epA = endpoint.Endpoint{Addr: netip.MustParseAddrPort("198.51.100.1:0")}
+	epB = endpoint.Endpoint{Addr: netip.MustParseAddrPort("203.0.113.1:0")}
 )
 
 const spiAtoB = 0x0000b001 // gateway-a.toml's aes128gcm16 outbound SA

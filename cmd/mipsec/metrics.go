@@ -70,7 +70,7 @@ var (
 	descPolicyHits = prometheus.NewDesc("mipsec_policy_hits_total", "Packets that matched the policy.", []string{"dir", "policy"}, nil)
 	descDPDrops    = prometheus.NewDesc("mipsec_dataplane_drops_total", "Packets the dataplane dropped outside any SA, by reason.", []string{"reason"}, nil)
 	descDPCounters = prometheus.NewDesc("mipsec_dataplane_total", "Dataplane counters.", []string{"counter"}, nil)
-	descUnderlay   = prometheus.NewDesc("mipsec_underlay_total", "Underlay counters: packets consumed or refused before the dataplane (dataplane.UnderlayStats), and underlay sends.", []string{"counter"}, nil)
+	descUnderlay   = prometheus.NewDesc("mipsec_underlay_total", "Underlay counters: packets consumed or refused before the dataplane (underlay.Stats), and underlay sends.", []string{"counter"}, nil)
 	descPeerMoves  = prometheus.NewDesc("mipsec_peer_endpoint_changes_total", "Times the peer's outer endpoint moved (roaming).", []string{"peer"}, nil)
 
 	descBindings      = prometheus.NewDesc("mipsec_mip6_bindings", "Bindings in the home agent's cache.", nil, nil)

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/netcfg"
 	"github.com/mipsec/mipsec/mip6"
 	"github.com/mipsec/mipsec/pkt"
@@ -178,47 +179,47 @@ func (m *mobility) hooks() dataplane.Hooks {
 	if m.ha != nil {
 		ha := m.ha
 		return dataplane.Hooks{
-			AfterSeal: func(b *pkt.Buf, sa *sad.SA, ep *dataplane.Endpoint) bool {
+			AfterSeal: func(b *pkt.Buf, sa *sad.SA, ep *endpoint.Endpoint) bool {
 				o, ok := ha.AfterSeal(b, sa.SPI())
 				applyOut(o, ep)
 				return ok
 			},
-			BeforeLookup: func(b *pkt.Buf, ep dataplane.Endpoint) bool {
+			BeforeLookup: func(b *pkt.Buf, ep endpoint.Endpoint) bool {
 				return ha.BeforeLookup(b, sourceOf(ep))
 			},
-			Deliver: func(p []byte, sa *sad.SA, seq uint32, ep dataplane.Endpoint) bool {
+			Deliver: func(p []byte, sa *sad.SA, seq uint32, ep endpoint.Endpoint) bool {
 				return ha.Deliver(p, sa.SPI(), seq, sourceOf(ep))
 			},
 		}
 	}
 	mn := m.mn
 	return dataplane.Hooks{
-		AfterSeal: func(b *pkt.Buf, sa *sad.SA, ep *dataplane.Endpoint) bool {
+		AfterSeal: func(b *pkt.Buf, sa *sad.SA, ep *endpoint.Endpoint) bool {
 			o, ok := mn.AfterSeal(b, sa.SPI())
 			applyOut(o, ep)
 			return ok
 		},
-		Deliver: func(p []byte, sa *sad.SA, seq uint32, ep dataplane.Endpoint) bool {
+		Deliver: func(p []byte, sa *sad.SA, seq uint32, ep endpoint.Endpoint) bool {
 			return mn.Deliver(p, sa.SPI(), seq, sourceOf(ep))
 		},
 	}
 }
 
 // applyOut maps a mip6 decision to the dataplane's endpoint.
-func applyOut(o mip6.Out, ep *dataplane.Endpoint) {
+func applyOut(o mip6.Out, ep *endpoint.Endpoint) {
 	switch o.Kind {
 	case mip6.OutRaw:
-		*ep = dataplane.Endpoint{Addr: netip.AddrPortFrom(o.Dst.Addr(), 0), Encap: dataplane.EncapRaw}
+		*ep = endpoint.Endpoint{Addr: netip.AddrPortFrom(o.Dst.Addr(), 0), Encap: endpoint.EncapRaw}
 	case mip6.OutUDP:
-		*ep = dataplane.Endpoint{Addr: o.Dst, Encap: dataplane.EncapUDP}
+		*ep = endpoint.Endpoint{Addr: o.Dst, Encap: endpoint.EncapUDP}
 	case mip6.OutIP:
-		*ep = dataplane.Endpoint{Addr: netip.AddrPortFrom(o.Dst.Addr(), 0), Encap: dataplane.EncapIP}
+		*ep = endpoint.Endpoint{Addr: netip.AddrPortFrom(o.Dst.Addr(), 0), Encap: endpoint.EncapIP}
 	}
 }
 
 // sourceOf maps a dataplane endpoint to mip6's view of a packet's source.
-func sourceOf(ep dataplane.Endpoint) mip6.Source {
-	return mip6.Source{Addr: ep.Addr, UDP: ep.Encap == dataplane.EncapUDP, IP: ep.Encap == dataplane.EncapIP}
+func sourceOf(ep endpoint.Endpoint) mip6.Source {
+	return mip6.Source{Addr: ep.Addr, UDP: ep.Encap == endpoint.EncapUDP, IP: ep.Encap == endpoint.EncapIP}
 }
 
 func (m *mobility) inject(p []byte) error {
@@ -233,7 +234,7 @@ func (m *mobility) keepalive(dst netip.AddrPort) error {
 	if m.ul == nil {
 		return dataplane.ErrClosed
 	}
-	return m.ul.SendKeepalive(dataplane.Endpoint{Addr: dst, Encap: dataplane.EncapUDP})
+	return m.ul.SendKeepalive(endpoint.Endpoint{Addr: dst, Encap: endpoint.EncapUDP})
 }
 
 // start runs once the dataplane runs: the HA's home link and signaling

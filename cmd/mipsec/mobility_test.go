@@ -12,9 +12,9 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/internal/netcfg"
 	"github.com/mipsec/mipsec/mip6"
@@ -131,8 +131,8 @@ func TestMobilityBackToBack(t *testing.T) {
 	haCfg := gatewayConfig(t, "ha.toml", t.TempDir())
 	mnCfg := gatewayConfig(t, "mn.toml", t.TempDir())
 	uHA, uMN := underlaytest.NewPair(
-		dataplane.Endpoint{Addr: netip.AddrPortFrom(topoHA, 0)},
-		dataplane.Endpoint{Addr: netip.AddrPortFrom(coa, 0)})
+		endpoint.Endpoint{Addr: netip.AddrPortFrom(topoHA, 0)},
+		endpoint.Endpoint{Addr: netip.AddrPortFrom(coa, 0)})
 	uHA.SetAddrs(topoHA4)
 	tunHA, tunMN := tuntest.New(1, 64), tuntest.New(1, 64)
 
@@ -284,16 +284,16 @@ func TestMobilityBackToBack(t *testing.T) {
 func TestMobilityHooksMapping(t *testing.T) {
 	v6 := netip.MustParseAddr("2001:db8:2::100")
 	nat := netip.MustParseAddrPort("198.51.100.2:61000")
-	start := dataplane.Endpoint{Addr: netip.AddrPortFrom(topoHoA, 0), Encap: dataplane.EncapRaw}
+	start := endpoint.Endpoint{Addr: netip.AddrPortFrom(topoHoA, 0), Encap: endpoint.EncapRaw}
 	for _, tt := range []struct {
 		out  mip6.Out
-		want dataplane.Endpoint
+		want endpoint.Endpoint
 	}{
 		{mip6.Out{Kind: mip6.OutKeep, Dst: nat}, start},
-		{mip6.Out{Kind: mip6.OutRaw, Dst: netip.AddrPortFrom(v6, 0)}, dataplane.Endpoint{Addr: netip.AddrPortFrom(v6, 0), Encap: dataplane.EncapRaw}},
-		{mip6.Out{Kind: mip6.OutRaw, Dst: netip.AddrPortFrom(v6, 99)}, dataplane.Endpoint{Addr: netip.AddrPortFrom(v6, 0), Encap: dataplane.EncapRaw}},
-		{mip6.Out{Kind: mip6.OutUDP, Dst: nat}, dataplane.Endpoint{Addr: nat, Encap: dataplane.EncapUDP}},
-		{mip6.Out{Kind: mip6.OutIP, Dst: nat}, dataplane.Endpoint{Addr: netip.AddrPortFrom(nat.Addr(), 0), Encap: dataplane.EncapIP}},
+		{mip6.Out{Kind: mip6.OutRaw, Dst: netip.AddrPortFrom(v6, 0)}, endpoint.Endpoint{Addr: netip.AddrPortFrom(v6, 0), Encap: endpoint.EncapRaw}},
+		{mip6.Out{Kind: mip6.OutRaw, Dst: netip.AddrPortFrom(v6, 99)}, endpoint.Endpoint{Addr: netip.AddrPortFrom(v6, 0), Encap: endpoint.EncapRaw}},
+		{mip6.Out{Kind: mip6.OutUDP, Dst: nat}, endpoint.Endpoint{Addr: nat, Encap: endpoint.EncapUDP}},
+		{mip6.Out{Kind: mip6.OutIP, Dst: nat}, endpoint.Endpoint{Addr: netip.AddrPortFrom(nat.Addr(), 0), Encap: endpoint.EncapIP}},
 		{mip6.Out{Kind: 200, Dst: nat}, start}, // unknown: unchanged
 	} {
 		ep := start
@@ -303,12 +303,12 @@ func TestMobilityHooksMapping(t *testing.T) {
 		}
 	}
 	for _, tt := range []struct {
-		ep   dataplane.Endpoint
+		ep   endpoint.Endpoint
 		want mip6.Source
 	}{
-		{dataplane.Endpoint{Addr: netip.AddrPortFrom(v6, 0), Encap: dataplane.EncapRaw}, mip6.Source{Addr: netip.AddrPortFrom(v6, 0)}},
-		{dataplane.Endpoint{Addr: nat, Encap: dataplane.EncapUDP}, mip6.Source{Addr: nat, UDP: true}},
-		{dataplane.Endpoint{Addr: nat, Encap: dataplane.EncapIP}, mip6.Source{Addr: nat, IP: true}},
+		{endpoint.Endpoint{Addr: netip.AddrPortFrom(v6, 0), Encap: endpoint.EncapRaw}, mip6.Source{Addr: netip.AddrPortFrom(v6, 0)}},
+		{endpoint.Endpoint{Addr: nat, Encap: endpoint.EncapUDP}, mip6.Source{Addr: nat, UDP: true}},
+		{endpoint.Endpoint{Addr: nat, Encap: endpoint.EncapIP}, mip6.Source{Addr: nat, IP: true}},
 	} {
 		if got := sourceOf(tt.ep); got != tt.want {
 			t.Errorf("sourceOf(%v) = %+v, want %+v", tt.ep, got, tt.want)
@@ -348,8 +348,8 @@ func TestMobilityHooksNoAlloc(t *testing.T) {
 		}
 		b := pkt.Get()
 		data := udp6(topoHA, topoHoA, 64, 1)
-		ep := dataplane.Endpoint{Addr: netip.AddrPortFrom(topoHoA, 0)}
-		e := &dataplane.Endpoint{}
+		ep := endpoint.Endpoint{Addr: netip.AddrPortFrom(topoHoA, 0)}
+		e := &endpoint.Endpoint{}
 		n := testing.AllocsPerRun(100, func() {
 			b.Set(data)
 			*e = ep

@@ -4,7 +4,7 @@
 // production. Knobs drop, duplicate, rewrite and record packets and inject
 // new ones, to test roaming and the replay defence.
 //
-// Like the Linux underlay it carries dataplane.EncapIP packets (whole IP
+// Like the Linux underlay it carries endpoint.EncapIP packets (whole IP
 // packets, sent header-included) and leaves the normalised outer header in
 // front of raw ESP packets it delivers (dataplane.ReceiveFunc).
 package underlaytest
@@ -18,14 +18,16 @@ import (
 	"sync"
 
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/pkt"
+	"github.com/mipsec/mipsec/underlay"
 )
 
 // Msg is one packet on the wire: ESP (SPI first), or for a Dst or Src with
-// Encap dataplane.EncapIP a whole IP packet.
+// Encap endpoint.EncapIP a whole IP packet.
 type Msg struct {
 	Data     []byte
-	Src, Dst dataplane.Endpoint
+	Src, Dst endpoint.Endpoint
 }
 
 // Filter sees every packet an Underlay sends and returns what the network
@@ -41,11 +43,11 @@ type Underlay struct {
 	once   sync.Once
 
 	mu         sync.Mutex
-	local      dataplane.Endpoint
+	local      endpoint.Endpoint
 	filter     Filter
 	record     bool
 	sent       []Msg
-	keepalives []dataplane.Endpoint
+	keepalives []endpoint.Endpoint
 	misrouted  int
 	opened     bool
 	addrs      []netip.Addr
@@ -56,7 +58,7 @@ var _ dataplane.Underlay = (*Underlay)(nil)
 // NewPair returns two connected Underlays with local endpoints a and b.
 // A packet is delivered only when its destination is the other side's
 // current local endpoint (see SetLocal); others count as Misrouted.
-func NewPair(a, b dataplane.Endpoint) (*Underlay, *Underlay) {
+func NewPair(a, b endpoint.Endpoint) (*Underlay, *Underlay) {
 	ua := &Underlay{local: a, in: make(chan Msg, 4096), closed: make(chan struct{})}
 	ub := &Underlay{local: b, in: make(chan Msg, 4096), closed: make(chan struct{})}
 	ua.peer, ub.peer = ub, ua
@@ -64,7 +66,7 @@ func NewPair(a, b dataplane.Endpoint) (*Underlay, *Underlay) {
 }
 
 // Local returns the local endpoint: the source of what this side sends.
-func (u *Underlay) Local() dataplane.Endpoint {
+func (u *Underlay) Local() endpoint.Endpoint {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.local
@@ -72,7 +74,7 @@ func (u *Underlay) Local() dataplane.Endpoint {
 
 // SetLocal moves this side to ep: later packets carry it as their source,
 // and only packets sent to ep reach this side (roaming, NAT rebinding).
-func (u *Underlay) SetLocal(ep dataplane.Endpoint) {
+func (u *Underlay) SetLocal(ep endpoint.Endpoint) {
 	u.mu.Lock()
 	u.local = ep
 	u.mu.Unlock()
@@ -109,10 +111,10 @@ func (u *Underlay) Sent() []Msg {
 }
 
 // Keepalives returns the destinations of the keepalives sent so far.
-func (u *Underlay) Keepalives() []dataplane.Endpoint {
+func (u *Underlay) Keepalives() []endpoint.Endpoint {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return append([]dataplane.Endpoint(nil), u.keepalives...)
+	return append([]endpoint.Endpoint(nil), u.keepalives...)
 }
 
 // Misrouted returns how many packets the other side sent to an endpoint
@@ -147,7 +149,7 @@ func (u *Underlay) Open() ([]dataplane.ReceiveFunc, error) {
 	return []dataplane.ReceiveFunc{u.receive}, nil
 }
 
-func (u *Underlay) receive(bufs []*pkt.Buf, eps []dataplane.Endpoint) (int, error) {
+func (u *Underlay) receive(bufs []*pkt.Buf, eps []endpoint.Endpoint) (int, error) {
 	select {
 	case <-u.closed:
 		return 0, net.ErrClosed
@@ -155,14 +157,14 @@ func (u *Underlay) receive(bufs []*pkt.Buf, eps []dataplane.Endpoint) (int, erro
 		bufs[0].Reset()
 		bufs[0].Set(m.Data)
 		eps[0] = m.Src
-		if m.Src.Encap == dataplane.EncapRaw {
+		if m.Src.Encap == endpoint.EncapRaw {
 			// The outer header a raw socket saw, as the Linux underlay
 			// leaves it in the headroom.
 			dst := m.Dst.Addr.Addr()
 			if !dst.IsValid() {
 				dst = u.Local().Addr.Addr()
 			}
-			dataplane.WriteOuterHeader(bufs[0], m.Src.Addr.Addr(), dst)
+			underlay.WriteOuterHeader(bufs[0], m.Src.Addr.Addr(), dst)
 		}
 		return 1, nil
 	}
@@ -171,7 +173,7 @@ func (u *Underlay) receive(bufs []*pkt.Buf, eps []dataplane.Endpoint) (int, erro
 // Send delivers copies of bufs[i].Bytes() to the other side, through the
 // filter. An EncapIP packet (eps[i].Encap) is a whole IP packet; the other
 // side receives it as the Linux underlay would (see deliver).
-func (u *Underlay) Send(bufs []*pkt.Buf, eps []dataplane.Endpoint) error {
+func (u *Underlay) Send(bufs []*pkt.Buf, eps []endpoint.Endpoint) error {
 	select {
 	case <-u.closed:
 		return net.ErrClosed
@@ -207,7 +209,7 @@ func (u *Underlay) Send(bufs []*pkt.Buf, eps []dataplane.Endpoint) error {
 func (u *Underlay) deliver(m Msg) {
 	u.mu.Lock()
 	var ok bool
-	if m.Dst.Encap == dataplane.EncapIP {
+	if m.Dst.Encap == endpoint.EncapIP {
 		a := m.Dst.Addr.Addr().Unmap()
 		ok = a == u.local.Addr.Addr().Unmap() || slices.Contains(u.addrs, a)
 	} else {
@@ -220,7 +222,7 @@ func (u *Underlay) deliver(m Msg) {
 	if !ok {
 		return
 	}
-	if m.Dst.Encap == dataplane.EncapIP {
+	if m.Dst.Encap == endpoint.EncapIP {
 		m.Data, m.Src = receiveIP(m.Data)
 	}
 	select {
@@ -230,8 +232,8 @@ func (u *Underlay) deliver(m Msg) {
 }
 
 // SendKeepalive records ep; it fails unless ep is EncapUDP.
-func (u *Underlay) SendKeepalive(ep dataplane.Endpoint) error {
-	if ep.Encap != dataplane.EncapUDP {
+func (u *Underlay) SendKeepalive(ep endpoint.Endpoint) error {
+	if ep.Encap != endpoint.EncapUDP {
 		return errors.New("underlaytest: keepalive to a non-UDP endpoint")
 	}
 	select {
@@ -255,9 +257,9 @@ func (u *Underlay) Close() error {
 }
 
 // receiveIP is what a Linux receiver makes of the header-included packet p
-// (dataplane.EncapIP).
-func receiveIP(p []byte) ([]byte, dataplane.Endpoint) {
-	ep := dataplane.Endpoint{Encap: dataplane.EncapIP}
+// (endpoint.EncapIP).
+func receiveIP(p []byte) ([]byte, endpoint.Endpoint) {
+	ep := endpoint.Endpoint{Encap: endpoint.EncapIP}
 	if len(p) == 0 {
 		return p, ep
 	}
@@ -272,7 +274,7 @@ func receiveIP(p []byte) ([]byte, dataplane.Endpoint) {
 			return p, ep
 		}
 		sport, dport := binary.BigEndian.Uint16(p[hl:]), binary.BigEndian.Uint16(p[hl+2:])
-		if sport != dataplane.DSMIPv6Port && dport != dataplane.DSMIPv6Port {
+		if sport != endpoint.DSMIPv6Port && dport != endpoint.DSMIPv6Port {
 			return p, ep
 		}
 		ep.Addr = netip.AddrPortFrom(ep.Addr.Addr(), sport)

@@ -7,14 +7,14 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/pkt"
 )
 
 var (
-	epA = dataplane.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.1:4500"), Encap: dataplane.EncapUDP}
-	epB = dataplane.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.2:4500"), Encap: dataplane.EncapUDP}
-	epC = dataplane.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.3:4500"), Encap: dataplane.EncapUDP}
+	epA = endpoint.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.1:4500"), Encap: endpoint.EncapUDP}
+	epB = endpoint.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.2:4500"), Encap: endpoint.EncapUDP}
+	epC = endpoint.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.3:4500"), Encap: endpoint.EncapUDP}
 )
 
 func TestPair(t *testing.T) {
@@ -26,12 +26,12 @@ func TestPair(t *testing.T) {
 	}
 	buf := pkt.Get()
 	defer pkt.Put(buf)
-	bufs, eps := []*pkt.Buf{buf}, make([]dataplane.Endpoint, 1)
-	send := func(u *Underlay, data string, to dataplane.Endpoint) {
+	bufs, eps := []*pkt.Buf{buf}, make([]endpoint.Endpoint, 1)
+	send := func(u *Underlay, data string, to endpoint.Endpoint) {
 		b := pkt.Get()
 		defer pkt.Put(b)
 		b.Set([]byte(data))
-		if err := u.Send([]*pkt.Buf{b}, []dataplane.Endpoint{to}); err != nil {
+		if err := u.Send([]*pkt.Buf{b}, []endpoint.Endpoint{to}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -54,7 +54,7 @@ func TestPair(t *testing.T) {
 		return []Msg{m, m2}
 	})
 	send(a, "dup", epB)
-	for _, want := range []dataplane.Endpoint{epA, epC} {
+	for _, want := range []endpoint.Endpoint{epA, epC} {
 		fb[0](bufs, eps)
 		if string(buf.Bytes()) != "dup" || eps[0] != want {
 			t.Errorf("got %q from %v, want from %v", buf.Bytes(), eps[0], want)
@@ -73,7 +73,7 @@ func TestPair(t *testing.T) {
 	if err := a.SendKeepalive(epB); err != nil || len(a.Keepalives()) != 1 {
 		t.Errorf("keepalive: %v", err)
 	}
-	if err := a.SendKeepalive(dataplane.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.2:0")}); err == nil {
+	if err := a.SendKeepalive(endpoint.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.2:0")}); err == nil {
 		t.Error("raw keepalive accepted")
 	}
 	if err := b.Inject(Msg{Data: []byte("inj"), Src: epA}); err != nil {
@@ -101,7 +101,7 @@ func TestEncapIP(t *testing.T) {
 	b.SetAddrs(ha6)
 	buf := pkt.Get()
 	defer pkt.Put(buf)
-	bufs, eps := []*pkt.Buf{buf}, make([]dataplane.Endpoint, 1)
+	bufs, eps := []*pkt.Buf{buf}, make([]endpoint.Endpoint, 1)
 	inner := make([]byte, 48)
 	inner[0] = 0x60
 	inner[7] = 64
@@ -119,18 +119,18 @@ func TestEncapIP(t *testing.T) {
 		s := pkt.Get()
 		defer pkt.Put(s)
 		s.Set(p)
-		if err := a.Send([]*pkt.Buf{s}, []dataplane.Endpoint{{Addr: netip.AddrPortFrom(to, 0), Encap: dataplane.EncapIP}}); err != nil {
+		if err := a.Send([]*pkt.Buf{s}, []endpoint.Endpoint{{Addr: netip.AddrPortFrom(to, 0), Encap: endpoint.EncapIP}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	send(v4, epB.Addr.Addr())
 	if n, err := fb[0](bufs, eps); n != 1 || err != nil || !bytes.Equal(buf.Bytes(), inner) ||
-		eps[0] != (dataplane.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.1:4500"), Encap: dataplane.EncapIP}) {
+		eps[0] != (endpoint.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.1:4500"), Encap: endpoint.EncapIP}) {
 		t.Fatalf("v4/UDP 4191: % x from %v", buf.Bytes(), eps[0])
 	}
 	send(v6, ha6)
 	if n, err := fb[0](bufs, eps); n != 1 || err != nil || !bytes.Equal(buf.Bytes(), v6) ||
-		eps[0] != (dataplane.Endpoint{Addr: netip.MustParseAddrPort("[2001:db8:2::100]:0"), Encap: dataplane.EncapIP}) {
+		eps[0] != (endpoint.Endpoint{Addr: netip.MustParseAddrPort("[2001:db8:2::100]:0"), Encap: endpoint.EncapIP}) {
 		t.Fatalf("v6: % x from %v", buf.Bytes(), eps[0])
 	}
 	send(v6, netip.MustParseAddr("2001:db8:9::9"))
@@ -138,12 +138,12 @@ func TestEncapIP(t *testing.T) {
 		t.Errorf("misrouted %d, want 1", b.Misrouted())
 	}
 	// Raw ESP: the normalised outer header lies in front.
-	a.SetLocal(dataplane.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.1:0")})
-	b.SetLocal(dataplane.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.2:0")})
+	a.SetLocal(endpoint.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.1:0")})
+	b.SetLocal(endpoint.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.2:0")})
 	s := pkt.Get()
 	defer pkt.Put(s)
 	s.Set([]byte{0, 0, 1, 0, 0, 0, 0, 1, 9, 9})
-	if err := a.Send([]*pkt.Buf{s}, []dataplane.Endpoint{b.Local()}); err != nil {
+	if err := a.Send([]*pkt.Buf{s}, []endpoint.Endpoint{b.Local()}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := fb[0](bufs, eps); n != 1 || err != nil {

@@ -1,4 +1,4 @@
-package dataplane
+package underlay
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/header"
 )
 
@@ -23,17 +24,17 @@ import (
 // with udp, UDP) receiver in b, bound to b's addresses.
 type pktPair struct {
 	*vethPair
-	ua, ub *LinuxUnderlay
+	ua, ub *Linux
 	fns    []ReceiveFunc // b: raw4, raw6 (then udp4, udp6)
 	pk     *pktSock
 }
 
-func newPktPair(t *testing.T, mode UnderlayMode, ttl time.Duration) *pktPair {
+func newPktPair(t *testing.T, mode Mode, ttl time.Duration) *pktPair {
 	t.Helper()
 	p := &pktPair{vethPair: newVethPair(t)}
 	p.settle(t)
-	p.ua, _ = openUnderlay(t, p.a, UnderlayConfig{IPv4: p.a4, IPv6: p.a6, Mode: mode, PacketSocket: true})
-	p.ub, p.fns = openUnderlay(t, p.b, UnderlayConfig{IPv4: p.b4, IPv6: p.b6, Mode: mode})
+	p.ua, _ = openUnderlay(t, p.a, Config{IPv4: p.a4, IPv6: p.a6, Mode: mode, PacketSocket: true})
+	p.ub, p.fns = openUnderlay(t, p.b, Config{IPv4: p.b4, IPv6: p.b6, Mode: mode})
 	p.pk = p.ua.set.Load().pkt
 	if p.pk == nil {
 		t.Fatal("PacketSocket set but no AF_PACKET socket open")
@@ -85,8 +86,8 @@ func (p *pktPair) fn(dst netip.Addr) ReceiveFunc {
 }
 
 // rawEP is the raw ESP endpoint of dst.
-func rawEP(dst netip.Addr) Endpoint {
-	return Endpoint{Addr: netip.AddrPortFrom(dst, 0), Encap: EncapRaw}
+func rawEP(dst netip.Addr) endpoint.Endpoint {
+	return endpoint.Endpoint{Addr: netip.AddrPortFrom(dst, 0), Encap: endpoint.EncapRaw}
 }
 
 // counts returns a's TxPacketSocket, TxPacketSocketFallback and
@@ -103,7 +104,7 @@ func (p *pktPair) warm(t *testing.T, dst netip.Addr) {
 	deadline := time.Now().Add(5 * time.Second)
 	for seq := uint32(1_000_000); time.Now().Before(deadline); seq++ {
 		before, _, _ := p.counts()
-		if err := p.ua.Send(bufsOf([][]byte{fakeESP(0x77, seq, 64)}), []Endpoint{rawEP(dst)}); err != nil {
+		if err := p.ua.Send(bufsOf([][]byte{fakeESP(0x77, seq, 64)}), []endpoint.Endpoint{rawEP(dst)}); err != nil {
 			t.Fatalf("warm-up Send to %v: %v", dst, err)
 		}
 		if got := recvN(t, p.ub, p.fn(dst), 1, 5*time.Second); len(got) != 1 {
@@ -121,7 +122,7 @@ func (p *pktPair) warm(t *testing.T, dst netip.Addr) {
 // sequence order) and their source.
 func (p *pktPair) sendCheck(t *testing.T, dst netip.Addr, pkts [][]byte) {
 	t.Helper()
-	eps := make([]Endpoint, len(pkts))
+	eps := make([]endpoint.Endpoint, len(pkts))
 	for i := range eps {
 		eps[i] = rawEP(dst)
 	}
@@ -169,7 +170,7 @@ func seqPackets(first uint32, sizes ...int) [][]byte {
 // wrote (IPv4: DF, ID 0 per RFC 6864, TTL 64, protocol 50, valid checksum;
 // IPv6: hop limit 64, next header 50).
 func TestPacketSocketDelivery(t *testing.T) {
-	p := newPktPair(t, UnderlayRaw, 0)
+	p := newPktPair(t, ModeRaw, 0)
 	for _, v6 := range []bool{false, true} {
 		t.Run(fmt.Sprintf("v6=%v", v6), func(t *testing.T) {
 			src, dst := p.a4, p.b4
@@ -201,7 +202,7 @@ func TestPacketSocketDelivery(t *testing.T) {
 				header.IPv4(want).Encode(&header.IPv4Fields{TotalLen: uint16(len(want)), Flags: header.IPv4FlagDF, TTL: 64, Protocol: header.ProtoESP, Src: src, Dst: dst})
 			}
 			copy(want[len(want)-len(esp):], esp)
-			if err := p.ua.Send(bufsOf([][]byte{esp}), []Endpoint{rawEP(dst)}); err != nil {
+			if err := p.ua.Send(bufsOf([][]byte{esp}), []endpoint.Endpoint{rawEP(dst)}); err != nil {
 				t.Fatal(err)
 			}
 			capt.expect(t, want)
@@ -218,7 +219,7 @@ func TestPacketSocketDelivery(t *testing.T) {
 func TestPacketSocketUnresolved(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
 		t.Run(fmt.Sprintf("v6=%v", v6), func(t *testing.T) {
-			p := newPktPair(t, UnderlayRaw, 0)
+			p := newPktPair(t, ModeRaw, 0)
 			dst := p.b4
 			if v6 {
 				dst = p.b6
@@ -246,7 +247,7 @@ func TestPacketSocketUnresolved(t *testing.T) {
 // keep arriving through AF_PACKET. The entries live an hour here, so
 // without the invalidation they would go to the old MAC and be lost.
 func TestPacketSocketNeighbourChange(t *testing.T) {
-	p := newPktPair(t, UnderlayRaw, time.Hour)
+	p := newPktPair(t, ModeRaw, time.Hour)
 	for i, dst := range []netip.Addr{p.b4, p.b6} {
 		t.Run(fmt.Sprintf("v6=%v", dst.Is6()), func(t *testing.T) {
 			p.warm(t, dst)
@@ -285,7 +286,7 @@ func TestPacketSocketNeighbourChange(t *testing.T) {
 // kernel (neighbour confirmation) and is resolved again; the packets after
 // it go through AF_PACKET.
 func TestPacketSocketExpiry(t *testing.T) {
-	p := newPktPair(t, UnderlayRaw, 0)
+	p := newPktPair(t, ModeRaw, 0)
 	p.warm(t, p.b4)
 	p.pk.mu.Lock()
 	p.pk.ttl = 100 * time.Millisecond
@@ -307,7 +308,7 @@ func TestPacketSocketExpiry(t *testing.T) {
 // route that disappears, send through the raw socket (counted as fallback),
 // never panic, and do not query netlink per packet.
 func TestPacketSocketNoRoute(t *testing.T) {
-	p := newPktPair(t, UnderlayRaw, time.Hour)
+	p := newPktPair(t, ModeRaw, time.Hour)
 	p.warm(t, p.b4)
 	for _, r := range []struct {
 		dst string
@@ -324,7 +325,7 @@ func TestPacketSocketNoRoute(t *testing.T) {
 		_, fb0, _ := p.counts()
 		res0 := p.pk.resolves
 		for range 3 {
-			eps := []Endpoint{rawEP(dst), rawEP(dst), rawEP(dst), rawEP(dst)}
+			eps := []endpoint.Endpoint{rawEP(dst), rawEP(dst), rawEP(dst), rawEP(dst)}
 			err := p.ua.Send(bufsOf(seqPackets(1, 40, 50, 60, 70)), eps)
 			t.Logf("%s: Send = %v", d, err)
 		}
@@ -345,7 +346,7 @@ func TestPacketSocketNoRoute(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	fast0, fb0, _ := p.counts()
-	err := p.ua.Send(bufsOf(seqPackets(1, 40, 50)), []Endpoint{rawEP(p.b4), rawEP(p.b4)})
+	err := p.ua.Send(bufsOf(seqPackets(1, 40, 50)), []endpoint.Endpoint{rawEP(p.b4), rawEP(p.b4)})
 	if err == nil {
 		t.Errorf("Send without a route succeeded")
 	}
@@ -358,7 +359,7 @@ func TestPacketSocketNoRoute(t *testing.T) {
 // raw socket (fallback) and arrives (IPv4 fragmented by the kernel, IPv6
 // too: raw sockets fragment locally), between AF_PACKET ones, in order.
 func TestPacketSocketMTU(t *testing.T) {
-	p := newPktPair(t, UnderlayRaw, time.Hour)
+	p := newPktPair(t, ModeRaw, time.Hour)
 	for _, x := range []struct {
 		ns   *testNS
 		link netlink.Link
@@ -388,7 +389,7 @@ func TestPacketSocketMTU(t *testing.T) {
 // started (netlink subscriptions), Send afterwards fails with
 // net.ErrClosed, and Open works again.
 func TestPacketSocketClose(t *testing.T) {
-	p := newPktPair(t, UnderlayRaw, 0)
+	p := newPktPair(t, ModeRaw, 0)
 	p.warm(t, p.b4)
 	if n := pktGoroutines(); n == 0 {
 		t.Fatal("no netlink subscription goroutines while open")
@@ -403,7 +404,7 @@ func TestPacketSocketClose(t *testing.T) {
 	if n := pktGoroutines(); n != 0 {
 		t.Errorf("%d goroutines left after Close:\n%s", n, stacks())
 	}
-	if err := p.ua.Send(bufsOf(seqPackets(1, 40)), []Endpoint{rawEP(p.b4)}); !errors.Is(err, net.ErrClosed) {
+	if err := p.ua.Send(bufsOf(seqPackets(1, 40)), []endpoint.Endpoint{rawEP(p.b4)}); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Send after Close = %v, want net.ErrClosed", err)
 	}
 	var err error
@@ -436,11 +437,11 @@ func pktGoroutines() int {
 func TestPacketSocketOpenModes(t *testing.T) {
 	ns := newTestNS(t)
 	lo := netip.MustParseAddr("127.0.0.1")
-	uu, _ := openUnderlay(t, ns, UnderlayConfig{IPv4: lo, Mode: UnderlayUDP, PacketSocket: true})
+	uu, _ := openUnderlay(t, ns, Config{IPv4: lo, Mode: ModeUDP, PacketSocket: true})
 	if uu.set.Load().pkt != nil {
 		t.Error("AF_PACKET socket opened in UDP mode")
 	}
-	ur, _ := openUnderlay(t, ns, UnderlayConfig{IPv4: lo, Mode: UnderlayRaw, PacketSocket: true, Mark: 0x4d49})
+	ur, _ := openUnderlay(t, ns, Config{IPv4: lo, Mode: ModeRaw, PacketSocket: true, Mark: 0x4d49})
 	pk := ur.set.Load().pkt
 	if pk == nil {
 		t.Fatal("no AF_PACKET socket in raw mode")
@@ -456,7 +457,7 @@ func TestPacketSocketOpenModes(t *testing.T) {
 		t.Errorf("SO_MARK %#x (%v), PACKET_QDISC_BYPASS %d (%v); want 0x4d49, 1", mark, err1, bypass, err2)
 	}
 	// Loopback is not Ethernet: everything falls back, and arrives.
-	if err := ur.Send(bufsOf(seqPackets(1, 60)), []Endpoint{rawEP(lo)}); err != nil {
+	if err := ur.Send(bufsOf(seqPackets(1, 60)), []endpoint.Endpoint{rawEP(lo)}); err != nil {
 		t.Errorf("Send over loopback: %v", err)
 	}
 	if fb := ur.Stats().TxPacketSocketFallback.Load(); fb != 1 {
@@ -464,7 +465,7 @@ func TestPacketSocketOpenModes(t *testing.T) {
 	}
 	ur.Close()
 	uu.Close()
-	u, err := NewUnderlay(UnderlayConfig{IPv4: netip.MustParseAddr("192.0.2.99"), Mode: UnderlayRaw, PacketSocket: true})
+	u, err := New(Config{IPv4: netip.MustParseAddr("192.0.2.99"), Mode: ModeRaw, PacketSocket: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,14 +489,14 @@ func TestPacketSocketAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops Puts under -race")
 	}
-	p := newPktPair(t, UnderlayRaw, time.Hour)
+	p := newPktPair(t, ModeRaw, time.Hour)
 	for _, dst := range []netip.Addr{p.b4, p.b6} {
 		p.warm(t, dst)
 		batch := p.ua.BatchSize()
 		sbufs := bufsOf(seqPackets(1, slices.Repeat([]int{1400}, batch)...))
-		eps := slices.Repeat([]Endpoint{rawEP(dst)}, batch)
+		eps := slices.Repeat([]endpoint.Endpoint{rawEP(dst)}, batch)
 		rbufs := bufsOf(make([][]byte, batch))
-		reps := make([]Endpoint, batch)
+		reps := make([]endpoint.Endpoint, batch)
 		watchdog := time.AfterFunc(time.Minute, func() { p.ub.Close() })
 		_, fb0, _ := p.counts()
 		allocs := testing.AllocsPerRun(50, func() {
@@ -526,12 +527,12 @@ func TestPacketSocketAllocs(t *testing.T) {
 // headroom: the good packets arrive, the rest are refused or fall back,
 // nothing panics, and the first error is ErrNoSocket.
 func TestPacketSocketHostile(t *testing.T) {
-	p := newPktPair(t, UnderlayBoth, time.Hour)
+	p := newPktPair(t, ModeBoth, time.Hour)
 	p.warm(t, p.b4)
 	p.warm(t, p.b6)
-	udp := Endpoint{Addr: netip.AddrPortFrom(p.b4, UDPEncapPort), Encap: EncapUDP}
+	udp := endpoint.Endpoint{Addr: netip.AddrPortFrom(p.b4, endpoint.UDPEncapPort), Encap: endpoint.EncapUDP}
 	mapped := rawEP(netip.AddrFrom16(p.b4.As16()))
-	eps := []Endpoint{
+	eps := []endpoint.Endpoint{
 		rawEP(p.b4), // 1
 		udp,         // 2
 		mapped,      // 3
@@ -604,12 +605,12 @@ func BenchmarkRawUnderlayPacketSocket(b *testing.B) {
 				name = fmt.Sprintf("v6=%v/afpacket", v6)
 			}
 			b.Run(name, func(b *testing.B) {
-				cfgA := UnderlayConfig{IPv4: p.a4, Mode: UnderlayRaw, PacketSocket: on}
-				cfgB := UnderlayConfig{IPv4: p.b4, Mode: UnderlayRaw}
+				cfgA := Config{IPv4: p.a4, Mode: ModeRaw, PacketSocket: on}
+				cfgB := Config{IPv4: p.b4, Mode: ModeRaw}
 				dst := p.b4
 				if v6 {
-					cfgA = UnderlayConfig{IPv6: p.a6, Mode: UnderlayRaw, PacketSocket: on}
-					cfgB = UnderlayConfig{IPv6: p.b6, Mode: UnderlayRaw}
+					cfgA = Config{IPv6: p.a6, Mode: ModeRaw, PacketSocket: on}
+					cfgB = Config{IPv6: p.b6, Mode: ModeRaw}
 					dst = p.b6
 				}
 				benchUnderlayPair(b, p.a, p.b, cfgA, cfgB, dst)

@@ -1,4 +1,4 @@
-package dataplane
+package underlay
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/pkt"
 )
@@ -21,7 +22,7 @@ import (
 
 var testHoA = netip.MustParseAddr("2001:db8:1::100")
 
-// The ReceiveFunc order of an underlay with Mode UnderlayBoth, IPv4, IPv6,
+// The ReceiveFunc order of an underlay with Mode ModeBoth, IPv4, IPv6,
 // DSMIPv6 and ExtHeaders.
 const (
 	fnRaw4 = iota
@@ -35,14 +36,14 @@ const (
 
 // mobilityUnderlays opens a (sender, ExtHeaders so that the header-included
 // sockets are open) and b (receiver, everything; IPv6 bound to b6 or ::).
-func mobilityUnderlays(t *testing.T, p *vethPair, anyV6 bool) (ua, ub *LinuxUnderlay, fns []ReceiveFunc) {
+func mobilityUnderlays(t *testing.T, p *vethPair, anyV6 bool) (ua, ub *Linux, fns []ReceiveFunc) {
 	t.Helper()
-	ua, _ = openUnderlay(t, p.a, UnderlayConfig{IPv4: p.a4, IPv6: p.a6, Mode: UnderlayRaw, ExtHeaders: true})
+	ua, _ = openUnderlay(t, p.a, Config{IPv4: p.a4, IPv6: p.a6, Mode: ModeRaw, ExtHeaders: true})
 	b6 := p.b6
 	if anyV6 {
 		b6 = netip.IPv6Unspecified()
 	}
-	ub, fns = openUnderlay(t, p.b, UnderlayConfig{IPv4: p.b4, IPv6: b6, DSMIPv6: true, ExtHeaders: true})
+	ub, fns = openUnderlay(t, p.b, Config{IPv4: p.b4, IPv6: b6, DSMIPv6: true, ExtHeaders: true})
 	if len(fns) != 7 {
 		t.Fatalf("%d ReceiveFuncs, want 7", len(fns))
 	}
@@ -52,12 +53,12 @@ func mobilityUnderlays(t *testing.T, p *vethPair, anyV6 bool) (ua, ub *LinuxUnde
 // rxPkt is one received packet with the 40 bytes in front of it.
 type rxPkt struct {
 	front, p []byte
-	ep       Endpoint
+	ep       endpoint.Endpoint
 }
 
 // recvOne reads one batch from fn (closing u after a timeout) and returns
 // its first packet.
-func recvOne(t *testing.T, u Underlay, fn ReceiveFunc) rxPkt {
+func recvOne(t *testing.T, u *Linux, fn ReceiveFunc) rxPkt {
 	t.Helper()
 	type res struct {
 		r   rxPkt
@@ -69,7 +70,7 @@ func recvOne(t *testing.T, u Underlay, fn ReceiveFunc) rxPkt {
 		for i := range bufs {
 			bufs[i] = pkt.Get()
 		}
-		eps := make([]Endpoint, len(bufs))
+		eps := make([]endpoint.Endpoint, len(bufs))
 		n, err := fn(bufs, eps)
 		if err != nil || n == 0 {
 			ch <- res{err: err}
@@ -197,7 +198,7 @@ func TestUnderlayExtHeaders(t *testing.T) {
 			p := newVethPair(t)
 			ua, ub, fns := mobilityUnderlays(t, p, anyV6)
 			capt := newCapture(t, p.b, "mvb")
-			to := Endpoint{Addr: netip.AddrPortFrom(p.b6, 0), Encap: EncapIP}
+			to := endpoint.Endpoint{Addr: netip.AddrPortFrom(p.b6, 0), Encap: endpoint.EncapIP}
 			for _, c := range []struct {
 				fn   int
 				pkt  []byte
@@ -207,7 +208,7 @@ func TestUnderlayExtHeaders(t *testing.T) {
 				{fnRt, rh2Packet(p.a6, p.b6, fakeESP(0x101, 2, 64)), ub.stats.RxExtHeaders.Load},
 			} {
 				before := c.stat()
-				if err := ua.Send(bufsOf([][]byte{c.pkt}), []Endpoint{to}); err != nil {
+				if err := ua.Send(bufsOf([][]byte{c.pkt}), []endpoint.Endpoint{to}); err != nil {
 					t.Fatalf("Send: %v", err)
 				}
 				capt.expect(t, c.pkt)
@@ -215,7 +216,7 @@ func TestUnderlayExtHeaders(t *testing.T) {
 				if !bytes.Equal(got.p, c.pkt) {
 					t.Errorf("received\n% x\nwant\n% x", got.p, c.pkt)
 				}
-				if want := (Endpoint{Addr: netip.AddrPortFrom(p.a6, 0), Encap: EncapIP}); got.ep != want {
+				if want := (endpoint.Endpoint{Addr: netip.AddrPortFrom(p.a6, 0), Encap: endpoint.EncapIP}); got.ep != want {
 					t.Errorf("from %v, want %v", got.ep, want)
 				}
 				if c.stat() != before+1 {
@@ -231,7 +232,7 @@ func TestUnderlayExtHeaders(t *testing.T) {
 			bad := haoPacket(p.a6, p.b6, fakeESP(0x100, 3, 16))
 			bad[41] = 20
 			good := haoPacket(p.a6, p.b6, fakeESP(0x100, 4, 16))
-			if err := ua.Send(bufsOf([][]byte{bad, good}), []Endpoint{to, to}); err != nil {
+			if err := ua.Send(bufsOf([][]byte{bad, good}), []endpoint.Endpoint{to, to}); err != nil {
 				t.Fatalf("Send: %v", err)
 			}
 			got := recvOne(t, ub, fns[fnDst])
@@ -255,8 +256,8 @@ func TestUnderlayDSMIPv6(t *testing.T) {
 	ua, ub, fns := mobilityUnderlays(t, p, false)
 	capt := newCapture(t, p.b, "mvb")
 	inner := ip6Packet(testHoA, p.b6, header.ProtoESP, fakeESP(0x200, 1, 48))
-	wire := ip4UDP(p.a4, p.b4, UDPEncapPort, DSMIPv6Port, inner)
-	if err := ua.Send(bufsOf([][]byte{wire}), []Endpoint{{Addr: netip.AddrPortFrom(p.b4, 0), Encap: EncapIP}}); err != nil {
+	wire := ip4UDP(p.a4, p.b4, endpoint.UDPEncapPort, endpoint.DSMIPv6Port, inner)
+	if err := ua.Send(bufsOf([][]byte{wire}), []endpoint.Endpoint{{Addr: netip.AddrPortFrom(p.b4, 0), Encap: endpoint.EncapIP}}); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	capt.expect(t, wire)
@@ -264,7 +265,7 @@ func TestUnderlayDSMIPv6(t *testing.T) {
 	if !bytes.Equal(got.p, inner) {
 		t.Errorf("received\n% x\nwant\n% x", got.p, inner)
 	}
-	if want := (Endpoint{Addr: netip.AddrPortFrom(p.a4, UDPEncapPort), Encap: EncapIP}); got.ep != want {
+	if want := (endpoint.Endpoint{Addr: netip.AddrPortFrom(p.a4, endpoint.UDPEncapPort), Encap: endpoint.EncapIP}); got.ep != want {
 		t.Errorf("from %v, want %v", got.ep, want)
 	}
 
@@ -289,11 +290,11 @@ func TestUnderlayDSMIPv6(t *testing.T) {
 	// keepalive on the wrong port), zeros, a truncated IPv6 header, a
 	// cut packet. Each one is counted in RxIPMalformed.
 	for _, g := range [][]byte{[]byte("hello"), []byte("garbage"), {0xff}, {0, 0, 0}, {0x60, 0, 0, 0, 0, 200, 50, 64}, inner[:45]} {
-		send(5555, DSMIPv6Port, g)
+		send(5555, endpoint.DSMIPv6Port, g)
 	}
-	send(5555, DSMIPv6Port, inner)
+	send(5555, endpoint.DSMIPv6Port, inner)
 	got = recvOne(t, ub, fns[fnDSMIP])
-	if !bytes.Equal(got.p, inner) || got.ep != (Endpoint{Addr: netip.AddrPortFrom(p.a4, 5555), Encap: EncapIP}) {
+	if !bytes.Equal(got.p, inner) || got.ep != (endpoint.Endpoint{Addr: netip.AddrPortFrom(p.a4, 5555), Encap: endpoint.EncapIP}) {
 		t.Errorf("got % x from %v", got.p, got.ep)
 	}
 	if n := ub.stats.RxIPMalformed.Load(); n != 6 {
@@ -311,23 +312,23 @@ func TestUnderlayDSMIPv6(t *testing.T) {
 	if n := ub.stats.RxDSMIPv6.Load(); n != 2 {
 		t.Errorf("RxDSMIPv6 = %d, want 2", n)
 	}
-	send(DSMIPv6Port, UDPEncapPort, inner)
+	send(endpoint.DSMIPv6Port, endpoint.UDPEncapPort, inner)
 	got = recvOne(t, ub, fns[fnUDP4])
-	if !bytes.Equal(got.p, inner) || got.ep != (Endpoint{Addr: netip.AddrPortFrom(p.a4, DSMIPv6Port), Encap: EncapIP}) {
+	if !bytes.Equal(got.p, inner) || got.ep != (endpoint.Endpoint{Addr: netip.AddrPortFrom(p.a4, endpoint.DSMIPv6Port), Encap: endpoint.EncapIP}) {
 		t.Errorf("4191 -> 4500: got % x from %v", got.p, got.ep)
 	}
 	if _, gro := ub.Offloads(false); !gro {
 		t.Log("GRO is off on this kernel: the GRO path was not exercised")
 	}
 	// The same without GRO (the recvmmsg path).
-	uc, fc := openUnderlay(t, p.b, UnderlayConfig{IPv4: p.b4, Mode: UnderlayUDP, UDPPort: 4600, DisableGRO: true})
-	send(DSMIPv6Port, 4600, inner)
+	uc, fc := openUnderlay(t, p.b, Config{IPv4: p.b4, Mode: ModeUDP, UDPPort: 4600, DisableGRO: true})
+	send(endpoint.DSMIPv6Port, 4600, inner)
 	got = recvOne(t, uc, fc[0])
-	if !bytes.Equal(got.p, inner) || got.ep != (Endpoint{Addr: netip.AddrPortFrom(p.a4, DSMIPv6Port), Encap: EncapIP}) {
+	if !bytes.Equal(got.p, inner) || got.ep != (endpoint.Endpoint{Addr: netip.AddrPortFrom(p.a4, endpoint.DSMIPv6Port), Encap: endpoint.EncapIP}) {
 		t.Errorf("4191 -> 4600 without GRO: got % x from %v", got.p, got.ep)
 	}
-	send(DSMIPv6Port, 4600, []byte{0x45, 1, 2})
-	send(DSMIPv6Port, 4600, inner)
+	send(endpoint.DSMIPv6Port, 4600, []byte{0x45, 1, 2})
+	send(endpoint.DSMIPv6Port, 4600, inner)
 	recvOne(t, uc, fc[0])
 	if n := uc.stats.RxIPMalformed.Load(); n != 1 {
 		t.Errorf("4600 socket: RxIPMalformed = %d, want 1", n)
@@ -342,7 +343,7 @@ func TestUnderlayRawOuterHeader(t *testing.T) {
 		p := newVethPair(t)
 		ua, ub, fns := mobilityUnderlays(t, p, anyV6)
 		esp := fakeESP(0x300, 7, 60)
-		if err := ua.Send(bufsOf([][]byte{esp, esp}), []Endpoint{
+		if err := ua.Send(bufsOf([][]byte{esp, esp}), []endpoint.Endpoint{
 			{Addr: netip.AddrPortFrom(p.b4, 0)}, {Addr: netip.AddrPortFrom(p.b6, 0)},
 		}); err != nil {
 			t.Fatal(err)
@@ -390,7 +391,7 @@ func TestUnderlayNormalise4(t *testing.T) {
 // ExtHeaders opens the header-included sockets at the first EncapIP Send.
 func TestUnderlayHeaderIncludedLazy(t *testing.T) {
 	p := newVethPair(t)
-	ua, _ := openUnderlay(t, p.a, UnderlayConfig{IPv4: p.a4, IPv6: p.a6, Mode: UnderlayUDP})
+	ua, _ := openUnderlay(t, p.a, Config{IPv4: p.a4, IPv6: p.a6, Mode: ModeUDP})
 	capt := newCapture(t, p.b, "mvb")
 	if ua.set.Load().s[sockHdr6] != nil {
 		t.Fatal("header-included socket open before use")
@@ -400,7 +401,7 @@ func TestUnderlayHeaderIncludedLazy(t *testing.T) {
 	// as Open does: call Send inside a.
 	var err error
 	p.a.do(t, func() {
-		err = ua.Send(bufsOf([][]byte{pk}), []Endpoint{{Addr: netip.AddrPortFrom(p.b6, 0), Encap: EncapIP}})
+		err = ua.Send(bufsOf([][]byte{pk}), []endpoint.Endpoint{{Addr: netip.AddrPortFrom(p.b6, 0), Encap: endpoint.EncapIP}})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -411,11 +412,11 @@ func TestUnderlayHeaderIncludedLazy(t *testing.T) {
 	}
 }
 
-func TestNewUnderlayMobilityConfig(t *testing.T) {
-	if _, err := NewUnderlay(UnderlayConfig{IPv6: netip.IPv6Loopback(), DSMIPv6: true}); err == nil {
+func TestNewMobilityConfig(t *testing.T) {
+	if _, err := New(Config{IPv6: netip.IPv6Loopback(), DSMIPv6: true}); err == nil {
 		t.Error("DSMIPv6 without IPv4 accepted")
 	}
-	if _, err := NewUnderlay(UnderlayConfig{IPv4: netip.MustParseAddr("127.0.0.1"), ExtHeaders: true}); err == nil {
+	if _, err := New(Config{IPv4: netip.MustParseAddr("127.0.0.1"), ExtHeaders: true}); err == nil {
 		t.Error("ExtHeaders without IPv6 accepted")
 	}
 }

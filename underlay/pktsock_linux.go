@@ -1,6 +1,6 @@
-package dataplane
+package underlay
 
-// The AF_PACKET send path for raw ESP (UnderlayConfig.PacketSocket).
+// The AF_PACKET send path for raw ESP (Config.PacketSocket).
 //
 // One AF_PACKET SOCK_DGRAM socket, protocol 0 (send only: a socket bound to
 // ETH_P_IP or ETH_P_ALL would get a clone of every frame the host receives),
@@ -57,6 +57,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/pkt"
 )
@@ -118,7 +119,7 @@ type nextHop struct {
 type pktSock struct {
 	file  *os.File
 	rc    syscall.RawConn
-	stats *UnderlayStats
+	stats *Stats
 	// src4, src6: the configured source addresses when specific (else the
 	// route's preferred source is used); mark: SO_MARK and the route
 	// lookup's mark.
@@ -152,10 +153,10 @@ type pktSubs struct {
 
 // openPktSock opens the AF_PACKET socket and subscribes to the events, in
 // the calling thread's network namespace.
-func openPktSock(cfg *UnderlayConfig, stats *UnderlayStats) (_ *pktSock, err error) {
+func openPktSock(cfg *Config, stats *Stats) (_ *pktSock, err error) {
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("dataplane: underlay: AF_PACKET socket (PacketSocket): %w", os.NewSyscallError("socket", err))
+		return nil, fmt.Errorf("underlay: AF_PACKET socket (PacketSocket): %w", os.NewSyscallError("socket", err))
 	}
 	p := &pktSock{
 		stats:  stats,
@@ -188,21 +189,21 @@ func openPktSock(cfg *UnderlayConfig, stats *UnderlayStats) (_ *pktSock, err err
 	// packet(7): PACKET_QDISC_BYPASS sends straight to the driver,
 	// skipping the qdisc layer (and the netfilter egress hooks).
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
-		return nil, fmt.Errorf("dataplane: underlay: AF_PACKET: %w", os.NewSyscallError("setsockopt PACKET_QDISC_BYPASS", err))
+		return nil, fmt.Errorf("underlay: AF_PACKET: %w", os.NewSyscallError("setsockopt PACKET_QDISC_BYPASS", err))
 	}
 	// Best effort, as listen.
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBufferSize)
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, socketBufferSize)
 	if cfg.Mark != 0 {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(cfg.Mark)); err != nil {
-			return nil, fmt.Errorf("dataplane: underlay: AF_PACKET: %w", os.NewSyscallError("setsockopt SO_MARK", err))
+			return nil, fmt.Errorf("underlay: AF_PACKET: %w", os.NewSyscallError("setsockopt SO_MARK", err))
 		}
 	}
 	if p.rc, err = p.file.SyscallConn(); err != nil {
-		return nil, fmt.Errorf("dataplane: underlay: AF_PACKET: %w", err)
+		return nil, fmt.Errorf("underlay: AF_PACKET: %w", err)
 	}
 	if p.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
-		return nil, fmt.Errorf("dataplane: underlay: PacketSocket: netlink: %w", err)
+		return nil, fmt.Errorf("underlay: PacketSocket: netlink: %w", err)
 	}
 	// For renewing subscriptions from another thread (setns needs
 	// CAP_SYS_ADMIN; without it a dead subscription stays blind).
@@ -211,7 +212,7 @@ func openPktSock(cfg *UnderlayConfig, stats *UnderlayStats) (_ *pktSock, err err
 	}
 	subs, err := p.subscribe(nil)
 	if err != nil {
-		return nil, fmt.Errorf("dataplane: underlay: PacketSocket: netlink subscribe: %w", err)
+		return nil, fmt.Errorf("underlay: PacketSocket: netlink subscribe: %w", err)
 	}
 	p.wg.Add(1)
 	go p.watch(subs)
@@ -607,7 +608,7 @@ func (p *pktSock) flush(c *pktScratch) error {
 // send sends a run of raw ESP packets (one socket, at most one batch):
 // those whose next hop is resolved through the AF_PACKET socket, the
 // others through the raw socket s (u.sendRun), in order.
-func (p *pktSock) send(u *LinuxUnderlay, s *usock, st *sendState, bufs []*pkt.Buf, eps []Endpoint) error {
+func (p *pktSock) send(u *Linux, s *usock, st *sendState, bufs []*pkt.Buf, eps []endpoint.Endpoint) error {
 	if st.pk == nil {
 		st.pk = newPktScratch(len(st.msgs))
 	}

@@ -1,4 +1,4 @@
-package dataplane
+package underlay
 
 import (
 	"bytes"
@@ -19,16 +19,17 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/testenv"
 	"github.com/mipsec/mipsec/pkt"
 )
 
-// openUnderlay makes and opens a LinuxUnderlay inside ns.
-func openUnderlay(t testing.TB, ns *testNS, cfg UnderlayConfig) (*LinuxUnderlay, []ReceiveFunc) {
+// openUnderlay makes and opens an underlay inside ns.
+func openUnderlay(t testing.TB, ns *testNS, cfg Config) (*Linux, []ReceiveFunc) {
 	t.Helper()
-	u, err := NewUnderlay(cfg)
+	u, err := New(cfg)
 	if err != nil {
-		t.Fatalf("NewUnderlay: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	var fns []ReceiveFunc
 	ns.do(t, func() { fns, err = u.Open() })
@@ -36,7 +37,7 @@ func openUnderlay(t testing.TB, ns *testNS, cfg UnderlayConfig) (*LinuxUnderlay,
 		t.Fatalf("Open in %s: %v", ns.name, err)
 	}
 	t.Cleanup(func() { u.Close() })
-	return u.(*LinuxUnderlay), fns
+	return u, fns
 }
 
 // fakeESP returns a packet of n bytes with SPI spi and sequence seq and a
@@ -63,12 +64,12 @@ func bufsOf(pkts [][]byte) []*pkt.Buf {
 
 type received struct {
 	p  []byte
-	ep Endpoint
+	ep endpoint.Endpoint
 }
 
 // recvN reads until n packets arrived or timeout (then it closes u to stop
 // the reader). It returns what arrived.
-func recvN(t testing.TB, u Underlay, fn ReceiveFunc, n int, timeout time.Duration) []received {
+func recvN(t testing.TB, u *Linux, fn ReceiveFunc, n int, timeout time.Duration) []received {
 	t.Helper()
 	type result struct {
 		got []received
@@ -81,7 +82,7 @@ func recvN(t testing.TB, u Underlay, fn ReceiveFunc, n int, timeout time.Duratio
 		for i := range bufs {
 			bufs[i] = pkt.Get()
 		}
-		eps := make([]Endpoint, batch)
+		eps := make([]endpoint.Endpoint, batch)
 		var got []received
 		for len(got) < n {
 			k, err := fn(bufs, eps)
@@ -134,23 +135,23 @@ func TestUnderlayTransfer(t *testing.T) {
 	p := newVethPair(t)
 	type tc struct {
 		name        string
-		encap       Encap
+		encap       endpoint.Encap
 		v6          bool
 		offloadsOff bool
 	}
 	var tcs []tc
-	for _, e := range []Encap{EncapRaw, EncapUDP} {
+	for _, e := range []endpoint.Encap{endpoint.EncapRaw, endpoint.EncapUDP} {
 		for _, v6 := range []bool{false, true} {
 			tcs = append(tcs, tc{fmt.Sprintf("%v/v6=%v", e, v6), e, v6, false})
-			if e == EncapUDP {
+			if e == endpoint.EncapUDP {
 				tcs = append(tcs, tc{fmt.Sprintf("%v/v6=%v/nooffload", e, v6), e, v6, true})
 			}
 		}
 	}
 	for _, tt := range tcs {
 		t.Run(tt.name, func(t *testing.T) {
-			cfgA := UnderlayConfig{IPv4: p.a4, IPv6: p.a6, DisableGSO: tt.offloadsOff, DisableGRO: tt.offloadsOff}
-			cfgB := UnderlayConfig{IPv4: netip.IPv4Unspecified(), IPv6: netip.IPv6Unspecified(), DisableGSO: tt.offloadsOff, DisableGRO: tt.offloadsOff}
+			cfgA := Config{IPv4: p.a4, IPv6: p.a6, DisableGSO: tt.offloadsOff, DisableGRO: tt.offloadsOff}
+			cfgB := Config{IPv4: netip.IPv4Unspecified(), IPv6: netip.IPv6Unspecified(), DisableGSO: tt.offloadsOff, DisableGRO: tt.offloadsOff}
 			ua, _ := openUnderlay(t, p.a, cfgA)
 			ub, fns := openUnderlay(t, p.b, cfgB)
 			if len(fns) != 4 {
@@ -158,7 +159,7 @@ func TestUnderlayTransfer(t *testing.T) {
 			}
 			// Open order: raw4, raw6, udp4, udp6.
 			idx := 0
-			if tt.encap == EncapUDP {
+			if tt.encap == endpoint.EncapUDP {
 				idx = 2
 			}
 			src, dst := p.a4, p.b4
@@ -167,8 +168,8 @@ func TestUnderlayTransfer(t *testing.T) {
 				src, dst = p.a6, p.b6
 			}
 			var port uint16
-			if tt.encap == EncapUDP {
-				port = UDPEncapPort
+			if tt.encap == endpoint.EncapUDP {
+				port = endpoint.UDPEncapPort
 			}
 			gso, gro := ua.Offloads(tt.v6)
 			t.Logf("sender GSO=%v, receiver GRO=%v", gso, func() bool { _, g := ub.Offloads(tt.v6); return g }())
@@ -181,9 +182,9 @@ func TestUnderlayTransfer(t *testing.T) {
 				pkts = append(pkts, fakeESP(0x1000+uint32(i%3), uint32(i+1), n))
 			}
 			bufs := bufsOf(pkts)
-			eps := make([]Endpoint, len(bufs))
+			eps := make([]endpoint.Endpoint, len(bufs))
 			for i := range eps {
-				eps[i] = Endpoint{Addr: netip.AddrPortFrom(dst, port), Encap: tt.encap}
+				eps[i] = endpoint.Endpoint{Addr: netip.AddrPortFrom(dst, port), Encap: tt.encap}
 			}
 			if err := ua.Send(bufs, eps); err != nil {
 				t.Fatalf("Send: %v", err)
@@ -203,7 +204,7 @@ func TestUnderlayTransfer(t *testing.T) {
 			sort.Slice(got, func(i, j int) bool {
 				return binary.BigEndian.Uint32(got[i].p[4:]) < binary.BigEndian.Uint32(got[j].p[4:])
 			})
-			wantEP := Endpoint{Addr: netip.AddrPortFrom(src, port), Encap: tt.encap}
+			wantEP := endpoint.Endpoint{Addr: netip.AddrPortFrom(src, port), Encap: tt.encap}
 			for i, r := range got {
 				if !bytes.Equal(r.p, pkts[i]) {
 					t.Errorf("packet %d: got %d bytes %x..., want %d bytes %x...", i, len(r.p), r.p[:min(12, len(r.p))], len(pkts[i]), pkts[i][:12])
@@ -232,32 +233,32 @@ func TestUnderlayRFC3948Demux(t *testing.T) {
 			if v6 {
 				src, dst = p.a6, p.b6
 			}
-			ua, _ := openUnderlay(t, p.a, UnderlayConfig{IPv4: p.a4, IPv6: p.a6, Mode: UnderlayUDP})
-			ub, fns := openUnderlay(t, p.b, UnderlayConfig{IPv4: p.b4, IPv6: p.b6, Mode: UnderlayUDP})
+			ua, _ := openUnderlay(t, p.a, Config{IPv4: p.a4, IPv6: p.a6, Mode: ModeUDP})
+			ub, fns := openUnderlay(t, p.b, Config{IPv4: p.b4, IPv6: p.b6, Mode: ModeUDP})
 			fn := fns[0]
 			if v6 {
 				fn = fns[1]
 			}
-			ep := Endpoint{Addr: netip.AddrPortFrom(dst, UDPEncapPort), Encap: EncapUDP}
+			ep := endpoint.Endpoint{Addr: netip.AddrPortFrom(dst, endpoint.UDPEncapPort), Encap: endpoint.EncapUDP}
 			if err := ua.SendKeepalive(ep); err != nil {
 				t.Fatalf("SendKeepalive: %v", err)
 			}
 			ike := append([]byte{0, 0, 0, 0}, []byte("IKE_SA_INIT........................")...)
 			send := [][]byte{ike, {0x01, 0x02, 0x03}, {0xFE}, fakeESP(7, 1, 100)}
-			if err := ua.Send(bufsOf(send), []Endpoint{ep, ep, ep, ep}); err != nil {
+			if err := ua.Send(bufsOf(send), []endpoint.Endpoint{ep, ep, ep, ep}); err != nil {
 				t.Fatalf("Send: %v", err)
 			}
 			if err := ua.SendKeepalive(ep); err != nil {
 				t.Fatalf("SendKeepalive: %v", err)
 			}
-			if err := ua.Send(bufsOf([][]byte{fakeESP(7, 2, 60)}), []Endpoint{ep}); err != nil {
+			if err := ua.Send(bufsOf([][]byte{fakeESP(7, 2, 60)}), []endpoint.Endpoint{ep}); err != nil {
 				t.Fatalf("Send: %v", err)
 			}
 			got := recvN(t, ub, fn, 2, 5*time.Second)
 			if len(got) != 2 {
 				t.Fatalf("got %d packets, want 2", len(got))
 			}
-			want := Endpoint{Addr: netip.AddrPortFrom(src, UDPEncapPort), Encap: EncapUDP}
+			want := endpoint.Endpoint{Addr: netip.AddrPortFrom(src, endpoint.UDPEncapPort), Encap: endpoint.EncapUDP}
 			for i, seq := range []uint32{1, 2} {
 				if s := binary.BigEndian.Uint32(got[i].p[4:]); s != seq || got[i].ep != want {
 					t.Errorf("packet %d: seq %d from %v, want seq %d from %v", i, s, got[i].ep, seq, want)
@@ -270,7 +271,7 @@ func TestUnderlayRFC3948Demux(t *testing.T) {
 			if k := ua.Stats().TxKeepalives.Load(); k != 2 {
 				t.Errorf("sender counted %d keepalives, want 2", k)
 			}
-			if err := ua.SendKeepalive(Endpoint{Addr: netip.AddrPortFrom(dst, 0), Encap: EncapRaw}); !errors.Is(err, ErrNoSocket) {
+			if err := ua.SendKeepalive(endpoint.Endpoint{Addr: netip.AddrPortFrom(dst, 0), Encap: endpoint.EncapRaw}); !errors.Is(err, ErrNoSocket) {
 				t.Errorf("SendKeepalive(raw) = %v, want ErrNoSocket", err)
 			}
 		})
@@ -308,12 +309,12 @@ func TestUnderlayRawIPv4Header(t *testing.T) {
 // net.ErrClosed, twice is fine, and Send afterwards fails with it too.
 func TestUnderlayCloseUnblocks(t *testing.T) {
 	ns := newTestNS(t)
-	u, fns := openUnderlay(t, ns, UnderlayConfig{IPv4: netip.MustParseAddr("127.0.0.1"), IPv6: netip.IPv6Loopback()})
+	u, fns := openUnderlay(t, ns, Config{IPv4: netip.MustParseAddr("127.0.0.1"), IPv6: netip.IPv6Loopback()})
 	errs := make(chan error, len(fns))
 	for _, fn := range fns {
 		go func() {
 			bufs := []*pkt.Buf{pkt.Get(), pkt.Get()}
-			_, err := fn(bufs, make([]Endpoint, 2))
+			_, err := fn(bufs, make([]endpoint.Endpoint, 2))
 			errs <- err
 		}()
 	}
@@ -334,8 +335,8 @@ func TestUnderlayCloseUnblocks(t *testing.T) {
 	if err := u.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	ep := Endpoint{Addr: netip.MustParseAddrPort("127.0.0.1:4500"), Encap: EncapUDP}
-	if err := u.Send(bufsOf([][]byte{fakeESP(1, 1, 20)}), []Endpoint{ep}); !errors.Is(err, net.ErrClosed) {
+	ep := endpoint.Endpoint{Addr: netip.MustParseAddrPort("127.0.0.1:4500"), Encap: endpoint.EncapUDP}
+	if err := u.Send(bufsOf([][]byte{fakeESP(1, 1, 20)}), []endpoint.Endpoint{ep}); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Send after Close = %v, want net.ErrClosed", err)
 	}
 	if err := u.SendKeepalive(ep); !errors.Is(err, net.ErrClosed) {
@@ -347,28 +348,28 @@ func TestUnderlayCloseUnblocks(t *testing.T) {
 	if err != nil || len(fns) != 4 {
 		t.Fatalf("reopen: %d funcs, %v", len(fns), err)
 	}
-	if _, err := u.Open(); !errors.Is(err, ErrUnderlayOpen) {
-		t.Errorf("Open twice = %v, want ErrUnderlayOpen", err)
+	if _, err := u.Open(); !errors.Is(err, ErrAlreadyOpen) {
+		t.Errorf("Open twice = %v, want ErrAlreadyOpen", err)
 	}
 }
 
-func TestNewUnderlayConfig(t *testing.T) {
+func TestNewConfig(t *testing.T) {
 	for _, tt := range []struct {
 		name string
-		cfg  UnderlayConfig
+		cfg  Config
 		ok   bool
 	}{
-		{"empty", UnderlayConfig{}, false},
-		{"v4 in IPv6", UnderlayConfig{IPv6: netip.MustParseAddr("192.0.2.1")}, false},
-		{"v6 in IPv4", UnderlayConfig{IPv4: netip.MustParseAddr("2001:db8::1")}, false},
-		{"bad mode", UnderlayConfig{IPv4: netip.IPv4Unspecified(), Mode: 8}, false},
-		{"negative batch", UnderlayConfig{IPv4: netip.IPv4Unspecified(), BatchSize: -1}, false},
-		{"defaults", UnderlayConfig{IPv4: netip.IPv4Unspecified()}, true},
+		{"empty", Config{}, false},
+		{"v4 in IPv6", Config{IPv6: netip.MustParseAddr("192.0.2.1")}, false},
+		{"v6 in IPv4", Config{IPv4: netip.MustParseAddr("2001:db8::1")}, false},
+		{"bad mode", Config{IPv4: netip.IPv4Unspecified(), Mode: 8}, false},
+		{"negative batch", Config{IPv4: netip.IPv4Unspecified(), BatchSize: -1}, false},
+		{"defaults", Config{IPv4: netip.IPv4Unspecified()}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			u, err := NewUnderlay(tt.cfg)
+			u, err := New(tt.cfg)
 			if (err == nil) != tt.ok {
-				t.Fatalf("NewUnderlay = %v, want ok=%v", err, tt.ok)
+				t.Fatalf("New = %v, want ok=%v", err, tt.ok)
 			}
 			if err != nil {
 				if !errors.Is(err, ErrInvalidConfig) {
@@ -376,9 +377,8 @@ func TestNewUnderlayConfig(t *testing.T) {
 				}
 				return
 			}
-			lu := u.(*LinuxUnderlay)
-			if lu.BatchSize() != DefaultUnderlayBatchSize || lu.cfg.UDPPort != UDPEncapPort || lu.cfg.Mode != UnderlayBoth {
-				t.Errorf("defaults: batch %d port %d mode %d", lu.BatchSize(), lu.cfg.UDPPort, lu.cfg.Mode)
+			if u.BatchSize() != DefaultBatchSize || u.cfg.UDPPort != endpoint.UDPEncapPort || u.cfg.Mode != ModeBoth {
+				t.Errorf("defaults: batch %d port %d mode %d", u.BatchSize(), u.cfg.UDPPort, u.cfg.Mode)
 			}
 		})
 	}
@@ -394,22 +394,22 @@ func TestUnderlayAllocs(t *testing.T) {
 	a4, b4 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
 	for _, tt := range []struct {
 		name  string
-		mode  UnderlayMode
-		encap Encap
+		mode  Mode
+		encap endpoint.Encap
 		off   bool
 	}{
-		{"raw", UnderlayRaw, EncapRaw, false},
-		{"udp", UnderlayUDP, EncapUDP, false},
-		{"udp-nooffload", UnderlayUDP, EncapUDP, true},
+		{"raw", ModeRaw, endpoint.EncapRaw, false},
+		{"udp", ModeUDP, endpoint.EncapUDP, false},
+		{"udp-nooffload", ModeUDP, endpoint.EncapUDP, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := UnderlayConfig{IPv4: a4, Mode: tt.mode, DisableGSO: tt.off, DisableGRO: tt.off}
+			cfg := Config{IPv4: a4, Mode: tt.mode, DisableGSO: tt.off, DisableGRO: tt.off}
 			ua, _ := openUnderlay(t, ns, cfg)
 			cfg.IPv4 = b4
 			ub, fns := openUnderlay(t, ns, cfg)
 			var port uint16
-			if tt.encap == EncapUDP {
-				port = UDPEncapPort
+			if tt.encap == endpoint.EncapUDP {
+				port = endpoint.UDPEncapPort
 			}
 			batch := ua.BatchSize()
 			var pkts [][]byte
@@ -417,12 +417,12 @@ func TestUnderlayAllocs(t *testing.T) {
 				pkts = append(pkts, fakeESP(5, uint32(i+1), 1400))
 			}
 			sbufs := bufsOf(pkts)
-			eps := make([]Endpoint, batch)
+			eps := make([]endpoint.Endpoint, batch)
 			for i := range eps {
-				eps[i] = Endpoint{Addr: netip.AddrPortFrom(b4, port), Encap: tt.encap}
+				eps[i] = endpoint.Endpoint{Addr: netip.AddrPortFrom(b4, port), Encap: tt.encap}
 			}
 			rbufs := bufsOf(make([][]byte, batch))
-			reps := make([]Endpoint, batch)
+			reps := make([]endpoint.Endpoint, batch)
 			watchdog := time.AfterFunc(time.Minute, func() { ub.Close() })
 			defer watchdog.Stop()
 			allocs := testing.AllocsPerRun(50, func() {
@@ -449,13 +449,13 @@ func TestUnderlayAllocs(t *testing.T) {
 // until the batch is in), with and without GSO/GRO.
 func BenchmarkUDPUnderlay(b *testing.B) {
 	ns := newTestNS(b)
-	b.Run("gso+gro", func(b *testing.B) { benchUnderlay(b, ns, UnderlayUDP, false) })
-	b.Run("nooffload", func(b *testing.B) { benchUnderlay(b, ns, UnderlayUDP, true) })
+	b.Run("gso+gro", func(b *testing.B) { benchUnderlay(b, ns, ModeUDP, false) })
+	b.Run("nooffload", func(b *testing.B) { benchUnderlay(b, ns, ModeUDP, true) })
 }
 
 // BenchmarkRawUnderlay is BenchmarkUDPUnderlay for raw ESP (IP protocol 50).
 func BenchmarkRawUnderlay(b *testing.B) {
-	benchUnderlay(b, newTestNS(b), UnderlayRaw, true)
+	benchUnderlay(b, newTestNS(b), ModeRaw, true)
 }
 
 // BenchmarkRawUnderlay6 is BenchmarkRawUnderlay over IPv6 loopback, the
@@ -469,30 +469,30 @@ func BenchmarkRawUnderlay6(b *testing.B) {
 }
 
 func benchUnderlay6(b *testing.B, ns *testNS, bind netip.Addr) {
-	benchUnderlayCfg(b, ns, UnderlayConfig{IPv6: netip.IPv6Loopback(), Mode: UnderlayRaw},
-		UnderlayConfig{IPv6: bind, Mode: UnderlayRaw}, netip.IPv6Loopback())
+	benchUnderlayCfg(b, ns, Config{IPv6: netip.IPv6Loopback(), Mode: ModeRaw},
+		Config{IPv6: bind, Mode: ModeRaw}, netip.IPv6Loopback())
 }
 
-func benchUnderlay(b *testing.B, ns *testNS, mode UnderlayMode, off bool) {
+func benchUnderlay(b *testing.B, ns *testNS, mode Mode, off bool) {
 	a4, b4 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
-	benchUnderlayCfg(b, ns, UnderlayConfig{IPv4: a4, Mode: mode, DisableGSO: off, DisableGRO: off},
-		UnderlayConfig{IPv4: b4, Mode: mode, DisableGSO: off, DisableGRO: off}, b4)
+	benchUnderlayCfg(b, ns, Config{IPv4: a4, Mode: mode, DisableGSO: off, DisableGRO: off},
+		Config{IPv4: b4, Mode: mode, DisableGSO: off, DisableGRO: off}, b4)
 }
 
-func benchUnderlayCfg(b *testing.B, ns *testNS, cfgA, cfgB UnderlayConfig, b4 netip.Addr) {
+func benchUnderlayCfg(b *testing.B, ns *testNS, cfgA, cfgB Config, b4 netip.Addr) {
 	benchUnderlayPair(b, ns, ns, cfgA, cfgB, b4)
 }
 
 // benchUnderlayPair is benchUnderlayCfg with the sender opened in nsA and
 // the receiver in nsB.
-func benchUnderlayPair(b *testing.B, nsA, nsB *testNS, cfgA, cfgB UnderlayConfig, b4 netip.Addr) {
+func benchUnderlayPair(b *testing.B, nsA, nsB *testNS, cfgA, cfgB Config, b4 netip.Addr) {
 	const size = 1400
 	mode := cfgA.Mode
 	ua, _ := openUnderlay(b, nsA, cfgA)
 	ub, fns := openUnderlay(b, nsB, cfgB)
-	encap, port := EncapRaw, uint16(0)
-	if mode == UnderlayUDP {
-		encap, port = EncapUDP, UDPEncapPort
+	encap, port := endpoint.EncapRaw, uint16(0)
+	if mode == ModeUDP {
+		encap, port = endpoint.EncapUDP, endpoint.UDPEncapPort
 		gso, _ := ua.Offloads(false)
 		_, gro := ub.Offloads(false)
 		b.Logf("GSO=%v GRO=%v", gso, gro)
@@ -503,12 +503,12 @@ func benchUnderlayPair(b *testing.B, nsA, nsB *testNS, cfgA, cfgB UnderlayConfig
 		pkts = append(pkts, fakeESP(5, uint32(i+1), size))
 	}
 	sbufs := bufsOf(pkts)
-	eps := make([]Endpoint, batch)
+	eps := make([]endpoint.Endpoint, batch)
 	for i := range eps {
-		eps[i] = Endpoint{Addr: netip.AddrPortFrom(b4, port), Encap: encap}
+		eps[i] = endpoint.Endpoint{Addr: netip.AddrPortFrom(b4, port), Encap: encap}
 	}
 	rbufs := bufsOf(make([][]byte, batch))
-	reps := make([]Endpoint, batch)
+	reps := make([]endpoint.Endpoint, batch)
 	// A lost datagram would block the receive: the watchdog closes the
 	// receiver, which fails the benchmark.
 	watchdog := time.AfterFunc(time.Hour, func() { ub.Close() })
@@ -559,8 +559,8 @@ func TestUnderlayGSOFallback(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newVethPair(t)
 			tt.setup(t, p)
-			ua, _ := openUnderlay(t, p.a, UnderlayConfig{IPv4: p.a4, Mode: UnderlayUDP})
-			ub, fns := openUnderlay(t, p.b, UnderlayConfig{IPv4: p.b4, Mode: UnderlayUDP})
+			ua, _ := openUnderlay(t, p.a, Config{IPv4: p.a4, Mode: ModeUDP})
+			ub, fns := openUnderlay(t, p.b, Config{IPv4: p.b4, Mode: ModeUDP})
 			if gso, _ := ua.Offloads(false); !gso {
 				testenv.SkipOrFail(t, "kernel without UDP GSO")
 			}
@@ -568,9 +568,9 @@ func TestUnderlayGSOFallback(t *testing.T) {
 			for i := range 64 {
 				pkts = append(pkts, fakeESP(3, uint32(i+1), 1400))
 			}
-			eps := make([]Endpoint, len(pkts))
+			eps := make([]endpoint.Endpoint, len(pkts))
 			for i := range eps {
-				eps[i] = Endpoint{Addr: netip.AddrPortFrom(p.b4, UDPEncapPort), Encap: EncapUDP}
+				eps[i] = endpoint.Endpoint{Addr: netip.AddrPortFrom(p.b4, endpoint.UDPEncapPort), Encap: endpoint.EncapUDP}
 			}
 			// Twice: the second Send must not need a retry.
 			for round := range 2 {
@@ -630,21 +630,21 @@ func setTxChecksum(t *testing.T, dev string, on bool) {
 // coalesced datagram carries keeps the rest for the next calls.
 func TestUnderlayGROSmallReads(t *testing.T) {
 	p := newVethPair(t)
-	ua, _ := openUnderlay(t, p.a, UnderlayConfig{IPv4: p.a4, Mode: UnderlayUDP})
-	ub, fns := openUnderlay(t, p.b, UnderlayConfig{IPv4: p.b4, Mode: UnderlayUDP})
+	ua, _ := openUnderlay(t, p.a, Config{IPv4: p.a4, Mode: ModeUDP})
+	ub, fns := openUnderlay(t, p.b, Config{IPv4: p.b4, Mode: ModeUDP})
 	var pkts [][]byte
 	for i := range 100 {
 		pkts = append(pkts, fakeESP(3, uint32(i+1), 1200))
 	}
-	eps := make([]Endpoint, len(pkts))
+	eps := make([]endpoint.Endpoint, len(pkts))
 	for i := range eps {
-		eps[i] = Endpoint{Addr: netip.AddrPortFrom(p.b4, UDPEncapPort), Encap: EncapUDP}
+		eps[i] = endpoint.Endpoint{Addr: netip.AddrPortFrom(p.b4, endpoint.UDPEncapPort), Encap: endpoint.EncapUDP}
 	}
 	if err := ua.Send(bufsOf(pkts), eps); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	bufs := bufsOf(make([][]byte, 3))
-	reps := make([]Endpoint, 3)
+	reps := make([]endpoint.Endpoint, 3)
 	var got [][]byte
 	watchdog := time.AfterFunc(5*time.Second, func() { ub.Close() })
 	defer watchdog.Stop()
@@ -670,7 +670,7 @@ func TestUnderlayGROSmallReads(t *testing.T) {
 // the other packets.
 func TestUnderlayMarkAndNoSocket(t *testing.T) {
 	p := newVethPair(t)
-	ua, _ := openUnderlay(t, p.a, UnderlayConfig{IPv4: p.a4, IPv6: p.a6, Mark: 0x4d49, DSMIPv6: true, ExtHeaders: true})
+	ua, _ := openUnderlay(t, p.a, Config{IPv4: p.a4, IPv6: p.a6, Mark: 0x4d49, DSMIPv6: true, ExtHeaders: true})
 	n := 0
 	for _, s := range ua.set.Load().s {
 		if s == nil {
@@ -691,10 +691,10 @@ func TestUnderlayMarkAndNoSocket(t *testing.T) {
 	if n != int(numSockKinds) {
 		t.Errorf("%d sockets open, want all %d kinds", n, numSockKinds)
 	}
-	ub, fns := openUnderlay(t, p.b, UnderlayConfig{IPv4: p.b4, Mode: UnderlayUDP})
-	good := Endpoint{Addr: netip.AddrPortFrom(p.b4, UDPEncapPort), Encap: EncapUDP}
-	eps := []Endpoint{
-		{Addr: netip.AddrPortFrom(p.b4, UDPEncapPort), Encap: 7}, // unknown encapsulation
+	ub, fns := openUnderlay(t, p.b, Config{IPv4: p.b4, Mode: ModeUDP})
+	good := endpoint.Endpoint{Addr: netip.AddrPortFrom(p.b4, endpoint.UDPEncapPort), Encap: endpoint.EncapUDP}
+	eps := []endpoint.Endpoint{
+		{Addr: netip.AddrPortFrom(p.b4, endpoint.UDPEncapPort), Encap: 7}, // unknown encapsulation
 		good,
 		{}, // no address
 		good,
@@ -709,18 +709,18 @@ func TestUnderlayMarkAndNoSocket(t *testing.T) {
 	}
 }
 
-// TestUnderlayStatsCounters: Counters names every UnderlayStats field once,
+// TestUnderlayStatsCounters: Counters names every Stats field once,
 // in order, with its value (a new field must be added there too).
 func TestUnderlayStatsCounters(t *testing.T) {
-	var s UnderlayStats
-	typ := reflect.TypeFor[UnderlayStats]()
+	var s Stats
+	typ := reflect.TypeFor[Stats]()
 	v := reflect.ValueOf(&s).Elem()
 	for i := range typ.NumField() {
 		v.Field(i).Addr().Interface().(*atomic.Uint64).Store(uint64(100 + i))
 	}
 	cs := s.Counters()
 	if len(cs) != typ.NumField() {
-		t.Fatalf("Counters has %d entries, UnderlayStats %d fields", len(cs), typ.NumField())
+		t.Fatalf("Counters has %d entries, Stats %d fields", len(cs), typ.NumField())
 	}
 	seen := map[string]bool{}
 	for i, c := range cs {
@@ -736,7 +736,7 @@ func TestUnderlayStatsCounters(t *testing.T) {
 			t.Errorf("counter %q for field %s", c.Name, typ.Field(i).Name)
 		}
 	}
-	if (*UnderlayStats)(nil).Counters() != nil {
+	if (*Stats)(nil).Counters() != nil {
 		t.Error("nil stats: want nil")
 	}
 }

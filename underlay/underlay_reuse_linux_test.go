@@ -1,4 +1,4 @@
-package dataplane
+package underlay
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/pkt"
 )
 
@@ -148,19 +149,19 @@ func TestUnderlayShortThenFullRead(t *testing.T) {
 	a6 := netip.IPv6Loopback()
 	for _, tc := range []struct {
 		name       string
-		cfgA, cfgB UnderlayConfig
+		cfgA, cfgB Config
 		dst        netip.AddrPort
-		encap      Encap
+		encap      endpoint.Encap
 	}{
-		{"raw4", UnderlayConfig{IPv4: a4, Mode: UnderlayRaw}, UnderlayConfig{IPv4: b4, Mode: UnderlayRaw},
-			netip.AddrPortFrom(b4, 0), EncapRaw},
-		{"raw6", UnderlayConfig{IPv6: a6, Mode: UnderlayRaw}, UnderlayConfig{IPv6: netip.IPv6Unspecified(), Mode: UnderlayRaw},
-			netip.AddrPortFrom(a6, 0), EncapRaw},
-		{"udp", UnderlayConfig{IPv4: a4, Mode: UnderlayUDP, DisableGSO: true, DisableGRO: true},
-			UnderlayConfig{IPv4: b4, Mode: UnderlayUDP, DisableGSO: true, DisableGRO: true},
-			netip.AddrPortFrom(b4, UDPEncapPort), EncapUDP},
-		{"udp+gro", UnderlayConfig{IPv4: a4, Mode: UnderlayUDP}, UnderlayConfig{IPv4: b4, Mode: UnderlayUDP},
-			netip.AddrPortFrom(b4, UDPEncapPort), EncapUDP},
+		{"raw4", Config{IPv4: a4, Mode: ModeRaw}, Config{IPv4: b4, Mode: ModeRaw},
+			netip.AddrPortFrom(b4, 0), endpoint.EncapRaw},
+		{"raw6", Config{IPv6: a6, Mode: ModeRaw}, Config{IPv6: netip.IPv6Unspecified(), Mode: ModeRaw},
+			netip.AddrPortFrom(a6, 0), endpoint.EncapRaw},
+		{"udp", Config{IPv4: a4, Mode: ModeUDP, DisableGSO: true, DisableGRO: true},
+			Config{IPv4: b4, Mode: ModeUDP, DisableGSO: true, DisableGRO: true},
+			netip.AddrPortFrom(b4, endpoint.UDPEncapPort), endpoint.EncapUDP},
+		{"udp+gro", Config{IPv4: a4, Mode: ModeUDP}, Config{IPv4: b4, Mode: ModeUDP},
+			netip.AddrPortFrom(b4, endpoint.UDPEncapPort), endpoint.EncapUDP},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ua, _ := openUnderlay(t, ns, tc.cfgA)
@@ -170,7 +171,7 @@ func TestUnderlayShortThenFullRead(t *testing.T) {
 			for i := range bufs {
 				bufs[i] = new(pkt.Buf)
 			}
-			reps := make([]Endpoint, batch)
+			reps := make([]endpoint.Endpoint, batch)
 			watchdog := time.AfterFunc(10*time.Second, func() { ub.Close() })
 			defer watchdog.Stop()
 			seq := uint32(0)
@@ -182,9 +183,9 @@ func TestUnderlayShortThenFullRead(t *testing.T) {
 					seq++
 					pkts = append(pkts, fakeESP(0x700, seq, 16+(i*211)%1385))
 				}
-				eps := make([]Endpoint, k)
+				eps := make([]endpoint.Endpoint, k)
 				for i := range eps {
-					eps[i] = Endpoint{Addr: tc.dst, Encap: tc.encap}
+					eps[i] = endpoint.Endpoint{Addr: tc.dst, Encap: tc.encap}
 				}
 				if err := ua.Send(bufsOf(pkts), eps); err != nil {
 					t.Fatalf("Send: %v", err)
@@ -211,7 +212,7 @@ func TestUnderlayShortThenFullRead(t *testing.T) {
 						if b.Off() < pkt.Headroom {
 							t.Fatalf("packet %d at offset %d, before pkt.Headroom", got+i, b.Off())
 						}
-						if tc.encap == EncapRaw {
+						if tc.encap == endpoint.EncapRaw {
 							h := b.B[:b.Off()]
 							if ip := h[len(h)-20:]; tc.name == "raw4" && (ip[0] != 0x45 || int(binary.BigEndian.Uint16(ip[2:])) != 20+b.Len()) {
 								t.Fatalf("packet %d: no normalised IPv4 header in front", got+i)
@@ -264,17 +265,17 @@ func BenchmarkUnderlayReceiveOne(b *testing.B) {
 	a4, b4 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
 	for _, tc := range []struct {
 		name  string
-		mode  UnderlayMode
-		encap Encap
+		mode  Mode
+		encap endpoint.Encap
 		port  uint16
-	}{{"raw", UnderlayRaw, EncapRaw, 0}, {"udp", UnderlayUDP, EncapUDP, UDPEncapPort}} {
+	}{{"raw", ModeRaw, endpoint.EncapRaw, 0}, {"udp", ModeUDP, endpoint.EncapUDP, endpoint.UDPEncapPort}} {
 		b.Run(tc.name, func(b *testing.B) {
-			ua, _ := openUnderlay(b, ns, UnderlayConfig{IPv4: a4, Mode: tc.mode, DisableGSO: true, DisableGRO: true})
-			ub, fns := openUnderlay(b, ns, UnderlayConfig{IPv4: b4, Mode: tc.mode, DisableGSO: true, DisableGRO: true})
+			ua, _ := openUnderlay(b, ns, Config{IPv4: a4, Mode: tc.mode, DisableGSO: true, DisableGRO: true})
+			ub, fns := openUnderlay(b, ns, Config{IPv4: b4, Mode: tc.mode, DisableGSO: true, DisableGRO: true})
 			sbufs := bufsOf([][]byte{fakeESP(5, 1, 1400)})
-			eps := []Endpoint{{Addr: netip.AddrPortFrom(b4, tc.port), Encap: tc.encap}}
+			eps := []endpoint.Endpoint{{Addr: netip.AddrPortFrom(b4, tc.port), Encap: tc.encap}}
 			rbufs := bufsOf(make([][]byte, ub.BatchSize()))
-			reps := make([]Endpoint, len(rbufs))
+			reps := make([]endpoint.Endpoint, len(rbufs))
 			watchdog := time.AfterFunc(time.Hour, func() { ub.Close() })
 			defer watchdog.Stop()
 			b.ReportAllocs()

@@ -1,4 +1,4 @@
-package dataplane
+package underlay
 
 // Linux underlay: raw ESP sockets (IP protocol 50) and ESP-in-UDP sockets
 // (RFC 3948, port 4500), batched with sendmmsg (golang.org/x/net ipv4/ipv6
@@ -91,24 +91,25 @@ import (
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/pkt"
 )
 
-// UnderlayMode selects which sockets NewUnderlay opens.
-type UnderlayMode uint8
+// Mode selects which sockets New opens.
+type Mode uint8
 
 const (
-	// UnderlayRaw opens raw ESP sockets (IP protocol 50, RFC 4303).
-	UnderlayRaw UnderlayMode = 1 << iota
-	// UnderlayUDP opens ESP-in-UDP sockets (RFC 3948) on UDPPort.
-	UnderlayUDP
-	// UnderlayBoth opens both.
-	UnderlayBoth = UnderlayRaw | UnderlayUDP
+	// ModeRaw opens raw ESP sockets (IP protocol 50, RFC 4303).
+	ModeRaw Mode = 1 << iota
+	// ModeUDP opens ESP-in-UDP sockets (RFC 3948) on UDPPort.
+	ModeUDP
+	// ModeBoth opens both.
+	ModeBoth = ModeRaw | ModeUDP
 )
 
-// DefaultUnderlayBatchSize is wireguard-go's conn.IdealBatchSize.
-const DefaultUnderlayBatchSize = 128
+// DefaultBatchSize is wireguard-go's conn.IdealBatchSize.
+const DefaultBatchSize = 128
 
 const (
 	// udpSegmentMaxDatagrams is the kernel's UDP_MAX_SEGMENTS on older
@@ -128,28 +129,28 @@ const (
 // gsoControlSize is the OOB space for one UDP_SEGMENT or UDP_GRO cmsg.
 var gsoControlSize = unix.CmsgSpace(gsoCmsgData)
 
-// UnderlayConfig configures NewUnderlay.
-type UnderlayConfig struct {
+// Config configures New.
+type Config struct {
 	// IPv4 and IPv6 are the local addresses to bind. The zero Addr opens no
 	// socket of that family; an unspecified address (0.0.0.0, ::) binds
 	// all. At least one must be set.
 	IPv4, IPv6 netip.Addr
-	// Mode says which sockets to open; zero means UnderlayBoth.
-	Mode UnderlayMode
+	// Mode says which sockets to open; zero means ModeBoth.
+	Mode Mode
 	// UDPPort is the ESP-in-UDP port; zero means UDPEncapPort (4500,
 	// RFC 3948 §2.1).
 	UDPPort uint16
 	// Mark, when non-zero, is set as SO_MARK on every socket (policy
 	// routing around the tunnel).
 	Mark uint32
-	// BatchSize is BatchSize(); zero means DefaultUnderlayBatchSize.
+	// BatchSize is BatchSize(); zero means DefaultBatchSize.
 	BatchSize int
 	// DisableGSO and DisableGRO turn the UDP offloads off even where the
 	// kernel offers them (tests, benchmarks, broken drivers).
 	DisableGSO, DisableGRO bool
-	// Stats receives the counters; nil means NewUnderlay allocates them
-	// (see LinuxUnderlay.Stats).
-	Stats *UnderlayStats
+	// Stats receives the counters; nil means New allocates them
+	// (see Linux.Stats).
+	Stats *Stats
 	// DSMIPv6 opens a UDP socket on port 4191 (DSMIPv6Port) of the IPv4
 	// address: the home agent's end of the Dual-Stack MIPv6 IPv4 tunnel
 	// (RFC 5555 §4.1), where binding updates from IPv4 care-of addresses
@@ -174,10 +175,10 @@ type UnderlayConfig struct {
 	PacketSocket bool
 }
 
-// UnderlayStats are the Linux underlay's own counters: packets it consumed
-// or refused before they reached the dataplane. Fields are updated once per
+// Stats are the Linux underlay's own counters: packets it consumed or
+// refused before they reached the dataplane. Fields are updated once per
 // batch, atomically.
-type UnderlayStats struct {
+type Stats struct {
 	// RxKeepalives counts NAT keepalives received (one byte 0xFF,
 	// RFC 3948 §2.3); they are ignored as the RFC says.
 	RxKeepalives atomic.Uint64
@@ -217,7 +218,7 @@ type UnderlayStats struct {
 	// TxHeaderIncluded counts EncapIP packets sent header-included.
 	TxHeaderIncluded atomic.Uint64
 	// TxPacketSocket counts raw ESP packets sent through the AF_PACKET
-	// socket (UnderlayConfig.PacketSocket).
+	// socket (Config.PacketSocket).
 	TxPacketSocket atomic.Uint64
 	// TxPacketSocketFallback counts raw ESP packets that PacketSocket
 	// sent through the raw IP socket instead: next hop or neighbour not
@@ -229,9 +230,9 @@ type UnderlayStats struct {
 	TxPacketSocketErrors atomic.Uint64
 }
 
-// UnderlayCounter is one UnderlayStats counter by its stable snake_case
-// name (as `mipsec stats` and the Prometheus metrics show it).
-type UnderlayCounter struct {
+// Counter is one Stats counter by its stable snake_case name (as
+// `mipsec stats` and the Prometheus metrics show it).
+type Counter struct {
 	Name  string
 	Value uint64
 }
@@ -241,11 +242,11 @@ type UnderlayCounter struct {
 // tx_keepalives, gso_retries, gso_disabled, rx_dsmipv6, rx_ext_headers,
 // rx_ip_malformed, tx_header_included, tx_packet_socket,
 // tx_packet_socket_fallback, tx_packet_socket_errors. A nil s returns nil.
-func (s *UnderlayStats) Counters() []UnderlayCounter {
+func (s *Stats) Counters() []Counter {
 	if s == nil {
 		return nil
 	}
-	return []UnderlayCounter{
+	return []Counter{
 		{"rx_keepalives", s.RxKeepalives.Load()},
 		{"rx_non_esp", s.RxNonESP.Load()},
 		{"rx_malformed", s.RxMalformed.Load()},
@@ -266,11 +267,14 @@ func (s *UnderlayStats) Counters() []UnderlayCounter {
 
 // Errors of the Linux underlay.
 var (
-	// ErrUnderlayOpen: Open was called on an open underlay.
-	ErrUnderlayOpen = errors.New("dataplane: underlay already open")
+	// ErrInvalidConfig: New got a Config it cannot use; the error wraps it
+	// with the details.
+	ErrInvalidConfig = errors.New("underlay: invalid config")
+	// ErrAlreadyOpen: Open was called on an open underlay.
+	ErrAlreadyOpen = errors.New("underlay: already open")
 	// ErrNoSocket: Send or SendKeepalive got an endpoint whose family or
 	// encapsulation has no open socket (or the endpoint is invalid).
-	ErrNoSocket = errors.New("dataplane: no underlay socket for endpoint")
+	ErrNoSocket = errors.New("underlay: no socket for endpoint")
 )
 
 // sockKind indexes socketSet.s.
@@ -313,14 +317,14 @@ func (k sockKind) is4() bool {
 	return k == sockRaw4 || k == sockUDP4 || k == sockDSMIP4 || k == sockHdr4
 }
 
-func (k sockKind) encap() Encap {
+func (k sockKind) encap() endpoint.Encap {
 	switch {
 	case k.raw():
-		return EncapRaw
+		return endpoint.EncapRaw
 	case k.udpESP():
-		return EncapUDP
+		return endpoint.EncapUDP
 	}
-	return EncapIP
+	return endpoint.EncapIP
 }
 
 // batchConn is ipv4.PacketConn or ipv6.PacketConn: ipv4.Message and
@@ -356,18 +360,18 @@ type socketSet struct {
 	pkt *pktSock
 }
 
-func (ss *socketSet) forEndpoint(ep Endpoint) *usock {
+func (ss *socketSet) forEndpoint(ep endpoint.Endpoint) *usock {
 	a := ep.Addr.Addr().Unmap()
 	if !a.IsValid() {
 		return nil
 	}
 	var k sockKind
 	switch ep.Encap {
-	case EncapRaw:
+	case endpoint.EncapRaw:
 		k = sockRaw4
-	case EncapUDP:
+	case endpoint.EncapUDP:
 		k = sockUDP4
-	case EncapIP:
+	case endpoint.EncapIP:
 		k = sockHdr4
 	default:
 		return nil
@@ -378,55 +382,55 @@ func (ss *socketSet) forEndpoint(ep Endpoint) *usock {
 	return ss.s[k]
 }
 
-// LinuxUnderlay is the Linux Underlay. Make one with NewUnderlay.
-type LinuxUnderlay struct {
-	cfg   UnderlayConfig
-	stats *UnderlayStats
+// Linux is the Linux underlay: it implements dataplane.Underlay (checked
+// in dataplane_test.go; this package does not import dataplane). Make one
+// with New.
+type Linux struct {
+	cfg   Config
+	stats *Stats
 
 	mu   sync.Mutex                // serialises Open and Close
 	set  atomic.Pointer[socketSet] // nil while closed
 	pool sync.Pool                 // *sendState
 }
 
-var _ Underlay = (*LinuxUnderlay)(nil)
-
-// NewUnderlay checks cfg and returns an Underlay; Open opens its sockets.
-// Its type is *LinuxUnderlay (for Stats and Offloads). Opening raw sockets
-// needs CAP_NET_RAW; a UDP port below 1024 needs CAP_NET_BIND_SERVICE.
-func NewUnderlay(cfg UnderlayConfig) (Underlay, error) {
+// New checks cfg and returns the underlay; Open opens its sockets. Opening
+// raw sockets needs CAP_NET_RAW; a UDP port below 1024 needs
+// CAP_NET_BIND_SERVICE.
+func New(cfg Config) (*Linux, error) {
 	if !cfg.IPv4.IsValid() && !cfg.IPv6.IsValid() {
-		return nil, fmt.Errorf("%w: underlay: no local IPv4 or IPv6 address", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: no local IPv4 or IPv6 address", ErrInvalidConfig)
 	}
 	if cfg.IPv4.IsValid() && !cfg.IPv4.Is4() {
-		return nil, fmt.Errorf("%w: underlay: IPv4 address %s is not IPv4", ErrInvalidConfig, cfg.IPv4)
+		return nil, fmt.Errorf("%w: IPv4 address %s is not IPv4", ErrInvalidConfig, cfg.IPv4)
 	}
 	if cfg.IPv6.IsValid() && !(cfg.IPv6.Is6() && !cfg.IPv6.Is4In6()) {
-		return nil, fmt.Errorf("%w: underlay: IPv6 address %s is not IPv6", ErrInvalidConfig, cfg.IPv6)
+		return nil, fmt.Errorf("%w: IPv6 address %s is not IPv6", ErrInvalidConfig, cfg.IPv6)
 	}
 	if cfg.Mode == 0 {
-		cfg.Mode = UnderlayBoth
+		cfg.Mode = ModeBoth
 	}
-	if cfg.Mode&^UnderlayBoth != 0 {
-		return nil, fmt.Errorf("%w: underlay: unknown mode %#x", ErrInvalidConfig, uint8(cfg.Mode))
+	if cfg.Mode&^ModeBoth != 0 {
+		return nil, fmt.Errorf("%w: unknown mode %#x", ErrInvalidConfig, uint8(cfg.Mode))
 	}
 	if cfg.UDPPort == 0 {
-		cfg.UDPPort = UDPEncapPort
+		cfg.UDPPort = endpoint.UDPEncapPort
 	}
 	if cfg.BatchSize == 0 {
-		cfg.BatchSize = DefaultUnderlayBatchSize
+		cfg.BatchSize = DefaultBatchSize
 	}
 	if cfg.BatchSize < 0 {
-		return nil, fmt.Errorf("%w: underlay: batch size %d", ErrInvalidConfig, cfg.BatchSize)
+		return nil, fmt.Errorf("%w: batch size %d", ErrInvalidConfig, cfg.BatchSize)
 	}
 	if cfg.DSMIPv6 && !cfg.IPv4.IsValid() {
-		return nil, fmt.Errorf("%w: underlay: DSMIPv6 (UDP port 4191) needs an IPv4 address", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: DSMIPv6 (UDP port 4191) needs an IPv4 address", ErrInvalidConfig)
 	}
 	if cfg.ExtHeaders && !cfg.IPv6.IsValid() {
-		return nil, fmt.Errorf("%w: underlay: ExtHeaders needs an IPv6 address", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: ExtHeaders needs an IPv6 address", ErrInvalidConfig)
 	}
-	u := &LinuxUnderlay{cfg: cfg, stats: cfg.Stats}
+	u := &Linux{cfg: cfg, stats: cfg.Stats}
 	if u.stats == nil {
-		u.stats = new(UnderlayStats)
+		u.stats = new(Stats)
 	}
 	batch := cfg.BatchSize
 	u.pool.New = func() any { return newSendState(batch) }
@@ -434,14 +438,14 @@ func NewUnderlay(cfg UnderlayConfig) (Underlay, error) {
 }
 
 // Stats returns the underlay's counters.
-func (u *LinuxUnderlay) Stats() *UnderlayStats { return u.stats }
+func (u *Linux) Stats() *Stats { return u.stats }
 
-// BatchSize implements Underlay.
-func (u *LinuxUnderlay) BatchSize() int { return u.cfg.BatchSize }
+// BatchSize implements dataplane.Underlay.
+func (u *Linux) BatchSize() int { return u.cfg.BatchSize }
 
 // Offloads reports whether UDP GSO (send) and GRO (receive) are in use on
 // the open UDP sockets of the given family (for logs and tests).
-func (u *LinuxUnderlay) Offloads(ipv6 bool) (gso, gro bool) {
+func (u *Linux) Offloads(ipv6 bool) (gso, gro bool) {
 	ss := u.set.Load()
 	if ss == nil {
 		return false, false
@@ -457,21 +461,21 @@ func (u *LinuxUnderlay) Offloads(ipv6 bool) (gso, gro bool) {
 	return s.gso.Load(), s.gro
 }
 
-// Open implements Underlay: it opens the sockets of cfg.Mode for each
-// configured family and returns one ReceiveFunc per socket, in the order raw
-// IPv4, raw IPv6, UDP IPv4, UDP IPv6, then UDP 4191 (DSMIPv6), Destination
-// Options and Routing (ExtHeaders) (those opened; an unspecified address of
-// a family the kernel does not support is skipped). With DSMIPv6 or
-// ExtHeaders it opens the header-included send sockets too. With
-// PacketSocket (and raw ESP sockets open) it opens the AF_PACKET socket and
-// its netlink handle and event subscriptions (pktsock_linux.go), in the
-// calling thread's network namespace, and fails if it cannot. After Close,
-// Open may be called again.
-func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
+// Open implements dataplane.Underlay: it opens the sockets of cfg.Mode for
+// each configured family and returns one ReceiveFunc per socket, in the
+// order raw IPv4, raw IPv6, UDP IPv4, UDP IPv6, then UDP 4191 (DSMIPv6),
+// Destination Options and Routing (ExtHeaders) (those opened; an
+// unspecified address of a family the kernel does not support is skipped).
+// With DSMIPv6 or ExtHeaders it opens the header-included send sockets too.
+// With PacketSocket (and raw ESP sockets open) it opens the AF_PACKET
+// socket and its netlink handle and event subscriptions (pktsock_linux.go),
+// in the calling thread's network namespace, and fails if it cannot. After
+// Close, Open may be called again.
+func (u *Linux) Open() ([]ReceiveFunc, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.set.Load() != nil {
-		return nil, ErrUnderlayOpen
+		return nil, ErrAlreadyOpen
 	}
 	ss := new(socketSet)
 	closeAll := func() {
@@ -485,7 +489,7 @@ func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
 		}
 	}
 	var wants []sockWant
-	if u.cfg.Mode&UnderlayRaw != 0 {
+	if u.cfg.Mode&ModeRaw != 0 {
 		if u.cfg.IPv4.IsValid() {
 			wants = append(wants, sockWant{sockRaw4, u.cfg.IPv4})
 		}
@@ -493,7 +497,7 @@ func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
 			wants = append(wants, sockWant{sockRaw6, u.cfg.IPv6})
 		}
 	}
-	if u.cfg.Mode&UnderlayUDP != 0 {
+	if u.cfg.Mode&ModeUDP != 0 {
 		if u.cfg.IPv4.IsValid() {
 			wants = append(wants, sockWant{sockUDP4, u.cfg.IPv4})
 		}
@@ -534,7 +538,7 @@ func (u *LinuxUnderlay) Open() ([]ReceiveFunc, error) {
 		fns = append(fns, r.receive)
 	}
 	if len(fns) == 0 {
-		return nil, fmt.Errorf("dataplane: underlay: no socket could be opened: %w", unix.EAFNOSUPPORT)
+		return nil, fmt.Errorf("underlay: no socket could be opened: %w", unix.EAFNOSUPPORT)
 	}
 	if u.cfg.PacketSocket && (ss.s[sockRaw4] != nil || ss.s[sockRaw6] != nil) {
 		// Asked for: failing to open it fails Open.
@@ -558,7 +562,7 @@ type sockWant struct {
 
 // headerIncludedWants returns the header-included send sockets (EncapIP),
 // one per configured family, bound to the family's wildcard address.
-func (u *LinuxUnderlay) headerIncludedWants() []sockWant {
+func (u *Linux) headerIncludedWants() []sockWant {
 	var ws []sockWant
 	if u.cfg.IPv4.IsValid() {
 		ws = append(ws, sockWant{sockHdr4, netip.IPv4Unspecified()})
@@ -570,7 +574,7 @@ func (u *LinuxUnderlay) headerIncludedWants() []sockWant {
 }
 
 // listen opens one socket of kind k bound to addr.
-func (u *LinuxUnderlay) listen(k sockKind, addr netip.Addr) (*usock, error) {
+func (u *Linux) listen(k sockKind, addr netip.Addr) (*usock, error) {
 	var network, laddr string
 	switch k {
 	case sockRaw4:
@@ -582,7 +586,7 @@ func (u *LinuxUnderlay) listen(k sockKind, addr netip.Addr) (*usock, error) {
 	case sockUDP6:
 		network, laddr = "udp6", netip.AddrPortFrom(addr, u.cfg.UDPPort).String()
 	case sockDSMIP4:
-		network, laddr = "udp4", netip.AddrPortFrom(addr, DSMIPv6Port).String()
+		network, laddr = "udp4", netip.AddrPortFrom(addr, endpoint.DSMIPv6Port).String()
 	case sockDst6:
 		network, laddr = "ip6:60", addr.String()
 	case sockRt6:
@@ -629,7 +633,7 @@ func (u *LinuxUnderlay) listen(k sockKind, addr netip.Addr) (*usock, error) {
 	}}
 	pc, err := lc.ListenPacket(context.Background(), network, laddr)
 	if err != nil {
-		return nil, fmt.Errorf("dataplane: underlay listen %s %s: %w", network, laddr, err)
+		return nil, fmt.Errorf("underlay: listen %s %s: %w", network, laddr, err)
 	}
 	s := &usock{kind: k, pc: pc, pktinfo: wantPktinfo}
 	if k.is4() {
@@ -661,9 +665,9 @@ func udpOffloads(c *net.UDPConn) (gso, gro bool) {
 	return gso, gro
 }
 
-// Close implements Underlay. It closes every socket, which makes blocked
-// ReceiveFuncs return net.ErrClosed. It is idempotent.
-func (u *LinuxUnderlay) Close() error {
+// Close implements dataplane.Underlay. It closes every socket, which makes
+// blocked ReceiveFuncs return net.ErrClosed. It is idempotent.
+func (u *Linux) Close() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	ss := u.set.Swap(nil)
@@ -700,12 +704,12 @@ func normErr(err error) error {
 // ---------------------------------------------------------------- receive
 
 // receiver is one socket's ReceiveFunc state. A ReceiveFunc is called from
-// one goroutine (api.go), so it needs no lock.
+// one goroutine (dataplane.ReceiveFunc), so it needs no lock.
 type receiver struct {
 	s     *usock
-	stats *UnderlayStats
+	stats *Stats
 	mr    *mmsgReader
-	encap Encap
+	encap endpoint.Encap
 	// bound is the socket's local address: the destination of what a raw
 	// IPv6 socket receives, unless it is :: (then IPV6_PKTINFO says).
 	bound netip.Addr
@@ -725,12 +729,12 @@ type receiver struct {
 	// number of messages read, and the read position (message, offset).
 	scratch []*pkt.Buf
 	gsoSize []int
-	eps     []Endpoint
+	eps     []endpoint.Endpoint
 	nmsg    int
 	mi, off int
 }
 
-func (u *LinuxUnderlay) newReceiver(s *usock, bound netip.Addr) (*receiver, error) {
+func (u *Linux) newReceiver(s *usock, bound netip.Addr) (*receiver, error) {
 	r := &receiver{s: s, stats: u.stats, encap: s.kind.encap(), bound: bound, at: pkt.Headroom}
 	if s.kind == sockDst6 || s.kind == sockRt6 {
 		r.at += header.IPv6HeaderLen
@@ -750,7 +754,7 @@ func (u *LinuxUnderlay) newReceiver(s *usock, bound netip.Addr) (*receiver, erro
 			r.scratch[i] = new(pkt.Buf)
 		}
 		r.gsoSize = make([]int, n)
-		r.eps = make([]Endpoint, n)
+		r.eps = make([]endpoint.Endpoint, n)
 	}
 	mr, err := newMmsgReader(s.pc, n, oob)
 	if err != nil {
@@ -767,13 +771,13 @@ func (u *LinuxUnderlay) newReceiver(s *usock, bound netip.Addr) (*receiver, erro
 	return r, nil
 }
 
-// rxCounts are one batch's drops, added to UnderlayStats once.
+// rxCounts are one batch's drops, added to Stats once.
 type rxCounts struct {
 	keepalive, nonESP, malformed, fragment, coalesced uint64
 	dsmip, ext, ipMalformed                           uint64
 }
 
-func (c *rxCounts) flush(s *UnderlayStats) {
+func (c *rxCounts) flush(s *Stats) {
 	addNonZero(&s.RxKeepalives, c.keepalive)
 	addNonZero(&s.RxNonESP, c.nonESP)
 	addNonZero(&s.RxMalformed, c.malformed)
@@ -834,17 +838,17 @@ func classify(k sockKind, p []byte, c *rxCounts) (off, n int, ok bool) {
 }
 
 // endpoint makes the Endpoint of a received packet.
-func (r *receiver) endpoint(ap netip.AddrPort) Endpoint {
-	if r.encap == EncapRaw {
+func (r *receiver) endpoint(ap netip.AddrPort) endpoint.Endpoint {
+	if r.encap == endpoint.EncapRaw {
 		ap = netip.AddrPortFrom(ap.Addr(), 0)
 	}
-	return Endpoint{Addr: ap, Encap: r.encap}
+	return endpoint.Endpoint{Addr: ap, Encap: r.encap}
 }
 
 // receive is the ReceiveFunc. The Bufs it does not return (bufs[n:]) are
 // left as they are or as a dropped packet left them: the caller resets
 // what it reuses (Dataplane does, batch.receiveFrom).
-func (r *receiver) receive(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
+func (r *receiver) receive(bufs []*pkt.Buf, eps []endpoint.Endpoint) (int, error) {
 	n := min(len(bufs), len(eps))
 	if n == 0 {
 		return 0, nil
@@ -873,7 +877,7 @@ func (r *receiver) receive(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
 		for i := 0; i < got; i++ {
 			b := bufs[i]
 			if r.mr.truncated(i) {
-				if r.encap == EncapIP {
+				if r.encap == endpoint.EncapIP {
 					c.ipMalformed++
 				} else {
 					c.malformed++
@@ -897,13 +901,13 @@ func (r *receiver) receive(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
 
 // packet makes message i, read into b at r.at, what the ReceiveFunc
 // returns, and says where it came from; false drops it (counted in c).
-func (r *receiver) packet(b *pkt.Buf, i int, c *rxCounts) (Endpoint, bool) {
+func (r *receiver) packet(b *pkt.Buf, i int, c *rxCounts) (endpoint.Endpoint, bool) {
 	size := r.mr.size(i)
 	p := b.B[r.at : r.at+size]
 	src := r.mr.source(i)
 	switch r.s.kind {
 	case sockUDP4, sockUDP6:
-		if src.Port() == DSMIPv6Port {
+		if src.Port() == endpoint.DSMIPv6Port {
 			// The MN's BA from the HA's port 4191 arrives on the one
 			// local UDP port, 4500 (RFC 5555 §4.1).
 			return ipPacket(b, r.at, p, src, c)
@@ -915,7 +919,7 @@ func (r *receiver) packet(b *pkt.Buf, i int, c *rxCounts) (Endpoint, bool) {
 	}
 	off, ln, ok := classify(r.s.kind, p, c)
 	if !ok {
-		return Endpoint{}, false
+		return endpoint.Endpoint{}, false
 	}
 	b.SetBytes(r.at+off, ln)
 	switch r.s.kind {
@@ -950,15 +954,15 @@ func normalise4(b *pkt.Buf, ihl int) {
 // ipPacket returns a UDP 4191 payload p, read into b at off, as an EncapIP
 // packet from src: it must be a whole IPv4 or IPv6 packet (cut to its
 // length field).
-func ipPacket(b *pkt.Buf, off int, p []byte, src netip.AddrPort, c *rxCounts) (Endpoint, bool) {
+func ipPacket(b *pkt.Buf, off int, p []byte, src netip.AddrPort, c *rxCounts) (endpoint.Endpoint, bool) {
 	n, ok := header.InnerLen(p)
 	if !ok {
 		c.ipMalformed++
-		return Endpoint{}, false
+		return endpoint.Endpoint{}, false
 	}
 	b.SetBytes(off, n)
 	c.dsmip++
-	return Endpoint{Addr: src, Encap: EncapIP}, true
+	return endpoint.Endpoint{Addr: src, Encap: endpoint.EncapIP}, true
 }
 
 // extPacket rebuilds the IPv6 header in front of what a Destination Options
@@ -967,11 +971,11 @@ func ipPacket(b *pkt.Buf, off int, p []byte, src netip.AddrPort, c *rxCounts) (E
 // length size, Next Header 60 or 43, hop limit 64 (the received values are
 // not available), source from msg_name, destination r.dst. The extension
 // header chain must parse (RFC 8200 §4).
-func (r *receiver) extPacket(b *pkt.Buf, i, size int, src netip.AddrPort, c *rxCounts) (Endpoint, bool) {
+func (r *receiver) extPacket(b *pkt.Buf, i, size int, src netip.AddrPort, c *rxCounts) (endpoint.Endpoint, bool) {
 	dst := r.dst(i)
 	if !dst.Is6() || !src.Addr().Is6() || size > 0xffff {
 		c.ipMalformed++
-		return Endpoint{}, false
+		return endpoint.Endpoint{}, false
 	}
 	next := uint8(header.ProtoDestOpts)
 	if r.s.kind == sockRt6 {
@@ -986,14 +990,14 @@ func (r *receiver) extPacket(b *pkt.Buf, i, size int, src netip.AddrPort, c *rxC
 		_, done, err := it.Next()
 		if err != nil {
 			c.ipMalformed++
-			return Endpoint{}, false
+			return endpoint.Endpoint{}, false
 		}
 		if done {
 			break
 		}
 	}
 	c.ext++
-	return Endpoint{Addr: netip.AddrPortFrom(src.Addr(), 0), Encap: EncapIP}, true
+	return endpoint.Endpoint{Addr: netip.AddrPortFrom(src.Addr(), 0), Encap: endpoint.EncapIP}, true
 }
 
 // dst returns the destination of message i on a raw IPv6 socket: the bound
@@ -1021,7 +1025,7 @@ func pktinfoDst(control []byte) netip.Addr {
 // receiveGRO delivers segments of coalesced datagrams (UDP_GRO), reading
 // more when none are left. Each segment is copied once, from the scratch
 // into the caller's Buf at pkt.Headroom.
-func (r *receiver) receiveGRO(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
+func (r *receiver) receiveGRO(bufs []*pkt.Buf, eps []endpoint.Endpoint) (int, error) {
 	for {
 		if r.mi >= r.nmsg {
 			if err := r.fill(); err != nil {
@@ -1044,11 +1048,11 @@ func (r *receiver) receiveGRO(bufs []*pkt.Buf, eps []Endpoint) (int, error) {
 			}
 			var off, ln int
 			var ok bool
-			if ep.Addr.Port() == DSMIPv6Port {
+			if ep.Addr.Port() == endpoint.DSMIPv6Port {
 				// From port 4191: an IP packet (see packet).
 				if ln, ok = header.InnerLen(seg); ok {
 					c.dsmip++
-					ep.Encap = EncapIP
+					ep.Encap = endpoint.EncapIP
 				} else {
 					c.ipMalformed++
 				}
@@ -1181,17 +1185,18 @@ func (st *sendState) addr(i int, raw bool, ap netip.AddrPort) net.Addr {
 	return ua
 }
 
-// Send implements Underlay. Packets go out in order per socket; an error
-// from one packet does not stop the others, and the first error is returned.
+// Send implements dataplane.Underlay. Packets go out in order per socket;
+// an error from one packet does not stop the others, and the first error is
+// returned.
 // With PacketSocket, raw ESP packets go out through the AF_PACKET socket
 // where their next hop is resolved, the outer header written into their
 // headroom (the packets themselves are not changed).
 // EncapIP packets go out header-included; when the header-included sockets
 // are not open yet (neither DSMIPv6 nor ExtHeaders), the first EncapIP
 // Send opens them, in the calling thread's network namespace.
-func (u *LinuxUnderlay) Send(bufs []*pkt.Buf, eps []Endpoint) error {
+func (u *Linux) Send(bufs []*pkt.Buf, eps []endpoint.Endpoint) error {
 	if len(eps) < len(bufs) {
-		return fmt.Errorf("dataplane: underlay Send: %d endpoints for %d packets", len(eps), len(bufs))
+		return fmt.Errorf("underlay: Send: %d endpoints for %d packets", len(eps), len(bufs))
 	}
 	ss := u.set.Load()
 	if ss == nil {
@@ -1203,7 +1208,7 @@ func (u *LinuxUnderlay) Send(bufs []*pkt.Buf, eps []Endpoint) error {
 	var first error
 	for i := 0; i < len(bufs); {
 		s := ss.forEndpoint(eps[i])
-		if s == nil && eps[i].Encap == EncapIP {
+		if s == nil && eps[i].Encap == endpoint.EncapIP {
 			var err error
 			if ss, err = u.openHeaderIncluded(); err != nil {
 				return err
@@ -1236,7 +1241,7 @@ func (u *LinuxUnderlay) Send(bufs []*pkt.Buf, eps []Endpoint) error {
 // openHeaderIncluded opens the header-included send sockets (EncapIP) of
 // the configured families that are not open yet, on the first EncapIP Send,
 // and returns the new socket set.
-func (u *LinuxUnderlay) openHeaderIncluded() (*socketSet, error) {
+func (u *Linux) openHeaderIncluded() (*socketSet, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	ss := u.set.Load()
@@ -1260,7 +1265,7 @@ func (u *LinuxUnderlay) openHeaderIncluded() (*socketSet, error) {
 }
 
 // sendRun sends up to one batch of packets through one socket.
-func (u *LinuxUnderlay) sendRun(s *usock, st *sendState, bufs []*pkt.Buf, eps []Endpoint) error {
+func (u *Linux) sendRun(s *usock, st *sendState, bufs []*pkt.Buf, eps []endpoint.Endpoint) error {
 	gso := s.gso.Load()
 	var nmsg int
 	if gso {
@@ -1361,7 +1366,7 @@ func (s *usock) limitSegment(n int) {
 // longer than its first (the segment size), the total fits a UDP datagram
 // and at most udpSegmentMaxDatagrams join; a shorter packet ends the
 // message. Each packet is one iovec, so nothing is copied.
-func (st *sendState) coalesce(s *usock, bufs []*pkt.Buf, eps []Endpoint) int {
+func (st *sendState) coalesce(s *usock, bufs []*pkt.Buf, eps []endpoint.Endpoint) int {
 	maxPayload := maxIPv4UDPPayload
 	if s.kind == sockUDP6 {
 		maxPayload = maxIPv6UDPPayload
@@ -1422,10 +1427,11 @@ func setGSOSize(control *[]byte, size uint16) {
 // keepalive is the RFC 3948 §2.3 NAT-keepalive payload.
 var keepalive = [1]byte{0xFF}
 
-// SendKeepalive implements Underlay: one UDP datagram whose payload is the
-// single byte 0xFF (RFC 3948 §2.3), from the ESP-in-UDP port.
-func (u *LinuxUnderlay) SendKeepalive(ep Endpoint) error {
-	if ep.Encap != EncapUDP {
+// SendKeepalive implements dataplane.Underlay: one UDP datagram whose
+// payload is the single byte 0xFF (RFC 3948 §2.3), from the ESP-in-UDP
+// port.
+func (u *Linux) SendKeepalive(ep endpoint.Endpoint) error {
+	if ep.Encap != endpoint.EncapUDP {
 		return fmt.Errorf("%w: keepalive to %v: NAT keepalives are UDP only (RFC 3948 §2.3)", ErrNoSocket, ep)
 	}
 	ss := u.set.Load()

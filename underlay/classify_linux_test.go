@@ -1,4 +1,4 @@
-package dataplane
+package underlay
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package dataplane
+package underlay
 
 import (
 	"encoding/binary"
@@ -61,7 +61,7 @@ type mmsghdr struct {
 func newMmsgReader(c net.PacketConn, n, oobLen int) (*mmsgReader, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return nil, fmt.Errorf("dataplane: %T has no file descriptor", c)
+		return nil, fmt.Errorf("underlay: %T has no file descriptor", c)
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {

@@ -1,5 +1,5 @@
 //go:build !race
 
-package dataplane
+package underlay
 
 const raceEnabled = false
