@@ -22,8 +22,8 @@ import (
 
 	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
-	"github.com/mipsec/mipsec/internal/seqstore"
 	"github.com/mipsec/mipsec/sad"
+	"github.com/mipsec/mipsec/seqstore"
 )
 
 // DefaultConfigPath is the configuration `run` and `check` read without -c.
@@ -130,15 +130,15 @@ func checkStateRecords(cfg *Config) []string {
 		if s.Dir != sad.Outbound {
 			continue
 		}
-		fp := seqstore.KeyFingerprint(s.Params.Algorithm.String(), s.Params.EncKey, s.Params.AuthKey)
-		r, _, err := st.Load(s.Params.SPI, fp)
+		rec, _, err := st.Load(keyFingerprint(s.Params), legacyFingerprints(s.Params)...)
+		r := rec.Reserved
 		switch {
 		case err != nil:
 			out = append(out, fmt.Sprintf("%s: %v", s.Path, err))
 		case r > seqstore.MaxSeq(s.Params.ESN):
 			out = append(out, fmt.Sprintf("%s: the state record says %d sequence numbers were reserved, beyond the 32-bit space: was esn turned off? rekey the SA", s.Path, r))
 		case r == seqstore.MaxSeq(s.Params.ESN):
-			out = append(out, fmt.Sprintf("%s: the sequence space of this key is used up (RFC 4303 §3.3.3); rekey the SA", s.Path))
+			out = append(out, fmt.Sprintf("%s: the sequence space of this key is used up (RFC 4303 §3.3.3), under whatever SPI; give the SA a new key", s.Path))
 		}
 	}
 	return out

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mipsec/mipsec/internal/seqstore"
+	"github.com/mipsec/mipsec/seqstore"
 )
 
 const ext4Magic = 0xef53
@@ -127,8 +127,7 @@ func TestCheckCorruptState(t *testing.T) {
 	}
 	p := cfg.SAs[0].Params
 	st, _ := seqstore.Open(state, seqstore.Options{})
-	fp := seqstore.KeyFingerprint(p.Algorithm.String(), p.EncKey, p.AuthKey)
-	if err := os.WriteFile(st.Path(p.SPI, fp), []byte("mipsec seqstore v1\nspi 0000b001\ngarbage"), 0o600); err != nil {
+	if err := os.WriteFile(st.Path(keyFingerprint(p)), []byte("mipsec seqstore v2\ngarbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var out, errb bytes.Buffer

@@ -69,6 +69,7 @@ import (
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/sad"
+	"github.com/mipsec/mipsec/seqstore"
 	"github.com/mipsec/mipsec/spd"
 )
 
@@ -527,6 +528,20 @@ func (v *validator) sas(raws []rawSA, cfg *Config) {
 		}
 		seen[k] = path
 		cfg.SAs = append(cfg.SAs, SAConfig{Config: c, Path: path})
+	}
+	// Shared keys: the rule the daemon applies to every SA it adds
+	// (keyuse.go), here with the file's lines.
+	byKey := map[seqstore.Fingerprint][]int{}
+	for i, s := range cfg.SAs {
+		fp := keyFingerprint(s.Params)
+		for _, j := range byKey[fp] {
+			o := cfg.SAs[j]
+			if p := keyShareProblem(s.Config, o.Config); p != "" {
+				v.errf(s.Path+".enc_key", "the same key as %s (%s): %s", o.Path, saName(o.Dir, o.Params.SPI), p)
+				break
+			}
+		}
+		byKey[fp] = append(byKey[fp], i)
 	}
 	// Build them once in a scratch SAD: what sad or esp still refuse is
 	// reported on the SA.

@@ -1,7 +1,7 @@
 package main
 
 // The daemon behind `mipsec run`: it owns the SAD, the SPD, the
-// sequence-number reservations (internal/seqstore) and the dataplane, and it
+// sequence-number reservations (seqstore) and the dataplane, and it
 // is the controlTarget the control socket and the metrics endpoint use.
 //
 // Start-up, in order (nothing seals before its reservation is durable):
@@ -27,8 +27,8 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/mipsec/mipsec/dataplane"
-	"github.com/mipsec/mipsec/internal/seqstore"
 	"github.com/mipsec/mipsec/sad"
+	"github.com/mipsec/mipsec/seqstore"
 	"github.com/mipsec/mipsec/spd"
 	"github.com/mipsec/mipsec/underlay"
 )
@@ -94,6 +94,8 @@ type daemon struct {
 
 	keysMu sync.Mutex
 	keys   map[daemonSAKey]saKeyMaterial
+	// keyUse lists the SAs of each key fingerprint (keyuse.go).
+	keyUse map[seqstore.Fingerprint][]daemonSAKey
 
 	closeOnce sync.Once
 	closeErr  error
@@ -104,12 +106,16 @@ type daemonSAKey struct {
 	spi uint32
 }
 
-type saKeyMaterial struct{ enc, auth []byte }
+type saKeyMaterial struct {
+	enc, auth []byte
+	fp        seqstore.Fingerprint
+}
 
 // newDaemon builds the SAD (with durable reservations for the outbound SAs)
 // and the SPD from cfg. Nothing runs yet: Start opens the devices.
 func newDaemon(cfg *Config, log *zap.Logger, opts daemonOptions) (*daemon, error) {
-	d := &daemon{cfg: cfg, log: log, opts: opts, ControlPath: cfg.ControlSocket, keys: map[daemonSAKey]saKeyMaterial{}}
+	d := &daemon{cfg: cfg, log: log, opts: opts, ControlPath: cfg.ControlSocket, keys: map[daemonSAKey]saKeyMaterial{},
+		keyUse: map[seqstore.Fingerprint][]daemonSAKey{}}
 	st, err := seqstore.Open(cfg.StateDir, opts.store)
 	if err != nil {
 		return nil, err
@@ -271,11 +277,14 @@ func (d *daemon) addSA(c sad.Config) error {
 		return fmt.Errorf("%w: %v SA %s", sad.ErrDuplicateSPI, c.Dir, spiString(spi))
 	}
 	var res seqstore.LoadResult
+	fp := keyFingerprint(c.Params)
+	if err := d.checkKeyShare(c, fp); err != nil {
+		return err
+	}
 	if c.Dir == sad.Outbound {
-		fp := seqstore.KeyFingerprint(c.Params.Algorithm.String(), c.Params.EncKey, c.Params.AuthKey)
-		initial, r, err := d.res.Prepare(spi, fp, seqstore.MaxSeq(c.Params.ESN))
+		initial, r, err := d.res.Prepare(spi, fp, seqstore.MaxSeq(c.Params.ESN), legacyFingerprints(c.Params)...)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", saName(c.Dir, spi), err)
 		}
 		res = r
 		c.Params.InitialSeq = max(c.Params.InitialSeq, initial)
@@ -294,7 +303,7 @@ func (d *daemon) addSA(c sad.Config) error {
 			return err
 		}
 	}
-	d.storeKeys(c)
+	d.storeKeys(c, fp)
 	d.logSA("sa added", sa, res)
 	return nil
 }
@@ -314,15 +323,33 @@ func (d *daemon) logSA(msg string, sa *sad.SA, res seqstore.LoadResult) {
 	d.log.Info(msg, fields...)
 }
 
-func (d *daemon) storeKeys(c sad.Config) {
+func (d *daemon) storeKeys(c sad.Config, fp seqstore.Fingerprint) {
 	d.keysMu.Lock()
 	defer d.keysMu.Unlock()
 	k := daemonSAKey{c.Dir, c.Params.SPI}
 	if old, ok := d.keys[k]; ok {
 		clear(old.enc)
 		clear(old.auth)
+		d.unuseKey(old.fp, k)
 	}
-	d.keys[k] = saKeyMaterial{enc: append([]byte(nil), c.Params.EncKey...), auth: append([]byte(nil), c.Params.AuthKey...)}
+	d.keys[k] = saKeyMaterial{enc: append([]byte(nil), c.Params.EncKey...), auth: append([]byte(nil), c.Params.AuthKey...), fp: fp}
+	d.keyUse[fp] = append(d.keyUse[fp], k)
+}
+
+// unuseKey removes k from the SAs of fp; the caller holds keysMu.
+func (d *daemon) unuseKey(fp seqstore.Fingerprint, k daemonSAKey) {
+	hs := d.keyUse[fp]
+	for i, h := range hs {
+		if h == k {
+			hs = append(hs[:i], hs[i+1:]...)
+			break
+		}
+	}
+	if len(hs) == 0 {
+		delete(d.keyUse, fp)
+	} else {
+		d.keyUse[fp] = hs
+	}
 }
 
 func (d *daemon) dropKeys(dir sad.Direction, spi uint32) {
@@ -333,6 +360,7 @@ func (d *daemon) dropKeys(dir sad.Direction, spi uint32) {
 		clear(old.enc)
 		clear(old.auth)
 		delete(d.keys, k)
+		d.unuseKey(old.fp, k)
 	}
 }
 
@@ -437,15 +465,18 @@ func (d *daemon) UpdateSA(c sad.Config) error {
 	defer d.mu.Unlock()
 	spi := c.Params.SPI
 	res := seqstore.Resumed
+	fp := keyFingerprint(c.Params)
+	if err := d.checkKeyShare(c, fp); err != nil {
+		return err
+	}
 	if c.Dir == sad.Outbound {
 		if d.sadb.Lookup(sad.Outbound, spi) == nil {
 			return fmt.Errorf("%w: %v SA %s", sad.ErrNotFound, c.Dir, spiString(spi))
 		}
-		fp := seqstore.KeyFingerprint(c.Params.Algorithm.String(), c.Params.EncKey, c.Params.AuthKey)
 		if old, ok := d.res.Fingerprint(spi); !ok || old != fp {
-			initial, r, err := d.res.Prepare(spi, fp, seqstore.MaxSeq(c.Params.ESN))
+			initial, r, err := d.res.Prepare(spi, fp, seqstore.MaxSeq(c.Params.ESN), legacyFingerprints(c.Params)...)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s: %w", saName(c.Dir, spi), err)
 			}
 			res = r
 			c.Params.InitialSeq = max(c.Params.InitialSeq, initial)
@@ -469,7 +500,7 @@ func (d *daemon) UpdateSA(c sad.Config) error {
 			return err
 		}
 	}
-	d.storeKeys(c)
+	d.storeKeys(c, fp)
 	d.logSA("sa updated", sa, res)
 	return nil
 }

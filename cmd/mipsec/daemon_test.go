@@ -25,9 +25,9 @@ import (
 	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
-	"github.com/mipsec/mipsec/internal/seqstore"
 	"github.com/mipsec/mipsec/pkt"
 	"github.com/mipsec/mipsec/sad"
+	"github.com/mipsec/mipsec/seqstore"
 	"github.com/mipsec/mipsec/spd"
 )
 
@@ -163,13 +163,13 @@ func TestSeqReservedBeforeUse(t *testing.T) {
 	defer d.Close()
 	sa := d.sadb.Outbound(spiAtoB)
 	p := cfg.SAs[0].Params
-	fp := seqstore.KeyFingerprint(p.Algorithm.String(), p.EncKey, p.AuthKey)
+	fp := keyFingerprint(p)
 	onDisk := func() uint64 {
-		r, res, err := d.store.Load(spiAtoB, fp)
+		r, res, err := d.store.Load(fp)
 		if err != nil || res != seqstore.Resumed {
 			t.Fatalf("state: %v %v", res, err)
 		}
-		return r
+		return r.Reserved
 	}
 	for i := range 300 {
 		seq, v := sealSeq(sa, i)
@@ -219,7 +219,7 @@ func TestSeqCorruptState(t *testing.T) {
 	}
 	d.Close()
 	p := cfg.SAs[0].Params
-	path := d.store.Path(spiAtoB, seqstore.KeyFingerprint(p.Algorithm.String(), p.EncKey, p.AuthKey))
+	path := d.store.Path(keyFingerprint(p))
 	b, _ := os.ReadFile(path)
 	b[len(b)/2] ^= 1
 	os.WriteFile(path, b, 0o600)
@@ -351,6 +351,15 @@ func TestDaemonControlMethods(t *testing.T) {
 	// A new outbound SA gets a reservation on disk and keys for SAKeys.
 	c := base
 	c.Name, c.Params.SPI = "extra", 0xb0ff
+	// base's key under another SPI is refused while base lives (keyuse.go).
+	if err := d.AddSA(c); err == nil || !strings.Contains(err.Error(), "same nonces") {
+		t.Fatalf("AddSA with the key of a live SA: %v", err)
+	}
+	if d.sadb.Outbound(0xb0ff) != nil {
+		t.Fatal("the refused SA was added")
+	}
+	c.Params.EncKey = append([]byte(nil), c.Params.EncKey...)
+	c.Params.EncKey[0] ^= 0xff
 	if err := d.AddSA(c); err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +391,7 @@ func TestDaemonControlMethods(t *testing.T) {
 	if got, _ := sealSeq(d.sadb.Outbound(0xb0ff), 0); got != 12 {
 		t.Errorf("after a failed UpdateSA: seq %d, want 12", got)
 	}
-	if fp, _ := d.res.Fingerprint(0xb0ff); fp != seqstore.KeyFingerprint(c.Params.Algorithm.String(), c.Params.EncKey, nil) {
+	if fp, _ := d.res.Fingerprint(0xb0ff); fp != keyFingerprint(c.Params) {
 		t.Error("a failed UpdateSA changed the reservation's key")
 	}
 	// New keys: a fresh counter.

@@ -35,7 +35,7 @@ import (
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
-	"github.com/mipsec/mipsec/internal/seqstore"
+	"github.com/mipsec/mipsec/seqstore"
 )
 
 const (

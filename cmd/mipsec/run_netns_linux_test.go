@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mipsec/mipsec/internal/seqstore"
 	"github.com/mipsec/mipsec/internal/testenv"
+	"github.com/mipsec/mipsec/seqstore"
 )
 
 // gatewayLab is the real binary as gateways A and B of the example configs
@@ -173,9 +173,9 @@ func TestRunNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := cfg.SAs[0].Params
-	fp := seqstore.KeyFingerprint(p.Algorithm.String(), p.EncKey, p.AuthKey)
 	st, _ := seqstore.Open(l.stateA, seqstore.Options{})
-	mark, _, err := st.Load(spiAtoB, fp)
+	rec, _, err := st.Load(keyFingerprint(p))
+	mark := rec.Reserved
 	if err != nil || mark < before.Seq {
 		t.Fatalf("persisted mark %d (%v) below the %d packets B saw", mark, err, before.Seq)
 	}
@@ -192,7 +192,7 @@ func TestRunNamespaces(t *testing.T) {
 
 	// SIGTERM: both exit 0; A records its exact last number.
 	l.stop(a, b)
-	if got, _, err := st.Load(spiAtoB, fp); err != nil || got != after.Seq {
-		t.Errorf("after a clean stop the state says %d (%v), want exactly %d", got, err, after.Seq)
+	if got, _, err := st.Load(keyFingerprint(p)); err != nil || got.Reserved != after.Seq {
+		t.Errorf("after a clean stop the state says %d (%v), want exactly %d", got.Reserved, err, after.Seq)
 	}
 }

@@ -43,18 +43,23 @@ func (f *fakeSA) use(n int) int {
 }
 
 func TestFingerprint(t *testing.T) {
-	a := KeyFingerprint("aes128gcm16", []byte("0123456789abcdefSALT"), nil)
-	if a != KeyFingerprint("aes128gcm16", []byte("0123456789abcdefSALT"), nil) {
+	a := KeyFingerprint([]byte("0123456789abcdefSALT"), nil)
+	if a != KeyFingerprint([]byte("0123456789abcdefSALT"), nil) {
 		t.Fatal("not deterministic")
 	}
 	for _, o := range []Fingerprint{
-		KeyFingerprint("aes128gcm16", []byte("0123456789abcdefSALU"), nil),
-		KeyFingerprint("aes128gmac", []byte("0123456789abcdefSALT"), nil),
-		KeyFingerprint("aes128gcm16", []byte("0123456789abcdef"), []byte("SALT")),
+		KeyFingerprint([]byte("0123456789abcdefSALU"), nil),
+		KeyFingerprint([]byte("0123456789abcdef"), []byte("SALT")),
+		LegacyFingerprint("aes128gcm16", []byte("0123456789abcdefSALT"), nil),
 	} {
 		if o == a {
 			t.Errorf("fingerprint collision %v", o)
 		}
+	}
+	// The legacy (version 1) fingerprint named the algorithm; the key's
+	// own does not, so one AES key under GCM and GMAC shares its counter.
+	if LegacyFingerprint("aes128gcm16", []byte("0123456789abcdefSALT"), nil) == LegacyFingerprint("aes128gmac", []byte("0123456789abcdefSALT"), nil) {
+		t.Error("legacy fingerprints ignore the algorithm")
 	}
 	if strings.Contains(string(a[:]), "0123") {
 		t.Error("fingerprint leaks key bytes")
@@ -70,34 +75,37 @@ func TestSaveLoad(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("state dir mode %v, %v; want 0700", fi.Mode(), err)
 	}
-	fp := KeyFingerprint("aes128gcm16", make([]byte, 20), nil)
-	if r, res, err := st.Load(0xa001, fp); r != 0 || res != Fresh || err != nil {
-		t.Fatalf("empty store: %d %v %v", r, res, err)
+	fp := KeyFingerprint(make([]byte, 20), nil)
+	if r, res, err := st.Load(fp); r.Reserved != 0 || res != Fresh || err != nil {
+		t.Fatalf("empty store: %d %v %v", r.Reserved, res, err)
 	}
 	if err := st.Save(Record{SPI: 0xa001, Key: fp, Reserved: 1 << 40}); err != nil {
 		t.Fatal(err)
 	}
-	if r, res, err := st.Load(0xa001, fp); r != 1<<40 || res != Resumed || err != nil {
-		t.Fatalf("Load = %d %v %v", r, res, err)
+	if r, res, err := st.Load(fp); r.Reserved != 1<<40 || r.SPI != 0xa001 || res != Resumed || err != nil {
+		t.Fatalf("Load = %+v %v %v", r, res, err)
 	}
-	other := KeyFingerprint("aes128gcm16", make([]byte, 21), nil)
-	if r, res, err := st.Load(0xa002, other); r != 0 || res != Fresh || err != nil {
-		t.Fatalf("other SPI: %d %v %v, want 0 fresh", r, res, err)
+	other := KeyFingerprint(make([]byte, 21), nil)
+	if r, res, err := st.Load(other); r.Reserved != 0 || res != Fresh || err != nil {
+		t.Fatalf("other key: %d %v %v, want 0 fresh", r.Reserved, res, err)
 	}
-	if r, res, err := st.Load(0xa001, other); r != 0 || res != KeyChanged || err != nil {
-		t.Fatalf("new key: %d %v %v, want 0 key_changed", r, res, err)
-	}
-	b, _ := os.ReadFile(st.Path(0xa001, fp))
+	b, _ := os.ReadFile(st.Path(fp))
 	if strings.Contains(string(b), "\x00\x00\x00\x00") {
 		t.Error("state file holds key bytes")
 	}
 	if m, _ := filepath.Glob(filepath.Join(st.Dir(), "*.tmp*")); len(m) != 0 {
 		t.Errorf("temporary files left: %v", m)
 	}
+	// A file where the directory should be is refused by Open.
+	f := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(f, nil, 0o600)
+	if _, err := Open(f, Options{}); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("Open(file) = %v", err)
+	}
 }
 
 func TestCorrupt(t *testing.T) {
-	fp := KeyFingerprint("aes128gcm16", make([]byte, 20), nil)
+	fp := KeyFingerprint(make([]byte, 20), nil)
 	good := string(encode(Record{SPI: 0xa001, Key: fp, Reserved: 4096}))
 	for _, tt := range []struct{ name, content string }{
 		{"empty", ""},
@@ -105,22 +113,23 @@ func TestCorrupt(t *testing.T) {
 		{"digit flipped", strings.Replace(good, "4096", "4097", 1)},
 		{"no checksum", strings.Split(good, "sum ")[0]},
 		{"garbage", "\x00\x01\x02 hello"},
-		{"other SPI", string(encode(Record{SPI: 0xb001, Key: fp, Reserved: 4096}))},
+		{"other key", string(encode(Record{SPI: 0xa001, Key: KeyFingerprint(make([]byte, 16), nil), Reserved: 4096}))},
+		{"version 1 body", string(encodeV1(Record{SPI: 0xa001, Key: fp, Reserved: 4096}))},
 		{"bad format with good sum", func() string {
 			// A well-formed checksum over a body of the wrong shape.
-			return string(encodeRaw("mipsec seqstore v1\nspi 0000a001\nreserved 9\n"))
+			return string(encodeRaw("mipsec seqstore v2\nkey 00\nreserved 9\n"))
 		}()},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			st, _ := Open(t.TempDir(), Options{})
-			if err := os.WriteFile(st.Path(0xa001, fp), []byte(tt.content), 0o600); err != nil {
+			if err := os.WriteFile(st.Path(fp), []byte(tt.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			r, _, err := st.Load(0xa001, fp)
+			r, _, err := st.Load(fp)
 			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("Load = %d, %v; want ErrCorrupt", r, err)
+				t.Fatalf("Load = %d, %v; want ErrCorrupt", r.Reserved, err)
 			}
-			if !strings.Contains(err.Error(), st.Path(0xa001, fp)) || !strings.Contains(err.Error(), "refus") && tt.name != "other SPI" {
+			if !strings.Contains(err.Error(), st.Path(fp)) || !strings.Contains(err.Error(), "refus") && tt.name != "other key" {
 				t.Errorf("error does not name the file or the consequence: %v", err)
 			}
 			// The Reserver refuses too: no silent reset to 0.
@@ -129,6 +138,13 @@ func TestCorrupt(t *testing.T) {
 				t.Errorf("Prepare: %v, want ErrCorrupt", err)
 			}
 		})
+	}
+	// A corrupt version 1 file of the key is refused as well.
+	st, _ := Open(t.TempDir(), Options{})
+	lfp := LegacyFingerprint("aes128gcm16", make([]byte, 20), nil)
+	os.WriteFile(filepath.Join(st.Dir(), fmt.Sprintf("out-0000a001-%s.seq", lfp)), []byte("mipsec seqstore v1\ngarbage"), 0o600)
+	if _, _, err := st.Load(fp, lfp); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("corrupt v1 file: %v", err)
 	}
 }
 
@@ -142,7 +158,7 @@ func encodeRaw(body string) []byte {
 // without Flush, and the next Prepare starts above every number used.
 func TestRestart(t *testing.T) {
 	dir := t.TempDir()
-	fp := KeyFingerprint("aes128gcm16", []byte("k1-and-salt-20-bytes"), nil)
+	fp := KeyFingerprint([]byte("k1-and-salt-20-bytes"), nil)
 	var used uint64
 	for run := range 5 {
 		st, err := Open(dir, Options{})
@@ -196,9 +212,9 @@ func TestRestart(t *testing.T) {
 		t.Errorf("after a clean stop: InitialSeq %d, want exactly %d", got, initial+10)
 	}
 	// A new key under the same SPI starts from 0.
-	fp2 := KeyFingerprint("aes128gcm16", []byte("k2-and-salt-20-bytes"), nil)
-	if got, res, err := rs2.Prepare(0xa001, fp2, MaxSeq(false)); got != 0 || res != KeyChanged || err != nil {
-		t.Errorf("new key: %d %v %v; want 0 key_changed", got, res, err)
+	fp2 := KeyFingerprint([]byte("k2-and-salt-20-bytes"), nil)
+	if got, res, err := rs2.Prepare(0xa001, fp2, MaxSeq(false)); got != 0 || res != Fresh || err != nil {
+		t.Errorf("new key: %d %v %v; want 0 fresh", got, res, err)
 	}
 	// Going back to the first key continues above its own mark (here the
 	// reservation rs2 made for it, since rs2 was not flushed).
@@ -225,12 +241,12 @@ func TestDurableBeforeUse(t *testing.T) {
 		return f.Sync()
 	}}
 	st, _ := Open(dir, opts)
-	fp := KeyFingerprint("chacha20poly1305", make([]byte, 36), nil)
+	fp := KeyFingerprint(make([]byte, 36), nil)
 	rs := NewReserver(st, ReserverOptions{InitialChunk: 64, MinChunk: 64, MaxChunk: 64})
 	sa := &fakeSA{}
 	sa.onSet = func(upTo uint64) {
-		onDisk, _, err := st.Load(0xc001, fp)
-		if err != nil || onDisk < upTo {
+		onDisk, _, err := st.Load(fp)
+		if err != nil || onDisk.Reserved < upTo {
 			t.Errorf("SetSeqReserve(%d) while the disk holds %d (%v)", upTo, onDisk, err)
 		}
 		mu.Lock()
@@ -276,7 +292,7 @@ func TestFsyncFails(t *testing.T) {
 	var errs atomic.Int32
 	rs := NewReserver(st, ReserverOptions{InitialChunk: 100, MinChunk: 100, MaxChunk: 100,
 		OnError: func(uint32, error) { errs.Add(1) }})
-	fp := KeyFingerprint("aes128gcm16", make([]byte, 20), nil)
+	fp := KeyFingerprint(make([]byte, 20), nil)
 	fail.Store(true)
 	if _, _, err := rs.Prepare(1, fp, MaxSeq(false)); err == nil {
 		t.Fatal("Prepare succeeded without fsync")
@@ -303,7 +319,7 @@ func TestFsyncFails(t *testing.T) {
 
 func TestExhausted(t *testing.T) {
 	st, _ := Open(t.TempDir(), Options{})
-	fp := KeyFingerprint("aes128gcm16", make([]byte, 20), nil)
+	fp := KeyFingerprint(make([]byte, 20), nil)
 	st.Save(Record{SPI: 7, Key: fp, Reserved: MaxSeq(false) - 10})
 	rs := NewReserver(st, ReserverOptions{})
 	initial, _, err := rs.Prepare(7, fp, MaxSeq(false))
@@ -314,8 +330,9 @@ func TestExhausted(t *testing.T) {
 		t.Errorf("reserved %d, want the end of the space", r)
 	}
 	// An ESN record read as a 32-bit SA is corrupt, not silently capped.
-	st.Save(Record{SPI: 8, Key: fp, Reserved: 1 << 40})
-	if _, _, err := rs.Prepare(8, fp, MaxSeq(false)); !errors.Is(err, ErrCorrupt) {
+	fp8 := KeyFingerprint(make([]byte, 36), nil)
+	st.Save(Record{SPI: 8, Key: fp8, Reserved: 1 << 40})
+	if _, _, err := rs.Prepare(8, fp8, MaxSeq(false)); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("got %v", err)
 	}
 }
@@ -324,7 +341,7 @@ func TestAdaptiveChunk(t *testing.T) {
 	now := time.Unix(0, 0)
 	st, _ := Open(t.TempDir(), Options{})
 	rs := NewReserver(st, ReserverOptions{InitialChunk: 1 << 20, Now: func() time.Time { return now }})
-	fp := KeyFingerprint("aes128gcm16", make([]byte, 20), nil)
+	fp := KeyFingerprint(make([]byte, 20), nil)
 	rs.Prepare(1, fp, MaxSeq(true))
 	sa := &fakeSA{}
 	rs.Attach(1, sa)
@@ -352,7 +369,7 @@ func TestAdaptiveChunk(t *testing.T) {
 func TestBackground(t *testing.T) {
 	st, _ := Open(t.TempDir(), Options{})
 	rs := NewReserver(st, ReserverOptions{InitialChunk: 100, MinChunk: 100, MaxChunk: 100, Interval: time.Millisecond})
-	fp := KeyFingerprint("aes128gcm16", make([]byte, 20), nil)
+	fp := KeyFingerprint(make([]byte, 20), nil)
 	rs.Prepare(1, fp, MaxSeq(false))
 	sa := &fakeSA{}
 	rs.Attach(1, sa)
@@ -376,8 +393,8 @@ func TestBackground(t *testing.T) {
 func TestRekeyPending(t *testing.T) {
 	st, _ := Open(t.TempDir(), Options{})
 	rs := NewReserver(st, ReserverOptions{InitialChunk: 100, MinChunk: 100, MaxChunk: 100})
-	k1 := KeyFingerprint("aes128gcm16", []byte("key-one-and-the-salt"), nil)
-	k2 := KeyFingerprint("aes128gcm16", []byte("key-two-and-the-salt"), nil)
+	k1 := KeyFingerprint([]byte("key-one-and-the-salt"), nil)
+	k2 := KeyFingerprint([]byte("key-two-and-the-salt"), nil)
 	rs.Prepare(1, k1, MaxSeq(false))
 	old := &fakeSA{}
 	rs.Attach(1, old)

@@ -9,5 +9,5 @@ import (
 // seqstore is a leaf: the daemon (cmd/mipsec) wires it to sad; it must not
 // depend on esp, sad or anything else of ours.
 func TestDeps(t *testing.T) {
-	testenv.CheckLeaf(t, testenv.Module+"/internal/seqstore")
+	testenv.CheckLeaf(t, testenv.Module+"/seqstore")
 }

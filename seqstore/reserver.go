@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"os"
 	"sync"
 	"time"
 )
@@ -44,16 +45,20 @@ type ReserverOptions struct {
 }
 
 // Reserver keeps the reservations of a set of outbound SAs ahead of their
-// counters. Prepare and Attach add an SA, Tick (or the goroutine Start runs)
-// extends reservations, Flush records the exact counters at shutdown.
-// All methods are safe for concurrent use.
+// counters. Reservations belong to keys: an SA is added under its SPI and
+// the fingerprint of its key, and a key may be attached to one SPI at a
+// time. Prepare and Attach add an SA, Tick (or the goroutine Start runs)
+// extends reservations, Flush records the exact counters at shutdown. All
+// methods are safe for concurrent use.
 type Reserver struct {
 	st   *Store
 	opts ReserverOptions
 
 	mu      sync.Mutex
-	sas     map[uint32]*entry // attached: Tick extends them
-	pending map[uint32]*entry // prepared, not yet attached
+	sas     map[Fingerprint]*entry // attached: Tick extends them
+	pending map[Fingerprint]*entry // prepared, not yet attached
+	bySPI   map[uint32]Fingerprint // attached SPI -> key
+	prepSPI map[uint32]Fingerprint // prepared SPI -> key
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -61,7 +66,7 @@ type Reserver struct {
 }
 
 type entry struct {
-	fp       Fingerprint
+	spi      uint32
 	max      uint64 // last number of the sequence space
 	reserved uint64 // durable R, the SA's bound once attached
 	chunk    uint64
@@ -95,7 +100,8 @@ func NewReserver(st *Store, opts ReserverOptions) *Reserver {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Reserver{st: st, opts: opts, sas: map[uint32]*entry{}, pending: map[uint32]*entry{}}
+	return &Reserver{st: st, opts: opts, sas: map[Fingerprint]*entry{}, pending: map[Fingerprint]*entry{},
+		bySPI: map[uint32]Fingerprint{}, prepSPI: map[uint32]Fingerprint{}}
 }
 
 // MaxSeq returns the last sequence number of the 32-bit or, with ESN, the
@@ -107,58 +113,97 @@ func MaxSeq(esn bool) uint64 {
 	return math.MaxUint32
 }
 
-// Prepare loads the reservation of spi under the key fp, makes the next one
-// (R + InitialChunk, at most maxSeq) durable and returns the InitialSeq the
-// SA must be built with (R; 0 for a fresh SA or a new key). Build the SA with
-// it, then call Attach before the SA seals anything, or Abort if it cannot
-// be built. Until Attach, an SA already attached under spi (the one a
-// rekeyed SA replaces) keeps its own reservation.
+// Prepare loads the reservation of the key fp (whatever SPI it was used
+// under before, and any version 1 records of the legacy fingerprints),
+// makes the next one (R + InitialChunk, at most maxSeq) durable and returns
+// the InitialSeq the SA spi must be built with (R; 0 for a fresh key).
+// Build the SA with it, then call Attach before the SA seals anything, or
+// Abort if it cannot be built. Until Attach, an SA already attached under
+// spi (the one a rekeyed SA replaces) keeps its own reservation.
+//
+// A key attached to, or prepared for, another SPI is refused with an error
+// wrapping ErrKeyInUse: two SAs counting under one key would send the same
+// sequence numbers, and with a counter-IV suite the same nonces.
 //
 // When R is already maxSeq the sequence space is exhausted: initial is
-// maxSeq, the SA will refuse to send (esp.DropSeqOverflow) and must be
-// rekeyed.
-func (r *Reserver) Prepare(spi uint32, fp Fingerprint, maxSeq uint64) (initial uint64, res LoadResult, err error) {
+// maxSeq, the SA will refuse to send (esp.DropSeqOverflow) and needs a new
+// key.
+func (r *Reserver) Prepare(spi uint32, fp Fingerprint, maxSeq uint64, legacy ...Fingerprint) (initial uint64, res LoadResult, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	prev, res, err := r.st.Load(spi, fp)
+	if e := r.sas[fp]; e != nil {
+		return 0, Fresh, keyInUse(spi, e.spi)
+	}
+	if e := r.pending[fp]; e != nil && e.spi != spi {
+		return 0, Fresh, keyInUse(spi, e.spi)
+	}
+	rec, res, old, err := r.st.load(fp, legacy)
 	if err != nil {
 		return 0, res, err
 	}
+	prev := rec.Reserved
 	if prev > maxSeq {
-		return 0, res, fmt.Errorf("%s: %w: reserved %d is beyond the sequence space (%d): was ESN turned off?", r.st.Path(spi, fp), ErrCorrupt, prev, maxSeq)
+		return 0, res, fmt.Errorf("%s: %w: reserved %d is beyond the sequence space (%d): was ESN turned off?", r.st.Path(fp), ErrCorrupt, prev, maxSeq)
 	}
-	e := &entry{fp: fp, max: maxSeq, chunk: r.opts.InitialChunk, lastSeq: prev, lastT: r.opts.Now()}
+	e := &entry{spi: spi, max: maxSeq, chunk: r.opts.InitialChunk, lastSeq: prev, lastT: r.opts.Now()}
 	e.reserved = addCap(prev, e.chunk, maxSeq)
-	if e.reserved != prev || res != Resumed {
-		if err := r.st.Save(Record{SPI: spi, Key: fp, Reserved: e.reserved}); err != nil {
+	if e.reserved != prev || res != Resumed || rec.SPI != spi || len(old) > 0 {
+		if err := r.st.Save(Record{Key: fp, SPI: spi, Reserved: e.reserved}); err != nil {
 			return 0, res, err
 		}
 	}
-	r.pending[spi] = e
+	// The version 1 files are covered by the record just made durable.
+	for _, p := range old {
+		os.Remove(p)
+	}
+	if was, ok := r.prepSPI[spi]; ok {
+		delete(r.pending, was)
+	}
+	r.pending[fp] = e
+	r.prepSPI[spi] = fp
 	return prev, res, nil
+}
+
+func keyInUse(spi, other uint32) error {
+	if spi == other {
+		return fmt.Errorf("%w: outbound SPI %#08x already uses this key", ErrKeyInUse, spi)
+	}
+	return fmt.Errorf("%w by outbound SPI %#08x: a key serves one outbound SA at a time, or both would send the same sequence numbers, and with AES-GCM, AES-GMAC or ChaCha20-Poly1305 the same nonces (RFC 4106 §3.1, RFC 8221 §3); give SPI %#08x a key of its own, or delete SPI %#08x first", ErrKeyInUse, other, spi, other)
 }
 
 // Abort drops what Prepare made for spi (its file stays, which is safe: it
 // only reserves numbers that were never used).
 func (r *Reserver) Abort(spi uint32) {
 	r.mu.Lock()
-	delete(r.pending, spi)
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	if fp, ok := r.prepSPI[spi]; ok {
+		delete(r.pending, fp)
+		delete(r.prepSPI, spi)
+	}
 }
 
 // Attach binds the prepared SA spi to its counter c (replacing any SA
-// attached under spi before) and sets c's bound to the durable
+// attached under spi before, whose key is then free for another SPI: its
+// file keeps the durable mark) and sets c's bound to the durable
 // reservation. Without a pending Prepare it rebinds the attached entry: how
-// a replacement SA with the same keys (sad.DB.Replace) takes over the
+// a replacement SA with the same key (sad.DB.Replace) takes over the
 // reservation.
 func (r *Reserver) Attach(spi uint32, c Counter) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e := r.pending[spi]
-	if e != nil {
-		delete(r.pending, spi)
-		r.sas[spi] = e
-	} else if e = r.sas[spi]; e == nil {
+	var e *entry
+	if fp, ok := r.prepSPI[spi]; ok {
+		e = r.pending[fp]
+		delete(r.pending, fp)
+		delete(r.prepSPI, spi)
+		if old, ok := r.bySPI[spi]; ok {
+			delete(r.sas, old)
+		}
+		r.sas[fp] = e
+		r.bySPI[spi] = fp
+	} else if fp, ok := r.bySPI[spi]; ok {
+		e = r.sas[fp]
+	} else {
 		return fmt.Errorf("seqstore: SPI %#08x was not prepared", spi)
 	}
 	e.c = c
@@ -171,7 +216,7 @@ func (r *Reserver) Attach(spi uint32, c Counter) error {
 func (r *Reserver) Reserved(spi uint32) (uint64, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e := r.lookup(spi)
+	e, _ := r.lookup(spi)
 	if e == nil {
 		return 0, false
 	}
@@ -183,42 +228,50 @@ func (r *Reserver) Reserved(spi uint32) (uint64, bool) {
 func (r *Reserver) Fingerprint(spi uint32) (Fingerprint, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e := r.lookup(spi)
-	if e == nil {
-		return Fingerprint{}, false
-	}
-	return e.fp, true
+	_, fp := r.lookup(spi)
+	return fp, fp != Fingerprint{}
 }
 
-func (r *Reserver) lookup(spi uint32) *entry {
-	if e := r.sas[spi]; e != nil {
-		return e
+func (r *Reserver) lookup(spi uint32) (*entry, Fingerprint) {
+	if fp, ok := r.bySPI[spi]; ok {
+		return r.sas[fp], fp
 	}
-	return r.pending[spi]
+	if fp, ok := r.prepSPI[spi]; ok {
+		return r.pending[fp], fp
+	}
+	return nil, Fingerprint{}
 }
 
 // Forget stops tracking spi without touching its file, which keeps the
-// last durable reservation: the same key under the same SPI later continues
-// above it.
+// last durable reservation: the same key later continues above it.
 func (r *Reserver) Forget(spi uint32) {
 	r.mu.Lock()
-	delete(r.sas, spi)
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	if fp, ok := r.bySPI[spi]; ok {
+		delete(r.sas, fp)
+		delete(r.bySPI, spi)
+	}
 }
 
 // Release records the exact last number of spi's SA, as Flush does for all,
-// and stops tracking it. Call it once the SA no longer seals (deleted or
-// hard-expired). When c is not nil, it only acts if c is still the counter
-// attached to spi (a replacement SA keeps its reservation).
+// and stops tracking it (its key is free for another SPI). Call it once the
+// SA no longer seals (deleted or hard-expired). When c is not nil, it only
+// acts if c is still the counter attached to spi (a replacement SA keeps
+// its reservation).
 func (r *Reserver) Release(spi uint32, c Counter) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e := r.sas[spi]
-	if e == nil || c != nil && e.c != c {
+	fp, ok := r.bySPI[spi]
+	if !ok {
 		return nil
 	}
-	delete(r.sas, spi)
-	return r.flush(spi, e)
+	e := r.sas[fp]
+	if c != nil && e.c != c {
+		return nil
+	}
+	delete(r.sas, fp)
+	delete(r.bySPI, spi)
+	return r.flush(fp, e)
 }
 
 // Tick extends every reservation whose SA has used more than half of its
@@ -228,7 +281,7 @@ func (r *Reserver) Tick() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.opts.Now()
-	for spi, e := range r.sas {
+	for fp, e := range r.sas {
 		if e.c == nil {
 			continue
 		}
@@ -250,9 +303,9 @@ func (r *Reserver) Tick() {
 		if next <= e.reserved {
 			continue
 		}
-		if err := r.st.Save(Record{SPI: spi, Key: e.fp, Reserved: next}); err != nil {
+		if err := r.st.Save(Record{Key: fp, SPI: e.spi, Reserved: next}); err != nil {
 			if r.opts.OnError != nil {
-				r.opts.OnError(spi, err)
+				r.opts.OnError(e.spi, err)
 			}
 			continue
 		}
@@ -312,15 +365,15 @@ func (r *Reserver) Flush() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var first error
-	for spi, e := range r.sas {
-		if err := r.flush(spi, e); err != nil && first == nil {
+	for fp, e := range r.sas {
+		if err := r.flush(fp, e); err != nil && first == nil {
 			first = err
 		}
 	}
 	return first
 }
 
-func (r *Reserver) flush(spi uint32, e *entry) error {
+func (r *Reserver) flush(fp Fingerprint, e *entry) error {
 	if e.c == nil {
 		return nil
 	}
@@ -333,7 +386,7 @@ func (r *Reserver) flush(spi uint32, e *entry) error {
 	if seq >= e.reserved {
 		return nil
 	}
-	if err := r.st.Save(Record{SPI: spi, Key: e.fp, Reserved: seq}); err != nil {
+	if err := r.st.Save(Record{Key: fp, SPI: e.spi, Reserved: seq}); err != nil {
 		return err
 	}
 	e.reserved = seq

@@ -8,13 +8,13 @@
 //
 // # Protocol
 //
-// For every outbound SA (per SPI and key) the state directory holds one
-// small file, out-<spi>-<key fingerprint>.seq, with a reserved high-water
-// mark R: no sequence number above R has ever been
-// used, and every number up to R may have been. Numbers are used only once
+// For every key an outbound SA has used, under whatever SPI, the state
+// directory holds one small file, key-<key fingerprint>.seq, with a
+// reserved high-water mark R: no sequence number above R has ever been used
+// with that key, and every number up to R may have been. Numbers are used only once
 // they are covered by a reservation that is already on disk:
 //
-//	start:   R  = Load(spi, key fingerprint)     (0 for a new SA or a new key)
+//	start:   R  = Load(key fingerprint)          (0 for a key never used)
 //	         InitialSeq = R                      (first packet carries R+1)
 //	         write R' = R + chunk; fsync file; rename; fsync directory
 //	         sa.SetSeqReserve(R')                (esp refuses numbers > R')
@@ -41,12 +41,17 @@
 //
 // # Keys
 //
-// A record is bound to the SPI and to a fingerprint of the keys
-// (HMAC-SHA-256 keyed with the SA's keys over a fixed label, truncated to
-// 128 bits), never to the keys themselves. A new key under the same SPI
-// starts a fresh counter in a file of its own; going back to an older key
-// continues above that key's mark. A record that does not parse or fails
-// its checksum is an error (ErrCorrupt), never a silent reset to 0.
+// A record belongs to a key, never to an SPI: with a counter-IV suite the
+// nonce is salt || sequence number whatever the SPI (RFC 4106 §3.1, RFC 4543
+// §3.1, RFC 7634 §2), so a key moved to a new SPI, by a config change, by
+// `sa add` after `sa del`, or by `sa update`, continues above its mark
+// instead of starting again at 1. A key may be reserved by one outbound SA
+// at a time (Reserver.Prepare refuses a second with ErrKeyInUse). A record
+// names the key by a fingerprint (HMAC-SHA-256 keyed with the key itself
+// over a fixed label, truncated to 128 bits), never by the key. Version 1
+// files (out-<spi>-<fp>.seq, one per SPI) are read and replaced at the
+// key's next reservation. A record that does not parse or fails its
+// checksum is an error (ErrCorrupt), never a silent reset to 0.
 //
 // seqstore is a leaf: it imports only the standard library (deps_test.go).
 package seqstore
