@@ -139,6 +139,9 @@ type Config struct {
 	Workers int
 	// Logger gets lifecycle events (never per packet); nil means none.
 	Logger *zap.Logger
+	// OnPeerEndpoint, when set, is told each time a roaming peer's
+	// endpoint moves, on a control goroutine (never per packet).
+	OnPeerEndpoint func(peer string, from, to endpoint.Endpoint)
 }
 
 // Capture sees packets for debugging (the control socket's pcap). It is

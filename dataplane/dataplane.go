@@ -113,6 +113,8 @@ type Dataplane struct {
 	done    chan struct{}
 	kick    chan struct{} // wakes the keepalive goroutine after SetPeers
 	roamCh  chan roamEvent
+	// onPeerEndpoint is Config.OnPeerEndpoint.
+	onPeerEndpoint func(peer string, from, to endpoint.Endpoint)
 
 	work     chan *batch
 	readers  sync.WaitGroup // TUN reader, receive readers
@@ -151,6 +153,8 @@ func New(cfg Config) (*Dataplane, error) {
 		done:     make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 		roamCh:   make(chan roamEvent, 64),
+
+		onPeerEndpoint: cfg.OnPeerEndpoint,
 	}
 	if d.workers == 0 {
 		d.workers = runtime.GOMAXPROCS(0)
@@ -299,6 +303,9 @@ func (d *Dataplane) control() {
 			d.log.Info("peer endpoint changed",
 				zap.String("peer", ev.peer.name),
 				zap.Stringer("from", ev.from), zap.Stringer("to", ev.to))
+			if d.onPeerEndpoint != nil {
+				d.onPeerEndpoint(ev.peer.name, ev.from, ev.to)
+			}
 		}
 	}
 }

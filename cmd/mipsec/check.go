@@ -20,8 +20,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/seqstore"
 )
@@ -75,9 +77,9 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 // checkConfig validates the file at path, printing every error (exit 1) or
 // OK and the warnings (exit 0).
 func checkConfig(path string, stdout, stderr io.Writer, probe stateProbe) int {
-	cfg, err := loadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
-		var ce ConfigErrors
+		var ce config.Errors
 		if errors.As(err, &ce) {
 			for _, e := range ce {
 				fmt.Fprintln(stderr, e.Error())
@@ -99,8 +101,8 @@ func checkConfig(path string, stdout, stderr io.Writer, probe stateProbe) int {
 		fmt.Fprintln(stderr, "warning: "+w)
 	}
 	role := ""
-	if cfg.Role != RoleGateway {
-		role = roleName(cfg.Role) + ", "
+	if cfg.Role != node.RoleGateway {
+		role = node.RoleName(cfg.Role) + ", "
 	}
 	fmt.Fprintf(stdout, "%s: OK (%s%d SA%s, %d polic%s, %d peer%s)\n", path, role, len(cfg.SAs), plural(len(cfg.SAs)),
 		len(cfg.Policies), map[bool]string{true: "y", false: "ies"}[len(cfg.Policies) == 1], len(cfg.Peers), plural(len(cfg.Peers)))
@@ -117,7 +119,7 @@ func plural(n int) string {
 // checkStateRecords reads the sequence-number record of every outbound SA
 // that has one: a corrupt record stops `mipsec run`, so it is an error here.
 // The state directory is not created.
-func checkStateRecords(cfg *Config) []string {
+func checkStateRecords(cfg *config.File) []string {
 	if fi, err := os.Stat(cfg.StateDir); err != nil || !fi.IsDir() {
 		return nil
 	}
@@ -130,7 +132,7 @@ func checkStateRecords(cfg *Config) []string {
 		if s.Dir != sad.Outbound {
 			continue
 		}
-		rec, _, err := st.Load(keyFingerprint(s.Params), legacyFingerprints(s.Params)...)
+		rec, _, err := st.Load(node.KeyFingerprint(s.Params), node.LegacyFingerprints(s.Params)...)
 		r := rec.Reserved
 		switch {
 		case err != nil:
@@ -145,9 +147,9 @@ func checkStateRecords(cfg *Config) []string {
 }
 
 // configWarnings lists what is legal but risky.
-func configWarnings(cfg *Config, probe stateProbe) []string {
+func configWarnings(cfg *config.File, probe stateProbe) []string {
 	var out []string
-	if sas := cfg.counterModeSAs(); len(sas) > 0 {
+	if sas := cfg.CounterModeSAs(); len(sas) > 0 {
 		w, missing := stateDirProblem(cfg.StateDir, probe)
 		if missing != "" {
 			out = append(out, fmt.Sprintf("state_dir %s does not exist yet; mipsec run creates it (mode 0700) under %s", cfg.StateDir, missing))
@@ -178,7 +180,7 @@ func configWarnings(cfg *Config, probe stateProbe) []string {
 					last = &i
 				}
 			}
-			if last != nil && !isCatchAllDiscard(cfg.Policies[*last]) {
+			if last != nil && !config.IsCatchAllDiscard(cfg.Policies[*last]) {
 				out = append(out, fmt.Sprintf("the %s policies do not end with a catch-all discard (selectors = [{}]); unmatched traffic is discarded anyway (RFC 4301 §5), but saying so keeps the list explicit", d))
 			}
 		}
@@ -240,7 +242,7 @@ func stateDirProblem(dir string, probe stateProbe) (problem, missing string) {
 // tunnelWarnings compares the SAs' tunnel endpoints with the underlay and
 // the peers: a mismatch works (the dataplane sends to the peer's endpoint
 // from the underlay's socket) but usually means a copy-and-paste mistake.
-func tunnelWarnings(cfg *Config) []string {
+func tunnelWarnings(cfg *config.File) []string {
 	var out []string
 	u := cfg.Underlay
 	for _, s := range cfg.SAs {
@@ -272,8 +274,8 @@ func tunnelWarnings(cfg *Config) []string {
 // has no peer that uses raw ESP, the only traffic the AF_PACKET path
 // carries ("" otherwise). The home agent and the mobile node have no
 // [[peer]]: their raw ESP goes to care-of addresses.
-func packetSocketWarning(cfg *Config) string {
-	if !cfg.Underlay.PacketSocket || cfg.Role != RoleGateway || len(cfg.Peers) == 0 {
+func packetSocketWarning(cfg *config.File) string {
+	if !cfg.Underlay.PacketSocket || cfg.Role != node.RoleGateway || len(cfg.Peers) == 0 {
 		return ""
 	}
 	for _, p := range cfg.Peers {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mipsec/mipsec/config"
+	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/seqstore"
 )
 
@@ -121,13 +123,13 @@ auth_key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"`)
 func TestCheckCorruptState(t *testing.T) {
 	state := t.TempDir()
 	file := withStateDir(t, "../../testdata/gateway-a.toml", state)
-	cfg, err := loadConfig(file)
+	cfg, err := config.Load(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := cfg.SAs[0].Params
 	st, _ := seqstore.Open(state, seqstore.Options{})
-	if err := os.WriteFile(st.Path(keyFingerprint(p)), []byte("mipsec seqstore v2\ngarbage"), 0o600); err != nil {
+	if err := os.WriteFile(st.Path(node.KeyFingerprint(p)), []byte("mipsec seqstore v2\ngarbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var out, errb bytes.Buffer

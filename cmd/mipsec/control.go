@@ -43,15 +43,12 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
 	"github.com/mipsec/mipsec/underlay"
 )
-
-// DefaultControlPath is where `mipsec run` listens and the clients dial
-// unless --socket says otherwise.
-const DefaultControlPath = "/run/mipsec/mipsec.sock"
 
 const (
 	// maxRequestLen bounds one request line; an SA with many selectors
@@ -207,7 +204,7 @@ func listenControl(path string, t controlTarget, log *zap.Logger) (*controlServe
 		log = zap.NewNop()
 	}
 	if path == "" {
-		path = DefaultControlPath
+		path = config.DefaultControlSocket
 	}
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {

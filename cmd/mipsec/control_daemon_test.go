@@ -27,7 +27,7 @@ func TestControlRealDaemon(t *testing.T) {
 	ua, ub := underlaytest.NewPair(epA, epB)
 	tunA, tunB := tuntest.New(1, 64), tuntest.New(1, 64)
 
-	b, err := newDaemon(cfgB, zaptest.NewLogger(t).Named("B"), daemonOptions{noControl: true, workers: 2, openIO: fakeIO(tunB, ub)})
+	b, err := newDaemon(cfgB, zaptest.NewLogger(t).Named("B"), daemonOptions{noControl: true, workers: 2, device: tunB, conn: ub})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestControlRealDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	a, err := newDaemon(cfgA, zaptest.NewLogger(t).Named("A"), daemonOptions{workers: 2, openIO: fakeIO(tunA, ua)})
+	a, err := newDaemon(cfgA, zaptest.NewLogger(t).Named("A"), daemonOptions{workers: 2, device: tunA, conn: ua})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,16 +18,17 @@ import (
 	"time"
 
 	"github.com/mipsec/mipsec/mip6"
+	"github.com/mipsec/mipsec/node"
 )
 
 // mobilityTarget is what the mobility commands need; the daemon has it,
 // a controlTarget without it is a gateway.
 type mobilityTarget interface {
-	// Bindings returns the HA's binding cache (errNotHA otherwise).
+	// Bindings returns the HA's binding cache (node.ErrNotHA otherwise).
 	Bindings() ([]mip6.BindingStatus, error)
-	// MNStatus returns the MN's registration (errNotMN otherwise).
+	// MNStatus returns the MN's registration (node.ErrNotMN otherwise).
 	MNStatus() (mip6.MNStatus, error)
-	// MNMove forces the MN's care-of address (errNotMN otherwise).
+	// MNMove forces the MN's care-of address (node.ErrNotMN otherwise).
 	MNMove(coa netip.Addr) error
 }
 
@@ -91,7 +92,7 @@ func (s *controlServer) cmdBindingList(args json.RawMessage) (any, error) {
 	}
 	m, ok := s.mobilityTarget()
 	if !ok {
-		return nil, errNotHA
+		return nil, node.ErrNotHA
 	}
 	bs, err := m.Bindings()
 	if err != nil {
@@ -185,7 +186,7 @@ func (s *controlServer) cmdMNStatus(args json.RawMessage) (any, error) {
 	}
 	m, ok := s.mobilityTarget()
 	if !ok {
-		return nil, errNotMN
+		return nil, node.ErrNotMN
 	}
 	st, err := m.MNStatus()
 	if err != nil {
@@ -209,38 +210,10 @@ func (s *controlServer) cmdMNMove(args json.RawMessage) (any, error) {
 	}
 	m, ok := s.mobilityTarget()
 	if !ok {
-		return nil, errNotMN
+		return nil, node.ErrNotMN
 	}
 	if err := m.MNMove(coa.Unmap()); err != nil {
 		return nil, err
 	}
 	return map[string]any{"coa": coa.Unmap().String()}, nil
 }
-
-// --- the daemon's side -----------------------------------------------------
-
-// Bindings is the HA's binding cache (binding.list).
-func (d *daemon) Bindings() ([]mip6.BindingStatus, error) {
-	if d.mob == nil || d.mob.ha == nil {
-		return nil, fmt.Errorf("%w: it is a %s", errNotHA, roleName(d.cfg.Role))
-	}
-	return d.mob.ha.Bindings(), nil
-}
-
-// MNStatus is the MN's registration (mn.status).
-func (d *daemon) MNStatus() (mip6.MNStatus, error) {
-	if d.mob == nil || d.mob.mn == nil {
-		return mip6.MNStatus{}, fmt.Errorf("%w: it is a %s", errNotMN, roleName(d.cfg.Role))
-	}
-	return d.mob.mn.Status(), nil
-}
-
-// MNMove forces the MN's care-of address (mn.move).
-func (d *daemon) MNMove(coa netip.Addr) error {
-	if d.mob == nil || d.mob.mn == nil {
-		return fmt.Errorf("%w: it is a %s", errNotMN, roleName(d.cfg.Role))
-	}
-	return d.mob.Move(coa)
-}
-
-var _ mobilityTarget = (*daemon)(nil)

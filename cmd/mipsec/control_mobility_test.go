@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/mipsec/mipsec/mip6"
+	"github.com/mipsec/mipsec/node"
 )
 
 // fakeMobTarget is a fakeTarget with a mobility layer: an HA (bindings) or
@@ -31,8 +32,8 @@ type fakeMobTarget struct {
 }
 
 func (f *fakeMobTarget) Bindings() ([]mip6.BindingStatus, error) {
-	if f.role != RoleHA {
-		return nil, fmt.Errorf("%w: it is a %s", errNotHA, roleName(f.role))
+	if f.role != node.RoleHA {
+		return nil, fmt.Errorf("%w: it is a %s", node.ErrNotHA, node.RoleName(f.role))
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -40,8 +41,8 @@ func (f *fakeMobTarget) Bindings() ([]mip6.BindingStatus, error) {
 }
 
 func (f *fakeMobTarget) MNStatus() (mip6.MNStatus, error) {
-	if f.role != RoleMN {
-		return mip6.MNStatus{}, fmt.Errorf("%w: it is a %s", errNotMN, roleName(f.role))
+	if f.role != node.RoleMN {
+		return mip6.MNStatus{}, fmt.Errorf("%w: it is a %s", node.ErrNotMN, node.RoleName(f.role))
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -49,8 +50,8 @@ func (f *fakeMobTarget) MNStatus() (mip6.MNStatus, error) {
 }
 
 func (f *fakeMobTarget) MNMove(coa netip.Addr) error {
-	if f.role != RoleMN {
-		return fmt.Errorf("%w: it is a %s", errNotMN, roleName(f.role))
+	if f.role != node.RoleMN {
+		return fmt.Errorf("%w: it is a %s", node.ErrNotMN, node.RoleName(f.role))
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -80,7 +81,7 @@ func runCLI(args ...string) (string, string, int) {
 }
 
 func TestControlBindingList(t *testing.T) {
-	path, ft := startMobServer(t, RoleHA)
+	path, ft := startMobServer(t, node.RoleHA)
 	now := time.Now()
 	nat := netip.MustParseAddrPort("198.51.100.2:61000")
 	ft.bindings = []mip6.BindingStatus{
@@ -161,7 +162,7 @@ func TestControlBindingList(t *testing.T) {
 }
 
 func TestControlMN(t *testing.T) {
-	path, ft := startMobServer(t, RoleMN)
+	path, ft := startMobServer(t, node.RoleMN)
 	coa := netip.MustParseAddr("203.0.113.10")
 	now := time.Now()
 	ft.status = mip6.MNStatus{

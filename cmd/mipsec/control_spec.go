@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
@@ -111,7 +112,7 @@ func saInfoOf(sa *sad.SA) saInfo {
 		in.TunnelSrc, in.TunnelDst = p.TunnelSrc.String(), p.TunnelDst.String()
 	}
 	for _, s := range sa.Selectors() {
-		in.Selectors = append(in.Selectors, formatSelector(s))
+		in.Selectors = append(in.Selectors, config.FormatSelector(s))
 	}
 	return in
 }
@@ -119,7 +120,7 @@ func saInfoOf(sa *sad.SA) saInfo {
 func policyInfoOf(i int, p spd.Policy, hits uint64) policyInfo {
 	in := policyInfo{Index: i, Name: p.Name, Dir: p.Dir.String(), Action: p.Action.String(), SPI: p.SPI, Hits: hits}
 	for _, s := range p.Selectors {
-		in.Selectors = append(in.Selectors, formatSelector(s))
+		in.Selectors = append(in.Selectors, config.FormatSelector(s))
 	}
 	return in
 }
@@ -145,10 +146,10 @@ func (s *saSpec) config() (sad.Config, error) {
 	if p.Algorithm, err = esp.ParseAlgorithm(s.Algorithm); err != nil {
 		return cfg, fmt.Errorf("algorithm: %w", err)
 	}
-	if p.EncKey, err = decodeHexKey(s.EncKey); err != nil {
+	if p.EncKey, err = config.DecodeHexKey(s.EncKey); err != nil {
 		return cfg, fmt.Errorf("enc_key: %w", err)
 	}
-	if p.AuthKey, err = decodeHexKey(s.AuthKey); err != nil {
+	if p.AuthKey, err = config.DecodeHexKey(s.AuthKey); err != nil {
 		return cfg, fmt.Errorf("auth_key: %w", err)
 	}
 	if p.Mode == esp.Tunnel {
@@ -219,8 +220,8 @@ func selectorSpecs(sels []sad.Selector) []selectorSpec {
 	out := make([]selectorSpec, 0, len(sels))
 	for _, x := range sels {
 		out = append(out, selectorSpec{
-			Local: formatAddrRange(x.Local), Remote: formatAddrRange(x.Remote), Proto: formatProto(x.Proto),
-			LocalPort: formatPorts(x.LocalPort), RemotePort: formatPorts(x.RemotePort),
+			Local: config.FormatAddrRange(x.Local), Remote: config.FormatAddrRange(x.Remote), Proto: config.FormatProto(x.Proto),
+			LocalPort: config.FormatPorts(x.LocalPort), RemotePort: config.FormatPorts(x.RemotePort),
 		})
 	}
 	return out
@@ -289,10 +290,10 @@ func parseSelectors(specs []selectorSpec) ([]sad.Selector, error) {
 func (sp selectorSpec) selector() (sad.Selector, error) {
 	var s sad.Selector
 	var err error
-	if s.Local, err = confAddrRange(sp.Local); err != nil {
+	if s.Local, err = config.ParseAddrRange(sp.Local); err != nil {
 		return s, fmt.Errorf("local: %w", err)
 	}
-	if s.Remote, err = confAddrRange(sp.Remote); err != nil {
+	if s.Remote, err = config.ParseAddrRange(sp.Remote); err != nil {
 		return s, fmt.Errorf("remote: %w", err)
 	}
 	if s.Proto, err = parseProto(sp.Proto); err != nil {
@@ -311,7 +312,7 @@ func parseProto(s string) (uint8, error) {
 	if s == "" {
 		return sad.ProtoAny, nil
 	}
-	if p, ok := confProtos[strings.ToLower(s)]; ok {
+	if p, ok := config.ProtocolNumbers[strings.ToLower(s)]; ok {
 		return p, nil
 	}
 	n, err := strconv.ParseUint(s, 10, 8)
@@ -319,59 +320,6 @@ func parseProto(s string) (uint8, error) {
 		return 0, fmt.Errorf("%q is not a protocol number or name", s)
 	}
 	return uint8(n), nil
-}
-
-func formatAddrRange(r sad.AddrRange) string {
-	if r.IsAny() {
-		return "any"
-	}
-	if r.From == r.To {
-		return r.From.String()
-	}
-	// A prefix if the range is exactly one.
-	for bits := 0; bits <= r.From.BitLen(); bits++ {
-		p := netip.PrefixFrom(r.From, bits).Masked()
-		if p.Addr() == r.From && sad.PrefixRange(p) == r {
-			return p.String()
-		}
-	}
-	return r.From.String() + "-" + r.To.String()
-}
-
-func formatPorts(p sad.Ports) string {
-	switch p.Match {
-	case sad.PortOpaque:
-		return "opaque"
-	case sad.PortInRange:
-		if p.Lo == p.Hi {
-			return strconv.Itoa(int(p.Lo))
-		}
-		return fmt.Sprintf("%d-%d", p.Lo, p.Hi)
-	}
-	return "any"
-}
-
-func formatProto(p uint8) string {
-	for n, v := range confProtos {
-		if v == p && n != "icmpv6" && n != "mobility" {
-			return n
-		}
-	}
-	return strconv.Itoa(int(p))
-}
-
-// formatSelector prints a selector set as "local -> remote proto lport rport",
-// leaving out ANY ports.
-func formatSelector(s sad.Selector) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s -> %s proto %s", formatAddrRange(s.Local), formatAddrRange(s.Remote), formatProto(s.Proto))
-	if s.LocalPort.Match != sad.PortAny {
-		fmt.Fprintf(&b, " lport %s", formatPorts(s.LocalPort))
-	}
-	if s.RemotePort.Match != sad.PortAny {
-		fmt.Fprintf(&b, " rport %s", formatPorts(s.RemotePort))
-	}
-	return b.String()
 }
 
 // verdictName is the stable snake_case name of a drop reason.
@@ -384,5 +332,5 @@ func specPorts(s string) (sad.Ports, error) {
 	if strings.TrimSpace(s) == "" {
 		return sad.Ports{}, nil
 	}
-	return confPorts(s)
+	return config.ParsePorts(s)
 }

@@ -15,16 +15,14 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/esp"
-	"github.com/mipsec/mipsec/sad"
-	"github.com/mipsec/mipsec/spd"
 )
 
 const (
@@ -108,13 +106,13 @@ func readResponse(br *bufio.Reader) (json.RawMessage, error) {
 }
 
 // ctlFlags is a FlagSet with the flags every client has. --socket defaults
-// to $MIPSEC_SOCKET, else DefaultControlPath.
+// to $MIPSEC_SOCKET, else config.DefaultControlSocket.
 func ctlFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("mipsec "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	def := os.Getenv("MIPSEC_SOCKET")
 	if def == "" {
-		def = DefaultControlPath
+		def = config.DefaultControlSocket
 	}
 	sock := fs.String("socket", def, "control socket `path` ($MIPSEC_SOCKET sets the default)")
 	return fs, sock
@@ -460,7 +458,7 @@ func loadSASpecs(path string) ([]saSpec, error) {
 		}
 		return specs, nil
 	}
-	sas, _, err := parseConfigSnippet(path, data)
+	sas, _, err := config.ParseSnippet(path, data)
 	if err != nil {
 		return nil, err
 	}
@@ -478,38 +476,6 @@ func loadSASpecs(path string) ([]saSpec, error) {
 func isJSON(data []byte) bool {
 	t := bytes.TrimSpace(data)
 	return len(t) > 0 && (t[0] == '{' || (t[0] == '[' && !bytes.HasPrefix(t, []byte("[["))))
-}
-
-// parseConfigSnippet validates the [[sa]] and [[policy]] tables of a
-// config-file fragment with the config's validator. Policies may name SAs
-// the daemon already has, so their SPIs count as declared.
-func parseConfigSnippet(file string, data []byte) ([]sad.Config, []spd.Policy, error) {
-	v := &validator{file: file, baseDir: filepath.Dir(file), lines: tomlLines(data)}
-	var rc rawConfig
-	if errs := decodeTOML(data, &rc); len(errs) > 0 {
-		for _, e := range errs {
-			e.File = file
-			v.errs = append(v.errs, e)
-		}
-		return nil, nil, v.result()
-	}
-	var cfg Config
-	v.sas(rc.SAs, &cfg)
-	for _, p := range rc.Policies {
-		if spi, err := parseSPIValue(p.SPI); err == nil {
-			v.declared[[2]uint32{uint32(sad.Outbound), spi}] = true
-			v.declared[[2]uint32{uint32(sad.Inbound), spi}] = true
-		}
-	}
-	v.policies(rc.Policies, &cfg)
-	if err := v.result(); err != nil {
-		return nil, nil, err
-	}
-	sas := make([]sad.Config, 0, len(cfg.SAs))
-	for _, s := range cfg.SAs {
-		sas = append(sas, s.Config)
-	}
-	return sas, cfg.Policies, nil
 }
 
 func readInput(path string) ([]byte, error) {
@@ -622,7 +588,7 @@ func ctlPolicyAdd(args []string, stdout, stderr io.Writer) int {
 				return ctlFail(stderr, "policy add", fmt.Errorf("%s: %w", *file, err))
 			}
 		} else {
-			_, ps, err := parseConfigSnippet(*file, data)
+			_, ps, err := config.ParseSnippet(*file, data)
 			if err != nil {
 				return ctlFail(stderr, "policy add", err)
 			}

@@ -9,6 +9,8 @@ import (
 	"embed"
 	"fmt"
 	"strings"
+
+	"github.com/mipsec/mipsec/node"
 )
 
 //go:embed examples/ha.toml examples/mn.toml
@@ -19,8 +21,8 @@ var exampleFS embed.FS
 func exampleConfig(name string) ([]byte, error) {
 	n := strings.TrimSuffix(name, ".toml")
 	switch n {
-	case RoleHA, RoleMN:
+	case node.RoleHA, node.RoleMN:
 		return exampleFS.ReadFile("examples/" + n + ".toml")
 	}
-	return nil, fmt.Errorf("no example configuration %q; want %q or %q", name, RoleHA, RoleMN)
+	return nil, fmt.Errorf("no example configuration %q; want %q or %q", name, node.RoleHA, node.RoleMN)
 }

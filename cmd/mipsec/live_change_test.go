@@ -30,6 +30,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
@@ -67,7 +68,7 @@ type liveRig struct {
 	t            *testing.T
 	prior        int // packets A sealed on 0xb001 in its earlier life
 	a, b         *daemon
-	cfgA, cfgB   *Config
+	cfgA, cfgB   *config.File
 	sockA, sockB string
 	tunA, tunB   *tuntest.TUN
 	ua           *underlaytest.Underlay
@@ -105,7 +106,7 @@ func newLiveRig(t *testing.T, prior int) *liveRig {
 		t.Fatal(err)
 	}
 	for i := range prior {
-		if _, v := sealSeq(prev.sadb.Outbound(spiAtoB), i); v != esp.OK {
+		if _, v := sealSeq(prev.SAD().Outbound(spiAtoB), i); v != esp.OK {
 			t.Fatalf("earlier life: %v", v)
 		}
 	}
@@ -120,7 +121,7 @@ func newLiveRig(t *testing.T, prior int) *liveRig {
 	// extended (and the bound moved) while the flow runs, with room for
 	// a slow fsync.
 	res := seqstore.ReserverOptions{InitialChunk: 1 << 14, MinChunk: 1 << 14, Interval: 5 * time.Millisecond}
-	r.b, err = newDaemon(r.cfgB, zaptest.NewLogger(t).Named("B"), daemonOptions{workers: 2, openIO: fakeIO(r.tunB, ub), reserver: res})
+	r.b, err = newDaemon(r.cfgB, zaptest.NewLogger(t).Named("B"), daemonOptions{workers: 2, device: r.tunB, conn: ub, reserver: res})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func newLiveRig(t *testing.T, prior int) *liveRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.b.Close() })
-	r.a, err = newDaemon(r.cfgA, zaptest.NewLogger(t).Named("A"), daemonOptions{workers: 2, openIO: fakeIO(r.tunA, ua), reserver: res})
+	r.a, err = newDaemon(r.cfgA, zaptest.NewLogger(t).Named("A"), daemonOptions{workers: 2, device: r.tunA, conn: ua, reserver: res})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func newLiveRig(t *testing.T, prior int) *liveRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.a.Close() })
-	if got := r.a.sadb.Outbound(spiAtoB).Params().InitialSeq; got != uint64(prior) {
+	if got := r.a.SAD().Outbound(spiAtoB).Params().InitialSeq; got != uint64(prior) {
 		t.Fatalf("A's flow SA starts at %d, want %d", got, prior)
 	}
 	ua.Record(true)

@@ -48,6 +48,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
 )
@@ -90,7 +91,7 @@ var (
 // mobilityMetricsSource is the optional part of a metricsSource with a
 // mobility layer (the daemon).
 type mobilityMetricsSource interface {
-	MobilityMetrics() (mobilityMetrics, bool)
+	MobilityMetrics() (node.MobilityMetrics, bool)
 }
 
 // mipsecCollector is a prometheus.Collector over a metricsSource.
@@ -175,7 +176,7 @@ func (c mipsecCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func collectMobility(ch chan<- prometheus.Metric, m mobilityMetrics) {
+func collectMobility(ch chan<- prometheus.Metric, m node.MobilityMetrics) {
 	counter, gauge := prometheus.CounterValue, prometheus.GaugeValue
 	b := func(v bool) float64 {
 		if v {
@@ -187,7 +188,7 @@ func collectMobility(ch chan<- prometheus.Metric, m mobilityMetrics) {
 		ch <- prometheus.MustNewConstMetric(descBAs, counter, float64(n), r)
 	}
 	ch <- prometheus.MustNewConstMetric(descNATDetected, counter, float64(m.NATDetected))
-	if m.Role == RoleHA {
+	if m.Role == node.RoleHA {
 		ch <- prometheus.MustNewConstMetric(descBindings, gauge, float64(m.Bindings))
 		for e, n := range m.BindingEvents {
 			ch <- prometheus.MustNewConstMetric(descBindingEvents, counter, float64(n), e)

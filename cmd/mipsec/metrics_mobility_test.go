@@ -5,27 +5,29 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mipsec/mipsec/node"
 )
 
 // metricsMobTarget is a fakeTarget with mobility metrics.
 type metricsMobTarget struct {
 	*fakeTarget
-	m  mobilityMetrics
+	m  node.MobilityMetrics
 	ok bool
 }
 
-func (f *metricsMobTarget) MobilityMetrics() (mobilityMetrics, bool) { return f.m, f.ok }
+func (f *metricsMobTarget) MobilityMetrics() (node.MobilityMetrics, bool) { return f.m, f.ok }
 
 func TestMetricsMobility(t *testing.T) {
 	_, ft := startServer(t)
-	ha := &metricsMobTarget{fakeTarget: ft, ok: true, m: mobilityMetrics{
-		Role: RoleHA, Bindings: 3, BUAccepted: 10, NATDetected: 2,
+	ha := &metricsMobTarget{fakeTarget: ft, ok: true, m: node.MobilityMetrics{
+		Role: node.RoleHA, Bindings: 3, BUAccepted: 10, NATDetected: 2,
 		BindingEvents: map[string]uint64{"added": 4, "removed": 1, "expired": 1},
 		BURejected:    map[string]uint64{"seq_out_of_window": 5},
 		BAs:           map[string]uint64{"sent": 15, "failed": 0},
 	}}
-	mn := &metricsMobTarget{fakeTarget: ft, ok: true, m: mobilityMetrics{
-		Role: RoleMN, BUsSent: 7, Handovers: 2, LastHandover: 250 * time.Millisecond, Keepalives: 3,
+	mn := &metricsMobTarget{fakeTarget: ft, ok: true, m: node.MobilityMetrics{
+		Role: node.RoleMN, BUsSent: 7, Handovers: 2, LastHandover: 250 * time.Millisecond, Keepalives: 3,
 		Registered: true, NAT: true, NATDetected: 1, BAs: map[string]uint64{"accepted": 6, "rejected": 1},
 	}}
 	gw := &metricsMobTarget{fakeTarget: ft}

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/mipsec/mipsec/internal/netlab"
+	"github.com/mipsec/mipsec/node"
 )
 
 // mdMarker starts every KiB of the TCP payload and every UDP datagram; the
@@ -199,7 +200,7 @@ func (d *mobDemo) run(ctx context.Context) error {
 		role string
 		path *string
 		sock *string
-	}{{RoleHA, &haPath, &d.haSock}, {RoleMN, &mnPath, &d.mnSock}} {
+	}{{node.RoleHA, &haPath, &d.haSock}, {node.RoleMN, &mnPath, &d.mnSock}} {
 		example, err := exampleConfig(r.role)
 		if err != nil {
 			return err

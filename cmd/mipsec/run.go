@@ -15,6 +15,8 @@ import (
 	"syscall"
 
 	"go.uber.org/zap"
+
+	"github.com/mipsec/mipsec/config"
 )
 
 func runDaemon(args []string, stdout, stderr io.Writer) int {
@@ -33,9 +35,9 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	cfg, err := loadConfig(*path)
+	cfg, err := config.Load(*path)
 	if err != nil {
-		var ce ConfigErrors
+		var ce config.Errors
 		if errors.As(err, &ce) {
 			for _, e := range ce {
 				fmt.Fprintln(stderr, e.Error())
@@ -55,8 +57,8 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 
 // serve runs the daemon until ctx ends: the part of `run` that tests drive
 // with fake devices.
-func serve(ctx context.Context, cfg *Config, log *zap.Logger, opts daemonOptions) int {
-	log.Info("mipsec starting", zap.String("version", version()), zap.String("config", cfg.File))
+func serve(ctx context.Context, cfg *config.File, log *zap.Logger, opts daemonOptions) int {
+	log.Info("mipsec starting", zap.String("version", version()), zap.String("config", cfg.Path))
 	for _, w := range configWarnings(cfg, hostProbe) {
 		log.Warn(w)
 	}

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/internal/testenv"
+	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/seqstore"
 )
 
@@ -168,13 +170,13 @@ func TestRunNamespaces(t *testing.T) {
 	// Crash A: SIGKILL, nothing flushed.
 	a.Process.Signal(syscall.SIGKILL)
 	a.Wait()
-	cfg, err := loadConfig(l.cfgA)
+	cfg, err := config.Load(l.cfgA)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := cfg.SAs[0].Params
 	st, _ := seqstore.Open(l.stateA, seqstore.Options{})
-	rec, _, err := st.Load(keyFingerprint(p))
+	rec, _, err := st.Load(node.KeyFingerprint(p))
 	mark := rec.Reserved
 	if err != nil || mark < before.Seq {
 		t.Fatalf("persisted mark %d (%v) below the %d packets B saw", mark, err, before.Seq)
@@ -192,7 +194,7 @@ func TestRunNamespaces(t *testing.T) {
 
 	// SIGTERM: both exit 0; A records its exact last number.
 	l.stop(a, b)
-	if got, _, err := st.Load(keyFingerprint(p)); err != nil || got.Reserved != after.Seq {
+	if got, _, err := st.Load(node.KeyFingerprint(p)); err != nil || got.Reserved != after.Seq {
 		t.Errorf("after a clean stop the state says %d (%v), want exactly %d", got.Reserved, err, after.Seq)
 	}
 }

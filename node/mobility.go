@@ -1,6 +1,6 @@
-package main
+package node
 
-// The mobility layer in the daemon (role = "ha" or "mn", issue 4): a
+// The mobility layer of a node (RoleHA or RoleMN): a
 // mip6.HomeAgent or mip6.MobileNode built from [mobility], plugged into the
 // dataplane through its Hooks (draft-laganier-mext-dsmipv6-ipsec-00: the
 // mobility tunnel layer sits after IPsec outbound and before it inbound,
@@ -17,6 +17,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -34,34 +35,16 @@ import (
 
 // Errors of the mobility control commands.
 var (
-	errNotHA = errors.New("this daemon is not a home agent (role = \"ha\")")
-	errNotMN = errors.New("this daemon is not a mobile node (role = \"mn\")")
+	ErrNotHA = errors.New("this node is not a home agent (role = \"ha\")")
+	ErrNotMN = errors.New("this node is not a mobile node (role = \"mn\")")
 )
 
-// addrWatcher is what the MN needs of netcfg.AddrWatcher.
-type addrWatcher interface{ Close() error }
-
-// mobilitySeams replace the kernel for tests (daemonOptions).
-type mobilitySeams struct {
-	// homeLink builds the HA's HomeLink; nil means netcfg.NewHomeLink
-	// on the configured home_link (none when it is empty).
-	homeLink func(cfg *Config, tun string) (mip6.HomeLink, func() error, error)
-	// watch starts the MN's address watcher; nil means netcfg.WatchAddrs.
-	watch func(cfg *Config, tun string, fn func([]netip.Addr)) (addrWatcher, error)
-	// now is the clock (nil: time.Now).
-	now func() time.Time
-	// paramProblems suppresses the kernel's ICMPv6 Parameter Problems
-	// for Home Address options / type 2 Routing headers; nil means
-	// netcfg.SuppressMIP6ParamProblems. The daemon sets a no-op when
-	// its I/O is not the kernel's (tests).
-	paramProblems func() (undo func() error, err error)
-}
-
-// mobility is the daemon's mobility layer.
+// mobility is the Node's mobility layer.
 type mobility struct {
-	cfg   *Config
-	log   *zap.Logger
-	seams mobilitySeams
+	cfg    *Config
+	log    *zap.Logger
+	host   Host
+	events *events
 
 	ha *mip6.HomeAgent
 	mn *mip6.MobileNode
@@ -73,7 +56,7 @@ type mobility struct {
 	hlMu          sync.Mutex
 	hl            mip6.HomeLink
 	homeLinkClose func() error
-	watcher       addrWatcher
+	watcher       io.Closer
 	// ppUndo removes the Parameter Problem filter (nil: none installed).
 	ppUndo func() error
 
@@ -101,9 +84,9 @@ type mobilityCounters struct {
 
 // newMobility builds the HA or MN of cfg. The dataplane does not exist
 // yet: its hooks come from hooks(), and Inject works after setDataplane.
-func newMobility(cfg *Config, sadb *sad.DB, log *zap.Logger, seams mobilitySeams) (*mobility, error) {
-	m := &mobility{cfg: cfg, log: log, seams: seams}
-	now := seams.now
+func newMobility(cfg *Config, sadb *sad.DB, log *zap.Logger, host Host, ev *events) (*mobility, error) {
+	m := &mobility{cfg: cfg, log: log, host: host, events: ev}
+	now := host.Now
 	if now == nil {
 		now = time.Now
 	}
@@ -260,11 +243,11 @@ func (m *mobility) start(dp *dataplane.Dataplane, ul dataplane.Underlay, tun str
 // watcher).
 func (m *mobility) startAgent(tun string) error {
 	if m.ha != nil {
-		mk := m.seams.homeLink
+		mk := m.host.HomeLink
 		if mk == nil {
 			mk = linuxHomeLink
 		}
-		hl, closeFn, err := mk(m.cfg, tun)
+		hl, closeFn, err := mk(m.cfg.Mobility, tun)
 		if err != nil {
 			return err
 		}
@@ -276,11 +259,11 @@ func (m *mobility) startAgent(tun string) error {
 	if err := m.mn.Start(); err != nil {
 		return err
 	}
-	watch := m.seams.watch
+	watch := m.host.WatchAddrs
 	if watch == nil {
 		watch = linuxWatch
 	}
-	w, err := watch(m.cfg, tun, m.addrsChanged)
+	w, err := watch(m.cfg.Mobility, tun, m.addrsChanged)
 	if err != nil {
 		return err
 	}
@@ -295,7 +278,7 @@ func (m *mobility) startAgent(tun string) error {
 // ICMPv6 Parameter Problems across the access network. Failing is not
 // fatal: mobility works, the kernel just sends those errors.
 func (m *mobility) suppressParamProblems() {
-	install := m.seams.paramProblems
+	install := m.host.ParamProblems
 	if install == nil {
 		install = netcfg.SuppressMIP6ParamProblems
 	}
@@ -320,19 +303,19 @@ func (m *mobility) suppressParamProblems() {
 
 // linuxHomeLink is netcfg's HomeLink on the configured home link; with no
 // home_link there is none (the operator routes and proxies by hand).
-func linuxHomeLink(cfg *Config, tun string) (mip6.HomeLink, func() error, error) {
-	if cfg.Mobility.HomeLink == "" {
+func linuxHomeLink(mc MobilityConfig, tun string) (mip6.HomeLink, func() error, error) {
+	if mc.HomeLink == "" {
 		return nil, func() error { return nil }, nil
 	}
-	hl, err := netcfg.NewHomeLink(netcfg.HomeLinkConfig{Interface: cfg.Mobility.HomeLink, TUN: tun})
+	hl, err := netcfg.NewHomeLink(netcfg.HomeLinkConfig{Interface: mc.HomeLink, TUN: tun})
 	if err != nil {
 		return nil, nil, err
 	}
 	return hl, hl.Close, nil
 }
 
-func linuxWatch(cfg *Config, tun string, fn func([]netip.Addr)) (addrWatcher, error) {
-	return netcfg.WatchAddrs(netcfg.WatchConfig{Interfaces: cfg.Mobility.Interfaces, Exclude: []string{tun}}, fn)
+func linuxWatch(mc MobilityConfig, tun string, fn func([]netip.Addr)) (io.Closer, error) {
+	return netcfg.WatchAddrs(netcfg.WatchConfig{Interfaces: mc.Interfaces, Exclude: []string{tun}}, fn)
 }
 
 // addrsChanged is the watcher's report: the usable addresses now. The MN
@@ -375,7 +358,7 @@ func containsAddr(as []netip.Addr, a netip.Addr) bool {
 // Move forces the MN's care-of address (`mipsec mn move`).
 func (m *mobility) Move(coa netip.Addr) error {
 	if m.mn == nil {
-		return errNotMN
+		return ErrNotMN
 	}
 	coa = coa.Unmap()
 	if err := mip6.CheckCoA(coa); err != nil {
@@ -425,17 +408,25 @@ func (m *mobility) onHAEvent(e mip6.HAEvent) {
 	c := &m.ctr
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	ev := BindingChanged{Time: e.Time, HoA: e.HoA, CoA: e.CoA}
 	switch e.Kind {
 	case mip6.HABindingAdded:
 		c.added++
+		ev.Change = BindingAdded
 	case mip6.HABindingUpdated:
 		c.updated++
+		ev.Change = BindingUpdated
 	case mip6.HABindingRemoved:
 		c.removed++
+		ev.Change, ev.CoA = BindingRemoved, netip.Addr{}
 		if e.Expired {
 			c.expired++
+			ev.Change = BindingExpired
 		}
+	default:
+		return
 	}
+	m.events.publish(ev)
 }
 
 func (m *mobility) onMNEvent(e mip6.MNEvent) {
@@ -449,12 +440,13 @@ func (m *mobility) onMNEvent(e mip6.MNEvent) {
 		if e.NAT {
 			c.natSeen++
 		}
+		m.events.publish(Registered{Time: e.Time, CoA: e.CoA, NAT: e.NAT, Handover: e.Handover})
 	}
 }
 
-// mobilityMetrics is what the Prometheus collector reads of the mobility
+// MobilityMetrics is what the Prometheus collector reads of the mobility
 // layer at scrape time.
-type mobilityMetrics struct {
+type MobilityMetrics struct {
 	Role string
 	// HA
 	Bindings       int
@@ -474,8 +466,8 @@ type mobilityMetrics struct {
 }
 
 // metrics snapshots the counters (not on the packet path).
-func (m *mobility) metrics() mobilityMetrics {
-	out := mobilityMetrics{Role: m.cfg.Role, BAs: map[string]uint64{}}
+func (m *mobility) metrics() MobilityMetrics {
+	out := MobilityMetrics{Role: m.cfg.Role, BAs: map[string]uint64{}}
 	c := &m.ctr
 	if m.ha != nil {
 		st := m.ha.Stats()
@@ -505,10 +497,36 @@ func (m *mobility) metrics() mobilityMetrics {
 	return out
 }
 
-// MobilityMetrics is the mobility layer's metrics; false for a gateway.
-func (d *daemon) MobilityMetrics() (mobilityMetrics, bool) {
-	if d.mob == nil {
-		return mobilityMetrics{}, false
+// MobilityMetrics returns the mobility layer's counters; false for a
+// gateway.
+func (n *Node) MobilityMetrics() (MobilityMetrics, bool) {
+	if n.mob == nil {
+		return MobilityMetrics{}, false
 	}
-	return d.mob.metrics(), true
+	return n.mob.metrics(), true
+}
+
+// Bindings is the home agent's binding cache.
+func (n *Node) Bindings() ([]mip6.BindingStatus, error) {
+	if n.mob == nil || n.mob.ha == nil {
+		return nil, fmt.Errorf("%w: it is a %s", ErrNotHA, RoleName(n.cfg.Role))
+	}
+	return n.mob.ha.Bindings(), nil
+}
+
+// MNStatus is the mobile node's registration.
+func (n *Node) MNStatus() (mip6.MNStatus, error) {
+	if n.mob == nil || n.mob.mn == nil {
+		return mip6.MNStatus{}, fmt.Errorf("%w: it is a %s", ErrNotMN, RoleName(n.cfg.Role))
+	}
+	return n.mob.mn.Status(), nil
+}
+
+// MNMove forces the mobile node's care-of address; movement detection
+// leaves it alone until the address disappears.
+func (n *Node) MNMove(coa netip.Addr) error {
+	if n.mob == nil || n.mob.mn == nil {
+		return fmt.Errorf("%w: it is a %s", ErrNotMN, RoleName(n.cfg.Role))
+	}
+	return n.mob.Move(coa)
 }

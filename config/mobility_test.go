@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
+	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
 )
@@ -28,9 +29,9 @@ var (
 	topoCN4  = netip.MustParseAddr("192.0.2.10")
 )
 
-func loadExample(t *testing.T, name string) *Config {
+func loadExample(t *testing.T, name string) *File {
 	t.Helper()
-	cfg, err := loadConfig(filepath.Join("..", "..", "testdata", name+".toml"))
+	cfg, err := Load(filepath.Join("..", "testdata", name+".toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,10 +40,10 @@ func loadExample(t *testing.T, name string) *Config {
 
 func TestExampleMobilityConfigs(t *testing.T) {
 	ha := loadExample(t, "ha")
-	if ha.Role != RoleHA {
+	if ha.Role != node.RoleHA {
 		t.Errorf("ha.toml role %q", ha.Role)
 	}
-	wantHA := MobilityConfig{
+	wantHA := node.MobilityConfig{
 		HAAddress: topoHA, HAAddressV4: topoHA4,
 		HomePrefix: netip.MustParsePrefix("2001:db8:1::/64"), HomePrefixV4: netip.MustParsePrefix("192.0.2.0/24"),
 		HomeLink: "ha-home", MaxLifetime: 10 * time.Minute, MaxCoAs: 4, NATRefresh: 110 * time.Second, BURate: 10, BUBurst: 20,
@@ -56,10 +57,10 @@ func TestExampleMobilityConfigs(t *testing.T) {
 		t.Errorf("ha.toml underlay %+v peers %v", ha.Underlay, ha.Peers)
 	}
 	mn := loadExample(t, "mn")
-	if mn.Role != RoleMN {
+	if mn.Role != node.RoleMN {
 		t.Errorf("mn.toml role %q", mn.Role)
 	}
-	wantMN := MobilityConfig{
+	wantMN := node.MobilityConfig{
 		HAAddress: topoHA, HAAddressV4: topoHA4, HomePrefix: netip.MustParsePrefix("2001:db8:1::/64"),
 		HomeAddress: topoHoA, HomeAddressV4: topoHoA4, Lifetime: 5 * time.Minute,
 		Interfaces: []string{"mn-v6", "mn-v4"}, NATKeepalive: 20 * time.Second,
@@ -75,7 +76,7 @@ func TestExampleMobilityConfigs(t *testing.T) {
 	}
 
 	// The SPD order of mobility-topology.md on both sides.
-	names := func(cfg *Config, d sad.Direction) []string {
+	names := func(cfg *File, d sad.Direction) []string {
 		var out []string
 		for _, p := range cfg.Policies {
 			if p.Dir == d {
@@ -84,7 +85,7 @@ func TestExampleMobilityConfigs(t *testing.T) {
 		}
 		return out
 	}
-	for _, cfg := range []*Config{ha, mn} {
+	for _, cfg := range []*File{ha, mn} {
 		for _, d := range []sad.Direction{sad.Outbound, sad.Inbound} {
 			w := "in"
 			if d == sad.Outbound {
@@ -107,7 +108,7 @@ func TestExampleMobilityPairMatches(t *testing.T) {
 		t.Fatalf("%d and %d SAs; want SA1-SA8 and the IPv4 pair (10)", len(ha.SAs), len(mn.SAs))
 	}
 	for _, a := range ha.SAs {
-		i := slices.IndexFunc(mn.SAs, func(b SAConfig) bool { return b.Params.SPI == a.Params.SPI })
+		i := slices.IndexFunc(mn.SAs, func(b node.SAConfig) bool { return b.Params.SPI == a.Params.SPI })
 		if i < 0 {
 			t.Errorf("HA SA %#x has no MN mirror", a.Params.SPI)
 			continue
@@ -142,7 +143,7 @@ func TestExampleMobilityPairMatches(t *testing.T) {
 // BAck SPIs (DR-3, DR-4), the home address of the BU SA (DR-7), and which
 // SA protects each kind of traffic, in SPD order.
 func TestExampleMobilitySADSPD(t *testing.T) {
-	build := func(cfg *Config) (*sad.DB, *spd.DB) {
+	build := func(cfg *File) (*sad.DB, *spd.DB) {
 		db := testSAD(t, cfg)
 		pdb := spd.New(db)
 		if err := pdb.Replace(cfg.Policies); err != nil {
@@ -199,65 +200,18 @@ func TestExampleMobilitySADSPD(t *testing.T) {
 	}
 }
 
-func TestExampleMobilityCheck(t *testing.T) {
-	for _, name := range []string{"ha", "mn"} {
-		f := withStateDir(t, filepath.Join("..", "..", "testdata", name+".toml"), t.TempDir())
-		var out, errb bytes.Buffer
-		if rc := checkConfig(f, &out, &errb, fakeProbe(ext4Magic, nil)); rc != 0 {
-			t.Errorf("check %s = %d\n%s%s", name, rc, out.String(), errb.String())
-		}
-		if !strings.Contains(out.String(), "OK ("+roleName(name)+", 10 SAs, 14 policies, 0 peers)") {
-			t.Errorf("check %s: %q", name, out.String())
-		}
-		if errb.Len() != 0 {
-			t.Errorf("check %s warns: %s", name, errb.String())
-		}
-	}
-}
-
-// TestExampleEmbedded: the embedded examples are the files in examples/
-// (and testdata/ha.toml, mn.toml link to them).
-func TestExampleEmbedded(t *testing.T) {
-	for _, name := range []string{"ha", "mn", "ha.toml"} {
-		got, err := exampleConfig(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := strings.TrimSuffix(name, ".toml") + ".toml"
-		want, err := os.ReadFile(filepath.Join("examples", base))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s: embedded copy differs from examples/%s", name, base)
-		}
-		td, err := os.ReadFile(filepath.Join("..", "..", "testdata", base))
-		if err != nil || !bytes.Equal(td, want) {
-			t.Errorf("testdata/%s is not examples/%s (%v)", base, base, err)
-		}
-		if _, err := parseConfig("embedded-"+base, got); err != nil {
-			t.Errorf("embedded %s: %v", name, err)
-		}
-	}
-	for _, bad := range []string{"", "gateway", "../config.go", "examples/ha.toml"} {
-		if _, err := exampleConfig(bad); err == nil || !strings.Contains(err.Error(), "no example configuration") {
-			t.Errorf("exampleConfig(%q) = %v", bad, err)
-		}
-	}
-}
-
 // TestMobilityDefaults: a minimal [mobility] gets the documented defaults,
 // a gateway stays a gateway, and numbers may be written as integers.
 func TestMobilityDefaults(t *testing.T) {
-	gw, err := loadConfig("../../testdata/gateway-a.toml")
+	gw, err := Load("../testdata/gateway-a.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gw.Role != RoleGateway || !cmp.Equal(gw.Mobility, MobilityConfig{}, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })) {
+	if gw.Role != node.RoleGateway || !cmp.Equal(gw.Mobility, node.MobilityConfig{}, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })) {
 		t.Errorf("gateway: role %q mobility %+v", gw.Role, gw.Mobility)
 	}
 	ha := loadExample(t, "ha")
-	src, _ := os.ReadFile("../../testdata/ha.toml")
+	src, _ := os.ReadFile("../testdata/ha.toml")
 	s := string(src)
 	for _, k := range []string{"max_lifetime", "max_coas", "nat_refresh", "bu_burst", "home_link"} {
 		i := strings.Index(s, "\n"+k+" = ")
@@ -265,7 +219,7 @@ func TestMobilityDefaults(t *testing.T) {
 		s = s[:i+1] + s[i+1+j+1:]
 	}
 	s = strings.Replace(s, "bu_rate = 10.0", "bu_rate = 3", 1)
-	cfg, err := parseConfig("ha-min.toml", []byte(s))
+	cfg, err := Parse("ha-min.toml", []byte(s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,11 +230,11 @@ func TestMobilityDefaults(t *testing.T) {
 	if ha.Mobility.BURate != 10 {
 		t.Errorf("bu_rate %v", ha.Mobility.BURate)
 	}
-	mnSrc, _ := os.ReadFile("../../testdata/mn.toml")
+	mnSrc, _ := os.ReadFile("../testdata/mn.toml")
 	ms := strings.Replace(string(mnSrc), `nat_keepalive = "20s"`, `nat_keepalive = "off"`, 1)
 	ms = strings.Replace(ms, `lifetime = "5m" `, ``, 1)
 	ms = strings.Replace(ms, `interfaces = ["mn-v6", "mn-v4"]`, ``, 1)
-	mcfg, err := parseConfig("mn-min.toml", []byte(ms))
+	mcfg, err := Parse("mn-min.toml", []byte(ms))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +245,7 @@ func TestMobilityDefaults(t *testing.T) {
 
 // TestMobilityHostile: values that must not pass, each at its field.
 func TestMobilityHostile(t *testing.T) {
-	base, _ := os.ReadFile("../../testdata/mn.toml")
+	base, _ := os.ReadFile("../testdata/mn.toml")
 	for _, tt := range []struct{ from, to, path, msg string }{
 		{`home_address = "2001:db8:1::100"`, `home_address = "192.0.2.100"`, "mobility.home_address", "is IPv4; want"},
 		{`home_address = "2001:db8:1::100"`, `home_address = "2001:db8:1::1"`, "mobility.home_address", "is the home agent's address"},
@@ -314,12 +268,12 @@ func TestMobilityHostile(t *testing.T) {
 		if s == string(base) {
 			t.Fatalf("%q not in mn.toml", tt.from)
 		}
-		_, err := parseConfig("mn.toml", []byte(s))
+		_, err := Parse("mn.toml", []byte(s))
 		if err == nil || !strings.Contains(err.Error(), tt.path+": ") || !strings.Contains(err.Error(), tt.msg) {
 			t.Errorf("%s -> %s: %v; want %s: ...%s", tt.from, tt.to, err, tt.path, tt.msg)
 		}
 	}
-	hbase, _ := os.ReadFile("../../testdata/ha.toml")
+	hbase, _ := os.ReadFile("../testdata/ha.toml")
 	for _, tt := range []struct{ from, to, path, msg string }{
 		{`max_coas = 4`, `max_coas = 0`, "mobility.max_coas", "out of range"},
 		{`bu_rate = 10.0`, `bu_rate = -1.0`, "mobility.bu_rate", "out of range"},
@@ -340,7 +294,7 @@ func TestMobilityHostile(t *testing.T) {
 		if s == string(hbase) {
 			t.Fatalf("%q not in ha.toml", tt.from)
 		}
-		_, err := parseConfig("ha.toml", []byte(s))
+		_, err := Parse("ha.toml", []byte(s))
 		if err == nil || !strings.Contains(err.Error(), tt.path+": ") || !strings.Contains(err.Error(), tt.msg) {
 			t.Errorf("%s -> %s: %v; want %s: ...%s", tt.from, tt.to, err, tt.path, tt.msg)
 		}

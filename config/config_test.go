@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/endpoint"
+	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
 )
@@ -35,7 +36,7 @@ type confPolicy struct {
 
 // dbContents builds the SAD and SPD from cfg, as the daemon does, and
 // returns what they hold.
-func dbContents(t *testing.T, cfg *Config) ([]confSA, []confPolicy) {
+func dbContents(t *testing.T, cfg *File) ([]confSA, []confPolicy) {
 	t.Helper()
 	db := sad.New(sad.Options{})
 	defer db.Close()
@@ -57,7 +58,7 @@ func dbContents(t *testing.T, cfg *Config) ([]confSA, []confPolicy) {
 			c.Window = p.ReplayWindow
 		}
 		for _, s := range sa.Selectors() {
-			c.Selectors = append(c.Selectors, formatSelector(s))
+			c.Selectors = append(c.Selectors, FormatSelector(s))
 		}
 		sas = append(sas, c)
 	}
@@ -66,7 +67,7 @@ func dbContents(t *testing.T, cfg *Config) ([]confSA, []confPolicy) {
 		for _, p := range pdb.List(d) {
 			c := confPolicy{Name: p.Name, Dir: p.Dir.String(), Action: strings.ToLower(p.Action.String()), SPI: p.SPI}
 			for _, s := range p.Selectors {
-				c.Selectors = append(c.Selectors, formatSelector(s))
+				c.Selectors = append(c.Selectors, FormatSelector(s))
 			}
 			pols = append(pols, c)
 		}
@@ -88,7 +89,7 @@ func TestExampleConfigs(t *testing.T) {
 	out, in := sad.Outbound.String(), sad.Inbound.String()
 	for _, tt := range []struct {
 		file      string
-		tun       TUNConfig
+		tun       node.TUNConfig
 		stateDir  string
 		format    string
 		peer      dataplane.PeerConfig
@@ -98,7 +99,7 @@ func TestExampleConfigs(t *testing.T) {
 	}{
 		{
 			file: "gateway-a.toml", stateDir: "/var/lib/mipsec/gateway-a", format: "console",
-			tun: TUNConfig{Name: "mipsec-a", MTU: 1400, Addresses: mustPrefixes("192.0.2.1/25", "2001:db8:a::1/64"), Routes: mustPrefixes(v4b, v6b)},
+			tun: node.TUNConfig{Name: "mipsec-a", MTU: 1400, Addresses: mustPrefixes("192.0.2.1/25", "2001:db8:a::1/64"), Routes: mustPrefixes(v4b, v6b)},
 			peer: dataplane.PeerConfig{Name: "gateway-b", Endpoint: endpoint.Endpoint{Addr: mustAddrPort(gwB + ":0")},
 				OutSPIs: []uint32{0xb001, 0xb006}, InSPIs: []uint32{0xa001, 0xa006}, Keepalive: 20 * time.Second},
 			sas: []confSA{
@@ -118,7 +119,7 @@ func TestExampleConfigs(t *testing.T) {
 		},
 		{
 			file: "gateway-b.toml", stateDir: "/var/lib/mipsec/gateway-b", format: "json",
-			tun: TUNConfig{Name: "mipsec-b", MTU: 1400, Addresses: mustPrefixes("192.0.2.129/25", "2001:db8:b::1/64"), Routes: mustPrefixes(v4a, v6a)},
+			tun: node.TUNConfig{Name: "mipsec-b", MTU: 1400, Addresses: mustPrefixes("192.0.2.129/25", "2001:db8:b::1/64"), Routes: mustPrefixes(v4a, v6a)},
 			peer: dataplane.PeerConfig{Name: "gateway-a", Endpoint: endpoint.Endpoint{Addr: mustAddrPort(gwA + ":0")},
 				OutSPIs: []uint32{0xa001, 0xa006}, InSPIs: []uint32{0xb001, 0xb006}, Keepalive: 20 * time.Second},
 			sas: []confSA{
@@ -138,7 +139,7 @@ func TestExampleConfigs(t *testing.T) {
 		},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			cfg, err := loadConfig(filepath.Join("..", "..", "testdata", tt.file))
+			cfg, err := Load(filepath.Join("..", "testdata", tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -166,11 +167,11 @@ func TestExampleConfigs(t *testing.T) {
 // the opposite direction, the same SPI, algorithm and keys, and the
 // tunnel endpoints swapped, so the two files really talk to each other.
 func TestExamplePairMatches(t *testing.T) {
-	a, err := loadConfig("../../testdata/gateway-a.toml")
+	a, err := Load("../testdata/gateway-a.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := loadConfig("../../testdata/gateway-b.toml")
+	b, err := Load("../testdata/gateway-b.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +247,7 @@ func TestBadConfigs(t *testing.T) {
 		{file: "mn-no-bu-sa", path: "mobility.home_address", msg: "no outbound SA protects Binding Updates from 2001:db8:1::100"},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			src := filepath.Join("..", "..", "testdata", "bad", tt.file+".toml")
+			src := filepath.Join("..", "testdata", "bad", tt.file+".toml")
 			data, err := os.ReadFile(src)
 			if err != nil {
 				t.Fatal(err)
@@ -259,12 +260,12 @@ func TestBadConfigs(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(t, dir)
 			}
-			_, err = loadConfig(file)
-			var ce ConfigErrors
-			if !errors.As(err, &ce) || !errors.Is(err, errInvalidConfig) {
-				t.Fatalf("loadConfig = %v, want ConfigErrors", err)
+			_, err = Load(file)
+			var ce Errors
+			if !errors.As(err, &ce) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Load = %v, want Errors", err)
 			}
-			var hit *ConfigError
+			var hit *Error
 			for i := range ce {
 				if ce[i].Path == tt.path && strings.Contains(ce[i].Msg, tt.msg) {
 					hit = &ce[i]
@@ -316,7 +317,7 @@ func writeKeyFile(t *testing.T, path string, mode os.FileMode) {
 }
 
 func TestKeyFiles(t *testing.T) {
-	data, err := os.ReadFile("../../testdata/bad/keyfile-perms.toml")
+	data, err := os.ReadFile("../testdata/bad/keyfile-perms.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +336,7 @@ func TestKeyFiles(t *testing.T) {
 			file := filepath.Join(dir, "c.toml")
 			os.WriteFile(file, data, 0o600)
 			writeKeyFile(t, filepath.Join(dir, "gcm.key"), tt.mode)
-			cfg, err := loadConfig(file)
+			cfg, err := Load(file)
 			if tt.ok {
 				if err != nil {
 					t.Fatal(err)
@@ -360,7 +361,7 @@ func TestKeyFiles(t *testing.T) {
 		if err := os.Chown(key, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := loadConfig(file); err == nil || !strings.Contains(err.Error(), "is owned by uid 65534; a key file must belong to root") {
+		if _, err := Load(file); err == nil || !strings.Contains(err.Error(), "is owned by uid 65534; a key file must belong to root") {
 			t.Errorf("foreign owner: %v", err)
 		}
 	}
@@ -368,18 +369,18 @@ func TestKeyFiles(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "c.toml")
 	os.WriteFile(file, data, 0o600)
-	if _, err := loadConfig(file); err == nil || !strings.Contains(err.Error(), "no such file") {
+	if _, err := Load(file); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("missing key file: %v", err)
 	}
 	both := strings.Replace(string(data), `enc_key_file = "gcm.key"`, `enc_key_file = "gcm.key"`+"\nenc_key = \"00\"", 1)
-	if _, err := parseConfig(file, []byte(both)); err == nil || !strings.Contains(err.Error(), "set either enc_key or enc_key_file, not both") {
+	if _, err := Parse(file, []byte(both)); err == nil || !strings.Contains(err.Error(), "set either enc_key or enc_key_file, not both") {
 		t.Errorf("both key forms: %v", err)
 	}
 }
 
 // TestSelectorForms covers the selector syntax the examples do not use.
 func TestSelectorForms(t *testing.T) {
-	data, err := os.ReadFile("../../testdata/minimal.toml")
+	data, err := os.ReadFile("../testdata/minimal.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,12 +396,12 @@ func TestSelectorForms(t *testing.T) {
 	} {
 		t.Run(tt.sel, func(t *testing.T) {
 			s := strings.Replace(string(data), `selectors = [{}]`, "selectors = ["+tt.sel+"]", 1)
-			cfg, err := parseConfig("sel.toml", []byte(s))
+			cfg, err := Parse("sel.toml", []byte(s))
 			if err != nil {
 				t.Fatal(err)
 			}
 			p := cfg.Policies[len(cfg.Policies)-1]
-			if got := formatSelector(p.Selectors[0]); got != tt.want {
+			if got := FormatSelector(p.Selectors[0]); got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
@@ -408,7 +409,7 @@ func TestSelectorForms(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	cfg, err := parseConfig("/etc/mipsec/x.toml", []byte(`
+	cfg, err := Parse("/etc/mipsec/x.toml", []byte(`
 [tun]
 name = "t0"
 [underlay]
@@ -429,7 +430,7 @@ out_spis = [4096]
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.StateDir != DefaultStateDir || cfg.ControlSocket != DefaultControlPath || cfg.TUN.MTU != DefaultTUNMTU ||
+	if cfg.StateDir != DefaultStateDir || cfg.ControlSocket != DefaultControlSocket || cfg.TUN.MTU != DefaultTUNMTU ||
 		cfg.Underlay.Keepalive != DefaultKeepalive || cfg.LogFormat != "console" || cfg.LogLevel.String() != "info" {
 		t.Errorf("defaults: %+v", cfg)
 	}

@@ -1,4 +1,4 @@
-package main
+package node_test
 
 import (
 	"os"
@@ -7,7 +7,9 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/seqstore"
 )
@@ -18,7 +20,7 @@ import (
 // outbound SA, and a CBC key may be the key of an inbound SA too.
 func TestKeyShareRules(t *testing.T) {
 	cfg := gatewayConfig(t, "gateway-a.toml", t.TempDir())
-	d, err := newDaemon(cfg, zaptest.NewLogger(t), daemonOptions{reserver: seqstore.ReserverOptions{InitialChunk: 1000}})
+	d, err := newNode(cfg, zaptest.NewLogger(t), opts{reserver: seqstore.ReserverOptions{InitialChunk: 1000}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,21 +59,19 @@ func TestKeyShareRules(t *testing.T) {
 		}
 	}
 	for _, spi := range []uint32{0xa0f1} {
-		if d.sadb.Lookup(sad.Inbound, spi) != nil {
+		if d.SAD().Lookup(sad.Inbound, spi) != nil {
 			t.Errorf("refused SA %#x is in the SAD", spi)
 		}
 	}
-	if d.sadb.Outbound(0xb0f1) != nil || d.sadb.Outbound(0xb0f2) != nil {
+	if d.SAD().Outbound(0xb0f1) != nil || d.SAD().Outbound(0xb0f2) != nil {
 		t.Error("a refused outbound SA is in the SAD")
 	}
 	// The refused updates changed nothing.
-	d.keysMu.Lock()
-	holders := d.keyUse[keyFingerprint(gcmIn.Params)]
-	d.keysMu.Unlock()
-	if len(holders) != 1 || holders[0] != (daemonSAKey{sad.Inbound, 0xa001}) {
+	holders := d.KeyHolders(node.KeyFingerprint(gcmIn.Params))
+	if len(holders) != 1 || holders[0] != [2]uint32{uint32(sad.Inbound), 0xa001} {
 		t.Errorf("a refused UpdateSA changed the inbound key: holders %v", holders)
 	}
-	if got, _ := sealSeq(d.sadb.Outbound(0xb001), 0); got != 1 {
+	if got, _ := sealSeq(d.SAD().Outbound(0xb001), 0); got != 1 {
 		t.Errorf("after refused updates: seq %d, want 1", got)
 	}
 }
@@ -84,22 +84,22 @@ func TestKeyShareRules(t *testing.T) {
 func TestKeyContinuesUnderNewSPI(t *testing.T) {
 	state := t.TempDir()
 	cfg := gatewayConfig(t, "gateway-a.toml", state)
-	opts := daemonOptions{reserver: seqstore.ReserverOptions{InitialChunk: 100}}
-	d, err := newDaemon(cfg, zaptest.NewLogger(t), opts)
+	opts := opts{reserver: seqstore.ReserverOptions{InitialChunk: 100}}
+	d, err := newNode(cfg, zaptest.NewLogger(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var used uint32
 	seal := func(spi uint32, n int) {
 		t.Helper()
-		sa := d.sadb.Outbound(spi)
+		sa := d.SAD().Outbound(spi)
 		if sa == nil {
 			t.Fatalf("no outbound SA %#x", spi)
 		}
 		for i := range n {
 			seq, v := sealSeq(sa, i)
 			if v == esp.DropSeqReserve {
-				d.res.Tick() // what the daemon's ticker does
+				d.Res().Tick() // what the daemon's ticker does
 				seq, v = sealSeq(sa, i)
 			}
 			if v != esp.OK || seq <= used {
@@ -122,8 +122,8 @@ func TestKeyContinuesUnderNewSPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	seal(0xb0f0, 10)
-	crash(d)
-	d, err = newDaemon(gatewayConfig(t, "gateway-a.toml", state), zaptest.NewLogger(t), opts)
+	node.Crash(d)
+	d, err = newNode(gatewayConfig(t, "gateway-a.toml", state), zaptest.NewLogger(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestKeyContinuesUnderNewSPI(t *testing.T) {
 	for _, e := range ents {
 		files = append(files, e.Name())
 	}
-	if want := d.store.Path(keyFingerprint(c)); !contains(files, want) {
+	if want := d.Store().Path(node.KeyFingerprint(c)); !contains(files, want) {
 		t.Errorf("state dir %v lacks %s", files, want)
 	}
 }
@@ -152,7 +152,7 @@ func contains(names []string, path string) bool {
 // TestConfigSharedKey: the config file is refused with the line of the
 // second SA when two SAs share a key the daemon would refuse.
 func TestConfigSharedKey(t *testing.T) {
-	src, err := os.ReadFile("../../testdata/gateway-a.toml")
+	src, err := os.ReadFile("../testdata/gateway-a.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestConfigSharedKey(t *testing.T) {
 	if s == string(src) {
 		t.Fatal("testdata/gateway-a.toml changed")
 	}
-	_, err = parseConfig("gw.toml", []byte(s))
+	_, err = config.Parse("gw.toml", []byte(s))
 	if err == nil || !strings.Contains(err.Error(), "enc_key") || !strings.Contains(err.Error(), "the same key as sa[0]") ||
 		!strings.Contains(err.Error(), "same nonces") || !strings.Contains(err.Error(), "gw.toml:") {
 		t.Fatalf("shared GCM key: %v", err)

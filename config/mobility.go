@@ -1,6 +1,6 @@
-package main
+package config
 
-// The role of the daemon and the [mobility] section (issue 4): a plain
+// The role of the node and the [mobility] section: a plain
 // security gateway (the default), a Mobile IPv6 / DSMIPv6 home agent or a
 // mobile node, in the unmodified-IPsec model of
 // draft-laganier-mext-dsmipv6-ipsec-00. cmd/mipsec/examples/ha.toml and
@@ -36,17 +36,11 @@ import (
 
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
+	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
 )
 
-// Roles of the daemon.
-const (
-	RoleGateway = "gateway"
-	RoleHA      = "ha"
-	RoleMN      = "mn"
-)
-
-// Defaults of the [mobility] section (zero in MobilityConfig means these).
+// Defaults of the [mobility] section (zero in node.MobilityConfig means these).
 const (
 	DefaultMaxLifetime  = 10 * time.Minute
 	DefaultMaxCoAs      = 4
@@ -61,52 +55,22 @@ const (
 // in units of 4 seconds (RFC 6275 §6.1.7, §6.1.8).
 const maxBindingLifetime = 0xffff * 4 * time.Second
 
-// MobilityConfig is the validated [mobility] section. Fields of the other
-// role are zero.
-type MobilityConfig struct {
-	// HAAddress is the home agent's IPv6 address (HAADDR); HAAddressV4
-	// its IPv4 address for DSMIPv6 (RFC 5555), invalid when none.
-	HAAddress, HAAddressV4 netip.Addr
-	// HomePrefix is the home link's IPv6 prefix; HomePrefixV4 its IPv4
-	// prefix (HA only; invalid when none).
-	HomePrefix, HomePrefixV4 netip.Prefix
-
-	// HomeLink is the home-link interface on which the HA answers for the
-	// home addresses of bound MNs (proxy ND / ARP); "" for none.
-	HomeLink    string
-	MaxLifetime time.Duration
-	MaxCoAs     int
-	NATRefresh  time.Duration
-	BURate      float64
-	BUBurst     int
-
-	// HomeAddress and HomeAddressV4 are the MN's home addresses
-	// (HomeAddressV4 invalid when none).
-	HomeAddress, HomeAddressV4 netip.Addr
-	Lifetime                   time.Duration
-	// Interfaces are the underlay interfaces watched for movement; empty
-	// means every interface but the TUN.
-	Interfaces []string
-	// NATKeepalive is the keepalive interval behind a NAT; negative: off.
-	NATKeepalive time.Duration
-}
-
 // mobility validates role and [mobility]; it runs after the SAs, policies
 // and peers so it can check that the SAs RFC 4877 §6 needs are there.
-func (v *validator) mobility(rc *rawConfig, cfg *Config) {
+func (v *validator) mobility(rc *rawConfig, cfg *File) {
 	switch r := strings.ToLower(strings.TrimSpace(rc.Role)); r {
-	case "", RoleGateway:
-		cfg.Role = RoleGateway
-	case RoleHA, "home-agent", "home_agent":
-		cfg.Role = RoleHA
-	case RoleMN, "mobile-node", "mobile_node":
-		cfg.Role = RoleMN
+	case "", node.RoleGateway:
+		cfg.Role = node.RoleGateway
+	case node.RoleHA, "home-agent", "home_agent":
+		cfg.Role = node.RoleHA
+	case node.RoleMN, "mobile-node", "mobile_node":
+		cfg.Role = node.RoleMN
 	default:
 		v.errf("role", "%q is not a role; want \"gateway\" (default), \"ha\" (home agent) or \"mn\" (mobile node)", rc.Role)
 		return
 	}
 	m := rc.Mobility
-	if cfg.Role == RoleGateway {
+	if cfg.Role == node.RoleGateway {
 		if m != nil {
 			v.errf("mobility", "a [mobility] section needs role = \"ha\" or \"mn\"; a gateway has none")
 		}
@@ -117,7 +81,7 @@ func (v *validator) mobility(rc *rawConfig, cfg *Config) {
 		return
 	}
 	mc := &cfg.Mobility
-	ha := cfg.Role == RoleHA
+	ha := cfg.Role == node.RoleHA
 	other := func(field string, set bool) {
 		if !set {
 			return
@@ -166,7 +130,7 @@ func (v *validator) mobility(rc *rawConfig, cfg *Config) {
 	v.mobilitySAs(cfg)
 }
 
-func (v *validator) haMobility(m *rawMobility, cfg *Config) {
+func (v *validator) haMobility(m *rawMobility, cfg *File) {
 	mc := &cfg.Mobility
 	mc.HomePrefixV4 = v.mobPrefix("mobility.home_prefix_v4", m.HomePrefixV4, false, true, "the home link's IPv4 prefix, e.g. \"192.0.2.0/24\"")
 	if m.HomeLink != "" {
@@ -229,7 +193,7 @@ func (v *validator) haMobility(m *rawMobility, cfg *Config) {
 	}
 }
 
-func (v *validator) mnMobility(m *rawMobility, cfg *Config) {
+func (v *validator) mnMobility(m *rawMobility, cfg *File) {
 	mc := &cfg.Mobility
 	mc.HomeAddress = v.mobAddr("mobility.home_address", m.HomeAddress, true, false, "the mobile node's IPv6 home address, e.g. \"2001:db8:1::100\"")
 	mc.HomeAddressV4 = v.mobAddr("mobility.home_address_v4", m.HomeAddressV4, false, true, "the mobile node's IPv4 home address (RFC 5555), e.g. \"192.0.2.100\"")
@@ -341,7 +305,7 @@ func (v *validator) mobPrefix(path, s string, required, v4 bool, what string) ne
 // needs: on the MN SA1 (HoA -> HA, MH BU) out and SA2 (MH BAck) in; on the
 // HA, for every inbound BU SA (DR-7: it names the home address), the BAck
 // SA back to that home address.
-func (v *validator) mobilitySAs(cfg *Config) {
+func (v *validator) mobilitySAs(cfg *File) {
 	mc := &cfg.Mobility
 	if !mc.HAAddress.IsValid() || len(v.errs) > 0 {
 		return // the addresses are wrong already: say that first
@@ -355,7 +319,7 @@ func (v *validator) mobilitySAs(cfg *Config) {
 		sa := db.Lookup(dir, spi)
 		return sa != nil && sa.Params().Mode == esp.Transport
 	}
-	if cfg.Role == RoleMN {
+	if cfg.Role == node.RoleMN {
 		hoa := mc.HomeAddress
 		if !hoa.IsValid() {
 			return
@@ -425,7 +389,7 @@ func mhFlow(src, dst netip.Addr, t uint8) *header.Flow {
 	return &header.Flow{Src: src, Dst: dst, Proto: header.ProtoMobility, TypeCode: uint16(t) << 8}
 }
 
-func saPath(cfg *Config, dir sad.Direction, spi uint32) string {
+func saPath(cfg *File, dir sad.Direction, spi uint32) string {
 	for _, s := range cfg.SAs {
 		if s.Dir == dir && s.Params.SPI == spi {
 			return s.Path
@@ -435,12 +399,3 @@ func saPath(cfg *Config, dir sad.Direction, spi uint32) string {
 }
 
 // roleName names the role for logs and messages.
-func roleName(r string) string {
-	switch r {
-	case RoleHA:
-		return "home agent"
-	case RoleMN:
-		return "mobile node"
-	}
-	return "gateway"
-}

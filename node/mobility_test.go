@@ -1,9 +1,10 @@
-package main
+package node_test
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -12,12 +13,14 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
 	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/internal/netcfg"
 	"github.com/mipsec/mipsec/mip6"
+	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/pkt"
 	"github.com/mipsec/mipsec/sad"
 )
@@ -107,7 +110,7 @@ func udp6(src, dst netip.Addr, n int, id byte) []byte {
 }
 
 // testSAD is a SAD holding cfg's SAs, closed when t ends.
-func testSAD(t *testing.T, cfg *Config) *sad.DB {
+func testSAD(t *testing.T, cfg *config.File) *sad.DB {
 	t.Helper()
 	db := sad.New(sad.Options{})
 	t.Cleanup(db.Close)
@@ -137,32 +140,33 @@ func TestMobilityBackToBack(t *testing.T) {
 	tunHA, tunMN := tuntest.New(1, 64), tuntest.New(1, 64)
 
 	hl := &fakeHomeLink{live: map[netip.Addr]bool{}}
-	haOpts := daemonOptions{noControl: true, workers: 2, openIO: fakeIO(tunHA, uHA)}
-	haOpts.mobility.homeLink = func(cfg *Config, tun string) (mip6.HomeLink, func() error, error) {
+	haOpts := opts{workers: 2, device: tunHA, conn: uHA}
+	haOpts.host.HomeLink = func(mc node.MobilityConfig, tun string) (mip6.HomeLink, func() error, error) {
 		return hl, func() error { hl.closed = true; return nil }, nil
 	}
 	// The HA installs the Parameter Problem filter at start and removes
 	// it at close; the MN finds no nft and only warns.
 	var ppInstalled, ppRemoved atomic.Int32
-	haOpts.mobility.paramProblems = func() (func() error, error) {
+	haOpts.host.ParamProblems = func() (func() error, error) {
 		ppInstalled.Add(1)
 		return func() error { ppRemoved.Add(1); return nil }, nil
 	}
-	ha, err := newDaemon(haCfg, zaptest.NewLogger(t).Named("HA"), haOpts)
+	ha, err := newNode(haCfg, zaptest.NewLogger(t).Named("HA"), haOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	haEvents, _ := ha.Subscribe(16)
 	if err := ha.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer ha.Close()
 
 	w := &fakeWatcher{}
-	mnOpts := daemonOptions{noControl: true, workers: 2, openIO: fakeIO(tunMN, uMN)}
-	mnOpts.mobility.paramProblems = func() (func() error, error) {
+	mnOpts := opts{workers: 2, device: tunMN, conn: uMN}
+	mnOpts.host.ParamProblems = func() (func() error, error) {
 		return nil, fmt.Errorf("%w: test", netcfg.ErrNoNft)
 	}
-	mnOpts.mobility.watch = func(cfg *Config, tun string, fn func([]netip.Addr)) (addrWatcher, error) {
+	mnOpts.host.WatchAddrs = func(mc node.MobilityConfig, tun string, fn func([]netip.Addr)) (io.Closer, error) {
 		if tun != "mipsec0" && tun == "" {
 			t.Errorf("watch: TUN %q", tun)
 		}
@@ -171,10 +175,11 @@ func TestMobilityBackToBack(t *testing.T) {
 		w.mu.Unlock()
 		return w, nil
 	}
-	mn, err := newDaemon(mnCfg, zaptest.NewLogger(t).Named("MN"), mnOpts)
+	mn, err := newNode(mnCfg, zaptest.NewLogger(t).Named("MN"), mnOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	mnEvents, _ := mn.Subscribe(16)
 	if err := mn.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -224,23 +229,37 @@ func TestMobilityBackToBack(t *testing.T) {
 	if err != nil || len(bs) != 1 {
 		t.Fatalf("Bindings = %v, %v", bs, err)
 	}
-	bi := bindingInfoOf(bs[0], time.Now())
-	if bi.HoA != topoHoA.String() || len(bi.CoAs) == 0 || !bi.CoAs[0].Primary || bi.CoAs[0].NAT || bi.LifetimeLeft == "0s" {
-		t.Errorf("binding info %+v", bi)
+	if b := bs[0]; b.HoA != topoHoA || len(b.CoAs) == 0 || !b.CoAs[0].Primary || b.CoAs[0].NAT {
+		t.Errorf("binding %+v", b)
 	}
-	st, _ := mn.MNStatus()
-	si := mnStatusInfoOf(st, time.Now())
-	if si.RegisteredCoA != coa.String() || si.NAT || si.Data != "raw "+topoHA.String() && si.Data != "keep" {
-		t.Errorf("mn status %+v", si)
+	if st, _ := mn.MNStatus(); st.RegisteredCoA != coa || st.NAT {
+		t.Errorf("mn status %+v", st)
 	}
-	if _, err := mn.Bindings(); !errors.Is(err, errNotHA) {
-		t.Errorf("MN Bindings = %v, want errNotHA", err)
+	// The events a key manager sees.
+	select {
+	case ev := <-haEvents:
+		if b, ok := ev.(node.BindingChanged); !ok || b.Change != node.BindingAdded || b.HoA != topoHoA || b.CoA != coa {
+			t.Errorf("HA's first event %#v, want the binding added", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("no HA event")
 	}
-	if _, err := ha.MNStatus(); !errors.Is(err, errNotMN) {
-		t.Errorf("HA MNStatus = %v, want errNotMN", err)
+	select {
+	case ev := <-mnEvents:
+		if r, ok := ev.(node.Registered); !ok || r.CoA != coa {
+			t.Errorf("MN's first event %#v, want Registered", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("no MN event")
 	}
-	if err := ha.MNMove(coa); !errors.Is(err, errNotMN) {
-		t.Errorf("HA MNMove = %v, want errNotMN", err)
+	if _, err := mn.Bindings(); !errors.Is(err, node.ErrNotHA) {
+		t.Errorf("MN Bindings = %v, want node.ErrNotHA", err)
+	}
+	if _, err := ha.MNStatus(); !errors.Is(err, node.ErrNotMN) {
+		t.Errorf("HA MNStatus = %v, want node.ErrNotMN", err)
+	}
+	if err := ha.MNMove(coa); !errors.Is(err, node.ErrNotMN) {
+		t.Errorf("HA MNMove = %v, want node.ErrNotMN", err)
 	}
 	if err := mn.MNMove(netip.MustParseAddr("ff02::1")); err == nil {
 		t.Error("MNMove to a multicast address accepted")
@@ -297,7 +316,7 @@ func TestMobilityHooksMapping(t *testing.T) {
 		{mip6.Out{Kind: 200, Dst: nat}, start}, // unknown: unchanged
 	} {
 		ep := start
-		applyOut(tt.out, &ep)
+		node.ApplyOut(tt.out, &ep)
 		if ep != tt.want {
 			t.Errorf("%v %v -> %v, want %v", tt.out.Kind, tt.out.Dst, ep, tt.want)
 		}
@@ -310,8 +329,8 @@ func TestMobilityHooksMapping(t *testing.T) {
 		{endpoint.Endpoint{Addr: nat, Encap: endpoint.EncapUDP}, mip6.Source{Addr: nat, UDP: true}},
 		{endpoint.Endpoint{Addr: nat, Encap: endpoint.EncapIP}, mip6.Source{Addr: nat, IP: true}},
 	} {
-		if got := sourceOf(tt.ep); got != tt.want {
-			t.Errorf("sourceOf(%v) = %+v, want %+v", tt.ep, got, tt.want)
+		if got := node.SourceOf(tt.ep); got != tt.want {
+			t.Errorf("node.SourceOf(%v) = %+v, want %+v", tt.ep, got, tt.want)
 		}
 	}
 	if raceEnabled {
@@ -320,8 +339,8 @@ func TestMobilityHooksMapping(t *testing.T) {
 	ep := start
 	o := mip6.Out{Kind: mip6.OutUDP, Dst: nat}
 	if n := testing.AllocsPerRun(100, func() {
-		applyOut(o, &ep)
-		_ = sourceOf(ep)
+		node.ApplyOut(o, &ep)
+		_ = node.SourceOf(ep)
 	}); n != 0 {
 		t.Errorf("%v allocations per packet", n)
 	}
@@ -337,11 +356,11 @@ func TestMobilityHooksNoAlloc(t *testing.T) {
 	for _, name := range []string{"ha", "mn"} {
 		cfg := gatewayConfig(t, name+".toml", t.TempDir())
 		db := testSAD(t, cfg)
-		m, err := newMobility(cfg, db, zaptest.NewLogger(t), mobilitySeams{})
+		m, err := node.NewMobility(&cfg.Config, db, zaptest.NewLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := m.hooks()
+		h := m.Hooks()
 		sa := db.Lookup(sad.Outbound, 0xb008)
 		if name == "mn" {
 			sa = db.Lookup(sad.Outbound, 0xa007)
@@ -365,9 +384,9 @@ func TestMobilityHooksNoAlloc(t *testing.T) {
 		if h.Deliver == nil || h.AfterSeal == nil || (name == "ha") != (h.BeforeLookup != nil) {
 			t.Errorf("%s: hooks %+v", name, h)
 		}
-		m.close()
+		m.Close()
 	}
-	if _, err := newMobility(&Config{Role: RoleGateway}, nil, zaptest.NewLogger(t), mobilitySeams{}); err == nil {
+	if _, err := node.NewMobility(&node.Config{Role: node.RoleGateway}, nil, zaptest.NewLogger(t)); err == nil {
 		t.Error("newMobility for a gateway succeeded")
 	}
 }
@@ -379,36 +398,36 @@ func TestMobilityHooksNoAlloc(t *testing.T) {
 func TestMobilityMovementDetection(t *testing.T) {
 	cfg := gatewayConfig(t, "mn.toml", t.TempDir())
 	db := testSAD(t, cfg)
-	m, err := newMobility(cfg, db, zaptest.NewLogger(t), mobilitySeams{})
+	m, err := node.NewMobility(&cfg.Config, db, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.close()
-	if err := m.mn.Start(); err != nil {
+	defer m.Close()
+	if err := m.MN().Start(); err != nil {
 		t.Fatal(err)
 	}
 	v6, v4 := netip.MustParseAddr("2001:db8:2::100"), netip.MustParseAddr("203.0.113.10")
-	coa := func() netip.Addr { return m.mn.Status().CoA }
-	m.addrsChanged([]netip.Addr{v4})
+	coa := func() netip.Addr { return m.MN().Status().CoA }
+	m.AddrsChanged([]netip.Addr{v4})
 	if coa() != v4 {
 		t.Fatalf("CoA %v, want %v", coa(), v4)
 	}
-	m.addrsChanged([]netip.Addr{v4, v6})
+	m.AddrsChanged([]netip.Addr{v4, v6})
 	if coa() != v6 {
 		t.Fatalf("CoA %v, want the IPv6 address %v", coa(), v6)
 	}
-	m.addrsChanged([]netip.Addr{netip.MustParseAddr("fe80::1"), netip.MustParseAddr("169.254.1.1")})
+	m.AddrsChanged([]netip.Addr{netip.MustParseAddr("fe80::1"), netip.MustParseAddr("169.254.1.1")})
 	if coa() != v6 {
 		t.Errorf("no usable address moved the MN to %v", coa())
 	}
 	if err := m.Move(v4); err != nil {
 		t.Fatal(err)
 	}
-	m.addrsChanged([]netip.Addr{v4, v6})
+	m.AddrsChanged([]netip.Addr{v4, v6})
 	if coa() != v4 {
 		t.Errorf("the watcher overrode the forced CoA: %v", coa())
 	}
-	m.addrsChanged([]netip.Addr{v6}) // the forced address is gone
+	m.AddrsChanged([]netip.Addr{v6}) // the forced address is gone
 	if coa() != v6 {
 		t.Errorf("CoA %v after the forced address went away, want %v", coa(), v6)
 	}
@@ -419,8 +438,8 @@ func TestMobilityMovementDetection(t *testing.T) {
 	}
 	// Going home: only an address in the home prefix is left (ChooseCoA
 	// ranks the home link last).
-	m.addrsChanged([]netip.Addr{netip.MustParseAddr("2001:db8:1::100")})
-	if st := m.mn.Status(); !st.Home {
+	m.AddrsChanged([]netip.Addr{netip.MustParseAddr("2001:db8:1::100")})
+	if st := m.MN().Status(); !st.Home {
 		t.Errorf("an address in the home prefix did not take the MN home: %+v", st)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -10,11 +10,11 @@ import (
 	"github.com/mipsec/mipsec/spd"
 )
 
-// FuzzParseConfig: any input either fails with ConfigErrors, each naming
-// what is wrong, or gives a Config whose SAs and policies all build: a file
+// FuzzParseConfig: any input either fails with Errors, each naming
+// what is wrong, or gives a File whose SAs and policies all build: a file
 // `mipsec check` accepts never fails later in `mipsec run` at the SAD/SPD.
 func FuzzParseConfig(f *testing.F) {
-	for _, p := range []string{"../../testdata/*.toml", "../../testdata/bad/*.toml"} {
+	for _, p := range []string{"../testdata/*.toml", "../testdata/bad/*.toml"} {
 		m, _ := filepath.Glob(p)
 		for _, file := range m {
 			if b, err := os.ReadFile(file); err == nil {
@@ -23,11 +23,11 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := parseConfig("fuzz.toml", data)
+		cfg, err := Parse("fuzz.toml", data)
 		if err != nil {
-			var ce ConfigErrors
+			var ce Errors
 			if !errors.As(err, &ce) || len(ce) == 0 {
-				t.Fatalf("error is not ConfigErrors: %v", err)
+				t.Fatalf("error is not Errors: %v", err)
 			}
 			for _, e := range ce {
 				if e.Msg == "" {

@@ -1,52 +1,4 @@
-package main
-
-// The daemon's configuration file (TOML): parsing, field-by-field
-// validation with every error collected, and the sad.Config / spd.Policy /
-// dataplane.PeerConfig values built from it. testdata/gateway-a.toml is the
-// annotated example; `mipsec check -c FILE` prints what this file finds.
-//
-// Reference (every key; an unknown key is an error; defaults in brackets):
-//
-//	role = "gateway"|"ha"|"mn"         [gateway]; ha/mn need [mobility]
-//	                                   (config_mobility.go has its keys)
-//	state_dir = "/var/lib/mipsec"      sequence-number reservations (absolute)
-//	[log]      level = "info"          debug|info|warn|error
-//	           format = "console"      console|json
-//	[control]  socket = "/run/mipsec/mipsec.sock"
-//	[tun]      name (required, <= 15 chars), mtu [1400], addresses = ["ip/len"],
-//	           routes = ["prefix"]
-//	[underlay] local = ["ipv4", "ipv6"] (at most one each; none: all),
-//	           encap = "raw"|"udp"|"both" [raw], udp_port [4500],
-//	           keepalive = "20s" (or "off"),
-//	           packet_socket = true|false [false]: send raw ESP through
-//	           AF_PACKET (PACKET_QDISC_BYPASS), bypassing netfilter OUTPUT/
-//	           POSTROUTING, the egress qdisc and kernel fragmentation;
-//	           needs encap raw or both
-//	[[peer]]   name, endpoint = "ip" | "ip:port" | "[ipv6]:port",
-//	           encap = "raw"|"udp" [underlay's], roaming [false],
-//	           roam_interval, keepalive, out_spis = [...], in_spis = [...]
-//	[[sa]]     name, spi (integer or "0x..."; >= 256), dir = "in"|"out",
-//	           mode = "tunnel"|"transport" [tunnel],
-//	           local, remote (our / the peer's outer address; tunnel mode),
-//	           algorithm (esp.AlgorithmNames), enc_key / auth_key (hex) or
-//	           enc_key_file / auth_key_file (hex text, mode 0600 or stricter,
-//	           owned by root or the daemon's user; relative to the config),
-//	           esn [false], replay_window [1024] (in only), no_replay (in only),
-//	           hop_limit [64], df = "copy"|"set"|"clear" [copy],
-//	           lifetime = { soft = { bytes, packets, time }, hard = { ... } },
-//	           selectors = [ selector, ... ] (at least one)
-//	[[policy]] (ordered, first match wins) name, dir, action =
-//	           "protect"|"bypass"|"discard", spi (outbound protect: required),
-//	           selectors = [ selector, ... ]
-//	selector:  local, remote ("any" | address | prefix | "from-to"),
-//	           proto (name or number), local_port, remote_port (80, "1-1024",
-//	           "any", "opaque"; tcp/udp/sctp), icmp_type, icmp_code,
-//	           local_icmp_type/_code, remote_icmp_type/_code (icmp, ipv6-icmp),
-//	           mh_type, local_mh_type, remote_mh_type (mh)
-//
-// "local" is always this gateway's side: the protected source of outbound
-// traffic and destination of inbound traffic (RFC 4301 §4.4.1.1), and our
-// own outer address in an SA.
+package config
 
 import (
 	"encoding/hex"
@@ -68,6 +20,7 @@ import (
 	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
+	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/seqstore"
 	"github.com/mipsec/mipsec/spd"
@@ -78,23 +31,26 @@ const (
 	DefaultStateDir  = "/var/lib/mipsec"
 	DefaultTUNMTU    = 1400
 	DefaultKeepalive = 20 * time.Second
+	// DefaultControlSocket is where the daemon's control socket listens
+	// and where the CLI looks for it when neither names another.
+	DefaultControlSocket = "/run/mipsec/mipsec.sock"
 )
 
-// errInvalidConfig is wrapped by every ConfigErrors: the file must be fixed;
+// ErrInvalid is wrapped by every Errors: the file must be fixed;
 // retrying cannot help.
-var errInvalidConfig = errors.New("invalid configuration")
+var ErrInvalid = errors.New("invalid configuration")
 
-// ConfigError is one problem in a configuration file: where (the key path as
+// Error is one problem in a configuration file: where (the key path as
 // written, e.g. "sa[2].enc_key", and its line when known) and what is wrong
 // and what is expected.
-type ConfigError struct {
+type Error struct {
 	File string
 	Line int
 	Path string
 	Msg  string
 }
 
-func (e ConfigError) Error() string {
+func (e Error) Error() string {
 	var b strings.Builder
 	if e.File != "" {
 		b.WriteString(e.File)
@@ -113,10 +69,10 @@ func (e ConfigError) Error() string {
 	return b.String()
 }
 
-// ConfigErrors is every problem found in one file, in file order.
-type ConfigErrors []ConfigError
+// Errors is every problem found in one file, in file order.
+type Errors []Error
 
-func (es ConfigErrors) Error() string {
+func (es Errors) Error() string {
 	s := make([]string, len(es))
 	for i, e := range es {
 		s[i] = e.Error()
@@ -124,78 +80,34 @@ func (es ConfigErrors) Error() string {
 	return strings.Join(s, "\n")
 }
 
-func (es ConfigErrors) Unwrap() error { return errInvalidConfig }
+func (es Errors) Unwrap() error { return ErrInvalid }
 
-// Config is a validated configuration.
-type Config struct {
-	// File is the path the configuration was read from.
-	File string
+// File is a validated configuration file: the node it describes and the
+// daemon's own settings around it.
+type File struct {
+	node.Config
+	// Path is the file the configuration was read from.
+	Path string
 
 	LogLevel  zapcore.Level
 	LogFormat string // "console" or "json"
 
-	StateDir      string
 	ControlSocket string
-
-	TUN      TUNConfig
-	Underlay UnderlayConfig
-	Peers    []dataplane.PeerConfig
-	// SAs in file order; Keys hold the key material for SAKeys and the
-	// sequence-number store (never logged).
-	SAs      []SAConfig
-	Policies []spd.Policy
-
-	// Role is RoleGateway, RoleHA or RoleMN; Mobility is the [mobility]
-	// section of the last two (config_mobility.go).
-	Role     string
-	Mobility MobilityConfig
 }
 
-// TUNConfig is the [tun] section.
-type TUNConfig struct {
-	Name      string
-	MTU       int
-	Addresses []netip.Prefix
-	Routes    []netip.Prefix
-}
-
-// UnderlayConfig is the [underlay] section.
-type UnderlayConfig struct {
-	// Local holds at most one IPv4 and one IPv6 address; invalid when
-	// that family is not used.
-	Local4, Local6 netip.Addr
-	// Raw and UDP say which encapsulations listen (encap = raw|udp|both).
-	Raw, UDP  bool
-	UDPPort   uint16
-	Keepalive time.Duration
-	// PacketSocket (packet_socket) sends raw ESP through an AF_PACKET
-	// socket that bypasses netfilter's OUTPUT and POSTROUTING hooks, the
-	// egress qdisc and kernel fragmentation
-	// (underlay.Config.PacketSocket). Off by default; needs Raw.
-	PacketSocket bool
-}
-
-// SAConfig is one [[sa]] ready for sad.DB.Add (Params.InitialSeq is set
-// by the daemon from the sequence-number store).
-type SAConfig struct {
-	sad.Config
-	// Path is "sa[i]", for messages.
-	Path string
-}
-
-// loadConfig reads and validates the file at path.
-func loadConfig(path string) (*Config, error) {
+// Load reads and validates the file at path.
+func Load(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return parseConfig(path, data)
+	return Parse(path, data)
 }
 
-// parseConfig validates data (read from file, which names key files
+// Parse validates data (read from file, which names key files
 // relative to its directory). It returns every problem it finds as
-// ConfigErrors.
-func parseConfig(file string, data []byte) (*Config, error) {
+// Errors.
+func Parse(file string, data []byte) (*File, error) {
 	v := &validator{file: file, baseDir: filepath.Dir(file), lines: tomlLines(data)}
 	var rc rawConfig
 	if errs := decodeTOML(data, &rc); len(errs) > 0 {
@@ -225,7 +137,7 @@ type validator struct {
 	file    string
 	baseDir string // key file paths are relative to it
 	lines   map[string]int
-	errs    ConfigErrors
+	errs    Errors
 	// declared holds the (dir, spi) of every [[sa]] whose dir and spi
 	// parse, valid or not, so that a broken SA does not also make every
 	// policy and peer that names it an error.
@@ -233,7 +145,7 @@ type validator struct {
 }
 
 func (v *validator) errf(path, format string, args ...any) {
-	e := ConfigError{File: v.file, Line: v.line(path), Path: path, Msg: fmt.Sprintf(format, args...)}
+	e := Error{File: v.file, Line: v.line(path), Path: path, Msg: fmt.Sprintf(format, args...)}
 	if slices.Contains(v.errs, e) {
 		return // the same problem reached twice (a shorthand for both sides)
 	}
@@ -259,7 +171,7 @@ func (v *validator) result() error {
 	if len(v.errs) == 0 {
 		return nil
 	}
-	slices.SortStableFunc(v.errs, func(a, b ConfigError) int {
+	slices.SortStableFunc(v.errs, func(a, b Error) int {
 		if a.Line == 0 || b.Line == 0 {
 			return 0
 		}
@@ -268,8 +180,8 @@ func (v *validator) result() error {
 	return v.errs
 }
 
-func (v *validator) config(rc *rawConfig) *Config {
-	cfg := &Config{File: v.file}
+func (v *validator) config(rc *rawConfig) *File {
+	cfg := &File{Path: v.file}
 	v.log(rc, cfg)
 	cfg.StateDir = DefaultStateDir
 	if rc.StateDir != nil {
@@ -278,11 +190,11 @@ func (v *validator) config(rc *rawConfig) *Config {
 			v.errf("state_dir", "%q is relative; want an absolute directory such as %s", cfg.StateDir, DefaultStateDir)
 		}
 	}
-	cfg.ControlSocket = DefaultControlPath
+	cfg.ControlSocket = DefaultControlSocket
 	if s := rc.Control.Socket; s != "" {
 		cfg.ControlSocket = s
 		if !filepath.IsAbs(s) {
-			v.errf("control.socket", "%q is relative; want an absolute path such as %s", s, DefaultControlPath)
+			v.errf("control.socket", "%q is relative; want an absolute path such as %s", s, DefaultControlSocket)
 		}
 	}
 	v.tun(&rc.TUN, &cfg.TUN)
@@ -294,7 +206,7 @@ func (v *validator) config(rc *rawConfig) *Config {
 	return cfg
 }
 
-func (v *validator) log(rc *rawConfig, cfg *Config) {
+func (v *validator) log(rc *rawConfig, cfg *File) {
 	cfg.LogLevel = zapcore.InfoLevel
 	if l := rc.Log.Level; l != "" {
 		lv, err := zapcore.ParseLevel(l)
@@ -322,7 +234,7 @@ func isIfName(s string) bool {
 	return s != "" && len(s) <= maxIfName && !strings.ContainsAny(s, "/ \t\n:") && s != "." && s != ".."
 }
 
-func (v *validator) tun(r *rawTUN, t *TUNConfig) {
+func (v *validator) tun(r *rawTUN, t *node.TUNConfig) {
 	t.Name = r.Name
 	switch {
 	case r.Name == "":
@@ -365,7 +277,7 @@ func (v *validator) tun(r *rawTUN, t *TUNConfig) {
 	}
 }
 
-func (v *validator) underlay(r *rawUnderlay, u *UnderlayConfig) {
+func (v *validator) underlay(r *rawUnderlay, u *node.UnderlayConfig) {
 	for i, s := range r.Local {
 		p := indexPath("underlay.local", i)
 		a, err := netip.ParseAddr(s)
@@ -499,7 +411,7 @@ func (v *validator) dir(path, s string) (sad.Direction, bool) {
 	return d, true
 }
 
-func (v *validator) sas(raws []rawSA, cfg *Config) {
+func (v *validator) sas(raws []rawSA, cfg *File) {
 	seen := map[[2]uint32]string{} // dir, spi -> path
 	v.declared = map[[2]uint32]bool{}
 	for i := range raws {
@@ -527,17 +439,17 @@ func (v *validator) sas(raws []rawSA, cfg *Config) {
 			continue
 		}
 		seen[k] = path
-		cfg.SAs = append(cfg.SAs, SAConfig{Config: c, Path: path})
+		cfg.SAs = append(cfg.SAs, node.SAConfig{Config: c, Path: path})
 	}
-	// Shared keys: the rule the daemon applies to every SA it adds
-	// (keyuse.go), here with the file's lines.
+	// Shared keys: the rule node applies to every SA it adds
+	// (node.KeyShareProblem), here with the file's lines.
 	byKey := map[seqstore.Fingerprint][]int{}
 	for i, s := range cfg.SAs {
-		fp := keyFingerprint(s.Params)
+		fp := node.KeyFingerprint(s.Params)
 		for _, j := range byKey[fp] {
 			o := cfg.SAs[j]
-			if p := keyShareProblem(s.Config, o.Config); p != "" {
-				v.errf(s.Path+".enc_key", "the same key as %s (%s): %s", o.Path, saName(o.Dir, o.Params.SPI), p)
+			if p := node.KeyShareProblem(s.Config, o.Config); p != "" {
+				v.errf(s.Path+".enc_key", "the same key as %s (%s): %s", o.Path, node.SAName(o.Dir, o.Params.SPI), p)
 				break
 			}
 		}
@@ -693,13 +605,13 @@ func (v *validator) key(sapath, field, inline, file string, alg esp.Algorithm, w
 		if err != nil {
 			return nil
 		}
-		if k, err = decodeHexKey(string(b)); err != nil {
+		if k, err = DecodeHexKey(string(b)); err != nil {
 			v.errf(path, "%s: not a hex key: %v (want hex text, as `openssl rand -hex %d` writes)", file, err, max(want, 1))
 			return nil
 		}
 	case inline != "":
 		var err error
-		if k, err = decodeHexKey(inline); err != nil {
+		if k, err = DecodeHexKey(inline); err != nil {
 			v.errf(path, "not a hex key: %v", err)
 			return nil
 		}
@@ -718,8 +630,8 @@ func (v *validator) key(sapath, field, inline, file string, alg esp.Algorithm, w
 	return k
 }
 
-// decodeHexKey reads hex with optional 0x, whitespace and colons.
-func decodeHexKey(s string) ([]byte, error) {
+// DecodeHexKey reads a key in hex with optional 0x, whitespace and colons.
+func DecodeHexKey(s string) ([]byte, error) {
 	s = strings.Map(func(r rune) rune {
 		if r == ':' || r == ' ' || r == '\t' || r == '\n' || r == '\r' {
 			return -1
@@ -755,15 +667,15 @@ func (v *validator) readKeyFile(path, name string) ([]byte, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		v.errf(path, "%s is not a regular file", p)
-		return nil, errInvalidConfig
+		return nil, ErrInvalid
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		v.errf(path, "%s has mode %#o; a key file must be 0600 or stricter (chmod 600 %s)", p, perm, p)
-		return nil, errInvalidConfig
+		return nil, ErrInvalid
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
 		v.errf(path, "%s is owned by uid %d; a key file must belong to root or to the daemon's user (uid %d)", p, st.Uid, os.Geteuid())
-		return nil, errInvalidConfig
+		return nil, ErrInvalid
 	}
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -853,8 +765,8 @@ func ipv(bits int) int {
 	return 6
 }
 
-// confProtos are the protocol names a selector accepts.
-var confProtos = map[string]uint8{
+// ProtocolNumbers are the protocol names a selector accepts.
+var ProtocolNumbers = map[string]uint8{
 	"any": sad.ProtoAny, "icmp": header.ProtoICMP, "tcp": header.ProtoTCP, "udp": header.ProtoUDP,
 	"esp": header.ProtoESP, "ipv6-icmp": header.ProtoICMPv6, "icmpv6": header.ProtoICMPv6,
 	"sctp": header.ProtoSCTP, "mh": header.ProtoMobility, "mobility": header.ProtoMobility,
@@ -865,10 +777,10 @@ func (v *validator) selector(path string, r *rawSelector) (sad.Selector, bool) {
 	var s sad.Selector
 	n := len(v.errs)
 	var err error
-	if s.Local, err = confAddrRange(r.Local); err != nil {
+	if s.Local, err = ParseAddrRange(r.Local); err != nil {
 		v.errf(path+".local", "%v", err)
 	}
-	if s.Remote, err = confAddrRange(r.Remote); err != nil {
+	if s.Remote, err = ParseAddrRange(r.Remote); err != nil {
 		v.errf(path+".remote", "%v", err)
 	}
 	lb, _ := s.Local.Validate()
@@ -879,7 +791,7 @@ func (v *validator) selector(path string, r *rawSelector) (sad.Selector, bool) {
 	switch x := r.Proto.(type) {
 	case nil:
 	case string:
-		if pr, ok := confProtos[strings.ToLower(x)]; ok {
+		if pr, ok := ProtocolNumbers[strings.ToLower(x)]; ok {
 			s.Proto = pr
 		} else if u, err := strconv.ParseUint(x, 10, 8); err == nil {
 			s.Proto = uint8(u)
@@ -914,7 +826,7 @@ func (v *validator) selector(path string, r *rawSelector) (sad.Selector, bool) {
 			set++
 			if !ports {
 				v.errf(path+"."+name+"_port", "ports need proto = tcp, udp or sctp (RFC 4301 §4.4.1.1); for ICMP use icmp_type/icmp_code, for MH mh_type")
-			} else if p, err := confPorts(port); err != nil {
+			} else if p, err := ParsePorts(port); err != nil {
 				v.errf(path+"."+name+"_port", "%v", err)
 			} else {
 				out = p
@@ -958,8 +870,8 @@ func (v *validator) selector(path string, r *rawSelector) (sad.Selector, bool) {
 	return s, len(v.errs) == n
 }
 
-// confAddrRange reads "any", an address, a prefix or "from-to".
-func confAddrRange(s string) (sad.AddrRange, error) {
+// ParseAddrRange reads a selector address: "any", an address, a prefix or "from-to".
+func ParseAddrRange(s string) (sad.AddrRange, error) {
 	s = strings.TrimSpace(s)
 	const want = "want \"any\", an address, a prefix (\"192.0.2.0/24\") or a range (\"192.0.2.10-192.0.2.20\")"
 	switch {
@@ -994,8 +906,8 @@ func confAddrRange(s string) (sad.AddrRange, error) {
 	return sad.SingleAddr(a.Unmap()), nil
 }
 
-// confPorts reads 80, "80", "1000-2000", "any" or "opaque".
-func confPorts(x any) (sad.Ports, error) {
+// ParsePorts reads a selector port: 80, "80", "1000-2000", "any" or "opaque".
+func ParsePorts(x any) (sad.Ports, error) {
 	const want = "want a port 0..65535, a range \"lo-hi\", \"any\" or \"opaque\""
 	switch t := x.(type) {
 	case int64:
@@ -1031,7 +943,7 @@ func confPorts(x any) (sad.Ports, error) {
 	return sad.Ports{}, fmt.Errorf("%v: %s", x, want)
 }
 
-func (v *validator) policies(raws []rawPolicy, cfg *Config) {
+func (v *validator) policies(raws []rawPolicy, cfg *File) {
 	spis := v.declared
 	scratch := spd.New(nil)
 	for i := range raws {
@@ -1094,7 +1006,7 @@ func dirWord(d sad.Direction) string {
 	return "out"
 }
 
-func isCatchAllDiscard(p spd.Policy) bool {
+func IsCatchAllDiscard(p spd.Policy) bool {
 	if p.Action != spd.Discard {
 		return false
 	}
@@ -1106,7 +1018,7 @@ func isCatchAllDiscard(p spd.Policy) bool {
 	return false
 }
 
-func (v *validator) peers(raws []rawPeer, cfg *Config) {
+func (v *validator) peers(raws []rawPeer, cfg *File) {
 	dirOf := v.declared
 	names := map[string]string{}
 	owner := map[[2]uint32]string{}
@@ -1234,9 +1146,9 @@ func (v *validator) usable(path string, a netip.Addr) bool {
 	return true
 }
 
-// counterModeSAs lists the outbound SAs whose IVs come from the sequence
+// CounterModeSAs lists the outbound SAs whose IVs come from the sequence
 // number: with manual keys they need the state directory.
-func (c *Config) counterModeSAs() []string {
+func (c *File) CounterModeSAs() []string {
 	var out []string
 	for _, s := range c.SAs {
 		if s.Dir == sad.Outbound && s.Params.Algorithm.CounterMode() {
@@ -1248,4 +1160,36 @@ func (c *Config) counterModeSAs() []string {
 		}
 	}
 	return out
+}
+
+// ParseSnippet validates the [[sa]] and [[policy]] tables of a
+// config-file fragment with the config's validator. Policies may name SAs
+// the daemon already has, so their SPIs count as declared.
+func ParseSnippet(file string, data []byte) ([]sad.Config, []spd.Policy, error) {
+	v := &validator{file: file, baseDir: filepath.Dir(file), lines: tomlLines(data)}
+	var rc rawConfig
+	if errs := decodeTOML(data, &rc); len(errs) > 0 {
+		for _, e := range errs {
+			e.File = file
+			v.errs = append(v.errs, e)
+		}
+		return nil, nil, v.result()
+	}
+	var cfg File
+	v.sas(rc.SAs, &cfg)
+	for _, p := range rc.Policies {
+		if spi, err := parseSPIValue(p.SPI); err == nil {
+			v.declared[[2]uint32{uint32(sad.Outbound), spi}] = true
+			v.declared[[2]uint32{uint32(sad.Inbound), spi}] = true
+		}
+	}
+	v.policies(rc.Policies, &cfg)
+	if err := v.result(); err != nil {
+		return nil, nil, err
+	}
+	sas := make([]sad.Config, 0, len(cfg.SAs))
+	for _, s := range cfg.SAs {
+		sas = append(sas, s.Config)
+	}
+	return sas, cfg.Policies, nil
 }

@@ -1,13 +1,8 @@
-package main
+package node_test
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"strings"
@@ -15,17 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
-	"golang.zx2c4.com/wireguard/tun"
 
-	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
 	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/internal/header"
-	"github.com/mipsec/mipsec/pkt"
+	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/seqstore"
 	"github.com/mipsec/mipsec/spd"
@@ -39,39 +31,6 @@ var (
 
 const spiAtoB = 0x0000b001 // gateway-a.toml's aes128gcm16 outbound SA
 
-// gatewayConfig loads testdata/gateway-X.toml with its state in stateDir.
-func gatewayConfig(t *testing.T, name, stateDir string) *Config {
-	t.Helper()
-	cfg, err := loadConfig(withStateDir(t, "../../testdata/"+name, stateDir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-// sealSeq seals one packet with sa and returns the ESP sequence number it
-// carries, or the verdict.
-func sealSeq(sa *sad.SA, i int) (uint32, esp.Verdict) {
-	b := pkt.Get()
-	defer pkt.Put(b)
-	b.Set(icmpEcho(hostA, hostB, 100, uint16(i)))
-	if v := sa.Seal(b); v != esp.OK {
-		return 0, v
-	}
-	e := b.Bytes()[header.IPv4MinHeaderLen:]
-	return binary.BigEndian.Uint32(e[4:8]), esp.OK
-}
-
-// crash stops a daemon the way a crash or power loss would: nothing is
-// flushed, only the goroutines are stopped so the test can go on.
-func crash(d *daemon) {
-	if d.dp != nil {
-		d.dp.Close()
-	}
-	d.res.Close()
-	d.sadb.Close()
-}
-
 // TestSeqRestart is the crash model of "Manual keys without IV reuse":
 // build the daemon's SAD, seal, crash without a clean shutdown, rebuild:
 // the first new sequence number is above every one used before. A clean
@@ -79,18 +38,18 @@ func crash(d *daemon) {
 func TestSeqRestart(t *testing.T) {
 	state := t.TempDir()
 	cfg := gatewayConfig(t, "gateway-a.toml", state)
-	opts := daemonOptions{reserver: seqstore.ReserverOptions{InitialChunk: 64, MinChunk: 64, MaxChunk: 64}}
+	opts := opts{reserver: seqstore.ReserverOptions{InitialChunk: 64, MinChunk: 64, MaxChunk: 64}}
 	var used uint32
 	for run := range 4 {
-		d, err := newDaemon(cfg, zaptest.NewLogger(t), opts)
+		d, err := newNode(cfg, zaptest.NewLogger(t), opts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sa := d.sadb.Outbound(spiAtoB)
+		sa := d.SAD().Outbound(spiAtoB)
 		for i := range 150 {
 			seq, v := sealSeq(sa, i)
 			if v == esp.DropSeqReserve {
-				d.res.Tick() // what the background goroutine does
+				d.Res().Tick() // what the background goroutine does
 				seq, v = sealSeq(sa, i)
 			}
 			if v != esp.OK {
@@ -101,40 +60,40 @@ func TestSeqRestart(t *testing.T) {
 			}
 			used = max(used, seq)
 			if i%20 == 0 {
-				d.res.Tick()
+				d.Res().Tick()
 			}
 		}
-		crash(d)
+		node.Crash(d)
 	}
 	// A clean stop wastes nothing.
-	d, err := newDaemon(cfg, zaptest.NewLogger(t), opts)
+	d, err := newNode(cfg, zaptest.NewLogger(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, _ := sealSeq(d.sadb.Outbound(spiAtoB), 0)
+	first, _ := sealSeq(d.SAD().Outbound(spiAtoB), 0)
 	if first <= used {
 		t.Fatalf("first %d <= used %d", first, used)
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	d, err = newDaemon(cfg, zaptest.NewLogger(t), opts)
+	d, err = newNode(cfg, zaptest.NewLogger(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := sealSeq(d.sadb.Outbound(spiAtoB), 0); got != first+1 {
+	if got, _ := sealSeq(d.SAD().Outbound(spiAtoB), 0); got != first+1 {
 		t.Errorf("after a clean stop: %d, want exactly %d", got, first+1)
 	}
 	d.Close()
 	// New keys under the same SPI: a fresh counter.
 	cfg.SAs[0].Params.EncKey = append([]byte(nil), cfg.SAs[0].Params.EncKey...)
 	cfg.SAs[0].Params.EncKey[0] ^= 0xff
-	d, err = newDaemon(cfg, zaptest.NewLogger(t), opts)
+	d, err = newNode(cfg, zaptest.NewLogger(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	if got, _ := sealSeq(d.sadb.Outbound(spiAtoB), 0); got != 1 {
+	if got, _ := sealSeq(d.SAD().Outbound(spiAtoB), 0); got != 1 {
 		t.Errorf("new key: first sequence number %d, want 1", got)
 	}
 }
@@ -147,7 +106,7 @@ func TestSeqReservedBeforeUse(t *testing.T) {
 	state := t.TempDir()
 	cfg := gatewayConfig(t, "gateway-a.toml", state)
 	var failSync atomic.Bool
-	opts := daemonOptions{
+	opts := opts{
 		store: seqstore.Options{Sync: func(f *os.File) error {
 			if failSync.Load() {
 				return errors.New("EIO")
@@ -156,16 +115,16 @@ func TestSeqReservedBeforeUse(t *testing.T) {
 		}},
 		reserver: seqstore.ReserverOptions{InitialChunk: 64, MinChunk: 64, MaxChunk: 64},
 	}
-	d, err := newDaemon(cfg, zaptest.NewLogger(t), opts)
+	d, err := newNode(cfg, zaptest.NewLogger(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	sa := d.sadb.Outbound(spiAtoB)
+	sa := d.SAD().Outbound(spiAtoB)
 	p := cfg.SAs[0].Params
-	fp := keyFingerprint(p)
+	fp := node.KeyFingerprint(p)
 	onDisk := func() uint64 {
-		r, res, err := d.store.Load(fp)
+		r, res, err := d.Store().Load(fp)
 		if err != nil || res != seqstore.Resumed {
 			t.Fatalf("state: %v %v", res, err)
 		}
@@ -174,7 +133,7 @@ func TestSeqReservedBeforeUse(t *testing.T) {
 	for i := range 300 {
 		seq, v := sealSeq(sa, i)
 		if v == esp.DropSeqReserve {
-			d.res.Tick()
+			d.Res().Tick()
 			seq, v = sealSeq(sa, i)
 		}
 		if v != esp.OK {
@@ -184,14 +143,14 @@ func TestSeqReservedBeforeUse(t *testing.T) {
 			t.Fatalf("packet %d used seq %d, but the disk only reserves %d", i, seq, r)
 		}
 		if i%16 == 0 {
-			d.res.Tick()
+			d.Res().Tick()
 		}
 	}
 	failSync.Store(true)
 	r := onDisk()
 	sent := 0
 	for i := range 200 {
-		d.res.Tick()
+		d.Res().Tick()
 		if _, v := sealSeq(sa, i); v == esp.OK {
 			sent++
 		} else if v != esp.DropSeqReserve {
@@ -202,7 +161,7 @@ func TestSeqReservedBeforeUse(t *testing.T) {
 		t.Errorf("with fsync failing the SA reached %d (reserved on disk: %d), sent %d", sa.Seq(), r, sent)
 	}
 	failSync.Store(false)
-	d.res.Tick()
+	d.Res().Tick()
 	if _, v := sealSeq(sa, 0); v != esp.OK {
 		t.Errorf("after the disk recovered: %v", v)
 	}
@@ -213,17 +172,17 @@ func TestSeqReservedBeforeUse(t *testing.T) {
 func TestSeqCorruptState(t *testing.T) {
 	state := t.TempDir()
 	cfg := gatewayConfig(t, "gateway-a.toml", state)
-	d, err := newDaemon(cfg, zaptest.NewLogger(t), daemonOptions{})
+	d, err := newNode(cfg, zaptest.NewLogger(t), opts{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	d.Close()
 	p := cfg.SAs[0].Params
-	path := d.store.Path(keyFingerprint(p))
+	path := d.Store().Path(node.KeyFingerprint(p))
 	b, _ := os.ReadFile(path)
 	b[len(b)/2] ^= 1
 	os.WriteFile(path, b, 0o600)
-	_, err = newDaemon(cfg, zaptest.NewLogger(t), daemonOptions{})
+	_, err = newNode(cfg, zaptest.NewLogger(t), opts{})
 	if !errors.Is(err, seqstore.ErrCorrupt) {
 		t.Fatalf("newDaemon = %v, want ErrCorrupt", err)
 	}
@@ -232,25 +191,20 @@ func TestSeqCorruptState(t *testing.T) {
 	}
 }
 
-// fakeIO returns an openIO that hands out dev and ul.
-func fakeIO(dev tun.Device, ul dataplane.Underlay) openIOFunc {
-	return func(*Config, *zap.Logger) (tun.Device, dataplane.Underlay, error) { return dev, ul, nil }
-}
-
-// TestDaemonsBackToBack runs gateway-a.toml and gateway-b.toml over the
+// TestNodesBackToBack runs gateway-a.toml and gateway-b.toml over the
 // in-memory TUN and underlay: traffic flows A -> B; then A crashes and
 // restarts, and B, whose replay window remembers every number A used,
 // still accepts A's packets: A continued above them.
-func TestDaemonsBackToBack(t *testing.T) {
+func TestNodesBackToBack(t *testing.T) {
 	cfgA := gatewayConfig(t, "gateway-a.toml", t.TempDir())
 	cfgB := gatewayConfig(t, "gateway-b.toml", t.TempDir())
 	ua, ub := underlaytest.NewPair(epA, epB)
 	tunA, tunB := tuntest.New(1, 64), tuntest.New(1, 64)
-	opts := daemonOptions{noControl: true, workers: 2}
+	base := opts{workers: 2}
 
-	optsB := opts
-	optsB.openIO = fakeIO(tunB, ub)
-	b, err := newDaemon(cfgB, zaptest.NewLogger(t).Named("B"), optsB)
+	optsB := base
+	optsB.device, optsB.conn = tunB, ub
+	b, err := newNode(cfgB, zaptest.NewLogger(t).Named("B"), optsB)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +213,7 @@ func TestDaemonsBackToBack(t *testing.T) {
 	}
 	defer b.Close()
 
-	send := func(a *daemon, tunA *tuntest.TUN, ul *underlaytest.Underlay, from, n int) []uint32 {
+	send := func(a *node.Node, tunA *tuntest.TUN, ul *underlaytest.Underlay, from, n int) []uint32 {
 		t.Helper()
 		ul.Record(true)
 		for i := range n {
@@ -282,9 +236,9 @@ func TestDaemonsBackToBack(t *testing.T) {
 		return seqs
 	}
 
-	optsA := opts
-	optsA.openIO = fakeIO(tunA, ua)
-	a, err := newDaemon(cfgA, zaptest.NewLogger(t).Named("A"), optsA)
+	optsA := base
+	optsA.device, optsA.conn = tunA, ua
+	a, err := newNode(cfgA, zaptest.NewLogger(t).Named("A"), optsA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,15 +249,15 @@ func TestDaemonsBackToBack(t *testing.T) {
 	if len(before) != 5 {
 		t.Fatalf("A sent %v", before)
 	}
-	crash(a)
+	node.Crash(a)
 
 	// The restarted A gets a new in-memory underlay whose packets reach
 	// B's receiver.
 	ua2, _ := underlaytest.NewPair(epA, epB)
 	ua2.SetFilter(func(m underlaytest.Msg) []underlaytest.Msg { ub.Inject(m); return nil })
 	tunA2 := tuntest.New(1, 64)
-	optsA.openIO = fakeIO(tunA2, ua2)
-	a2, err := newDaemon(cfgA, zaptest.NewLogger(t).Named("A2"), optsA)
+	optsA.device, optsA.conn = tunA2, ua2
+	a2, err := newNode(cfgA, zaptest.NewLogger(t).Named("A2"), optsA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +285,7 @@ func TestDaemonsBackToBack(t *testing.T) {
 	if st.Dataplane.DeliveredPackets != 10 {
 		t.Errorf("B delivered %d", st.Dataplane.DeliveredPackets)
 	}
-	if a2.Status()["tun"] != "mipsec-a" || len(a2.Peers()) != 1 || a2.Peers()[0].Name != "gateway-b" {
+	if a2.Status().TUN != "mipsec-a" || len(a2.Peers()) != 1 || a2.Peers()[0].Name != "gateway-b" {
 		t.Errorf("status %v peers %v", a2.Status(), a2.Peers())
 	}
 }
@@ -339,7 +293,7 @@ func TestDaemonsBackToBack(t *testing.T) {
 // TestDaemonControlMethods exercises what the control socket calls.
 func TestDaemonControlMethods(t *testing.T) {
 	cfg := gatewayConfig(t, "gateway-a.toml", t.TempDir())
-	d, err := newDaemon(cfg, zaptest.NewLogger(t), daemonOptions{reserver: seqstore.ReserverOptions{InitialChunk: 1000}})
+	d, err := newNode(cfg, zaptest.NewLogger(t), opts{reserver: seqstore.ReserverOptions{InitialChunk: 1000}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +309,7 @@ func TestDaemonControlMethods(t *testing.T) {
 	if err := d.AddSA(c); err == nil || !strings.Contains(err.Error(), "same nonces") {
 		t.Fatalf("AddSA with the key of a live SA: %v", err)
 	}
-	if d.sadb.Outbound(0xb0ff) != nil {
+	if d.SAD().Outbound(0xb0ff) != nil {
 		t.Fatal("the refused SA was added")
 	}
 	c.Params.EncKey = append([]byte(nil), c.Params.EncKey...)
@@ -363,13 +317,13 @@ func TestDaemonControlMethods(t *testing.T) {
 	if err := d.AddSA(c); err != nil {
 		t.Fatal(err)
 	}
-	if r, ok := d.res.Reserved(0xb0ff); !ok || r != 1000 {
+	if r, ok := d.Res().Reserved(0xb0ff); !ok || r != 1000 {
 		t.Errorf("reservation %d %v", r, ok)
 	}
 	if enc, _, ok := d.SAKeys(sad.Outbound, 0xb0ff); !ok || string(enc) != string(c.Params.EncKey) {
 		t.Errorf("SAKeys: %x %v", enc, ok)
 	}
-	sa := d.sadb.Outbound(0xb0ff)
+	sa := d.SAD().Outbound(0xb0ff)
 	for i := range 10 {
 		sealSeq(sa, i)
 	}
@@ -378,7 +332,7 @@ func TestDaemonControlMethods(t *testing.T) {
 	if err := d.UpdateSA(c); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := sealSeq(d.sadb.Outbound(0xb0ff), 0); got != 11 {
+	if got, _ := sealSeq(d.SAD().Outbound(0xb0ff), 0); got != 11 {
 		t.Errorf("after UpdateSA with the same keys: seq %d, want 11", got)
 	}
 	// A failed update with new keys leaves the SA and its reservation alone.
@@ -388,10 +342,10 @@ func TestDaemonControlMethods(t *testing.T) {
 	if err := d.UpdateSA(bad); err == nil {
 		t.Fatal("UpdateSA without selectors succeeded")
 	}
-	if got, _ := sealSeq(d.sadb.Outbound(0xb0ff), 0); got != 12 {
+	if got, _ := sealSeq(d.SAD().Outbound(0xb0ff), 0); got != 12 {
 		t.Errorf("after a failed UpdateSA: seq %d, want 12", got)
 	}
-	if fp, _ := d.res.Fingerprint(0xb0ff); fp != keyFingerprint(c.Params) {
+	if fp, _ := d.Res().Fingerprint(0xb0ff); fp != node.KeyFingerprint(c.Params) {
 		t.Error("a failed UpdateSA changed the reservation's key")
 	}
 	// New keys: a fresh counter.
@@ -400,7 +354,7 @@ func TestDaemonControlMethods(t *testing.T) {
 	if err := d.UpdateSA(c); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := sealSeq(d.sadb.Outbound(0xb0ff), 0); got != 1 {
+	if got, _ := sealSeq(d.SAD().Outbound(0xb0ff), 0); got != 1 {
 		t.Errorf("after UpdateSA with new keys: seq %d, want 1", got)
 	}
 	// Delete records the exact number; re-adding the same key continues.
@@ -413,7 +367,7 @@ func TestDaemonControlMethods(t *testing.T) {
 	if err := d.AddSA(c); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := sealSeq(d.sadb.Outbound(0xb0ff), 0); got != 2 {
+	if got, _ := sealSeq(d.SAD().Outbound(0xb0ff), 0); got != 2 {
 		t.Errorf("re-added: seq %d, want 2", got)
 	}
 	if err := d.DelSA(sad.Inbound, 0x12345); !errors.Is(err, sad.ErrNotFound) {
@@ -439,88 +393,5 @@ func TestDaemonControlMethods(t *testing.T) {
 	st := d.Stats()
 	if len(st.SAs) != 5 || st.Drops["unknown_spi"] != 0 && st.Drops == nil {
 		t.Errorf("stats %+v", st)
-	}
-}
-
-// TestServe runs the daemon loop with fake devices until its context ends,
-// as SIGTERM would end it, and checks the exit code and the recorded state.
-func TestServe(t *testing.T) {
-	state := t.TempDir()
-	cfg := gatewayConfig(t, "gateway-a.toml", state)
-	ua, _ := underlaytest.NewPair(epA, epB)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
-	go func() {
-		done <- serve(ctx, cfg, zaptest.NewLogger(t), daemonOptions{noControl: true, openIO: fakeIO(tuntest.New(1, 8), ua)})
-	}()
-	time.Sleep(50 * time.Millisecond)
-	cancel()
-	select {
-	case rc := <-done:
-		if rc != 0 {
-			t.Errorf("serve = %d", rc)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not stop")
-	}
-	// A clean stop left exact records: 0 used, so the next start is at 0.
-	d, err := newDaemon(cfg, zaptest.NewLogger(t), daemonOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if got, _ := sealSeq(d.sadb.Outbound(spiAtoB), 0); got != 1 {
-		t.Errorf("first seq after a clean stop with no traffic: %d", got)
-	}
-	// An open failure is exit 1.
-	fail := func(*Config, *zap.Logger) (tun.Device, dataplane.Underlay, error) {
-		return nil, nil, errors.New("no TUN here")
-	}
-	if rc := serve(context.Background(), gatewayConfig(t, "gateway-b.toml", t.TempDir()), zaptest.NewLogger(t), daemonOptions{noControl: true, openIO: fail}); rc != 1 {
-		t.Errorf("serve with a failing open = %d", rc)
-	}
-}
-
-// TestRunMetricsFlag: run --metrics serves the SA counters over HTTP while
-// the daemon runs, and a port already in use is a start failure (exit 1).
-func TestRunMetricsFlag(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-
-	cfg := gatewayConfig(t, "gateway-a.toml", t.TempDir())
-	ua, _ := underlaytest.NewPair(epA, epB)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
-	go func() {
-		done <- serve(ctx, cfg, zaptest.NewLogger(t), daemonOptions{noControl: true, metricsAddr: addr, openIO: fakeIO(tuntest.New(1, 8), ua)})
-	}()
-	var body string
-	for i := 0; i < 100 && !strings.Contains(body, "mipsec_sa_packets"); i++ {
-		time.Sleep(20 * time.Millisecond)
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			continue
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		body = string(b)
-	}
-	if !strings.Contains(body, "mipsec_sa_packets") || !strings.Contains(body, fmt.Sprintf("%#08x", spiAtoB)) {
-		t.Errorf("metrics lack the per-SA series for %#08x:\n%.2000s", spiAtoB, body)
-	}
-
-	// A second daemon cannot take the same metrics address.
-	ub, _ := underlaytest.NewPair(epA, epB)
-	if rc := serve(context.Background(), gatewayConfig(t, "gateway-a.toml", t.TempDir()), zaptest.NewLogger(t),
-		daemonOptions{noControl: true, metricsAddr: addr, openIO: fakeIO(tuntest.New(1, 8), ub)}); rc != 1 {
-		t.Errorf("second daemon on a busy metrics address: exit %d, want 1", rc)
-	}
-	cancel()
-	if rc := <-done; rc != 0 {
-		t.Errorf("serve = %d", rc)
 	}
 }

@@ -1,6 +1,6 @@
 //go:build race
 
-package main
+package node_test
 
 // raceEnabled: allocation counts are meaningless under -race.
 const raceEnabled = true

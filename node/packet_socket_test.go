@@ -1,9 +1,7 @@
-package main
+package node_test
 
 import (
-	"bytes"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,6 +9,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/mipsec/mipsec/config"
+	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/underlay"
 )
 
@@ -19,7 +19,7 @@ import (
 // first added key.
 func withUnderlayKeys(t *testing.T, keys string) (string, int) {
 	t.Helper()
-	data, err := os.ReadFile("../../testdata/minimal.toml")
+	data, err := os.ReadFile("../testdata/minimal.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,11 +62,11 @@ func TestConfigPacketSocket(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			src, line := withUnderlayKeys(t, tt.keys)
-			cfg, err := parseConfig("/etc/mipsec/p.toml", []byte(src))
+			cfg, err := config.Parse("/etc/mipsec/p.toml", []byte(src))
 			if tt.errMsg != "" {
-				ce, ok := err.(ConfigErrors)
+				ce, ok := err.(config.Errors)
 				if !ok {
-					t.Fatalf("parseConfig = %v, want ConfigErrors", err)
+					t.Fatalf("Parse = %v, want config.Errors", err)
 				}
 				if len(ce) != 1 {
 					t.Errorf("%d errors, want 1:\n%v", len(ce), err)
@@ -84,7 +84,7 @@ func TestConfigPacketSocket(t *testing.T) {
 			if cfg.Underlay.PacketSocket != tt.want {
 				t.Errorf("Underlay.PacketSocket = %v, want %v", cfg.Underlay.PacketSocket, tt.want)
 			}
-			uc := underlayConfig(cfg)
+			uc := node.UnderlayConfigOf(&cfg.Config)
 			if uc.PacketSocket != tt.want || uc.Mode != tt.mode {
 				t.Errorf("underlay.Config PacketSocket %v mode %v, want %v %v", uc.PacketSocket, uc.Mode, tt.want, tt.mode)
 			}
@@ -92,8 +92,8 @@ func TestConfigPacketSocket(t *testing.T) {
 	}
 	// A misspelt key is an unknown field, not a silent default.
 	src, line := withUnderlayKeys(t, "packet_sockets = true")
-	_, err := parseConfig("p.toml", []byte(src))
-	if ce, ok := err.(ConfigErrors); !ok || len(ce) != 1 || ce[0].Path != "underlay.packet_sockets" || ce[0].Line != line ||
+	_, err := config.Parse("p.toml", []byte(src))
+	if ce, ok := err.(config.Errors); !ok || len(ce) != 1 || ce[0].Path != "underlay.packet_sockets" || ce[0].Line != line ||
 		!strings.Contains(ce[0].Msg, "unknown field") {
 		t.Errorf("packet_sockets: %v", err)
 	}
@@ -106,9 +106,9 @@ func TestUnderlayConfigRoles(t *testing.T) {
 		name, file, after string
 		extHeaders        bool
 	}{
-		{"gateway", "../../testdata/gateway-a.toml", "keepalive = \"20s\"", false},
-		{"ha", "examples/ha.toml", "encap = \"both\"", true},
-		{"mn", "examples/mn.toml", "encap = \"both\"", true},
+		{"gateway", "../testdata/gateway-a.toml", "keepalive = \"20s\"", false},
+		{"ha", "../testdata/ha.toml", "encap = \"both\"", true},
+		{"mn", "../testdata/mn.toml", "encap = \"both\"", true},
 	} {
 		for _, on := range []bool{false, true} {
 			data, err := os.ReadFile(tt.file)
@@ -126,11 +126,11 @@ func TestUnderlayConfigRoles(t *testing.T) {
 				s = s[:k] + "\npacket_socket = true" + s[k:]
 			}
 			// Key files are relative to the config: keep its directory.
-			cfg, err := parseConfig(tt.file, []byte(s))
+			cfg, err := config.Parse(tt.file, []byte(s))
 			if err != nil {
 				t.Fatalf("%s packet_socket=%v: %v", tt.name, on, err)
 			}
-			uc := underlayConfig(cfg)
+			uc := node.UnderlayConfigOf(&cfg.Config)
 			if uc.PacketSocket != on || uc.ExtHeaders != tt.extHeaders || !uc.IPv4.IsValid() || !uc.IPv6.IsValid() && tt.name != "gateway" {
 				t.Errorf("%s packet_socket=%v: %+v", tt.name, on, uc)
 			}
@@ -143,8 +143,8 @@ func TestUnderlayConfigRoles(t *testing.T) {
 func TestLogUnderlayOpen(t *testing.T) {
 	for _, on := range []bool{false, true} {
 		core, logs := observer.New(zapcore.InfoLevel)
-		cfg := &Config{Underlay: UnderlayConfig{Raw: true, PacketSocket: on}}
-		logUnderlayOpen(zap.New(core), cfg, underlayConfig(cfg))
+		cfg := &node.Config{Underlay: node.UnderlayConfig{Raw: true, PacketSocket: on}}
+		node.LogUnderlayOpen(zap.New(core), cfg, node.UnderlayConfigOf(cfg))
 		var open, bypass int
 		for _, e := range logs.All() {
 			switch {
@@ -167,61 +167,6 @@ func TestLogUnderlayOpen(t *testing.T) {
 		}
 		if want := map[bool]int{false: 0, true: 1}[on]; open != 1 || bypass != want {
 			t.Errorf("packet_socket=%v: %d open, %d AF_PACKET lines; want 1 and %d", on, open, bypass, want)
-		}
-	}
-}
-
-// TestCheckPacketSocket: `mipsec check` refuses packet_socket with
-// encap = "udp" (file:line, exit 1) and warns when every peer of
-// encap = "both" uses UDP, so the key would do nothing.
-func TestCheckPacketSocket(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, keys string, peerEncap string) string {
-		s, _ := withUnderlayKeys(t, keys)
-		if peerEncap != "" {
-			s = strings.Replace(s, `endpoint = "203.0.113.1"`, `endpoint = "203.0.113.1"`+"\nencap = \""+peerEncap+"\"", 1)
-		}
-		s = strings.Replace(s, `state_dir = "/var/lib/mipsec/test"`, `state_dir = "`+dir+`"`, 1)
-		p := filepath.Join(dir, name+".toml")
-		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	const unused = "underlay.packet_socket = true, but every peer uses encap = \"udp\""
-	for _, tt := range []struct {
-		name, keys, peerEncap string
-		rc                    int
-		stderr, notStderr     string
-	}{
-		{name: "udp-only", keys: "encap = \"udp\"\npacket_socket = true", rc: 1, stderr: ":12: underlay.packet_socket: true, but underlay.encap"},
-		{name: "both, udp peer", keys: "encap = \"both\"\npacket_socket = true", peerEncap: "udp", rc: 0, stderr: "warning: " + unused},
-		{name: "both, raw peer", keys: "encap = \"both\"\npacket_socket = true", peerEncap: "raw", rc: 0, notStderr: "packet_socket"},
-		{name: "both, udp peer, off", keys: "encap = \"both\"", peerEncap: "udp", rc: 0, notStderr: "packet_socket"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			var out, errb bytes.Buffer
-			p := write(strings.ReplaceAll(tt.name, " ", "-"), tt.keys, tt.peerEncap)
-			if rc := checkConfig(p, &out, &errb, fakeProbe(ext4Magic, nil)); rc != tt.rc {
-				t.Errorf("exit %d, want %d\n%s%s", rc, tt.rc, out.String(), errb.String())
-			}
-			if tt.stderr != "" && !strings.Contains(errb.String(), tt.stderr) {
-				t.Errorf("stderr lacks %q:\n%s", tt.stderr, errb.String())
-			}
-			if tt.notStderr != "" && strings.Contains(errb.String(), tt.notStderr) {
-				t.Errorf("stderr mentions %q:\n%s", tt.notStderr, errb.String())
-			}
-		})
-	}
-	// The home agent and the mobile node have no peers: no warning.
-	for _, f := range []string{"examples/ha.toml", "examples/mn.toml"} {
-		cfg, err := loadConfig(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Underlay.PacketSocket = true
-		if w := packetSocketWarning(cfg); w != "" {
-			t.Errorf("%s: %s", f, w)
 		}
 	}
 }

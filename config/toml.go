@@ -1,4 +1,4 @@
-package main
+package config
 
 // The TOML side of the configuration: the raw structs go-toml decodes into
 // (strictly: an unknown key is an error) and the index of key paths to line
@@ -158,7 +158,7 @@ type rawPolicy struct {
 // decodeTOML decodes data strictly into rc. Unknown keys are returned as
 // config errors (all of them, with their lines) and decoding goes on; a
 // syntax or type error stops it and is returned alone.
-func decodeTOML(data []byte, rc *rawConfig) []ConfigError {
+func decodeTOML(data []byte, rc *rawConfig) []Error {
 	d := toml.NewDecoder(bytes.NewReader(data))
 	d.DisallowUnknownFields()
 	err := d.Decode(rc)
@@ -167,10 +167,10 @@ func decodeTOML(data []byte, rc *rawConfig) []ConfigError {
 	}
 	var sm *toml.StrictMissingError
 	if errors.As(err, &sm) {
-		var out []ConfigError
+		var out []Error
 		for _, e := range sm.Errors {
 			row, _ := e.Position()
-			out = append(out, ConfigError{Line: row, Path: strings.Join(e.Key(), "."),
+			out = append(out, Error{Line: row, Path: strings.Join(e.Key(), "."),
 				Msg: "unknown field (misspelt, or in the wrong section?)"})
 		}
 		return out
@@ -179,9 +179,9 @@ func decodeTOML(data []byte, rc *rawConfig) []ConfigError {
 	if errors.As(err, &de) {
 		row, _ := de.Position()
 		msg := strings.TrimPrefix(de.Error(), "toml: ")
-		return []ConfigError{{Line: row, Path: strings.Join(de.Key(), "."), Msg: msg}}
+		return []Error{{Line: row, Path: strings.Join(de.Key(), "."), Msg: msg}}
 	}
-	return []ConfigError{{Msg: err.Error()}}
+	return []Error{{Msg: err.Error()}}
 }
 
 // tomlLines maps key paths as validation errors spell them ("tun.name",

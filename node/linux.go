@@ -1,0 +1,90 @@
+package node
+
+import (
+	"net/netip"
+
+	"go.uber.org/zap"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/underlay"
+)
+
+// openLinuxIO creates and configures the TUN device and opens the
+// underlay sockets.
+func openLinuxIO(cfg *Config, log *zap.Logger) (tun.Device, dataplane.Underlay, error) {
+	dev, err := dataplane.CreateTUN(cfg.TUN.Name, cfg.TUN.MTU)
+	if err != nil {
+		return nil, nil, err
+	}
+	name := cfg.TUN.Name
+	if n, err := dev.Name(); err == nil {
+		name = n
+	}
+	if err := dataplane.ConfigureTUN(name, cfg.TUN.Addresses, cfg.TUN.Routes, cfg.TUN.MTU); err != nil {
+		dev.Close()
+		return nil, nil, err
+	}
+	log.Info("tun up", zap.String("tun", name), zap.Int("mtu", cfg.TUN.MTU),
+		zap.Stringers("addresses", cfg.TUN.Addresses), zap.Stringers("routes", cfg.TUN.Routes))
+	uc := underlayConfig(cfg)
+	ul, err := underlay.New(uc)
+	if err != nil {
+		dev.Close()
+		return nil, nil, err
+	}
+	logUnderlayOpen(log, cfg, uc)
+	return dev, ul, nil
+}
+
+// underlayConfig is the underlay.Config of cfg's [underlay]
+// section and role: the sockets openLinuxIO opens.
+func underlayConfig(cfg *Config) underlay.Config {
+	uc := underlay.Config{IPv4: cfg.Underlay.Local4, IPv6: cfg.Underlay.Local6, UDPPort: cfg.Underlay.UDPPort,
+		PacketSocket: cfg.Underlay.PacketSocket}
+	switch {
+	case cfg.Underlay.Raw && cfg.Underlay.UDP:
+		uc.Mode = underlay.ModeBoth
+	case cfg.Underlay.UDP:
+		uc.Mode = underlay.ModeUDP
+	default:
+		uc.Mode = underlay.ModeRaw
+	}
+	if !uc.IPv4.IsValid() && !uc.IPv6.IsValid() {
+		// No local address configured: listen on all of both families.
+		uc.IPv4, uc.IPv6 = netip.IPv4Unspecified(), netip.IPv6Unspecified()
+	}
+	switch cfg.Role {
+	case RoleHA:
+		// BUs from IPv4 care-of addresses come in UDP 4191 (RFC 5555
+		// §4.1); from IPv6 ones with a Home Address option (RFC 6275
+		// §6.3), which the kernel does not process.
+		uc.DSMIPv6 = cfg.Mobility.HAAddressV4.IsValid()
+		uc.ExtHeaders = true
+	case RoleMN:
+		// BAs to an IPv6 care-of address carry a type 2 Routing header
+		// (RFC 6275 §6.4); to an IPv4 one they come from UDP port 4191
+		// to our 4500, which the UDP socket classifies.
+		uc.ExtHeaders = true
+	}
+	return uc
+}
+
+// logUnderlayOpen logs the open underlay uc; with packet_socket it says
+// once that raw ESP bypasses the kernel's egress hooks.
+func logUnderlayOpen(log *zap.Logger, cfg *Config, uc underlay.Config) {
+	var addrs []netip.Addr
+	for _, a := range []netip.Addr{uc.IPv4, uc.IPv6} {
+		if a.IsValid() {
+			addrs = append(addrs, a)
+		}
+	}
+	log.Info("underlay open", zap.Stringers("local", addrs),
+		zap.Bool("raw", cfg.Underlay.Raw), zap.Bool("udp", cfg.Underlay.UDP), zap.Uint16("udp_port", uc.UDPPort),
+		zap.Bool("dsmipv6", uc.DSMIPv6), zap.Bool("ext_headers", uc.ExtHeaders), zap.Bool("packet_socket", uc.PacketSocket))
+	if uc.PacketSocket {
+		log.Info("underlay.packet_socket: raw ESP leaves through an AF_PACKET socket (PACKET_QDISC_BYPASS), " +
+			"bypassing netfilter OUTPUT and POSTROUTING, the egress qdisc and kernel fragmentation; " +
+			"packets whose next hop is unresolved or that exceed the link MTU still take the raw IP socket")
+	}
+}
