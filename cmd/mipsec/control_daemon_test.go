@@ -11,6 +11,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
 )
@@ -57,7 +58,7 @@ func TestControlRealDaemon(t *testing.T) {
 		done <- result{rc, o.String(), e.String()}
 	}()
 	deadline := time.Now().Add(5 * time.Second)
-	for !a.ctl.capture.wants(capOuter) {
+	for !a.ctl.Capturing() {
 		if time.Now().After(deadline) {
 			t.Fatal("capture never started")
 		}
@@ -113,7 +114,7 @@ func TestControlRealDaemon(t *testing.T) {
 	if rc := run([]string{"stats", "--json", "--socket", sock}, &o, &e); rc != 0 {
 		t.Fatalf("stats: %d %s", rc, e.String())
 	}
-	var st statsInfo
+	var st control.StatsInfo
 	if err := json.Unmarshal(o.Bytes(), &st); err != nil {
 		t.Fatal(err)
 	}

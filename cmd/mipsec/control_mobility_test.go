@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/mip6"
 	"github.com/mipsec/mipsec/node"
 )
@@ -66,7 +67,7 @@ func startMobServer(t *testing.T, role string) (string, *fakeMobTarget) {
 	t.Helper()
 	ft := &fakeMobTarget{fakeTarget: newFakeTarget(t), role: role}
 	path := filepath.Join(shortTempDir(t), "run", "mipsec.sock")
-	s, err := listenControl(path, ft, zaptest.NewLogger(t))
+	s, err := control.Listen(path, ft, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,14 +124,14 @@ func TestControlBindingList(t *testing.T) {
 		t.Errorf("not sorted by home address:\n%s", out)
 	}
 	out, _, rc = runCLI("binding", "list", "--json", "--socket", path)
-	var bs []bindingInfo
+	var bs []control.BindingInfo
 	if rc != 0 || json.Unmarshal([]byte(out), &bs) != nil || len(bs) != 2 {
 		t.Fatalf("--json: %d %s", rc, out)
 	}
 	b := bs[0]
 	if b.HoA != "2001:db8:1::100" || b.HoA4 != "192.0.2.100" || b.Seq != 42 || b.LifetimeLeft != "0s" || len(b.CoAs) != 2 ||
-		b.CoAs[0] != (careOfInfo{BID: 1, Addr: "203.0.113.10", Primary: true, NAT: true, Endpoint: "198.51.100.2:61000"}) ||
-		b.CoAs[1] != (careOfInfo{BID: 2, Addr: "2001:db8:2::100"}) {
+		b.CoAs[0] != (control.CareOfInfo{BID: 1, Addr: "203.0.113.10", Primary: true, NAT: true, Endpoint: "198.51.100.2:61000"}) ||
+		b.CoAs[1] != (control.CareOfInfo{BID: 2, Addr: "2001:db8:2::100"}) {
 		t.Errorf("json binding %+v", b)
 	}
 	if l := bs[1].LifetimeLeft; l != "1m59s" && l != "2m0s" {
@@ -187,7 +188,7 @@ func TestControlMN(t *testing.T) {
 		}
 	}
 	out, _, rc = runCLI("mn", "status", "--json", "--socket", path)
-	var si mnStatusInfo
+	var si control.MNStatusInfo
 	if rc != 0 || json.Unmarshal([]byte(out), &si) != nil {
 		t.Fatalf("--json: %d %s", rc, out)
 	}
@@ -261,10 +262,10 @@ func TestControlMobilityOnGateway(t *testing.T) {
 }
 
 // rawCall sends one request line and decodes the answer.
-func rawCall(t *testing.T, path, line string) response {
+func rawCall(t *testing.T, path, line string) control.Response {
 	t.Helper()
 	var raw json.RawMessage
-	var req request
+	var req control.Request
 	if err := json.Unmarshal([]byte(line), &req); err != nil {
 		t.Fatal(err)
 	}
@@ -272,9 +273,9 @@ func rawCall(t *testing.T, path, line string) response {
 	if len(req.Args) > 0 {
 		args = req.Args
 	}
-	err := (ctlClient{path}).call(req.Cmd, args, &raw)
+	err := (control.Client{Path: path}).Call(req.Cmd, args, &raw)
 	if err != nil {
-		return response{Error: err.Error()}
+		return control.Response{Error: err.Error()}
 	}
-	return response{OK: true, Data: raw}
+	return control.Response{OK: true, Data: raw}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
@@ -27,7 +28,7 @@ import (
 	"github.com/mipsec/mipsec/underlay"
 )
 
-// fakeTarget is a controlTarget over real databases, with the keys kept
+// fakeTarget is a control.Target over real databases, with the keys kept
 // the way the daemon keeps them, fake peers and dataplane counters, and a
 // capture hook the test can drive.
 type fakeTarget struct {
@@ -59,8 +60,8 @@ func newFakeTarget(t *testing.T) *fakeTarget {
 
 func (f *fakeTarget) SAD() *sad.DB { return f.sad }
 func (f *fakeTarget) SPD() *spd.DB { return f.spd }
-func (f *fakeTarget) Status() map[string]any {
-	return map[string]any{"config": "/etc/mipsec/test.toml", "tun": "mipsec0"}
+func (f *fakeTarget) Status() control.StatusInfo {
+	return control.StatusInfo{Version: "test", Config: "/etc/mipsec/test.toml", TUN: "mipsec0"}
 }
 
 func (f *fakeTarget) AddSA(cfg sad.Config) error {
@@ -166,7 +167,7 @@ func cbcIn() sad.Config {
 
 // startServer runs a control server for a fake target on a temporary
 // socket, with the two test SAs and one policy.
-func startServer(t *testing.T) (*controlServer, *fakeTarget) {
+func startServer(t *testing.T) (*control.Server, *fakeTarget) {
 	t.Helper()
 	ft := newFakeTarget(t)
 	for _, c := range []sad.Config{gcmOut(), cbcIn()} {
@@ -178,7 +179,7 @@ func startServer(t *testing.T) (*controlServer, *fakeTarget) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(shortTempDir(t), "run", "mipsec.sock")
-	s, err := listenControl(path, ft, zaptest.NewLogger(t))
+	s, err := control.Listen(path, ft, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func shortTempDir(t *testing.T) string {
 }
 
 // cli runs the mipsec command line against the server's socket.
-func cli(t *testing.T, s *controlServer, args ...string) (stdout, stderr string, rc int) {
+func cli(t *testing.T, s *control.Server, args ...string) (stdout, stderr string, rc int) {
 	t.Helper()
 	// --socket goes after the subcommand words, before the other flags.
 	i := 1
@@ -211,7 +212,7 @@ func cli(t *testing.T, s *controlServer, args ...string) (stdout, stderr string,
 	return out.String(), errb.String(), rc
 }
 
-func mustCLI(t *testing.T, s *controlServer, args ...string) string {
+func mustCLI(t *testing.T, s *control.Server, args ...string) string {
 	t.Helper()
 	out, errs, rc := cli(t, s, args...)
 	if rc != 0 {
@@ -248,7 +249,7 @@ func TestControlCommands(t *testing.T) {
 	out = mustCLI(t, s, "stats")
 	wantContains(t, "stats", out, "DIR", "0x0000a001", "a-to-b", "0x0000b001", v.String()+"=1", "policy_discard=1 unknown_spi=5", "spd out: no_match 0",
 		"underlay: ", "rx_ip_malformed=3", "rx_keepalives=2", "rx_non_esp=0")
-	var st statsInfo
+	var st control.StatsInfo
 	if err := json.Unmarshal([]byte(mustCLI(t, s, "stats", "--json")), &st); err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +333,7 @@ selectors = [{ local = "10.0.0.0/8", remote = "any", proto = "tcp", remote_port 
 	if got == nil || got.Name() != "from-toml" || got.Lifetime().Hard.Time != time.Hour || got.Params().TunnelDst != tunB {
 		t.Fatalf("sa add -f toml: %v", got)
 	}
-	if diff := cmp.Diff([]string{"10.0.0.0/8 -> any proto tcp rport 1000-2000"}, saInfoOf(got).Selectors); diff != "" {
+	if diff := cmp.Diff([]string{"10.0.0.0/8 -> any proto tcp rport 1000-2000"}, control.SAInfoOf(got).Selectors); diff != "" {
 		t.Errorf("selectors from TOML (-want +got):\n%s", diff)
 	}
 	if enc, _, _ := ft.SAKeys(sad.Outbound, 0xd001); !bytes.Equal(enc, bytes.Repeat([]byte{0x55}, 36)) {
@@ -421,8 +422,8 @@ func TestControlSocketFile(t *testing.T) {
 	}
 
 	// A second daemon on the same path refuses to start.
-	if _, err := listenControl(s.Path(), ft, nil); !errors.Is(err, errDaemonRunning) {
-		t.Errorf("second listen: %v, want errDaemonRunning", err)
+	if _, err := control.Listen(s.Path(), ft, nil); !errors.Is(err, control.ErrDaemonRunning) {
+		t.Errorf("second listen: %v, want control.ErrDaemonRunning", err)
 	}
 
 	// A stale socket (nobody listening) is replaced.
@@ -433,11 +434,11 @@ func TestControlSocketFile(t *testing.T) {
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
-	s2, err := listenControl(stale, ft, nil)
+	s2, err := control.Listen(stale, ft, nil)
 	if err != nil {
 		t.Fatalf("stale socket: %v", err)
 	}
-	if err := (ctlClient{stale}).call("status", nil, nil); err != nil {
+	if err := (control.Client{Path: stale}).Call("status", nil, nil); err != nil {
 		t.Errorf("status on the replacing daemon: %v", err)
 	}
 	s2.Close()
@@ -448,7 +449,7 @@ func TestControlSocketFile(t *testing.T) {
 	// A file that is not a socket is never removed.
 	plain := filepath.Join(shortTempDir(t), "plain")
 	os.WriteFile(plain, []byte("keep"), 0o600)
-	if _, err := listenControl(plain, ft, nil); err == nil || !strings.Contains(err.Error(), "not a socket") {
+	if _, err := control.Listen(plain, ft, nil); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("listen on a plain file: %v", err)
 	}
 	if b, _ := os.ReadFile(plain); string(b) != "keep" {
@@ -479,13 +480,13 @@ func rawExchange(t *testing.T, path string, send []byte, closeWrite bool) (strin
 }
 
 func TestControlHostile(t *testing.T) {
-	old := requestTimeout
-	requestTimeout = 300 * time.Millisecond
-	t.Cleanup(func() { requestTimeout = old })
+	old := control.RequestTimeout
+	control.RequestTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { control.RequestTimeout = old })
 	s, ft := startServer(t)
 
-	huge := append(bytes.Repeat([]byte("a"), maxRequestLen+10), '\n')
-	hugeJSON := []byte(`{"cmd":"sa.add","args":{"name":"` + strings.Repeat("x", maxRequestLen) + `"}}` + "\n")
+	huge := append(bytes.Repeat([]byte("a"), control.MaxRequestLen+10), '\n')
+	hugeJSON := []byte(`{"cmd":"sa.add","args":{"name":"` + strings.Repeat("x", control.MaxRequestLen) + `"}}` + "\n")
 	deep := []byte(strings.Repeat("[", 60000) + "\n")
 	for _, tt := range []struct {
 		name       string
@@ -530,7 +531,7 @@ func TestControlHostile(t *testing.T) {
 				t.Fatalf("server neither answered nor closed in time; got %q", got)
 			}
 			first, _, _ := strings.Cut(got, "\n")
-			var resp response
+			var resp control.Response
 			if err := json.Unmarshal([]byte(first), &resp); err != nil {
 				t.Fatalf("answer %q is not a response: %v", first, err)
 			}
@@ -541,7 +542,7 @@ func TestControlHostile(t *testing.T) {
 	}
 
 	// The server still works, and nothing was changed.
-	if err := (ctlClient{s.Path()}).call("status", nil, nil); err != nil {
+	if err := (control.Client{Path: s.Path()}).Call("status", nil, nil); err != nil {
 		t.Fatalf("status after hostile requests: %v", err)
 	}
 	if n := len(ft.sad.List()); n != 2 {
@@ -558,12 +559,12 @@ func TestControlHostile(t *testing.T) {
 }
 
 func TestControlConnectionLimit(t *testing.T) {
-	old := requestTimeout
-	requestTimeout = 2 * time.Second
-	t.Cleanup(func() { requestTimeout = old })
+	old := control.RequestTimeout
+	control.RequestTimeout = 2 * time.Second
+	t.Cleanup(func() { control.RequestTimeout = old })
 	s, _ := startServer(t)
 	var idle []net.Conn
-	for range maxControlConns {
+	for range control.MaxConns {
 		c, err := net.Dial("unix", s.Path())
 		if err != nil {
 			t.Fatal(err)
@@ -605,45 +606,4 @@ func TestControlCloseEndsConnections(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close hung on an idle connection")
 	}
-}
-
-// FuzzControlLine runs arbitrary request lines through the parser and the
-// command handlers: every line gets exactly one of an OK answer or an error
-// text, and never a panic. Changes are allowed (a valid sa.add may add an
-// SA); the database must stay consistent.
-func FuzzControlLine(f *testing.F) {
-	for _, seed := range []string{
-		`{"cmd":"status"}`, `{"cmd":"sa.list"}`, `{"cmd":"stats"}`, `{"cmd":"peers"}`,
-		`{"cmd":"sa.del","args":{"dir":"in","spi":45057}}`,
-		`{"cmd":"sa.add","args":{"dir":"out","spi":5,"algorithm":"aes128gcm16","enc_key":"1111111111111111111111111111111111111111","tunnel_src":"1.1.1.1","tunnel_dst":"2.2.2.2","selectors":[{"local":"10.0.0.0/8","proto":"tcp","local_port":"1-2"}]}}`,
-		`{"cmd":"policy.add","args":{"name":"p","dir":"out","action":"discard","selectors":[{"remote":"10.0.0.1-10.0.0.9"}],"index":0}}`,
-		`{"cmd":"policy.del","args":{"name":"protect"}}`,
-		`{"cmd":"sa.wireshark"}`, `{"cmd":"capture"}`, `null`, `[]`, `{"cmd":1}`, "\xff",
-	} {
-		f.Add([]byte(seed))
-	}
-	f.Fuzz(func(t *testing.T, line []byte) {
-		ft := newFakeTarget(t)
-		ft.AddSA(cbcIn())
-		s := &controlServer{t: ft, log: zaptest.NewLogger(t)}
-		s.capture = newCaptureHub(ft)
-		req, resp, ok := s.handleLine(line)
-		if ok && req.Cmd == "capture" {
-			return
-		}
-		if resp.OK == (resp.Error != "") {
-			t.Fatalf("answer %+v: want exactly one of ok and error", resp)
-		}
-		if !ok && resp.OK {
-			t.Fatal("unparsable line answered ok")
-		}
-		if _, err := json.Marshal(resp); err != nil {
-			t.Fatalf("answer does not marshal: %v", err)
-		}
-		for _, sa := range ft.sad.List() {
-			if sa.SPI() == 0 {
-				t.Fatal("SA with SPI 0")
-			}
-		}
-	})
 }

@@ -8,11 +8,9 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"sort"
@@ -22,88 +20,9 @@ import (
 	"time"
 
 	"github.com/mipsec/mipsec/config"
+	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/esp"
 )
-
-const (
-	// ctlDialTimeout and ctlCallTimeout bound a client call.
-	ctlDialTimeout = 2 * time.Second
-	ctlCallTimeout = 30 * time.Second
-	// maxResponseLen bounds one answer line (a large SAD listed as JSON).
-	maxResponseLen = 256 << 20
-)
-
-// ctlClient talks to the daemon at path.
-type ctlClient struct{ path string }
-
-func (c ctlClient) dial() (net.Conn, error) {
-	conn, err := net.DialTimeout("unix", c.path, ctlDialTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("control socket %s: %w (is `mipsec run` running, and are you root?)", c.path, err)
-	}
-	return conn, nil
-}
-
-// call sends one request and decodes the answer's data into out (unless
-// out is nil). An {"ok":false} answer is returned as an error.
-func (c ctlClient) call(cmd string, args, out any) error {
-	conn, err := c.dial()
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(ctlCallTimeout))
-	br := bufio.NewReader(conn)
-	if err := sendRequest(conn, cmd, args); err != nil {
-		return err
-	}
-	data, err := readResponse(br)
-	if err != nil {
-		return err
-	}
-	if out != nil && len(data) > 0 {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("%s: bad answer from the daemon: %w", cmd, err)
-		}
-	}
-	return nil
-}
-
-func sendRequest(w io.Writer, cmd string, args any) error {
-	req := map[string]any{"cmd": cmd}
-	if args != nil {
-		req["args"] = args
-	}
-	b, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(append(b, '\n'))
-	return err
-}
-
-// readResponse reads one answer line and returns its data, or its error.
-func readResponse(br *bufio.Reader) (json.RawMessage, error) {
-	line, err := readLine(br, maxResponseLen)
-	if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
-		return nil, fmt.Errorf("control socket: reading the answer: %w", err)
-	}
-	var resp struct {
-		OK    bool            `json:"ok"`
-		Data  json.RawMessage `json:"data"`
-		Error string          `json:"error"`
-	}
-	if err := json.Unmarshal(line, &resp); err != nil {
-		return nil, fmt.Errorf("control socket: bad answer: %w", err)
-	}
-	if !resp.OK {
-		if resp.Error == "" {
-			resp.Error = "request failed"
-		}
-		return nil, errors.New(resp.Error)
-	}
-	return resp.Data, nil
-}
 
 // ctlFlags is a FlagSet with the flags every client has. --socket defaults
 // to $MIPSEC_SOCKET, else config.DefaultControlSocket.
@@ -157,9 +76,9 @@ func ctlStatus(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	var st statusInfo
+	var st control.StatusInfo
 	var raw json.RawMessage
-	if err := (ctlClient{*sock}).call("status", nil, &raw); err != nil {
+	if err := (control.Client{Path: *sock}).Call("status", nil, &raw); err != nil {
 		return ctlFail(stderr, "status", err)
 	}
 	if *asJSON {
@@ -170,17 +89,18 @@ func ctlStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "daemon\trunning (pid %d, %s)\n", st.PID, st.Version)
+	for _, f := range [][2]string{{"role", st.Role}, {"config", st.Config}, {"control", st.Control},
+		{"tun", st.TUN}, {"state_dir", st.StateDir}} {
+		if f[1] != "" {
+			fmt.Fprintf(tw, "%s\t%s\n", f[0], f[1])
+		}
+	}
+	if !st.Started.IsZero() {
+		fmt.Fprintf(tw, "up\t%s (since %s)\n", st.Uptime, st.Started.UTC().Format(time.RFC3339))
+	}
 	fmt.Fprintf(tw, "SAs\t%d out, %d in\n", st.SAsOut, st.SAsIn)
 	fmt.Fprintf(tw, "policies\t%d out, %d in\n", st.PoliciesOut, st.PoliciesIn)
 	fmt.Fprintf(tw, "peers\t%d\n", st.Peers)
-	keys := make([]string, 0, len(st.Daemon))
-	for k := range st.Daemon {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%v\n", k, st.Daemon[k])
-	}
 	tw.Flush()
 	return 0
 }
@@ -193,13 +113,13 @@ func ctlStats(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var raw json.RawMessage
-	if err := (ctlClient{*sock}).call("stats", nil, &raw); err != nil {
+	if err := (control.Client{Path: *sock}).Call("stats", nil, &raw); err != nil {
 		return ctlFail(stderr, "stats", err)
 	}
 	if *asJSON {
 		return printJSON(stdout, raw)
 	}
-	var st statsInfo
+	var st control.StatsInfo
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return ctlFail(stderr, "stats", err)
 	}
@@ -207,7 +127,7 @@ func ctlStats(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func writeStats(w io.Writer, st *statsInfo) {
+func writeStats(w io.Writer, st *control.StatsInfo) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DIR\tSPI\tNAME\tPACKETS\tBYTES\tSEQ\tDROPS")
 	for _, s := range st.SAs {
@@ -261,13 +181,13 @@ func ctlPeers(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var raw json.RawMessage
-	if err := (ctlClient{*sock}).call("peers", nil, &raw); err != nil {
+	if err := (control.Client{Path: *sock}).Call("peers", nil, &raw); err != nil {
 		return ctlFail(stderr, "peers", err)
 	}
 	if *asJSON {
 		return printJSON(stdout, raw)
 	}
-	var ps []peerInfo
+	var ps []control.PeerInfo
 	if err := json.Unmarshal(raw, &ps); err != nil {
 		return ctlFail(stderr, "peers", err)
 	}
@@ -312,23 +232,23 @@ func ctlSAList(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	c := ctlClient{*sock}
+	c := control.Client{Path: *sock}
 	if *ws {
-		var sas []wiresharkSA
-		if err := c.call("sa.wireshark", nil, &sas); err != nil {
+		var sas []control.WiresharkSA
+		if err := c.Call("sa.wireshark", nil, &sas); err != nil {
 			return ctlFail(stderr, "sa list", err)
 		}
-		writeWireshark(stdout, stderr, sas)
+		control.WriteWireshark(stdout, stderr, sas)
 		return 0
 	}
 	var raw json.RawMessage
-	if err := c.call("sa.list", nil, &raw); err != nil {
+	if err := c.Call("sa.list", nil, &raw); err != nil {
 		return ctlFail(stderr, "sa list", err)
 	}
 	if *asJSON {
 		return printJSON(stdout, raw)
 	}
-	var sas []saInfo
+	var sas []control.SAInfo
 	if err := json.Unmarshal(raw, &sas); err != nil {
 		return ctlFail(stderr, "sa list", err)
 	}
@@ -374,8 +294,8 @@ func addSelectorFlags(fs *flag.FlagSet) selectorFlags {
 	}
 }
 
-func (f selectorFlags) spec() selectorSpec {
-	return selectorSpec{Local: *f.local, Remote: *f.remote, Proto: *f.proto, LocalPort: *f.lport, RemotePort: *f.rport}
+func (f selectorFlags) spec() control.SelectorSpec {
+	return control.SelectorSpec{Local: *f.local, Remote: *f.remote, Proto: *f.proto, LocalPort: *f.lport, RemotePort: *f.rport}
 }
 
 func ctlSAChange(what string, args []string, stdout, stderr io.Writer) int {
@@ -383,7 +303,7 @@ func ctlSAChange(what string, args []string, stdout, stderr io.Writer) int {
 	fs, sock := ctlFlags(name, stderr)
 	file := fs.String("f", "", "read the SA(s) from `FILE`: [[sa]] tables as in the config file, or a JSON object or array")
 	var spi spiFlag
-	spec := saSpec{}
+	spec := control.SASpec{}
 	fs.StringVar(&spec.Name, "name", "", "SA name")
 	fs.StringVar(&spec.Dir, "dir", "", "direction: in or out")
 	fs.Var(&spi, "spi", "SPI (decimal or 0x hex)")
@@ -403,7 +323,7 @@ func ctlSAChange(what string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mipsec %s: unexpected arguments %q\n", name, fs.Args())
 		return 2
 	}
-	var specs []saSpec
+	var specs []control.SASpec
 	if *file != "" {
 		var err error
 		if specs, err = loadSASpecs(*file); err != nil {
@@ -411,17 +331,17 @@ func ctlSAChange(what string, args []string, stdout, stderr io.Writer) int {
 		}
 	} else {
 		spec.SPI = uint32(spi)
-		spec.Selectors = []selectorSpec{sel.spec()}
+		spec.Selectors = []control.SelectorSpec{sel.spec()}
 		// Validate here for a field-by-field message before dialing.
-		if _, err := spec.config(); err != nil {
+		if _, err := spec.Config(); err != nil {
 			fmt.Fprintf(stderr, "mipsec %s: %v\n", name, err)
 			return 2
 		}
-		specs = []saSpec{spec}
+		specs = []control.SASpec{spec}
 	}
-	c := ctlClient{*sock}
+	c := control.Client{Path: *sock}
 	for _, s := range specs {
-		if err := c.call("sa."+what, s, nil); err != nil {
+		if err := c.Call("sa."+what, s, nil); err != nil {
 			return ctlFail(stderr, name, fmt.Errorf("SA %s 0x%08x: %w", s.Dir, s.SPI, err))
 		}
 		fmt.Fprintf(stdout, "sa %s %s 0x%08x: ok\n", what, s.Dir, s.SPI)
@@ -433,26 +353,26 @@ func ctlSAChange(what string, args []string, stdout, stderr io.Writer) int {
 // config file (validated by the config's own code, with its field-by-field,
 // line-numbered errors; key files are read here, relative to the file), or
 // JSON in the control protocol's form (an object or an array).
-func loadSASpecs(path string) ([]saSpec, error) {
+func loadSASpecs(path string) ([]control.SASpec, error) {
 	data, err := readInput(path)
 	if err != nil {
 		return nil, err
 	}
 	if isJSON(data) {
-		var specs []saSpec
+		var specs []control.SASpec
 		trim := bytes.TrimSpace(data)
 		if trim[0] == '[' {
-			err = decodeStrict(trim, &specs)
+			err = control.DecodeStrict(trim, &specs)
 		} else {
-			var s saSpec
-			err = decodeStrict(trim, &s)
-			specs = []saSpec{s}
+			var s control.SASpec
+			err = control.DecodeStrict(trim, &s)
+			specs = []control.SASpec{s}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		for i := range specs {
-			if _, err := specs[i].config(); err != nil {
+			if _, err := specs[i].Config(); err != nil {
 				return nil, fmt.Errorf("%s: [%d]: %w", path, i, err)
 			}
 		}
@@ -465,9 +385,9 @@ func loadSASpecs(path string) ([]saSpec, error) {
 	if len(sas) == 0 {
 		return nil, fmt.Errorf("%s: no [[sa]] table in it", path)
 	}
-	specs := make([]saSpec, 0, len(sas))
+	specs := make([]control.SASpec, 0, len(sas))
 	for _, c := range sas {
-		specs = append(specs, specFromConfig(c))
+		specs = append(specs, control.SpecFromConfig(c))
 	}
 	return specs, nil
 }
@@ -502,11 +422,11 @@ func ctlSADel(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mipsec sa del: unexpected arguments %q\n", rest)
 		return 2
 	}
-	if _, err := parseDir(*dir); err != nil || spi == 0 {
+	if _, err := control.ParseDir(*dir); err != nil || spi == 0 {
 		fmt.Fprintln(stderr, "usage: mipsec sa del --dir in|out --spi SPI   (or: mipsec sa del in|out SPI)")
 		return 2
 	}
-	if err := (ctlClient{*sock}).call("sa.del", saRef{Dir: *dir, SPI: uint32(spi)}, nil); err != nil {
+	if err := (control.Client{Path: *sock}).Call("sa.del", control.SARef{Dir: *dir, SPI: uint32(spi)}, nil); err != nil {
 		return ctlFail(stderr, "sa del", err)
 	}
 	fmt.Fprintf(stdout, "sa del %s 0x%08x: ok\n", *dir, uint32(spi))
@@ -540,13 +460,13 @@ func ctlPolicyList(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var raw json.RawMessage
-	if err := (ctlClient{*sock}).call("policy.list", dirArgs{Dir: *dir}, &raw); err != nil {
+	if err := (control.Client{Path: *sock}).Call("policy.list", control.DirArgs{Dir: *dir}, &raw); err != nil {
 		return ctlFail(stderr, "policy list", err)
 	}
 	if *asJSON {
 		return printJSON(stdout, raw)
 	}
-	var ps []policyInfo
+	var ps []control.PolicyInfo
 	if err := json.Unmarshal(raw, &ps); err != nil {
 		return ctlFail(stderr, "policy list", err)
 	}
@@ -566,7 +486,7 @@ func ctlPolicyList(args []string, stdout, stderr io.Writer) int {
 func ctlPolicyAdd(args []string, stdout, stderr io.Writer) int {
 	fs, sock := ctlFlags("policy add", stderr)
 	file := fs.String("f", "", "read the policy from `FILE`: one [[policy]] table as in the config file, or a JSON object")
-	var spec policySpec
+	var spec control.PolicySpec
 	var spi spiFlag
 	fs.StringVar(&spec.Name, "name", "", "policy name (unique)")
 	fs.StringVar(&spec.Dir, "dir", "", "direction: in or out")
@@ -582,9 +502,9 @@ func ctlPolicyAdd(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return ctlFail(stderr, "policy add", err)
 		}
-		spec = policySpec{}
+		spec = control.PolicySpec{}
 		if isJSON(data) {
-			if err := decodeStrict(bytes.TrimSpace(data), &spec); err != nil {
+			if err := control.DecodeStrict(bytes.TrimSpace(data), &spec); err != nil {
 				return ctlFail(stderr, "policy add", fmt.Errorf("%s: %w", *file, err))
 			}
 		} else {
@@ -595,20 +515,20 @@ func ctlPolicyAdd(args []string, stdout, stderr io.Writer) int {
 			if len(ps) != 1 {
 				return ctlFail(stderr, "policy add", fmt.Errorf("%s: want exactly one [[policy]] table, found %d", *file, len(ps)))
 			}
-			spec = specFromPolicy(ps[0])
+			spec = control.SpecFromPolicy(ps[0])
 		}
 	} else {
 		spec.SPI = uint32(spi)
-		spec.Selectors = []selectorSpec{sel.spec()}
+		spec.Selectors = []control.SelectorSpec{sel.spec()}
 	}
 	if *index >= 0 && spec.Index == nil {
 		spec.Index = index
 	}
-	if _, err := spec.policy(); err != nil {
+	if _, err := spec.Policy(); err != nil {
 		fmt.Fprintf(stderr, "mipsec policy add: %v\n", err)
 		return 2
 	}
-	if err := (ctlClient{*sock}).call("policy.add", spec, nil); err != nil {
+	if err := (control.Client{Path: *sock}).Call("policy.add", spec, nil); err != nil {
 		return ctlFail(stderr, "policy add", err)
 	}
 	fmt.Fprintf(stdout, "policy add %s: ok\n", spec.Name)
@@ -631,7 +551,7 @@ func ctlPolicyDel(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: mipsec policy del NAME")
 		return 2
 	}
-	if err := (ctlClient{*sock}).call("policy.del", nameArgs{Name: *name}, nil); err != nil {
+	if err := (control.Client{Path: *sock}).Call("policy.del", control.NameArgs{Name: *name}, nil); err != nil {
 		return ctlFail(stderr, "policy del", err)
 	}
 	fmt.Fprintf(stdout, "policy del %s: ok\n", *name)
@@ -657,7 +577,7 @@ func ctlCapture(args []string, stdout, stderr io.Writer) int {
 	if *both {
 		*inner, *outer = true, true
 	}
-	ca := captureArgs{Inner: *inner, Outer: *outer, Count: *count}
+	ca := control.CaptureArgs{Inner: *inner, Outer: *outer, Count: *count}
 	if *dur > 0 {
 		ca.Duration = dur.String()
 	}
@@ -673,17 +593,17 @@ func ctlCapture(args []string, stdout, stderr io.Writer) int {
 	bw := bufio.NewWriter(w)
 	defer bw.Flush()
 
-	conn, err := (ctlClient{*sock}).dial()
+	conn, err := (control.Client{Path: *sock}).Dial()
 	if err != nil {
 		return ctlFail(stderr, "capture", err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(ctlCallTimeout))
+	conn.SetDeadline(time.Now().Add(control.CallTimeout))
 	br := bufio.NewReader(conn)
-	if err := sendRequest(conn, "capture", ca); err != nil {
+	if err := control.SendRequest(conn, "capture", ca); err != nil {
 		return ctlFail(stderr, "capture", err)
 	}
-	if _, err := readResponse(br); err != nil {
+	if _, err := control.ReadResponse(br); err != nil {
 		return ctlFail(stderr, "capture", err)
 	}
 	conn.SetDeadline(time.Time{})
@@ -701,7 +621,7 @@ func ctlCapture(args []string, stdout, stderr io.Writer) int {
 		case <-done:
 		}
 	}()
-	n, err := captureStream(br, bw, *count)
+	n, err := control.CaptureStream(br, bw, *count)
 	if err != nil {
 		return ctlFail(stderr, "capture", err)
 	}

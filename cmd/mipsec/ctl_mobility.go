@@ -6,6 +6,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/mipsec/mipsec/control"
 	"io"
 	"net/netip"
 	"strings"
@@ -30,13 +31,13 @@ func ctlBinding(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var raw json.RawMessage
-	if err := (ctlClient{*sock}).call("binding.list", nil, &raw); err != nil {
+	if err := (control.Client{Path: *sock}).Call("binding.list", nil, &raw); err != nil {
 		return ctlFail(stderr, "binding list", err)
 	}
 	if *asJSON {
 		return printJSON(stdout, raw)
 	}
-	var bs []bindingInfo
+	var bs []control.BindingInfo
 	if err := json.Unmarshal(raw, &bs); err != nil {
 		return ctlFail(stderr, "binding list", err)
 	}
@@ -46,7 +47,7 @@ func ctlBinding(args []string, stdout, stderr io.Writer) int {
 
 // writeBindings prints one line per care-of address; the binding's own
 // columns are on its first line.
-func writeBindings(w io.Writer, bs []bindingInfo) {
+func writeBindings(w io.Writer, bs []control.BindingInfo) {
 	if len(bs) == 0 {
 		fmt.Fprintln(w, "no bindings")
 		return
@@ -56,7 +57,7 @@ func writeBindings(w io.Writer, bs []bindingInfo) {
 	for _, b := range bs {
 		coas := b.CoAs
 		if len(coas) == 0 {
-			coas = []careOfInfo{{}}
+			coas = []control.CareOfInfo{{}}
 		}
 		for i, c := range coas {
 			hoa, hoa4, seq, left := "", "", "", ""
@@ -101,13 +102,13 @@ func ctlMNStatus(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var raw json.RawMessage
-	if err := (ctlClient{*sock}).call("mn.status", nil, &raw); err != nil {
+	if err := (control.Client{Path: *sock}).Call("mn.status", nil, &raw); err != nil {
 		return ctlFail(stderr, "mn status", err)
 	}
 	if *asJSON {
 		return printJSON(stdout, raw)
 	}
-	var st mnStatusInfo
+	var st control.MNStatusInfo
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return ctlFail(stderr, "mn status", err)
 	}
@@ -115,7 +116,7 @@ func ctlMNStatus(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func writeMNStatus(w io.Writer, st *mnStatusInfo) {
+func writeMNStatus(w io.Writer, st *control.MNStatusInfo) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	hoa := st.HoA
 	if st.HoA4 != "" {
@@ -173,7 +174,7 @@ func ctlMNMove(args []string, stdout, stderr io.Writer) int {
 	var out struct {
 		CoA string `json:"coa"`
 	}
-	if err := (ctlClient{*sock}).call("mn.move", mnMoveArgs{CoA: a.Unmap().String()}, &out); err != nil {
+	if err := (control.Client{Path: *sock}).Call("mn.move", control.MNMoveArgs{CoA: a.Unmap().String()}, &out); err != nil {
 		return ctlFail(stderr, "mn move", err)
 	}
 	fmt.Fprintf(stdout, "moving to care-of address %s (a Binding Update is on its way; see mipsec mn status)\n", out.CoA)

@@ -5,13 +5,12 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"time"
 
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/mipsec/mipsec/config"
+	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/seqstore"
@@ -44,7 +43,7 @@ type daemon struct {
 	// ControlPath is where the control socket listens (config
 	// control.socket, default config.DefaultControlSocket).
 	ControlPath string
-	ctl         *controlServer
+	ctl         *control.Server
 }
 
 func newDaemon(cfg *config.File, log *zap.Logger, opts daemonOptions) (*daemon, error) {
@@ -67,7 +66,7 @@ func (d *daemon) Start() error {
 		return err
 	}
 	if !d.opts.noControl {
-		ctl, err := listenControl(d.ControlPath, d, d.log.Named("control"))
+		ctl, err := control.Listen(d.ControlPath, d, d.log.Named("control"))
 		if err != nil {
 			return fmt.Errorf("control socket: %w", err)
 		}
@@ -89,27 +88,13 @@ func (d *daemon) Close() error {
 }
 
 // Status is the daemon's part of the "status" answer.
-func (d *daemon) Status() map[string]any {
+func (d *daemon) Status() control.StatusInfo {
 	ns := d.Node.Status()
-	st := map[string]any{
-		"config":    d.cfg.Path,
-		"tun":       ns.TUN,
-		"state_dir": ns.StateDir,
-		"control":   d.ControlPath,
-		"sas":       ns.SAs,
-		"policies":  ns.Policies,
-		"peers":     ns.Peers,
-		"role":      ns.Role,
-		"pid":       os.Getpid(),
-	}
-	if !ns.Started.IsZero() {
-		st["started"] = ns.Started.UTC().Format(time.RFC3339)
-		st["uptime"] = time.Since(ns.Started).Truncate(time.Second).String()
-	}
-	return st
+	return control.StatusInfo{Version: version(), Config: d.cfg.Path, Control: d.ControlPath,
+		Role: ns.Role, TUN: ns.TUN, StateDir: ns.StateDir, Started: ns.Started}
 }
 
 var (
-	_ controlTarget  = (*daemon)(nil)
-	_ mobilityTarget = (*daemon)(nil)
+	_ control.Target         = (*daemon)(nil)
+	_ control.MobilityTarget = (*daemon)(nil)
 )

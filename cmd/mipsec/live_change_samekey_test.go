@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/sad"
 )
 
@@ -27,11 +28,11 @@ func TestLiveSameKeyUpdateNoLoss(t *testing.T) {
 		t.Run(fmt.Sprintf("prior=%d", prior), func(t *testing.T) {
 			r := newLiveRig(t, prior)
 			pols := r.policyLists()
-			flowOut := r.specFile("flow-out.json", specFromConfig(r.cfgA.SAs[0].Config))
+			flowOut := r.specFile("flow-out.json", control.SpecFromConfig(r.cfgA.SAs[0].Config))
 			if r.cfgB.SAs[1].Params.SPI != spiAtoB || r.cfgB.SAs[1].Dir != sad.Inbound {
 				t.Fatal("gateway-b.toml: sa[1] is not the inbound 0xb001")
 			}
-			flowIn := r.specFile("flow-in.json", specFromConfig(r.cfgB.SAs[1].Config))
+			flowIn := r.specFile("flow-in.json", control.SpecFromConfig(r.cfgB.SAs[1].Config))
 			r.start()
 			r.progress(20)
 			// A few with the flow moving on between them, then a hammer.

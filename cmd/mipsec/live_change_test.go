@@ -31,6 +31,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/mipsec/mipsec/config"
+	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
@@ -254,7 +255,7 @@ func (r *liveRig) problems() []string {
 		name string
 		sock string
 	}{{"A", r.sockA}, {"B", r.sockB}} {
-		var st statsInfo
+		var st control.StatsInfo
 		if err := json.Unmarshal([]byte(mustRun(r.t, "stats", "--json", "--socket", g.sock)), &st); err != nil {
 			r.t.Fatal(err)
 		}
@@ -337,7 +338,7 @@ func (r *liveRig) sendSide(i int) {
 
 func policyNames(t *testing.T, sock, dir string) []string {
 	t.Helper()
-	var ps []policyInfo
+	var ps []control.PolicyInfo
 	if err := json.Unmarshal([]byte(mustRun(t, "policy", "list", "--json", "--dir", dir, "--socket", sock)), &ps); err != nil {
 		t.Fatal(err)
 	}

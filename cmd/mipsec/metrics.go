@@ -47,13 +47,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
 )
 
-// metricsSource is what the collector reads; controlTarget satisfies it.
+// metricsSource is what the collector reads; control.Target satisfies it.
 type metricsSource interface {
 	SAD() *sad.DB
 	SPD() *spd.DB
@@ -114,7 +115,7 @@ func (c mipsecCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSASeq, prometheus.GaugeValue, float64(sa.Seq()), l...)
 		for v, n := range st.Drops {
 			if n != 0 {
-				ch <- prometheus.MustNewConstMetric(descSADrops, counter, float64(n), append(l, verdictName(v))...)
+				ch <- prometheus.MustNewConstMetric(descSADrops, counter, float64(n), append(l, control.VerdictName(v))...)
 			}
 		}
 	}
@@ -156,7 +157,7 @@ func (c mipsecCollector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		ch <- prometheus.MustNewConstMetric(descDPCounters, counter, float64(k.n), k.name)
 	}
-	if us, ok := c.src.(underlayCounterSource); ok {
+	if us, ok := c.src.(control.UnderlayCounterSource); ok {
 		for _, k := range us.UnderlayCounters() {
 			ch <- prometheus.MustNewConstMetric(descUnderlay, counter, float64(k.Value), k.Name)
 		}

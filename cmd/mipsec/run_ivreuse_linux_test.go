@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/internal/netlab"
 )
 
@@ -45,10 +46,10 @@ func TestRunNoIVReuse(t *testing.T) {
 	defer capt.Close()
 	delivered := func(spi uint32, want uint64) {
 		t.Helper()
-		var last saInfo
+		var last control.SAInfo
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			var sas []saInfo
-			if err := (ctlClient{path: l.sockB}).call("sa.list", nil, &sas); err != nil {
+			var sas []control.SAInfo
+			if err := (control.Client{Path: l.sockB}).Call("sa.list", nil, &sas); err != nil {
 				t.Fatal(err)
 			}
 			for _, s := range sas {

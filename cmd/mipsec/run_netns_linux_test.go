@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mipsec/mipsec/config"
+	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/internal/testenv"
 	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/seqstore"
@@ -103,7 +104,7 @@ func (l *gatewayLab) start(ns, cfg, sock, logName string) *exec.Cmd {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		var st map[string]any
-		if (ctlClient{path: sock}).call("status", nil, &st) == nil {
+		if (control.Client{Path: sock}).Call("status", nil, &st) == nil {
 			return cmd
 		}
 	}
@@ -122,13 +123,13 @@ func (l *gatewayLab) sendUDP(n int) {
 
 // inboundAtB waits until B's inbound SA 0xb001 has delivered want packets
 // and returns its state.
-func (l *gatewayLab) inboundAtB(want uint64) saInfo {
+func (l *gatewayLab) inboundAtB(want uint64) control.SAInfo {
 	t := l.t
 	t.Helper()
-	var last saInfo
+	var last control.SAInfo
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		var sas []saInfo
-		if err := (ctlClient{path: l.sockB}).call("sa.list", nil, &sas); err != nil {
+		var sas []control.SAInfo
+		if err := (control.Client{Path: l.sockB}).Call("sa.list", nil, &sas); err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range sas {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mipsec/mipsec/control"
 )
 
 // TestRunPacketSocket runs the real binary as gateways A and B of the
@@ -29,8 +31,8 @@ func TestRunPacketSocket(t *testing.T) {
 	l.sendUDP(20)
 	l.inboundAtB(23)
 
-	var st statsInfo
-	if err := (ctlClient{path: l.sockA}).call("stats", nil, &st); err != nil {
+	var st control.StatsInfo
+	if err := (control.Client{Path: l.sockA}).Call("stats", nil, &st); err != nil {
 		t.Fatal(err)
 	}
 	ps, fb, errs := st.Underlay["tx_packet_socket"], st.Underlay["tx_packet_socket_fallback"], st.Underlay["tx_packet_socket_errors"]

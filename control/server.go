@@ -1,29 +1,4 @@
-package main
-
-// The control socket: a unix stream socket on which the daemon answers
-// requests from the mipsec client subcommands (status, stats, sa, policy,
-// capture).
-//
-// Protocol, one JSON object per line in each direction:
-//
-//	-> {"cmd":"sa.list"}
-//	<- {"ok":true,"data":[...]}
-//	-> {"cmd":"sa.del","args":{"dir":"in","spi":4097}}
-//	<- {"ok":false,"error":"sa.del: sad: no such SA ..."}
-//
-// A connection may carry several requests, one after the other. A request
-// line is at most maxRequestLen bytes and must arrive within requestTimeout
-// of the previous answer (or of the connection): slow, huge or malformed
-// requests get an error answer and the connection is closed, so no client
-// can hold a server goroutine for long. "capture" is the one command that
-// does not answer with a single line: after its {"ok":true,...} line the
-// connection carries a pcap stream (pcapgo, LINKTYPE_RAW) until the count or
-// duration is reached or either side closes.
-//
-// Security: the socket is created mode 0600 in a directory of mode 0750 and
-// the daemon runs as root, so only root can connect; SO_PEERCRED is checked
-// as well. Keys leave the daemon only through "sa.wireshark", which
-// `mipsec sa list --wireshark` uses; "sa.list" never carries them.
+package control
 
 import (
 	"bufio"
@@ -37,6 +12,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,45 +28,46 @@ import (
 )
 
 const (
-	// maxRequestLen bounds one request line; an SA with many selectors
+	// MaxRequestLen bounds one request line; an SA with many selectors
 	// fits easily.
-	maxRequestLen = 64 << 10
-	// maxControlConns bounds concurrent connections; more are answered
+	MaxRequestLen = 64 << 10
+	// MaxConns bounds concurrent connections; more are answered
 	// with an error and closed.
-	maxControlConns = 32
+	MaxConns = 32
 )
 
 // Timeouts (variables so tests can shorten them).
 var (
-	// requestTimeout is how long the server waits for a whole request
+	// RequestTimeout is how long the server waits for a whole request
 	// line (slowloris guard) and how long an idle connection lives.
-	requestTimeout = 5 * time.Second
-	// writeTimeout bounds writing one answer to a client that does not read.
-	writeTimeout = 10 * time.Second
+	RequestTimeout = 5 * time.Second
+	// WriteTimeout bounds writing one answer to a client that does not read.
+	WriteTimeout = 10 * time.Second
 )
 
 // Errors of the control protocol. The server answers them as text; the
 // client returns them wrapped.
 var (
-	errRequestTooLarge = errors.New("request too large")
-	errBadRequest      = errors.New("malformed request")
-	errUnknownCommand  = errors.New("unknown command")
-	errDaemonRunning   = errors.New("another mipsec daemon answers on the control socket")
+	ErrRequestTooLarge = errors.New("request too large")
+	ErrBadRequest      = errors.New("malformed request")
+	ErrUnknownCommand  = errors.New("unknown command")
+	ErrDaemonRunning   = errors.New("another mipsec daemon answers on the control socket")
 )
 
-// controlTarget is what the control server and the metrics endpoint read and
+// Target is what the control server and the metrics endpoint read and
 // change; the daemon (cmd/mipsec daemon*.go) satisfies it, tests fake it.
 //
 // SAD and SPD are read directly (lists, counters). Every change goes through
 // the target, which owns persistence (sequence number reservations) and the
 // copy of the keys that SAKeys returns.
-type controlTarget interface {
+type Target interface {
 	// SAD and SPD are the live databases.
 	SAD() *sad.DB
 	SPD() *spd.DB
-	// Status is a daemon-specific summary (config file, TUN name, uptime,
-	// ...) merged into the "status" answer.
-	Status() map[string]any
+	// Status is the daemon's part of the "status" answer: version,
+	// config file, control socket, role, TUN, state directory, start
+	// time. The server adds the process, the counts and the uptime.
+	Status() StatusInfo
 	// AddSA, UpdateSA (sad.DB.Replace semantics) and DelSA change the SAD.
 	AddSA(cfg sad.Config) error
 	UpdateSA(cfg sad.Config) error
@@ -112,8 +90,8 @@ type controlTarget interface {
 	SetCapture(c dataplane.Capture)
 }
 
-// peerInfo is one tunnel peer as "peers" reports it.
-type peerInfo struct {
+// PeerInfo is one tunnel peer as "peers" reports it.
+type PeerInfo struct {
 	Name string `json:"name"`
 	// Endpoint is the current remote outer address (and UDP port).
 	Endpoint string `json:"endpoint"`
@@ -125,16 +103,16 @@ type peerInfo struct {
 	KeepalivesSent uint64    `json:"keepalives_sent"`
 }
 
-func peerInfoOf(p dataplane.PeerStatus) peerInfo {
-	return peerInfo{
+func peerInfoOf(p dataplane.PeerStatus) PeerInfo {
+	return PeerInfo{
 		Name: p.Name, Endpoint: p.Endpoint.Addr.String(), Encap: p.Endpoint.Encap.String(),
 		Roams: p.Roams, LastRoam: p.LastRoam, KeepalivesSent: p.KeepalivesSent,
 	}
 }
 
-// dataplaneStats is the dataplane's own counters (outside any SA) in the
+// DataplaneStats is the dataplane's own counters (outside any SA) in the
 // "stats" answer: drops by reason, non-zero ones only.
-type dataplaneStats struct {
+type DataplaneStats struct {
 	OutPackets       uint64            `json:"out_packets"`
 	OutBytes         uint64            `json:"out_bytes"`
 	SentPackets      uint64            `json:"sent_packets"`
@@ -148,8 +126,8 @@ type dataplaneStats struct {
 	Drops            map[string]uint64 `json:"drops,omitempty"`
 }
 
-func dataplaneStatsOf(st dataplane.Stats) dataplaneStats {
-	out := dataplaneStats{
+func dataplaneStatsOf(st dataplane.Stats) DataplaneStats {
+	out := DataplaneStats{
 		OutPackets: st.OutPackets, OutBytes: st.OutBytes, SentPackets: st.SentPackets, SentBytes: st.SentBytes,
 		InPackets: st.InPackets, InBytes: st.InBytes, DeliveredPackets: st.DeliveredPackets, DeliveredBytes: st.DeliveredBytes,
 		Keepalives: st.Keepalives, Roams: st.Roams,
@@ -165,22 +143,22 @@ func dataplaneStatsOf(st dataplane.Stats) dataplaneStats {
 	return out
 }
 
-// request is one client request line.
-type request struct {
+// Request is one client request line.
+type Request struct {
 	Cmd  string          `json:"cmd"`
 	Args json.RawMessage `json:"args,omitempty"`
 }
 
-// response is one server answer line.
-type response struct {
+// Response is one server answer line.
+type Response struct {
 	OK    bool   `json:"ok"`
 	Data  any    `json:"data,omitempty"`
 	Error string `json:"error,omitempty"`
 }
 
-// controlServer serves the control socket.
-type controlServer struct {
-	t    controlTarget
+// Server serves the control socket.
+type Server struct {
+	t    Target
 	log  *zap.Logger
 	ln   net.Listener
 	path string
@@ -196,10 +174,10 @@ type controlServer struct {
 	conns map[net.Conn]struct{}
 }
 
-// listenControl creates the control socket at path and starts serving it.
+// Listen creates the control socket at path and starts serving it.
 // It creates the directory (0750) if needed, refuses to start when another
 // daemon answers on path, removes a stale socket, and makes the socket 0600.
-func listenControl(path string, t controlTarget, log *zap.Logger) (*controlServer, error) {
+func Listen(path string, t Target, log *zap.Logger) (*Server, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -222,7 +200,7 @@ func listenControl(path string, t controlTarget, log *zap.Logger) (*controlServe
 		c, err := net.DialTimeout("unix", path, time.Second)
 		if err == nil {
 			c.Close()
-			return nil, fmt.Errorf("control socket %s: %w", path, errDaemonRunning)
+			return nil, fmt.Errorf("control socket %s: %w", path, ErrDaemonRunning)
 		}
 		// Nobody listens: a stale socket from a daemon that died.
 		if err := os.Remove(path); err != nil {
@@ -244,10 +222,10 @@ func listenControl(path string, t controlTarget, log *zap.Logger) (*controlServe
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &controlServer{
+	s := &Server{
 		t: t, log: log, ln: ln, path: path,
 		capture: newCaptureHub(t),
-		sem:     make(chan struct{}, maxControlConns),
+		sem:     make(chan struct{}, MaxConns),
 		ctx:     ctx, cancel: cancel,
 		conns: map[net.Conn]struct{}{},
 	}
@@ -257,11 +235,11 @@ func listenControl(path string, t controlTarget, log *zap.Logger) (*controlServe
 }
 
 // Path returns the socket's path.
-func (s *controlServer) Path() string { return s.path }
+func (s *Server) Path() string { return s.path }
 
 // Close stops accepting, ends every connection (captures included), waits
 // for the handlers and removes the socket.
-func (s *controlServer) Close() error {
+func (s *Server) Close() error {
 	s.cancel()
 	err := s.ln.Close()
 	s.mu.Lock()
@@ -274,7 +252,7 @@ func (s *controlServer) Close() error {
 	return err
 }
 
-func (s *controlServer) acceptLoop() {
+func (s *Server) acceptLoop() {
 	defer s.wg.Done()
 	var tempDelay time.Duration
 	for {
@@ -294,7 +272,7 @@ func (s *controlServer) acceptLoop() {
 		case s.sem <- struct{}{}:
 		default:
 			c.SetWriteDeadline(time.Now().Add(time.Second))
-			writeResponse(c, response{Error: "too many control connections"})
+			writeResponse(c, Response{Error: "too many control connections"})
 			c.Close()
 			continue
 		}
@@ -353,16 +331,16 @@ func peerAllowed(c net.Conn) error {
 	return nil
 }
 
-func (s *controlServer) serveConn(c net.Conn) {
+func (s *Server) serveConn(c net.Conn) {
 	if err := peerAllowed(c); err != nil {
 		c.SetWriteDeadline(time.Now().Add(time.Second))
-		writeResponse(c, response{Error: err.Error()})
+		writeResponse(c, Response{Error: err.Error()})
 		return
 	}
 	br := bufio.NewReaderSize(c, 4096)
 	for {
-		c.SetReadDeadline(time.Now().Add(requestTimeout))
-		line, err := readLine(br, maxRequestLen)
+		c.SetReadDeadline(time.Now().Add(RequestTimeout))
+		line, err := readLine(br, MaxRequestLen)
 		if err != nil {
 			if errors.Is(err, io.EOF) && len(line) == 0 {
 				return
@@ -370,13 +348,13 @@ func (s *controlServer) serveConn(c net.Conn) {
 			var ne net.Error
 			switch {
 			case errors.As(err, &ne) && ne.Timeout():
-				err = fmt.Errorf("%w: no complete request within %v", errBadRequest, requestTimeout)
+				err = fmt.Errorf("%w: no complete request within %v", ErrBadRequest, RequestTimeout)
 			case errors.Is(err, net.ErrClosed):
 				return
 			case errors.Is(err, io.EOF):
-				err = fmt.Errorf("%w: request not terminated by a newline", errBadRequest)
+				err = fmt.Errorf("%w: request not terminated by a newline", ErrBadRequest)
 			}
-			s.answer(c, response{Error: err.Error()})
+			s.answer(c, Response{Error: err.Error()})
 			return
 		}
 		line = bytes.TrimSpace(line)
@@ -399,27 +377,27 @@ func (s *controlServer) serveConn(c net.Conn) {
 // handleLine parses and runs one request line. ok is false when the line is
 // not a request at all (resp is then the error to send before closing).
 // A capture request is parsed but not run: the caller streams it.
-func (s *controlServer) handleLine(line []byte) (req request, resp response, ok bool) {
-	if err := decodeStrict(line, &req); err != nil {
-		return req, response{Error: fmt.Sprintf("%v: %v", errBadRequest, err)}, false
+func (s *Server) handleLine(line []byte) (req Request, resp Response, ok bool) {
+	if err := DecodeStrict(line, &req); err != nil {
+		return req, Response{Error: fmt.Sprintf("%v: %v", ErrBadRequest, err)}, false
 	}
 	if req.Cmd == "capture" {
-		return req, response{}, true
+		return req, Response{}, true
 	}
 	return req, s.handle(req), true
 }
 
 // answer writes resp with a write deadline; false means the connection is
 // unusable.
-func (s *controlServer) answer(c net.Conn, resp response) bool {
-	c.SetWriteDeadline(time.Now().Add(writeTimeout))
+func (s *Server) answer(c net.Conn, resp Response) bool {
+	c.SetWriteDeadline(time.Now().Add(WriteTimeout))
 	return writeResponse(c, resp) == nil
 }
 
-func writeResponse(w io.Writer, resp response) error {
+func writeResponse(w io.Writer, resp Response) error {
 	b, err := json.Marshal(resp)
 	if err != nil {
-		b, _ = json.Marshal(response{Error: "internal error: " + err.Error()})
+		b, _ = json.Marshal(Response{Error: "internal error: " + err.Error()})
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err
@@ -432,7 +410,7 @@ func readLine(br *bufio.Reader, max int) ([]byte, error) {
 	for {
 		frag, err := br.ReadSlice('\n')
 		if len(line)+len(frag) > max {
-			return nil, fmt.Errorf("%w (limit %d bytes)", errRequestTooLarge, max)
+			return nil, fmt.Errorf("%w (limit %d bytes)", ErrRequestTooLarge, max)
 		}
 		line = append(line, frag...)
 		if err == nil {
@@ -444,9 +422,9 @@ func readLine(br *bufio.Reader, max int) ([]byte, error) {
 	}
 }
 
-// decodeStrict decodes exactly one JSON value into v, refusing unknown
+// DecodeStrict decodes exactly one JSON value into v, refusing unknown
 // fields and trailing data.
-func decodeStrict(b []byte, v any) error {
+func DecodeStrict(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -463,76 +441,111 @@ func decodeArgs(raw json.RawMessage, v any) error {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil
 	}
-	if err := decodeStrict(raw, v); err != nil {
-		return fmt.Errorf("%w: args: %v", errBadRequest, err)
+	if err := DecodeStrict(raw, v); err != nil {
+		return fmt.Errorf("%w: args: %v", ErrBadRequest, err)
 	}
 	return nil
 }
 
 // handle runs one request. Handlers never panic on client input, but a
 // panic in the daemon's code must not take the daemon down with it either.
-func (s *controlServer) handle(req request) (resp response) {
+func (s *Server) handle(req Request) (resp Response) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("control command panicked", zap.String("cmd", req.Cmd), zap.Any("panic", r))
-			resp = response{Error: fmt.Sprintf("%s: internal error", req.Cmd)}
+			resp = Response{Error: fmt.Sprintf("%s: internal error", req.Cmd)}
 		}
 	}()
-	h, ok := controlCommands[req.Cmd]
-	if !ok {
-		return response{Error: fmt.Sprintf("%v %q (known: %s)", errUnknownCommand, req.Cmd, commandList())}
+	m, ok := methods[req.Cmd]
+	if !ok || m.run == nil {
+		return Response{Error: fmt.Sprintf("%v %q (known: %s)", ErrUnknownCommand, req.Cmd, commandList())}
 	}
-	data, err := h(s, req.Args)
+	data, err := m.run(s, req.Args)
 	if err != nil {
-		return response{Error: req.Cmd + ": " + err.Error()}
+		return Response{Error: req.Cmd + ": " + err.Error()}
 	}
-	return response{OK: true, Data: data}
+	return Response{OK: true, Data: data}
 }
 
-type commandFunc func(s *controlServer, args json.RawMessage) (any, error)
+type commandFunc func(s *Server, args json.RawMessage) (any, error)
 
-var controlCommands map[string]commandFunc
+type method struct {
+	summary string
+	run     commandFunc
+}
 
-func init() {
-	controlCommands = map[string]commandFunc{
-		"status":       (*controlServer).cmdStatus,
-		"stats":        (*controlServer).cmdStats,
-		"sa.list":      (*controlServer).cmdSAList,
-		"sa.add":       (*controlServer).cmdSAAdd,
-		"sa.update":    (*controlServer).cmdSAUpdate,
-		"sa.del":       (*controlServer).cmdSADel,
-		"sa.wireshark": (*controlServer).cmdSAWireshark,
-		"policy.list":  (*controlServer).cmdPolicyList,
-		"policy.add":   (*controlServer).cmdPolicyAdd,
-		"policy.del":   (*controlServer).cmdPolicyDel,
-		"peers":        (*controlServer).cmdPeers,
-		// "capture" is run by serveConn: it takes over the connection.
+// Method is one control method as Methods lists it.
+type Method struct {
+	Name    string
+	Summary string
+}
+
+// methods is the registry: adding a control method is one entry here (or
+// in the file of its group) and its handler. "capture" has no handler:
+// serveConn hands it the connection.
+var methods = map[string]method{
+	"status":       {"the daemon: version, config, role, TUN, uptime, counts", (*Server).cmdStatus},
+	"stats":        {"per-SA counters, dataplane and underlay counters, drops by reason", (*Server).cmdStats},
+	"sa.list":      {"the SAs (never their keys)", (*Server).cmdSAList},
+	"sa.add":       {"add an SA (args: an SA spec)", (*Server).cmdSAAdd},
+	"sa.update":    {"replace an SA (args: an SA spec)", (*Server).cmdSAUpdate},
+	"sa.del":       {"delete an SA (args: dir, spi)", (*Server).cmdSADel},
+	"sa.wireshark": {"the SAs with their keys, for Wireshark's esp_sa table", (*Server).cmdSAWireshark},
+	"policy.list":  {"the policies in order, with hits (args: dir)", (*Server).cmdPolicyList},
+	"policy.add":   {"insert or append a policy (args: index, policy spec)", (*Server).cmdPolicyAdd},
+	"policy.del":   {"delete a policy (args: name)", (*Server).cmdPolicyDel},
+	"peers":        {"the peers and their current endpoints", (*Server).cmdPeers},
+	"capture":      {"a pcap stream of inner and/or outer packets (args: what, count, duration)", nil},
+}
+
+// Methods lists the control methods, sorted by name.
+func Methods() []Method {
+	out := make([]Method, 0, len(methods))
+	for name, m := range methods {
+		out = append(out, Method{Name: name, Summary: m.summary})
 	}
+	slices.SortFunc(out, func(a, b Method) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 func commandList() string {
-	return "status, stats, sa.list, sa.add, sa.update, sa.del, sa.wireshark, policy.list, policy.add, policy.del, peers, capture, binding.list, mn.status, mn.move"
+	var names []string
+	for _, m := range Methods() {
+		names = append(names, m.Name)
+	}
+	return strings.Join(names, ", ")
 }
 
 type noArgs struct{}
 
-// statusInfo is the "status" answer.
-type statusInfo struct {
-	Version     string         `json:"version"`
-	PID         int            `json:"pid"`
-	SAsOut      int            `json:"sas_out"`
-	SAsIn       int            `json:"sas_in"`
-	PoliciesOut int            `json:"policies_out"`
-	PoliciesIn  int            `json:"policies_in"`
-	Peers       int            `json:"peers"`
-	Daemon      map[string]any `json:"daemon,omitempty"`
+// StatusInfo is the "status" answer; each field once.
+type StatusInfo struct {
+	Version  string    `json:"version"`
+	PID      int       `json:"pid"`
+	Config   string    `json:"config,omitempty"`
+	Control  string    `json:"control,omitempty"`
+	Role     string    `json:"role,omitempty"`
+	TUN      string    `json:"tun,omitempty"`
+	StateDir string    `json:"state_dir,omitempty"`
+	Started  time.Time `json:"started,omitzero"`
+	// Uptime is whole seconds since Started, as a duration ("1h2m3s").
+	Uptime      string `json:"uptime,omitempty"`
+	SAsOut      int    `json:"sas_out"`
+	SAsIn       int    `json:"sas_in"`
+	PoliciesOut int    `json:"policies_out"`
+	PoliciesIn  int    `json:"policies_in"`
+	Peers       int    `json:"peers"`
 }
 
-func (s *controlServer) cmdStatus(args json.RawMessage) (any, error) {
+func (s *Server) cmdStatus(args json.RawMessage) (any, error) {
 	if err := decodeArgs(args, &noArgs{}); err != nil {
 		return nil, err
 	}
-	st := statusInfo{Version: version(), PID: os.Getpid(), Daemon: s.t.Status()}
+	st := s.t.Status()
+	st.PID = os.Getpid()
+	if !st.Started.IsZero() {
+		st.Uptime = time.Since(st.Started).Truncate(time.Second).String()
+	}
 	for _, sa := range s.t.SAD().List() {
 		if sa.Dir() == sad.Outbound {
 			st.SAsOut++
@@ -546,11 +559,11 @@ func (s *controlServer) cmdStatus(args json.RawMessage) (any, error) {
 	return st, nil
 }
 
-// statsInfo is the "stats" answer.
-type statsInfo struct {
-	SAs       []saStats      `json:"sas"`
-	SPD       []spdStats     `json:"spd"`
-	Dataplane dataplaneStats `json:"dataplane"`
+// StatsInfo is the "stats" answer.
+type StatsInfo struct {
+	SAs       []SAStats      `json:"sas"`
+	SPD       []SPDStats     `json:"spd"`
+	Dataplane DataplaneStats `json:"dataplane"`
 	// Underlay are the underlay's own counters by name
 	// (underlay.Stats: keepalives, non-ESP, malformed and
 	// refused UDP 4191 / extension-header packets, ...), absent when the
@@ -558,15 +571,15 @@ type statsInfo struct {
 	Underlay map[string]uint64 `json:"underlay,omitempty"`
 }
 
-// underlayCounterSource is the optional part of a controlTarget (and a
+// UnderlayCounterSource is the optional part of a Target (and a
 // metricsSource) whose underlay keeps its own counters (the daemon).
-type underlayCounterSource interface {
+type UnderlayCounterSource interface {
 	UnderlayCounters() []underlay.Counter
 }
 
 // underlayCountersOf returns t's underlay counters by name, nil if none.
 func underlayCountersOf(t any) map[string]uint64 {
-	us, ok := t.(underlayCounterSource)
+	us, ok := t.(UnderlayCounterSource)
 	if !ok {
 		return nil
 	}
@@ -581,7 +594,7 @@ func underlayCountersOf(t any) map[string]uint64 {
 	return m
 }
 
-type saStats struct {
+type SAStats struct {
 	Name    string            `json:"name,omitempty"`
 	Dir     string            `json:"dir"`
 	SPI     uint32            `json:"spi"`
@@ -591,7 +604,7 @@ type saStats struct {
 	Drops   map[string]uint64 `json:"drops,omitempty"`
 }
 
-type spdStats struct {
+type SPDStats struct {
 	Dir         string            `json:"dir"`
 	NoMatch     uint64            `json:"no_match"`
 	Unparsable  uint64            `json:"unparsable"`
@@ -600,47 +613,47 @@ type spdStats struct {
 	Hits        []spd.PolicyStats `json:"hits,omitempty"`
 }
 
-func (s *controlServer) cmdStats(args json.RawMessage) (any, error) {
+func (s *Server) cmdStats(args json.RawMessage) (any, error) {
 	if err := decodeArgs(args, &noArgs{}); err != nil {
 		return nil, err
 	}
-	out := statsInfo{SAs: []saStats{}, Dataplane: dataplaneStatsOf(s.t.DataplaneStats()), Underlay: underlayCountersOf(s.t)}
+	out := StatsInfo{SAs: []SAStats{}, Dataplane: dataplaneStatsOf(s.t.DataplaneStats()), Underlay: underlayCountersOf(s.t)}
 	for _, sa := range s.t.SAD().List() {
 		out.SAs = append(out.SAs, saStatsOf(sa))
 	}
 	for _, d := range []sad.Direction{sad.Outbound, sad.Inbound} {
 		st := s.t.SPD().Stats(d)
-		out.SPD = append(out.SPD, spdStats{Dir: d.String(), NoMatch: st.NoMatch, Unparsable: st.Unparsable, Unprotected: st.Unprotected, NoSA: st.NoSA, Hits: st.Policies})
+		out.SPD = append(out.SPD, SPDStats{Dir: d.String(), NoMatch: st.NoMatch, Unparsable: st.Unparsable, Unprotected: st.Unprotected, NoSA: st.NoSA, Hits: st.Policies})
 	}
 	return out, nil
 }
 
-func saStatsOf(sa *sad.SA) saStats {
+func saStatsOf(sa *sad.SA) SAStats {
 	st := sa.Stats()
-	out := saStats{Name: sa.Name(), Dir: sa.Dir().String(), SPI: sa.SPI(), Packets: st.Packets, Bytes: st.Bytes, Seq: sa.Seq()}
+	out := SAStats{Name: sa.Name(), Dir: sa.Dir().String(), SPI: sa.SPI(), Packets: st.Packets, Bytes: st.Bytes, Seq: sa.Seq()}
 	for v, n := range st.Drops {
 		if n != 0 {
 			if out.Drops == nil {
 				out.Drops = map[string]uint64{}
 			}
-			out.Drops[verdictName(v)] = n
+			out.Drops[VerdictName(v)] = n
 		}
 	}
 	return out
 }
 
-func (s *controlServer) cmdSAList(args json.RawMessage) (any, error) {
+func (s *Server) cmdSAList(args json.RawMessage) (any, error) {
 	if err := decodeArgs(args, &noArgs{}); err != nil {
 		return nil, err
 	}
-	out := []saInfo{}
+	out := []SAInfo{}
 	for _, sa := range s.t.SAD().List() {
-		out = append(out, saInfoOf(sa))
+		out = append(out, SAInfoOf(sa))
 	}
 	return out, nil
 }
 
-func (s *controlServer) cmdSAAdd(args json.RawMessage) (any, error) {
+func (s *Server) cmdSAAdd(args json.RawMessage) (any, error) {
 	cfg, err := saArgs(args)
 	if err != nil {
 		return nil, err
@@ -651,7 +664,7 @@ func (s *controlServer) cmdSAAdd(args json.RawMessage) (any, error) {
 	return map[string]any{"dir": cfg.Dir.String(), "spi": cfg.Params.SPI}, nil
 }
 
-func (s *controlServer) cmdSAUpdate(args json.RawMessage) (any, error) {
+func (s *Server) cmdSAUpdate(args json.RawMessage) (any, error) {
 	cfg, err := saArgs(args)
 	if err != nil {
 		return nil, err
@@ -664,31 +677,31 @@ func (s *controlServer) cmdSAUpdate(args json.RawMessage) (any, error) {
 
 func saArgs(args json.RawMessage) (sad.Config, error) {
 	if len(args) == 0 {
-		return sad.Config{}, fmt.Errorf("%w: args: an SA is required", errBadRequest)
+		return sad.Config{}, fmt.Errorf("%w: args: an SA is required", ErrBadRequest)
 	}
-	var spec saSpec
+	var spec SASpec
 	if err := decodeArgs(args, &spec); err != nil {
 		return sad.Config{}, err
 	}
-	return spec.config()
+	return spec.Config()
 }
 
-type saRef struct {
+type SARef struct {
 	Dir string `json:"dir"`
 	SPI uint32 `json:"spi"`
 }
 
-func (s *controlServer) cmdSADel(args json.RawMessage) (any, error) {
-	var ref saRef
+func (s *Server) cmdSADel(args json.RawMessage) (any, error) {
+	var ref SARef
 	if err := decodeArgs(args, &ref); err != nil {
 		return nil, err
 	}
-	dir, err := parseDir(ref.Dir)
+	dir, err := ParseDir(ref.Dir)
 	if err != nil {
 		return nil, err
 	}
 	if ref.SPI == 0 {
-		return nil, fmt.Errorf("%w: args: spi is required and non-zero", errBadRequest)
+		return nil, fmt.Errorf("%w: args: spi is required and non-zero", ErrBadRequest)
 	}
 	if err := s.t.DelSA(dir, ref.SPI); err != nil {
 		return nil, err
@@ -696,11 +709,11 @@ func (s *controlServer) cmdSADel(args json.RawMessage) (any, error) {
 	return map[string]any{"dir": dir.String(), "spi": ref.SPI}, nil
 }
 
-func (s *controlServer) cmdSAWireshark(args json.RawMessage) (any, error) {
+func (s *Server) cmdSAWireshark(args json.RawMessage) (any, error) {
 	if err := decodeArgs(args, &noArgs{}); err != nil {
 		return nil, err
 	}
-	out := []wiresharkSA{}
+	out := []WiresharkSA{}
 	for _, sa := range s.t.SAD().List() {
 		enc, auth, ok := s.t.SAKeys(sa.Dir(), sa.SPI())
 		if !ok {
@@ -713,24 +726,24 @@ func (s *controlServer) cmdSAWireshark(args json.RawMessage) (any, error) {
 	return out, nil
 }
 
-type dirArgs struct {
+type DirArgs struct {
 	Dir string `json:"dir,omitempty"`
 }
 
-func (s *controlServer) cmdPolicyList(args json.RawMessage) (any, error) {
-	var a dirArgs
+func (s *Server) cmdPolicyList(args json.RawMessage) (any, error) {
+	var a DirArgs
 	if err := decodeArgs(args, &a); err != nil {
 		return nil, err
 	}
 	dirs := []sad.Direction{sad.Outbound, sad.Inbound}
 	if a.Dir != "" {
-		d, err := parseDir(a.Dir)
+		d, err := ParseDir(a.Dir)
 		if err != nil {
 			return nil, err
 		}
 		dirs = []sad.Direction{d}
 	}
-	out := []policyInfo{}
+	out := []PolicyInfo{}
 	for _, d := range dirs {
 		st := s.t.SPD().Stats(d)
 		for i, p := range s.t.SPD().List(d) {
@@ -744,15 +757,15 @@ func (s *controlServer) cmdPolicyList(args json.RawMessage) (any, error) {
 	return out, nil
 }
 
-func (s *controlServer) cmdPolicyAdd(args json.RawMessage) (any, error) {
+func (s *Server) cmdPolicyAdd(args json.RawMessage) (any, error) {
 	if len(args) == 0 {
-		return nil, fmt.Errorf("%w: args: a policy is required", errBadRequest)
+		return nil, fmt.Errorf("%w: args: a policy is required", ErrBadRequest)
 	}
-	var spec policySpec
+	var spec PolicySpec
 	if err := decodeArgs(args, &spec); err != nil {
 		return nil, err
 	}
-	p, err := spec.policy()
+	p, err := spec.Policy()
 	if err != nil {
 		return nil, err
 	}
@@ -760,7 +773,7 @@ func (s *controlServer) cmdPolicyAdd(args json.RawMessage) (any, error) {
 	if spec.Index != nil {
 		idx = *spec.Index
 		if idx < 0 {
-			return nil, fmt.Errorf("%w: args: index %d is negative", errBadRequest, idx)
+			return nil, fmt.Errorf("%w: args: index %d is negative", ErrBadRequest, idx)
 		}
 	}
 	if err := s.t.AddPolicy(idx, p); err != nil {
@@ -769,17 +782,17 @@ func (s *controlServer) cmdPolicyAdd(args json.RawMessage) (any, error) {
 	return map[string]any{"name": p.Name, "dir": p.Dir.String()}, nil
 }
 
-type nameArgs struct {
+type NameArgs struct {
 	Name string `json:"name"`
 }
 
-func (s *controlServer) cmdPolicyDel(args json.RawMessage) (any, error) {
-	var a nameArgs
+func (s *Server) cmdPolicyDel(args json.RawMessage) (any, error) {
+	var a NameArgs
 	if err := decodeArgs(args, &a); err != nil {
 		return nil, err
 	}
 	if a.Name == "" {
-		return nil, fmt.Errorf("%w: args: name is required", errBadRequest)
+		return nil, fmt.Errorf("%w: args: name is required", ErrBadRequest)
 	}
 	if err := s.t.DelPolicy(a.Name); err != nil {
 		return nil, err
@@ -787,11 +800,11 @@ func (s *controlServer) cmdPolicyDel(args json.RawMessage) (any, error) {
 	return map[string]any{"name": a.Name}, nil
 }
 
-func (s *controlServer) cmdPeers(args json.RawMessage) (any, error) {
+func (s *Server) cmdPeers(args json.RawMessage) (any, error) {
 	if err := decodeArgs(args, &noArgs{}); err != nil {
 		return nil, err
 	}
-	out := []peerInfo{}
+	out := []PeerInfo{}
 	for _, p := range s.t.Peers() {
 		out = append(out, peerInfoOf(p))
 	}

@@ -1,4 +1,4 @@
-package main
+package control
 
 // Packet capture for `mipsec capture`: the dataplane calls a
 // dataplane.Capture at its two capture points (inner packets at the TUN, outer ESP
@@ -61,13 +61,13 @@ type captureSub struct {
 // captureHub fans tapped packets out to the running captures. It is the
 // dataplane.Capture installed while at least one capture runs.
 type captureHub struct {
-	t controlTarget
+	t Target
 
 	mu   sync.Mutex
 	subs atomic.Pointer[[]*captureSub] // copy-on-write, read per packet
 }
 
-func newCaptureHub(t controlTarget) *captureHub { return &captureHub{t: t} }
+func newCaptureHub(t Target) *captureHub { return &captureHub{t: t} }
 
 func (h *captureHub) subscribe(mask int) *captureSub {
 	s := &captureSub{mask: mask, ch: make(chan capturedPacket, captureQueue)}
@@ -290,8 +290,8 @@ func csumFold(sum uint32) uint16 {
 	return uint16(sum)
 }
 
-// captureArgs are the "capture" command's arguments.
-type captureArgs struct {
+// CaptureArgs are the "capture" command's arguments.
+type CaptureArgs struct {
 	Inner bool `json:"inner,omitempty"`
 	Outer bool `json:"outer,omitempty"`
 	// Count stops after this many packets; 0 is unlimited.
@@ -300,9 +300,9 @@ type captureArgs struct {
 	Duration string `json:"duration,omitempty"`
 }
 
-// captureStart is the data of the "capture" command's OK line; the pcap
+// CaptureStart is the data of the "capture" command's OK line; the pcap
 // stream follows it.
-type captureStart struct {
+type CaptureStart struct {
 	LinkType int `json:"linktype"`
 	SnapLen  int `json:"snaplen"`
 }
@@ -310,10 +310,10 @@ type captureStart struct {
 // serveCapture runs one capture on c: it answers the request line, then
 // writes a pcap stream until the count or duration is reached, the client
 // closes or the server stops. It ends the connection.
-func (s *controlServer) serveCapture(c net.Conn, r io.Reader, raw json.RawMessage) {
-	var a captureArgs
+func (s *Server) serveCapture(c net.Conn, r io.Reader, raw json.RawMessage) {
+	var a CaptureArgs
 	if err := decodeArgs(raw, &a); err != nil {
-		s.answer(c, response{Error: "capture: " + err.Error()})
+		s.answer(c, Response{Error: "capture: " + err.Error()})
 		return
 	}
 	mask := 0
@@ -327,15 +327,15 @@ func (s *controlServer) serveCapture(c net.Conn, r io.Reader, raw json.RawMessag
 		mask = capInner | capOuter
 	}
 	if a.Count < 0 {
-		s.answer(c, response{Error: "capture: count must not be negative"})
+		s.answer(c, Response{Error: "capture: count must not be negative"})
 		return
 	}
 	d, err := parseOptDuration(a.Duration)
 	if err != nil {
-		s.answer(c, response{Error: "capture: duration: " + err.Error()})
+		s.answer(c, Response{Error: "capture: duration: " + err.Error()})
 		return
 	}
-	if !s.answer(c, response{OK: true, Data: captureStart{LinkType: int(layers.LinkTypeRaw), SnapLen: snapLen}}) {
+	if !s.answer(c, Response{OK: true, Data: CaptureStart{LinkType: int(layers.LinkTypeRaw), SnapLen: snapLen}}) {
 		return
 	}
 	sub := s.capture.subscribe(mask)
@@ -355,7 +355,7 @@ func (s *controlServer) serveCapture(c net.Conn, r io.Reader, raw json.RawMessag
 		stop = tm.C
 	}
 	w := pcapgo.NewWriterNanos(c)
-	c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	c.SetWriteDeadline(time.Now().Add(WriteTimeout))
 	if err := w.WriteFileHeader(snapLen, layers.LinkTypeRaw); err != nil {
 		return
 	}
@@ -363,7 +363,7 @@ func (s *controlServer) serveCapture(c net.Conn, r io.Reader, raw json.RawMessag
 	for a.Count == 0 || n < a.Count {
 		select {
 		case p := <-sub.ch:
-			c.SetWriteDeadline(time.Now().Add(writeTimeout))
+			c.SetWriteDeadline(time.Now().Add(WriteTimeout))
 			ci := gopacket.CaptureInfo{Timestamp: p.ts, CaptureLength: len(p.data), Length: len(p.data)}
 			if err := w.WritePacket(ci, p.data); err != nil {
 				if !errors.Is(err, net.ErrClosed) {
@@ -385,10 +385,10 @@ func (s *controlServer) serveCapture(c net.Conn, r io.Reader, raw json.RawMessag
 	}
 }
 
-// captureStream reads a capture's pcap stream from r and writes it to w as
+// CaptureStream reads a capture's pcap stream from r and writes it to w as
 // a pcap file, stopping after count packets (0: no limit). It returns the
 // number of packets written.
-func captureStream(r io.Reader, w io.Writer, count int) (int, error) {
+func CaptureStream(r io.Reader, w io.Writer, count int) (int, error) {
 	pr, err := pcapgo.NewReader(r)
 	if err != nil {
 		return 0, fmt.Errorf("capture stream: %w", err)
@@ -413,3 +413,6 @@ func captureStream(r io.Reader, w io.Writer, count int) (int, error) {
 	}
 	return n, nil
 }
+
+// Capturing reports whether a capture is running.
+func (s *Server) Capturing() bool { return s.capture.wants(capInner | capOuter) }

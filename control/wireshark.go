@@ -1,4 +1,4 @@
-package main
+package control
 
 // `mipsec sa list --wireshark`: the SAs as lines of Wireshark's ESP SA table
 // (the "esp_sa" UAT file, ~/.config/wireshark/esp_sa), so that a capture made
@@ -36,8 +36,8 @@ import (
 	"github.com/mipsec/mipsec/sad"
 )
 
-// wiresharkSA is one SA with its keys, as "sa.wireshark" returns it.
-type wiresharkSA struct {
+// WiresharkSA is one SA with its keys, as "sa.wireshark" returns it.
+type WiresharkSA struct {
 	Family  string `json:"family"` // "IPv4" or "IPv6"
 	Src     string `json:"src"`
 	Dst     string `json:"dst"`
@@ -49,9 +49,9 @@ type wiresharkSA struct {
 
 // wiresharkSAOf builds the record of sa; enc and auth are hex-encoded, the
 // caller may wipe them afterwards.
-func wiresharkSAOf(sa *sad.SA, enc, auth []byte) wiresharkSA {
+func wiresharkSAOf(sa *sad.SA, enc, auth []byte) WiresharkSA {
 	p := sa.Params()
-	w := wiresharkSA{SPI: sa.SPI(), Alg: p.Algorithm.String(), EncKey: hex.EncodeToString(enc), AuthKey: hex.EncodeToString(auth)}
+	w := WiresharkSA{SPI: sa.SPI(), Alg: p.Algorithm.String(), EncKey: hex.EncodeToString(enc), AuthKey: hex.EncodeToString(auth)}
 	var src, dst netip.Addr
 	if p.Mode == esp.Tunnel {
 		// Both ends' Params name the sender as TunnelSrc.
@@ -143,7 +143,7 @@ func wiresharkAlgs(a esp.Algorithm) (enc, auth string, ok bool) {
 
 // wiresharkLine formats one esp_sa line; ok is false for algorithms
 // Wireshark cannot decode.
-func wiresharkLine(w wiresharkSA) (string, bool) {
+func wiresharkLine(w WiresharkSA) (string, bool) {
 	a, err := esp.ParseAlgorithm(w.Alg)
 	if err != nil {
 		return "", false
@@ -165,9 +165,9 @@ func wiresharkLine(w wiresharkSA) (string, bool) {
 	return strings.Join(f, ","), true
 }
 
-// writeWireshark prints the esp_sa lines to w and a note per SA it had to
+// WriteWireshark prints the esp_sa lines to w and a note per SA it had to
 // leave out to notes.
-func writeWireshark(w, notes io.Writer, sas []wiresharkSA) {
+func WriteWireshark(w, notes io.Writer, sas []WiresharkSA) {
 	for _, s := range sas {
 		line, ok := wiresharkLine(s)
 		if !ok {

@@ -1,4 +1,4 @@
-package main
+package control
 
 // Control commands of the mobility roles:
 //
@@ -21,9 +21,9 @@ import (
 	"github.com/mipsec/mipsec/node"
 )
 
-// mobilityTarget is what the mobility commands need; the daemon has it,
-// a controlTarget without it is a gateway.
-type mobilityTarget interface {
+// MobilityTarget is what the mobility commands need; the daemon has it,
+// a Target without it is a gateway.
+type MobilityTarget interface {
 	// Bindings returns the HA's binding cache (node.ErrNotHA otherwise).
 	Bindings() ([]mip6.BindingStatus, error)
 	// MNStatus returns the MN's registration (node.ErrNotMN otherwise).
@@ -33,13 +33,13 @@ type mobilityTarget interface {
 }
 
 func init() {
-	controlCommands["binding.list"] = (*controlServer).cmdBindingList
-	controlCommands["mn.status"] = (*controlServer).cmdMNStatus
-	controlCommands["mn.move"] = (*controlServer).cmdMNMove
+	methods["binding.list"] = method{"home agent: the binding cache", (*Server).cmdBindingList}
+	methods["mn.status"] = method{"mobile node: its registration", (*Server).cmdMNStatus}
+	methods["mn.move"] = method{"mobile node: force the care-of address (args: coa)", (*Server).cmdMNMove}
 }
 
-// careOfInfo is one care-of address of a binding (RFC 5648 BID).
-type careOfInfo struct {
+// CareOfInfo is one care-of address of a binding (RFC 5648 BID).
+type CareOfInfo struct {
 	BID     uint16 `json:"bid"`
 	Addr    string `json:"addr"`
 	Primary bool   `json:"primary"`
@@ -49,11 +49,11 @@ type careOfInfo struct {
 	Endpoint string `json:"endpoint,omitempty"`
 }
 
-// bindingInfo is one binding in the binding.list answer.
-type bindingInfo struct {
+// BindingInfo is one binding in the binding.list answer.
+type BindingInfo struct {
 	HoA  string       `json:"hoa"`
 	HoA4 string       `json:"hoa4,omitempty"`
-	CoAs []careOfInfo `json:"coas"`
+	CoAs []CareOfInfo `json:"coas"`
 	Seq  uint16       `json:"seq"`
 	// Lifetime is the granted lifetime; LifetimeLeft what remains of it
 	// (whole seconds).
@@ -63,8 +63,8 @@ type bindingInfo struct {
 	LastBU       time.Time `json:"last_bu,omitzero"`
 }
 
-func bindingInfoOf(b mip6.BindingStatus, now time.Time) bindingInfo {
-	in := bindingInfo{HoA: b.HoA.String(), Seq: b.Seq, CoAs: []careOfInfo{},
+func bindingInfoOf(b mip6.BindingStatus, now time.Time) BindingInfo {
+	in := BindingInfo{HoA: b.HoA.String(), Seq: b.Seq, CoAs: []CareOfInfo{},
 		Lifetime: b.Lifetime.String(), Expires: b.Expires.UTC(), LastBU: b.LastBU.UTC()}
 	if b.HoA4.IsValid() {
 		in.HoA4 = b.HoA4.String()
@@ -72,7 +72,7 @@ func bindingInfoOf(b mip6.BindingStatus, now time.Time) bindingInfo {
 	left := max(b.Expires.Sub(now), 0).Truncate(time.Second)
 	in.LifetimeLeft = left.String()
 	for _, c := range b.CoAs {
-		ci := careOfInfo{BID: c.BID, Addr: c.Addr.String(), Primary: c.Primary, NAT: c.NAT}
+		ci := CareOfInfo{BID: c.BID, Addr: c.Addr.String(), Primary: c.Primary, NAT: c.NAT}
 		if c.Endpoint.IsValid() {
 			ci.Endpoint = c.Endpoint.String()
 		}
@@ -81,12 +81,12 @@ func bindingInfoOf(b mip6.BindingStatus, now time.Time) bindingInfo {
 	return in
 }
 
-func (s *controlServer) mobilityTarget() (mobilityTarget, bool) {
-	m, ok := s.t.(mobilityTarget)
+func (s *Server) mobilityTarget() (MobilityTarget, bool) {
+	m, ok := s.t.(MobilityTarget)
 	return m, ok
 }
 
-func (s *controlServer) cmdBindingList(args json.RawMessage) (any, error) {
+func (s *Server) cmdBindingList(args json.RawMessage) (any, error) {
 	if err := decodeArgs(args, &noArgs{}); err != nil {
 		return nil, err
 	}
@@ -100,15 +100,15 @@ func (s *controlServer) cmdBindingList(args json.RawMessage) (any, error) {
 	}
 	slices.SortFunc(bs, func(a, b mip6.BindingStatus) int { return a.HoA.Compare(b.HoA) })
 	now := time.Now()
-	out := []bindingInfo{}
+	out := []BindingInfo{}
 	for _, b := range bs {
 		out = append(out, bindingInfoOf(b, now))
 	}
 	return out, nil
 }
 
-// mnStatusInfo is the mn.status answer.
-type mnStatusInfo struct {
+// MNStatusInfo is the mn.status answer.
+type MNStatusInfo struct {
 	State string `json:"state"`
 	Home  bool   `json:"home"`
 	HoA   string `json:"hoa"`
@@ -138,8 +138,8 @@ type mnStatusInfo struct {
 	IPv4HoAAck   *json.RawMessage `json:"ipv4_hoa_ack,omitempty"`
 }
 
-func mnStatusInfoOf(st mip6.MNStatus, now time.Time) mnStatusInfo {
-	in := mnStatusInfo{
+func mNStatusInfoOf(st mip6.MNStatus, now time.Time) MNStatusInfo {
+	in := MNStatusInfo{
 		State: st.State.String(), Home: st.Home, HoA: st.HoA.String(), HA: st.HA.String(),
 		BUSPI: st.BUSPI, NAT: st.NAT, Seq: st.Seq, Attempts: st.Attempts, Counters: st.Counters,
 		Data: st.Data.Kind.String(),
@@ -180,7 +180,7 @@ func mnStatusInfoOf(st mip6.MNStatus, now time.Time) mnStatusInfo {
 	return in
 }
 
-func (s *controlServer) cmdMNStatus(args json.RawMessage) (any, error) {
+func (s *Server) cmdMNStatus(args json.RawMessage) (any, error) {
 	if err := decodeArgs(args, &noArgs{}); err != nil {
 		return nil, err
 	}
@@ -192,21 +192,21 @@ func (s *controlServer) cmdMNStatus(args json.RawMessage) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return mnStatusInfoOf(st, time.Now()), nil
+	return mNStatusInfoOf(st, time.Now()), nil
 }
 
-type mnMoveArgs struct {
+type MNMoveArgs struct {
 	CoA string `json:"coa"`
 }
 
-func (s *controlServer) cmdMNMove(args json.RawMessage) (any, error) {
-	var a mnMoveArgs
+func (s *Server) cmdMNMove(args json.RawMessage) (any, error) {
+	var a MNMoveArgs
 	if err := decodeArgs(args, &a); err != nil {
 		return nil, err
 	}
 	coa, err := netip.ParseAddr(a.CoA)
 	if err != nil || coa.Zone() != "" {
-		return nil, fmt.Errorf("%w: args: coa %q is not an IP address", errBadRequest, a.CoA)
+		return nil, fmt.Errorf("%w: args: coa %q is not an IP address", ErrBadRequest, a.CoA)
 	}
 	m, ok := s.mobilityTarget()
 	if !ok {

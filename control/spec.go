@@ -1,4 +1,4 @@
-package main
+package control
 
 // Wire forms of SAs and policies on the control socket (JSON) and in
 // `mipsec sa add -f FILE` snippets (TOML or JSON), and their conversion to
@@ -19,8 +19,8 @@ import (
 	"github.com/mipsec/mipsec/spd"
 )
 
-// saSpec is one SA as sa.add and sa.update take it.
-type saSpec struct {
+// SASpec is one SA as sa.add and sa.update take it.
+type SASpec struct {
 	Name         string         `json:"name,omitempty" toml:"name"`
 	Dir          string         `json:"dir" toml:"dir"`
 	SPI          uint32         `json:"spi" toml:"spi"`
@@ -35,14 +35,14 @@ type saSpec struct {
 	NoReplay     bool           `json:"no_replay,omitempty" toml:"no_replay"`
 	HopLimit     uint8          `json:"hop_limit,omitempty" toml:"hop_limit"`
 	DF           string         `json:"df,omitempty" toml:"df"` // copy (default), set, clear
-	Selectors    []selectorSpec `json:"selectors,omitempty" toml:"selectors"`
-	Lifetime     *lifetimeSpec  `json:"lifetime,omitempty" toml:"lifetime"`
+	Selectors    []SelectorSpec `json:"selectors,omitempty" toml:"selectors"`
+	Lifetime     *LifetimeSpec  `json:"lifetime,omitempty" toml:"lifetime"`
 }
 
-// selectorSpec is one selector set: addresses as "any", an address, a
+// SelectorSpec is one selector set: addresses as "any", an address, a
 // prefix or "from-to"; proto as a number or a name; ports as "any",
 // "opaque", "80" or "1000-2000".
-type selectorSpec struct {
+type SelectorSpec struct {
 	Local      string `json:"local,omitempty" toml:"local"`
 	Remote     string `json:"remote,omitempty" toml:"remote"`
 	Proto      string `json:"proto,omitempty" toml:"proto"`
@@ -50,7 +50,7 @@ type selectorSpec struct {
 	RemotePort string `json:"remote_port,omitempty" toml:"remote_port"`
 }
 
-type lifetimeSpec struct {
+type LifetimeSpec struct {
 	SoftBytes   uint64 `json:"soft_bytes,omitempty" toml:"soft_bytes"`
 	HardBytes   uint64 `json:"hard_bytes,omitempty" toml:"hard_bytes"`
 	SoftPackets uint64 `json:"soft_packets,omitempty" toml:"soft_packets"`
@@ -59,19 +59,19 @@ type lifetimeSpec struct {
 	HardTime    string `json:"hard_time,omitempty" toml:"hard_time"`
 }
 
-// policySpec is one policy as policy.add takes it.
-type policySpec struct {
+// PolicySpec is one policy as policy.add takes it.
+type PolicySpec struct {
 	Name      string         `json:"name" toml:"name"`
 	Dir       string         `json:"dir" toml:"dir"`
 	Action    string         `json:"action" toml:"action"`
 	SPI       uint32         `json:"spi,omitempty" toml:"spi"`
-	Selectors []selectorSpec `json:"selectors" toml:"selectors"`
+	Selectors []SelectorSpec `json:"selectors" toml:"selectors"`
 	// Index is the position to insert at; absent appends.
 	Index *int `json:"index,omitempty" toml:"index"`
 }
 
-// saInfo is one SA in the sa.list answer: everything but the keys.
-type saInfo struct {
+// SAInfo is one SA in the sa.list answer: everything but the keys.
+type SAInfo struct {
 	Name         string    `json:"name,omitempty"`
 	Dir          string    `json:"dir"`
 	SPI          uint32    `json:"spi"`
@@ -84,11 +84,11 @@ type saInfo struct {
 	Seq          uint64    `json:"seq"`
 	Created      time.Time `json:"created"`
 	Selectors    []string  `json:"selectors"`
-	Stats        saStats   `json:"stats"`
+	Stats        SAStats   `json:"stats"`
 }
 
-// policyInfo is one policy in the policy.list answer.
-type policyInfo struct {
+// PolicyInfo is one policy in the policy.list answer.
+type PolicyInfo struct {
 	Index     int      `json:"index"`
 	Name      string   `json:"name,omitempty"`
 	Dir       string   `json:"dir"`
@@ -98,9 +98,9 @@ type policyInfo struct {
 	Hits      uint64   `json:"hits"`
 }
 
-func saInfoOf(sa *sad.SA) saInfo {
+func SAInfoOf(sa *sad.SA) SAInfo {
 	p := sa.Params()
-	in := saInfo{
+	in := SAInfo{
 		Name: sa.Name(), Dir: sa.Dir().String(), SPI: sa.SPI(), Mode: strings.ToLower(p.Mode.String()),
 		Algorithm: p.Algorithm.String(), ESN: p.ESN, Seq: sa.Seq(), Created: sa.Created(),
 		Stats: saStatsOf(sa),
@@ -117,8 +117,8 @@ func saInfoOf(sa *sad.SA) saInfo {
 	return in
 }
 
-func policyInfoOf(i int, p spd.Policy, hits uint64) policyInfo {
-	in := policyInfo{Index: i, Name: p.Name, Dir: p.Dir.String(), Action: p.Action.String(), SPI: p.SPI, Hits: hits}
+func policyInfoOf(i int, p spd.Policy, hits uint64) PolicyInfo {
+	in := PolicyInfo{Index: i, Name: p.Name, Dir: p.Dir.String(), Action: p.Action.String(), SPI: p.SPI, Hits: hits}
 	for _, s := range p.Selectors {
 		in.Selectors = append(in.Selectors, config.FormatSelector(s))
 	}
@@ -126,11 +126,11 @@ func policyInfoOf(i int, p spd.Policy, hits uint64) policyInfo {
 }
 
 // config converts the spec to a sad.Config, field by field.
-func (s *saSpec) config() (sad.Config, error) {
+func (s *SASpec) Config() (sad.Config, error) {
 	var cfg sad.Config
 	var err error
 	cfg.Name = s.Name
-	if cfg.Dir, err = parseDir(s.Dir); err != nil {
+	if cfg.Dir, err = ParseDir(s.Dir); err != nil {
 		return cfg, err
 	}
 	if s.SPI == 0 {
@@ -180,11 +180,11 @@ func (s *saSpec) config() (sad.Config, error) {
 	return cfg, nil
 }
 
-// specFromConfig is the inverse of saSpec.config: the wire form of an SA
+// SpecFromConfig is the inverse of SASpec.config: the wire form of an SA
 // that the client parsed from a config snippet.
-func specFromConfig(c sad.Config) saSpec {
+func SpecFromConfig(c sad.Config) SASpec {
 	p := c.Params
-	s := saSpec{
+	s := SASpec{
 		Name: c.Name, Dir: c.Dir.String(), SPI: p.SPI, Mode: strings.ToLower(p.Mode.String()), Algorithm: p.Algorithm.String(),
 		EncKey: hex.EncodeToString(p.EncKey), AuthKey: hex.EncodeToString(p.AuthKey),
 		ESN: p.ESN, ReplayWindow: p.ReplayWindow, NoReplay: p.NoReplay, HopLimit: p.HopLimit,
@@ -200,7 +200,7 @@ func specFromConfig(c sad.Config) saSpec {
 	}
 	s.Selectors = selectorSpecs(c.Selectors)
 	if l := c.Lifetime; !l.Soft.IsZero() || !l.Hard.IsZero() {
-		s.Lifetime = &lifetimeSpec{SoftBytes: l.Soft.Bytes, HardBytes: l.Hard.Bytes, SoftPackets: l.Soft.Packets, HardPackets: l.Hard.Packets}
+		s.Lifetime = &LifetimeSpec{SoftBytes: l.Soft.Bytes, HardBytes: l.Hard.Bytes, SoftPackets: l.Soft.Packets, HardPackets: l.Hard.Packets}
 		if l.Soft.Time > 0 {
 			s.Lifetime.SoftTime = l.Soft.Time.String()
 		}
@@ -211,15 +211,15 @@ func specFromConfig(c sad.Config) saSpec {
 	return s
 }
 
-// specFromPolicy is the inverse of policySpec.policy.
-func specFromPolicy(p spd.Policy) policySpec {
-	return policySpec{Name: p.Name, Dir: p.Dir.String(), Action: strings.ToLower(p.Action.String()), SPI: p.SPI, Selectors: selectorSpecs(p.Selectors)}
+// SpecFromPolicy is the inverse of PolicySpec.policy.
+func SpecFromPolicy(p spd.Policy) PolicySpec {
+	return PolicySpec{Name: p.Name, Dir: p.Dir.String(), Action: strings.ToLower(p.Action.String()), SPI: p.SPI, Selectors: selectorSpecs(p.Selectors)}
 }
 
-func selectorSpecs(sels []sad.Selector) []selectorSpec {
-	out := make([]selectorSpec, 0, len(sels))
+func selectorSpecs(sels []sad.Selector) []SelectorSpec {
+	out := make([]SelectorSpec, 0, len(sels))
 	for _, x := range sels {
-		out = append(out, selectorSpec{
+		out = append(out, SelectorSpec{
 			Local: config.FormatAddrRange(x.Local), Remote: config.FormatAddrRange(x.Remote), Proto: config.FormatProto(x.Proto),
 			LocalPort: config.FormatPorts(x.LocalPort), RemotePort: config.FormatPorts(x.RemotePort),
 		})
@@ -227,11 +227,11 @@ func selectorSpecs(sels []sad.Selector) []selectorSpec {
 	return out
 }
 
-func (s *policySpec) policy() (spd.Policy, error) {
+func (s *PolicySpec) Policy() (spd.Policy, error) {
 	var p spd.Policy
 	var err error
 	p.Name, p.SPI = s.Name, s.SPI
-	if p.Dir, err = parseDir(s.Dir); err != nil {
+	if p.Dir, err = ParseDir(s.Dir); err != nil {
 		return p, err
 	}
 	switch strings.ToLower(s.Action) {
@@ -264,7 +264,7 @@ func parseOptDuration(s string) (time.Duration, error) {
 	return d, err
 }
 
-func parseDir(s string) (sad.Direction, error) {
+func ParseDir(s string) (sad.Direction, error) {
 	d, err := sad.ParseDirection(s)
 	if err != nil {
 		return 0, fmt.Errorf("dir: %w", err)
@@ -272,7 +272,7 @@ func parseDir(s string) (sad.Direction, error) {
 	return d, nil
 }
 
-func parseSelectors(specs []selectorSpec) ([]sad.Selector, error) {
+func parseSelectors(specs []SelectorSpec) ([]sad.Selector, error) {
 	var out []sad.Selector
 	for i, sp := range specs {
 		sel, err := sp.selector()
@@ -287,7 +287,7 @@ func parseSelectors(specs []selectorSpec) ([]sad.Selector, error) {
 	return out, nil
 }
 
-func (sp selectorSpec) selector() (sad.Selector, error) {
+func (sp SelectorSpec) selector() (sad.Selector, error) {
 	var s sad.Selector
 	var err error
 	if s.Local, err = config.ParseAddrRange(sp.Local); err != nil {
@@ -322,8 +322,8 @@ func parseProto(s string) (uint8, error) {
 	return uint8(n), nil
 }
 
-// verdictName is the stable snake_case name of a drop reason.
-func verdictName(v int) string {
+// VerdictName is the stable snake_case name of a drop reason.
+func VerdictName(v int) string {
 	return esp.Verdict(v).String()
 }
 
