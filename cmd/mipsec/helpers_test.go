@@ -65,3 +65,20 @@ var (
 	topoHA   = netip.MustParseAddr("2001:db8:1::1")
 	topoHA4  = netip.MustParseAddr("198.51.100.1")
 )
+
+// The sites of testdata/gateway-a.toml and gateway-b.toml.
+var (
+	hostA = netip.MustParseAddr("192.0.2.10")
+	hostB = netip.MustParseAddr("192.0.2.200")
+)
+
+// icmpEcho builds an IPv4 ICMP echo request of total length n.
+func icmpEcho(src, dst netip.Addr, n int, seq uint16) []byte {
+	p := make([]byte, n)
+	header.IPv4(p).Encode(&header.IPv4Fields{TotalLen: uint16(n), TTL: 64, Protocol: header.ProtoICMP, Src: src, Dst: dst, Flags: header.IPv4FlagDF})
+	icmp := p[header.IPv4MinHeaderLen:]
+	icmp[0] = 8
+	binary.BigEndian.PutUint16(icmp[6:], seq)
+	binary.BigEndian.PutUint16(icmp[2:], ^header.Checksum(icmp, 0))
+	return p
+}

@@ -1,6 +1,7 @@
-// Command mipsec is the single mipsec binary. Today it has the in-process
-// ESP engine demo and reference commands; `run` (the TUN/underlay daemon)
-// and the control subcommands arrive with the dataplane issue.
+// Command mipsec is the mipsec binary: `run` (a node from a config file,
+// with its control socket and metrics), `check`, the control subcommands
+// (package control's client), and the demos and benchmarks (packages
+// internal/demo and internal/benchcmd).
 package main
 
 import (
@@ -8,6 +9,9 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+
+	"github.com/mipsec/mipsec/internal/benchcmd"
+	"github.com/mipsec/mipsec/internal/demo"
 )
 
 const usage = `mipsec: a userspace IPsec ESP dataplane for mobile nodes and home agents
@@ -58,11 +62,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "demo":
 		if len(args) > 1 && (args[1] == "--engine" || args[1] == "-engine") {
-			return demo(args[2:], stdout, stderr)
+			return demo.Engine(args[2:], stdout, stderr)
 		}
-		return netdemo(args[1:], stdout, stderr)
+		return demo.Namespaces(args[1:], stdout, stderr, demo.Env{ExampleConfig: exampleConfig})
 	case "bench":
-		return benchCmd(args[1:], stdout, stderr)
+		return benchcmd.Main(args[1:], stdout, stderr)
 	case "run":
 		return runDaemon(args[1:], stdout, stderr)
 	case "check":

@@ -1,4 +1,4 @@
-package main
+package demo
 
 // The namespace demos. `mipsec demo` (`make demo`) is the mobility demo
 // (mobdemo_linux.go). `mipsec demo --gateway` is the two-gateway demo in
@@ -54,7 +54,7 @@ var ndMarker = []byte("MIPSEC-DEMO-PLAINTEXT-MARKER")
 
 // netdemo runs the mobility demo, or the two-gateway demo when args hold
 // --gateway (anywhere).
-func netdemo(args []string, stdout, stderr io.Writer) int {
+func Namespaces(args []string, stdout, stderr io.Writer, env Env) int {
 	rest := make([]string, 0, len(args))
 	gateway := false
 	for _, a := range args {
@@ -67,7 +67,7 @@ func netdemo(args []string, stdout, stderr io.Writer) int {
 	if gateway {
 		return gwdemo(rest, stdout, stderr)
 	}
-	return mobdemo(rest, stdout, stderr)
+	return mobdemo(rest, stdout, stderr, env)
 }
 
 // gwdemo is `mipsec demo --gateway`.

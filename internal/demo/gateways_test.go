@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package demo
 
 import (
 	"bytes"
@@ -24,14 +24,14 @@ func TestNetDemo(t *testing.T) {
 	testenv.NeedRoot(t)
 	testenv.NeedCommand(t, "ip")
 	bin := filepath.Join(t.TempDir(), "mipsec")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/mipsec/mipsec/cmd/mipsec").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	t.Run("interrupt", func(t *testing.T) { testNetDemoInterrupt(t, bin) })
 	for _, encap := range []string{"raw", "udp"} {
 		t.Run(encap, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			rc := netdemo([]string{"--gateway", "-mipsec", bin, "-size", "8", "-count", "2", "-encap", encap}, &stdout, &stderr)
+			rc := Namespaces([]string{"--gateway", "-mipsec", bin, "-size", "8", "-count", "2", "-encap", encap}, &stdout, &stderr, testEnv)
 			out := stdout.String()
 			if rc != 0 {
 				t.Fatalf("netdemo: exit %d\nstdout:\n%s\nstderr:\n%s", rc, out, stderr.String())
@@ -86,7 +86,7 @@ func (w *interruptWriter) Write(p []byte) (int, error) {
 func testNetDemoInterrupt(t *testing.T, bin string) {
 	w := &interruptWriter{trigger: "==> ping 192.0.2.1"}
 	var stderr bytes.Buffer
-	rc := netdemo([]string{"-mipsec", bin, "-size", "1", "-count", "20", "--gateway"}, w, &stderr)
+	rc := Namespaces([]string{"-mipsec", bin, "-size", "1", "-count", "20", "--gateway"}, w, &stderr, testEnv)
 	out := w.buf.String()
 	if rc != 130 || !strings.Contains(stderr.String(), "interrupted") {
 		t.Fatalf("exit %d, want 130 with \"interrupted\"\nstdout:\n%s\nstderr:\n%s", rc, out, stderr.String())
@@ -100,24 +100,24 @@ func testNetDemoInterrupt(t *testing.T, bin string) {
 // TestNetDemoFlags: bad flags are usage errors, and -h is not a failure.
 func TestNetDemoFlags(t *testing.T) {
 	var out bytes.Buffer
-	if rc := netdemo([]string{"--gateway", "-encap", "gre"}, &out, &out); rc != 2 {
+	if rc := Namespaces([]string{"--gateway", "-encap", "gre"}, &out, &out, testEnv); rc != 2 {
 		t.Errorf("--gateway -encap gre: exit %d, want 2", rc)
 	}
-	if rc := netdemo([]string{"--gateway", "-h"}, &out, &out); rc != 0 {
+	if rc := Namespaces([]string{"--gateway", "-h"}, &out, &out, testEnv); rc != 0 {
 		t.Errorf("--gateway -h: exit %d, want 0", rc)
 	}
-	if rc := netdemo([]string{"--gateway", "extra"}, &out, &out); rc != 2 {
+	if rc := Namespaces([]string{"--gateway", "extra"}, &out, &out, testEnv); rc != 2 {
 		t.Errorf("--gateway extra: exit %d, want 2", rc)
 	}
 	// The mobility demo (no --gateway).
 	out.Reset()
-	if rc := netdemo([]string{"-h"}, &out, &out); rc != 0 || !strings.Contains(out.String(), "--gateway") {
+	if rc := Namespaces([]string{"-h"}, &out, &out, testEnv); rc != 0 || !strings.Contains(out.String(), "--gateway") {
 		t.Errorf("-h: exit %d, want 0 and a usage naming --gateway:\n%s", rc, out.String())
 	}
-	if rc := netdemo([]string{"extra"}, &out, &out); rc != 2 {
+	if rc := Namespaces([]string{"extra"}, &out, &out, testEnv); rc != 2 {
 		t.Errorf("extra argument: exit %d, want 2", rc)
 	}
-	if rc := netdemo([]string{"-dwell", "0s"}, &out, &out); rc != 2 {
+	if rc := Namespaces([]string{"-dwell", "0s"}, &out, &out, testEnv); rc != 2 {
 		t.Errorf("-dwell 0s: exit %d, want 2", rc)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package demo
 
 // The mobility demo (`mipsec demo`, `make demo`): a correspondent (CN) on
 // the home link, the home agent (HA), a router (RT) that NATs an IPv4-only
@@ -44,7 +44,7 @@ const (
 	mdUDPInterval = 10 * time.Millisecond
 )
 
-func mobdemo(args []string, stdout, stderr io.Writer) int {
+func mobdemo(args []string, stdout, stderr io.Writer, env Env) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	bin := fs.String("mipsec", "", "mipsec `binary` HA and MN run (default: this one)")
@@ -88,7 +88,7 @@ removed at the end, also on failure or Ctrl-C.`)
 	if rc := demoPrereqs(stderr, "network namespaces, veths, TUN devices and a NAT", [][2]string{{"ip", "iproute2"}, {"nft", "nftables"}}, bin); rc != 0 {
 		return rc
 	}
-	d := &mobDemo{out: stdout, bin: *bin, dwell: *dwell, rate: *rate << 10, regTimeout: *regTimeout}
+	d := &mobDemo{env: env, out: stdout, bin: *bin, dwell: *dwell, rate: *rate << 10, regTimeout: *regTimeout}
 	return runNamespaceDemo(stdout, stderr, *timeout, *verbose,
 		"teardown: stopping MN (de-registration) and HA, deleting the namespaces", d.run, d.teardown,
 		func(w io.Writer) {
@@ -100,6 +100,7 @@ removed at the end, also on failure or Ctrl-C.`)
 
 // mobDemo is one run of the mobility demo and what it must tear down.
 type mobDemo struct {
+	env        Env
 	out        io.Writer
 	bin        string
 	dwell      time.Duration
@@ -201,7 +202,7 @@ func (d *mobDemo) run(ctx context.Context) error {
 		path *string
 		sock *string
 	}{{node.RoleHA, &haPath, &d.haSock}, {node.RoleMN, &mnPath, &d.mnSock}} {
-		example, err := exampleConfig(r.role)
+		example, err := d.env.ExampleConfig(r.role)
 		if err != nil {
 			return err
 		}

@@ -1,14 +1,14 @@
 //go:build !linux
 
-package main
+package demo
 
 import (
 	"fmt"
 	"io"
 )
 
-// netdemo needs Linux network namespaces; see netdemo_linux.go.
-func netdemo(args []string, stdout, stderr io.Writer) int {
+// Namespaces needs Linux network namespaces; see gateways_linux.go.
+func Namespaces(args []string, stdout, stderr io.Writer, env Env) int {
 	fmt.Fprintln(stderr, "mipsec demo: the namespace demo needs Linux (network namespaces, TUN); try mipsec demo --engine")
 	return 1
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package demo
 
 import (
 	"bytes"
@@ -42,13 +42,13 @@ func TestMobDemo(t *testing.T) {
 	testenv.NeedCommand(t, "ip")
 	testenv.NeedCommand(t, "nft")
 	bin := filepath.Join(t.TempDir(), "mipsec")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/mipsec/mipsec/cmd/mipsec").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	t.Run("interrupt", func(t *testing.T) {
 		w := &interruptWriter{trigger: "==> waiting for the home registration"}
 		var stderr bytes.Buffer
-		rc := netdemo([]string{"-mipsec", bin}, w, &stderr)
+		rc := Namespaces([]string{"-mipsec", bin}, w, &stderr, testEnv)
 		out := w.buf.String()
 		if rc != 130 || !strings.Contains(stderr.String(), "interrupted") {
 			t.Fatalf("exit %d, want 130 with \"interrupted\"\nstdout:\n%s\nstderr:\n%s", rc, out, stderr.String())
@@ -60,7 +60,7 @@ func TestMobDemo(t *testing.T) {
 	})
 	t.Run("moves", func(t *testing.T) {
 		var stdout, stderr bytes.Buffer
-		rc := netdemo([]string{"-mipsec", bin, "-dwell", "2s", "-rate", "1024"}, &stdout, &stderr)
+		rc := Namespaces([]string{"-mipsec", bin, "-dwell", "2s", "-rate", "1024"}, &stdout, &stderr, testEnv)
 		out := stdout.String()
 		if rc != 0 {
 			t.Fatalf("mobility demo: exit %d\nstdout:\n%s\nstderr:\n%s", rc, out, stderr.String())

@@ -1,4 +1,4 @@
-package main
+package benchcmd
 
 // `mipsec bench`: the throughput benchmark. Without --inprocess or
 // --scaling it is the side-by-side run in network namespaces (root; see
@@ -173,7 +173,7 @@ func parseCores(s string) ([]int, error) {
 	return cs, nil
 }
 
-func benchCmd(args []string, stdout, stderr io.Writer) int {
+func Main(args []string, stdout, stderr io.Writer) int {
 	f, code, ok := parseBenchFlags(args, stderr)
 	if !ok {
 		return code

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bytes"
@@ -108,7 +108,7 @@ func (g *gateway) receive(b *pkt.Buf) (*sad.SA, esp.Verdict) {
 	return sa, v
 }
 
-func demo(args []string, stdout, stderr io.Writer) int {
+func Engine(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo --engine", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("packets", 100000, "packets per algorithm in the throughput step")
