@@ -1,7 +1,7 @@
 package demo
 
 // The namespace demos. `mipsec demo` (`make demo`) is the mobility demo
-// (mobdemo_linux.go). `mipsec demo --gateway` is the two-gateway demo in
+// (mobility_linux.go). `mipsec demo --gateway` is the two-gateway demo in
 // this file: two network namespaces joined by a veth, a `mipsec run`
 // gateway in each from the embedded default config, then ping (IPv4, IPv6)
 // and a TCP transfer between the sites through the tunnel, and a capture

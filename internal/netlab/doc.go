@@ -1,6 +1,6 @@
 // Package netlab is the network-namespace laboratory shared by the
-// namespace demos (`mipsec demo`, cmd/mipsec/mobdemo_linux.go, and
-// `mipsec demo --gateway`, cmd/mipsec/netdemo_linux.go) and the
+// namespace demos (`mipsec demo`, internal/demo/mobility_linux.go, and
+// `mipsec demo --gateway`, internal/demo/gateways_linux.go) and the
 // end-to-end tests (package e2e). It owns the machinery both need to put
 // real `mipsec run` gateways into namespaces and push traffic through them:
 //
