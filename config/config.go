@@ -369,7 +369,7 @@ func (v *validator) duration(path, s string, allowOff bool) (time.Duration, bool
 // decimal string.
 func parseSPIValue(x any) (uint32, error) {
 	var n uint64
-	switch t := x.(type) {
+	switch t := integral(x).(type) {
 	case int64:
 		if t < 0 || t > math.MaxUint32 {
 			return 0, fmt.Errorf("%d is out of range; want 256..4294967295", t)
@@ -411,7 +411,7 @@ func (v *validator) dir(path, s string) (sad.Direction, bool) {
 	return d, true
 }
 
-func (v *validator) sas(raws []rawSA, cfg *File) {
+func (v *validator) sas(raws []SATable, cfg *File) {
 	seen := map[[2]uint32]string{} // dir, spi -> path
 	v.declared = map[[2]uint32]bool{}
 	for i := range raws {
@@ -466,7 +466,7 @@ func (v *validator) sas(raws []rawSA, cfg *File) {
 	}
 }
 
-func (v *validator) sa(path string, r *rawSA) (sad.Config, bool) {
+func (v *validator) sa(path string, r *SATable) (sad.Config, bool) {
 	var c sad.Config
 	n := len(v.errs)
 	c.Name = r.Name
@@ -684,9 +684,9 @@ func (v *validator) readKeyFile(path, name string) ([]byte, error) {
 	return b, err
 }
 
-func (v *validator) lifetime(path string, r *rawLifetime) sad.Lifetime {
+func (v *validator) lifetime(path string, r *LifetimeTable) sad.Lifetime {
 	var l sad.Lifetime
-	lim := func(p string, r *rawLimits) sad.Limits {
+	lim := func(p string, r *LimitsTable) sad.Limits {
 		var m sad.Limits
 		if r.Bytes != nil {
 			if *r.Bytes <= 0 {
@@ -723,7 +723,7 @@ func (v *validator) lifetime(path string, r *rawLifetime) sad.Lifetime {
 	return l
 }
 
-func (v *validator) selectors(path string, raws []rawSelector) []sad.Selector {
+func (v *validator) selectors(path string, raws []SelectorTable) []sad.Selector {
 	var out []sad.Selector
 	n := len(v.errs)
 	fam := 0 // bits of the first set that names a family
@@ -773,7 +773,7 @@ var ProtocolNumbers = map[string]uint8{
 	"gre": 47,
 }
 
-func (v *validator) selector(path string, r *rawSelector) (sad.Selector, bool) {
+func (v *validator) selector(path string, r *SelectorTable) (sad.Selector, bool) {
 	var s sad.Selector
 	n := len(v.errs)
 	var err error
@@ -788,7 +788,7 @@ func (v *validator) selector(path string, r *rawSelector) (sad.Selector, bool) {
 	if len(v.errs) == n && lb != 0 && rb != 0 && lb != rb {
 		v.errf(path+".remote", "%s is IPv%d but local %s is IPv%d; a selector set is one address family (RFC 4301 §4.4.1.1)", r.Remote, ipv(rb), r.Local, ipv(lb))
 	}
-	switch x := r.Proto.(type) {
+	switch x := integral(r.Proto).(type) {
 	case nil:
 	case string:
 		if pr, ok := ProtocolNumbers[strings.ToLower(x)]; ok {
@@ -909,7 +909,7 @@ func ParseAddrRange(s string) (sad.AddrRange, error) {
 // ParsePorts reads a selector port: 80, "80", "1000-2000", "any" or "opaque".
 func ParsePorts(x any) (sad.Ports, error) {
 	const want = "want a port 0..65535, a range \"lo-hi\", \"any\" or \"opaque\""
-	switch t := x.(type) {
+	switch t := integral(x).(type) {
 	case int64:
 		if t < 0 || t > 65535 {
 			return sad.Ports{}, fmt.Errorf("%d is out of range; %s", t, want)
@@ -943,7 +943,7 @@ func ParsePorts(x any) (sad.Ports, error) {
 	return sad.Ports{}, fmt.Errorf("%v: %s", x, want)
 }
 
-func (v *validator) policies(raws []rawPolicy, cfg *File) {
+func (v *validator) policies(raws []PolicyTable, cfg *File) {
 	spis := v.declared
 	scratch := spd.New(nil)
 	for i := range raws {

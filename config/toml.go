@@ -19,16 +19,16 @@ import (
 // "absent" and "0" differ; SPIs, protocols and ports are `any` because they
 // may be written as a number or a string ("0xa001", "tcp", "1000-2000").
 type rawConfig struct {
-	Role     string       `toml:"role"`
-	Mobility *rawMobility `toml:"mobility"`
-	Log      rawLog       `toml:"log"`
-	StateDir *string      `toml:"state_dir"`
-	Control  rawControl   `toml:"control"`
-	TUN      rawTUN       `toml:"tun"`
-	Underlay rawUnderlay  `toml:"underlay"`
-	Peers    []rawPeer    `toml:"peer"`
-	SAs      []rawSA      `toml:"sa"`
-	Policies []rawPolicy  `toml:"policy"`
+	Role     string        `toml:"role"`
+	Mobility *rawMobility  `toml:"mobility"`
+	Log      rawLog        `toml:"log"`
+	StateDir *string       `toml:"state_dir"`
+	Control  rawControl    `toml:"control"`
+	TUN      rawTUN        `toml:"tun"`
+	Underlay rawUnderlay   `toml:"underlay"`
+	Peers    []rawPeer     `toml:"peer"`
+	SAs      []SATable     `toml:"sa"`
+	Policies []PolicyTable `toml:"policy"`
 }
 
 // rawMobility is the [mobility] section (role = "ha" or "mn"): the home
@@ -91,68 +91,75 @@ type rawPeer struct {
 	InSPIs       []any  `toml:"in_spis"`
 }
 
-type rawSA struct {
-	Name         string        `toml:"name"`
-	SPI          any           `toml:"spi"`
-	Dir          string        `toml:"dir"`
-	Mode         string        `toml:"mode"`
-	Local        string        `toml:"local"`
-	Remote       string        `toml:"remote"`
-	Algorithm    string        `toml:"algorithm"`
-	EncKey       string        `toml:"enc_key"`
-	AuthKey      string        `toml:"auth_key"`
-	EncKeyFile   string        `toml:"enc_key_file"`
-	AuthKeyFile  string        `toml:"auth_key_file"`
-	ESN          bool          `toml:"esn"`
-	ReplayWindow *int64        `toml:"replay_window"`
-	NoReplay     bool          `toml:"no_replay"`
-	HopLimit     *int64        `toml:"hop_limit"`
-	DF           string        `toml:"df"`
-	Lifetime     rawLifetime   `toml:"lifetime"`
-	Selectors    []rawSelector `toml:"selectors"`
+// SATable is one SA in the config file's grammar: an [[sa]] table, and
+// the same names in JSON for the control protocol's sa.add and sa.update
+// (ParseSA). "local" and "remote" are our and the peer's outer addresses.
+type SATable struct {
+	Name         string          `toml:"name" json:"name,omitempty"`
+	SPI          any             `toml:"spi" json:"spi,omitempty"`
+	Dir          string          `toml:"dir" json:"dir,omitempty"`
+	Mode         string          `toml:"mode" json:"mode,omitempty"`
+	Local        string          `toml:"local" json:"local,omitempty"`
+	Remote       string          `toml:"remote" json:"remote,omitempty"`
+	Algorithm    string          `toml:"algorithm" json:"algorithm,omitempty"`
+	EncKey       string          `toml:"enc_key" json:"enc_key,omitempty"`
+	AuthKey      string          `toml:"auth_key" json:"auth_key,omitempty"`
+	EncKeyFile   string          `toml:"enc_key_file" json:"enc_key_file,omitempty"`
+	AuthKeyFile  string          `toml:"auth_key_file" json:"auth_key_file,omitempty"`
+	ESN          bool            `toml:"esn" json:"esn,omitempty"`
+	ReplayWindow *int64          `toml:"replay_window" json:"replay_window,omitempty"`
+	NoReplay     bool            `toml:"no_replay" json:"no_replay,omitempty"`
+	HopLimit     *int64          `toml:"hop_limit" json:"hop_limit,omitempty"`
+	DF           string          `toml:"df" json:"df,omitempty"`
+	Lifetime     LifetimeTable   `toml:"lifetime" json:"lifetime,omitempty"`
+	Selectors    []SelectorTable `toml:"selectors" json:"selectors,omitempty"`
 }
 
-type rawLifetime struct {
-	Soft rawLimits `toml:"soft"`
-	Hard rawLimits `toml:"hard"`
+// LifetimeTable is an SA's lifetime = { soft = {...}, hard = {...} }
+// (RFC 4301 §4.4.2.1).
+type LifetimeTable struct {
+	Soft LimitsTable `toml:"soft" json:"soft,omitempty"`
+	Hard LimitsTable `toml:"hard" json:"hard,omitempty"`
 }
 
-type rawLimits struct {
-	Bytes   *int64 `toml:"bytes"`
-	Packets *int64 `toml:"packets"`
-	Time    string `toml:"time"`
+// LimitsTable is one side of a lifetime; Time is a duration ("1h").
+type LimitsTable struct {
+	Bytes   *int64 `toml:"bytes" json:"bytes,omitempty"`
+	Packets *int64 `toml:"packets" json:"packets,omitempty"`
+	Time    string `toml:"time" json:"time,omitempty"`
 }
 
-// rawSelector is one RFC 4301 §4.4.1.1 selector set. "local" is the
+// SelectorTable is one RFC 4301 §4.4.1.1 selector set. "local" is the
 // protected side (the source of outbound packets, the destination of
 // inbound ones).
-type rawSelector struct {
-	Local      string `toml:"local"`
-	Remote     string `toml:"remote"`
-	Proto      any    `toml:"proto"`
-	LocalPort  any    `toml:"local_port"`
-	RemotePort any    `toml:"remote_port"`
+type SelectorTable struct {
+	Local      string `toml:"local" json:"local,omitempty"`
+	Remote     string `toml:"remote" json:"remote,omitempty"`
+	Proto      any    `toml:"proto" json:"proto,omitempty"`
+	LocalPort  any    `toml:"local_port" json:"local_port,omitempty"`
+	RemotePort any    `toml:"remote_port" json:"remote_port,omitempty"`
 	// ICMP / ICMPv6 type and code, and Mobility Header type, for both
 	// sides (icmp_type, icmp_code, mh_type) or per side (RFC 4301
 	// §4.4.1.3: an outbound packet is checked against the local value, an
 	// inbound one against the remote value).
-	ICMPType       *int64 `toml:"icmp_type"`
-	ICMPCode       *int64 `toml:"icmp_code"`
-	LocalICMPType  *int64 `toml:"local_icmp_type"`
-	LocalICMPCode  *int64 `toml:"local_icmp_code"`
-	RemoteICMPType *int64 `toml:"remote_icmp_type"`
-	RemoteICMPCode *int64 `toml:"remote_icmp_code"`
-	MHType         *int64 `toml:"mh_type"`
-	LocalMHType    *int64 `toml:"local_mh_type"`
-	RemoteMHType   *int64 `toml:"remote_mh_type"`
+	ICMPType       *int64 `toml:"icmp_type" json:"icmp_type,omitempty"`
+	ICMPCode       *int64 `toml:"icmp_code" json:"icmp_code,omitempty"`
+	LocalICMPType  *int64 `toml:"local_icmp_type" json:"local_icmp_type,omitempty"`
+	LocalICMPCode  *int64 `toml:"local_icmp_code" json:"local_icmp_code,omitempty"`
+	RemoteICMPType *int64 `toml:"remote_icmp_type" json:"remote_icmp_type,omitempty"`
+	RemoteICMPCode *int64 `toml:"remote_icmp_code" json:"remote_icmp_code,omitempty"`
+	MHType         *int64 `toml:"mh_type" json:"mh_type,omitempty"`
+	LocalMHType    *int64 `toml:"local_mh_type" json:"local_mh_type,omitempty"`
+	RemoteMHType   *int64 `toml:"remote_mh_type" json:"remote_mh_type,omitempty"`
 }
 
-type rawPolicy struct {
-	Name      string        `toml:"name"`
-	Dir       string        `toml:"dir"`
-	Action    string        `toml:"action"`
-	SPI       any           `toml:"spi"`
-	Selectors []rawSelector `toml:"selectors"`
+// PolicyTable is one [[policy]] table, and policy.add's JSON (ParsePolicy).
+type PolicyTable struct {
+	Name      string          `toml:"name" json:"name,omitempty"`
+	Dir       string          `toml:"dir" json:"dir,omitempty"`
+	Action    string          `toml:"action" json:"action,omitempty"`
+	SPI       any             `toml:"spi" json:"spi,omitempty"`
+	Selectors []SelectorTable `toml:"selectors" json:"selectors,omitempty"`
 }
 
 // decodeTOML decodes data strictly into rc. Unknown keys are returned as

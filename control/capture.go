@@ -416,3 +416,15 @@ func CaptureStream(r io.Reader, w io.Writer, count int) (int, error) {
 
 // Capturing reports whether a capture is running.
 func (s *Server) Capturing() bool { return s.capture.wants(capInner | capOuter) }
+
+// parseOptDuration reads an optional non-negative duration ("" is 0).
+func parseOptDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err == nil && d < 0 {
+		err = errors.New("negative")
+	}
+	return d, err
+}

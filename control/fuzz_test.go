@@ -61,7 +61,7 @@ func FuzzControlLine(f *testing.F) {
 	for _, seed := range []string{
 		`{"cmd":"status"}`, `{"cmd":"sa.list"}`, `{"cmd":"stats"}`, `{"cmd":"peers"}`,
 		`{"cmd":"sa.del","args":{"dir":"in","spi":45057}}`,
-		`{"cmd":"sa.add","args":{"dir":"out","spi":5,"algorithm":"aes128gcm16","enc_key":"1111111111111111111111111111111111111111","tunnel_src":"1.1.1.1","tunnel_dst":"2.2.2.2","selectors":[{"local":"10.0.0.0/8","proto":"tcp","local_port":"1-2"}]}}`,
+		`{"cmd":"sa.add","args":{"dir":"out","spi":4097,"algorithm":"aes128gcm16","enc_key":"1111111111111111111111111111111111111111","local":"192.0.2.1","remote":"192.0.2.2","selectors":[{"local":"10.0.0.0/8","proto":"tcp","local_port":"1-2"}]}}`,
 		`{"cmd":"policy.add","args":{"name":"p","dir":"out","action":"discard","selectors":[{"remote":"10.0.0.1-10.0.0.9"}],"index":0}}`,
 		`{"cmd":"policy.del","args":{"name":"protect"}}`,
 		`{"cmd":"sa.wireshark"}`, `{"cmd":"capture"}`, `null`, `[]`, `{"cmd":1}`, "\xff",

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -490,6 +491,7 @@ var methods = map[string]method{
 	"sa.add":       {"add an SA (args: an SA spec)", (*Server).cmdSAAdd},
 	"sa.update":    {"replace an SA (args: an SA spec)", (*Server).cmdSAUpdate},
 	"sa.del":       {"delete an SA (args: dir, spi)", (*Server).cmdSADel},
+	"sa.get":       {"one SA as sa.update takes it, without its keys (args: dir, spi)", (*Server).cmdSAGet},
 	"sa.wireshark": {"the SAs with their keys, for Wireshark's esp_sa table", (*Server).cmdSAWireshark},
 	"policy.list":  {"the policies in order, with hits (args: dir)", (*Server).cmdPolicyList},
 	"policy.add":   {"insert or append a policy (args: index, policy spec)", (*Server).cmdPolicyAdd},
@@ -597,7 +599,7 @@ func underlayCountersOf(t any) map[string]uint64 {
 type SAStats struct {
 	Name    string            `json:"name,omitempty"`
 	Dir     string            `json:"dir"`
-	SPI     uint32            `json:"spi"`
+	SPI     SPI               `json:"spi"`
 	Packets uint64            `json:"packets"`
 	Bytes   uint64            `json:"bytes"`
 	Seq     uint64            `json:"seq"`
@@ -630,7 +632,7 @@ func (s *Server) cmdStats(args json.RawMessage) (any, error) {
 
 func saStatsOf(sa *sad.SA) SAStats {
 	st := sa.Stats()
-	out := SAStats{Name: sa.Name(), Dir: sa.Dir().String(), SPI: sa.SPI(), Packets: st.Packets, Bytes: st.Bytes, Seq: sa.Seq()}
+	out := SAStats{Name: sa.Name(), Dir: sa.Dir().String(), SPI: SPI(sa.SPI()), Packets: st.Packets, Bytes: st.Bytes, Seq: sa.Seq()}
 	for v, n := range st.Drops {
 		if n != 0 {
 			if out.Drops == nil {
@@ -654,41 +656,88 @@ func (s *Server) cmdSAList(args json.RawMessage) (any, error) {
 }
 
 func (s *Server) cmdSAAdd(args json.RawMessage) (any, error) {
-	cfg, err := saArgs(args)
+	spec, err := saArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.ParseSA("sa", &spec)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.t.AddSA(cfg); err != nil {
 		return nil, err
 	}
-	return map[string]any{"dir": cfg.Dir.String(), "spi": cfg.Params.SPI}, nil
+	return SARef{Dir: cfg.Dir.String(), SPI: SPI(cfg.Params.SPI)}, nil
 }
 
+// cmdSAUpdate replaces an SA; absent keys keep the SA's keys, so a client
+// may change settings without sending key material again.
 func (s *Server) cmdSAUpdate(args json.RawMessage) (any, error) {
-	cfg, err := saArgs(args)
+	spec, err := saArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	if spec.EncKey == "" && spec.AuthKey == "" && spec.EncKeyFile == "" && spec.AuthKeyFile == "" {
+		dir, derr := sad.ParseDirection(spec.Dir)
+		spi, serr := config.ParseSPI(spec.SPI)
+		if derr == nil && serr == nil {
+			if enc, auth, ok := s.t.SAKeys(dir, spi); ok {
+				spec.EncKey, spec.AuthKey = hexKey(enc), hexKey(auth)
+				defer clear(enc)
+				defer clear(auth)
+			}
+		}
+	}
+	cfg, err := config.ParseSA("sa", &spec)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.t.UpdateSA(cfg); err != nil {
 		return nil, err
 	}
-	return map[string]any{"dir": cfg.Dir.String(), "spi": cfg.Params.SPI}, nil
+	return SARef{Dir: cfg.Dir.String(), SPI: SPI(cfg.Params.SPI)}, nil
 }
 
-func saArgs(args json.RawMessage) (sad.Config, error) {
-	if len(args) == 0 {
-		return sad.Config{}, fmt.Errorf("%w: args: an SA is required", ErrBadRequest)
+func hexKey(k []byte) string {
+	if len(k) == 0 {
+		return ""
 	}
+	return "0x" + hex.EncodeToString(k)
+}
+
+// cmdSAGet answers one SA as an SASpec without its keys: what a client
+// changes and sends back with sa.update.
+func (s *Server) cmdSAGet(args json.RawMessage) (any, error) {
+	var ref SARef
+	if err := decodeArgs(args, &ref); err != nil {
+		return nil, err
+	}
+	dir, err := ParseDir(ref.Dir)
+	if err != nil {
+		return nil, err
+	}
+	sa := s.t.SAD().Lookup(dir, uint32(ref.SPI))
+	if sa == nil {
+		return nil, fmt.Errorf("%w: %v SA %v", sad.ErrNotFound, dir, ref.SPI)
+	}
+	return config.SATableOf(sad.Config{Name: sa.Name(), Dir: sa.Dir(), Params: sa.Params(),
+		Lifetime: sa.Lifetime(), Selectors: sa.Selectors()}), nil
+}
+
+func saArgs(args json.RawMessage) (SASpec, error) {
 	var spec SASpec
-	if err := decodeArgs(args, &spec); err != nil {
-		return sad.Config{}, err
+	if len(args) == 0 {
+		return spec, fmt.Errorf("%w: args: an SA is required", ErrBadRequest)
 	}
-	return spec.Config()
+	err := decodeArgs(args, &spec)
+	return spec, err
 }
 
+// SARef names an SA: sa.del's and sa.get's arguments, and what sa.add
+// and sa.update answer.
 type SARef struct {
 	Dir string `json:"dir"`
-	SPI uint32 `json:"spi"`
+	SPI SPI    `json:"spi"`
 }
 
 func (s *Server) cmdSADel(args json.RawMessage) (any, error) {
@@ -703,10 +752,10 @@ func (s *Server) cmdSADel(args json.RawMessage) (any, error) {
 	if ref.SPI == 0 {
 		return nil, fmt.Errorf("%w: args: spi is required and non-zero", ErrBadRequest)
 	}
-	if err := s.t.DelSA(dir, ref.SPI); err != nil {
+	if err := s.t.DelSA(dir, uint32(ref.SPI)); err != nil {
 		return nil, err
 	}
-	return map[string]any{"dir": dir.String(), "spi": ref.SPI}, nil
+	return SARef{Dir: dir.String(), SPI: ref.SPI}, nil
 }
 
 func (s *Server) cmdSAWireshark(args json.RawMessage) (any, error) {
@@ -765,7 +814,9 @@ func (s *Server) cmdPolicyAdd(args json.RawMessage) (any, error) {
 	if err := decodeArgs(args, &spec); err != nil {
 		return nil, err
 	}
-	p, err := spec.Policy()
+	p, err := config.ParsePolicy("policy", &spec.PolicyTable, func(d sad.Direction, spi uint32) bool {
+		return s.t.SAD().Lookup(d, spi) != nil
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -380,7 +380,7 @@ selectors = [{ local = "10.0.0.0/8", remote = "any", proto = "tcp", remote_port 
 		t.Errorf("policy del missing: rc %d %q", rc, errs)
 	}
 	_, errs, rc = cli(t, s, "policy", "add", "--name", "x", "--dir", "out", "--action", "protect")
-	if rc != 1 || !strings.Contains(errs, "spd: invalid policy") {
+	if rc != 2 || !strings.Contains(errs, "--spi: missing; an outbound protect policy names its SA by SPI") {
 		t.Errorf("policy add protect without SPI: rc %d %q", rc, errs)
 	}
 }
@@ -507,15 +507,18 @@ func TestControlHostile(t *testing.T) {
 		{"trailing data", []byte(`{"cmd":"status"} {"cmd":"status"}` + "\n"), false, "trailing data"},
 		{"array", []byte(`[{"cmd":"status"}]` + "\n"), false, "malformed request"},
 		{"args for status", []byte(`{"cmd":"status","args":{"x":1}}` + "\n"), true, "unknown field"},
-		{"args wrong type", []byte(`{"cmd":"sa.del","args":{"dir":"in","spi":"0xa001"}}` + "\n"), true, "args"},
+		{"args wrong type", []byte(`{"cmd":"sa.del","args":{"dir":"in","spi":true}}` + "\n"), true, "args"},
 		{"spi overflow", []byte(`{"cmd":"sa.del","args":{"dir":"in","spi":4294967296}}` + "\n"), true, "args"},
 		{"spi negative", []byte(`{"cmd":"sa.del","args":{"dir":"in","spi":-1}}` + "\n"), true, "args"},
 		{"sa.del no args", []byte(`{"cmd":"sa.del"}` + "\n"), true, "dir"},
 		{"sa.add no args", []byte(`{"cmd":"sa.add"}` + "\n"), true, "an SA is required"},
 		{"sa.add args string", []byte(`{"cmd":"sa.add","args":"x"}` + "\n"), true, "args"},
-		{"sa.add bad key", []byte(`{"cmd":"sa.add","args":{"dir":"out","spi":5,"algorithm":"aes128gcm16","enc_key":"zz","tunnel_src":"1.1.1.1","tunnel_dst":"2.2.2.2"}}` + "\n"), true, "enc_key"},
-		{"sa.add short key", []byte(`{"cmd":"sa.add","args":{"dir":"out","spi":5,"algorithm":"aes128gcm16","enc_key":"11","tunnel_src":"1.1.1.1","tunnel_dst":"2.2.2.2","selectors":[{}]}}` + "\n"), true, "invalid SA parameters"},
-		{"sa.add bad selector", []byte(`{"cmd":"sa.add","args":{"dir":"out","spi":5,"algorithm":"aes128gcm16","tunnel_src":"1.1.1.1","tunnel_dst":"2.2.2.2","selectors":[{"local":"10.0.0.0/99"}]}}` + "\n"), true, "selectors[0]: local"},
+		{"sa.add bad key", []byte(`{"cmd":"sa.add","args":{"dir":"out","spi":4097,"algorithm":"aes128gcm16","enc_key":"zz","local":"192.0.2.1","remote":"192.0.2.2"}}` + "\n"), true, "sa.enc_key"},
+		{"sa.add short key", []byte(`{"cmd":"sa.add","args":{"dir":"out","spi":4097,"algorithm":"aes128gcm16","enc_key":"11","local":"192.0.2.1","remote":"192.0.2.2","selectors":[{}]}}` + "\n"), true, "sa.enc_key"},
+		{"sa.add bad selector", []byte(`{"cmd":"sa.add","args":{"dir":"out","spi":4097,"algorithm":"aes128gcm16","local":"192.0.2.1","remote":"192.0.2.2","selectors":[{"local":"10.0.0.0/99"}]}}` + "\n"), true, "sa.selectors[0].local"},
+		{"sa.add reserved SPI", []byte(`{"cmd":"sa.add","args":{"dir":"out","spi":5,"algorithm":"aes128gcm16","enc_key":"0x4a0b1c2d3e4f5061728394a5b6c7d8e9f0011223","local":"192.0.2.1","remote":"192.0.2.2","selectors":[{}]}}` + "\n"), true, "reserved by IANA"},
+		{"sa.add key file", []byte(`{"cmd":"sa.add","args":{"dir":"out","spi":4097,"algorithm":"aes128gcm16","enc_key_file":"/etc/shadow","local":"192.0.2.1","remote":"192.0.2.2","selectors":[{}]}}` + "\n"), true, "key files are read by the client"},
+		{"policy.add missing SA", []byte(`{"cmd":"policy.add","args":{"name":"p","dir":"out","action":"protect","spi":"0x9999","selectors":[{}],"index":0}}` + "\n"), true, "names no out SA"},
 		{"policy.add negative index", []byte(`{"cmd":"policy.add","args":{"name":"p","dir":"out","action":"discard","selectors":[{}],"index":-5}}` + "\n"), true, "negative"},
 		{"policy.add huge index", []byte(`{"cmd":"policy.add","args":{"name":"p","dir":"out","action":"discard","selectors":[{}],"index":99999}}` + "\n"), true, "index out of range"},
 		{"policy.del no name", []byte(`{"cmd":"policy.del","args":{}}` + "\n"), true, "name is required"},

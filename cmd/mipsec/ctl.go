@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/sad"
 )
 
 // ctlFlags is a FlagSet with the flags every client has. --socket defaults
@@ -131,7 +133,7 @@ func writeStats(w io.Writer, st *control.StatsInfo) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DIR\tSPI\tNAME\tPACKETS\tBYTES\tSEQ\tDROPS")
 	for _, s := range st.SAs {
-		fmt.Fprintf(tw, "%s\t0x%08x\t%s\t%d\t%d\t%d\t%s\n", s.Dir, s.SPI, orDash(s.Name), s.Packets, s.Bytes, s.Seq, formatCounts(s.Drops))
+		fmt.Fprintf(tw, "%s\t%v\t%s\t%d\t%d\t%d\t%s\n", s.Dir, s.SPI, orDash(s.Name), s.Packets, s.Bytes, s.Seq, formatCounts(s.Drops))
 	}
 	tw.Flush()
 	dp := st.Dataplane
@@ -256,10 +258,13 @@ func ctlSAList(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(tw, "DIR\tSPI\tNAME\tMODE\tALGORITHM\tTUNNEL\tSEQ\tPACKETS\tBYTES\tDROPS\tSELECTORS")
 	for _, s := range sas {
 		tunnel := "-"
-		if s.TunnelSrc != "" {
-			tunnel = s.TunnelSrc + " -> " + s.TunnelDst
+		if s.Local != "" {
+			tunnel = s.Local + " -> " + s.Remote
+			if s.Dir == "in" {
+				tunnel = s.Remote + " -> " + s.Local
+			}
 		}
-		fmt.Fprintf(tw, "%s\t0x%08x\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.Dir, s.SPI, orDash(s.Name), s.Mode, s.Algorithm, tunnel,
+		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.Dir, s.SPI, orDash(s.Name), s.Mode, s.Algorithm, tunnel,
 			s.Seq, s.Stats.Packets, s.Stats.Bytes, formatCounts(s.Stats.Drops), strings.Join(s.Selectors, "; "))
 	}
 	tw.Flush()
@@ -294,35 +299,90 @@ func addSelectorFlags(fs *flag.FlagSet) selectorFlags {
 	}
 }
 
-func (f selectorFlags) spec() control.SelectorSpec {
-	return control.SelectorSpec{Local: *f.local, Remote: *f.remote, Proto: *f.proto, LocalPort: *f.lport, RemotePort: *f.rport}
+func (f selectorFlags) table() control.SelectorSpec {
+	t := control.SelectorSpec{Local: *f.local, Remote: *f.remote}
+	if *f.proto != "any" {
+		t.Proto = *f.proto
+	}
+	if *f.lport != "any" {
+		t.LocalPort = *f.lport
+	}
+	if *f.rport != "any" {
+		t.RemotePort = *f.rport
+	}
+	return t
 }
 
+func (f selectorFlags) set(visited map[string]bool) bool {
+	return visited["local"] || visited["remote"] || visited["proto"] || visited["lport"] || visited["rport"]
+}
+
+// flagNames turns the key paths of an SA or policy error ("sa.local: ...")
+// into the flags that set them ("--src: ..."): the user typed flags.
+func flagNames(msg string, what string, dir string) string {
+	src, dst := "--src", "--dst"
+	if dir == "in" {
+		src, dst = dst, src // inbound: local is the destination
+	}
+	for _, r := range [][2]string{
+		{".selectors[0].local_port:", "--lport:"}, {".selectors[0].remote_port:", "--rport:"},
+		{".selectors[0].local:", "--local:"}, {".selectors[0].remote:", "--remote:"},
+		{".selectors[0].proto:", "--proto:"}, {".selectors[0]:", "selector:"}, {".selectors:", "selector:"},
+		{".local:", src + ":"}, {".remote:", dst + ":"}, {".enc_key:", "--enc-key:"}, {".auth_key:", "--auth-key:"},
+		{".algorithm:", "--alg:"}, {".replay_window:", "--replay-window:"}, {".spi:", "--spi:"}, {".dir:", "--dir:"},
+		{".mode:", "--mode:"}, {".esn:", "--esn:"}, {".no_replay:", "--no-replay:"}, {".action:", "--action:"}, {".name:", "--name:"},
+	} {
+		msg = strings.ReplaceAll(msg, what+r[0], r[1])
+	}
+	return msg
+}
+
+// ctlSAChange is `mipsec sa add` and `mipsec sa update`. Update starts
+// from the SA as the daemon has it (sa.get) and changes only the flags
+// given; without --enc-key / --auth-key the SA keeps its keys.
 func ctlSAChange(what string, args []string, stdout, stderr io.Writer) int {
 	name := "sa " + what
 	fs, sock := ctlFlags(name, stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: mipsec %s [flags] | -f FILE\n\n", name)
+		if what == "add" {
+			fmt.Fprintln(stderr, "Add an SA to the running daemon. Its key must not be the key of another SA (counter-mode")
+			fmt.Fprintln(stderr, "suites never share a key; an outbound key serves one SA), and an outbound key continues")
+			fmt.Fprintln(stderr, "above every sequence number it used before.")
+		} else {
+			fmt.Fprintln(stderr, "Replace an SA of the running daemon (--dir and --spi name it). Only the flags given")
+			fmt.Fprintln(stderr, "change; without --enc-key / --auth-key the SA keeps its keys and its sequence numbers.")
+		}
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
 	file := fs.String("f", "", "read the SA(s) from `FILE`: [[sa]] tables as in the config file, or a JSON object or array")
 	var spi spiFlag
-	spec := control.SASpec{}
-	fs.StringVar(&spec.Name, "name", "", "SA name")
-	fs.StringVar(&spec.Dir, "dir", "", "direction: in or out")
+	saName := fs.String("name", "", "SA name")
+	dir := fs.String("dir", "", "direction: in or out")
 	fs.Var(&spi, "spi", "SPI (decimal or 0x hex)")
-	fs.StringVar(&spec.Mode, "mode", "tunnel", "tunnel or transport")
-	fs.StringVar(&spec.Algorithm, "alg", "", "algorithm ("+strings.Join(esp.AlgorithmNames(), ", ")+")")
-	fs.StringVar(&spec.EncKey, "enc-key", "", "encryption key in hex (AEAD: key||salt)")
-	fs.StringVar(&spec.AuthKey, "auth-key", "", "integrity key in hex")
-	fs.StringVar(&spec.TunnelSrc, "src", "", "tunnel mode: outer source address (the sender)")
-	fs.StringVar(&spec.TunnelDst, "dst", "", "tunnel mode: outer destination address")
-	fs.BoolVar(&spec.ESN, "esn", false, "extended sequence numbers")
-	fs.IntVar(&spec.ReplayWindow, "replay-window", 0, "inbound anti-replay window in packets (0: default)")
+	mode := fs.String("mode", "tunnel", "tunnel or transport")
+	alg := fs.String("alg", "", "algorithm ("+strings.Join(esp.AlgorithmNames(), ", ")+")")
+	encKey := fs.String("enc-key", "", "encryption key in hex (AEAD: key||salt)")
+	authKey := fs.String("auth-key", "", "integrity key in hex")
+	src := fs.String("src", "", "tunnel mode: outer source address (the sender)")
+	dst := fs.String("dst", "", "tunnel mode: outer destination address")
+	esn := fs.Bool("esn", false, "extended sequence numbers")
+	window := fs.Int("replay-window", 0, "inbound anti-replay window in packets (default 1024)")
 	sel := addSelectorFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "mipsec %s: unexpected arguments %q\n", name, fs.Args())
 		return 2
 	}
+	visited := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { visited[f.Name] = true })
+	c := control.Client{Path: *sock}
 	var specs []control.SASpec
 	if *file != "" {
 		var err error
@@ -330,21 +390,72 @@ func ctlSAChange(what string, args []string, stdout, stderr io.Writer) int {
 			return ctlFail(stderr, name, err)
 		}
 	} else {
-		spec.SPI = uint32(spi)
-		spec.Selectors = []control.SelectorSpec{sel.spec()}
-		// Validate here for a field-by-field message before dialing.
-		if _, err := spec.Config(); err != nil {
-			fmt.Fprintf(stderr, "mipsec %s: %v\n", name, err)
-			return 2
+		var t control.SASpec
+		if what == "update" {
+			if !visited["dir"] || !visited["spi"] {
+				fmt.Fprintf(stderr, "mipsec %s: --dir and --spi name the SA to update\n", name)
+				return 2
+			}
+			if err := c.Call("sa.get", control.SARef{Dir: *dir, SPI: control.SPI(spi)}, &t); err != nil {
+				return ctlFail(stderr, name, err)
+			}
 		}
-		specs = []control.SASpec{spec}
+		if what == "add" || visited["name"] {
+			t.Name = *saName
+		}
+		t.Dir, t.SPI = *dir, int64(spi)
+		if what == "add" || visited["mode"] {
+			t.Mode = *mode
+		}
+		if what == "add" || visited["alg"] {
+			t.Algorithm = *alg
+		}
+		if what == "add" || visited["enc-key"] || visited["auth-key"] {
+			t.EncKey, t.AuthKey = *encKey, *authKey
+		}
+		// local is our outer address: the source of an outbound SA, the
+		// destination of an inbound one.
+		localFlag, remoteFlag := "src", "dst"
+		if *dir == "in" {
+			localFlag, remoteFlag = "dst", "src"
+		}
+		flagVal := map[string]*string{"src": src, "dst": dst}
+		if what == "add" || visited[localFlag] {
+			t.Local = *flagVal[localFlag]
+		}
+		if what == "add" || visited[remoteFlag] {
+			t.Remote = *flagVal[remoteFlag]
+		}
+		if what == "add" || visited["esn"] {
+			t.ESN = *esn
+		}
+		if visited["replay-window"] {
+			w := int64(*window)
+			t.ReplayWindow = &w
+		}
+		if what == "add" || sel.set(visited) {
+			t.Selectors = []control.SelectorSpec{sel.table()}
+		}
+		// Validate here, for messages that name the flags, before dialing
+		// (an update's keys are the daemon's: it validates those).
+		if what == "add" {
+			if _, err := config.ParseSA("sa", &t); err != nil {
+				fmt.Fprintf(stderr, "mipsec %s: %s\n", name, flagNames(err.Error(), "sa", *dir))
+				return 2
+			}
+		}
+		specs = []control.SASpec{t}
 	}
-	c := control.Client{Path: *sock}
 	for _, s := range specs {
-		if err := c.Call("sa."+what, s, nil); err != nil {
-			return ctlFail(stderr, name, fmt.Errorf("SA %s 0x%08x: %w", s.Dir, s.SPI, err))
+		var ref control.SARef
+		if err := c.Call("sa."+what, s, &ref); err != nil {
+			msg := err.Error()
+			if *file == "" {
+				msg = flagNames(msg, "sa", *dir)
+			}
+			return ctlFail(stderr, name, fmt.Errorf("SA %s %v: %s", s.Dir, s.SPI, msg))
 		}
-		fmt.Fprintf(stdout, "sa %s %s 0x%08x: ok\n", what, s.Dir, s.SPI)
+		fmt.Fprintf(stdout, "sa %s %s %v: ok\n", what, ref.Dir, ref.SPI)
 	}
 	return 0
 }
@@ -372,8 +483,8 @@ func loadSASpecs(path string) ([]control.SASpec, error) {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		for i := range specs {
-			if _, err := specs[i].Config(); err != nil {
-				return nil, fmt.Errorf("%s: [%d]: %w", path, i, err)
+			if _, err := config.ParseSA(fmt.Sprintf("[%d]", i), &specs[i]); err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
 			}
 		}
 		return specs, nil
@@ -426,7 +537,7 @@ func ctlSADel(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: mipsec sa del --dir in|out --spi SPI   (or: mipsec sa del in|out SPI)")
 		return 2
 	}
-	if err := (control.Client{Path: *sock}).Call("sa.del", control.SARef{Dir: *dir, SPI: uint32(spi)}, nil); err != nil {
+	if err := (control.Client{Path: *sock}).Call("sa.del", control.SARef{Dir: *dir, SPI: control.SPI(spi)}, nil); err != nil {
 		return ctlFail(stderr, "sa del", err)
 	}
 	fmt.Fprintf(stdout, "sa del %s 0x%08x: ok\n", *dir, uint32(spi))
@@ -475,7 +586,7 @@ func ctlPolicyList(args []string, stdout, stderr io.Writer) int {
 	for _, p := range ps {
 		spi := "-"
 		if p.SPI != 0 {
-			spi = fmt.Sprintf("0x%08x", p.SPI)
+			spi = p.SPI.String()
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\n", p.Dir, p.Index, orDash(p.Name), p.Action, spi, p.Hits, strings.Join(p.Selectors, "; "))
 	}
@@ -518,14 +629,18 @@ func ctlPolicyAdd(args []string, stdout, stderr io.Writer) int {
 			spec = control.SpecFromPolicy(ps[0])
 		}
 	} else {
-		spec.SPI = uint32(spi)
-		spec.Selectors = []control.SelectorSpec{sel.spec()}
+		if spi != 0 {
+			spec.SPI = int64(spi)
+		}
+		spec.Selectors = []control.SelectorSpec{sel.table()}
 	}
 	if *index >= 0 && spec.Index == nil {
 		spec.Index = index
 	}
-	if _, err := spec.Policy(); err != nil {
-		fmt.Fprintf(stderr, "mipsec policy add: %v\n", err)
+	// The SAs are the daemon's: it checks that a protect policy's SA
+	// exists; everything else is checked here, in the flags' names.
+	if _, err := config.ParsePolicy("policy", &spec.PolicyTable, func(sad.Direction, uint32) bool { return true }); err != nil {
+		fmt.Fprintf(stderr, "mipsec policy add: %s\n", flagNames(err.Error(), "policy", spec.Dir))
 		return 2
 	}
 	if err := (control.Client{Path: *sock}).Call("policy.add", spec, nil); err != nil {

@@ -53,7 +53,7 @@ func TestRunNoIVReuse(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, s := range sas {
-				if s.Dir == "in" && s.SPI == spi {
+				if s.Dir == "in" && s.SPI == control.SPI(spi) {
 					last = s
 				}
 			}
