@@ -276,7 +276,7 @@ func saDrop(st map[string]any, spi uint32, reason string) uint64 {
 	sas, _ := st["sas"].([]any)
 	for _, s := range sas {
 		m, _ := s.(map[string]any)
-		if m == nil || m["dir"] != "in" || m["spi"] != float64(spi) {
+		if m == nil || m["dir"] != "in" || m["spi"] != fmt.Sprintf("0x%08x", spi) {
 			continue
 		}
 		d, _ := m["drops"].(map[string]any)
