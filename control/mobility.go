@@ -121,7 +121,7 @@ type MNStatusInfo struct {
 	RegisteredCoA string `json:"registered_coa,omitempty"`
 	// Data is how data leaves now: "raw ADDR", "udp ADDR:PORT" or "keep".
 	Data      string `json:"data"`
-	BUSPI     uint32 `json:"bu_spi,omitempty"`
+	BUSPI     SPI    `json:"bu_spi,omitempty"`
 	NAT       bool   `json:"nat"`
 	Keepalive string `json:"keepalive,omitempty"`
 	Seq       uint16 `json:"seq"`
@@ -141,7 +141,7 @@ type MNStatusInfo struct {
 func mNStatusInfoOf(st mip6.MNStatus, now time.Time) MNStatusInfo {
 	in := MNStatusInfo{
 		State: st.State.String(), Home: st.Home, HoA: st.HoA.String(), HA: st.HA.String(),
-		BUSPI: st.BUSPI, NAT: st.NAT, Seq: st.Seq, Attempts: st.Attempts, Counters: st.Counters,
+		BUSPI: SPI(st.BUSPI), NAT: st.NAT, Seq: st.Seq, Attempts: st.Attempts, Counters: st.Counters,
 		Data: st.Data.Kind.String(),
 	}
 	str := func(a netip.Addr) string {
