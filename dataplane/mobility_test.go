@@ -683,3 +683,50 @@ func TestEncapIPBadOuter(t *testing.T) {
 		})
 	}
 }
+
+// TestAfterSealIPv6OuterToIPv4: the HA's DR-1 (RFC 5555 §4.5): the SA built
+// an IPv6 outer header, AfterSeal only points *ep at an IPv4 endpoint, raw
+// or UDP, and the dataplane cuts the packet in front of ESP whatever
+// header is there; the underlay builds the IPv4 one (RFC 4303 §3.1.2: the
+// ICV does not cover it). The peer opens it.
+func TestAfterSealIPv6OuterToIPv4(t *testing.T) {
+	rawA := endpoint.Endpoint{Addr: netip.AddrPortFrom(epA.Addr.Addr(), 0), Encap: endpoint.EncapRaw}
+	rawB := endpoint.Endpoint{Addr: netip.AddrPortFrom(epB.Addr.Addr(), 0), Encap: endpoint.EncapRaw}
+	for _, to := range []endpoint.Endpoint{rawB, epB} {
+		t.Run(to.Encap.String(), func(t *testing.T) {
+			espLen := make(chan int, 1)
+			a, b := newPair(t, pairOpts{hooksA: dataplane.Hooks{AfterSeal: func(buf *pkt.Buf, sa *sad.SA, ep *endpoint.Endpoint) bool {
+				p := buf.Bytes()
+				ip := header.IPv6(p)
+				if sa.SPI() != spiAB6 || p[0]>>4 != 6 || ip.NextHeader() != header.ProtoESP || ip.Dst() != gwB6 {
+					t.Errorf("AfterSeal: SPI %#x, not the SA's IPv6 outer header: % x", sa.SPI(), p[:min(len(p), 40)])
+				}
+				espLen <- len(p) - header.IPv6HeaderLen
+				*ep = to
+				return true
+			}}})
+			if to.Encap == endpoint.EncapRaw {
+				a.ul.SetLocal(rawA)
+				b.ul.SetLocal(rawB)
+			}
+			a.ul.Record(true)
+			in := udpPacket(hostA6, hostB6, 1, 200)
+			a.tun.Outbound <- in
+			if got := recv(t, b.tun.Inbound); !bytes.Equal(got, in) {
+				t.Fatalf("B got\n% x\nwant\n% x", got, in)
+			}
+			sent := a.ul.Sent()
+			if len(sent) != 1 {
+				t.Fatalf("%d sent", len(sent))
+			}
+			m, n := sent[0], <-espLen
+			if m.Dst != to || len(m.Data) != n || header.ESP(m.Data).SPI() != spiAB6 {
+				t.Errorf("sent %d bytes (SPI %#x) to %v; want the %d ESP bytes to %v",
+					len(m.Data), header.ESP(m.Data).SPI(), m.Dst, n, to)
+			}
+			if s := a.d.Stats(); s.Dropped() != 0 || s.SentPackets != 1 {
+				t.Errorf("A stats %+v", s)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/pkt"
 )
@@ -76,7 +77,7 @@ type agNet struct {
 	seq1    uint32
 	seq2    uint32
 	ka      []netip.AddrPort
-	toHA    []Out // AfterSeal decisions for the MN's BUs
+	toHA    []endpoint.Endpoint // AfterSeal's endpoints for the MN's BUs
 	baFroms []netip.AddrPort
 }
 
@@ -123,8 +124,8 @@ func (n *agNet) mnInject(p []byte) error {
 	seq := n.seq1
 	n.mu.Unlock()
 	b := agSeal(p, agSA1, seq)
-	out, ok := n.mn.AfterSeal(b, agSA1)
-	if !ok {
+	out := dpEP
+	if !n.mn.AfterSeal(b, agSA1, &out) {
 		n.t.Error("MN AfterSeal dropped a BU")
 		return nil
 	}
@@ -143,10 +144,10 @@ func (n *agNet) mnInject(p []byte) error {
 }
 
 // toHomeAgent carries one MN packet to the HA's receive path.
-func (n *agNet) toHomeAgent(out Out, wire []byte) {
+func (n *agNet) toHomeAgent(out endpoint.Endpoint, wire []byte) {
 	t := n.t
 	switch {
-	case out.Kind == OutIP && out.Dst.Addr().Is4():
+	case out.Encap == endpoint.EncapIP && out.Addr.Addr().Is4():
 		// IPv4(CoA -> HAv4) / UDP(4500 -> 4191) / IPv6 / ESP. The NAT
 		// rewrites the outer source.
 		n.mu.Lock()
@@ -168,15 +169,15 @@ func (n *agNet) toHomeAgent(out Out, wire []byte) {
 			t.Errorf("HA: UDP decap %v, want ip (port 4191)", d)
 			return
 		}
-		s := Source{Addr: src, IP: true}
+		s := endpoint.Endpoint{Addr: src, Encap: endpoint.EncapIP}
 		n.ha.BeforeLookup(b, s)
 		p, spi, seq := agOpen(t, b.Bytes(), header.ProtoMobility)
 		if !n.ha.Deliver(p, spi, seq, s) {
 			t.Error("HA did not take the BU")
 		}
-	case out.Kind == OutIP:
+	case out.Encap == endpoint.EncapIP:
 		// IPv6(CoA -> HA) / DestOpts(HAO) / ESP, received as EncapIP.
-		s := Source{Addr: netip.AddrPortFrom(header.IPv6(wire).Src(), 0), IP: true}
+		s := endpoint.Endpoint{Addr: netip.AddrPortFrom(header.IPv6(wire).Src(), 0), Encap: endpoint.EncapIP}
 		b := new(pkt.Buf)
 		b.Reset()
 		b.Set(wire)
@@ -185,10 +186,10 @@ func (n *agNet) toHomeAgent(out Out, wire []byte) {
 		if !n.ha.Deliver(p, spi, seq, s) {
 			t.Error("HA did not take the BU")
 		}
-	case out.Kind == OutKeep:
+	case out == dpEP:
 		// From home: plain IPv6(HoA -> HA) / ESP.
 		p, spi, seq := agOpen(t, wire, header.ProtoMobility)
-		if !n.ha.Deliver(p, spi, seq, Source{Addr: netip.AddrPortFrom(header.IPv6(wire).Src(), 0)}) {
+		if !n.ha.Deliver(p, spi, seq, epRaw(header.IPv6(wire).Src())) {
 			t.Error("HA did not take the BU")
 		}
 	default:
@@ -205,8 +206,8 @@ func (n *agNet) haInject(p []byte) error {
 	seq := n.seq2
 	n.mu.Unlock()
 	b := agSeal(p, agSA2, seq)
-	out, ok := n.ha.AfterSeal(b, agSA2)
-	if !ok {
+	out := dpEP
+	if !n.ha.AfterSeal(b, agSA2, &out) {
 		t.Error("HA AfterSeal dropped a BA")
 		return nil
 	}
@@ -214,7 +215,7 @@ func (n *agNet) haInject(p []byte) error {
 	var inner []byte
 	from := netip.AddrPortFrom(mnHA, 0)
 	switch {
-	case out.Kind == OutIP && out.Dst.Addr().Is4():
+	case out.Encap == endpoint.EncapIP && out.Addr.Addr().Is4():
 		// IPv4(HAv4 -> V4ADDR) / UDP(4191 -> Z) / IPv6 / ESP; the NAT
 		// maps it back to the CoA's port 4500, where the MN's socket
 		// classifies source port 4191 as a whole IP packet.
@@ -232,7 +233,7 @@ func (n *agNet) haInject(p []byte) error {
 		}
 		from = netip.AddrPortFrom(ip.Src(), u.SrcPort())
 		inner = wire[header.IPv4MinHeaderLen+header.UDPHeaderLen:]
-	case out.Kind == OutIP || out.Kind == OutKeep:
+	case out.Encap == endpoint.EncapIP || out == dpEP:
 		inner = wire
 	default:
 		t.Errorf("BA sent as %+v", out)
@@ -242,7 +243,7 @@ func (n *agNet) haInject(p []byte) error {
 	n.baFroms = append(n.baFroms, from)
 	n.mu.Unlock()
 	q, spi, s := agOpen(t, inner, header.ProtoMobility)
-	if !n.mn.Deliver(q, spi, s, Source{Addr: from, IP: true}) {
+	if !n.mn.Deliver(q, spi, s, endpoint.Endpoint{Addr: from, Encap: endpoint.EncapIP}) {
 		t.Error("MN did not take the BA")
 	}
 	return nil
@@ -265,15 +266,21 @@ func (n *agNet) release() {
 	}
 }
 
-// haData is DR-1 on the HA for one data packet toward the HoA.
-func (n *agNet) haData() (Out, []byte) {
+// haData is DR-1 on the HA for one data packet toward the HoA: where it
+// goes. The packet itself must stay as sealed (the dataplane cuts it in
+// front of ESP).
+func (n *agNet) haData() endpoint.Endpoint {
 	clear := mnIPv6(mnBAPlain, netip.Addr{}, header.ProtoNoNext, make([]byte, 64))
 	b := agSeal(clear, agData, 1)
-	out, ok := n.ha.AfterSeal(b, agData)
-	if !ok {
+	before := slices.Clone(b.Bytes())
+	out := dpEP
+	if !n.ha.AfterSeal(b, agData, &out) {
 		n.t.Fatal("HA dropped a data packet")
 	}
-	return out, append([]byte(nil), b.Bytes()...)
+	if !slices.Equal(b.Bytes(), before) {
+		n.t.Errorf("HA AfterSeal changed a data packet (to %v)", out)
+	}
+	return out
 }
 
 // TestAgentsMobility runs a MobileNode against a HomeAgent: registration
@@ -324,7 +331,7 @@ func TestAgentsMobility(t *testing.T) {
 			}
 			return CareOf{}, false
 		}
-		raw6 := Out{Kind: OutRaw, Dst: netip.AddrPortFrom(mnHA, 0)}
+		raw6 := epRaw(mnHA)
 
 		// 1. Registration from an IPv6 CoA.
 		if err := mn.Move(mnCoA6); err != nil {
@@ -337,8 +344,8 @@ func TestAgentsMobility(t *testing.T) {
 		if !ok || c.Addr != mnCoA6 || c.NAT || c.UDP() {
 			t.Errorf("HA binding %+v %v", c, ok)
 		}
-		if out, wire := n.haData(); out != (Out{Kind: OutRaw, Dst: netip.AddrPortFrom(mnCoA6, 0)}) || header.IPv6(wire).Dst() != mnCoA6 {
-			t.Errorf("HA data to the IPv6 CoA: %+v", out)
+		if out := n.haData(); out != epRaw(mnCoA6) {
+			t.Errorf("HA data to the IPv6 CoA: %v", out)
 		}
 		if got := (&mnHarness{t: t, mn: mn}).dataOut(); got != raw6 {
 			t.Errorf("MN data: %+v", got)
@@ -371,8 +378,8 @@ func TestAgentsMobility(t *testing.T) {
 		if st.HandoverDuration != 400*time.Millisecond {
 			t.Errorf("handover %v, want 400ms", st.HandoverDuration)
 		}
-		if out, wire := n.haData(); out != (Out{Kind: OutUDP, Dst: agNAT}) || header.IPv4(wire).Dst() != agNAT.Addr() {
-			t.Errorf("HA data through the NAT: %+v", out)
+		if out := n.haData(); out != epUDP(agNAT) {
+			t.Errorf("HA data through the NAT: %v", out)
 		}
 		n.mu.Lock()
 		ka := slices.Clone(n.ka)
@@ -400,8 +407,8 @@ func TestAgentsMobility(t *testing.T) {
 		if st := mn.Status(); st.NAT || st.Data != (Out{Kind: OutRaw, Dst: netip.AddrPortFrom(mnHAV4, 0)}) || st.RegisteredCoA != agCoA4b {
 			t.Errorf("MN without NAT: %+v", st)
 		}
-		if out, _ := n.haData(); out != (Out{Kind: OutRaw, Dst: netip.AddrPortFrom(agCoA4b, 0)}) {
-			t.Errorf("HA data without NAT: %+v", out)
+		if out := n.haData(); out != epRaw(agCoA4b) {
+			t.Errorf("HA data without NAT: %v", out)
 		}
 
 		// 4. Back to IPv6.
@@ -411,7 +418,7 @@ func TestAgentsMobility(t *testing.T) {
 		if c, _ := binding(); c.Addr != mnCoA6b || c.UDP() {
 			t.Errorf("HA binding back on IPv6: %+v", c)
 		}
-		if st := mn.Status(); st.RegisteredCoA != mnCoA6b || st.Data != raw6 || st.NAT {
+		if st := mn.Status(); st.RegisteredCoA != mnCoA6b || st.Data != (Out{Kind: OutRaw, Dst: raw6.Addr}) || st.NAT {
 			t.Errorf("MN back on IPv6: %+v", st)
 		}
 
@@ -426,13 +433,13 @@ func TestAgentsMobility(t *testing.T) {
 		if _, ok := binding(); ok {
 			t.Errorf("HA still has a binding: %+v", ha.Bindings())
 		}
-		if out, _ := n.haData(); out.Kind != OutKeep {
-			t.Errorf("HA data after de-registration: %+v", out)
+		if out := n.haData(); out != dpEP {
+			t.Errorf("HA data after de-registration: %v", out)
 		}
 		n.mu.Lock()
 		toHA := slices.Clone(n.toHA)
 		n.mu.Unlock()
-		if last := toHA[len(toHA)-1]; last.Kind != OutKeep {
+		if last := toHA[len(toHA)-1]; last != dpEP {
 			t.Errorf("de-registration BU sent as %+v, want keep (from home)", last)
 		}
 		hl.mu.Lock()

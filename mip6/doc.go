@@ -14,14 +14,19 @@
 //   - the mobile node (MobileNode): the binding update list state machine
 //     (BULEntry), BU building, BA handling, NAT keepalives and the choice
 //     of care-of address (ChooseCoA);
-//   - the mobility tunnel layer: pure functions that change only the outer
-//     header of a packet ESP has already sealed (RewriteToCoA, SendFromCoA,
-//     BAToCoA, StripUDPEncap), and the hooks of HomeAgent and MobileNode
-//     that use them (AfterSeal, BeforeLookup, Deliver).
+//   - the mobility tunnel layer: the hooks of HomeAgent and MobileNode
+//     (AfterSeal, BeforeLookup, Deliver). Data packets keep the header the
+//     SA built: AfterSeal only chooses the endpoint (the CoA, raw or in
+//     UDP; DR-1, DR-3), the dataplane cuts in front of ESP and the
+//     underlay builds the outer header (RFC 4303 §3.1.2). Signaling is
+//     built whole after sealing by pure functions that add only outer
+//     headers (SendFromCoA: Home Address option or IPv4/UDP 4191; BAToCoA:
+//     type 2 Routing header; BAToV4: IPv4/UDP 4191; RFC 6275 §6.3, §6.4,
+//     RFC 5555 §4.1) and leaves header-included (EncapIP); StripUDPEncap
+//     takes UDP 4500/4191 apart.
 //
-// The hooks return an Out (how and where the packet leaves) and take a
-// Source (where a packet came from), so mip6 never imports the dataplane;
-// the program that runs both (cmd/mipsec) maps them. mip6 reaches the SAD
+// The hooks speak package endpoint (a leaf), so mip6 never imports the
+// dataplane; node wraps them into dataplane.Hooks. mip6 reaches the SAD
 // only through SAQuerier, which it declares itself (the BU SPI for a home
 // address, the home address of an inbound SPI); it never imports esp, sad,
 // spd or dataplane, and never changes SA state when a node moves.

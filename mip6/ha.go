@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/pkt"
 )
@@ -171,8 +172,9 @@ type HAStats struct {
 	MPSAnswered uint64
 	// HomeLinkErrors counts failed HomeLink calls.
 	HomeLinkErrors uint64
-	// DR1Failed counts data packets to a bound home address that could
-	// not be rewritten (dropped).
+	// DR1Failed counts data packets to a bound home address whose primary
+	// CoA cannot be reached (dropped): an IPv4 CoA without
+	// HAConfig.AddressV4, or a NAT without a usable UDP endpoint.
 	DR1Failed uint64
 }
 
@@ -501,17 +503,18 @@ func (ha *HomeAgent) event(e HAEvent) {
 }
 
 // BeforeLookup is DR-4's first half: for a packet that arrived in UDP port
-// 4191 over IPv4 (src.IP with an IPv4 source: b is the inner IP packet) it
-// records the outer source address and port under the packet's clear-text
-// (SPI, sequence number) in the NAT records, before IPsec verifies it.
+// 4191 over IPv4 (src.Encap EncapIP with an IPv4 source and a port: b is
+// the inner IP packet) it records the outer source address and port under
+// the packet's clear-text (SPI, sequence number) in the NAT records,
+// before IPsec verifies it.
 //
 // Only UDP 4191 carries BUs from an IPv4 network (RFC 5555 §4.1: a BU from
 // an IPv4-only network MUST use the UDP format, on the DSMIPv6 port), so
 // ESP-in-UDP data on port 4500 is not recorded: a record per data packet
 // would cost a slot lock on the hot path and push the BUs' records out of
 // the table. It always returns true (never drops). Allocation-free.
-func (ha *HomeAgent) BeforeLookup(b *pkt.Buf, src Source) bool {
-	if !src.IP {
+func (ha *HomeAgent) BeforeLookup(b *pkt.Buf, src endpoint.Endpoint) bool {
+	if src.Encap != endpoint.EncapIP {
 		return true
 	}
 	a := src.Addr.Addr().Unmap()
@@ -524,68 +527,94 @@ func (ha *HomeAgent) BeforeLookup(b *pkt.Buf, src Source) bool {
 	return true
 }
 
-// AfterSeal runs after ESP sealed an outbound packet with SA spi.
+// AfterSeal runs after ESP sealed an outbound packet with SA spi; *ep is
+// where the dataplane will send it.
 //
-//   - The BA or MPA being injected (recognised by its SA's SPI): to the
-//     IPv6 CoA the BU came from with a type 2 Routing header (BAToCoA),
-//     in IPv4/UDP 4191 to the BU's outer IPv4 source (BAToV4), or
-//     unchanged to a home address at home. Out{OutIP, ...} / OutKeep.
-//   - Anything else is DR-1: an IPv6/ESP packet whose outer destination
-//     (the SA template's home address) has a binding goes to the primary
-//     CoA (RewriteToCoA): OutRaw, or OutUDP from port 4500 when a NAT was
-//     detected. No binding: OutKeep.
+//   - The BA or MPA being injected (recognised by its SA's SPI): built
+//     whole, to the IPv6 CoA the BU came from with a type 2 Routing header
+//     (BAToCoA, RFC 6275 §6.4) or in IPv4/UDP 4191 to the BU's outer IPv4
+//     source (BAToV4, RFC 5555 §4.1); *ep becomes EncapIP. To a home
+//     address at home: *ep unchanged.
+//   - Anything else is DR-1: an IPv6 packet whose outer destination (the
+//     SA template's home address) has a binding goes to the primary CoA:
+//     *ep = (CoA, EncapRaw), or (NAT endpoint, EncapUDP) when a NAT was
+//     detected (RFC 5555 §4.5). b is not touched: the dataplane cuts the
+//     packet in front of ESP and the underlay's socket builds the outer
+//     header (RFC 4303 §3.1.2: the ICV does not cover it). No binding:
+//     *ep unchanged.
 //
-// false means drop (a rewrite failed). Lock-free and allocation-free.
-func (ha *HomeAgent) AfterSeal(b *pkt.Buf, spi uint32) (Out, bool) {
+// false means drop: a signaling packet could not be built, or the primary
+// CoA cannot be reached (HAStats.DR1Failed). Lock-free, allocation-free.
+func (ha *HomeAgent) AfterSeal(b *pkt.Buf, spi uint32, ep *endpoint.Endpoint) bool {
 	if d := ha.pending.Load(); d != nil && d.spi == spi {
-		return ha.routeSignal(b, d)
+		return ha.routeSignal(b, d, ep)
 	}
 	p := b.Bytes()
 	if len(p) < header.IPv6HeaderLen || p[0]>>4 != header.IPv6Version {
-		return Out{}, true
+		return true
 	}
 	bd, ok := ha.cache.Lookup(header.IPv6(p).Dst())
 	if !ok {
-		return Out{}, true
+		return true
 	}
-	c := bd.Primary()
-	to, ok := RewriteToCoA(b, c, ha.cfg.AddressV4, PortESPInUDP)
+	to, ok := ha.toCoA(bd.Primary())
 	if !ok {
 		ha.st.dr1.Add(1)
-		return Out{}, false
+		return false
 	}
-	if c.NAT && c.Addr.Is4() {
-		return Out{Kind: OutUDP, Dst: to}, true
-	}
-	return Out{Kind: OutRaw, Dst: to}, true
+	*ep = to
+	return true
 }
 
-func (ha *HomeAgent) routeSignal(b *pkt.Buf, d *baDest) (Out, bool) {
-	var to netip.AddrPort
-	var ok bool
+// toCoA is DR-1's endpoint for data to care-of address c: raw ESP to an
+// IPv6 CoA or to an IPv4 CoA without a NAT, ESP in UDP to the NAT's
+// mapping (RFC 5555 §4.5, RFC 3948 §2.1). An IPv4 CoA needs the HA's IPv4
+// address (RFC 5555 §4.1); false when c cannot be reached.
+func (ha *HomeAgent) toCoA(c CareOf) (endpoint.Endpoint, bool) {
+	coa := c.Addr.Unmap()
+	switch {
+	case coa.Is6():
+		return endpoint.Endpoint{Addr: netip.AddrPortFrom(coa, 0), Encap: endpoint.EncapRaw}, true
+	case !coa.Is4() || !ha.cfg.AddressV4.IsValid():
+		return endpoint.Endpoint{}, false
+	case !c.NAT:
+		return endpoint.Endpoint{Addr: netip.AddrPortFrom(coa, 0), Encap: endpoint.EncapRaw}, true
+	}
+	nat := netip.AddrPortFrom(c.Endpoint.Addr().Unmap(), c.Endpoint.Port())
+	if !nat.Addr().Is4() || nat.Port() == 0 {
+		return endpoint.Endpoint{}, false
+	}
+	return endpoint.Endpoint{Addr: nat, Encap: endpoint.EncapUDP}, true
+}
+
+func (ha *HomeAgent) routeSignal(b *pkt.Buf, d *baDest, ep *endpoint.Endpoint) bool {
+	var (
+		to endpoint.Endpoint
+		ok bool
+	)
 	switch d.kind {
 	case baRH2:
 		to, ok = BAToCoA(b, d.to.Addr())
 	case baV4:
 		to, ok = BAToV4(b, ha.cfg.AddressV4, d.to)
 	default:
-		return Out{}, true
+		return true
 	}
-	if !ok {
-		return Out{}, false
+	if ok {
+		*ep = to
 	}
-	return Out{Kind: OutIP, Dst: to}, true
+	return ok
 }
 
 // Deliver takes a packet a transport-mode SA opened (p: the decrypted IP
 // packet, IPv6 header and extension headers as received, e.g. with the
 // Home Address option; spi, seq: the ESP SPI and sequence number; src: the
-// outer source). Mobility Header messages and ICMPv6 Mobile Prefix
-// Solicitations are signaling: Deliver rate-limits them per home address
-// (the one the SA belongs to), copies them into the bounded queue of the
-// signaling goroutine, or drops and counts them, and returns true. Other
-// packets return false (for the TUN). It never blocks.
-func (ha *HomeAgent) Deliver(p []byte, spi, seq uint32, src Source) bool {
+// underlay endpoint it came from). Mobility Header messages and ICMPv6
+// Mobile Prefix Solicitations are signaling: Deliver rate-limits them per
+// home address (the one the SA belongs to), copies them into the bounded
+// queue of the signaling goroutine, or drops and counts them, and returns
+// true. Other packets return false (for the TUN). It never blocks.
+func (ha *HomeAgent) Deliver(p []byte, spi, seq uint32, src endpoint.Endpoint) bool {
 	switch haClassify(p) {
 	case sigNone:
 		return false

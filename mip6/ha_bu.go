@@ -8,13 +8,14 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/header"
 )
 
 // haMsg is one signaling packet taken apart on the signaling goroutine.
 type haMsg struct {
 	spi, seq uint32
-	src      Source
+	src      endpoint.Endpoint
 	// hoa is the home address: the IPv6 source of the delivered packet.
 	// The dataplane hands signaling over in RFC 6275 §9.3.1 home-address
 	// form: when the packet carried a Home Address option, the source
@@ -28,8 +29,8 @@ type haMsg struct {
 	pktSrc netip.Addr // the source on the wire: the CoA (the HAO's address after §9.3.1) or the HoA
 	dst    netip.Addr
 	upper  []byte // the MH or ICMPv6 message
-	// udp4 is true for a packet that came in UDP 4191 over IPv4 (src.IP
-	// with an IPv4 address, RFC 5555 §4.1).
+	// udp4 is true for a packet that came in UDP 4191 over IPv4 (src
+	// EncapIP with an IPv4 address, RFC 5555 §4.1).
 	udp4 bool
 }
 
@@ -76,7 +77,7 @@ func haParse(it *sigItem) (*haMsg, sigKind, bool) {
 	}
 	m.upper = ip[x.UpperOffset():]
 	a := it.src.Addr.Addr().Unmap()
-	m.udp4 = it.src.IP && a.Is4()
+	m.udp4 = it.src.Encap == endpoint.EncapIP && a.Is4()
 	return m, kind, true
 }
 

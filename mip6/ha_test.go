@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/pkt"
 )
@@ -98,7 +99,7 @@ func (h *htHomeLink) list() []string {
 // htSent is one packet the fake dataplane sent after the HA's AfterSeal.
 type htSent struct {
 	spi  uint32
-	out  Out
+	out  endpoint.Endpoint // dpEP: unchanged
 	ok   bool
 	wire []byte
 }
@@ -152,7 +153,8 @@ func (r *htRig) inject(p []byte) error {
 	}
 	r.espSeq++
 	b := htSeal(p, spi, r.espSeq)
-	out, ok := r.ha.AfterSeal(b, spi)
+	out := dpEP
+	ok = r.ha.AfterSeal(b, spi, &out)
 	r.mu.Lock()
 	r.sent = append(r.sent, htSent{spi: spi, out: out, ok: ok, wire: slices.Clone(b.Bytes())})
 	r.mu.Unlock()
@@ -238,10 +240,28 @@ func htBUPlain(t testing.TB, hoa netip.Addr, bu *BindingUpdate) []byte {
 // encrypted `IPv6 / ESP(spi, seq)` with the outer source, then Deliver
 // gets the decrypted packet.
 func (r *htRig) deliver4(spi, seq uint32, outer netip.AddrPort, p []byte) bool {
-	src := Source{Addr: outer, IP: true}
+	src := endpoint.Endpoint{Addr: outer, Encap: endpoint.EncapIP}
 	enc := htSeal(p, spi, seq)
 	r.ha.BeforeLookup(enc, src)
 	return r.ha.Deliver(p, spi, seq, src)
+}
+
+// htData runs DR-1 for one sealed data packet `IPv6(HA -> hoa) / ESP`: the
+// endpoint AfterSeal chose (dpEP: unchanged) and whether it kept it. The
+// packet must stay as sealed: the dataplane cuts it in front of ESP.
+func htData(t *testing.T, r *htRig, hoa netip.Addr) (endpoint.Endpoint, bool) {
+	t.Helper()
+	d := sealed(t, htHA, hoa, fakeESP(64))
+	before, off := slices.Clone(d.Bytes()), d.Off()
+	out := dpEP
+	ok := r.ha.AfterSeal(d, htSA8a, &out)
+	if !slices.Equal(before, d.Bytes()) || d.Off() != off {
+		t.Errorf("AfterSeal changed the data packet to %v", hoa)
+	}
+	if !ok && out != dpEP {
+		t.Errorf("AfterSeal dropped the packet but set the endpoint %v", out)
+	}
+	return out, ok
 }
 
 func htHomeBU(seq uint16, life uint16, opts ...Option) *BindingUpdate {
@@ -310,7 +330,7 @@ func htOpt[T Option](opts []Option) (T, bool) {
 func TestHAAcceptBU6(t *testing.T) {
 	r := newHTRig(t, nil)
 	p := htBU6(t, htHoA1, htCoA6, htHomeBU(7, 100, AlternateCoA{Addr: htCoA6}))
-	if !r.ha.Deliver(p, htSA1a, 1, Source{Addr: netip.AddrPortFrom(htCoA6, 0), IP: true}) {
+	if !r.ha.Deliver(p, htSA1a, 1, endpoint.Endpoint{Addr: netip.AddrPortFrom(htCoA6, 0), Encap: endpoint.EncapIP}) {
 		t.Fatal("Deliver did not consume the BU")
 	}
 	r.pump()
@@ -327,7 +347,7 @@ func TestHAAcceptBU6(t *testing.T) {
 		t.Fatalf("%d packets sent, want the BA", len(sent))
 	}
 	s := sent[0]
-	if s.spi != htSA2a || !s.ok || s.out != (Out{Kind: OutIP, Dst: netip.AddrPortFrom(htCoA6, 0)}) {
+	if s.spi != htSA2a || !s.ok || s.out != epIP(htCoA6) {
 		t.Fatalf("BA spi %#x out %+v ok %v", s.spi, s.out, s.ok)
 	}
 	if d := header.IPv6(s.wire).Dst(); d != htCoA6 {
@@ -350,29 +370,25 @@ func TestHAAcceptBU6(t *testing.T) {
 		t.Errorf("Bindings %+v", bs)
 	}
 
-	// DR-1: data toward the HoA now goes to the CoA.
-	d := sealed(t, htHA, htHoA1, fakeESP(64))
-	out, ok := r.ha.AfterSeal(d, htSA8a)
-	if !ok || out != (Out{Kind: OutRaw, Dst: netip.AddrPortFrom(htCoA6, 0)}) || header.IPv6(d.Bytes()).Dst() != htCoA6 {
-		t.Errorf("DR-1 out %+v ok %v", out, ok)
+	// DR-1: data toward the HoA now goes to the CoA, the packet as sealed.
+	if out, ok := htData(t, r, htHoA1); !ok || out != epRaw(htCoA6) {
+		t.Errorf("DR-1 out %v ok %v", out, ok)
 	}
-	// No binding: untouched.
-	d2 := sealed(t, htHA, htHoA2, fakeESP(64))
-	before := slices.Clone(d2.Bytes())
-	if out, ok := r.ha.AfterSeal(d2, htSA8a); !ok || out.Kind != OutKeep || !slices.Equal(before, d2.Bytes()) {
-		t.Errorf("unbound: out %+v ok %v", out, ok)
+	// No binding: the dataplane's endpoint.
+	if out, ok := htData(t, r, htHoA2); !ok || out != dpEP {
+		t.Errorf("unbound: out %v ok %v", out, ok)
 	}
 }
 
 func TestHADR7OtherHoA(t *testing.T) {
 	r := newHTRig(t, nil)
 	// MN b registers its own HoA.
-	r.ha.Deliver(htBU6(t, htHoA2, htCoA6b, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6b})), htSA1b, 1, Source{IP: true})
+	r.ha.Deliver(htBU6(t, htHoA2, htCoA6b, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6b})), htSA1b, 1, endpoint.Endpoint{Encap: endpoint.EncapIP})
 	r.pump()
 	r.takeSent()
 	r.events = nil
 	// MN a sends a BU for b's HoA on its own SA (SA1 of HoA1).
-	r.ha.Deliver(htBU6(t, htHoA2, htCoA6, htHomeBU(50, 100, AlternateCoA{Addr: htCoA6})), htSA1a, 2, Source{IP: true})
+	r.ha.Deliver(htBU6(t, htHoA2, htCoA6, htHomeBU(50, 100, AlternateCoA{Addr: htCoA6})), htSA1a, 2, endpoint.Endpoint{Encap: endpoint.EncapIP})
 	r.pump()
 	b, ok := r.ha.Cache().Lookup(htHoA2)
 	if !ok || b.Primary().Addr != htCoA6b || b.Seq != 1 {
@@ -392,7 +408,7 @@ func TestHADR7OtherHoA(t *testing.T) {
 		t.Errorf("events %+v", r.events)
 	}
 	// An unknown SPI is rejected the same way.
-	r.ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6})), 0xdead, 1, Source{IP: true})
+	r.ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6})), 0xdead, 1, endpoint.Endpoint{Encap: endpoint.EncapIP})
 	r.pump()
 	if r.ha.Stats().BURejected["dr7-wrong-sa"] != 2 {
 		t.Error("BU on an unknown SPI not rejected")
@@ -401,7 +417,7 @@ func TestHADR7OtherHoA(t *testing.T) {
 
 func TestHAStaleSequence(t *testing.T) {
 	r := newHTRig(t, nil)
-	src := Source{Addr: netip.AddrPortFrom(htCoA6, 0), IP: true}
+	src := endpoint.Endpoint{Addr: netip.AddrPortFrom(htCoA6, 0), Encap: endpoint.EncapIP}
 	r.ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(10, 100, AlternateCoA{Addr: htCoA6})), htSA1a, 1, src)
 	r.pump()
 	r.takeSent()
@@ -416,8 +432,8 @@ func TestHAStaleSequence(t *testing.T) {
 		if ba.Status != BAStatusSeqOutOfWindow || ba.Seq != 10 || ba.Lifetime != 0 {
 			t.Errorf("seq %d: BA %+v, want 135 with seq 10", seq, ba)
 		}
-		if sent[0].out.Dst.Addr() != htCoA6b { // the BU's source, not the bound CoA
-			t.Errorf("seq %d: BA to %v, want the BU's source", seq, sent[0].out.Dst)
+		if sent[0].out != epIP(htCoA6b) { // the BU's source, not the bound CoA
+			t.Errorf("seq %d: BA to %v, want the BU's source", seq, sent[0].out)
 		}
 	}
 	if b, _ := r.ha.Cache().Lookup(htHoA1); b.Primary().Addr != htCoA6 || b.Seq != 10 {
@@ -455,8 +471,8 @@ func TestHANATDetection(t *testing.T) {
 				t.Fatalf("%d BAs", len(sent))
 			}
 			s := sent[0]
-			if s.out != (Out{Kind: OutIP, Dst: netip.AddrPortFrom(tc.outer.Addr(), 0)}) {
-				t.Errorf("BA out %+v", s.out)
+			if s.out != epIP(tc.outer.Addr()) {
+				t.Errorf("BA out %v", s.out)
 			}
 			ip4 := header.IPv4(s.wire)
 			u := header.UDP(s.wire[20:])
@@ -481,17 +497,66 @@ func TestHANATDetection(t *testing.T) {
 			if r.ha.nat.Len() != 0 {
 				t.Error("DR-4 record not taken")
 			}
-			// DR-1 for data.
-			d := sealed(t, htHA, htHoA1, fakeESP(64))
-			out, ok := r.ha.AfterSeal(d, htSA8a)
-			wantOut := Out{Kind: OutRaw, Dst: netip.AddrPortFrom(htCoA4, 0)}
+			// DR-1 for data: raw ESP to the CoA, or ESP in UDP to the
+			// NAT's mapping (RFC 5555 §4.5).
+			wantEP := epRaw(htCoA4)
 			if tc.nat {
-				wantOut = Out{Kind: OutUDP, Dst: htNAT}
+				wantEP = epUDP(htNAT)
 			}
-			if !ok || out != wantOut {
-				t.Errorf("DR-1 %+v, want %+v", out, wantOut)
+			if out, ok := htData(t, r, htHoA1); !ok || out != wantEP {
+				t.Errorf("DR-1 %v, want %v", out, wantEP)
 			}
 		})
+	}
+}
+
+// TestHADR1Unreachable: a bound CoA the HA cannot reach is refused and
+// counted (DR1Failed), data packet dropped and untouched: an IPv4 CoA
+// without the HA's IPv4 address (RFC 5555 §4.1), a NAT without a UDP
+// endpoint. Reachable shapes get their endpoint.
+func TestHADR1Unreachable(t *testing.T) {
+	// Through a BU: the IPv4 CoA option over IPv6, no AddressV4.
+	r := newHTRig(t, func(c *HAConfig) { c.AddressV4 = netip.Addr{} })
+	r.ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(1, 100, IPv4CareOfAddress{Addr: htCoA4})), htSA1a, 1,
+		endpoint.Endpoint{Addr: netip.AddrPortFrom(htCoA6, 0), Encap: endpoint.EncapIP})
+	r.pump()
+	if b, ok := r.ha.Cache().Lookup(htHoA1); !ok || b.Primary().Addr != htCoA4 {
+		t.Fatalf("binding %v %v, want the IPv4 CoA", b, ok)
+	}
+	for i := range 2 {
+		if out, ok := htData(t, r, htHoA1); ok || out != dpEP {
+			t.Errorf("IPv4 CoA without AddressV4: %v %v, want a drop", out, ok)
+		}
+		if n := r.ha.Stats().DR1Failed; n != uint64(i+1) {
+			t.Errorf("DR1Failed %d, want %d", n, i+1)
+		}
+	}
+
+	withV4 := newHTRig(t, nil).ha
+	noV4 := r.ha
+	for _, tc := range []struct {
+		name string
+		ha   *HomeAgent
+		c    CareOf
+		want endpoint.Endpoint // zero: refused
+	}{
+		{"v6", noV4, CareOf{Addr: htCoA6}, epRaw(htCoA6)},
+		{"v4", withV4, CareOf{Addr: htCoA4}, epRaw(htCoA4)},
+		{"v4 mapped", withV4, CareOf{Addr: netip.AddrFrom16(htCoA4.As16())}, epRaw(htCoA4)},
+		{"v4 no HA v4", noV4, CareOf{Addr: htCoA4}, endpoint.Endpoint{}},
+		{"nat", withV4, CareOf{Addr: htCoA4, NAT: true, Endpoint: htNAT}, epUDP(htNAT)},
+		{"nat mapped", withV4, CareOf{Addr: htCoA4, NAT: true, Endpoint: netip.AddrPortFrom(netip.AddrFrom16(htNAT.Addr().As16()), htNAT.Port())}, epUDP(htNAT)},
+		{"nat v6 coa", withV4, CareOf{Addr: htCoA6, NAT: true, Endpoint: htNAT}, epRaw(htCoA6)},
+		{"nat no HA v4", noV4, CareOf{Addr: htCoA4, NAT: true, Endpoint: htNAT}, endpoint.Endpoint{}},
+		{"nat no endpoint", withV4, CareOf{Addr: htCoA4, NAT: true}, endpoint.Endpoint{}},
+		{"nat port 0", withV4, CareOf{Addr: htCoA4, NAT: true, Endpoint: netip.AddrPortFrom(htNAT.Addr(), 0)}, endpoint.Endpoint{}},
+		{"nat v6 endpoint", withV4, CareOf{Addr: htCoA4, NAT: true, Endpoint: netip.AddrPortFrom(htCoA6, 4500)}, endpoint.Endpoint{}},
+		{"invalid", withV4, CareOf{}, endpoint.Endpoint{}},
+	} {
+		got, ok := tc.ha.toCoA(tc.c)
+		if ok != tc.want.IsValid() || got != tc.want {
+			t.Errorf("%s: toCoA = %v %v, want %v", tc.name, got, ok, tc.want)
+		}
 	}
 }
 
@@ -499,7 +564,7 @@ func TestHABAOnRejection(t *testing.T) {
 	r := newHTRig(t, nil)
 	// H clear: 131, to the source with RH2.
 	bu := &BindingUpdate{Seq: 1, Flags: BUFlagA, Lifetime: 10, Options: []Option{AlternateCoA{Addr: htCoA6}}}
-	r.ha.Deliver(htBU6(t, htHoA1, htCoA6, bu), htSA1a, 1, Source{IP: true})
+	r.ha.Deliver(htBU6(t, htHoA1, htCoA6, bu), htSA1a, 1, endpoint.Endpoint{Encap: endpoint.EncapIP})
 	// HoA outside the home prefix is caught by DR-7 first; use a BU over
 	// IPv4 without the IPv4 CoA option instead: 128, wrapped to the source.
 	r.deliver4(htSA1a, 2, htNAT, htBUPlain(t, htHoA1, htHomeBU(2, 10)))
@@ -508,12 +573,12 @@ func TestHABAOnRejection(t *testing.T) {
 	if len(sent) != 2 {
 		t.Fatalf("%d BAs", len(sent))
 	}
-	if ba := htBA(t, sent[0], htHoA1); ba.Status != BAStatusHomeRegNotSupported || sent[0].out.Dst.Addr() != htCoA6 {
-		t.Errorf("BA %+v to %v", ba, sent[0].out.Dst)
+	if ba := htBA(t, sent[0], htHoA1); ba.Status != BAStatusHomeRegNotSupported || sent[0].out != epIP(htCoA6) {
+		t.Errorf("BA %+v to %v", ba, sent[0].out)
 	}
 	ba := htBA(t, sent[1], htHoA1)
-	if ba.Status != BAStatusUnspecified || sent[1].out.Dst.Addr() != htNAT.Addr() {
-		t.Errorf("BA %+v to %v", ba, sent[1].out.Dst)
+	if ba.Status != BAStatusUnspecified || sent[1].out != epIP(htNAT.Addr()) {
+		t.Errorf("BA %+v to %v", ba, sent[1].out)
 	}
 	if _, ok := htOpt[NATDetection](ba.Options); !ok {
 		t.Error("rejection BA to a UDP BU lacks the NAT Detection option")
@@ -529,7 +594,7 @@ func TestHABAOnRejection(t *testing.T) {
 
 func TestHADeregistration(t *testing.T) {
 	r := newHTRig(t, func(c *HAConfig) { c.HomePrefix4 = netip.MustParsePrefix("192.0.2.0/24") })
-	src := Source{IP: true}
+	src := endpoint.Endpoint{Encap: endpoint.EncapIP}
 	r.ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6}, IPv4HomeAddress{PrefixLen: 32, Addr: htHoA4})), htSA1a, 1, src)
 	r.pump()
 	ba := htBA(t, r.takeSent()[0], htHoA1)
@@ -541,13 +606,13 @@ func TestHADeregistration(t *testing.T) {
 		t.Fatal("no IPv4 HoA binding")
 	}
 	// De-register from home: `IPv6(HoA -> HA) / MH BU`, lifetime 0.
-	r.ha.Deliver(htBUPlain(t, htHoA1, htHomeBU(2, 0)), htSA1a, 2, Source{Addr: netip.AddrPortFrom(htHoA1, 0)})
+	r.ha.Deliver(htBUPlain(t, htHoA1, htHomeBU(2, 0)), htSA1a, 2, endpoint.Endpoint{Addr: netip.AddrPortFrom(htHoA1, 0)})
 	r.pump()
 	if _, ok := r.ha.Cache().Lookup(htHoA1); ok {
 		t.Fatal("binding survived de-registration")
 	}
 	sent := r.takeSent()
-	if len(sent) != 1 || sent[0].out.Kind != OutKeep {
+	if len(sent) != 1 || sent[0].out != dpEP {
 		t.Fatalf("de-registration BA %+v", sent)
 	}
 	if ba := htBA(t, sent[0], htHoA1); ba.Status != 0 || ba.Lifetime != 0 || ba.Seq != 2 {
@@ -577,7 +642,7 @@ func TestHAIPv4HoARefused(t *testing.T) {
 		{IPv4HomeAddress{PrefixLen: 32, Addr: netip.MustParseAddr("224.0.0.1")}, IPv4AckInvalidAddress},
 	} {
 		r := newHTRig(t, func(c *HAConfig) { c.HomePrefix4 = netip.MustParsePrefix("192.0.2.0/24") })
-		r.ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6}, tc.opt)), htSA1a, 1, Source{IP: true})
+		r.ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6}, tc.opt)), htSA1a, 1, endpoint.Endpoint{Encap: endpoint.EncapIP})
 		r.pump()
 		ba := htBA(t, r.takeSent()[0], htHoA1)
 		ack, _ := htOpt[IPv4AddressAck](ba.Options)
@@ -591,8 +656,8 @@ func TestHAIPv4HoARefused(t *testing.T) {
 	// An IPv4 HoA bound to another MN is refused (130).
 	r := newHTRig(t, nil)
 	opt := IPv4HomeAddress{PrefixLen: 32, Addr: htHoA4}
-	r.ha.Deliver(htBU6(t, htHoA2, htCoA6b, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6b}, opt)), htSA1b, 1, Source{IP: true})
-	r.ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6}, opt)), htSA1a, 1, Source{IP: true})
+	r.ha.Deliver(htBU6(t, htHoA2, htCoA6b, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6b}, opt)), htSA1b, 1, endpoint.Endpoint{Encap: endpoint.EncapIP})
+	r.ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6}, opt)), htSA1a, 1, endpoint.Endpoint{Encap: endpoint.EncapIP})
 	r.pump()
 	sent := r.takeSent()
 	ack, _ := htOpt[IPv4AddressAck](htBA(t, sent[1], htHoA1).Options)
@@ -606,7 +671,7 @@ func TestHAIPv4HoARefused(t *testing.T) {
 
 func TestHAMultipleCoAs(t *testing.T) {
 	r := newHTRig(t, nil)
-	src := Source{IP: true}
+	src := endpoint.Endpoint{Encap: endpoint.EncapIP}
 	bu := htHomeBU(1, 100, BindingIdentifier{BID: 1, CoA: htCoA6}, BindingIdentifier{BID: 2, CoA: htCoA6b})
 	r.ha.Deliver(htBU6(t, htHoA1, htCoA6, bu), htSA1a, 1, src)
 	r.pump()
@@ -652,18 +717,18 @@ func TestHARateLimit(t *testing.T) {
 	r := newHTRig(t, func(c *HAConfig) { c.BURate, c.BUBurst = 1, 2 })
 	p := htBU6(t, htHoA1, htCoA6, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6}))
 	for i := range 5 {
-		if !r.ha.Deliver(p, htSA1a, uint32(i), Source{IP: true}) {
+		if !r.ha.Deliver(p, htSA1a, uint32(i), endpoint.Endpoint{Encap: endpoint.EncapIP}) {
 			t.Fatal("not consumed")
 		}
 	}
 	// Another MN has its own bucket.
-	r.ha.Deliver(htBU6(t, htHoA2, htCoA6b, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6b})), htSA1b, 1, Source{IP: true})
+	r.ha.Deliver(htBU6(t, htHoA2, htCoA6b, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6b})), htSA1b, 1, endpoint.Endpoint{Encap: endpoint.EncapIP})
 	if st := r.ha.Stats(); st.RateLimited != 3 || st.Received != 6 || len(r.ha.q.full) != 3 {
 		t.Errorf("stats %+v, queued %d", st, len(r.ha.q.full))
 	}
 	r.now = r.now.Add(time.Second) // one more token
-	r.ha.Deliver(p, htSA1a, 9, Source{IP: true})
-	r.ha.Deliver(p, htSA1a, 10, Source{IP: true})
+	r.ha.Deliver(p, htSA1a, 9, endpoint.Endpoint{Encap: endpoint.EncapIP})
+	r.ha.Deliver(p, htSA1a, 10, endpoint.Endpoint{Encap: endpoint.EncapIP})
 	if st := r.ha.Stats(); st.RateLimited != 4 || len(r.ha.q.full) != 4 {
 		t.Errorf("after 1 s: stats %+v, queued %d", st, len(r.ha.q.full))
 	}
@@ -671,7 +736,7 @@ func TestHARateLimit(t *testing.T) {
 	// Queue bound: full queue drops and counts, never blocks.
 	r2 := newHTRig(t, func(c *HAConfig) { c.QueueLen, c.BUBurst = 2, 100 })
 	for i := range 5 {
-		r2.ha.Deliver(p, htSA1a, uint32(i), Source{IP: true})
+		r2.ha.Deliver(p, htSA1a, uint32(i), endpoint.Endpoint{Encap: endpoint.EncapIP})
 	}
 	if st := r2.ha.Stats(); st.QueueFull != 3 || len(r2.ha.q.full) != 2 {
 		t.Errorf("queue: stats %+v", st)
@@ -689,11 +754,11 @@ func TestHADeliverNotSignaling(t *testing.T) {
 		p := make([]byte, 48)
 		header.IPv6(p).Encode(&header.IPv6Fields{PayloadLen: 8, NextHeader: proto, HopLimit: 64, Src: htHoA1, Dst: htHA})
 		p[40] = 128
-		if r.ha.Deliver(p, htSA5a, 1, Source{}) {
+		if r.ha.Deliver(p, htSA5a, 1, endpoint.Endpoint{}) {
 			t.Errorf("proto %d consumed", proto)
 		}
 	}
-	if r.ha.Deliver([]byte{0x45, 0, 0, 20}, htSA1a, 1, Source{}) {
+	if r.ha.Deliver([]byte{0x45, 0, 0, 20}, htSA1a, 1, endpoint.Endpoint{}) {
 		t.Error("IPv4 consumed")
 	}
 	if r.ha.Stats().Received != 0 {
@@ -717,7 +782,7 @@ func TestHAMalformed(t *testing.T) {
 	notBU := append(slices.Clone(good[:64]), mhBA...)
 	header.IPv6(notBU).SetPayloadLen(len(notBU) - 40)
 	for name, p := range map[string][]byte{"checksum": badSum, "ext": truncExt, "short": shortMH, "len": badLen, "ba": notBU} {
-		if !r.ha.Deliver(p, htSA1a, 1, Source{IP: true}) {
+		if !r.ha.Deliver(p, htSA1a, 1, endpoint.Endpoint{Encap: endpoint.EncapIP}) {
 			t.Errorf("%s: not consumed", name)
 		}
 	}
@@ -732,7 +797,7 @@ func TestHAMalformed(t *testing.T) {
 	big := make([]byte, sigMaxPacket+8)
 	copy(big, good)
 	header.IPv6(big).SetPayloadLen(len(big) - 40)
-	r.ha.Deliver(big, htSA1a, 1, Source{IP: true})
+	r.ha.Deliver(big, htSA1a, 1, endpoint.Endpoint{Encap: endpoint.EncapIP})
 	if r.ha.Stats().TooBig != 1 {
 		t.Error("oversized packet not counted")
 	}
@@ -745,12 +810,12 @@ func TestHAMobilePrefix(t *testing.T) {
 	header.IPv6(p).Encode(&header.IPv6Fields{PayloadLen: uint16(len(p) - 40), NextHeader: header.ProtoDestOpts, HopLimit: 64, Src: htHoA1, Dst: htHA})
 	header.DestOpts(p[40:]).EncodeHAO(header.ProtoICMPv6, htCoA6) // home-address form (§9.3.1)
 	copy(p[64:], icmp)
-	if !r.ha.Deliver(p, htSA5a, 1, Source{IP: true}) {
+	if !r.ha.Deliver(p, htSA5a, 1, endpoint.Endpoint{Encap: endpoint.EncapIP}) {
 		t.Fatal("MPS not consumed")
 	}
 	r.pump()
 	sent := r.takeSent()
-	if len(sent) != 1 || sent[0].spi != htSA6a || sent[0].out != (Out{Kind: OutIP, Dst: netip.AddrPortFrom(htCoA6, 0)}) {
+	if len(sent) != 1 || sent[0].spi != htSA6a || sent[0].out != epIP(htCoA6) {
 		t.Fatalf("MPA %+v", sent)
 	}
 	w := sent[0].wire
@@ -772,7 +837,7 @@ func TestHAMobilePrefix(t *testing.T) {
 	q := slices.Clone(p)
 	header.IPv6(q).SetSrc(htHoA2)
 	copy(q[64:], AppendMPS(nil, &MobilePrefixSolicitation{ID: 1}, htHoA2, htHA))
-	r.ha.Deliver(q, htSA5a, 2, Source{IP: true})
+	r.ha.Deliver(q, htSA5a, 2, endpoint.Endpoint{Encap: endpoint.EncapIP})
 	r.pump()
 	if len(r.takeSent()) != 0 || r.ha.Stats().BURejected["dr7-wrong-sa"] != 1 {
 		t.Error("MPS for another HoA answered")
@@ -792,8 +857,8 @@ func TestHAExpiry(t *testing.T) {
 				var f header.Flow
 				header.ParseFlow(p, &f)
 				spi, _ := sad.OutboundSPIFor(&f)
-				_, ok := ha.AfterSeal(htSeal(p, spi, 1), spi)
-				if !ok {
+				ep := dpEP
+				if !ha.AfterSeal(htSeal(p, spi, 1), spi, &ep) {
 					return errors.New("dropped")
 				}
 				return nil
@@ -806,7 +871,7 @@ func TestHAExpiry(t *testing.T) {
 		if err := ha.Start(); err != nil {
 			t.Fatal(err)
 		}
-		ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(1, 2, AlternateCoA{Addr: htCoA6})), htSA1a, 1, Source{IP: true})
+		ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(1, 2, AlternateCoA{Addr: htCoA6})), htSA1a, 1, endpoint.Endpoint{Encap: endpoint.EncapIP})
 		synctest.Wait()
 		if _, ok := ha.Cache().Lookup(htHoA1); !ok {
 			t.Fatal("not registered")
@@ -831,7 +896,7 @@ func TestHAExpiry(t *testing.T) {
 			t.Errorf("last event %+v", last)
 		}
 		// Close removes the home-link state of live bindings.
-		ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(2, 100, AlternateCoA{Addr: htCoA6})), htSA1a, 2, Source{IP: true})
+		ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(2, 100, AlternateCoA{Addr: htCoA6})), htSA1a, 2, endpoint.Endpoint{Encap: endpoint.EncapIP})
 		synctest.Wait()
 		if err := ha.Close(); err != nil {
 			t.Fatal(err)
@@ -873,7 +938,7 @@ func TestNewHomeAgentConfig(t *testing.T) {
 func TestHAHomeLinkErrors(t *testing.T) {
 	r := newHTRig(t, nil)
 	r.hl.err = errors.New("netlink says no")
-	r.ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6})), htSA1a, 1, Source{IP: true})
+	r.ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6})), htSA1a, 1, endpoint.Endpoint{Encap: endpoint.EncapIP})
 	r.pump()
 	if st := r.ha.Stats(); st.HomeLinkErrors != 1 || st.BUAccepted != 1 {
 		t.Errorf("stats %+v", st)
@@ -885,17 +950,19 @@ func TestHAAfterSealAllocs(t *testing.T) {
 		t.Skip("allocation counts are not meaningful under -race")
 	}
 	r := newHTRig(t, nil)
-	r.ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6})), htSA1a, 1, Source{IP: true})
+	r.ha.Deliver(htBU6(t, htHoA1, htCoA6, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6})), htSA1a, 1, endpoint.Endpoint{Encap: endpoint.EncapIP})
 	r.pump()
 	b := sealed(t, htHA, htHoA1, fakeESP(1400))
 	raw := slices.Clone(b.Bytes())
 	enc := htSeal(htBU6(t, htHoA1, htCoA6, htHomeBU(2, 1)), htSA1a, 5)
+	ep := dpEP
 	n := testing.AllocsPerRun(1000, func() {
 		b.Set(raw)
-		if out, ok := r.ha.AfterSeal(b, htSA8a); !ok || out.Kind != OutRaw {
+		ep = dpEP
+		if !r.ha.AfterSeal(b, htSA8a, &ep) || ep.Encap != endpoint.EncapRaw {
 			t.Fatal("DR-1 failed")
 		}
-		r.ha.BeforeLookup(enc, Source{Addr: htNAT, IP: true})
+		r.ha.BeforeLookup(enc, endpoint.Endpoint{Addr: htNAT, Encap: endpoint.EncapIP})
 	})
 	if n != 0 {
 		t.Errorf("AfterSeal/BeforeLookup allocate %v times", n)
@@ -904,23 +971,25 @@ func TestHAAfterSealAllocs(t *testing.T) {
 
 func BenchmarkHAAfterSeal(b *testing.B) {
 	r := newHTRig(b, nil)
-	r.ha.Deliver(htBU6(b, htHoA1, htCoA6, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6})), htSA1a, 1, Source{IP: true})
+	r.ha.Deliver(htBU6(b, htHoA1, htCoA6, htHomeBU(1, 100, AlternateCoA{Addr: htCoA6})), htSA1a, 1, endpoint.Endpoint{Encap: endpoint.EncapIP})
 	r.deliver4(htSA1b, 1, htNAT, htBUPlain(b, htHoA2, htHomeBU(1, 100, IPv4CareOfAddress{Addr: htCoA4})))
 	r.pump()
 	for _, tc := range []struct {
 		name string
 		hoa  netip.Addr
-		kind OutKind
-	}{{"coa6", htHoA1, OutRaw}, {"nat4", htHoA2, OutUDP}, {"unbound", netip.MustParseAddr("2001:db8:1::999"), OutKeep}} {
+		want endpoint.Endpoint
+	}{{"coa6", htHoA1, epRaw(htCoA6)}, {"nat4", htHoA2, epUDP(htNAT)}, {"unbound", netip.MustParseAddr("2001:db8:1::999"), dpEP}} {
 		b.Run(tc.name, func(b *testing.B) {
 			buf := sealed(b, htHA, tc.hoa, fakeESP(1400))
 			raw := slices.Clone(buf.Bytes())
 			b.SetBytes(int64(len(raw)))
 			b.ReportAllocs()
+			var ep endpoint.Endpoint
 			for b.Loop() {
-				buf.Set(raw)
-				if out, ok := r.ha.AfterSeal(buf, htSA8a); !ok || out.Kind != tc.kind {
-					b.Fatalf("out %+v", out)
+				buf.Set(raw) // as before the change, when DR-1 rewrote the header
+				ep = dpEP
+				if !r.ha.AfterSeal(buf, htSA8a, &ep) || ep != tc.want {
+					b.Fatalf("out %v", ep)
 				}
 			}
 		})
@@ -936,7 +1005,7 @@ func FuzzHADeliver(f *testing.F) {
 	f.Add([]byte{0x60, 0, 0, 0, 0, 8, 135, 64}, false)
 	f.Fuzz(func(t *testing.T, p []byte, v4 bool) {
 		r := newHTRig(t, func(c *HAConfig) { c.BUBurst = 1000 })
-		src := Source{IP: true, Addr: netip.AddrPortFrom(htCoA6, 0)}
+		src := endpoint.Endpoint{Addr: netip.AddrPortFrom(htCoA6, 0), Encap: endpoint.EncapIP}
 		if v4 {
 			src.Addr = htNAT
 		}

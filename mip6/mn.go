@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/pkt"
 )
 
@@ -82,7 +83,9 @@ type mnRoute struct {
 	buSPI  uint32
 	hasSPI bool
 	buCoA  netip.Addr // source of the BU being sent (DR-3); HoA = at home
-	data   Out        // registered path for every other SPI (registered CoA: mn.regCoA)
+	// data is where every other SPI goes (registered CoA: mn.regCoA);
+	// zero (not IsValid) leaves the dataplane's endpoint.
+	data endpoint.Endpoint
 }
 
 // MobileNode is the mobile node's mobility layer (RFC 6275 §11, RFC 5555
@@ -394,8 +397,8 @@ func (mn *MobileNode) step() time.Time {
 		}
 	}
 	if a.SendKeepalive {
-		if r := mn.route.Load(); r.data.Kind == OutUDP {
-			ka = r.data.Dst
+		if r := mn.route.Load(); r.data.Encap == endpoint.EncapUDP {
+			ka = r.data.Addr
 		}
 	}
 	mn.mu.Unlock()
@@ -440,49 +443,56 @@ func (mn *MobileNode) sendKeepalive(dst netip.AddrPort) {
 	mn.emit(MNEvent{Kind: MNKeepalive, Time: mn.now(), Err: err})
 }
 
-// AfterSeal is the MN's post-IPsec hook (DR-3, spd-sad.md §6; RFC 5555
-// §5.1; RFC 4877 §4.3). b.Bytes() is the packet an SA with SPI spi just
-// sealed, with the header the SA built (`IPv6(HoA -> HA) / ESP`).
+// AfterSeal is the MN's post-IPsec hook (DR-3; RFC 5555 §5.1; RFC 4877
+// §4.3). b.Bytes() is the packet an SA with SPI spi just sealed, with the
+// header the SA built (`IPv6(HoA -> HA) / ESP`); *ep is where the
+// dataplane will send it.
 //
 //   - spi is SA1's (a BU): sent from the CoA of the BU being sent, built
-//     here in full by SendFromCoA (HAO for an IPv6 CoA, IPv4/UDP 4500 ->
-//     4191 for an IPv4 CoA): Out{OutIP, dst}. From home: OutKeep, the
-//     plain `IPv6(HoA -> HA) / ESP` (RFC 4877 §4.3).
+//     here in full by SendFromCoA (HAO for an IPv6 CoA, RFC 6275 §6.3;
+//     IPv4/UDP 4500 -> 4191 for an IPv4 CoA, RFC 5555 §4.1): *ep becomes
+//     EncapIP. From home: *ep unchanged, the plain `IPv6(HoA -> HA) / ESP`
+//     (RFC 4877 §4.3).
 //   - any other SPI (data, tunnel mode): the registered CoA's path, until
-//     the BA for a new CoA is accepted: IPv6 CoA -> Out{OutRaw, (HA, 0)};
-//     IPv4 CoA -> Out{OutRaw, (HAV4, 0)}, or Out{OutUDP, (HAV4, 4500)}
-//     once a BA carried a NAT Detection option (RFC 5555 §4.4.2). Not
-//     registered or at home: OutKeep.
+//     the BA for a new CoA is accepted: IPv6 CoA -> (HA, EncapRaw); IPv4
+//     CoA -> (HAV4, EncapRaw), or (HAV4:4500, EncapUDP) once a BA carried
+//     a NAT Detection option (RFC 5555 §4.4.2). b is not touched: the
+//     dataplane cuts it in front of ESP and the underlay builds the outer
+//     header (RFC 4303 §3.1.2). Not registered or at home: *ep unchanged.
 //
-// ok is false (drop the packet) only when a BU cannot be rewritten
+// It returns false (drop the packet) only when a BU cannot be built
 // (malformed packet or no headroom). Lock-free; never allocates.
-func (mn *MobileNode) AfterSeal(b *pkt.Buf, spi uint32) (Out, bool) {
+func (mn *MobileNode) AfterSeal(b *pkt.Buf, spi uint32, ep *endpoint.Endpoint) bool {
 	r := mn.route.Load()
 	if !r.hasSPI || spi != r.buSPI {
-		return r.data, true
+		if r.data.IsValid() {
+			*ep = r.data
+		}
+		return true
 	}
 	if !r.buCoA.IsValid() || r.buCoA == mn.hoa {
-		return Out{}, true
+		return true
 	}
-	dst, ok := SendFromCoA(b, r.buCoA, mn.haV4, PortESPInUDP)
+	to, ok := SendFromCoA(b, r.buCoA, mn.haV4, PortESPInUDP)
 	if !ok {
 		mn.ctr.afterSealErrors.Add(1)
-		return Out{}, false
+		return false
 	}
-	return Out{Kind: OutIP, Dst: dst}, true
+	*ep = to
+	return true
 }
 
-// dataOut is the path data takes once coa is registered.
-func (mn *MobileNode) dataOut(coa netip.Addr, nat bool) Out {
+// dataTo is where data goes once coa is registered; zero at home.
+func (mn *MobileNode) dataTo(coa netip.Addr, nat bool) endpoint.Endpoint {
 	switch {
 	case !coa.IsValid() || coa == mn.hoa:
-		return Out{}
+		return endpoint.Endpoint{}
 	case coa.Is6():
-		return Out{Kind: OutRaw, Dst: netip.AddrPortFrom(mn.ha, 0)}
+		return endpoint.Endpoint{Addr: netip.AddrPortFrom(mn.ha, 0), Encap: endpoint.EncapRaw}
 	case nat:
-		return Out{Kind: OutUDP, Dst: netip.AddrPortFrom(mn.haV4, PortESPInUDP)}
+		return endpoint.Endpoint{Addr: netip.AddrPortFrom(mn.haV4, PortESPInUDP), Encap: endpoint.EncapUDP}
 	default:
-		return Out{Kind: OutRaw, Dst: netip.AddrPortFrom(mn.haV4, 0)}
+		return endpoint.Endpoint{Addr: netip.AddrPortFrom(mn.haV4, 0), Encap: endpoint.EncapRaw}
 	}
 }
 
@@ -501,7 +511,7 @@ func (mn *MobileNode) Status() MNStatus {
 		HAV4:               mn.haV4,
 		CoA:                mn.coa,
 		RegisteredCoA:      mn.regCoA,
-		Data:               r.data,
+		Data:               statusOut(r.data),
 		NAT:                nat,
 		Keepalive:          ka,
 		Seq:                mn.bul.Seq(),

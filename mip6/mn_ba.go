@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/header"
 )
 
@@ -55,8 +56,8 @@ func (mn *MobileNode) buildBU(bu BUToSend) ([]byte, error) {
 
 // Deliver takes a packet a transport-mode SA opened (the dataplane's
 // Deliver hook): p is the decrypted IP packet in home-address form, spi
-// and seq the ESP SPI and sequence number it came with, src its outer
-// source. p is only read during the call.
+// and seq the ESP SPI and sequence number it came with, src the underlay
+// endpoint it came from. p is only read during the call.
 //
 // A Mobility Header packet is consumed (true) whatever it holds: a
 // Binding Acknowledgement from the HA to the HoA goes to the BUL (RFC 6275
@@ -67,7 +68,7 @@ func (mn *MobileNode) buildBU(bu BUToSend) ([]byte, error) {
 // §6.4). An ICMPv6 Mobile Prefix Advertisement is consumed and counted
 // (the MN does not use mobile prefix discovery). Every other packet
 // returns false: it goes to the TUN. Never panics.
-func (mn *MobileNode) Deliver(p []byte, spi, seq uint32, src Source) bool {
+func (mn *MobileNode) Deliver(p []byte, spi, seq uint32, src endpoint.Endpoint) bool {
 	ip := header.IPv6(p)
 	if !ip.IsValid() {
 		return false
@@ -140,7 +141,7 @@ func (mn *MobileNode) Deliver(p []byte, spi, seq uint32, src Source) bool {
 // handleBA maps an authenticated BA to the BUL (RFC 6275 §11.7.3; RFC
 // 5555 §4.4.2) and applies the outcome: the registered path (DR-3), NAT
 // state, handover time, events.
-func (mn *MobileNode) handleBA(ba *BindingAck, src Source) {
+func (mn *MobileNode) handleBA(ba *BindingAck, src endpoint.Endpoint) {
 	info := BAInfo{Seq: ba.Seq, Status: uint8(ba.Status), Lifetime: ba.LifetimeDuration()}
 	var (
 		natOpt *NATDetection
@@ -199,7 +200,7 @@ func (mn *MobileNode) handleBA(ba *BindingAck, src Source) {
 			// RFC 6275 §11.7.2: the binding is gone; data leaves as the
 			// SA built it (home link) until the next registration.
 			mn.regCoA = netip.Addr{}
-			r.data = Out{}
+			r.data = endpoint.Endpoint{}
 			mn.route.Store(&r)
 			if mn.moveAt.IsZero() {
 				evs[0] = MNEvent{Kind: MNDeregistered, Time: now, CoA: coa, Seq: ba.Seq, Status: ba.Status}
@@ -215,7 +216,7 @@ func (mn *MobileNode) handleBA(ba *BindingAck, src Source) {
 			break
 		}
 		nat, _ := mn.bul.NAT()
-		out := mn.dataOut(coa, nat)
+		out := mn.dataTo(coa, nat)
 		ev := MNEvent{Kind: MNRegistered, Time: now, CoA: coa, Seq: ba.Seq, Status: ba.Status, NAT: nat, Lifetime: info.Lifetime}
 		if !mn.moveAt.IsZero() {
 			// The first acceptance after a Move completes it (Register
@@ -236,15 +237,16 @@ func (mn *MobileNode) handleBA(ba *BindingAck, src Source) {
 		mn.regCoA = coa
 		r.data = out
 		mn.route.Store(&r)
-		if out.Kind == OutUDP {
+		if out.Encap == endpoint.EncapUDP {
 			// RFC 5555 §4.4.2: open the NAT mapping for 4500 before the
 			// HA's data arrives.
-			ka = out.Dst
+			ka = out.Addr
 		}
 		evs[0] = ev
 		mn.log.Info("registered with the home agent",
 			zap.Stringer("coa", coa), zap.Duration("lifetime", info.Lifetime), zap.Bool("nat", nat),
-			zap.Stringer("data", out.Kind), zap.Duration("handover", ev.Handover), zap.Bool("udp", src.UDP || src.IP && src.Addr.Port() != 0))
+			zap.Stringer("data", out), zap.Duration("handover", ev.Handover),
+			zap.Bool("udp", src.Encap == endpoint.EncapUDP || src.Encap == endpoint.EncapIP && src.Addr.Port() != 0))
 	}
 	mn.mu.Unlock()
 	if deregCh != nil {

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/mipsec/mipsec/endpoint"
 )
 
 // Defaults of the home agent's signaling rate limit.
@@ -110,7 +112,7 @@ type sigItem struct {
 	n   int
 	spi uint32
 	seq uint32
-	src Source
+	src endpoint.Endpoint
 	buf [sigMaxPacket]byte
 }
 
@@ -138,7 +140,7 @@ func newSigQueue(n int) *sigQueue {
 
 // put copies p into a free item and queues it; false when the queue is
 // full or p does not fit.
-func (q *sigQueue) put(p []byte, spi, seq uint32, src Source) bool {
+func (q *sigQueue) put(p []byte, spi, seq uint32, src endpoint.Endpoint) bool {
 	if len(p) > sigMaxPacket {
 		return false
 	}

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/mipsec/mipsec/endpoint"
 )
 
 func TestTokenBuckets(t *testing.T) {
@@ -58,25 +60,25 @@ func TestTokenBucketsBounded(t *testing.T) {
 
 func TestSigQueue(t *testing.T) {
 	q := newSigQueue(2)
-	if !q.put([]byte{1, 2, 3}, 1, 2, Source{UDP: true}) || !q.put([]byte{4}, 5, 6, Source{}) {
+	if !q.put([]byte{1, 2, 3}, 1, 2, endpoint.Endpoint{Encap: endpoint.EncapUDP}) || !q.put([]byte{4}, 5, 6, endpoint.Endpoint{}) {
 		t.Fatal("put into an empty queue failed")
 	}
-	if q.put([]byte{7}, 0, 0, Source{}) {
+	if q.put([]byte{7}, 0, 0, endpoint.Endpoint{}) {
 		t.Fatal("put into a full queue succeeded")
 	}
-	if q.put(make([]byte, sigMaxPacket+1), 0, 0, Source{}) {
+	if q.put(make([]byte, sigMaxPacket+1), 0, 0, endpoint.Endpoint{}) {
 		t.Fatal("oversized put succeeded")
 	}
 	it := <-q.full
-	if string(it.bytes()) != "\x01\x02\x03" || it.spi != 1 || it.seq != 2 || !it.src.UDP {
+	if string(it.bytes()) != "\x01\x02\x03" || it.spi != 1 || it.seq != 2 || it.src.Encap != endpoint.EncapUDP {
 		t.Fatalf("item %v", it.bytes())
 	}
 	q.release(it)
-	if !q.put([]byte{8}, 0, 0, Source{}) {
+	if !q.put([]byte{8}, 0, 0, endpoint.Endpoint{}) {
 		t.Fatal("released item not reused")
 	}
 	if testing.AllocsPerRun(100, func() {
-		if q.put([]byte{9}, 0, 0, Source{}) {
+		if q.put([]byte{9}, 0, 0, endpoint.Endpoint{}) {
 			q.release(<-q.full)
 		}
 	}) != 0 && !raceEnabled {

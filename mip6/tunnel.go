@@ -3,6 +3,7 @@ package mip6
 import (
 	"net/netip"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/pkt"
 )
@@ -18,137 +19,13 @@ const (
 	PortDSMIPv6 = 4191
 )
 
-// Sizes moved by the rewrites (STYLE.md §3: only header bytes move).
-const (
-	ipv6To4Shrink = header.IPv6HeaderLen - header.IPv4MinHeaderLen // 20
-	ipv4UDPLen    = header.IPv4MinHeaderLen + header.UDPHeaderLen  // 28
-)
+// ipv4UDPLen is an IPv4 header without options and a UDP header.
+const ipv4UDPLen = header.IPv4MinHeaderLen + header.UDPHeaderLen // 28
 
 // defaultTTL is the TTL of an IPv4 header the MN adds in front of its own
 // packet when the inner hop limit is zero (never the case for a packet the
 // MN built itself).
 const defaultTTL = 64
-
-// RewriteToCoA is DR-1 (draft-laganier-mext-dsmipv6-ipsec-00; spd-sad.md §6):
-// on the HA, after tunnel-mode ESP sealed an inner packet toward a mobile
-// node, it points the packet at the MN's current care-of address c (the
-// primary CoA of a binding from an accepted, IPsec-verified BU; DR-9).
-//
-// b.Bytes() must be the sealed packet `IPv6(HA -> HoA) / ESP ...` exactly
-// as the SA's outer template built it: a 40-byte IPv6 header with Next
-// Header 50 and a payload length equal to the rest of the packet.
-//
-//   - IPv6 CoA: the outer destination becomes c.Addr in place (IPv6 has no
-//     header checksum). dst = (c.Addr, 0): send as raw IP.
-//   - IPv4 CoA without NAT (RFC 5555 §5.2.2 "no NAT" form): the 40-byte IPv6
-//     header is replaced by a 20-byte IPv4 header `haV4 -> c.Addr`,
-//     protocol 50. dst = (c.Addr, 0).
-//   - IPv4 CoA with c.NAT (RFC 5555 §5.2.2 "NAT" form, RFC 3948 §2.1): the
-//     IPv6 header is replaced by IPv4 `haV4 -> c.Endpoint.Addr()` + UDP
-//     `sport -> c.Endpoint.Port()` (sport is normally PortESPInUDP).
-//     dst = c.Endpoint.
-//
-// The IPv4 header takes its TTL from the hop limit and DSCP/ECN from the
-// traffic class (RFC 5555 §4.1.1, copying as RFC 3168's full-functionality
-// option), sets DF with Identification 0 (an atomic datagram, RFC 6864
-// §4.1) and a computed header checksum.
-//
-// UDP checksum: sent as zero. RFC 3948 §2.1 says the IPv4 UDP checksum of
-// ESP-in-UDP SHOULD be transmitted as zero; ESP's ICV already covers every
-// byte the checksum would, and summing the whole packet per packet would
-// cost a pass over the payload the seal just made.
-//
-// Only the start offset moves and header bytes are rewritten: the ESP
-// bytes keep their content and address (the ICV does not cover the outer
-// header, RFC 4303 §3.1.2). On malformed input, an invalid c or haV4, ok is
-// false and b is unchanged. It never allocates.
-func RewriteToCoA(b *pkt.Buf, c CareOf, haV4 netip.Addr, sport uint16) (dst netip.AddrPort, ok bool) {
-	p := b.Bytes()
-	if !isSealedIPv6ESP(p) {
-		return netip.AddrPort{}, false
-	}
-	ip6 := header.IPv6(p)
-	coa := c.Addr.Unmap()
-	switch {
-	case coa.Is6():
-		ip6.SetDst(coa)
-		return netip.AddrPortFrom(coa, 0), true
-	case !coa.Is4() || !haV4.Unmap().Is4():
-		return netip.AddrPort{}, false
-	}
-	haV4 = haV4.Unmap()
-	if !c.NAT {
-		rewrap4(b, haV4, coa, false, 0, 0)
-		return netip.AddrPortFrom(coa, 0), true
-	}
-	ep := netip.AddrPortFrom(c.Endpoint.Addr().Unmap(), c.Endpoint.Port())
-	if !ep.Addr().Is4() || ep.Port() == 0 {
-		return netip.AddrPort{}, false
-	}
-	rewrap4(b, haV4, ep.Addr(), true, sport, ep.Port())
-	return ep, true
-}
-
-// RewriteFromCoA is the MN-side companion of DR-1 (spd-sad.md §6; RFC 4877
-// §4.3; RFC 5555 §5.2.2): after tunnel-mode ESP sealed an inner packet
-// toward the HA, the outer header the SA built, `IPv6(HoA -> HA) / ESP`,
-// is pointed out of the MN's current primary care-of address coa.
-//
-//   - IPv6 coa: the outer source becomes coa in place. dst = (HA, 0).
-//   - IPv4 coa, udp false: `IPv4(coa -> haV4) / ESP`. dst = (haV4, 0).
-//   - IPv4 coa, udp true (NAT detected or UDP forced; RFC 5555 §5.2.2 says
-//     port 4500 whenever both ends support it): `IPv4(coa -> haV4) /
-//     UDP(sport -> 4500) / ESP`, UDP checksum zero (RFC 3948 §2.1).
-//     dst = (haV4, 4500).
-//
-// Header fields as RewriteToCoA. ESP bytes never move or change; on bad
-// input ok is false and b is unchanged. It never allocates.
-func RewriteFromCoA(b *pkt.Buf, coa, haV4 netip.Addr, udp bool, sport uint16) (dst netip.AddrPort, ok bool) {
-	p := b.Bytes()
-	if !isSealedIPv6ESP(p) {
-		return netip.AddrPort{}, false
-	}
-	coa = coa.Unmap()
-	switch {
-	case coa.Is6():
-		ip6 := header.IPv6(p)
-		ip6.SetSrc(coa)
-		return netip.AddrPortFrom(ip6.Dst(), 0), true
-	case !coa.Is4() || !haV4.Unmap().Is4():
-		return netip.AddrPort{}, false
-	}
-	haV4 = haV4.Unmap()
-	if !udp {
-		rewrap4(b, coa, haV4, false, 0, 0)
-		return netip.AddrPortFrom(haV4, 0), true
-	}
-	rewrap4(b, coa, haV4, true, sport, PortESPInUDP)
-	return netip.AddrPortFrom(haV4, PortESPInUDP), true
-}
-
-// rewrap4 replaces the 40-byte IPv6 header of a checked sealed packet by
-// IPv4 (protocol 50) or IPv4 + UDP (sport -> dport, checksum zero, RFC 3948
-// §2.1) in front of the unchanged ESP bytes. Both are shorter than the
-// IPv6 header, so the new start lies inside the old header and no headroom
-// is needed.
-func rewrap4(b *pkt.Buf, src, dst netip.Addr, udp bool, sport, dport uint16) {
-	ip6 := header.IPv6(b.Bytes())
-	tos, ttl := ip6.TrafficClass(), ip6.HopLimit()
-	espLen := b.Len() - header.IPv6HeaderLen
-	if !udp {
-		b.TrimFront(ipv6To4Shrink)
-		encodeIPv4(b.Bytes(), tos, ttl, header.ProtoESP, src, dst, header.IPv4MinHeaderLen+espLen)
-		return
-	}
-	b.TrimFront(header.IPv6HeaderLen - ipv4UDPLen)
-	out := b.Bytes()
-	encodeIPv4(out, tos, ttl, header.ProtoUDP, src, dst, ipv4UDPLen+espLen)
-	u := header.UDP(out[header.IPv4MinHeaderLen:])
-	u.SetSrcPort(sport)
-	u.SetDstPort(dport)
-	u.SetLength(header.UDPHeaderLen + espLen)
-	u.SetChecksum(0) // RFC 3948 §2.1: SHOULD be zero for IPv4
-}
 
 // isSealedIPv6ESP reports whether p is a bare IPv6 header followed directly
 // by at least an ESP header, with a consistent payload length.
@@ -193,11 +70,14 @@ func encodeIPv4(b []byte, tos, ttl, proto uint8, src, dst netip.Addr, totalLen i
 //     `IPv6(CoA -> HA) / DestOpts(HAO=HoA) / ESP`. The HAO lies outside ESP
 //     coverage in transport mode, so adding it after sealing is allowed.
 //     The IPv6 header moves 24 bytes into the headroom; ESP stays put.
-//     dst = (HA, 0).
+//     The packet goes to the HA.
 //   - IPv4 newCoA (RFC 5555 §4.1, §4.2 "IPv4/UDP/IPv6/ESP"): prepends
 //     `IPv4(newCoA -> haV4) / UDP(sport -> 4191)` in front of the whole
 //     IPv6 packet, whose source stays the HoA (no HAO, udp-encap.md §2.3
-//     (a)). dst = (haV4, 4191).
+//     (a)). The packet goes to haV4.
+//
+// to is that destination with EncapIP: the packet leaves whole,
+// header-included.
 //
 // The IPv4 header copies DSCP/ECN and TTL from the IPv6 header (RFC 5555
 // §4.1.1), sets DF and Identification 0. The UDP checksum is computed:
@@ -206,10 +86,10 @@ func encodeIPv4(b []byte, tos, ttl, proto uint8, src, dst netip.Addr, totalLen i
 //
 // On malformed input, too little headroom or a bad address, ok is false
 // and b is unchanged. It never allocates.
-func SendFromCoA(b *pkt.Buf, newCoA, haV4 netip.Addr, sport uint16) (dst netip.AddrPort, ok bool) {
+func SendFromCoA(b *pkt.Buf, newCoA, haV4 netip.Addr, sport uint16) (to endpoint.Endpoint, ok bool) {
 	p := b.Bytes()
 	if !isSealedIPv6ESP(p) {
-		return netip.AddrPort{}, false
+		return endpoint.Endpoint{}, false
 	}
 	ip6 := header.IPv6(p)
 	coa := newCoA.Unmap()
@@ -218,19 +98,25 @@ func SendFromCoA(b *pkt.Buf, newCoA, haV4 netip.Addr, sport uint16) (dst netip.A
 		hoa, ha := ip6.Src(), ip6.Dst()
 		out, ext, ok := insertAfterIPv6(b, header.HAODestOptsLen, header.ProtoDestOpts)
 		if !ok {
-			return netip.AddrPort{}, false
+			return endpoint.Endpoint{}, false
 		}
 		header.DestOpts(ext).EncodeHAO(header.ProtoESP, hoa)
 		header.IPv6(out).SetSrc(coa)
-		return netip.AddrPortFrom(ha, 0), true
+		return wholeTo(ha), true
 	case !coa.Is4() || !haV4.Unmap().Is4():
-		return netip.AddrPort{}, false
+		return endpoint.Endpoint{}, false
 	}
 	haV4 = haV4.Unmap()
 	if !wrapIPv4UDP(b, coa, haV4, sport, PortDSMIPv6) {
-		return netip.AddrPort{}, false
+		return endpoint.Endpoint{}, false
 	}
-	return netip.AddrPortFrom(haV4, PortDSMIPv6), true
+	return wholeTo(haV4), true
+}
+
+// wholeTo is the endpoint of a packet built whole here: header-included
+// to a (RFC 6275 §6.3, §6.4; RFC 5555 §4.1).
+func wholeTo(a netip.Addr) endpoint.Endpoint {
+	return endpoint.Endpoint{Addr: netip.AddrPortFrom(a, 0), Encap: endpoint.EncapIP}
 }
 
 // insertAfterIPv6 makes room for an n-byte extension header right behind

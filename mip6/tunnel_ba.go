@@ -3,6 +3,7 @@ package mip6
 import (
 	"net/netip"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/pkt"
 )
@@ -20,23 +21,23 @@ import (
 // type 2 Routing header; RFC 4877 §4.2: IPsec processed the packet in its
 // home-address form, so the header may be added after sealing; it lies
 // outside ESP coverage). The IPv6 header moves 24 bytes into the
-// headroom; ESP stays put. dst = (coa, 0): send header-included (OutIP).
+// headroom; ESP stays put. to is (coa, EncapIP): sent header-included.
 //
 // On malformed input, too little headroom or a coa that is not a unicast
 // IPv6 address, ok is false and b is unchanged. It never allocates.
-func BAToCoA(b *pkt.Buf, coa netip.Addr) (dst netip.AddrPort, ok bool) {
+func BAToCoA(b *pkt.Buf, coa netip.Addr) (to endpoint.Endpoint, ok bool) {
 	p := b.Bytes()
 	if !isSealedIPv6ESP(p) || !coa.Is6() || coa.Is4In6() || !bcUnicast(coa) {
-		return netip.AddrPort{}, false
+		return endpoint.Endpoint{}, false
 	}
 	hoa := header.IPv6(p).Dst()
 	out, ext, ok := insertAfterIPv6(b, header.RoutingType2Len, header.ProtoRouting)
 	if !ok {
-		return netip.AddrPort{}, false
+		return endpoint.Endpoint{}, false
 	}
 	header.RoutingType2(ext).Encode(header.ProtoESP, hoa)
 	header.IPv6(out).SetDst(coa)
-	return netip.AddrPortFrom(coa, 0), true
+	return wholeTo(coa), true
 }
 
 // BAToV4 wraps a sealed Binding Acknowledgement (or Mobile Prefix
@@ -53,19 +54,19 @@ func BAToCoA(b *pkt.Buf, coa netip.Addr) (dst netip.AddrPort, ok bool) {
 // b.Bytes() must be `IPv6 / ESP ...` as for BAToCoA. The IPv4 header
 // copies DSCP/ECN and TTL from the IPv6 header (RFC 5555 §4.1.1), sets DF
 // with Identification 0; the UDP checksum is computed (RFC 768; RFC 5555
-// allows no zero checksum on the tunnel port). dst = (to.Addr, 0): send
-// header-included (OutIP).
+// allows no zero checksum on the tunnel port). dst is (to.Addr, EncapIP):
+// sent header-included.
 //
 // On malformed input, too little headroom or bad addresses, ok is false
 // and b is unchanged. It never allocates.
-func BAToV4(b *pkt.Buf, haV4 netip.Addr, to netip.AddrPort) (dst netip.AddrPort, ok bool) {
+func BAToV4(b *pkt.Buf, haV4 netip.Addr, to netip.AddrPort) (dst endpoint.Endpoint, ok bool) {
 	p := b.Bytes()
 	src, d := haV4.Unmap(), to.Addr().Unmap()
 	if !isSealedIPv6ESP(p) || !src.Is4() || !d.Is4() || to.Port() == 0 {
-		return netip.AddrPort{}, false
+		return endpoint.Endpoint{}, false
 	}
 	if !wrapIPv4UDP(b, src, d, PortDSMIPv6, to.Port()) {
-		return netip.AddrPort{}, false
+		return endpoint.Endpoint{}, false
 	}
-	return netip.AddrPortFrom(d, 0), true
+	return wholeTo(d), true
 }

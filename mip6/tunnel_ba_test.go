@@ -13,9 +13,9 @@ func TestBAToCoA(t *testing.T) {
 	esp := fakeESP(100)
 	b := sealed(t, tnHA6, tnHoA, esp)
 	espAt := espAddr(b, header.IPv6HeaderLen)
-	dst, ok := BAToCoA(b, tnCoA6)
-	if !ok || dst != netip.AddrPortFrom(tnCoA6, 0) {
-		t.Fatalf("dst %v ok %v", dst, ok)
+	to, ok := BAToCoA(b, tnCoA6)
+	if !ok || to != epIP(tnCoA6) {
+		t.Fatalf("to %v ok %v", to, ok)
 	}
 	out := b.Bytes()
 	if len(out) != 40+24+len(esp) || espAddr(b, 64) != espAt {
@@ -44,9 +44,9 @@ func TestBAToV4(t *testing.T) {
 	esp := fakeESP(100)
 	b := sealed(t, tnHA6, tnHoA, esp)
 	inner := slices.Clone(b.Bytes())
-	dst, ok := BAToV4(b, tnHA4, tnNAT)
-	if !ok || dst != netip.AddrPortFrom(tnNAT.Addr(), 0) {
-		t.Fatalf("dst %v ok %v", dst, ok)
+	to, ok := BAToV4(b, tnHA4, tnNAT)
+	if !ok || to != epIP(tnNAT.Addr()) {
+		t.Fatalf("to %v ok %v", to, ok)
 	}
 	out := b.Bytes()
 	checkIPv4(t, out, header.ProtoUDP, tnHA4, tnNAT.Addr())

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/pkt"
 )
@@ -54,6 +55,23 @@ func sealed(t testing.TB, src, dst netip.Addr, esp []byte) *pkt.Buf {
 
 func espAddr(b *pkt.Buf, off int) *byte { return &b.B[b.Off()+off] }
 
+// dpEP stands for the endpoint the dataplane chose before AfterSeal (the
+// peer's, or raw ESP to the header's destination): a hook that keeps it
+// leaves it unchanged.
+var dpEP = endpoint.Endpoint{Addr: netip.MustParseAddrPort("192.0.2.254:4500"), Encap: endpoint.EncapUDP}
+
+func epRaw(a netip.Addr) endpoint.Endpoint {
+	return endpoint.Endpoint{Addr: netip.AddrPortFrom(a, 0), Encap: endpoint.EncapRaw}
+}
+
+func epUDP(a netip.AddrPort) endpoint.Endpoint {
+	return endpoint.Endpoint{Addr: a, Encap: endpoint.EncapUDP}
+}
+
+func epIP(a netip.Addr) endpoint.Endpoint {
+	return endpoint.Endpoint{Addr: netip.AddrPortFrom(a, 0), Encap: endpoint.EncapIP}
+}
+
 func checkIPv4(t *testing.T, out []byte, proto uint8, src, dst netip.Addr) {
 	t.Helper()
 	ip := header.IPv4(out)
@@ -86,156 +104,18 @@ func checkIPv4(t *testing.T, out []byte, proto uint8, src, dst netip.Addr) {
 	}
 }
 
-func TestRewriteToCoA(t *testing.T) {
-	esp := fakeESP(100)
-	tests := []struct {
-		name    string
-		c       CareOf
-		sport   uint16
-		wantDst netip.AddrPort
-		check   func(t *testing.T, out []byte)
-	}{
-		{
-			name:    "ipv6 coa",
-			c:       CareOf{Addr: tnCoA6},
-			wantDst: netip.AddrPortFrom(tnCoA6, 0),
-			check: func(t *testing.T, out []byte) {
-				want := sealed(t, tnHA6, tnCoA6, esp).Bytes()
-				if !bytes.Equal(out, want) {
-					t.Errorf("packet\n got % x\nwant % x", out, want)
-				}
-			},
-		},
-		{
-			name:    "ipv4 coa no nat",
-			c:       CareOf{Addr: tnCoA4},
-			wantDst: netip.AddrPortFrom(tnCoA4, 0),
-			check: func(t *testing.T, out []byte) {
-				if len(out) != 20+len(esp) {
-					t.Fatalf("len = %d, want %d", len(out), 20+len(esp))
-				}
-				checkIPv4(t, out, header.ProtoESP, tnHA4, tnCoA4)
-			},
-		},
-		{
-			name:    "ipv4 coa mapped form",
-			c:       CareOf{Addr: netip.AddrFrom16(tnCoA4.As16())},
-			wantDst: netip.AddrPortFrom(tnCoA4, 0),
-			check: func(t *testing.T, out []byte) {
-				checkIPv4(t, out, header.ProtoESP, tnHA4, tnCoA4)
-			},
-		},
-		{
-			name:    "ipv4 coa nat udp",
-			c:       CareOf{Addr: tnCoA4, NAT: true, Endpoint: tnNAT},
-			sport:   PortESPInUDP,
-			wantDst: tnNAT,
-			check: func(t *testing.T, out []byte) {
-				if len(out) != 28+len(esp) {
-					t.Fatalf("len = %d, want %d", len(out), 28+len(esp))
-				}
-				checkIPv4(t, out, header.ProtoUDP, tnHA4, tnNAT.Addr())
-				u := header.UDP(out[20:])
-				if u.SrcPort() != PortESPInUDP || u.DstPort() != tnNAT.Port() {
-					t.Errorf("ports %d -> %d, want 4500 -> %d", u.SrcPort(), u.DstPort(), tnNAT.Port())
-				}
-				if u.Length() != 8+len(esp) {
-					t.Errorf("UDP length = %d, want %d", u.Length(), 8+len(esp))
-				}
-				if u.Checksum() != 0 {
-					t.Errorf("UDP checksum = %#x, want 0 (RFC 3948 §2.1)", u.Checksum())
-				}
-			},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b := sealed(t, tnHA6, tnHoA, esp)
-			espPtr := espAddr(b, header.IPv6HeaderLen)
-			dst, ok := RewriteToCoA(b, tt.c, tnHA4, tt.sport)
-			if !ok {
-				t.Fatal("ok = false")
-			}
-			if dst != tt.wantDst {
-				t.Errorf("dst = %v, want %v", dst, tt.wantDst)
-			}
-			out := b.Bytes()
-			tt.check(t, out)
-			got := out[len(out)-len(esp):]
-			if !bytes.Equal(got, esp) {
-				t.Errorf("ESP bytes changed")
-			}
-			if &got[0] != espPtr {
-				t.Errorf("ESP moved in the buffer")
-			}
-		})
-	}
-}
-
-func TestRewriteToCoARejects(t *testing.T) {
-	good := sealed(t, tnHA6, tnHoA, fakeESP(16)).Bytes()
-	mut := func(f func(p []byte) []byte) []byte {
-		p := append([]byte(nil), good...)
-		return f(p)
-	}
-	pkts := map[string][]byte{
-		"empty":          {},
-		"short ipv6":     good[:39],
-		"no esp header":  mut(func(p []byte) []byte { binary.BigEndian.PutUint16(p[4:], 7); return p[:47] }),
-		"version 4":      mut(func(p []byte) []byte { p[0] = 0x45; return p }),
-		"next header":    mut(func(p []byte) []byte { p[6] = header.ProtoUDP; return p }),
-		"payload length": mut(func(p []byte) []byte { p[5]++; return p }),
-		"trailing bytes": append(append([]byte(nil), good...), 0),
-	}
-	cs := map[string]CareOf{
-		"v6":         {Addr: tnCoA6},
-		"v4":         {Addr: tnCoA4},
-		"nat":        {Addr: tnCoA4, NAT: true, Endpoint: tnNAT},
-		"invalid":    {},
-		"nat no ep":  {Addr: tnCoA4, NAT: true},
-		"nat v6 ep":  {Addr: tnCoA4, NAT: true, Endpoint: netip.AddrPortFrom(tnCoA6, 4500)},
-		"nat port 0": {Addr: tnCoA4, NAT: true, Endpoint: netip.AddrPortFrom(tnCoA4, 0)},
-	}
-	for pn, p := range pkts {
-		for cn, c := range cs {
-			b := new(pkt.Buf)
-			b.Reset()
-			b.Set(p)
-			if _, ok := RewriteToCoA(b, c, tnHA4, 4500); ok {
-				t.Errorf("%s/%s: ok = true", pn, cn)
-			}
-			if !bytes.Equal(b.Bytes(), p) {
-				t.Errorf("%s/%s: packet changed on reject", pn, cn)
-			}
-		}
-	}
-	for cn, c := range cs {
-		if cn == "v6" {
-			continue
-		}
-		b := sealed(t, tnHA6, tnHoA, fakeESP(16))
-		before := append([]byte(nil), b.Bytes()...)
-		if _, ok := RewriteToCoA(b, c, netip.Addr{}, 4500); ok && c.Addr.Is4() {
-			t.Errorf("%s: ok with invalid HA IPv4 address", cn)
-		}
-		if !bytes.Equal(b.Bytes(), before) {
-			t.Errorf("%s: packet changed on reject", cn)
-		}
-	}
-}
-
 func TestSendFromCoA(t *testing.T) {
 	esp := fakeESP(64)
 	t.Run("ipv6 coa hao", func(t *testing.T) {
 		b := sealed(t, tnHoA, tnHA6, esp)
 		espPtr := espAddr(b, header.IPv6HeaderLen)
 		off := b.Off()
-		dst, ok := SendFromCoA(b, tnCoA6, tnHA4, PortDSMIPv6)
+		to, ok := SendFromCoA(b, tnCoA6, tnHA4, PortDSMIPv6)
 		if !ok {
 			t.Fatal("ok = false")
 		}
-		if dst != netip.AddrPortFrom(tnHA6, 0) {
-			t.Errorf("dst = %v", dst)
+		if to != epIP(tnHA6) {
+			t.Errorf("to = %v, want the HA header-included", to)
 		}
 		if b.Off() != off-header.HAODestOptsLen {
 			t.Errorf("start moved by %d, want -24", b.Off()-off)
@@ -270,12 +150,12 @@ func TestSendFromCoA(t *testing.T) {
 		b := sealed(t, tnHoA, tnHA6, esp)
 		inner := append([]byte(nil), b.Bytes()...)
 		innerPtr := &b.Bytes()[0]
-		dst, ok := SendFromCoA(b, tnCoA4, tnHA4, 50000)
+		to, ok := SendFromCoA(b, tnCoA4, tnHA4, 50000)
 		if !ok {
 			t.Fatal("ok = false")
 		}
-		if dst != netip.AddrPortFrom(tnHA4, PortDSMIPv6) {
-			t.Errorf("dst = %v", dst)
+		if to != epIP(tnHA4) {
+			t.Errorf("to = %v, want the HA's IPv4 address header-included", to)
 		}
 		out := b.Bytes()
 		if len(out) != 28+len(inner) {
@@ -422,44 +302,16 @@ func TestStripUDPEncap(t *testing.T) {
 	}
 }
 
-// TestRoundTripUDP: the HA's DR-1 NAT rewrite, then the receiver's
-// StripUDPEncap, gives back the same ESP bytes at the same address and the
-// HA's address and port.
+// TestRoundTripUDP: a DR-3 BU over UDP 4191 (SendFromCoA), then the HA's
+// StripUDPEncap, gives back the IPv6/ESP packet and the MN's address and
+// port.
 func TestRoundTripUDP(t *testing.T) {
-	esp := fakeESP(333)
-	b := sealed(t, tnHA6, tnHoA, esp)
-	espPtr := espAddr(b, header.IPv6HeaderLen)
-	dst, ok := RewriteToCoA(b, CareOf{Addr: tnCoA4, NAT: true, Endpoint: tnNAT}, tnHA4, PortESPInUDP)
-	if !ok || dst != tnNAT {
-		t.Fatalf("RewriteToCoA = %v %v", dst, ok)
-	}
-	// The NAT rewrites the destination; the receiver sees its own port,
-	// which must be 4500 here.
-	out := b.Bytes()
-	header.UDP(out[20:]).SetDstPort(PortESPInUDP)
-	src, d := StripUDPEncap(b)
-	if d != DecapESP {
-		t.Fatalf("verdict %v", d)
-	}
-	if src != netip.AddrPortFrom(tnHA4, PortESPInUDP) {
-		t.Errorf("src = %v", src)
-	}
-	got := b.Bytes()
-	if !bytes.Equal(got, esp) || &got[0] != espPtr {
-		t.Errorf("ESP changed or moved")
-	}
-	e := header.ESP(got)
-	if e.SPI() != tnSPI || e.Seq() != tnSeq {
-		t.Errorf("SPI/seq %#x/%d", e.SPI(), e.Seq())
-	}
-
-	// DR-3 BU over 4191 back to the HA, stripped to the IPv6/ESP packet.
-	b = sealed(t, tnHoA, tnHA6, esp)
+	b := sealed(t, tnHoA, tnHA6, fakeESP(333))
 	inner := append([]byte(nil), b.Bytes()...)
 	if _, ok := SendFromCoA(b, tnCoA4, tnHA4, 50001); !ok {
 		t.Fatal("SendFromCoA")
 	}
-	src, d = StripUDPEncap(b)
+	src, d := StripUDPEncap(b)
 	if d != DecapIP || src != netip.AddrPortFrom(tnCoA4, 50001) || !bytes.Equal(b.Bytes(), inner) {
 		t.Errorf("4191 round trip: %v %v", src, d)
 	}
@@ -470,24 +322,20 @@ func TestTunnelAllocs(t *testing.T) {
 		t.Skip("allocation counts are not meaningful under -race")
 	}
 	esp := fakeESP(200)
-	b6 := sealed(t, tnHA6, tnHoA, esp)
+	bUDP := sealed(t, tnHA6, tnHoA, esp)
 	bHA := sealed(t, tnHoA, tnHA6, esp)
-	orig6, origHA := append([]byte(nil), b6.Bytes()...), append([]byte(nil), bHA.Bytes()...)
-	off := b6.Off()
+	origUDP, origHA := buildUDP4(t, netip.AddrPortFrom(tnHA4, PortESPInUDP), tnNAT, esp), append([]byte(nil), bHA.Bytes()...)
+	off := bUDP.Off()
 	reset := func(b *pkt.Buf, p []byte) {
 		b.SetBytes(off, len(p))
 		copy(b.Bytes(), p)
 	}
-	nat := CareOf{Addr: tnCoA4, NAT: true, Endpoint: tnNAT}
 	recs := NewNATRecords(64)
 	for name, f := range map[string]func(){
-		"RewriteToCoA v6": func() { reset(b6, orig6); RewriteToCoA(b6, CareOf{Addr: tnCoA6}, tnHA4, 4500) },
-		"RewriteToCoA v4": func() { reset(b6, orig6); RewriteToCoA(b6, CareOf{Addr: tnCoA4}, tnHA4, 4500) },
-		"RewriteToCoA+Strip": func() {
-			reset(b6, orig6)
-			RewriteToCoA(b6, nat, tnHA4, 4500)
-			src, _ := StripUDPEncap(b6)
-			e := header.ESP(b6.Bytes())
+		"Strip+Record": func() {
+			reset(bUDP, origUDP)
+			src, _ := StripUDPEncap(bUDP)
+			e := header.ESP(bUDP.Bytes())
 			recs.Record(e.SPI(), e.Seq(), src)
 			recs.Take(e.SPI(), e.Seq())
 		},
@@ -543,33 +391,7 @@ func FuzzStripUDPEncap(f *testing.F) {
 	})
 }
 
-// Benchmarks of the per-packet mobility hooks (issue 4: 0 allocs/op).
-func BenchmarkRewriteToCoA(b *testing.B) {
-	esp := fakeESP(1400)
-	for _, bc := range []struct {
-		name string
-		c    CareOf
-	}{
-		{"ipv6", CareOf{Addr: tnCoA6}},
-		{"ipv4", CareOf{Addr: tnCoA4}},
-		{"ipv4-udp", CareOf{Addr: tnCoA4, NAT: true, Endpoint: tnNAT}},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			buf := sealed(b, tnHA6, tnHoA, esp)
-			off, hdr := buf.Off(), append([]byte(nil), buf.Bytes()[:header.IPv6HeaderLen]...)
-			n := buf.Len()
-			b.ReportAllocs()
-			for b.Loop() {
-				buf.SetBytes(off, n)
-				copy(buf.Bytes(), hdr)
-				if _, ok := RewriteToCoA(buf, bc.c, tnHA4, PortESPInUDP); !ok {
-					b.Fatal("rewrite failed")
-				}
-			}
-		})
-	}
-}
-
+// Benchmarks of the per-packet mobility paths (issue 4: 0 allocs/op).
 func BenchmarkStripUDPEncap(b *testing.B) {
 	p := buildUDP4(b, tnNAT, netip.AddrPortFrom(tnHA4, PortESPInUDP), fakeESP(1400))
 	buf := new(pkt.Buf)
@@ -609,75 +431,6 @@ func BenchmarkSendFromCoA(b *testing.B) {
 		})
 	}
 }
-
-func TestRewriteFromCoA(t *testing.T) {
-	esp := fakeESP(77)
-	tests := []struct {
-		name    string
-		coa     netip.Addr
-		udp     bool
-		wantDst netip.AddrPort
-		check   func(t *testing.T, out []byte)
-	}{
-		{"ipv6", tnCoA6, false, netip.AddrPortFrom(tnHA6, 0), func(t *testing.T, out []byte) {
-			if want := sealed(t, tnCoA6, tnHA6, esp).Bytes(); !bytes.Equal(out, want) {
-				t.Errorf("packet\n got % x\nwant % x", out, want)
-			}
-		}},
-		{"ipv4", tnCoA4, false, netip.AddrPortFrom(tnHA4, 0), func(t *testing.T, out []byte) {
-			checkIPv4(t, out, header.ProtoESP, tnCoA4, tnHA4)
-		}},
-		{"ipv4 udp", tnCoA4, true, netip.AddrPortFrom(tnHA4, PortESPInUDP), func(t *testing.T, out []byte) {
-			checkIPv4(t, out, header.ProtoUDP, tnCoA4, tnHA4)
-			u := header.UDP(out[20:])
-			if u.SrcPort() != 50002 || u.DstPort() != PortESPInUDP || u.Length() != 8+len(esp) || u.Checksum() != 0 {
-				t.Errorf("UDP %d -> %d len %d ck %#x", u.SrcPort(), u.DstPort(), u.Length(), u.Checksum())
-			}
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b := sealed(t, tnHoA, tnHA6, esp)
-			espPtr := espAddr(b, header.IPv6HeaderLen)
-			dst, ok := RewriteFromCoA(b, tt.coa, tnHA4, tt.udp, 50002)
-			if !ok || dst != tt.wantDst {
-				t.Fatalf("= %v %v, want %v", dst, ok, tt.wantDst)
-			}
-			out := b.Bytes()
-			tt.check(t, out)
-			if got := out[len(out)-len(esp):]; !bytes.Equal(got, esp) || &got[0] != espPtr {
-				t.Errorf("ESP changed or moved")
-			}
-		})
-	}
-	for _, tc := range []struct{ coa, ha netip.Addr }{{netip.Addr{}, tnHA4}, {tnCoA4, netip.Addr{}}} {
-		b := sealed(t, tnHoA, tnHA6, esp)
-		before := append([]byte(nil), b.Bytes()...)
-		if _, ok := RewriteFromCoA(b, tc.coa, tc.ha, true, 1); ok || !bytes.Equal(b.Bytes(), before) {
-			t.Errorf("%v/%v: accepted or changed", tc.coa, tc.ha)
-		}
-	}
-	b := new(pkt.Buf)
-	b.Reset()
-	b.Set(before40(esp))
-	if _, ok := RewriteFromCoA(b, tnCoA4, tnHA4, true, 1); ok {
-		t.Error("malformed packet accepted")
-	}
-	if !raceEnabled {
-		buf := sealed(t, tnHoA, tnHA6, esp)
-		orig, off := append([]byte(nil), buf.Bytes()...), buf.Off()
-		if n := testing.AllocsPerRun(100, func() {
-			buf.SetBytes(off, len(orig))
-			copy(buf.Bytes(), orig)
-			RewriteFromCoA(buf, tnCoA4, tnHA4, true, 4500)
-		}); n != 0 {
-			t.Errorf("%v allocs", n)
-		}
-	}
-}
-
-// before40 is a packet too short to hold an IPv6 header and an ESP header.
-func before40(esp []byte) []byte { return append(make([]byte, 40), esp[:7]...) }
 
 func TestRecordKey(t *testing.T) {
 	esp := fakeESP(30)

@@ -6,7 +6,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mipsec/mipsec/dataplane"
-	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/mip6"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/seqstore"
@@ -51,13 +50,11 @@ func NewMobility(cfg *Config, db *sad.DB, log *zap.Logger) (*Mobility, error) {
 	return &Mobility{m}, nil
 }
 
-func (m *Mobility) Hooks() dataplane.Hooks       { return m.m.hooks() }
-func (m *Mobility) AddrsChanged(a []netip.Addr)  { m.m.addrsChanged(a) }
-func (m *Mobility) Move(coa netip.Addr) error    { return m.m.Move(coa) }
-func (m *Mobility) MN() *mip6.MobileNode         { return m.m.mn }
-func (m *Mobility) Close() error                 { return m.m.close() }
-func ApplyOut(o mip6.Out, ep *endpoint.Endpoint) { applyOut(o, ep) }
-func SourceOf(ep endpoint.Endpoint) mip6.Source  { return sourceOf(ep) }
+func (m *Mobility) Hooks() dataplane.Hooks      { return m.m.hooks() }
+func (m *Mobility) AddrsChanged(a []netip.Addr) { m.m.addrsChanged(a) }
+func (m *Mobility) Move(coa netip.Addr) error   { return m.m.Move(coa) }
+func (m *Mobility) MN() *mip6.MobileNode        { return m.m.mn }
+func (m *Mobility) Close() error                { return m.m.close() }
 
 func UnderlayConfigOf(cfg *Config) underlay.Config                     { return underlayConfig(cfg) }
 func LogUnderlayOpen(log *zap.Logger, cfg *Config, uc underlay.Config) { logUnderlayOpen(log, cfg, uc) }

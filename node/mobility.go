@@ -155,54 +155,30 @@ func (m *mobility) homeLink() mip6.HomeLink {
 }
 
 // hooks returns the dataplane hooks of the HA or MN: AfterSeal (DR-1,
-// DR-3), BeforeLookup (DR-4 record, HA) and Deliver (BU / BA / MPS / MPA).
-// They are built once; per packet they only convert between the
-// dataplane's and mip6's endpoint types (no allocation).
+// DR-3), BeforeLookup (DR-4 record, HA) and Deliver (BU / BA / MPS / MPA):
+// mip6's own methods, wrapped only to pass the SA's SPI (mip6 never sees
+// a *sad.SA). Built once; nothing allocates per packet.
 func (m *mobility) hooks() dataplane.Hooks {
-	if m.ha != nil {
-		ha := m.ha
+	if ha := m.ha; ha != nil {
 		return dataplane.Hooks{
 			AfterSeal: func(b *pkt.Buf, sa *sad.SA, ep *endpoint.Endpoint) bool {
-				o, ok := ha.AfterSeal(b, sa.SPI())
-				applyOut(o, ep)
-				return ok
+				return ha.AfterSeal(b, sa.SPI(), ep)
 			},
-			BeforeLookup: func(b *pkt.Buf, ep endpoint.Endpoint) bool {
-				return ha.BeforeLookup(b, sourceOf(ep))
-			},
+			BeforeLookup: ha.BeforeLookup,
 			Deliver: func(p []byte, sa *sad.SA, seq uint32, ep endpoint.Endpoint) bool {
-				return ha.Deliver(p, sa.SPI(), seq, sourceOf(ep))
+				return ha.Deliver(p, sa.SPI(), seq, ep)
 			},
 		}
 	}
 	mn := m.mn
 	return dataplane.Hooks{
 		AfterSeal: func(b *pkt.Buf, sa *sad.SA, ep *endpoint.Endpoint) bool {
-			o, ok := mn.AfterSeal(b, sa.SPI())
-			applyOut(o, ep)
-			return ok
+			return mn.AfterSeal(b, sa.SPI(), ep)
 		},
 		Deliver: func(p []byte, sa *sad.SA, seq uint32, ep endpoint.Endpoint) bool {
-			return mn.Deliver(p, sa.SPI(), seq, sourceOf(ep))
+			return mn.Deliver(p, sa.SPI(), seq, ep)
 		},
 	}
-}
-
-// applyOut maps a mip6 decision to the dataplane's endpoint.
-func applyOut(o mip6.Out, ep *endpoint.Endpoint) {
-	switch o.Kind {
-	case mip6.OutRaw:
-		*ep = endpoint.Endpoint{Addr: netip.AddrPortFrom(o.Dst.Addr(), 0), Encap: endpoint.EncapRaw}
-	case mip6.OutUDP:
-		*ep = endpoint.Endpoint{Addr: o.Dst, Encap: endpoint.EncapUDP}
-	case mip6.OutIP:
-		*ep = endpoint.Endpoint{Addr: netip.AddrPortFrom(o.Dst.Addr(), 0), Encap: endpoint.EncapIP}
-	}
-}
-
-// sourceOf maps a dataplane endpoint to mip6's view of a packet's source.
-func sourceOf(ep endpoint.Endpoint) mip6.Source {
-	return mip6.Source{Addr: ep.Addr, UDP: ep.Encap == endpoint.EncapUDP, IP: ep.Encap == endpoint.EncapIP}
 }
 
 func (m *mobility) inject(p []byte) error {

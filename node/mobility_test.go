@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -298,57 +299,10 @@ func TestMobilityBackToBack(t *testing.T) {
 	}
 }
 
-// TestMobilityHooksMapping: the endpoint conversions between the dataplane
-// and mip6, both ways, and that they do not allocate.
-func TestMobilityHooksMapping(t *testing.T) {
-	v6 := netip.MustParseAddr("2001:db8:2::100")
-	nat := netip.MustParseAddrPort("198.51.100.2:61000")
-	start := endpoint.Endpoint{Addr: netip.AddrPortFrom(topoHoA, 0), Encap: endpoint.EncapRaw}
-	for _, tt := range []struct {
-		out  mip6.Out
-		want endpoint.Endpoint
-	}{
-		{mip6.Out{Kind: mip6.OutKeep, Dst: nat}, start},
-		{mip6.Out{Kind: mip6.OutRaw, Dst: netip.AddrPortFrom(v6, 0)}, endpoint.Endpoint{Addr: netip.AddrPortFrom(v6, 0), Encap: endpoint.EncapRaw}},
-		{mip6.Out{Kind: mip6.OutRaw, Dst: netip.AddrPortFrom(v6, 99)}, endpoint.Endpoint{Addr: netip.AddrPortFrom(v6, 0), Encap: endpoint.EncapRaw}},
-		{mip6.Out{Kind: mip6.OutUDP, Dst: nat}, endpoint.Endpoint{Addr: nat, Encap: endpoint.EncapUDP}},
-		{mip6.Out{Kind: mip6.OutIP, Dst: nat}, endpoint.Endpoint{Addr: netip.AddrPortFrom(nat.Addr(), 0), Encap: endpoint.EncapIP}},
-		{mip6.Out{Kind: 200, Dst: nat}, start}, // unknown: unchanged
-	} {
-		ep := start
-		node.ApplyOut(tt.out, &ep)
-		if ep != tt.want {
-			t.Errorf("%v %v -> %v, want %v", tt.out.Kind, tt.out.Dst, ep, tt.want)
-		}
-	}
-	for _, tt := range []struct {
-		ep   endpoint.Endpoint
-		want mip6.Source
-	}{
-		{endpoint.Endpoint{Addr: netip.AddrPortFrom(v6, 0), Encap: endpoint.EncapRaw}, mip6.Source{Addr: netip.AddrPortFrom(v6, 0)}},
-		{endpoint.Endpoint{Addr: nat, Encap: endpoint.EncapUDP}, mip6.Source{Addr: nat, UDP: true}},
-		{endpoint.Endpoint{Addr: nat, Encap: endpoint.EncapIP}, mip6.Source{Addr: nat, IP: true}},
-	} {
-		if got := node.SourceOf(tt.ep); got != tt.want {
-			t.Errorf("node.SourceOf(%v) = %+v, want %+v", tt.ep, got, tt.want)
-		}
-	}
-	if raceEnabled {
-		return
-	}
-	ep := start
-	o := mip6.Out{Kind: mip6.OutUDP, Dst: nat}
-	if n := testing.AllocsPerRun(100, func() {
-		node.ApplyOut(o, &ep)
-		_ = node.SourceOf(ep)
-	}); n != 0 {
-		t.Errorf("%v allocations per packet", n)
-	}
-}
-
 // TestMobilityHooksNoAlloc: the hooks the daemon hands the dataplane cost
 // no allocation per packet (a data packet to an unbound home address on
-// the HA, the MN's AfterSeal for a data SPI).
+// the HA, the MN's AfterSeal for a data SPI), and with nothing to do they
+// leave the packet and the dataplane's endpoint as they were.
 func TestMobilityHooksNoAlloc(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocations are counted without -race")
@@ -369,14 +323,19 @@ func TestMobilityHooksNoAlloc(t *testing.T) {
 		data := udp6(topoHA, topoHoA, 64, 1)
 		ep := endpoint.Endpoint{Addr: netip.AddrPortFrom(topoHoA, 0)}
 		e := &endpoint.Endpoint{}
+		kept := true
 		n := testing.AllocsPerRun(100, func() {
 			b.Set(data)
 			*e = ep
-			h.AfterSeal(b, sa, e)
+			kept = h.AfterSeal(b, sa, e) && kept
 			if h.BeforeLookup != nil {
-				h.BeforeLookup(b, ep)
+				kept = h.BeforeLookup(b, ep) && kept
 			}
 		})
+		if !kept || *e != ep || !bytes.Equal(b.Bytes(), data) {
+			t.Errorf("%s: hooks with nothing to do: ok %v, endpoint %v (was %v), packet changed %v",
+				name, kept, *e, ep, !bytes.Equal(b.Bytes(), data))
+		}
 		pkt.Put(b)
 		if n != 0 {
 			t.Errorf("%s: %v allocations per packet", name, n)
