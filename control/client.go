@@ -20,10 +20,18 @@ const (
 )
 
 // Client talks to the daemon whose control socket is at Path.
-type Client struct{ Path string }
+type Client struct {
+	Path string
+	// Err, when set, is what every call returns: the caller could not
+	// tell which socket to use.
+	Err error
+}
 
 // Dial connects to the socket.
 func (c Client) Dial() (net.Conn, error) {
+	if c.Err != nil {
+		return nil, c.Err
+	}
 	conn, err := net.DialTimeout("unix", c.Path, dialTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("control socket %s: %w (is `mipsec run` running, and are you root?)", c.Path, err)

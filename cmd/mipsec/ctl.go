@@ -28,15 +28,25 @@ import (
 
 // ctlFlags is a FlagSet with the flags every client has. --socket defaults
 // to $MIPSEC_SOCKET, else config.DefaultControlSocket.
-func ctlFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+func ctlFlags(name string, stderr io.Writer) (*flag.FlagSet, *ctlSocket) {
 	fs := flag.NewFlagSet("mipsec "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	def := os.Getenv("MIPSEC_SOCKET")
-	if def == "" {
-		def = config.DefaultControlSocket
+	s := &ctlSocket{}
+	s.sock = fs.String("socket", "", "control socket `path` (default: the [control] socket of -c FILE, else $MIPSEC_SOCKET, else "+config.DefaultControlSocket+")")
+	s.cfg = fs.String("config", "", "use the control socket of configuration `file` (what `mipsec run -c FILE` listens on)")
+	if name != "capture" { // capture's -c is its packet count
+		fs.StringVar(s.cfg, "c", "", "same as --config")
 	}
-	sock := fs.String("socket", def, "control socket `path` ($MIPSEC_SOCKET sets the default)")
-	return fs, sock
+	return fs, s
+}
+
+// ctlSocket is a client's choice of control socket (resolveSocket).
+type ctlSocket struct{ sock, cfg *string }
+
+// client is the control client for the flags given.
+func (s *ctlSocket) client() control.Client {
+	path, err := resolveSocket(*s.sock, *s.cfg)
+	return control.Client{Path: path, Err: err}
 }
 
 // parseInterspersed parses flags that may come before, between or after
@@ -80,7 +90,7 @@ func ctlStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	var st control.StatusInfo
 	var raw json.RawMessage
-	if err := (control.Client{Path: *sock}).Call("status", nil, &raw); err != nil {
+	if err := sock.client().Call("status", nil, &raw); err != nil {
 		return ctlFail(stderr, "status", err)
 	}
 	if *asJSON {
@@ -115,7 +125,7 @@ func ctlStats(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var raw json.RawMessage
-	if err := (control.Client{Path: *sock}).Call("stats", nil, &raw); err != nil {
+	if err := sock.client().Call("stats", nil, &raw); err != nil {
 		return ctlFail(stderr, "stats", err)
 	}
 	if *asJSON {
@@ -183,7 +193,7 @@ func ctlPeers(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var raw json.RawMessage
-	if err := (control.Client{Path: *sock}).Call("peers", nil, &raw); err != nil {
+	if err := sock.client().Call("peers", nil, &raw); err != nil {
 		return ctlFail(stderr, "peers", err)
 	}
 	if *asJSON {
@@ -234,7 +244,7 @@ func ctlSAList(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	c := control.Client{Path: *sock}
+	c := sock.client()
 	if *ws {
 		var sas []control.WiresharkSA
 		if err := c.Call("sa.wireshark", nil, &sas); err != nil {
@@ -382,7 +392,7 @@ func ctlSAChange(what string, args []string, stdout, stderr io.Writer) int {
 	}
 	visited := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { visited[f.Name] = true })
-	c := control.Client{Path: *sock}
+	c := sock.client()
 	var specs []control.SASpec
 	if *file != "" {
 		var err error
@@ -537,7 +547,7 @@ func ctlSADel(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: mipsec sa del --dir in|out --spi SPI   (or: mipsec sa del in|out SPI)")
 		return 2
 	}
-	if err := (control.Client{Path: *sock}).Call("sa.del", control.SARef{Dir: *dir, SPI: control.SPI(spi)}, nil); err != nil {
+	if err := sock.client().Call("sa.del", control.SARef{Dir: *dir, SPI: control.SPI(spi)}, nil); err != nil {
 		return ctlFail(stderr, "sa del", err)
 	}
 	fmt.Fprintf(stdout, "sa del %s 0x%08x: ok\n", *dir, uint32(spi))
@@ -571,7 +581,7 @@ func ctlPolicyList(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var raw json.RawMessage
-	if err := (control.Client{Path: *sock}).Call("policy.list", control.DirArgs{Dir: *dir}, &raw); err != nil {
+	if err := sock.client().Call("policy.list", control.DirArgs{Dir: *dir}, &raw); err != nil {
 		return ctlFail(stderr, "policy list", err)
 	}
 	if *asJSON {
@@ -643,7 +653,7 @@ func ctlPolicyAdd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mipsec policy add: %s\n", flagNames(err.Error(), "policy", spec.Dir))
 		return 2
 	}
-	if err := (control.Client{Path: *sock}).Call("policy.add", spec, nil); err != nil {
+	if err := sock.client().Call("policy.add", spec, nil); err != nil {
 		return ctlFail(stderr, "policy add", err)
 	}
 	fmt.Fprintf(stdout, "policy add %s: ok\n", spec.Name)
@@ -666,7 +676,7 @@ func ctlPolicyDel(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: mipsec policy del NAME")
 		return 2
 	}
-	if err := (control.Client{Path: *sock}).Call("policy.del", control.NameArgs{Name: *name}, nil); err != nil {
+	if err := sock.client().Call("policy.del", control.NameArgs{Name: *name}, nil); err != nil {
 		return ctlFail(stderr, "policy del", err)
 	}
 	fmt.Fprintf(stdout, "policy del %s: ok\n", *name)
@@ -708,7 +718,7 @@ func ctlCapture(args []string, stdout, stderr io.Writer) int {
 	bw := bufio.NewWriter(w)
 	defer bw.Flush()
 
-	conn, err := (control.Client{Path: *sock}).Dial()
+	conn, err := sock.client().Dial()
 	if err != nil {
 		return ctlFail(stderr, "capture", err)
 	}

@@ -31,7 +31,7 @@ func ctlBinding(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var raw json.RawMessage
-	if err := (control.Client{Path: *sock}).Call("binding.list", nil, &raw); err != nil {
+	if err := sock.client().Call("binding.list", nil, &raw); err != nil {
 		return ctlFail(stderr, "binding list", err)
 	}
 	if *asJSON {
@@ -102,7 +102,7 @@ func ctlMNStatus(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var raw json.RawMessage
-	if err := (control.Client{Path: *sock}).Call("mn.status", nil, &raw); err != nil {
+	if err := sock.client().Call("mn.status", nil, &raw); err != nil {
 		return ctlFail(stderr, "mn status", err)
 	}
 	if *asJSON {
@@ -174,7 +174,7 @@ func ctlMNMove(args []string, stdout, stderr io.Writer) int {
 	var out struct {
 		CoA string `json:"coa"`
 	}
-	if err := (control.Client{Path: *sock}).Call("mn.move", control.MNMoveArgs{CoA: a.Unmap().String()}, &out); err != nil {
+	if err := sock.client().Call("mn.move", control.MNMoveArgs{CoA: a.Unmap().String()}, &out); err != nil {
 		return ctlFail(stderr, "mn move", err)
 	}
 	fmt.Fprintf(stdout, "moving to care-of address %s (a Binding Update is on its way; see mipsec mn status)\n", out.CoA)

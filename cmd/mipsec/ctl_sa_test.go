@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +102,31 @@ func TestSAFlagErrors(t *testing.T) {
 		"--enc-key", "0x00112233445566778899aabbccddeeff00112233", "--src", "bar", "--dst", "198.51.100.1")
 	if !strings.Contains(errs, "--src: ") {
 		t.Errorf("inbound --src error: %q", errs)
+	}
+}
+
+// TestClientSocketFromConfig: `mipsec status -c FILE` talks to the daemon
+// of FILE (its [control] socket), --socket still wins, and capture keeps
+// -c for its count (--config names the file there).
+func TestClientSocketFromConfig(t *testing.T) {
+	s, _ := startServer(t)
+	dir := t.TempDir()
+	file := dir + "/gw.toml"
+	if err := os.WriteFile(file, []byte("[control]\nsocket = \""+s.Path()+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"status", "-c", file}, {"sa", "list", "--config", file}, {"peers", "-c", file, "--json"}} {
+		var out, errb bytes.Buffer
+		if rc := run(args, &out, &errb); rc != 0 {
+			t.Errorf("%v: exit %d %s", args, rc, errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if rc := run([]string{"status", "-c", file, "--socket", dir + "/nothing.sock"}, &out, &errb); rc != 1 || !strings.Contains(errb.String(), "nothing.sock") {
+		t.Errorf("--socket did not win over -c: %d %q", rc, errb.String())
+	}
+	errb.Reset()
+	if rc := run([]string{"status", "-c", dir + "/missing.toml"}, &out, &errb); rc != 1 || !strings.Contains(errb.String(), "missing.toml") {
+		t.Errorf("missing config: %d %q", rc, errb.String())
 	}
 }
