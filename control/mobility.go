@@ -17,6 +17,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/mip6"
 	"github.com/mipsec/mipsec/node"
 )
@@ -142,7 +143,7 @@ func mNStatusInfoOf(st mip6.MNStatus, now time.Time) MNStatusInfo {
 	in := MNStatusInfo{
 		State: st.State.String(), Home: st.Home, HoA: st.HoA.String(), HA: st.HA.String(),
 		BUSPI: SPI(st.BUSPI), NAT: st.NAT, Seq: st.Seq, Attempts: st.Attempts, Counters: st.Counters,
-		Data: st.Data.Kind.String(),
+		Data: "keep",
 	}
 	str := func(a netip.Addr) string {
 		if a.IsValid() {
@@ -151,11 +152,12 @@ func mNStatusInfoOf(st mip6.MNStatus, now time.Time) MNStatusInfo {
 		return ""
 	}
 	in.HoA4, in.HAV4, in.CoA, in.RegisteredCoA = str(st.HoA4), str(st.HAV4), str(st.CoA), str(st.RegisteredCoA)
-	switch st.Data.Kind {
-	case mip6.OutRaw, mip6.OutIP:
-		in.Data += " " + st.Data.Dst.Addr().String()
-	case mip6.OutUDP:
-		in.Data += " " + st.Data.Dst.String()
+	switch ep := st.Data; {
+	case !ep.Addr.IsValid():
+	case ep.Encap == endpoint.EncapUDP:
+		in.Data = "udp " + ep.Addr.String()
+	default:
+		in.Data = "raw " + ep.Addr.Addr().String()
 	}
 	if st.Keepalive > 0 {
 		in.Keepalive = st.Keepalive.String()

@@ -511,7 +511,7 @@ func (mn *MobileNode) Status() MNStatus {
 		HAV4:               mn.haV4,
 		CoA:                mn.coa,
 		RegisteredCoA:      mn.regCoA,
-		Data:               statusOut(r.data),
+		Data:               r.data,
 		NAT:                nat,
 		Keepalive:          ka,
 		Seq:                mn.bul.Seq(),

@@ -139,9 +139,9 @@ type MNStatus struct {
 	// RegisteredCoA is the CoA of the last accepted registration: data
 	// goes there (DR-3). Invalid when not registered.
 	RegisteredCoA netip.Addr
-	// Data is how data packets leave now (AfterSeal's endpoint for any
-	// SPI but SA1's).
-	Data Out
+	// Data is where data packets leave to now (AfterSeal's endpoint for
+	// any SPI but SA1's); the zero Endpoint: as the SA says (at home).
+	Data endpoint.Endpoint
 	// BUSPI is SA1's SPI (DR-3), 0 if unknown.
 	BUSPI uint32
 	// NAT: the last accepted BA carried a NAT Detection option saying a
@@ -170,54 +170,4 @@ type MNStatus struct {
 	LastHandover     time.Time
 	HandoverDuration time.Duration
 	Counters         MNCounters
-}
-
-// OutKind is how MNStatus.Data says data packets leave.
-type OutKind uint8
-
-const (
-	// OutKeep: on the dataplane's endpoint (not registered, or at home).
-	OutKeep OutKind = iota
-	// OutRaw: ESP over IP to Dst.Addr() (RFC 4303).
-	OutRaw
-	// OutUDP: ESP in UDP to Dst (RFC 3948 §2.1; RFC 5555 §4.4.2).
-	OutUDP
-	// OutIP: a whole IP packet to Dst.Addr(). Data is never sent so (only
-	// BUs are, RFC 5555 §4.1).
-	OutIP
-)
-
-// String names k: "keep", "raw", "udp", "ip".
-func (k OutKind) String() string {
-	switch k {
-	case OutKeep:
-		return "keep"
-	case OutRaw:
-		return "raw"
-	case OutUDP:
-		return "udp"
-	case OutIP:
-		return "ip"
-	}
-	return "out?"
-}
-
-// Out is the data path of an MNStatus, as `mipsec mn status` shows it:
-// kind and destination (the hooks themselves use endpoint.Endpoint).
-type Out struct {
-	Kind OutKind
-	Dst  netip.AddrPort
-}
-
-// statusOut shows the route's data endpoint ep as an Out.
-func statusOut(ep endpoint.Endpoint) Out {
-	switch {
-	case !ep.IsValid():
-		return Out{}
-	case ep.Encap == endpoint.EncapUDP:
-		return Out{Kind: OutUDP, Dst: ep.Addr}
-	case ep.Encap == endpoint.EncapIP:
-		return Out{Kind: OutIP, Dst: ep.Addr}
-	}
-	return Out{Kind: OutRaw, Dst: ep.Addr}
 }

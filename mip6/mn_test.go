@@ -513,7 +513,7 @@ func TestMNDataStaysOnOldCoAUntilBA(t *testing.T) {
 		if got := h.dataOut(); got != udp {
 			t.Errorf("data after the BA with NAT Detection: %+v, want %+v", got, udp)
 		}
-		if st := h.mn.Status(); !st.NAT || st.Keepalive != 20*time.Second || st.Data != (Out{Kind: OutUDP, Dst: udp.Addr}) {
+		if st := h.mn.Status(); !st.NAT || st.Keepalive != 20*time.Second || st.Data != udp {
 			t.Errorf("NAT %v keepalive %v data %+v", st.NAT, st.Keepalive, st.Data)
 		}
 

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/mipsec/mipsec/control"
+	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/mip6"
 	"github.com/mipsec/mipsec/node"
 )
@@ -169,7 +170,7 @@ func TestControlMN(t *testing.T) {
 	ft.status = mip6.MNStatus{
 		State: mip6.BULState(0), HoA: topoHoA, HoA4: topoHoA4, HA: topoHA, HAV4: topoHA4,
 		CoA: coa, RegisteredCoA: coa, NAT: true, Keepalive: 20 * time.Second, Seq: 7, BUSPI: 0xa001,
-		Data:    mip6.Out{Kind: mip6.OutUDP, Dst: netip.MustParseAddrPort("198.51.100.1:4500")},
+		Data:    endpoint.Endpoint{Addr: netip.MustParseAddrPort("198.51.100.1:4500"), Encap: endpoint.EncapUDP},
 		Expires: now.Add(time.Minute), HaveBA: true, LastBAStatus: mip6.BAStatus(0),
 		LastHandover: now, HandoverDuration: 123 * time.Millisecond,
 		Counters: mip6.MNCounters{BUsSent: 4, BAsAccepted: 3, Handovers: 2, Keepalives: 9},
