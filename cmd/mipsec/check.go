@@ -59,19 +59,16 @@ var hostProbe = stateProbe{
 func checkCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("c", DefaultConfigPath, "configuration `file`")
+	var paths configPaths
+	fs.Var(&paths, "c", "configuration `file` (default "+DefaultConfigPath+"); twice: check both and that they mirror each other")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: mipsec check [-c FILE]\n\nValidate a configuration without running it.")
+		fmt.Fprintln(stderr, "usage: mipsec check [-c FILE]\n       mipsec check A.toml B.toml  (or -c A.toml -c B.toml)\n\nValidate a configuration without running it. Given two, validate each and\ncheck that they mirror each other: the same SPIs, keys and algorithms,\nlocal and remote swapped.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return 2
-	}
-	return checkConfig(*path, stdout, stderr, hostProbe)
+	return checkFiles(paths, fs.Args(), stdout, stderr, hostProbe, fs.Usage)
 }
 
 // checkConfig validates the file at path, printing every error (exit 1) or

@@ -20,6 +20,9 @@ Usage:
   mipsec run [-c FILE]    run the daemon (TUN + underlay) from a TOML config: a
                           gateway, a home agent or a mobile node (role =)
   mipsec check [-c FILE]  validate a config without running it (exit 1 on errors)
+  mipsec check A B        validate two configs and that they mirror each other (or -c A -c B)
+  mipsec genkey [--alg N] a fresh random key of the size algorithm N takes, in the config's hex
+  mipsec pair -o DIR      a matching pair of gateway configs, fresh keys and SPIs (-h: flags)
   mipsec demo [flags]     the mobility demo (root): CN, home agent, NAT router and mobile node in
                           namespaces; a TCP stream to the home address survives IPv6 -> IPv4
                           behind NAT -> IPv6 moves (handover time, loss, ESP-only captures)
@@ -71,6 +74,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDaemon(args[1:], stdout, stderr)
 	case "check":
 		return checkCmd(args[1:], stdout, stderr)
+	case "genkey":
+		return genkeyCmd(args[1:], stdout, stderr)
+	case "pair":
+		return pairCmd(args[1:], stdout, stderr)
 	case "algorithms", "algs":
 		return algorithms(stdout)
 	case "status":
