@@ -66,7 +66,7 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	return checkFiles(paths, fs.Args(), stdout, stderr, hostProbe, fs.Usage)
 }

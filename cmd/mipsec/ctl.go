@@ -31,6 +31,7 @@ import (
 func ctlFlags(name string, stderr io.Writer) (*flag.FlagSet, *ctlSocket) {
 	fs := flag.NewFlagSet("mipsec "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = commandUsage(fs, name)
 	s := &ctlSocket{}
 	s.sock = fs.String("socket", "", "control socket `path` (default: the [control] socket of -c FILE, else $MIPSEC_SOCKET, else "+config.DefaultControlSocket+")")
 	s.cfg = fs.String("config", "", "use the control socket of configuration `file` (what `mipsec run -c FILE` listens on)")
@@ -86,7 +87,7 @@ func ctlStatus(args []string, stdout, stderr io.Writer) int {
 	fs, sock := ctlFlags("status", stderr)
 	asJSON := fs.Bool("json", false, "print the daemon's JSON answer")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	var st control.StatusInfo
 	var raw json.RawMessage
@@ -122,7 +123,7 @@ func ctlStats(args []string, stdout, stderr io.Writer) int {
 	fs, sock := ctlFlags("stats", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	var raw json.RawMessage
 	if err := sock.client().Call("stats", nil, &raw); err != nil {
@@ -190,7 +191,7 @@ func ctlPeers(args []string, stdout, stderr io.Writer) int {
 	fs, sock := ctlFlags("peers", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	var raw json.RawMessage
 	if err := sock.client().Call("peers", nil, &raw); err != nil {
@@ -217,32 +218,13 @@ func ctlPeers(args []string, stdout, stderr io.Writer) int {
 }
 
 // ctlSA is `mipsec sa list|add|update|del`.
-func ctlSA(args []string, stdout, stderr io.Writer) int {
-	const use = "usage: mipsec sa list|add|update|del [flags]  (mipsec sa CMD -h for its flags)"
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, use)
-		return 2
-	}
-	switch args[0] {
-	case "list", "ls", "show":
-		return ctlSAList(args[1:], stdout, stderr)
-	case "add":
-		return ctlSAChange("add", args[1:], stdout, stderr)
-	case "update", "replace":
-		return ctlSAChange("update", args[1:], stdout, stderr)
-	case "del", "delete", "rm":
-		return ctlSADel(args[1:], stdout, stderr)
-	}
-	fmt.Fprintf(stderr, "mipsec sa: unknown command %q\n%s\n", args[0], use)
-	return 2
-}
 
 func ctlSAList(args []string, stdout, stderr io.Writer) int {
 	fs, sock := ctlFlags("sa list", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
 	ws := fs.Bool("wireshark", false, "print the SAs, keys included, as lines of Wireshark's esp_sa file (~/.config/wireshark/esp_sa)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	c := sock.client()
 	if *ws {
@@ -530,7 +512,7 @@ func ctlSADel(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&spi, "spi", "SPI (decimal or 0x hex)")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
-		return 2
+		return flagExit(err)
 	}
 	// Also accept `mipsec sa del in 0x1001`.
 	if len(rest) == 2 && *dir == "" && spi == 0 {
@@ -555,30 +537,13 @@ func ctlSADel(args []string, stdout, stderr io.Writer) int {
 }
 
 // ctlPolicy is `mipsec policy list|add|del`.
-func ctlPolicy(args []string, stdout, stderr io.Writer) int {
-	const use = "usage: mipsec policy list|add|del [flags]  (mipsec policy CMD -h for its flags)"
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, use)
-		return 2
-	}
-	switch args[0] {
-	case "list", "ls", "show":
-		return ctlPolicyList(args[1:], stdout, stderr)
-	case "add", "insert":
-		return ctlPolicyAdd(args[1:], stdout, stderr)
-	case "del", "delete", "rm":
-		return ctlPolicyDel(args[1:], stdout, stderr)
-	}
-	fmt.Fprintf(stderr, "mipsec policy: unknown command %q\n%s\n", args[0], use)
-	return 2
-}
 
 func ctlPolicyList(args []string, stdout, stderr io.Writer) int {
 	fs, sock := ctlFlags("policy list", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
 	dir := fs.String("dir", "", "only this direction (in or out)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	var raw json.RawMessage
 	if err := sock.client().Call("policy.list", control.DirArgs{Dir: *dir}, &raw); err != nil {
@@ -616,7 +581,7 @@ func ctlPolicyAdd(args []string, stdout, stderr io.Writer) int {
 	index := fs.Int("index", -1, "insert at this position of the direction's list (-1: append)")
 	sel := addSelectorFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if *file != "" {
 		data, err := readInput(*file)
@@ -665,7 +630,7 @@ func ctlPolicyDel(args []string, stdout, stderr io.Writer) int {
 	name := fs.String("name", "", "policy name")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if *name == "" && len(rest) == 1 {
 		*name = rest[0]
@@ -693,7 +658,7 @@ func ctlCapture(args []string, stdout, stderr io.Writer) int {
 	count := fs.Int("c", 0, "stop after `COUNT` packets (0: no limit)")
 	dur := fs.Duration("duration", 0, "stop after this long (0: until Ctrl-C)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if *file == "" || fs.NArg() > 0 || *count < 0 || *dur < 0 {
 		fmt.Fprintln(stderr, "usage: mipsec capture -w FILE.pcap [--inner|--outer|--both] [-c COUNT] [--duration D]")

@@ -15,19 +15,14 @@ import (
 )
 
 // ctlBinding is `mipsec binding list`.
-func ctlBinding(args []string, stdout, stderr io.Writer) int {
-	const use = "usage: mipsec binding list [--json] [--socket PATH]"
-	if len(args) == 0 || !(args[0] == "list" || args[0] == "ls" || args[0] == "show") {
-		fmt.Fprintln(stderr, use)
-		return 2
-	}
+func ctlBindingList(args []string, stdout, stderr io.Writer) int {
 	fs, sock := ctlFlags("binding list", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(stderr, use)
+		fs.Usage()
 		return 2
 	}
 	var raw json.RawMessage
@@ -79,27 +74,12 @@ func writeBindings(w io.Writer, bs []control.BindingInfo) {
 }
 
 // ctlMN is `mipsec mn status|move`.
-func ctlMN(args []string, stdout, stderr io.Writer) int {
-	const use = "usage: mipsec mn status [--json] | mipsec mn move ADDR   [--socket PATH]"
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, use)
-		return 2
-	}
-	switch args[0] {
-	case "status", "show":
-		return ctlMNStatus(args[1:], stdout, stderr)
-	case "move":
-		return ctlMNMove(args[1:], stdout, stderr)
-	}
-	fmt.Fprintln(stderr, use)
-	return 2
-}
 
 func ctlMNStatus(args []string, stdout, stderr io.Writer) int {
 	fs, sock := ctlFlags("mn status", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	var raw json.RawMessage
 	if err := sock.client().Call("mn.status", nil, &raw); err != nil {
@@ -161,7 +141,7 @@ func ctlMNMove(args []string, stdout, stderr io.Writer) int {
 	fs, sock := ctlFlags("mn move", stderr)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "usage: mipsec mn move ADDR   (the care-of address to use, e.g. 2001:db8:2::100 or 203.0.113.10)")

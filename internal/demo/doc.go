@@ -6,9 +6,22 @@
 // run` path imports this package (cmd/mipsec's deps test).
 package demo
 
+import (
+	"errors"
+	"flag"
+)
+
 // Env is what the namespace demos take from the binary.
 type Env struct {
 	// ExampleConfig returns the embedded example configuration of a role
 	// ("ha" or "mn").
 	ExampleConfig func(role string) ([]byte, error)
+}
+
+// parseExit is the exit code of a flag parse error: 0 for -h.
+func parseExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
 }

@@ -115,7 +115,7 @@ func Engine(args []string, stdout, stderr io.Writer) int {
 	size := fs.Int("size", 1400, "inner packet size in bytes for the throughput step (64..8192)")
 	algList := fs.String("algs", "all", "comma-separated algorithms, or all")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	if *size < 64 || *size > 8192 || *n < 1 {
 		fmt.Fprintln(stderr, "mipsec demo: -size must be 64..8192 and -packets at least 1")
