@@ -233,8 +233,15 @@ func (n *Node) Close() error {
 // onExpire logs lifetime events; a hard-expired outbound SA records its
 // exact last sequence number.
 func (n *Node) onExpire(e sad.Event) {
-	n.log.Info("sa lifetime", zap.String("sa", e.Name), zap.String("spi", spiString(e.SPI)),
-		zap.Stringer("dir", e.Dir), zap.Bool("hard", e.Hard), zap.Stringer("reason", e.Reason))
+	fields := []zap.Field{zap.String("sa", e.Name), zap.String("spi", spiString(e.SPI)),
+		zap.Stringer("dir", e.Dir), zap.Stringer("reason", e.Reason)}
+	// Nothing in the node rekeys: a key manager subscribed to SAExpired
+	// may; otherwise the hard limit ends the SA's traffic.
+	if e.Hard {
+		n.log.Error("sa removed at its hard lifetime: the traffic it carried is dropped until an SA replaces it (sa add, or a reload with new keys)", fields...)
+	} else {
+		n.log.Warn("sa reached its soft lifetime: replace it before the hard lifetime removes it", fields...)
+	}
 	if e.Hard && e.Dir == sad.Outbound {
 		if err := n.res.Release(e.SPI, e.SA); err != nil {
 			n.log.Warn("recording the last sequence number", zap.String("spi", spiString(e.SPI)), zap.Error(err))

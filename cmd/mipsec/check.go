@@ -164,6 +164,12 @@ func configWarnings(cfg *config.File, probe stateProbe) []string {
 		}
 	}
 	out = append(out, tunnelWarnings(cfg)...)
+	for _, sa := range cfg.SAs {
+		if h := sa.Lifetime.Hard; !h.IsZero() {
+			out = append(out, fmt.Sprintf("%s (%s): a hard lifetime (%s) removes the SA when reached, and nothing rekeys manual SAs: its traffic then stops until a new SA replaces it (RFC 4301 §4.4.2.1)",
+				sa.Path, node.SAName(sa.Dir, sa.Params.SPI), limitsString(h)))
+		}
+	}
 	if w := packetSocketWarning(cfg); w != "" {
 		out = append(out, w)
 	}
@@ -281,4 +287,19 @@ func packetSocketWarning(cfg *config.File) string {
 		}
 	}
 	return `underlay.packet_socket = true, but every peer uses encap = "udp": the AF_PACKET path carries only raw ESP, so it sends nothing`
+}
+
+// limitsString writes lifetime limits as the config does ("1h", "2000000 bytes").
+func limitsString(l sad.Limits) string {
+	var parts []string
+	if l.Time > 0 {
+		parts = append(parts, l.Time.String())
+	}
+	if l.Bytes > 0 {
+		parts = append(parts, fmt.Sprintf("%d bytes", l.Bytes))
+	}
+	if l.Packets > 0 {
+		parts = append(parts, fmt.Sprintf("%d packets", l.Packets))
+	}
+	return strings.Join(parts, ", ")
 }
