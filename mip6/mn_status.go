@@ -78,20 +78,20 @@ type MNEvent struct {
 
 // MNCounters are a mobile node's monotonically increasing counters.
 type MNCounters struct {
-	BUsSent         uint64 // BUs injected successfully
-	BUSendErrors    uint64 // Inject or BU building failed
-	BAsAccepted     uint64 // BAs that acknowledged the outstanding BU
-	BAsRejected     uint64 // status >= 128 other than 135
-	BAsIgnored      uint64 // stale or duplicate BAs (sequence mismatch)
-	SeqResyncs      uint64 // status 135 (RFC 6275 §11.7.1)
-	Malformed       uint64 // MH packets that failed to decode
-	Unexpected      uint64 // MH not from HA to HoA, or not a BA
-	MPAs            uint64 // Mobile Prefix Advertisements consumed
-	Keepalives      uint64 // NAT-keepalives sent
-	KeepaliveErrors uint64 // NAT-keepalives that failed
-	Expirations     uint64 // registrations that expired
-	Handovers       uint64 // accepted BAs that changed the registered CoA
-	AfterSealErrors uint64 // BUs AfterSeal could not build (dropped)
+	BUsSent         uint64 `json:"bu_sent"`           // BUs injected successfully
+	BUSendErrors    uint64 `json:"bu_send_errors"`    // Inject or BU building failed
+	BAsAccepted     uint64 `json:"ba_accepted"`       // BAs that acknowledged the outstanding BU
+	BAsRejected     uint64 `json:"ba_rejected"`       // status >= 128 other than 135
+	BAsIgnored      uint64 `json:"ba_ignored"`        // stale or duplicate BAs (sequence mismatch)
+	SeqResyncs      uint64 `json:"seq_resyncs"`       // status 135 (RFC 6275 §11.7.1)
+	Malformed       uint64 `json:"malformed"`         // MH packets that failed to decode
+	Unexpected      uint64 `json:"unexpected"`        // MH not from HA to HoA, or not a BA
+	MPAs            uint64 `json:"mpas"`              // Mobile Prefix Advertisements consumed
+	Keepalives      uint64 `json:"keepalives"`        // NAT-keepalives sent
+	KeepaliveErrors uint64 `json:"keepalive_errors"`  // NAT-keepalives that failed
+	Expirations     uint64 `json:"expirations"`       // registrations that expired
+	Handovers       uint64 `json:"handovers"`         // accepted BAs that changed the registered CoA
+	AfterSealErrors uint64 `json:"after_seal_errors"` // BUs AfterSeal could not build (dropped)
 }
 
 // mnCounters is MNCounters with atomic fields (workers and the MN

@@ -1,0 +1,54 @@
+package control
+
+import (
+	"encoding/json"
+	"net/netip"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/mipsec/mipsec/mip6"
+)
+
+// TestJSONKeyStyle: every answer the CLI prints with --json uses one key
+// style, snake_case, at every depth (no Go field names leak through).
+func TestJSONKeyStyle(t *testing.T) {
+	now := time.Now()
+	answers := map[string]any{
+		"status":  StatusInfo{Started: now},
+		"stats":   StatsInfo{SAs: []SAStats{{Drops: map[string]uint64{"icv": 1}}}, SPD: []SPDStats{{}}},
+		"sa":      SAInfo{Lifetime: &LifetimeInfo{HardTime: "1h"}},
+		"policy":  PolicyInfo{},
+		"peer":    PeerInfo{},
+		"binding": bindingInfoOf(mip6.BindingStatus{HoA: netip.MustParseAddr("2001:db8:1::100"), CoAs: []mip6.CareOf{{}}}, now),
+		"mn":      mNStatusInfoOf(mip6.MNStatus{}, now),
+	}
+	key := regexp.MustCompile(`^[a-z0-9_]+$`)
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if !key.MatchString(k) && path != "stats.sas[].drops" && path != "stats.dataplane.drops" {
+					t.Errorf("%s: key %q is not snake_case", path, k)
+				}
+				walk(path+"."+k, e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(path+"[]", e)
+			}
+		}
+	}
+	for name, a := range answers {
+		b, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		walk(name, v)
+	}
+}
