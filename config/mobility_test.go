@@ -19,7 +19,7 @@ import (
 	"github.com/mipsec/mipsec/spd"
 )
 
-// The addresses of mobility-topology.md.
+// The addresses configured in testdata/ha.toml and mn.toml.
 var (
 	topoHoA  = netip.MustParseAddr("2001:db8:1::100")
 	topoHoA4 = netip.MustParseAddr("192.0.2.100")
@@ -75,7 +75,7 @@ func TestExampleMobilityConfigs(t *testing.T) {
 		t.Errorf("mn.toml TUN addresses %v: want the home addresses", mn.TUN.Addresses)
 	}
 
-	// The SPD order of mobility-topology.md on both sides.
+	// The SPD order of testdata/ha.toml and mn.toml, the same on both sides.
 	names := func(cfg *File, d sad.Direction) []string {
 		var out []string
 		for _, p := range cfg.Policies {

@@ -245,7 +245,8 @@ type baDest struct {
 }
 
 // HomeAgent is the Mobile IPv6 / DSMIPv6 home agent in the "unmodified
-// IPsec" model (draft-laganier-mext-dsmipv6-ipsec-00; spd-sad.md §6):
+// IPsec" model (draft-laganier-mext-dsmipv6-ipsec-00; ARCHITECTURE.md, the
+// unmodified-IPsec rules):
 //
 //   - Deliver takes the BUs (SA1) and Mobile Prefix Solicitations (SA5)
 //     that transport-mode ESP opened, rate-limits them per home address

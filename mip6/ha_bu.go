@@ -22,8 +22,8 @@ type haMsg struct {
 	// and the option's address were already exchanged, so the source is
 	// the HoA (RFC 4877 §4.2) and the option holds the CoA. Without the
 	// option the source is the HoA as sent (a BU from home, or from an
-	// IPv4 network inside UDP 4191, RFC 5555 §4.2; spec/mip6.md §13 item
-	// 10).
+	// IPv4 network inside UDP 4191, RFC 5555 §4.2, §5.2.1, which drops the
+	// HAO that RFC 6275 §10.3.1 requires).
 	hoa    netip.Addr
 	hao    bool
 	pktSrc netip.Addr // the source on the wire: the CoA (the HAO's address after §9.3.1) or the HoA
@@ -185,7 +185,7 @@ func (ha *HomeAgent) handleBU(m *haMsg) {
 	}
 	if m.udp4 {
 		// RFC 5555 §4.2: a BA answering a UDP-encapsulated BU always has
-		// the NAT Detection option (spec/mip6.md §13 item 5), also on
+		// the NAT Detection option (not only on a NAT, §3.2.2), also on
 		// rejection.
 		ba.Options = append(ba.Options, ha.natOption(rec, opts.coa4))
 	}
@@ -219,8 +219,8 @@ func (ha *HomeAgent) register(m *haMsg, bu *BindingUpdate, o buOptions, rec neti
 	life := bu.LifetimeDuration()
 
 	// The care-of address (RFC 6275 §9.5.1; RFC 4877 §4.3 Alternate CoA
-	// MUST in ESP-protected BUs; RFC 5555 §4.5 IPv4 CoA option;
-	// spec/mip6.md §13 items 9, 10).
+	// MUST in ESP-protected BUs; RFC 5555 §4.5 IPv4 CoA option, in its
+	// place for an IPv4 CoA, which the Alternate CoA cannot carry).
 	var coa netip.Addr
 	switch {
 	case m.udp4:

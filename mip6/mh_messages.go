@@ -432,8 +432,7 @@ func parseMH(mh header.MH) (Message, error) {
 // modulo-2^16 arithmetic of RFC 6275 §9.5.1: b is "greater than" a iff
 // (b - a) mod 2^16 is in [1, 32767]. A BU with sequence S is new against
 // the last accepted L iff SeqLess(L, S). At distance 32768 neither is less
-// (RFC 6275 §9.5.1 counts L-32768 as "not greater"; spec/mip6.md §13 item
-// 8).
+// (RFC 6275 §9.5.1 counts L-32768 as "not greater").
 func SeqLess(a, b uint16) bool {
 	d := b - a
 	return d >= 1 && d <= 32767

@@ -27,7 +27,7 @@ const (
 	BAStatusRegTypeChange          BAStatus = 139 // registration type change disallowed
 	// BAStatusForcedUDPRefused is what RFC 5555 §4.4.2/§4.5 send when the
 	// HA refuses the F flag. RFC 5555 never registered it and 144 is also
-	// MIPV6-ID-MISMATCH (RFC 4285 §8); see spec/mip6.md §13 item 1.
+	// MIPV6-ID-MISMATCH (RFC 4285 §8); its String names both.
 	BAStatusForcedUDPRefused        BAStatus = 144
 	BAStatusMCoAMalformed           BAStatus = 164 // RFC 5648 §6.2
 	BAStatusMCoANonMCoABinding      BAStatus = 165 // non-MCoA binding exists

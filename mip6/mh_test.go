@@ -39,7 +39,7 @@ func mhHex(t testing.TB, s string) []byte {
 }
 
 // mhSpecAlign is the alignment rule xn+y of each option type, written out
-// from spec/mip6.md §5 (RFC 6275 §6.2.4–§6.2.7, RFC 5555 §3, RFC 5648
+// from the RFCs (RFC 6275 §6.2.4–§6.2.7, RFC 5555 §3, RFC 5648
 // §6.1) independently of Option.Align. dataLen picks the BID variant.
 func mhSpecAlign(typ uint8, dataLen int) (x, y int) {
 	switch typ {

@@ -16,7 +16,7 @@ const icmpv6TypeMPA = 147
 // buildBU builds the home-registration BU bu in home-address form, as
 // IPsec must see it (RFC 4877 §4.2, DR-6): `IPv6(HoA -> HA) / MH BU`,
 // checksummed for HoA -> HA (RFC 6275 §6.1.1). Flags A and H (RFC 6275
-// §11.7.1), K clear (static SAs, spec/mip6.md §3.3). Options:
+// §11.7.1), K clear (manual SAs: MUST, RFC 6275 §6.1.7). Options:
 //
 //   - IPv6 CoA: Alternate Care-of Address (RFC 4877 §4.3: MUST in a BU
 //     protected by ESP, since transport mode leaves the IPv6 source
@@ -26,7 +26,8 @@ const icmpv6TypeMPA = 147
 //   - from home (CoA = HoA): neither (RFC 4877 §4.3 exception);
 //   - IPv4 Home Address with prefix length 32 when HoA4 is configured,
 //     the BU registers (lifetime > 0) and the HA has not shown it ignores
-//     the option (RFC 5555 §3.1.1, §4.4.2; spec/mip6.md §13 item 6).
+//     the option (RFC 5555 §3.1.1, §4.4.2; after a BA without the IPv4
+//     Address Acknowledgement, §2.3.1's SHOULD NOT over §4.4.2's MAY).
 //
 // With mn.mu held (it records whether the IPv4 HoA option went out).
 func (mn *MobileNode) buildBU(bu BUToSend) ([]byte, error) {
@@ -161,7 +162,7 @@ func (mn *MobileNode) handleBA(ba *BindingAck, src endpoint.Endpoint) {
 		// RFC 5555 §3.2.2, §4.4.2: the option says "tunnel in UDP". The
 		// HA also sends it, with Refresh Time all ones and F clear, in
 		// every BA to a UDP-encapsulated BU when it found no NAT
-		// (spec/mip6.md §13 item 5, udp-encap.md §2.4 item 5): then
+		// (RFC 5555 §4.2; §3.2.2 asks for it only on a NAT): then
 		// data stays plain IPv4 ESP.
 		info.NAT = natOpt.F || natOpt.RefreshTime != NATRefreshNone
 		info.NATRefresh = natOpt.RefreshTime

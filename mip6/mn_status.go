@@ -161,8 +161,8 @@ type MNStatus struct {
 	IPv4HoAAck *IPv4AddressAck
 	// IPv4HoAUnsupported: the HA answered a BU with an IPv4 Home Address
 	// option without an IPv4 Address Acknowledgement, so it does not
-	// support it and the option is no longer sent (RFC 5555 §2.3.1,
-	// spec/mip6.md §13 item 6).
+	// support it and the option is no longer sent (RFC 5555 §2.3.1's
+	// SHOULD NOT, over the MAY of §4.4.2).
 	IPv4HoAUnsupported bool
 	// LastHandover is when the last handover completed (the accepted BA
 	// for a new CoA); HandoverDuration is the time from its Move to

@@ -885,7 +885,7 @@ func TestMNClose(t *testing.T) {
 // TestMNIPv4HomeAddress: with HoA4 configured registrations carry an IPv4
 // Home Address option (RFC 5555 §3.1.1); the IPv4 Address Acknowledgement
 // is recorded; a BA without it makes the MN stop sending the option
-// (spec/mip6.md §13 item 6); de-registrations never carry it.
+// (RFC 5555 §2.3.1); de-registrations never carry it.
 func TestMNIPv4HomeAddress(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := startMNHarness(t, func(c *MNConfig) { c.HoA4 = mnHoA4 })

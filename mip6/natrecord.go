@@ -8,14 +8,14 @@ import (
 // DefaultNATRecords is the slot count NewNATRecords uses for n <= 0.
 const DefaultNATRecords = 1024
 
-// NATRecords is DR-4 (draft-laganier-mext-dsmipv6-ipsec-00; spd-sad.md §6,
-// RFC 5555 §4.2, §5.2.1): the HA's UDP decapsulator records the outer IPv4
-// source address and UDP source port of each packet under its clear-text
-// ESP (SPI, sequence number) before IPsec sees it; once IPsec verified a
-// BU and the binding code accepted it, Take fetches the record of exactly
-// that packet, NATDetected compares it with the IPv4 CoA option, and the
-// address and port go into the binding (CareOf.Endpoint) and drive the BA
-// and DR-1.
+// NATRecords is DR-4 (draft-laganier-mext-dsmipv6-ipsec-00; ARCHITECTURE.md,
+// the unmodified-IPsec rules; RFC 5555 §4.2, §5.2.1): the HA's UDP
+// decapsulator records the outer IPv4 source address and UDP source port
+// of each packet under its clear-text ESP (SPI, sequence number) before
+// IPsec sees it; once IPsec verified a BU and the binding code accepted
+// it, Take fetches the record of exactly that packet, NATDetected compares
+// it with the IPv4 CoA option, and the address and port go into the
+// binding (CareOf.Endpoint) and drive the BA and DR-1.
 //
 // The table is direct-mapped: a fixed array of slots indexed by a hash of
 // (SPI, seq), each holding at most one record. Memory is bounded by
@@ -107,7 +107,7 @@ func (t *NATRecords) Len() int {
 }
 
 // NATDetected reports whether a NAT lies between the MN and the HA (RFC
-// 5555 §4.2, udp-encap.md §2.4): the outer IPv4 source address the BU
+// 5555 §4.2): the outer IPv4 source address the BU
 // arrived from (rec, from Take) differs from the address in the BU's IPv4
 // Care-of Address option. It is false when either is missing or not IPv4:
 // without both there is nothing to compare. The port plays no part: only

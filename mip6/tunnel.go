@@ -56,10 +56,10 @@ func encodeIPv4(b []byte, tos, ttl, proto uint8, src, dst netip.Addr, totalLen i
 	h[10], h[11] = byte(c>>8), byte(c)
 }
 
-// SendFromCoA is DR-3 (spd-sad.md §6; RFC 5555 §5.1): on the MN, it sends a
-// BU that transport-mode ESP (SA1, recognised by its SPI) has sealed from
-// the new care-of address newCoA, while other traffic keeps the registered
-// CoA until the BA arrives.
+// SendFromCoA is DR-3 (ARCHITECTURE.md, the unmodified-IPsec rules; RFC 5555
+// §5.1): on the MN, it sends a BU that transport-mode ESP (SA1, recognised
+// by its SPI) has sealed from the new care-of address newCoA, while other
+// traffic keeps the registered CoA until the BA arrives.
 //
 // b.Bytes() must be `IPv6(HoA -> HA) / ESP ...` (Next Header 50, consistent
 // payload length).
@@ -73,8 +73,8 @@ func encodeIPv4(b []byte, tos, ttl, proto uint8, src, dst netip.Addr, totalLen i
 //     The packet goes to the HA.
 //   - IPv4 newCoA (RFC 5555 §4.1, §4.2 "IPv4/UDP/IPv6/ESP"): prepends
 //     `IPv4(newCoA -> haV4) / UDP(sport -> 4191)` in front of the whole
-//     IPv6 packet, whose source stays the HoA (no HAO, udp-encap.md §2.3
-//     (a)). The packet goes to haV4.
+//     IPv6 packet, whose source stays the HoA (no HAO, RFC 5555 §4.2,
+//     §5.2.1). The packet goes to haV4.
 //
 // to is that destination with EncapIP: the packet leaves whole,
 // header-included.

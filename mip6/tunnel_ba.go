@@ -42,14 +42,15 @@ func BAToCoA(b *pkt.Buf, coa netip.Addr) (to endpoint.Endpoint, ok bool) {
 
 // BAToV4 wraps a sealed Binding Acknowledgement (or Mobile Prefix
 // Advertisement) for a mobile node whose BU came from an IPv4 network in
-// UDP port 4191 (RFC 5555 §4.2, §5.2.1; udp-encap.md §2.3 (b)):
+// UDP port 4191 (RFC 5555 §4.2, §5.2.1):
 //
 //	IPv4(haV4 -> to.Addr) / UDP(4191 -> to.Port) / IPv6(HA -> HoA) / ESP
 //
 // to is the outer source address and UDP port the BU arrived from (the
 // NAT's mapping when there is one; RFC 5555 §5.1: also when the BU was
 // rejected). The inner IPv6 header keeps the home address as destination
-// and gets no type 2 Routing header (spec/mip6.md §13 item 4).
+// and gets no type 2 Routing header: the BU had no Home Address option
+// (RFC 6275 §9.5.4; the RFC 5555 §4.2, §5.2.1 figures, over §4.5's text).
 //
 // b.Bytes() must be `IPv6 / ESP ...` as for BAToCoA. The IPv4 header
 // copies DSCP/ECN and TTL from the IPv6 header (RFC 5555 §4.1.1), sets DF

@@ -17,8 +17,8 @@ const (
 	// RFC 3948 §2.1; RFC 5555 §5.2.2).
 	DecapESP Decap = iota
 	// DecapIP: b.Bytes() is the inner IP packet of an RFC 5555 §4.1 UDP
-	// tunnel (UDP/4191), e.g. `IPv6(HoA -> HA) / ESP / MH BU` (udp-encap.md
-	// §2.3 (a)). The caller hands it to IPsec as an IP packet.
+	// tunnel (UDP/4191), e.g. `IPv6(HoA -> HA) / ESP / MH BU` (RFC 5555
+	// §4.2, §5.2.1). The caller hands it to IPsec as an IP packet.
 	DecapIP
 
 	// Drops. b is unchanged.
@@ -42,7 +42,7 @@ const (
 	// message, for the IKE daemon, not the dataplane.
 	DecapNonESPMarker
 	// DecapShortESP: a UDP/4500 payload under 8 bytes that is not the
-	// keepalive (udp-encap.md §1.1 [design]).
+	// keepalive: too short for an SPI and sequence number (RFC 4303 §2).
 	DecapShortESP
 	// DecapBadInner: the UDP/4191 payload is not an IPv4/IPv6 packet by
 	// its version nibble (RFC 5555 §4.1; RFC 5845 TLV headers are not
@@ -156,7 +156,7 @@ func StripUDPEncap(b *pkt.Buf) (src netip.AddrPort, d Decap) {
 // which DR-4 records the outer source in NATRecords before IPsec runs.
 // For DecapESP the ESP header starts p; for DecapIP it follows the inner
 // IPv4 header or the inner IPv6 header and its extension headers (a BU in
-// UDP/4191 is `IPv6(HoA -> HA) / ESP`, udp-encap.md §2.3 (a)). ok is false
+// UDP/4191 is `IPv6(HoA -> HA) / ESP`, RFC 5555 §4.2, §5.2.1). ok is false
 // when there is no ESP header, or SPI 0 (reserved, RFC 4303 §2.1). Never
 // allocates.
 func RecordKey(p []byte, d Decap) (spi, seq uint32, ok bool) {

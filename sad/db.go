@@ -111,8 +111,8 @@ func (db *DB) idx(d Direction) *index {
 // Inbound returns the live inbound SA with this SPI, or nil. It is the
 // lookup of RFC 4301 §5.2 step 3a / RFC 4303 §3.4.2, by SPI alone: the
 // outer addresses are not part of it, which is what lets a mobile node's
-// care-of address change under its SAs (spd-sad.md DR-5). Lock-free, O(1),
-// zero allocations.
+// care-of address change under its SAs (DR-5; ARCHITECTURE.md, the
+// unmodified-IPsec rules). Lock-free, O(1), zero allocations.
 func (db *DB) Inbound(spi uint32) *SA { return live(db.in.get(spi)) }
 
 // Outbound returns the live outbound SA with this SPI, or nil. Lock-free,

@@ -1,11 +1,11 @@
 package sad
 
-// The query API of the mobility layer (draft-laganier-mext-dsmipv6-ipsec-00,
-// spd-sad.md §6). The IPsec engine stays unmodified: mip6 never changes an
-// SA, it only asks the SAD which SPI protects a kind of packet and which
-// address an SPI's selectors name, and matches SPIs in clear-text ESP
-// headers against the answers. mip6 declares the interface it needs (an
-// SAQuerier) and *DB satisfies it:
+// The query API of the mobility layer (draft-laganier-mext-dsmipv6-ipsec-00;
+// ARCHITECTURE.md, the unmodified-IPsec rules). The IPsec engine stays
+// unmodified: mip6 never changes an SA, it only asks the SAD which SPI
+// protects a kind of packet and which address an SPI's selectors name, and
+// matches SPIs in clear-text ESP headers against the answers. mip6 declares
+// the interface it needs (an SAQuerier) and *DB satisfies it:
 //
 //   - MN, DR-3 (send the BU from the new CoA): the BU SA's SPI is
 //     OutboundSPIFor(&header.Flow{Src: HoA, Dst: HA, Proto: MH,
@@ -41,7 +41,7 @@ import (
 // Outbound (Selector.Match).
 //
 // SAs overlap where SPD entries do: on an MN, SA7 (HoA -> any, any
-// protocol; RFC 4877 §6, spd-sad.md §5.2) matches a BU as well as SA1
+// protocol; RFC 4877 §6.4) matches a BU as well as SA1
 // does. The SPD settles that by its order, which the SAD does not have, so
 // among matching SAs the most specific one wins, then the lowest SPI. A
 // selector is more specific when, compared in this order, it names a

@@ -9,7 +9,7 @@ import (
 	"github.com/mipsec/mipsec/internal/header"
 )
 
-// SPIs of RFC 4877 §6 (spd-sad.md §5.2), chosen so that the payload SAs
+// SPIs of SA1-SA8 of RFC 4877 §6, chosen so that the payload SAs
 // (SA7, SA8) have the lowest SPIs: a lowest-SPI-first rule would then pick
 // them for BUs.
 const (

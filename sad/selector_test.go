@@ -58,7 +58,7 @@ func TestPrefixRangeInvalid(t *testing.T) {
 
 func TestSelectorMatch(t *testing.T) {
 	pfx := func(s string) AddrRange { return PrefixRange(netip.MustParsePrefix(s)) }
-	// The MN's BU/BA entry (RFC 4877 §6, spd-sad.md §5.1 entry 1) and
+	// The MN's BU/BA entry (RFC 4877 §6.1) and
 	// the HA's mirror.
 	mnBU := Selector{Local: SingleAddr(hoa), Remote: SingleAddr(ha), Proto: header.ProtoMobility,
 		LocalPort: MHType(mhBU), RemotePort: MHType(mhBAck)}

@@ -37,8 +37,9 @@
 // discarded and counted (ReasonUnprotected). No match: DISCARD (RFC 4301
 // §5 MUST), Index -1, counted in Stats.NoMatch. Every list should end in a
 // catch-all DISCARD (RFC 4301 §4.4.1). Mobile IPv6 uses one host-wide SPD
-// keyed on the home address (spd-sad.md DR-2), no per-interface entries;
-// rfc4877_test.go holds the RFC 4877 §5.1 MN and HA tables.
+// keyed on the home address (DR-2; ARCHITECTURE.md, the unmodified-IPsec
+// rules), no per-interface entries; rfc4877_test.go holds the RFC 4877 §6
+// MN and HA tables.
 //
 // # Hot-path contract
 //

@@ -9,9 +9,10 @@ import (
 	"github.com/mipsec/mipsec/sad"
 )
 
-// The RFC 4877 §5.1 / spd-sad.md §5.1 policy model, as one host-wide SPD
-// per node (spd-sad.md DR-2): signalling entries first, the HoA payload
-// entry last, IKE BYPASS in front and a final DISCARD.
+// The RFC 4877 §6 policy model (§6.1-§6.4), as one host-wide SPD per node
+// (DR-2; ARCHITECTURE.md, the unmodified-IPsec rules): signalling entries
+// first, the HoA payload entry last, IKE BYPASS in front and a final
+// DISCARD.
 
 // MH and ICMPv6 types (RFC 6275 §6.1, §6.5).
 const (
@@ -23,7 +24,7 @@ const (
 	icmMPA = 147
 )
 
-// SPIs of the SAs of spd-sad.md §5.2, plus the DSMIPv6 IPv4 payload SAs
+// SPIs of SA1-SA8 of RFC 4877 §6, plus the DSMIPv6 IPv4 payload SAs
 // (RFC 5555 §5.2).
 const (
 	spiSA1 = 0x101 + iota
@@ -53,8 +54,9 @@ var (
 )
 
 // ikeBypass lets IKE (UDP 500, 4500) and the DSMIPv6 UDP/4191 outer
-// packets through in both directions (spd-sad.md DR-2): one entry, three
-// selector sets (RFC 4301 §4.4.1.2).
+// packets through in both directions (DR-2; ARCHITECTURE.md, the
+// unmodified-IPsec rules): one entry, three selector sets (RFC 4301
+// §4.4.1.2).
 func ikeBypass(dir sad.Direction) Policy {
 	return Policy{Name: "ike-" + dir.String(), Dir: dir, Action: Bypass, Selectors: []sad.Selector{
 		{Proto: header.ProtoUDP, LocalPort: sad.Port(500), RemotePort: sad.Port(500)},
@@ -67,7 +69,7 @@ func discardAll(dir sad.Direction) Policy {
 	return Policy{Name: "discard-" + dir.String(), Dir: dir, Action: Discard, Selectors: []sad.Selector{{}}}
 }
 
-// mnPolicies is the MN's SPD (spd-sad.md §5.1 table, MN column).
+// mnPolicies is the MN's SPD (the mobile node SPD-S of RFC 4877 §6.1-§6.4).
 func mnPolicies() []Policy {
 	var ps []Policy
 	for _, d := range []sad.Direction{sad.Outbound, sad.Inbound} {

@@ -3,9 +3,9 @@ package header
 import "net/netip"
 
 // Flow holds the RFC 4301 §4.4.1.1 selector fields of one IP packet, in
-// "home-address form" (RFC 4877 §4.2, spd-sad.md DR-6): the address in a
-// Home Address destination option replaces Src, and the address in a type 2
-// Routing header replaces Dst.
+// "home-address form" (RFC 4877 §4.2; DR-6 in ARCHITECTURE.md, the
+// unmodified-IPsec rules): the address in a Home Address destination option
+// replaces Src, and the address in a type 2 Routing header replaces Dst.
 type Flow struct {
 	Src, Dst netip.Addr
 	// Proto is the next-layer protocol: the first header after the IPv6
