@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap/zapcore"
@@ -95,11 +94,23 @@ type File struct {
 	ControlSocket string
 }
 
-// Load reads and validates the file at path.
+// Load reads and validates the file at path. A file larger than
+// MaxFileSize is refused before it is read.
 func Load(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
+		return nil, fileTooBig(path, fi.Size())
+	}
+	data, tooBig, err := readBounded(f, MaxFileSize)
+	if err != nil {
+		return nil, err
+	}
+	if tooBig {
+		return nil, fileTooBig(path, -1)
 	}
 	return Parse(path, data)
 }
@@ -108,6 +119,12 @@ func Load(path string) (*File, error) {
 // relative to its directory). It returns every problem it finds as
 // Errors.
 func Parse(file string, data []byte) (*File, error) {
+	if len(data) > MaxFileSize {
+		return nil, fileTooBig(file, int64(len(data)))
+	}
+	if errs := textProblems(data); len(errs) > 0 {
+		return nil, errs.in(file)
+	}
 	v := &validator{file: file, baseDir: filepath.Dir(file), lines: tomlLines(data)}
 	var rc rawConfig
 	if errs := decodeTOML(data, &rc); len(errs) > 0 {
@@ -197,6 +214,7 @@ func (v *validator) config(rc *rawConfig) *File {
 			v.errf("control.socket", "%q is relative; want an absolute path such as %s", s, DefaultControlSocket)
 		}
 	}
+	v.paths(cfg)
 	v.tun(&rc.TUN, &cfg.TUN)
 	v.underlay(&rc.Underlay, &cfg.Underlay)
 	v.sas(rc.SAs, cfg)
@@ -570,11 +588,12 @@ func (v *validator) addr(path, s, what string) netip.Addr {
 	return a
 }
 
-// encKeyShape says what an encryption key of a is made of, for messages.
+// encKeyShape says what an encryption key of a is made of, for messages
+// (why it takes none when it takes none).
 func encKeyShape(a esp.Algorithm) string {
 	switch {
 	case a.EncKeyLen() == 0:
-		return "no encryption key"
+		return "it is NULL encryption (RFC 2410), which encrypts nothing"
 	case a.CounterMode():
 		return fmt.Sprintf("%d-byte key + 4-byte salt", a.EncKeyLen()-4)
 	}
@@ -583,7 +602,7 @@ func encKeyShape(a esp.Algorithm) string {
 
 func authKeyShape(a esp.Algorithm) string {
 	if a.AuthKeyLen() == 0 {
-		return "no separate integrity key: it is combined mode"
+		return "it is combined mode, where the enc_key also protects integrity"
 	}
 	if strings.HasSuffix(a.String(), "sha1") {
 		return fmt.Sprintf("%d-byte HMAC-SHA1 key", a.AuthKeyLen())
@@ -594,6 +613,15 @@ func authKeyShape(a esp.Algorithm) string {
 // key reads field (inline hex) or field_file of an SA and checks its length.
 func (v *validator) key(sapath, field, inline, file string, alg esp.Algorithm, want int, shape string) []byte {
 	path := sapath + "." + field
+	if want == 0 && (inline != "" || file != "") {
+		remove := "remove it"
+		if file != "" {
+			path += "_file"
+			remove = "remove " + field + "_file"
+		}
+		v.errf(path, "%s takes no %s: %s; %s", alg, field, shape, remove)
+		return nil
+	}
 	var k []byte
 	switch {
 	case inline != "" && file != "":
@@ -618,8 +646,6 @@ func (v *validator) key(sapath, field, inline, file string, alg esp.Algorithm, w
 	}
 	if len(k) != want {
 		switch {
-		case want == 0:
-			v.errf(path, "%d bytes, but %s takes %s; remove it", len(k), alg, shape)
 		case len(k) == 0:
 			v.errf(path, "missing; %s needs %d bytes (%s), as %s = \"<hex>\" or %s_file = \"<path>\"", alg, want, shape, field, field)
 		default:
@@ -653,35 +679,16 @@ func DecodeHexKey(s string) ([]byte, error) {
 	return b, nil
 }
 
-// readKeyFile reads a key file after checking that only its owner can read
-// it (mode 0600 or stricter) and that the owner is root or us.
+// readKeyFile reads a key file (relative to the config file's directory)
+// after checking that only its owner can read it (mode 0600 or
+// stricter), that the owner is root or us and that it is no larger than a
+// key file can be (readKeyFileAt).
 func (v *validator) readKeyFile(path, name string) ([]byte, error) {
 	p := name
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(v.baseDir, p)
 	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		v.errf(path, "%v", err)
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		v.errf(path, "%s is not a regular file", p)
-		return nil, ErrInvalid
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		v.errf(path, "%s has mode %#o; a key file must be 0600 or stricter (chmod 600 %s)", p, perm, p)
-		return nil, ErrInvalid
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
-		v.errf(path, "%s is owned by uid %d; a key file must belong to root or to the daemon's user (uid %d)", p, st.Uid, os.Geteuid())
-		return nil, ErrInvalid
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		v.errf(path, "%v", err)
-	}
-	return b, err
+	return v.readKeyFileAt(path, p)
 }
 
 func (v *validator) lifetime(path string, r *LifetimeTable) sad.Lifetime {
@@ -1166,6 +1173,12 @@ func (c *File) CounterModeSAs() []string {
 // config-file fragment with the config's validator. Policies may name SAs
 // the daemon already has, so their SPIs count as declared.
 func ParseSnippet(file string, data []byte) ([]sad.Config, []spd.Policy, error) {
+	if len(data) > MaxFileSize {
+		return nil, nil, fileTooBig(file, int64(len(data)))
+	}
+	if errs := textProblems(data); len(errs) > 0 {
+		return nil, nil, errs.in(file)
+	}
 	v := &validator{file: file, baseDir: filepath.Dir(file), lines: tomlLines(data)}
 	var rc rawConfig
 	if errs := decodeTOML(data, &rc); len(errs) > 0 {
