@@ -102,12 +102,16 @@ type PeerInfo struct {
 	Roams          uint64    `json:"roams"`
 	LastRoam       time.Time `json:"last_roam,omitzero"`
 	KeepalivesSent uint64    `json:"keepalives_sent"`
+	// LastReceived is when an authenticated packet last came from the
+	// peer (to the second; absent: never), wg show's "latest handshake".
+	LastReceived time.Time `json:"last_received,omitzero"`
 }
 
 func peerInfoOf(p dataplane.PeerStatus) PeerInfo {
 	return PeerInfo{
 		Name: p.Name, Endpoint: p.Endpoint.Addr.String(), Encap: p.Endpoint.Encap.String(),
 		Roams: p.Roams, LastRoam: p.LastRoam, KeepalivesSent: p.KeepalivesSent,
+		LastReceived: p.LastReceived,
 	}
 }
 
@@ -178,6 +182,9 @@ type Server struct {
 // Listen creates the control socket at path and starts serving it.
 // It creates the directory (0750) if needed, refuses to start when another
 // daemon answers on path, removes a stale socket, and makes the socket 0600.
+// What stands in the way on disk is refused as config.SocketProblem says,
+// the words `mipsec check` prints for control.socket. The errors name the
+// path, not "control socket": the caller says what the socket is for.
 func Listen(path string, t Target, log *zap.Logger) (*Server, error) {
 	if log == nil {
 		log = zap.NewNop()
@@ -185,27 +192,30 @@ func Listen(path string, t Target, log *zap.Logger) (*Server, error) {
 	if path == "" {
 		path = config.DefaultControlSocket
 	}
+	if p := config.SocketProblem(path); p != "" {
+		return nil, errors.New(p)
+	}
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("control socket: %w", err)
+			return nil, fmt.Errorf("creating its directory: %w", err)
 		}
 		if err := os.Chmod(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("control socket: %w", err)
+			return nil, fmt.Errorf("creating its directory: %w", err)
 		}
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&fs.ModeSocket == 0 {
-			return nil, fmt.Errorf("control socket: %s exists and is not a socket", path)
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
 		}
 		c, err := net.DialTimeout("unix", path, time.Second)
 		if err == nil {
 			c.Close()
-			return nil, fmt.Errorf("control socket %s: %w", path, ErrDaemonRunning)
+			return nil, fmt.Errorf("%s: %w", path, ErrDaemonRunning)
 		}
 		// Nobody listens: a stale socket from a daemon that died.
 		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("control socket: removing stale %s: %w", path, err)
+			return nil, fmt.Errorf("removing the stale socket: %w", err)
 		}
 		log.Info("removed stale control socket", zap.String("path", path))
 	}
@@ -216,11 +226,11 @@ func Listen(path string, t Target, log *zap.Logger) (*Server, error) {
 	// peerAllowed checks every connection anyway.
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, err
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
@@ -424,8 +434,74 @@ func readLine(br *bufio.Reader, max int) ([]byte, error) {
 }
 
 // DecodeStrict decodes exactly one JSON value into v, refusing unknown
-// fields and trailing data.
+// fields, trailing data, objects and arrays nested more than 32 deep (an
+// SA with selectors needs 5) and duplicate object keys at any depth
+// (encoding/json would keep the last one silently; keys that differ only
+// in case count as duplicates, since it matches field names without
+// regard to case). The error names the key and where it is.
 func DecodeStrict(b []byte, v any) error {
+	const maxDepth = 32
+	// First a walk over the tokens for what the decoder lets through.
+	// Syntax errors are left to the decoder, which words them as always.
+	tokens := json.NewDecoder(bytes.NewReader(b))
+	tokens.UseNumber()
+	var walk func(path string, depth int) error
+	walk = func(path string, depth int) error {
+		tok, err := tokens.Token()
+		if err != nil {
+			return err
+		}
+		d, ok := tok.(json.Delim)
+		if !ok {
+			return nil
+		}
+		if depth >= maxDepth {
+			return fmt.Errorf("JSON nested deeper than %d levels", maxDepth)
+		}
+		switch d {
+		case '{':
+			seen := map[string]string{}
+			for tokens.More() {
+				kt, err := tokens.Token()
+				if err != nil {
+					return err
+				}
+				k, _ := kt.(string)
+				// Folded as encoding/json folds a name to match a field.
+				fold := strings.ToUpper(strings.ToLower(k))
+				if prev, dup := seen[fold]; dup {
+					where := ""
+					if path != "" {
+						where = " in " + path
+					}
+					if prev != k {
+						return fmt.Errorf("duplicate key %q%s (the same key as %q: keys match without regard to case)", k, where, prev)
+					}
+					return fmt.Errorf("duplicate key %q%s", k, where)
+				}
+				seen[fold] = k
+				p := k
+				if path != "" {
+					p = path + "." + k
+				}
+				if err := walk(p, depth+1); err != nil {
+					return err
+				}
+			}
+		case '[':
+			for i := 0; tokens.More(); i++ {
+				if err := walk(fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		_, err = tokens.Token() // the closing delimiter
+		return err
+	}
+	var se *json.SyntaxError
+	if err := walk("", 0); err != nil && !errors.As(err, &se) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -619,12 +695,24 @@ func (s *Server) cmdStats(args json.RawMessage) (any, error) {
 	if err := decodeArgs(args, &noArgs{}); err != nil {
 		return nil, err
 	}
-	out := StatsInfo{SAs: []SAStats{}, Dataplane: dataplaneStatsOf(s.t.DataplaneStats()), Underlay: underlayCountersOf(s.t)}
+	ds := s.t.DataplaneStats()
+	out := StatsInfo{SAs: []SAStats{}, Dataplane: dataplaneStatsOf(ds), Underlay: underlayCountersOf(s.t)}
 	for _, sa := range s.t.SAD().List() {
 		out.SAs = append(out.SAs, saStatsOf(sa))
 	}
 	for _, d := range []sad.Direction{sad.Outbound, sad.Inbound} {
 		st := s.t.SPD().Stats(d)
+		if d == sad.Inbound {
+			// ESP never goes through the inbound SPD (its hits count
+			// cleartext): the dataplane counts what the inbound
+			// policies let in, in the same order (its copy of the list
+			// can be a second behind a change, hence the name check).
+			for i, h := range ds.InboundPolicyHits {
+				if i < len(st.Policies) && st.Policies[i].Name == h.Name {
+					st.Policies[i].Hits += h.Hits
+				}
+			}
+		}
 		out.SPD = append(out.SPD, SPDStats{Dir: d.String(), NoMatch: st.NoMatch, Unparsable: st.Unparsable, Unprotected: st.Unprotected, NoSA: st.NoSA, Hits: st.Policies})
 	}
 	return out, nil
@@ -795,6 +883,13 @@ func (s *Server) cmdPolicyList(args json.RawMessage) (any, error) {
 	out := []PolicyInfo{}
 	for _, d := range dirs {
 		st := s.t.SPD().Stats(d)
+		if d == sad.Inbound { // as in cmdStats
+			for i, h := range s.t.DataplaneStats().InboundPolicyHits {
+				if i < len(st.Policies) && st.Policies[i].Name == h.Name {
+					st.Policies[i].Hits += h.Hits
+				}
+			}
+		}
 		for i, p := range s.t.SPD().List(d) {
 			var hits uint64
 			if i < len(st.Policies) {
