@@ -34,6 +34,10 @@ func stagePair(t testing.TB, o pairOpts) (a, b *gateway) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.d.Close(); b.d.Close() })
+	// As Start would: B counts the ESP it opens against its inbound
+	// policies.
+	a.d.RefreshInPolicies()
+	b.d.RefreshInPolicies()
 	return a, b
 }
 

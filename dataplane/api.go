@@ -142,6 +142,14 @@ type Config struct {
 	// OnPeerEndpoint, when set, is told each time a roaming peer's
 	// endpoint moves, on a control goroutine (never per packet).
 	OnPeerEndpoint func(peer string, from, to endpoint.Endpoint)
+	// DropLogInterval is the least time between two drop warnings of one
+	// kind (unknown SPI, ICV failure, replay, selector mismatch, policy
+	// discard; see droplog.go): each names one dropped packet (SPI, outer
+	// source; outbound the inner addresses and protocol) and counts the
+	// others since the previous one. They go to Logger at Warn, from a
+	// control goroutine. 0 means DefaultDropLogInterval; negative turns
+	// them off.
+	DropLogInterval time.Duration
 }
 
 // Capture sees packets for debugging (the control socket's pcap). It is
@@ -166,6 +174,11 @@ type PeerStatus struct {
 	Roams uint64
 	// KeepalivesSent counts NAT keepalives sent (failed ones not included).
 	KeepalivesSent uint64
+	// LastReceived is when a packet on one of the peer's InSPIs last
+	// passed the ICV, the replay and the selector checks (zero: never),
+	// to the second (a coarse clock the control goroutine advances each
+	// second). Forged, replayed and refused packets never move it.
+	LastReceived time.Time
 }
 
 // Errors.

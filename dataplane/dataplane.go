@@ -116,6 +116,20 @@ type Dataplane struct {
 	// onPeerEndpoint is Config.OnPeerEndpoint.
 	onPeerEndpoint func(peer string, from, to endpoint.Endpoint)
 
+	// clock is the current unix second, advanced by the control
+	// goroutine: the packet path's coarse time (PeerStatus.LastReceived).
+	clock atomic.Int64
+	// Drop warnings (droplog.go): the interval (<= 0: off), the sample
+	// slots the packet path fills, the channel that wakes the control
+	// goroutine, and its state.
+	dropEvery time.Duration
+	slots     [numDropKinds]dropSlot
+	dropKick  chan struct{}
+	dl        dropLog
+	// inPol is the copy of the inbound policies that inbound hits are
+	// counted against (inpolicy.go); nil: none.
+	inPol atomic.Pointer[inPolicies]
+
 	work     chan *batch
 	readers  sync.WaitGroup // TUN reader, receive readers
 	others   sync.WaitGroup // workers, writers, control goroutines
@@ -153,9 +167,15 @@ func New(cfg Config) (*Dataplane, error) {
 		done:     make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 		roamCh:   make(chan roamEvent, 64),
+		dropKick: make(chan struct{}, 1),
 
 		onPeerEndpoint: cfg.OnPeerEndpoint,
+		dropEvery:      cfg.DropLogInterval,
 	}
+	if d.dropEvery == 0 {
+		d.dropEvery = DefaultDropLogInterval
+	}
+	d.clock.Store(time.Now().Unix())
 	if d.workers == 0 {
 		d.workers = runtime.GOMAXPROCS(0)
 	}
@@ -182,6 +202,8 @@ func (d *Dataplane) Start() error {
 		return fmt.Errorf("dataplane: opening the underlay: %w", err)
 	}
 	d.started = true
+	d.clock.Store(time.Now().Unix())
+	d.refreshInPolicies()
 
 	d.solo = d.workers == 1 || runtime.GOMAXPROCS(0) == 1
 	d.work = make(chan *batch, 2*d.workers)
@@ -242,7 +264,11 @@ func (d *Dataplane) Close() error {
 }
 
 // Stats returns a snapshot of the counters.
-func (d *Dataplane) Stats() Stats { return d.c.snapshot() }
+func (d *Dataplane) Stats() Stats {
+	s := d.c.snapshot()
+	s.InboundPolicyHits = d.inboundHits()
+	return s
+}
 
 // Peers returns the peers' status, in configuration order.
 func (d *Dataplane) Peers() []PeerStatus {
@@ -293,12 +319,26 @@ func isClosedErr(err error) bool {
 // before giving up (wireguard-go's deathSpiral).
 const maxConsecutiveErrors = 10
 
-// control logs what the packet path signals (endpoint changes).
+// control logs what the packet path signals (endpoint changes, drop
+// samples: droplog.go), advances the coarse clock each second and, as
+// often, rereads the inbound policies (inpolicy.go).
 func (d *Dataplane) control() {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	due := time.NewTimer(time.Hour)
+	due.Stop()
+	defer due.Stop()
 	for {
 		select {
 		case <-d.done:
 			return
+		case now := <-tick.C:
+			d.clock.Store(now.Unix())
+			d.refreshInPolicies()
+		case <-d.dropKick:
+			d.logDrops(time.Now(), due)
+		case <-due.C:
+			d.logDrops(time.Now(), due)
 		case ev := <-d.roamCh:
 			d.log.Info("peer endpoint changed",
 				zap.String("peer", ev.peer.name),

@@ -17,6 +17,11 @@
 //     stages, sealBatch and openBatch.
 //   - peers.go: the peer table (an immutable snapshot), roaming.
 //   - stats.go: DropReason and the counters.
+//   - droplog.go: the drop warnings (one sample slot per kind, drained and
+//     logged at most once per Config.DropLogInterval by the control
+//     goroutine) and what counts as link-local (DropLinkLocal).
+//   - inpolicy.go: the hits of the inbound PROTECT policies, which the
+//     dataplane counts since ESP never goes through the inbound SPD.
 //   - tun_linux.go: the real TUN (CreateTUN, ConfigureTUN). The Linux
 //     sockets (raw ESP, UDP 4500, UDP 4191, the extension-header receivers,
 //     AF_PACKET) are package underlay.
@@ -35,7 +40,10 @@
 // AfterSeal sets the endpoint's Encap to EncapIP nothing is cut: the hook
 // built the whole packet (a Home Address option, a type 2 Routing header,
 // IPv4/UDP 4191) and the underlay sends it header-included. DISCARD and no
-// match drop (DropPolicyDiscard). BYPASS drops too (DropPolicyBypass): a
+// match drop (DropPolicyDiscard), but link-scoped packets (the Router
+// Solicitations, MLD reports and DAD probes the kernel sends on a fresh
+// TUN, RFC 4861 §6.3.7) drop as DropLinkLocal: expected, never warned
+// about. BYPASS drops too (DropPolicyBypass): a
 // tunnel device has no cleartext path out, so bypassed traffic must be
 // routed around the TUN. Dataplane.Inject runs one packet through the same
 // steps (policy, seal, finishSeal) on the caller's goroutine: the
@@ -88,7 +96,13 @@
 // the peer table behind an atomic.Pointer with uint32 keys); counters are
 // atomics added once per batch. Nothing on the packet path logs: drops are
 // counted by DropReason (ESP verdicts in detail per SA in sad), and I/O
-// errors go to Debug through a Check guard. Roaming allocates one Endpoint
+// errors go to Debug through a Check guard. The drops that explain
+// themselves (unknown SPI, ICV, replay, selector, policy discard) leave a
+// sample in a slot of their kind, claimed with one CompareAndSwap when it
+// is empty (one atomic load on the drop path otherwise), which the control
+// goroutine logs at Warn at most once per Config.DropLogInterval with the
+// count since the previous line (droplog.go). A peer's last-heard time is
+// a coarse clock second, stored when it changes (once a second per peer). Roaming allocates one Endpoint
 // per change (at most one per RoamInterval per peer).
 //
 // dataplane may import everything below it (endpoint, esp, sad, spd, mip6,

@@ -53,3 +53,16 @@ func (d *Dataplane) SealBatch(b *Batch) { d.sealBatch(b) }
 
 // OpenBatch runs the inbound worker stage on b.
 func (d *Dataplane) OpenBatch(b *Batch) { d.openBatch(b) }
+
+// EmptyDropSamples empties the drop sample slots, as the control goroutine
+// does when it logs them (the allocation tests take the sampling path each
+// run).
+func (d *Dataplane) EmptyDropSamples() {
+	for k := range d.slots {
+		d.slots[k].state.Store(slotEmpty)
+	}
+}
+
+// RefreshInPolicies reads the inbound policies as Start (and the control
+// goroutine) does, for the stage tests that do not start the Dataplane.
+func (d *Dataplane) RefreshInPolicies() { d.refreshInPolicies() }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/mipsec/mipsec/dataplane"
@@ -63,6 +64,10 @@ type pairOpts struct {
 	hooksA       dataplane.Hooks
 	hooksB       dataplane.Hooks
 	noReplay     bool
+	// logA and logB replace the test loggers (zaptest/observer);
+	// dropLogInterval is both sides' Config.DropLogInterval.
+	logA, logB      *zap.Logger
+	dropLogInterval time.Duration
 }
 
 type gateway struct {
@@ -114,6 +119,11 @@ func newDBs(t testing.TB, o pairOpts, out4, out6, in4, in6 uint32, me4, me6, pee
 		{Name: "v4", Dir: sad.Outbound, Action: spd.Protect, SPI: out4, Selectors: []sad.Selector{sel4}},
 		{Name: "v6", Dir: sad.Outbound, Action: spd.Protect, SPI: out6, Selectors: []sad.Selector{sel6}},
 		{Name: "discard", Dir: sad.Outbound, Action: spd.Discard, Selectors: []sad.Selector{{}}},
+		// The inbound half of SPD-S (RFC 4301 §4.4.1), as a config has
+		// it: the dataplane counts the ESP it delivers against it.
+		{Name: "in-v4", Dir: sad.Inbound, Action: spd.Protect, Selectors: []sad.Selector{in(sel4)}},
+		{Name: "in-v6", Dir: sad.Inbound, Action: spd.Protect, Selectors: []sad.Selector{in(sel6)}},
+		{Name: "in-discard", Dir: sad.Inbound, Action: spd.Discard, Selectors: []sad.Selector{{}}},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -133,10 +143,17 @@ func newPair(t testing.TB, o pairOpts) (a, b *gateway) {
 	b = &gateway{tun: tuntest.New(o.tunBatch, 4096), ul: ub}
 	a.sad, a.spd = newDBs(t, o, spiAB4, spiAB6, spiBA4, spiBA6, gwA4, gwA6, gwB4, gwB6, siteA4, siteA6, siteB4, siteB6)
 	b.sad, b.spd = newDBs(t, o, spiBA4, spiBA6, spiAB4, spiAB6, gwB4, gwB6, gwA4, gwA6, siteB4, siteB6, siteA4, siteA6)
+	logA, logB := o.logA, o.logB
+	if logA == nil {
+		logA = zaptest.NewLogger(t).Named("A")
+	}
+	if logB == nil {
+		logB = zaptest.NewLogger(t).Named("B")
+	}
 	var err error
 	a.d, err = dataplane.New(dataplane.Config{
 		TUN: a.tun, Underlay: ua, SAD: a.sad, SPD: a.spd, Workers: o.workers, Hooks: o.hooksA,
-		Logger: zaptest.NewLogger(t).Named("A"),
+		Logger: logA, DropLogInterval: o.dropLogInterval,
 		Peers: []dataplane.PeerConfig{{
 			Name: "B", Endpoint: epB, OutSPIs: []uint32{spiAB4, spiAB6}, InSPIs: []uint32{spiBA4, spiBA6},
 			Keepalive: o.keepaliveA,
@@ -147,7 +164,7 @@ func newPair(t testing.TB, o pairOpts) (a, b *gateway) {
 	}
 	b.d, err = dataplane.New(dataplane.Config{
 		TUN: b.tun, Underlay: ub, SAD: b.sad, SPD: b.spd, Workers: o.workers, Hooks: o.hooksB,
-		Logger: zaptest.NewLogger(t).Named("B"),
+		Logger: logB, DropLogInterval: o.dropLogInterval,
 		Peers: []dataplane.PeerConfig{{
 			Name: "A", Endpoint: epA, OutSPIs: []uint32{spiBA4, spiBA6}, InSPIs: []uint32{spiAB4, spiAB6},
 			Roaming: o.roamingB, RoamInterval: o.roamInterval, Keepalive: -1,

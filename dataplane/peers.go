@@ -16,6 +16,10 @@ type peerState struct {
 	lastRoam   atomic.Int64 // unix ns; 0 = never
 	roams      atomic.Uint64
 	keepalives atomic.Uint64
+	// lastRecv is the Dataplane.clock second of the last authenticated
+	// packet (PeerStatus.LastReceived); 0 = never. Written only when the
+	// second changes (heard).
+	lastRecv atomic.Int64
 	// sent is set by the outbound stage when a packet goes to the peer and
 	// cleared by the keepalive goroutine: a keepalive is only needed when
 	// nothing else was sent in the interval (RFC 3948 §4).
@@ -121,7 +125,23 @@ func (p *peer) status() PeerStatus {
 	if ns := p.st.lastRoam.Load(); ns != 0 {
 		s.LastRoam = time.Unix(0, ns)
 	}
+	if sec := p.st.lastRecv.Load(); sec != 0 {
+		s.LastReceived = time.Unix(sec, 0)
+	}
 	return s
+}
+
+// heard records that an authenticated packet from p arrived at now (unix
+// seconds, Dataplane.clock): a load per run of packets, a store once a
+// second. It never moves the time back (workers may hold clocks a tick
+// apart).
+func (p *peer) heard(now int64) {
+	for {
+		old := p.st.lastRecv.Load()
+		if old >= now || p.st.lastRecv.CompareAndSwap(old, now) {
+			return
+		}
+	}
 }
 
 // roamEvent tells the control goroutine to log an endpoint change.

@@ -72,6 +72,9 @@ type batch struct {
 	// between the three open steps (openRuns).
 	oruns  []openRunInfo
 	opened []esp.Opened
+	// in is the inbound policy hit cache of whichever goroutine holds the
+	// batch (inpolicy.go), kept across reads as spd is.
+	in inCache
 }
 
 // seqTurn is a path's turnstile: the workers take the one step of a batch
@@ -414,6 +417,10 @@ func (d *Dataplane) sealBatch(b *batch) {
 		sa, spi, r := d.policy(buf, &st.c)
 		if r != noDrop {
 			st.drops[r]++
+			if r == DropPolicyDiscard {
+				st.warn[kindDiscard]++
+				d.sampleDiscard(buf)
+			}
 			continue
 		}
 		if nr == 0 || b.runs[nr-1].sa != sa {
@@ -442,7 +449,7 @@ func (d *Dataplane) sealBatch(b *batch) {
 	d.c.outPackets.Add(uint64(b.n))
 	d.c.outBytes.Add(inBytes)
 	if st.k != b.n { // each packet is sent or dropped
-		d.addDrops(&st.drops)
+		d.addDrops(&st.drops, &st.warn)
 	}
 }
 
@@ -455,6 +462,7 @@ type sealState struct {
 	k        int // b.send[:k] and b.eps[:k] filled
 	outBytes uint64
 	drops    [NumDropReasons]uint32
+	warn     [numDropKinds]uint32
 }
 
 // sealRun seals the run r with its SA, taking the sequence numbers from
@@ -507,6 +515,12 @@ func (d *Dataplane) policy(buf *pkt.Buf, c *sealCache) (*sad.SA, uint32, DropRea
 	default:
 		if dec.Reason == spd.ReasonUnparsable {
 			return nil, 0, DropNotIP
+		}
+		if linkLocal(buf.Bytes()) {
+			// The kernel's own link traffic on the TUN (Router
+			// Solicitations on interface up, RFC 4861 §6.3.7; MLD
+			// reports; DAD): never tunnelled, not worth a warning.
+			return nil, 0, DropLinkLocal
 		}
 		return nil, 0, DropPolicyDiscard
 	}
@@ -602,6 +616,10 @@ func (d *Dataplane) Inject(p []byte) error {
 		r = d.finishSeal(buf, sa, spi, d.peers.Load(), &c, &ep)
 	}
 	if r != noDrop {
+		if r == DropPolicyDiscard {
+			d.c.warned[kindDiscard].Add(1)
+			d.sampleDiscard(buf)
+		}
 		return drop(r, nil)
 	}
 	if capture != nil {
@@ -624,7 +642,7 @@ func (d *Dataplane) Inject(p []byte) error {
 // counter update per run), then finished in order. Steady state: no
 // allocation.
 func (d *Dataplane) openBatch(b *batch) {
-	st := openState{peers: d.peers.Load(), capture: d.currentCapture()}
+	st := openState{peers: d.peers.Load(), capture: d.currentCapture(), inPol: d.inPol.Load()}
 	var inBytes uint64
 	var spi uint32
 	var sa *sad.SA
@@ -666,6 +684,8 @@ func (d *Dataplane) openBatch(b *batch) {
 		}
 		if sa == nil {
 			st.drops[DropUnknownSPI]++
+			st.warn[kindUnknownSPI]++
+			d.sampleESP(kindUnknownSPI, spi, v.Seq(), ep, nil)
 			continue
 		}
 		if sa.Mode() == esp.Transport && espOff == 0 {
@@ -698,6 +718,9 @@ func (d *Dataplane) openBatch(b *batch) {
 	for i := range b.oruns[:nr] {
 		d.deliverRun(b, &st, &b.oruns[i])
 	}
+	if st.inPol != nil {
+		b.in.flush()
+	}
 	clear(b.oruns[:nr])
 	b.k = st.k
 	b.bytes = st.outBytes
@@ -707,7 +730,7 @@ func (d *Dataplane) openBatch(b *batch) {
 		d.c.consumed.Add(st.consumed)
 	}
 	if uint64(st.k)+st.consumed != uint64(b.n) { // each packet is delivered, consumed or dropped
-		d.addDrops(&st.drops)
+		d.addDrops(&st.drops, &st.warn)
 	}
 }
 
@@ -755,32 +778,47 @@ func (d *Dataplane) openRuns(b *batch, runs []openRunInfo) {
 type openState struct {
 	peers   *peerTable
 	capture Capture
+	inPol   *inPolicies // nil: no inbound policies to count hits for
 
 	k                  int // b.raw[:k] filled
 	outBytes, consumed uint64
 	drops              [NumDropReasons]uint32
+	warn               [numDropKinds]uint32
 }
 
-// deliverRun finishes the opened run r in order: roaming, home-address
-// form and Hooks.Deliver for transport mode, and the TUN write slice.
+// deliverRun finishes the opened run r in order: the drop samples of the
+// refused packets; for the others roaming, the peer's last-heard time, the
+// inbound policy hits, home-address form and Hooks.Deliver for transport
+// mode, and the TUN write slice.
 func (d *Dataplane) deliverRun(b *batch, st *openState, r *openRunInfo) {
 	sa, pr := r.sa, r.peer
 	transport := sa.Mode() == esp.Transport
 	// Roaming (issue 3): only a packet that passed the ICV and the replay
 	// check and is the SA's newest moves the endpoint.
 	newest := uint32(sa.Seq())
+	heard := false
 	for j := r.start; j < r.start+r.n; j++ {
 		buf := b.run[j]
-		if b.runV[j] != esp.OK {
+		if v := b.runV[j]; v != esp.OK {
 			st.drops[DropOpen]++
+			if k := verdictKind(v); k != noKind {
+				st.warn[k]++
+				d.sampleESP(k, sa.SPI(), b.runSeq[j], b.eps[b.runIdx[j]], pr)
+			}
 			continue
 		}
+		heard = true
 		ep := &b.eps[b.runIdx[j]]
 		seq := b.runSeq[j]
 		if pr != nil && pr.roaming && seq == newest {
 			if cur := pr.st.ep.Load(); *cur != *ep {
 				d.maybeRoam(pr, *ep)
 			}
+		}
+		if st.inPol != nil {
+			// Before HomeAddressForm: ParseFlow takes the home-address
+			// form itself, as sad's selector check did.
+			b.in.count(st.inPol, buf.Bytes())
 		}
 		if transport {
 			header.HomeAddressForm(buf.Bytes())
@@ -799,6 +837,11 @@ func (d *Dataplane) deliverRun(b *batch, st *openState, r *openRunInfo) {
 		st.outBytes += uint64(buf.Len())
 		b.raw[st.k] = buf.B[buf.Off()-tunWriteOffset : buf.End()]
 		st.k++
+	}
+	if heard && pr != nil {
+		if now := d.clock.Load(); pr.st.lastRecv.Load() < now {
+			pr.heard(now)
+		}
 	}
 }
 
@@ -835,10 +878,15 @@ func (d *Dataplane) currentCapture() Capture {
 	return nil
 }
 
-func (d *Dataplane) addDrops(drops *[NumDropReasons]uint32) {
+func (d *Dataplane) addDrops(drops *[NumDropReasons]uint32, warn *[numDropKinds]uint32) {
 	for r, n := range drops {
 		if n != 0 {
 			d.c.drops[r].Add(uint64(n))
+		}
+	}
+	for k, n := range warn {
+		if n != 0 {
+			d.c.warned[k].Add(uint64(n))
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/cpu"
+
+	"github.com/mipsec/mipsec/spd"
 )
 
 // DropReason says why the dataplane dropped a packet; it indexes the drop
@@ -70,6 +72,21 @@ const (
 	// a raw ESP packet without its outer IP header in front (an underlay
 	// that does not provide it, see ReceiveFunc).
 	DropDeliver
+	// DropLinkLocal: an outbound packet the SPD would discard that is
+	// link-scoped traffic: IPv6 from or to a link-local address
+	// (fe80::/10) or to a link-local-scope multicast group (ff02::/16),
+	// IPv4 from or to 169.254.0.0/16 (RFC 3927) or to the Local Network
+	// Control Block 224.0.0.0/24 (RFC 5771 §4). The kernel emits such
+	// packets on every interface that comes up, the TUN included: Router
+	// Solicitations (RFC 4861 §6.3.7: a host sends them when an interface
+	// becomes enabled), MLD reports (RFC 3810 §6), DAD Neighbor
+	// Solicitations (RFC 4862 §5.4), mDNS. They never belong in a tunnel
+	// (RFC 4291 §2.5.6, §2.7: link-local and link-local-scope traffic is
+	// not forwarded off the link), so they are counted apart from
+	// DropPolicyDiscard and not warned about (drop warnings,
+	// Config.DropLogInterval). A policy that protects or bypasses such
+	// traffic still applies.
+	DropLinkLocal
 	// NumDropReasons is the number of drop reasons (the size of
 	// Stats.Drops).
 	NumDropReasons
@@ -96,6 +113,7 @@ var dropNames = [NumDropReasons]string{
 	DropClosing:          "closing",
 	DropUnprotected:      "unprotected",
 	DropDeliver:          "deliver",
+	DropLinkLocal:        "link_local",
 }
 
 // String returns the stable snake_case name, for metrics and logs.
@@ -133,6 +151,15 @@ type Stats struct {
 	Injected uint64
 	// Consumed counts the transport-mode packets Hooks.Deliver consumed.
 	Consumed uint64
+	// InboundPolicyHits counts, per inbound PROTECT policy, the ESP
+	// packets delivered (or consumed) whose decrypted packet matched that
+	// policy first: the hits spd cannot count, since ESP never goes
+	// through the inbound SPD (RFC 4301 §5.2: the SA's selectors decide).
+	// In the order of spd.DB.List(sad.Inbound) as the dataplane last read
+	// it (at most a second old; see inPolicies); nil when there are no
+	// inbound policies. The control socket adds them to the policies'
+	// hits.
+	InboundPolicyHits []spd.PolicyStats
 }
 
 // Dropped returns the sum of Drops.
@@ -161,7 +188,10 @@ type counters struct {
 	drops                  [NumDropReasons]atomic.Uint64
 	keepalives, roams      atomic.Uint64
 	injected, consumed     atomic.Uint64
-	_                      cpu.CacheLinePad
+	// warned counts the drops of each warning kind (dropKind), for the
+	// counts in the drop warnings.
+	warned [numDropKinds]atomic.Uint64
+	_      cpu.CacheLinePad
 }
 
 func (c *counters) snapshot() Stats {

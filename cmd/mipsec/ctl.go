@@ -205,13 +205,19 @@ func ctlPeers(args []string, stdout, stderr io.Writer) int {
 		return ctlFail(stderr, "peers", err)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tENDPOINT\tENCAP\tROAMS\tLAST ROAM\tKEEPALIVES")
+	fmt.Fprintln(tw, "NAME\tENDPOINT\tENCAP\tLAST HEARD\tROAMS\tLAST ROAM\tKEEPALIVES")
+	now := time.Now()
 	for _, p := range ps {
 		last := "-"
 		if !p.LastRoam.IsZero() {
 			last = p.LastRoam.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\n", p.Name, p.Endpoint, p.Encap, p.Roams, last, p.KeepalivesSent)
+		// wg show's "latest handshake": the last authenticated packet.
+		heard := "never"
+		if !p.LastReceived.IsZero() {
+			heard = max(0, now.Sub(p.LastReceived)).Truncate(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d\n", p.Name, p.Endpoint, p.Encap, heard, p.Roams, last, p.KeepalivesSent)
 	}
 	tw.Flush()
 	return 0
