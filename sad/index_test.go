@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/mipsec/mipsec/internal/oatable"
 )
 
 // checkIndex compares x with the model exhaustively.
@@ -28,9 +30,8 @@ func checkIndex(t *testing.T, x *index, model map[uint32]*SA) {
 			t.Fatalf("get(%#x) = %p, want %p", spi, got, s)
 		}
 	}
-	tb := x.t.Load()
-	if x.used*maxLoadDen > len(tb.slots)*maxLoadNum {
-		t.Fatalf("used %d of %d slots", x.used, len(tb.slots))
+	if x.t.Len() != x.live {
+		t.Fatalf("live = %d, table has %d", x.live, x.t.Len())
 	}
 }
 
@@ -100,15 +101,15 @@ func TestIndexModel(t *testing.T) {
 				delete(model, spi)
 			}
 			checkIndex(t, &x, model)
-			if n := len(x.t.Load().slots); n != minSlots {
-				t.Errorf("empty index has %d slots, want %d", n, minSlots)
+			if n := x.t.Slots(); n != oatable.MinSlots {
+				t.Errorf("empty index has %d slots, want %d", n, oatable.MinSlots)
 			}
 		})
 	}
 }
 
 // TestIndexMissTerminates: lookups of absent keys end, also with every
-// slot deleted once.
+// used slot of the smallest table (which never shrinks) a tombstone.
 func TestIndexMissTerminates(t *testing.T) {
 	var x index
 	x.init()
@@ -117,9 +118,10 @@ func TestIndexMissTerminates(t *testing.T) {
 	}
 	for spi := uint32(1); spi <= 12; spi++ {
 		i, _ := x.find(spi)
-		// Keep the table from shrinking so the tombstones stay.
-		x.t.Load().slots[i].sa.Store(tombstone)
-		x.live--
+		x.removeAt(i)
+	}
+	if n := x.t.Slots(); n != oatable.MinSlots {
+		t.Fatalf("%d slots, want %d", n, oatable.MinSlots)
 	}
 	for spi := uint32(0); spi < 100; spi++ {
 		if x.get(spi) != nil {
