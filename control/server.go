@@ -23,6 +23,7 @@ import (
 
 	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
 	"github.com/mipsec/mipsec/underlay"
@@ -769,6 +770,16 @@ func (s *Server) cmdSAUpdate(args json.RawMessage) (any, error) {
 		dir, derr := sad.ParseDirection(spec.Dir)
 		spi, serr := config.ParseSPI(spec.SPI)
 		if derr == nil && serr == nil {
+			if cur := s.t.SAD().Lookup(dir, spi); cur != nil && spec.Algorithm != "" {
+				// A key is never carried over to another transform: the
+				// same bytes under two algorithms (AES-GCM and AES-CBC,
+				// say) is a key reuse RFC 8221 §4 rules out, and the
+				// lengths rarely fit.
+				if a, err := esp.ParseAlgorithm(spec.Algorithm); err == nil && a != cur.Params().Algorithm {
+					return nil, fmt.Errorf("sa update: changing the algorithm from %v to %v needs new keys (enc_key, and auth_key where %v takes one)",
+						cur.Params().Algorithm, a, a)
+				}
+			}
 			if enc, auth, ok := s.t.SAKeys(dir, spi); ok {
 				spec.EncKey, spec.AuthKey = hexKey(enc), hexKey(auth)
 				defer clear(enc)

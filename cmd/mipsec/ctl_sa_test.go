@@ -67,6 +67,13 @@ func TestSAUpdateKeepsSettings(t *testing.T) {
 	if !found || !strings.Contains(out, `"spi": "0x0000b001"`) {
 		t.Errorf("sa list --json:\n%s", out)
 	}
+	// Another algorithm without new keys is refused, and the SA stays.
+	if _, errs, rc := cli(t, s, "sa", "update", "--dir", "in", "--spi", "0xb001", "--alg", "aes128gcm16"); rc != 1 || !strings.Contains(errs, "needs new keys") {
+		t.Errorf("algorithm change without keys: %d %q", rc, errs)
+	}
+	if sa := ft.sad.Lookup(sad.Inbound, 0xb001); sa == nil || sa.Params().Algorithm != p.Algorithm {
+		t.Error("a refused update changed the SA")
+	}
 	// Updating an SA that does not exist says so.
 	if _, errs, rc := cli(t, s, "sa", "update", "--dir", "in", "--spi", "0xbeef", "--esn"); rc != 1 || !strings.Contains(errs, "no such SA") {
 		t.Errorf("update of a missing SA: %d %q", rc, errs)
