@@ -195,3 +195,26 @@ func (v *validator) readKeyFileAt(path, p string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ReadInput reads a snippet or request file a client sends to the daemon
+// (`mipsec sa add -f FILE`, TOML or JSON) with the configuration file's
+// bounds and text checks: at most MaxFileSize, UTF-8 without a byte order
+// mark, NUL or invisible characters, each named by line.
+func ReadInput(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, tooBig, err := readBounded(f, MaxFileSize)
+	if err != nil {
+		return nil, err
+	}
+	if tooBig {
+		return nil, fileTooBig(path, -1)
+	}
+	if errs := textProblems(data); len(errs) > 0 {
+		return nil, errs.in(path)
+	}
+	return data, nil
+}

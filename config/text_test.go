@@ -85,3 +85,34 @@ func TestInvisibleCharacters(t *testing.T) {
 		t.Errorf("ParseSnippet: %v", err)
 	}
 }
+
+// TestReadInput: a client's -f file (JSON or TOML) gets the config file's
+// text checks and size bound before the daemon sees it.
+func TestReadInput(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ok := `{"dir": "in", "spi": "0x1001"}`
+	if got, err := ReadInput(write("ok.json", []byte(ok))); err != nil || string(got) != ok {
+		t.Fatalf("plain JSON: %q %v", got, err)
+	}
+	for _, tt := range []struct{ name, data, want string }{
+		{"bom.json", "\uFEFF" + ok, "bom.json:1: a UTF-8 byte order mark"},
+		{"nul.json", "{\n\"dir\": \"in\x00\"}", "nul.json:2: a NUL byte at column 11"},
+		{"zwsp.json", `{"dir": "i` + "\u200b" + `n"}`, "U+200B ZERO WIDTH SPACE"},
+		{"big.json", strings.Repeat(" ", MaxFileSize+1), "larger than 4 MiB"},
+	} {
+		_, err := ReadInput(write(tt.name, []byte(tt.data)))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+	}
+	if _, err := ReadInput(dir + "/missing.json"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}

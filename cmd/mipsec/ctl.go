@@ -507,9 +507,7 @@ func isJSON(data []byte) bool {
 	return len(t) > 0 && (t[0] == '{' || (t[0] == '[' && !bytes.HasPrefix(t, []byte("[["))))
 }
 
-func readInput(path string) ([]byte, error) {
-	return os.ReadFile(path)
-}
+func readInput(path string) ([]byte, error) { return config.ReadInput(path) }
 
 func ctlSADel(args []string, stdout, stderr io.Writer) int {
 	fs, sock := ctlFlags("sa del", stderr)
