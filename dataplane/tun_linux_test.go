@@ -14,6 +14,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/mipsec/mipsec/internal/header"
+	"github.com/mipsec/mipsec/internal/testns"
 	"github.com/mipsec/mipsec/pkt"
 )
 
@@ -63,7 +64,7 @@ func tunReader(t *testing.T, dev tun.Device, timeout time.Duration, match func(p
 // state netlink reports, sees a UDP datagram routed into it (IPv4 and IPv6),
 // and writes an ICMP echo request into it whose reply comes back out.
 func TestTUN(t *testing.T) {
-	ns := newTestNS(t)
+	ns := testns.New(t)
 	const name = "mtun0"
 	addrs := []netip.Prefix{netip.MustParsePrefix("198.51.100.1/24"), netip.MustParsePrefix("2001:db8:1::1/64")}
 	routes := []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:2::/64")}
@@ -71,7 +72,7 @@ func TestTUN(t *testing.T) {
 		dev tun.Device
 		err error
 	)
-	ns.do(t, func() {
+	ns.Do(t, func() {
 		dev, err = CreateTUN(name, 1420)
 		if err == nil {
 			err = ConfigureTUN(name, addrs, routes, 1400)
@@ -89,7 +90,7 @@ func TestTUN(t *testing.T) {
 
 	// wireguard-go's TUN batches only with its virtio-net offloads on.
 	t.Logf("TUN batch size %d (offloads %s)", dev.BatchSize(), map[bool]string{true: "on", false: "off"}[dev.BatchSize() > 1])
-	link, err := ns.nl.LinkByName(name)
+	link, err := ns.NL.LinkByName(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestTUN(t *testing.T) {
 		t.Errorf("link MTU %d flags %v, want 1400 and up", a.MTU, a.Flags)
 	}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		rs, err := ns.nl.RouteList(link, fam)
+		rs, err := ns.NL.RouteList(link, fam)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +123,7 @@ func TestTUN(t *testing.T) {
 		netip.MustParseAddrPort("[2001:db8:2::9]:9999"),
 	} {
 		var c *net.UDPConn
-		ns.do(t, func() { c, err = net.ListenUDP("udp", nil) })
+		ns.Do(t, func() { c, err = net.ListenUDP("udp", nil) })
 		if err != nil {
 			t.Fatal(err)
 		}
