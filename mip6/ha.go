@@ -48,6 +48,10 @@ type HAConfig struct {
 	// AddressV4 is the home agent's IPv4 address (HA_V4ADDR, RFC 5555).
 	// Zero: no IPv4 care-of addresses can be served.
 	AddressV4 netip.Addr
+	// LocalAddrs are the home agent's other own addresses, IPv4 and IPv6
+	// (the underlay's and the tunnel device's). Like Address and
+	// AddressV4 they are refused as care-of addresses (ha_coa.go).
+	LocalAddrs []netip.Addr
 	// HomePrefix is the home link's IPv6 prefix: BUs for home addresses
 	// outside it get status 132 (RFC 6275 §10.3.1) and Mobile Prefix
 	// Advertisements carry it (RFC 6275 §10.6). Zero: no check, and
@@ -176,6 +180,12 @@ type HAStats struct {
 	// CoA cannot be reached (dropped): an IPv4 CoA without
 	// HAConfig.AddressV4, or a NAT without a usable UDP endpoint.
 	DR1Failed uint64
+	// BadCoA counts BUs refused for their care-of address (status 174,
+	// or 169 for a home address among RFC 5648 BIDs; ha_coa.go): one of
+	// the home agent's own addresses, a home address of a binding, not
+	// unicast, or a source the BA cannot go to (no BA then). They are
+	// also in BURejected["invalid-care-of-address"].
+	BadCoA uint64
 }
 
 // Rejection reasons (HAStats.BURejected keys).
@@ -225,6 +235,7 @@ type haCounters struct {
 	rejected                               [numReasons]atomic.Uint64
 	rateLimited, queueFull, tooBig         atomic.Uint64
 	baSent, baFailed, nat, mps, hlErr, dr1 atomic.Uint64
+	badCoA                                 atomic.Uint64
 }
 
 // baKind is where a BA or MPA goes (RFC 6275 §9.5.4, RFC 5555 §4.2).
@@ -275,6 +286,10 @@ type HomeAgent struct {
 	chWake chan struct{}
 
 	st haCounters
+	// own are the home agent's own addresses (refused as CoAs); rejLog
+	// rate-limits the rejection warnings.
+	own    []netip.Addr
+	rejLog logLimiter
 
 	mu      sync.Mutex
 	started bool
@@ -328,6 +343,7 @@ func NewHomeAgent(cfg HAConfig) (*HomeAgent, error) {
 		rl:     newTokenBuckets(cfg.BURate, cfg.BUBurst, cfg.Now),
 		q:      newSigQueue(cfg.QueueLen),
 		chWake: make(chan struct{}, 1),
+		own:    ownAddresses(&cfg),
 	}
 	ha.cache = NewBindingCache(BindingCacheConfig{
 		MaxLifetime: cfg.MaxLifetime,
@@ -461,7 +477,7 @@ func (ha *HomeAgent) applyChange(c Change) {
 		p, op := c.New.Primary(), c.Old.Primary()
 		if p != op {
 			ha.log.Info("binding moved", zap.Stringer("hoa", c.New.HoA), zap.Stringer("from", op.Addr),
-				zap.Stringer("coa", p.Addr), zap.Bool("nat", p.NAT), zap.Stringer("endpoint", p.Endpoint))
+				zap.Stringer("coa", p.Addr), zap.Bool("nat", p.NAT), addrPortField("endpoint", p.Endpoint))
 		}
 		ha.event(HAEvent{Kind: HABindingUpdated, HoA: c.New.HoA, CoA: p.Addr, NAT: p.NAT, Seq: c.New.Seq, Time: now})
 	case BindingRemoved:
@@ -710,6 +726,7 @@ func (ha *HomeAgent) Stats() HAStats {
 		MPSAnswered:    ha.st.mps.Load(),
 		HomeLinkErrors: ha.st.hlErr.Load(),
 		DR1Failed:      ha.st.dr1.Load(),
+		BadCoA:         ha.st.badCoA.Load(),
 	}
 	for r := range numReasons {
 		if n := ha.st.rejected[r].Load(); n > 0 {

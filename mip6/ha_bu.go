@@ -96,6 +96,21 @@ func (m *haMsg) dest(rec netip.AddrPort) (baDest, bool) {
 	}
 }
 
+// answerAddr is the address a BA to m goes to when it leaves the home
+// agent with an outer header of its own: the outer IPv4 source of a UDP
+// 4191 BU, or the IPv6 source on the wire (the Home Address option's
+// address after §9.3.1) unless that is the home address itself. false for
+// a BA to the home address as sealed.
+func (m *haMsg) answerAddr(rec netip.AddrPort) (netip.Addr, bool) {
+	switch {
+	case m.udp4:
+		return rec.Addr().Unmap(), true
+	case m.hao && m.pktSrc != m.hoa:
+		return m.pktSrc, true
+	}
+	return netip.Addr{}, false
+}
+
 // outerRecord takes the DR-4 record of m's packet: the outer IPv4 source
 // and UDP port recorded by BeforeLookup under (SPI, seq), falling back to
 // the source the dataplane delivered with the packet (the same value,
@@ -117,6 +132,15 @@ type buOptions struct {
 	coa4   netip.Addr
 	hoa4   *IPv4HomeAddress
 	bids   []BindingIdentifier
+}
+
+// hoa4Addr is the address of the IPv4 Home Address option, invalid when
+// there is none.
+func (o *buOptions) hoa4Addr() netip.Addr {
+	if o.hoa4 == nil {
+		return netip.Addr{}
+	}
+	return o.hoa4.Addr.Unmap()
 }
 
 func collectBUOptions(bu *BindingUpdate) buOptions {
@@ -171,11 +195,23 @@ func (ha *HomeAgent) handleBU(m *haMsg) {
 	}
 	dest, canAnswer := m.dest(rec)
 	if !canAnswer {
+		ha.st.badCoA.Add(1)
 		ha.reject(m, rejInvalidCoA, 0, "BU source cannot be answered")
 		return
 	}
-	ba := &BindingAck{Seq: bu.Seq}
 	opts := collectBUOptions(bu)
+	// The BA goes to the BU's source on the wire (RFC 6275 §9.5.4, RFC
+	// 5555 §4.2), and with a NAT the binding's data too (DR-4): never to
+	// the home agent itself or into a binding's tunnel (ha_coa.go). No
+	// BA: there is nowhere to send it.
+	if a, ok := m.answerAddr(rec); ok {
+		if why := ha.coaRefusal(a, m.hoa, opts.hoa4Addr()); why != "" {
+			ha.st.badCoA.Add(1)
+			ha.reject(m, rejInvalidCoA, 0, fmt.Sprintf("BU source %v is %s", a, why))
+			return
+		}
+	}
+	ba := &BindingAck{Seq: bu.Seq}
 	status, reason, detail := ha.register(m, bu, opts, rec, ba)
 	ba.Status = status
 	if reason != nil {
@@ -275,12 +311,36 @@ func (ha *HomeAgent) register(m *haMsg, bu *BindingUpdate, o buOptions, rec neti
 		}
 	}
 
+	// The care-of addresses about to be bound (ha_coa.go; RFC 6275
+	// §9.5.1, §6.1.8 status 174). A de-registration binds none.
+	if life > 0 {
+		for _, c := range reg.CoAs {
+			if c.Addr == m.hoa {
+				// Only a BID can get here (CoA == HoA de-registers):
+				// RFC 5648 §5.6's interface at home while others are
+				// away, which this home agent does not do (§6.2: 169).
+				ha.st.badCoA.Add(1)
+				return rej(rejInvalidCoA, BAStatusMCoASimultaneousHomeFor,
+					fmt.Sprintf("BID %d: the home address as care-of address", c.BID))
+			}
+			if why := ha.coaRefusal(c.Addr, m.hoa, o.hoa4Addr()); why != "" {
+				ha.st.badCoA.Add(1)
+				return rej(rejInvalidCoA, BAStatusInvalidCoA, fmt.Sprintf("care-of address %v is %s", c.Addr, why))
+			}
+		}
+	}
+
 	// RFC 5555 §4.5: the IPv4 home address is authorised by the IPv6
 	// home address's SA; its outcome goes in the IPv4 Address
 	// Acknowledgement and never rejects the IPv6 binding.
 	var ack *IPv4AddressAck
 	if o.hoa4 != nil && life > 0 {
 		a := ha.checkHoA4(m.hoa, o.hoa4)
+		if a.Status.Success() && ha.keepsCoA(reg, a.Addr) {
+			// The binding's own care-of address as its IPv4 home address
+			// would tunnel the address to itself (ha_coa.go).
+			a.Status, a.PrefixLen = IPv4AckInvalidAddress, 0
+		}
 		ack = &a
 		if a.Status.Success() {
 			reg.HoA4 = a.Addr
@@ -298,6 +358,7 @@ func (ha *HomeAgent) register(m *haMsg, bu *BindingUpdate, o buOptions, rec neti
 		case errors.Is(err, ErrNotRegistered):
 			return rej(rejNotRegistered, BAStatusNotHomeAgent, err.Error())
 		case errors.Is(err, ErrInvalidCoA):
+			ha.st.badCoA.Add(1)
 			return rej(rejInvalidCoA, BAStatusInvalidCoA, err.Error())
 		case errors.Is(err, ErrTooManyCoAs):
 			return rej(rejResources, BAStatusInsufficientResources, err.Error())
@@ -320,7 +381,7 @@ func (ha *HomeAgent) register(m *haMsg, bu *BindingUpdate, o buOptions, rec neti
 		ha.st.nat.Add(1)
 	}
 	ha.log.Debug("BU accepted", zap.Stringer("hoa", m.hoa), zap.Stringer("coa", coa), zap.Uint16("seq", bu.Seq),
-		zap.Duration("lifetime", granted), zap.Bool("nat", nat), zap.Stringer("outer", rec))
+		zap.Duration("lifetime", granted), zap.Bool("nat", nat), addrPortField("outer", rec))
 	return BAStatusAccepted, nil, ""
 }
 
@@ -358,15 +419,24 @@ func (ha *HomeAgent) checkHoA4(hoa netip.Addr, o *IPv4HomeAddress) IPv4AddressAc
 	return ack
 }
 
-// reject counts, logs and reports a rejected signaling message.
+// reject counts, logs and reports a rejected signaling message. The
+// warning is rate-limited per reason (logLimiter); counters and events
+// are not.
 func (ha *HomeAgent) reject(m *haMsg, r haReason, s BAStatus, detail string) {
 	ha.st.rejected[r].Add(1)
 	src := m.pktSrc
 	if m.udp4 {
 		src = m.src.Addr.Addr().Unmap()
 	}
-	ha.log.Warn("signaling rejected", zap.String("reason", r.String()), zap.Stringer("hoa", m.hoa),
-		zap.Stringer("from", m.src.Addr), zap.Uint32("spi", m.spi), zap.Uint8("status", uint8(s)), zap.String("detail", detail))
+	if ok, held := ha.rejLog.allow(r, ha.cfg.Now()); ok {
+		suppressed := zap.Skip()
+		if held > 0 {
+			suppressed = zap.Uint64("suppressed", held)
+		}
+		ha.log.Warn("signaling rejected", zap.String("reason", r.String()), zap.Stringer("hoa", m.hoa),
+			addrPortField("from", m.src.Addr), zap.Uint32("spi", m.spi), zap.Uint8("status", uint8(s)), zap.String("detail", detail),
+			suppressed)
+	}
 	ha.event(HAEvent{Kind: HABURejected, HoA: m.hoa, CoA: src, Status: s, Reason: r.String(), Time: ha.cfg.Now()})
 }
 
