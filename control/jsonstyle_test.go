@@ -15,8 +15,9 @@ import (
 func TestJSONKeyStyle(t *testing.T) {
 	now := time.Now()
 	answers := map[string]any{
-		"status":  StatusInfo{Started: now},
-		"stats":   StatsInfo{SAs: []SAStats{{Drops: map[string]uint64{"icv": 1}}}, SPD: []SPDStats{{}}},
+		"status": StatusInfo{Started: now},
+		"stats": StatsInfo{SAs: []SAStats{{Drops: map[string]uint64{"icv": 1}}}, SPD: []SPDStats{{}},
+			HA: &HAStatsInfo{BURejected: map[string]uint64{"invalid-care-of-address": 1}}},
 		"sa":      SAInfo{Lifetime: &LifetimeInfo{HardTime: "1h"}},
 		"policy":  PolicyInfo{},
 		"peer":    PeerInfo{},
@@ -29,7 +30,7 @@ func TestJSONKeyStyle(t *testing.T) {
 		switch x := v.(type) {
 		case map[string]any:
 			for k, e := range x {
-				if !key.MatchString(k) && path != "stats.sas[].drops" && path != "stats.dataplane.drops" {
+				if !key.MatchString(k) && path != "stats.sas[].drops" && path != "stats.dataplane.drops" && path != "stats.ha.bu_rejected" {
 					t.Errorf("%s: key %q is not snake_case", path, k)
 				}
 				walk(path+"."+k, e)

@@ -219,3 +219,42 @@ func (s *Server) cmdMNMove(args json.RawMessage) (any, error) {
 	}
 	return map[string]any{"coa": coa.Unmap().String()}, nil
 }
+
+// HAStatsInfo is the home agent's part of the "stats" answer
+// (node.MobilityMetrics, from mip6.HAStats).
+type HAStatsInfo struct {
+	Bindings   int    `json:"bindings"`
+	BUAccepted uint64 `json:"bu_accepted"`
+	// BURejected are rejected or dropped signaling messages by reason
+	// (mip6's reason names, e.g. "invalid-care-of-address").
+	BURejected map[string]uint64 `json:"bu_rejected,omitempty"`
+	// BadCoA counts BUs refused for their care-of address: the home
+	// agent's own, a home address of a binding, not unicast.
+	BadCoA         uint64 `json:"bad_coa"`
+	BAsSent        uint64 `json:"bas_sent"`
+	BAsFailed      uint64 `json:"bas_failed"`
+	NATDetected    uint64 `json:"nat_detected"`
+	HomeLinkErrors uint64 `json:"home_link_errors"`
+}
+
+// mobilityMetricsSource is the optional part of a Target with a mobility
+// layer (the daemon).
+type mobilityMetricsSource interface {
+	MobilityMetrics() (node.MobilityMetrics, bool)
+}
+
+// haStatsOf is t's home agent counters, nil when t is no home agent.
+func haStatsOf(t any) *HAStatsInfo {
+	ms, ok := t.(mobilityMetricsSource)
+	if !ok {
+		return nil
+	}
+	m, ok := ms.MobilityMetrics()
+	if !ok || m.Role != node.RoleHA {
+		return nil
+	}
+	return &HAStatsInfo{
+		Bindings: m.Bindings, BUAccepted: m.BUAccepted, BURejected: m.BURejected, BadCoA: m.BadCoA,
+		BAsSent: m.BAs["sent"], BAsFailed: m.BAs["failed"], NATDetected: m.NATDetected, HomeLinkErrors: m.HomeLinkErrors,
+	}
+}

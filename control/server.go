@@ -648,6 +648,9 @@ type StatsInfo struct {
 	// refused UDP 4191 / extension-header packets, ...), absent when the
 	// target has none.
 	Underlay map[string]uint64 `json:"underlay,omitempty"`
+	// HA are the home agent's signaling counters, absent for other
+	// roles.
+	HA *HAStatsInfo `json:"ha,omitempty"`
 }
 
 // UnderlayCounterSource is the optional part of a Target (and a
@@ -697,7 +700,7 @@ func (s *Server) cmdStats(args json.RawMessage) (any, error) {
 		return nil, err
 	}
 	ds := s.t.DataplaneStats()
-	out := StatsInfo{SAs: []SAStats{}, Dataplane: dataplaneStatsOf(ds), Underlay: underlayCountersOf(s.t)}
+	out := StatsInfo{SAs: []SAStats{}, Dataplane: dataplaneStatsOf(ds), Underlay: underlayCountersOf(s.t), HA: haStatsOf(s.t)}
 	for _, sa := range s.t.SAD().List() {
 		out.SAs = append(out.SAs, saStatsOf(sa))
 	}

@@ -95,7 +95,7 @@ func newMobility(cfg *Config, sadb *sad.DB, log *zap.Logger, host Host, ev *even
 	switch cfg.Role {
 	case RoleHA:
 		m.ha, err = mip6.NewHomeAgent(mip6.HAConfig{
-			Address: mc.HAAddress, AddressV4: mc.HAAddressV4,
+			Address: mc.HAAddress, AddressV4: mc.HAAddressV4, LocalAddrs: haLocalAddrs(cfg),
 			HomePrefix: mc.HomePrefix, HomePrefix4: mc.HomePrefixV4,
 			SAD: sadb, Inject: m.inject,
 			MaxLifetime: mc.MaxLifetime, MaxCoAs: mc.MaxCoAs, NATRefresh: mc.NATRefresh,
@@ -127,6 +127,25 @@ func newMobility(cfg *Config, sadb *sad.DB, log *zap.Logger, host Host, ev *even
 		return nil, fmt.Errorf("mobility: %w", err)
 	}
 	return m, nil
+}
+
+// haLocalAddrs are the home agent's configured addresses besides
+// HAAddress and HAAddressV4: the underlay's local addresses and the TUN's.
+// mip6 refuses them as care-of addresses (RFC 6275 §9.5.1): a binding to
+// one would send the home address's traffic to the HA itself. With no
+// underlay address configured the sockets listen on every address of the
+// host, which only the host knows.
+func haLocalAddrs(cfg *Config) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range []netip.Addr{cfg.Underlay.Local4, cfg.Underlay.Local6} {
+		if a.IsValid() && !a.IsUnspecified() {
+			out = append(out, a)
+		}
+	}
+	for _, p := range cfg.TUN.Addresses {
+		out = append(out, p.Addr())
+	}
+	return out
 }
 
 // lateHomeLink forwards to the HomeLink start creates (the HA is built
@@ -432,6 +451,9 @@ type MobilityMetrics struct {
 	BAs            map[string]uint64 // HA: sent, failed; MN: accepted, rejected, ignored
 	NATDetected    uint64
 	HomeLinkErrors uint64
+	// BadCoA counts BUs refused for their care-of address
+	// (mip6.HAStats.BadCoA).
+	BadCoA uint64
 	// MN
 	BUsSent      uint64
 	Handovers    uint64
@@ -453,6 +475,7 @@ func (m *mobility) metrics() MobilityMetrics {
 		out.BAs["sent"], out.BAs["failed"] = st.BAsSent, st.BAsFailed
 		out.NATDetected = st.NATDetected
 		out.HomeLinkErrors = st.HomeLinkErrors
+		out.BadCoA = st.BadCoA
 		c.mu.Lock()
 		out.BindingEvents = map[string]uint64{"added": c.added, "updated": c.updated, "removed": c.removed, "expired": c.expired}
 		c.mu.Unlock()

@@ -157,6 +157,11 @@ func writeStats(w io.Writer, st *control.StatsInfo) {
 	for _, s := range st.SPD {
 		fmt.Fprintf(w, "spd %s: no_match %d, unparsable %d, unprotected %d, no_sa %d\n", s.Dir, s.NoMatch, s.Unparsable, s.Unprotected, s.NoSA)
 	}
+	if ha := st.HA; ha != nil {
+		fmt.Fprintf(w, "ha: bindings %d, BUs accepted %d, bad care-of address %d; BAs sent %d, failed %d; NAT %d, home link errors %d\n",
+			ha.Bindings, ha.BUAccepted, ha.BadCoA, ha.BAsSent, ha.BAsFailed, ha.NATDetected, ha.HomeLinkErrors)
+		fmt.Fprintf(w, "ha rejected: %s\n", formatCounts(ha.BURejected))
+	}
 }
 
 func orDash(s string) string {

@@ -23,6 +23,7 @@ package main
 //	mipsec_mip6_binding_events_total{event}      HA: added, updated, removed, expired
 //	mipsec_mip6_bu_accepted_total                HA: Binding Updates accepted
 //	mipsec_mip6_bu_rejected_total{reason}        HA: rejected or dropped, by reason
+//	mipsec_mip6_bu_bad_coa_total                 HA: BUs refused for their care-of address
 //	mipsec_mip6_bu_sent_total                    MN: Binding Updates sent
 //	mipsec_mip6_ba_total{result}                 HA: sent, failed; MN: accepted, rejected, ignored
 //	mipsec_mip6_nat_detected_total               HA: BUs through a NAT; MN: registrations behind one
@@ -79,6 +80,7 @@ var (
 	descBindingEvents = prometheus.NewDesc("mipsec_mip6_binding_events_total", "Binding cache events of the home agent.", []string{"event"}, nil)
 	descBUAccepted    = prometheus.NewDesc("mipsec_mip6_bu_accepted_total", "Binding Updates the home agent accepted.", nil, nil)
 	descBURejected    = prometheus.NewDesc("mipsec_mip6_bu_rejected_total", "Binding Updates the home agent rejected or dropped, by reason.", []string{"reason"}, nil)
+	descBUBadCoA      = prometheus.NewDesc("mipsec_mip6_bu_bad_coa_total", "Binding Updates the home agent refused for their care-of address (its own, a home address, not unicast).", nil, nil)
 	descBUSent        = prometheus.NewDesc("mipsec_mip6_bu_sent_total", "Binding Updates the mobile node sent.", nil, nil)
 	descBAs           = prometheus.NewDesc("mipsec_mip6_ba_total", "Binding Acknowledgements: sent/failed (home agent), accepted/rejected/ignored (mobile node).", []string{"result"}, nil)
 	descNATDetected   = prometheus.NewDesc("mipsec_mip6_nat_detected_total", "Registrations through a NAT (RFC 5555 NAT detection).", nil, nil)
@@ -100,7 +102,7 @@ type mipsecCollector struct{ src metricsSource }
 
 func (c mipsecCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSAPackets, descSABytes, descSADrops, descSASeq, descSPDDrops, descPolicyHits, descDPDrops, descDPCounters, descUnderlay, descPeerMoves,
-		descBindings, descBindingEvents, descBUAccepted, descBURejected, descBUSent, descBAs, descNATDetected, descHandovers, descLastHandover, descKeepalives, descRegistered, descNAT} {
+		descBindings, descBindingEvents, descBUAccepted, descBURejected, descBUBadCoA, descBUSent, descBAs, descNATDetected, descHandovers, descLastHandover, descKeepalives, descRegistered, descNAT} {
 		ch <- d
 	}
 }
@@ -198,6 +200,7 @@ func collectMobility(ch chan<- prometheus.Metric, m node.MobilityMetrics) {
 		for r, n := range m.BURejected {
 			ch <- prometheus.MustNewConstMetric(descBURejected, counter, float64(n), r)
 		}
+		ch <- prometheus.MustNewConstMetric(descBUBadCoA, counter, float64(m.BadCoA))
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(descBUSent, counter, float64(m.BUsSent))

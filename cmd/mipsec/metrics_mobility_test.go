@@ -21,7 +21,7 @@ func (f *metricsMobTarget) MobilityMetrics() (node.MobilityMetrics, bool) { retu
 func TestMetricsMobility(t *testing.T) {
 	_, ft := startServer(t)
 	ha := &metricsMobTarget{fakeTarget: ft, ok: true, m: node.MobilityMetrics{
-		Role: node.RoleHA, Bindings: 3, BUAccepted: 10, NATDetected: 2,
+		Role: node.RoleHA, Bindings: 3, BUAccepted: 10, NATDetected: 2, BadCoA: 4,
 		BindingEvents: map[string]uint64{"added": 4, "removed": 1, "expired": 1},
 		BURejected:    map[string]uint64{"seq_out_of_window": 5},
 		BAs:           map[string]uint64{"sent": 15, "failed": 0},
@@ -39,13 +39,13 @@ func TestMetricsMobility(t *testing.T) {
 		{"ha", ha, []string{
 			"mipsec_mip6_bindings 3", `mipsec_mip6_binding_events_total{event="added"} 4`, `mipsec_mip6_binding_events_total{event="expired"} 1`,
 			"mipsec_mip6_bu_accepted_total 10", `mipsec_mip6_bu_rejected_total{reason="seq_out_of_window"} 5`,
-			`mipsec_mip6_ba_total{result="sent"} 15`, "mipsec_mip6_nat_detected_total 2",
+			`mipsec_mip6_ba_total{result="sent"} 15`, "mipsec_mip6_nat_detected_total 2", "mipsec_mip6_bu_bad_coa_total 4",
 		}, []string{"mipsec_mip6_handovers_total", "mipsec_mip6_registered"}},
 		{"mn", mn, []string{
 			"mipsec_mip6_bu_sent_total 7", "mipsec_mip6_handovers_total 2", "mipsec_mip6_last_handover_seconds 0.25",
 			"mipsec_mip6_nat_keepalives_total 3", "mipsec_mip6_registered 1", "mipsec_mip6_nat 1",
 			`mipsec_mip6_ba_total{result="accepted"} 6`, "mipsec_mip6_nat_detected_total 1",
-		}, []string{"mipsec_mip6_bindings ", "mipsec_mip6_bu_accepted_total"}},
+		}, []string{"mipsec_mip6_bindings ", "mipsec_mip6_bu_accepted_total", "mipsec_mip6_bu_bad_coa_total"}},
 		{"gateway", gw, nil, []string{"mipsec_mip6_"}},
 	} {
 		h, err := newMetricsHandler(tt.src)
