@@ -3,11 +3,14 @@ package mip6
 import (
 	"container/heap"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/mipsec/mipsec/internal/oatable"
 )
 
 // Protocol constants for the home agent (RFC 6275 §12, §13).
@@ -243,6 +246,20 @@ func (h *expiryHeap) Pop() any {
 	return e
 }
 
+// addrHash is the binding indexes' keyed hash (internal/oatable/doc.go,
+// "Hashing"). Home addresses are keyed by the whole address (RFC 6275
+// §9.1) and many share a /64, so both halves go through Mix64, the first
+// with the table's seed: neither the interface identifiers a mobile node
+// picks nor a run of consecutive ones land in one probe chain. The zone
+// is left out of the hash (a binding's addresses have none); the table
+// still compares whole netip.Addr keys.
+func addrHash(a netip.Addr, seed uint64) uint64 {
+	b := a.As16()
+	hi := binary.LittleEndian.Uint64(b[:8])
+	lo := binary.LittleEndian.Uint64(b[8:])
+	return oatable.Mix64(oatable.Mix64(hi^seed) ^ lo)
+}
+
 // BindingCache is the home agent's Binding Cache (RFC 6275 §10.1).
 //
 // Lookup, LookupV4 and AcceptsFrom are lock-free, O(1) and allocation-free
@@ -252,8 +269,13 @@ func (h *expiryHeap) Pop() any {
 type BindingCache struct {
 	cfg BindingCacheConfig
 
-	byHoA  bindIndex
-	byHoA4 bindIndex
+	// The packet path's indexes (internal/oatable: lock-free readers,
+	// writers under mu): the IPv6 home address, and the IPv4 home
+	// address of the bindings that have one (RFC 5555 §4.5), to the
+	// published binding. A writer changes one slot per update, so a BU
+	// costs O(1) also at a million bindings.
+	byHoA  oatable.Table[netip.Addr, Binding]
+	byHoA4 oatable.Table[netip.Addr, Binding]
 
 	mu      sync.Mutex
 	entries map[netip.Addr]*bcEntry
@@ -276,8 +298,8 @@ func NewBindingCache(cfg BindingCacheConfig) *BindingCache {
 		cfg.Now = time.Now
 	}
 	c := &BindingCache{cfg: cfg, entries: make(map[netip.Addr]*bcEntry), wake: make(chan struct{}, 1)}
-	c.byHoA.init(keyHoA)
-	c.byHoA4.init(keyHoA4)
+	c.byHoA.Init(addrHash)
+	c.byHoA4.Init(addrHash)
 	return c
 }
 
@@ -285,14 +307,14 @@ func NewBindingCache(cfg BindingCacheConfig) *BindingCache {
 // outer destination of an ESP packet after IPsec). Lock-free, O(1),
 // allocation-free.
 func (c *BindingCache) Lookup(hoa netip.Addr) (*Binding, bool) {
-	b := c.byHoA.get(hoa)
+	b := c.byHoA.Get(hoa)
 	return b, b != nil
 }
 
 // LookupV4 returns the binding whose IPv4 home address is hoa4
 // (RFC 5555 §4.5: a BCE for the IPv4 HoA pointing at the same CoA).
 func (c *BindingCache) LookupV4(hoa4 netip.Addr) (*Binding, bool) {
-	b := c.byHoA4.get(hoa4)
+	b := c.byHoA4.Get(hoa4)
 	return b, b != nil
 }
 
@@ -302,9 +324,9 @@ func (c *BindingCache) LookupV4(hoa4 netip.Addr) (*Binding, bool) {
 func (c *BindingCache) AcceptsFrom(hoa, src netip.Addr) bool {
 	var b *Binding
 	if hoa.Is4() {
-		b = c.byHoA4.get(hoa)
+		b = c.byHoA4.Get(hoa)
 	} else {
-		b = c.byHoA.get(hoa)
+		b = c.byHoA.Get(hoa)
 	}
 	return b != nil && b.HasCoA(src)
 }
@@ -313,7 +335,7 @@ func (c *BindingCache) AcceptsFrom(hoa, src netip.Addr) bool {
 func (c *BindingCache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.byHoA.live
+	return c.byHoA.Len()
 }
 
 // Range calls f for each live binding, in no particular order, until f
@@ -380,7 +402,7 @@ func (c *BindingCache) Update(r Registration) (*Binding, time.Duration, error) {
 		return nil, 0, err
 	}
 	if r.HoA4.IsValid() {
-		if o := c.byHoA4.get(r.HoA4); o != nil && o.HoA != r.HoA {
+		if o := c.byHoA4.Get(r.HoA4); o != nil && o.HoA != r.HoA {
 			return nil, 0, ErrHoA4InUse
 		}
 	}
@@ -402,11 +424,11 @@ func (c *BindingCache) Update(r Registration) (*Binding, time.Duration, error) {
 	// RFC 5555 §4.4.2.1: a BU without the IPv4 HoA option removes the
 	// IPv4 binding.
 	if old != nil && old.HoA4.IsValid() && old.HoA4 != r.HoA4 {
-		c.byHoA4.remove(old.HoA4)
+		c.byHoA4.Delete(old.HoA4)
 	}
-	c.byHoA.put(nb)
+	c.byHoA.Put(nb.HoA, nb)
 	if nb.HoA4.IsValid() {
-		c.byHoA4.put(nb)
+		c.byHoA4.Put(nb.HoA4, nb)
 	}
 	if e == nil {
 		e = &bcEntry{hoa: r.HoA, hi: -1}
@@ -530,9 +552,9 @@ func (c *BindingCache) deregister(e *bcEntry, old *Binding, r Registration, now 
 				keep[0].Primary = true
 				nb.prim = keep[0]
 			}
-			c.byHoA.put(&nb)
+			c.byHoA.Put(nb.HoA, &nb)
 			if nb.HoA4.IsValid() {
-				c.byHoA4.put(&nb)
+				c.byHoA4.Put(nb.HoA4, &nb)
 			}
 			e.b, e.seq = &nb, r.Seq
 			c.notify(Change{Kind: BindingUpdated, Old: old, New: &nb})
@@ -551,9 +573,9 @@ func (c *BindingCache) deregister(e *bcEntry, old *Binding, r Registration, now 
 // DeleteHold. Lock held.
 func (c *BindingCache) drop(e *bcEntry, now time.Time, expired bool) {
 	old := e.b
-	c.byHoA.remove(old.HoA)
+	c.byHoA.Delete(old.HoA)
 	if old.HoA4.IsValid() {
-		c.byHoA4.remove(old.HoA4)
+		c.byHoA4.Delete(old.HoA4)
 	}
 	e.b = nil
 	if c.cfg.DeleteHold > 0 {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/mipsec/mipsec/internal/oatable"
 )
 
 var (
@@ -504,6 +506,122 @@ func TestBindingCacheExpiry(t *testing.T) {
 			t.Errorf("events (-want +got):\n%s", d)
 		}
 	})
+}
+
+// TestBindingIndexRebuild grows both indexes (internal/oatable) to
+// thousands of bindings and shrinks them back while readers look up a few
+// bindings that stay registered throughout: no rebuild may hide one of
+// them, and the indexes end shrunk, with the same bindings as the cache's
+// own map.
+func TestBindingIndexRebuild(t *testing.T) {
+	c := NewBindingCache(BindingCacheConfig{DeleteHold: -1})
+	addr := func(i int) (netip.Addr, netip.Addr) {
+		return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 8: 1, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)}),
+			netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+	}
+	const stable, churn = 8, 5000
+	for i := range stable {
+		h, h4 := addr(i)
+		if _, _, err := c.Update(Registration{HoA: h, HoA4: h4, Seq: 1, Lifetime: time.Hour, CoAs: []CareOf{{Addr: coa6}}, Replace: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for r := 0; r < 2; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				h, h4 := addr(i % stable)
+				b, ok := c.Lookup(h)
+				b4, ok4 := c.LookupV4(h4)
+				if !ok || !ok4 || b.HoA != h || b4.HoA4 != h4 || !c.AcceptsFrom(h4, coa6) {
+					t.Errorf("stable binding %v (%v) missing during rebuild: %v %v", h, h4, b, b4)
+					return
+				}
+			}
+		}()
+	}
+	var peak, peak4 int
+	for round := uint16(1); round <= 2; round++ {
+		for i := stable; i < stable+churn; i++ {
+			h, h4 := addr(i)
+			if i%2 == 0 {
+				h4 = netip.Addr{}
+			}
+			if _, _, err := c.Update(Registration{HoA: h, HoA4: h4, Seq: 2 * round, Lifetime: time.Hour, CoAs: []CareOf{{Addr: coa6b}}, Replace: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := c.Len(); n != stable+churn {
+			t.Fatalf("Len = %d, want %d", n, stable+churn)
+		}
+		peak, peak4 = c.byHoA.Slots(), c.byHoA4.Slots()
+		for i := stable; i < stable+churn; i++ {
+			h, _ := addr(i)
+			if _, _, err := c.Update(Registration{HoA: h, Seq: 2*round + 1, Replace: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if n := c.Len(); n != stable {
+		t.Fatalf("Len = %d after the churn, want %d", n, stable)
+	}
+	// The tables shrink by rebuilds as bindings go (internal/oatable); 8
+	// bindings may keep a table a few times oatable.MinSlots.
+	if n := c.byHoA.Slots(); n*32 > peak || n < oatable.MinSlots {
+		t.Errorf("HoA index has %d slots after shrinking, %d at its peak", n, peak)
+	}
+	if n := c.byHoA4.Slots(); n*16 > peak4 || n < oatable.MinSlots {
+		t.Errorf("IPv4 HoA index has %d slots after shrinking, %d at its peak", n, peak4)
+	}
+	got := map[netip.Addr]*Binding{}
+	for k, b := range c.byHoA.All() {
+		got[k] = b
+	}
+	for k, b := range c.byHoA4.All() {
+		got[k] = b
+	}
+	if len(got) != 2*stable {
+		t.Errorf("indexes hold %d keys, want %d", len(got), 2*stable)
+	}
+	for h, e := range c.entries {
+		if got[h] != e.b || got[e.b.HoA4] != e.b {
+			t.Errorf("indexes disagree with the cache for %v", h)
+		}
+	}
+}
+
+// TestBindingLookupExactKey checks that the indexes compare whole
+// addresses: the IPv4-mapped form of an IPv4 home address, a zoned form of
+// an IPv6 one and the IPv4 home address in the IPv6 index find nothing.
+func TestBindingLookupExactKey(t *testing.T) {
+	c := NewBindingCache(BindingCacheConfig{})
+	if _, _, err := c.Update(Registration{HoA: hoa1, HoA4: hoa4, Seq: 1, Lifetime: time.Hour, CoAs: []CareOf{{Addr: coa6}}, Replace: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Lookup(hoa1); !ok {
+		t.Fatal("Lookup(hoa1) missed")
+	}
+	if _, ok := c.LookupV4(hoa4); !ok {
+		t.Fatal("LookupV4(hoa4) missed")
+	}
+	for _, a := range []netip.Addr{hoa1.WithZone("eth0"), hoa4, netip.AddrFrom16(hoa4.As16())} {
+		if b, ok := c.Lookup(a); ok {
+			t.Errorf("Lookup(%v) = %v", a, b)
+		}
+	}
+	for _, a := range []netip.Addr{netip.AddrFrom16(hoa4.As16()), hoa1} {
+		if b, ok := c.LookupV4(a); ok {
+			t.Errorf("LookupV4(%v) = %v", a, b)
+		}
+	}
+	if c.AcceptsFrom(hoa1.WithZone("eth0"), coa6) || c.AcceptsFrom(netip.AddrFrom16(hoa4.As16()), coa6) {
+		t.Error("AcceptsFrom matched another form of a home address")
+	}
 }
 
 func fillCache(tb testing.TB, n int) (*BindingCache, []netip.Addr) {
