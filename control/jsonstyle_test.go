@@ -17,7 +17,7 @@ func TestJSONKeyStyle(t *testing.T) {
 	answers := map[string]any{
 		"status": StatusInfo{Started: now},
 		"stats": StatsInfo{SAs: []SAStats{{Drops: map[string]uint64{"icv": 1}}}, SPD: []SPDStats{{}},
-			HA: &HAStatsInfo{BURejected: map[string]uint64{"invalid-care-of-address": 1}}},
+			HA: &HAStatsInfo{BURejected: map[string]uint64{"invalid-care-of-address": 1}}, MN: &mip6.MNCounters{}},
 		"sa":      SAInfo{Lifetime: &LifetimeInfo{HardTime: "1h"}},
 		"policy":  PolicyInfo{},
 		"peer":    PeerInfo{},

@@ -221,20 +221,33 @@ func (s *Server) cmdMNMove(args json.RawMessage) (any, error) {
 }
 
 // HAStatsInfo is the home agent's part of the "stats" answer
-// (node.MobilityMetrics, from mip6.HAStats).
+// (node.MobilityMetrics.HA, mip6.HAStats).
 type HAStatsInfo struct {
-	Bindings   int    `json:"bindings"`
+	Bindings int `json:"bindings"`
+	// Received counts signaling messages (BUs, other MH, Mobile Prefix
+	// Solicitations) taken from IPsec, before the rate limit.
+	Received   uint64 `json:"received"`
 	BUAccepted uint64 `json:"bu_accepted"`
 	// BURejected are rejected or dropped signaling messages by reason
 	// (mip6's reason names, e.g. "invalid-care-of-address").
 	BURejected map[string]uint64 `json:"bu_rejected,omitempty"`
 	// BadCoA counts BUs refused for their care-of address: the home
 	// agent's own, a home address of a binding, not unicast.
-	BadCoA         uint64 `json:"bad_coa"`
+	BadCoA uint64 `json:"bad_coa"`
+	// RateLimited, QueueFull and TooBig count signaling dropped before
+	// processing: over the per-home-address rate limit, the signaling
+	// queue full, longer than the queue holds.
+	RateLimited    uint64 `json:"rate_limited"`
+	QueueFull      uint64 `json:"queue_full"`
+	TooBig         uint64 `json:"too_big"`
 	BAsSent        uint64 `json:"bas_sent"`
 	BAsFailed      uint64 `json:"bas_failed"`
 	NATDetected    uint64 `json:"nat_detected"`
+	MPSAnswered    uint64 `json:"mps_answered"`
 	HomeLinkErrors uint64 `json:"home_link_errors"`
+	// DR1Failed counts data packets to a bound home address dropped
+	// because its primary care-of address cannot be reached (DR-1).
+	DR1Failed uint64 `json:"dr1_failed"`
 }
 
 // mobilityMetricsSource is the optional part of a Target with a mobility
@@ -243,18 +256,28 @@ type mobilityMetricsSource interface {
 	MobilityMetrics() (node.MobilityMetrics, bool)
 }
 
-// haStatsOf is t's home agent counters, nil when t is no home agent.
-func haStatsOf(t any) *HAStatsInfo {
+// mobilityStatsOf is t's home agent or mobile node counters for the
+// "stats" answer; nil, nil for a target with neither.
+func mobilityStatsOf(t any) (*HAStatsInfo, *mip6.MNCounters) {
 	ms, ok := t.(mobilityMetricsSource)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	m, ok := ms.MobilityMetrics()
-	if !ok || m.Role != node.RoleHA {
-		return nil
+	switch {
+	case !ok:
+		return nil, nil
+	case m.Role == node.RoleMN:
+		c := m.MN
+		return nil, &c
+	case m.Role != node.RoleHA:
+		return nil, nil
 	}
+	h := &m.HA
 	return &HAStatsInfo{
-		Bindings: m.Bindings, BUAccepted: m.BUAccepted, BURejected: m.BURejected, BadCoA: m.BadCoA,
-		BAsSent: m.BAs["sent"], BAsFailed: m.BAs["failed"], NATDetected: m.NATDetected, HomeLinkErrors: m.HomeLinkErrors,
-	}
+		Bindings: m.Bindings, Received: h.Received, BUAccepted: h.BUAccepted, BURejected: h.BURejected, BadCoA: h.BadCoA,
+		RateLimited: h.RateLimited, QueueFull: h.QueueFull, TooBig: h.TooBig,
+		BAsSent: h.BAsSent, BAsFailed: h.BAsFailed, NATDetected: h.NATDetected, MPSAnswered: h.MPSAnswered,
+		HomeLinkErrors: h.HomeLinkErrors, DR1Failed: h.DR1Failed,
+	}, nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/mip6"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
 	"github.com/mipsec/mipsec/underlay"
@@ -129,6 +130,8 @@ type DataplaneStats struct {
 	DeliveredBytes   uint64            `json:"delivered_bytes"`
 	Keepalives       uint64            `json:"keepalives"`
 	Roams            uint64            `json:"roams"`
+	Injected         uint64            `json:"injected"`
+	Consumed         uint64            `json:"consumed"`
 	Drops            map[string]uint64 `json:"drops,omitempty"`
 }
 
@@ -136,7 +139,7 @@ func dataplaneStatsOf(st dataplane.Stats) DataplaneStats {
 	out := DataplaneStats{
 		OutPackets: st.OutPackets, OutBytes: st.OutBytes, SentPackets: st.SentPackets, SentBytes: st.SentBytes,
 		InPackets: st.InPackets, InBytes: st.InBytes, DeliveredPackets: st.DeliveredPackets, DeliveredBytes: st.DeliveredBytes,
-		Keepalives: st.Keepalives, Roams: st.Roams,
+		Keepalives: st.Keepalives, Roams: st.Roams, Injected: st.Injected, Consumed: st.Consumed,
 	}
 	for r, n := range st.Drops {
 		if n != 0 {
@@ -651,6 +654,9 @@ type StatsInfo struct {
 	// HA are the home agent's signaling counters, absent for other
 	// roles.
 	HA *HAStatsInfo `json:"ha,omitempty"`
+	// MN are the mobile node's counters (as in "mn.status"), absent for
+	// other roles.
+	MN *mip6.MNCounters `json:"mn,omitempty"`
 }
 
 // UnderlayCounterSource is the optional part of a Target (and a
@@ -700,7 +706,8 @@ func (s *Server) cmdStats(args json.RawMessage) (any, error) {
 		return nil, err
 	}
 	ds := s.t.DataplaneStats()
-	out := StatsInfo{SAs: []SAStats{}, Dataplane: dataplaneStatsOf(ds), Underlay: underlayCountersOf(s.t), HA: haStatsOf(s.t)}
+	out := StatsInfo{SAs: []SAStats{}, Dataplane: dataplaneStatsOf(ds), Underlay: underlayCountersOf(s.t)}
+	out.HA, out.MN = mobilityStatsOf(s.t)
 	for _, sa := range s.t.SAD().List() {
 		out.SAs = append(out.SAs, saStatsOf(sa))
 	}
@@ -724,13 +731,20 @@ func (s *Server) cmdStats(args json.RawMessage) (any, error) {
 
 func saStatsOf(sa *sad.SA) SAStats {
 	st := sa.Stats()
-	out := SAStats{Name: sa.Name(), Dir: sa.Dir().String(), SPI: SPI(sa.SPI()), Packets: st.Packets, Bytes: st.Bytes, Seq: sa.Seq()}
+	return SAStats{Name: sa.Name(), Dir: sa.Dir().String(), SPI: SPI(sa.SPI()), Packets: st.Packets, Bytes: st.Bytes, Seq: sa.Seq(), Drops: SADrops(&st)}
+}
+
+// SADrops are an SA's non-zero drop counters by verdict name
+// (VerdictName), nil when there are none: the "drops" of the "stats"
+// answer, and the reasons of cmd/mipsec's mipsec_sa_drops_total.
+func SADrops(st *sad.Stats) map[string]uint64 {
+	var out map[string]uint64
 	for v, n := range st.Drops {
 		if n != 0 {
-			if out.Drops == nil {
-				out.Drops = map[string]uint64{}
+			if out == nil {
+				out = map[string]uint64{}
 			}
-			out.Drops[VerdictName(v)] = n
+			out[VerdictName(v)] = n
 		}
 	}
 	return out

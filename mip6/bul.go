@@ -101,6 +101,12 @@ type BULActions struct {
 	// Expired is set once when a registered binding's lifetime ran out
 	// without an accepted refresh: the HA has dropped it.
 	Expired bool
+	// GaveUp is set, once per registration, with the BU whose
+	// retransmission interval reached MaxTimeout without an answer: the
+	// exponential back-off is at its end (RFC 6275 §11.8,
+	// MAX_BINDACK_TIMEOUT). The entry keeps retransmitting at that
+	// slower rate, as §11.8 allows.
+	GaveUp bool
 	// Next is when Tick next has something to do (zero: nothing
 	// scheduled); arm a timer for it.
 	Next time.Time
@@ -382,7 +388,7 @@ func (e *BULEntry) Tick(now time.Time) BULActions {
 	case BULSending, BULWaitAck, BULDeregistering:
 		if !e.retryAt.After(now) {
 			a.SendBU = true
-			a.BU = e.sendBU(now)
+			a.BU, a.GaveUp = e.sendBU(now)
 		}
 	case BULRegistered:
 		if e.keepaliveAt.IsZero() || e.keepaliveAt.After(now) {
@@ -399,10 +405,12 @@ func (e *BULEntry) Tick(now time.Time) BULActions {
 // sendBU builds the next BU: a new sequence number every time (§11.8),
 // and the next retransmission interval: InitialBindackTimeoutFirstReg for
 // a first registration, else InitialBindackTimeout, doubling up to
-// MaxBindackTimeout.
-func (e *BULEntry) sendBU(now time.Time) BUToSend {
+// MaxBindackTimeout. gaveUp is set when the interval reaches
+// MaxBindackTimeout by doubling (BULActions.GaveUp).
+func (e *BULEntry) sendBU(now time.Time) (bu BUToSend, gaveUp bool) {
 	e.seq++
-	bu := BUToSend{Seq: e.seq, Lifetime: e.life, CoA: e.CoA, Retransmit: e.attempts > 0}
+	bu = BUToSend{Seq: e.seq, Lifetime: e.life, CoA: e.CoA, Retransmit: e.attempts > 0}
+	prev := e.timeout
 	switch {
 	case e.timeout == 0 && !e.everAcked:
 		e.timeout = e.cfg.FirstRegTimeout
@@ -411,6 +419,7 @@ func (e *BULEntry) sendBU(now time.Time) BUToSend {
 	default:
 		e.timeout = min(2*e.timeout, e.cfg.MaxTimeout)
 	}
+	gaveUp = prev > 0 && prev < e.cfg.MaxTimeout && e.timeout == e.cfg.MaxTimeout
 	e.attempts++
 	e.sentAt = now
 	e.retryAt = now.Add(e.timeout)
@@ -419,7 +428,7 @@ func (e *BULEntry) sendBU(now time.Time) BUToSend {
 		e.state = BULWaitAck
 	}
 	e.keepaliveAt = time.Time{}
-	return bu
+	return bu, gaveUp
 }
 
 // Next returns when Tick next has something to do, given the current time

@@ -92,6 +92,12 @@ type HAConfig struct {
 	PrefixValidLifetime, PrefixPreferredLifetime time.Duration
 	// Logger logs binding events (default: none).
 	Logger *zap.Logger
+	// DropLogInterval is the least time between two warnings about
+	// signaling dropped before processing (rate-limited, queue full, too
+	// big; ha_droplog.go): each counts the drops since the previous one.
+	// 0 means DefaultSignalDropLogInterval; negative turns them off (the
+	// counters stay).
+	DropLogInterval time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// OnEvent, if set, is called for binding events (metrics), on the
@@ -290,6 +296,9 @@ type HomeAgent struct {
 	// rate-limits the rejection warnings.
 	own    []netip.Addr
 	rejLog logLimiter
+	// drops is the warning about signaling Deliver dropped
+	// (ha_droplog.go).
+	drops sigDropLog
 
 	mu      sync.Mutex
 	started bool
@@ -345,6 +354,7 @@ func NewHomeAgent(cfg HAConfig) (*HomeAgent, error) {
 		chWake: make(chan struct{}, 1),
 		own:    ownAddresses(&cfg),
 	}
+	ha.drops.init(cfg.DropLogInterval)
 	ha.cache = NewBindingCache(BindingCacheConfig{
 		MaxLifetime: cfg.MaxLifetime,
 		MaxCoAs:     cfg.MaxCoAs,
@@ -417,7 +427,12 @@ func (ha *HomeAgent) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			ha.stopDropLog()
 			return
+		case <-ha.drops.wake:
+			ha.dropsWoken()
+		case <-ha.drops.timerC():
+			ha.logDrops()
 		case it := <-ha.q.full:
 			ha.handle(it)
 			ha.q.release(it)
@@ -629,8 +644,9 @@ func (ha *HomeAgent) routeSignal(b *pkt.Buf, d *baDest, ep *endpoint.Endpoint) b
 // underlay endpoint it came from). Mobility Header messages and ICMPv6
 // Mobile Prefix Solicitations are signaling: Deliver rate-limits them per
 // home address (the one the SA belongs to), copies them into the bounded
-// queue of the signaling goroutine, or drops and counts them, and returns
-// true. Other packets return false (for the TUN). It never blocks.
+// queue of the signaling goroutine, or drops and counts them (and the
+// signaling goroutine warns about it at most once per
+// HAConfig.DropLogInterval, ha_droplog.go), and returns true. Other packets return false (for the TUN). It never blocks.
 func (ha *HomeAgent) Deliver(p []byte, spi, seq uint32, src endpoint.Endpoint) bool {
 	switch haClassify(p) {
 	case sigNone:
@@ -643,15 +659,18 @@ func (ha *HomeAgent) Deliver(p []byte, spi, seq uint32, src endpoint.Endpoint) b
 	ha.st.received.Add(1)
 	if len(p) > sigMaxPacket {
 		ha.st.tooBig.Add(1)
+		ha.drops.note()
 		return true
 	}
 	key, _ := ha.cfg.SAD.HomeAddressOf(spi)
 	if !ha.rl.allow(key) {
 		ha.st.rateLimited.Add(1)
+		ha.drops.note()
 		return true
 	}
 	if !ha.q.put(p, spi, seq, src) {
 		ha.st.queueFull.Add(1)
+		ha.drops.note()
 	}
 	return true
 }

@@ -128,7 +128,18 @@ type MobileNode struct {
 	hoa4Unsupp   bool
 	hoa4Ack      *IPv4AddressAck
 	deregDone    chan struct{} // closed when Close's de-registration is acknowledged
+
+	// retxLog rate-limits the retransmission lines (the MN goroutine
+	// only, in step).
+	retxLog struct {
+		last time.Time
+		held uint64
+	}
 }
+
+// mnRetxLogInterval is the least time between two lines about BU
+// retransmissions; the ones in between are counted in the next line.
+const mnRetxLogInterval = 10 * time.Second
 
 // NewMobileNode checks cfg and returns a mobile node, not yet started.
 func NewMobileNode(cfg MNConfig) (*MobileNode, error) {
@@ -377,8 +388,11 @@ func (mn *MobileNode) step() time.Time {
 	if a.Expired {
 		mn.ctr.expirations.Add(1)
 		evs[0] = MNEvent{Kind: MNExpired, Time: now, CoA: mn.regCoA}
-		mn.log.Warn("home registration expired at the home agent", zap.Stringer("coa", mn.regCoA))
+		// Once per accepted registration (BULEntry.Tick).
+		mn.log.Warn("home registration expired at the home agent: no Binding Acknowledgement for its refresh",
+			zap.Stringer("coa", mn.regCoA), zap.Int("unanswered_bus", mn.bul.Attempts()), zap.Uint16("last_seq", mn.bul.Seq()))
 	}
+	attempts := mn.bul.Attempts()
 	if a.SendBU {
 		p, err = mn.buildBU(a.BU)
 		// DR-3: the BU leaves from its own CoA, set before Inject runs
@@ -416,6 +430,18 @@ func (mn *MobileNode) step() time.Time {
 		} else {
 			mn.ctr.busSent.Add(1)
 		}
+		if a.BU.Retransmit {
+			mn.ctr.buRetransmits.Add(1)
+			mn.logRetransmit(now, a.BU, attempts)
+		}
+		if a.GaveUp {
+			// Once per registration: the back-off takes at least the
+			// sum of its intervals to get there (RFC 6275 §11.8).
+			mn.ctr.buGiveUps.Add(1)
+			mn.log.Warn("binding update unanswered: retransmission back-off at its maximum, retrying at that interval",
+				zap.Stringer("coa", a.BU.CoA), zap.Uint16("seq", a.BU.Seq), zap.Int("attempts", attempts),
+				zap.Bool("deregistration", a.BU.Lifetime == 0))
+		}
 		evs[1] = MNEvent{Kind: MNBUSent, Time: now, CoA: a.BU.CoA, Seq: a.BU.Seq, Lifetime: a.BU.Lifetime, Err: err}
 	}
 	mn.emit(evs[:]...)
@@ -426,6 +452,25 @@ func (mn *MobileNode) step() time.Time {
 	next := mn.bul.Next(mn.now())
 	mn.mu.Unlock()
 	return next
+}
+
+// logRetransmit logs a retransmitted BU, at most once per
+// mnRetxLogInterval with the number held back since the previous line
+// (MN goroutine).
+func (mn *MobileNode) logRetransmit(now time.Time, bu BUToSend, attempts int) {
+	l := &mn.retxLog
+	if !l.last.IsZero() && now.Sub(l.last) < mnRetxLogInterval {
+		l.held++
+		return
+	}
+	held := zap.Skip()
+	if l.held > 0 {
+		held = zap.Uint64("suppressed", l.held)
+	}
+	l.last, l.held = now, 0
+	mn.log.Info("binding update retransmitted: no Binding Acknowledgement yet",
+		zap.Stringer("coa", bu.CoA), zap.Uint16("seq", bu.Seq), zap.Int("attempts", attempts),
+		zap.Bool("deregistration", bu.Lifetime == 0), held)
 }
 
 // sendKeepalive sends one RFC 3948 §2.3 NAT-keepalive to dst.

@@ -92,6 +92,14 @@ type MNCounters struct {
 	Expirations     uint64 `json:"expirations"`       // registrations that expired
 	Handovers       uint64 `json:"handovers"`         // accepted BAs that changed the registered CoA
 	AfterSealErrors uint64 `json:"after_seal_errors"` // BUs AfterSeal could not build (dropped)
+	// BURetransmits counts BUs sent because the previous one of the
+	// same registration went unanswered (RFC 6275 §11.8); they are in
+	// BUsSent or BUSendErrors too.
+	BURetransmits uint64 `json:"bu_retransmits"`
+	// BUGiveUps counts registrations (and de-registrations) whose
+	// retransmission back-off reached MAX_BINDACK_TIMEOUT without a BA
+	// (BULActions.GaveUp); the BUs go on at that interval.
+	BUGiveUps uint64 `json:"bu_give_ups"`
 }
 
 // mnCounters is MNCounters with atomic fields (workers and the MN
@@ -102,6 +110,7 @@ type mnCounters struct {
 	seqResyncs, malformed, unexpected, mpas  atomic.Uint64
 	keepalives, keepaliveErrors, expirations atomic.Uint64
 	handovers, afterSealErrors               atomic.Uint64
+	buRetransmits, buGiveUps                 atomic.Uint64
 }
 
 func (c *mnCounters) snapshot() MNCounters {
@@ -120,6 +129,8 @@ func (c *mnCounters) snapshot() MNCounters {
 		Expirations:     c.expirations.Load(),
 		Handovers:       c.handovers.Load(),
 		AfterSealErrors: c.afterSealErrors.Load(),
+		BURetransmits:   c.buRetransmits.Load(),
+		BUGiveUps:       c.buGiveUps.Load(),
 	}
 }
 

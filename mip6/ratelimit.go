@@ -37,6 +37,9 @@ type tokenBuckets struct {
 	burst float64
 	now   func() time.Time
 	m     map[netip.Addr]*bucket
+	// denied is the last key allow refused (for the drop warning,
+	// ha_droplog.go).
+	denied netip.Addr
 }
 
 type bucket struct {
@@ -72,10 +75,18 @@ func (t *tokenBuckets) allow(key netip.Addr) bool {
 		b.last = now
 	}
 	if b.tokens < 1 {
+		t.denied = key
 		return false
 	}
 	b.tokens--
 	return true
+}
+
+// lastDenied is the last key allow refused (invalid: none yet).
+func (t *tokenBuckets) lastDenied() netip.Addr {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.denied
 }
 
 // prune drops buckets that have refilled (equivalent to a fresh one); if

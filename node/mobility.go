@@ -439,54 +439,43 @@ func (m *mobility) onMNEvent(e mip6.MNEvent) {
 	}
 }
 
-// MobilityMetrics is what the Prometheus collector reads of the mobility
-// layer at scrape time.
+// MobilityMetrics is what the Prometheus collector and the control
+// socket's stats read of the mobility layer. HA and MN are the whole
+// counter snapshots of mip6, so that a counter added there reaches both
+// without a change here (cmd/mipsec's drops_exported_test.go checks that
+// every field is exported).
 type MobilityMetrics struct {
 	Role string
 	// HA
-	Bindings       int
-	BindingEvents  map[string]uint64 // added, updated, removed, expired
-	BUAccepted     uint64
-	BURejected     map[string]uint64
-	BAs            map[string]uint64 // HA: sent, failed; MN: accepted, rejected, ignored
-	NATDetected    uint64
-	HomeLinkErrors uint64
-	// BadCoA counts BUs refused for their care-of address
-	// (mip6.HAStats.BadCoA).
-	BadCoA uint64
+	Bindings      int
+	BindingEvents map[string]uint64 // added, updated, removed, expired
+	// HA are the home agent's counters (RoleHA only).
+	HA mip6.HAStats
 	// MN
-	BUsSent      uint64
-	Handovers    uint64
+	// MN are the mobile node's counters (RoleMN only).
+	MN           mip6.MNCounters
 	LastHandover time.Duration
-	Keepalives   uint64
 	Registered   bool
 	NAT          bool
+	// NATDetected counts the mobile node's accepted registrations that
+	// reported a NAT (the home agent's count is HA.NATDetected).
+	NATDetected uint64
 }
 
 // metrics snapshots the counters (not on the packet path).
 func (m *mobility) metrics() MobilityMetrics {
-	out := MobilityMetrics{Role: m.cfg.Role, BAs: map[string]uint64{}}
+	out := MobilityMetrics{Role: m.cfg.Role}
 	c := &m.ctr
 	if m.ha != nil {
-		st := m.ha.Stats()
+		out.HA = m.ha.Stats()
 		out.Bindings = m.ha.Cache().Len()
-		out.BUAccepted = st.BUAccepted
-		out.BURejected = st.BURejected
-		out.BAs["sent"], out.BAs["failed"] = st.BAsSent, st.BAsFailed
-		out.NATDetected = st.NATDetected
-		out.HomeLinkErrors = st.HomeLinkErrors
-		out.BadCoA = st.BadCoA
 		c.mu.Lock()
 		out.BindingEvents = map[string]uint64{"added": c.added, "updated": c.updated, "removed": c.removed, "expired": c.expired}
 		c.mu.Unlock()
 		return out
 	}
 	st := m.mn.Status()
-	k := st.Counters
-	out.BUsSent = k.BUsSent
-	out.BAs["accepted"], out.BAs["rejected"], out.BAs["ignored"] = k.BAsAccepted, k.BAsRejected, k.BAsIgnored
-	out.Handovers = k.Handovers
-	out.Keepalives = k.Keepalives
+	out.MN = st.Counters
 	out.Registered = st.RegisteredCoA.IsValid()
 	out.NAT = st.NAT
 	c.mu.Lock()

@@ -267,11 +267,11 @@ func TestMobilityBackToBack(t *testing.T) {
 	}
 	// Metrics.
 	hm, ok := ha.MobilityMetrics()
-	if !ok || hm.Bindings != 1 || hm.BUAccepted == 0 || hm.BAs["sent"] == 0 || hm.BindingEvents["added"] != 1 {
+	if !ok || hm.Bindings != 1 || hm.HA.BUAccepted == 0 || hm.HA.BAsSent == 0 || hm.BindingEvents["added"] != 1 {
 		t.Errorf("HA metrics %+v", hm)
 	}
 	mm, ok := mn.MobilityMetrics()
-	if !ok || mm.BUsSent == 0 || mm.BAs["accepted"] == 0 || !mm.Registered || mm.NAT {
+	if !ok || mm.MN.BUsSent == 0 || mm.MN.BAsAccepted == 0 || !mm.Registered || mm.NAT {
 		t.Errorf("MN metrics %+v", mm)
 	}
 

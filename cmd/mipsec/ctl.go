@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/mip6"
 	"github.com/mipsec/mipsec/sad"
 )
 
@@ -148,8 +150,8 @@ func writeStats(w io.Writer, st *control.StatsInfo) {
 	}
 	tw.Flush()
 	dp := st.Dataplane
-	fmt.Fprintf(w, "\ndataplane: out %d pkts / %d B read, %d sent; in %d received, %d delivered; keepalives %d, roams %d\n",
-		dp.OutPackets, dp.OutBytes, dp.SentPackets, dp.InPackets, dp.DeliveredPackets, dp.Keepalives, dp.Roams)
+	fmt.Fprintf(w, "\ndataplane: out %d pkts / %d B read, %d sent; in %d received, %d delivered; keepalives %d, roams %d; injected %d, consumed %d\n",
+		dp.OutPackets, dp.OutBytes, dp.SentPackets, dp.InPackets, dp.DeliveredPackets, dp.Keepalives, dp.Roams, dp.Injected, dp.Consumed)
 	fmt.Fprintf(w, "dataplane drops: %s\n", formatCounts(dp.Drops))
 	if st.Underlay != nil {
 		fmt.Fprintf(w, "underlay: %s\n", formatCounts(st.Underlay))
@@ -158,10 +160,49 @@ func writeStats(w io.Writer, st *control.StatsInfo) {
 		fmt.Fprintf(w, "spd %s: no_match %d, unparsable %d, unprotected %d, no_sa %d\n", s.Dir, s.NoMatch, s.Unparsable, s.Unprotected, s.NoSA)
 	}
 	if ha := st.HA; ha != nil {
-		fmt.Fprintf(w, "ha: bindings %d, BUs accepted %d, bad care-of address %d; BAs sent %d, failed %d; NAT %d, home link errors %d\n",
-			ha.Bindings, ha.BUAccepted, ha.BadCoA, ha.BAsSent, ha.BAsFailed, ha.NATDetected, ha.HomeLinkErrors)
+		fmt.Fprintf(w, "ha: bindings %d, BUs accepted %d, bad care-of address %d; BAs sent %d, failed %d; NAT %d, home link errors %d; signaling received %d, MPS answered %d, DR-1 failed %d\n",
+			ha.Bindings, ha.BUAccepted, ha.BadCoA, ha.BAsSent, ha.BAsFailed, ha.NATDetected, ha.HomeLinkErrors, ha.Received, ha.MPSAnswered, ha.DR1Failed)
+		fmt.Fprintf(w, "ha dropped before processing: rate_limited=%d queue_full=%d too_big=%d\n", ha.RateLimited, ha.QueueFull, ha.TooBig)
 		fmt.Fprintf(w, "ha rejected: %s\n", formatCounts(ha.BURejected))
 	}
+	if st.MN != nil {
+		fmt.Fprintf(w, "mn: %s\n", formatAllCounts(mnCounterList(*st.MN)))
+	}
+}
+
+// formatAllCounts prints "a=1 b=0" in the order given, zeros included.
+func formatAllCounts(cs []namedCount) string {
+	var b strings.Builder
+	for i, c := range cs {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", c.name, c.n)
+	}
+	return b.String()
+}
+
+// namedCount is one counter and its snake_case name.
+type namedCount struct {
+	name string
+	n    uint64
+}
+
+// mnCounterList is every field of c under its JSON name, in field order:
+// a counter added to mip6.MNCounters shows in `mipsec stats` and in the
+// metrics without a change here.
+func mnCounterList(c mip6.MNCounters) []namedCount {
+	v := reflect.ValueOf(c)
+	out := make([]namedCount, 0, v.NumField())
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" || name == "-" || f.Type.Kind() != reflect.Uint64 {
+			continue
+		}
+		out = append(out, namedCount{name, v.Field(i).Uint()})
+	}
+	return out
 }
 
 func orDash(s string) string {

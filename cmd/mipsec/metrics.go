@@ -24,6 +24,15 @@ package main
 //	mipsec_mip6_bu_accepted_total                HA: Binding Updates accepted
 //	mipsec_mip6_bu_rejected_total{reason}        HA: rejected or dropped, by reason
 //	mipsec_mip6_bu_bad_coa_total                 HA: BUs refused for their care-of address
+//	mipsec_mip6_signaling_received_total         HA: signaling messages taken from IPsec
+//	mipsec_mip6_signaling_dropped_total{reason}  HA: dropped before processing: rate_limited,
+//	                                             queue_full, too_big
+//	mipsec_mip6_mps_answered_total               HA: Mobile Prefix Solicitations answered
+//	mipsec_mip6_home_link_errors_total           HA: failed proxy ND / route changes
+//	mipsec_mip6_dr1_failed_total                 HA: data to a bound home address whose CoA
+//	                                             cannot be reached (dropped)
+//	mipsec_mip6_mn_total{counter}                MN: every mip6.MNCounters counter by its JSON
+//	                                             name (bu_retransmits, bu_give_ups, expirations, ...)
 //	mipsec_mip6_bu_sent_total                    MN: Binding Updates sent
 //	mipsec_mip6_ba_total{result}                 HA: sent, failed; MN: accepted, rejected, ignored
 //	mipsec_mip6_nat_detected_total               HA: BUs through a NAT; MN: registrations behind one
@@ -89,6 +98,12 @@ var (
 	descKeepalives    = prometheus.NewDesc("mipsec_mip6_nat_keepalives_total", "NAT keepalives the mobile node sent.", nil, nil)
 	descRegistered    = prometheus.NewDesc("mipsec_mip6_registered", "1 when the mobile node has an accepted registration away from home.", nil, nil)
 	descNAT           = prometheus.NewDesc("mipsec_mip6_nat", "1 when the mobile node's registration is behind a NAT.", nil, nil)
+	descSigReceived   = prometheus.NewDesc("mipsec_mip6_signaling_received_total", "Signaling messages (BUs, other Mobility Headers, Mobile Prefix Solicitations) the home agent took from IPsec, before rate limiting.", nil, nil)
+	descSigDropped    = prometheus.NewDesc("mipsec_mip6_signaling_dropped_total", "Signaling messages the home agent dropped before processing: rate_limited (per home address), queue_full, too_big.", []string{"reason"}, nil)
+	descMPSAnswered   = prometheus.NewDesc("mipsec_mip6_mps_answered_total", "Mobile Prefix Solicitations the home agent answered.", nil, nil)
+	descHomeLinkErrs  = prometheus.NewDesc("mipsec_mip6_home_link_errors_total", "Failed home link changes (proxy ND / ARP, routes) of the home agent.", nil, nil)
+	descDR1Failed     = prometheus.NewDesc("mipsec_mip6_dr1_failed_total", "Data packets to a bound home address dropped because the binding's care-of address cannot be reached (DR-1).", nil, nil)
+	descMNCounters    = prometheus.NewDesc("mipsec_mip6_mn_total", "Mobile node counters, by the name `mipsec stats --json` gives them.", []string{"counter"}, nil)
 )
 
 // mobilityMetricsSource is the optional part of a metricsSource with a
@@ -102,7 +117,8 @@ type mipsecCollector struct{ src metricsSource }
 
 func (c mipsecCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSAPackets, descSABytes, descSADrops, descSASeq, descSPDDrops, descPolicyHits, descDPDrops, descDPCounters, descUnderlay, descPeerMoves,
-		descBindings, descBindingEvents, descBUAccepted, descBURejected, descBUBadCoA, descBUSent, descBAs, descNATDetected, descHandovers, descLastHandover, descKeepalives, descRegistered, descNAT} {
+		descBindings, descBindingEvents, descBUAccepted, descBURejected, descBUBadCoA, descBUSent, descBAs, descNATDetected, descHandovers, descLastHandover, descKeepalives, descRegistered, descNAT,
+		descSigReceived, descSigDropped, descMPSAnswered, descHomeLinkErrs, descDR1Failed, descMNCounters} {
 		ch <- d
 	}
 }
@@ -115,11 +131,7 @@ func (c mipsecCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSAPackets, counter, float64(st.Packets), l...)
 		ch <- prometheus.MustNewConstMetric(descSABytes, counter, float64(st.Bytes), l...)
 		ch <- prometheus.MustNewConstMetric(descSASeq, prometheus.GaugeValue, float64(sa.Seq()), l...)
-		for v, n := range st.Drops {
-			if n != 0 {
-				ch <- prometheus.MustNewConstMetric(descSADrops, counter, float64(n), append(l, control.VerdictName(v))...)
-			}
-		}
+		collectSADrops(ch, l, &st)
 	}
 	if db := c.src.SPD(); db != nil {
 		for _, d := range []sad.Direction{sad.Outbound, sad.Inbound} {
@@ -155,7 +167,7 @@ func (c mipsecCollector) Collect(ch chan<- prometheus.Metric) {
 	}{
 		{"out_packets", ds.OutPackets}, {"out_bytes", ds.OutBytes}, {"sent_packets", ds.SentPackets}, {"sent_bytes", ds.SentBytes},
 		{"in_packets", ds.InPackets}, {"in_bytes", ds.InBytes}, {"delivered_packets", ds.DeliveredPackets}, {"delivered_bytes", ds.DeliveredBytes},
-		{"keepalives", ds.Keepalives}, {"roams", ds.Roams},
+		{"keepalives", ds.Keepalives}, {"roams", ds.Roams}, {"injected", ds.Injected}, {"consumed", ds.Consumed},
 	} {
 		ch <- prometheus.MustNewConstMetric(descDPCounters, counter, float64(k.n), k.name)
 	}
@@ -179,6 +191,14 @@ func (c mipsecCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// collectSADrops writes an SA's drop series (labels l), one per verdict
+// with drops: the reasons of the "stats" answer (control.SADrops).
+func collectSADrops(ch chan<- prometheus.Metric, l []string, st *sad.Stats) {
+	for v, n := range control.SADrops(st) {
+		ch <- prometheus.MustNewConstMetric(descSADrops, prometheus.CounterValue, float64(n), append(l, v)...)
+	}
+}
+
 func collectMobility(ch chan<- prometheus.Metric, m node.MobilityMetrics) {
 	counter, gauge := prometheus.CounterValue, prometheus.GaugeValue
 	b := func(v bool) float64 {
@@ -187,28 +207,43 @@ func collectMobility(ch chan<- prometheus.Metric, m node.MobilityMetrics) {
 		}
 		return 0
 	}
-	for r, n := range m.BAs {
-		ch <- prometheus.MustNewConstMetric(descBAs, counter, float64(n), r)
-	}
-	ch <- prometheus.MustNewConstMetric(descNATDetected, counter, float64(m.NATDetected))
 	if m.Role == node.RoleHA {
+		h := &m.HA
+		ch <- prometheus.MustNewConstMetric(descBAs, counter, float64(h.BAsSent), "sent")
+		ch <- prometheus.MustNewConstMetric(descBAs, counter, float64(h.BAsFailed), "failed")
+		ch <- prometheus.MustNewConstMetric(descNATDetected, counter, float64(h.NATDetected))
 		ch <- prometheus.MustNewConstMetric(descBindings, gauge, float64(m.Bindings))
 		for e, n := range m.BindingEvents {
 			ch <- prometheus.MustNewConstMetric(descBindingEvents, counter, float64(n), e)
 		}
-		ch <- prometheus.MustNewConstMetric(descBUAccepted, counter, float64(m.BUAccepted))
-		for r, n := range m.BURejected {
+		ch <- prometheus.MustNewConstMetric(descBUAccepted, counter, float64(h.BUAccepted))
+		for r, n := range h.BURejected {
 			ch <- prometheus.MustNewConstMetric(descBURejected, counter, float64(n), r)
 		}
-		ch <- prometheus.MustNewConstMetric(descBUBadCoA, counter, float64(m.BadCoA))
+		ch <- prometheus.MustNewConstMetric(descBUBadCoA, counter, float64(h.BadCoA))
+		ch <- prometheus.MustNewConstMetric(descSigReceived, counter, float64(h.Received))
+		ch <- prometheus.MustNewConstMetric(descSigDropped, counter, float64(h.RateLimited), "rate_limited")
+		ch <- prometheus.MustNewConstMetric(descSigDropped, counter, float64(h.QueueFull), "queue_full")
+		ch <- prometheus.MustNewConstMetric(descSigDropped, counter, float64(h.TooBig), "too_big")
+		ch <- prometheus.MustNewConstMetric(descMPSAnswered, counter, float64(h.MPSAnswered))
+		ch <- prometheus.MustNewConstMetric(descHomeLinkErrs, counter, float64(h.HomeLinkErrors))
+		ch <- prometheus.MustNewConstMetric(descDR1Failed, counter, float64(h.DR1Failed))
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(descBUSent, counter, float64(m.BUsSent))
-	ch <- prometheus.MustNewConstMetric(descHandovers, counter, float64(m.Handovers))
+	k := &m.MN
+	ch <- prometheus.MustNewConstMetric(descBAs, counter, float64(k.BAsAccepted), "accepted")
+	ch <- prometheus.MustNewConstMetric(descBAs, counter, float64(k.BAsRejected), "rejected")
+	ch <- prometheus.MustNewConstMetric(descBAs, counter, float64(k.BAsIgnored), "ignored")
+	ch <- prometheus.MustNewConstMetric(descNATDetected, counter, float64(m.NATDetected))
+	ch <- prometheus.MustNewConstMetric(descBUSent, counter, float64(k.BUsSent))
+	ch <- prometheus.MustNewConstMetric(descHandovers, counter, float64(k.Handovers))
 	ch <- prometheus.MustNewConstMetric(descLastHandover, gauge, m.LastHandover.Seconds())
-	ch <- prometheus.MustNewConstMetric(descKeepalives, counter, float64(m.Keepalives))
+	ch <- prometheus.MustNewConstMetric(descKeepalives, counter, float64(k.Keepalives))
 	ch <- prometheus.MustNewConstMetric(descRegistered, gauge, b(m.Registered))
 	ch <- prometheus.MustNewConstMetric(descNAT, gauge, b(m.NAT))
+	for _, c := range mnCounterList(m.MN) {
+		ch <- prometheus.MustNewConstMetric(descMNCounters, counter, float64(c.n), c.name)
+	}
 }
 
 // newMetricsHandler returns the /metrics handler for src, on a registry of
