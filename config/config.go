@@ -356,6 +356,57 @@ func (v *validator) underlay(r *rawUnderlay, u *node.UnderlayConfig) {
 	default:
 		v.errf("underlay.packet_socket", "%v is not a boolean; want true or false", x)
 	}
+	v.fwmark(r, u)
+}
+
+// fwmark reads underlay.fwmark and underlay.route_table: the underlay
+// sockets' SO_MARK and the policy routing around the TUN
+// (node.UnderlayConfig.FWMark).
+func (v *validator) fwmark(r *rawUnderlay, u *node.UnderlayConfig) {
+	u.FWMark, u.RouteTable = node.DefaultFWMark, node.DefaultRouteTable
+	const want = "want an integer 1..4294967295 (\"0x...\" for hex) or \"off\""
+	switch x := r.FWMark.(type) {
+	case nil:
+	case int64:
+		if x < 1 || x > math.MaxUint32 {
+			v.errf("underlay.fwmark", "%d: %s", x, want)
+		} else {
+			u.FWMark = uint32(x)
+		}
+	case string:
+		if strings.EqualFold(x, "off") {
+			u.FWMark = 0
+			break
+		}
+		n, err := strconv.ParseUint(x, 0, 32)
+		if err != nil || n == 0 {
+			v.errf("underlay.fwmark", "%q: %s", x, want)
+		} else {
+			u.FWMark = uint32(n)
+		}
+	default:
+		v.errf("underlay.fwmark", "%v: %s", x, want)
+	}
+	if r.RouteTable != nil {
+		if *r.RouteTable < 1 || *r.RouteTable > math.MaxUint32 {
+			v.errf("underlay.route_table", "%d: want a routing table number 1..%d", *r.RouteTable, uint32(math.MaxUint32-128))
+			return
+		}
+		u.RouteTable = uint32(*r.RouteTable)
+		if u.FWMark == 0 {
+			v.errf("underlay.route_table", "set, but underlay.fwmark = \"off\": the tables are only used with the mark")
+			return
+		}
+	}
+	// The tables RouteTable..RouteTable+128 (one per prefix length) must
+	// fit and miss the reserved ones (252 compat .. 255 local).
+	switch t := u.RouteTable; {
+	case u.FWMark == 0:
+	case t > math.MaxUint32-128:
+		v.errf("underlay.route_table", "%d: the tables %d..%d+128 (one per prefix length) do not fit; want at most %d", t, t, t, uint32(math.MaxUint32-128))
+	case t <= 255 && t+128 >= 252:
+		v.errf("underlay.route_table", "%d: the tables %d..%d (one per prefix length) include a reserved one (252 compat, 253 default, 254 main, 255 local); pick 256 or more", t, t, t+128)
+	}
 }
 
 func family(a netip.Addr) string {

@@ -22,7 +22,14 @@
 //	           packet_socket = true|false [false]: send raw ESP through
 //	           AF_PACKET (PACKET_QDISC_BYPASS), bypassing netfilter OUTPUT/
 //	           POSTROUTING, the egress qdisc and kernel fragmentation;
-//	           needs encap raw or both
+//	           needs encap raw or both,
+//	           fwmark = 4500 | "0x..." | "off" [4500]: SO_MARK of the
+//	           underlay sockets; the TUN routes then go into tables
+//	           route_table+L (L: prefix length) behind `not fwmark` and
+//	           `suppress_prefixlength` rules (wg-quick's scheme), so the
+//	           underlay's own packets never enter the TUN (a 0.0.0.0/0 or
+//	           ::/0 route on the TUN works); "off": routes in main,
+//	           route_table [4500] (tables route_table..route_table+128)
 //	[[peer]]   name, endpoint = "ip" | "ip:port" | "[ipv6]:port",
 //	           encap = "raw"|"udp" [underlay's], roaming [false],
 //	           roam_interval, keepalive, out_spis = [...], in_spis = [...]

@@ -78,6 +78,9 @@ type rawUnderlay struct {
 	// PacketSocket is `any` so that a value of the wrong type gets an
 	// error in the config's words, not go-toml's.
 	PacketSocket any `toml:"packet_socket"`
+	// FWMark: an integer, "0x..." or "off".
+	FWMark     any    `toml:"fwmark"`
+	RouteTable *int64 `toml:"route_table"`
 }
 
 type rawPeer struct {

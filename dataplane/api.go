@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"errors"
+	"net/netip"
 	"time"
 
 	"go.uber.org/zap"
@@ -150,6 +151,15 @@ type Config struct {
 	// control goroutine. 0 means DefaultDropLogInterval; negative turns
 	// them off.
 	DropLogInterval time.Duration
+	// UnderlayRemotes are outer destinations the underlay sends ESP to
+	// that neither a peer's endpoint nor an SA's tunnel remote names: the
+	// mobile node's home agent addresses (the mobility layer picks the
+	// outer form). With those they identify our own ESP read back from the
+	// TUN, a routing loop (DropLoop, loop.go).
+	UnderlayRemotes []netip.Addr
+	// UDPPort is the underlay's ESP-in-UDP port when it is not 4500
+	// (DropLoop); 0: none but 4500 and 4191.
+	UDPPort uint16
 }
 
 // Capture sees packets for debugging (the control socket's pcap). It is

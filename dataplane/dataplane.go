@@ -59,6 +59,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -129,6 +130,10 @@ type Dataplane struct {
 	// inPol is the copy of the inbound policies that inbound hits are
 	// counted against (inpolicy.go); nil: none.
 	inPol atomic.Pointer[inPolicies]
+	// remotes and udpPort are Config.UnderlayRemotes (unmapped) and
+	// Config.UDPPort, for the loop check (loop.go).
+	remotes []netip.Addr
+	udpPort uint16
 
 	work     chan *batch
 	readers  sync.WaitGroup // TUN reader, receive readers
@@ -171,6 +176,12 @@ func New(cfg Config) (*Dataplane, error) {
 
 		onPeerEndpoint: cfg.OnPeerEndpoint,
 		dropEvery:      cfg.DropLogInterval,
+		udpPort:        cfg.UDPPort,
+	}
+	for _, a := range cfg.UnderlayRemotes {
+		if a.IsValid() {
+			d.remotes = append(d.remotes, a.Unmap())
+		}
 	}
 	if d.dropEvery == 0 {
 		d.dropEvery = DefaultDropLogInterval

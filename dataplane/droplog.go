@@ -43,6 +43,7 @@ const (
 	kindReplay                     // esp.DropReplay (DropOpen)
 	kindSelector                   // esp.DropSelector (DropOpen)
 	kindDiscard                    // DropPolicyDiscard
+	kindLoop                       // DropLoop
 	numDropKinds
 	noKind = numDropKinds
 )
@@ -54,6 +55,8 @@ var dropKindInfo = [numDropKinds]struct{ reason, msg string }{
 	kindReplay:     {"replay", "ESP packet dropped: replayed or left of the anti-replay window"},
 	kindSelector:   {"selector", "ESP packet dropped: its inner packet is outside the SA's selectors"},
 	kindDiscard:    {"policy_discard", "outbound packet dropped: the SPD discards it"},
+	kindLoop: {"loop", "outbound packet dropped: it is our own ESP routed back into the TUN (a routing loop): a TUN route covers " +
+		"the address the underlay sends to; keep underlay.fwmark on (policy routing around the TUN) or route that address via the underlay link"},
 }
 
 // verdictKind is the warning kind of an inbound ESP verdict, noKind for
@@ -140,11 +143,14 @@ func (d *Dataplane) sampleESP(k dropKind, spi, seq uint32, src endpoint.Endpoint
 }
 
 // sampleDiscard samples an outbound packet the SPD discarded.
-func (d *Dataplane) sampleDiscard(buf *pkt.Buf) {
-	if s := d.claimSample(kindDiscard); s != nil {
+func (d *Dataplane) sampleDiscard(buf *pkt.Buf) { d.sampleOut(kindDiscard, buf) }
+
+// sampleOut samples an outbound packet dropped for kind k (its flow).
+func (d *Dataplane) sampleOut(k dropKind, buf *pkt.Buf) {
+	if s := d.claimSample(k); s != nil {
 		*s = dropSample{}
 		s.hasFlow = header.ParseFlow(buf.Bytes(), &s.flow)
-		d.publishSample(kindDiscard)
+		d.publishSample(k)
 	}
 }
 
@@ -186,7 +192,7 @@ func (d *Dataplane) warnDrop(k dropKind, s *dropSample, more int64) {
 	info := dropKindInfo[k]
 	fs := make([]zap.Field, 0, 10)
 	fs = append(fs, zap.String("reason", info.reason))
-	if k == kindDiscard {
+	if k == kindDiscard || k == kindLoop {
 		if s.hasFlow {
 			f := &s.flow
 			fs = append(fs, zap.Stringer("src", f.Src), zap.Stringer("dst", f.Dst), zap.Uint8("proto", f.Proto))

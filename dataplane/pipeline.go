@@ -415,11 +415,18 @@ func (d *Dataplane) sealBatch(b *batch) {
 			st.capture.Inner(buf.Bytes(), true)
 		}
 		sa, spi, r := d.policy(buf, &st.c)
+		if r == noDrop && d.looped(buf.Bytes(), sa, spi, st.peers) {
+			r = DropLoop
+		}
 		if r != noDrop {
 			st.drops[r]++
-			if r == DropPolicyDiscard {
+			switch r {
+			case DropPolicyDiscard:
 				st.warn[kindDiscard]++
 				d.sampleDiscard(buf)
+			case DropLoop:
+				st.warn[kindLoop]++
+				d.sampleOut(kindLoop, buf)
 			}
 			continue
 		}

@@ -87,6 +87,14 @@ const (
 	// Config.DropLogInterval). A policy that protects or bypasses such
 	// traffic still applies.
 	DropLinkLocal
+	// DropLoop: an outbound packet the SPD would seal that is our own
+	// ESP (IP protocol 50, or UDP 4500 / 4191 / the underlay's port) to
+	// the address this SA's packets go to: the kernel routed the
+	// underlay's packet back into the TUN (a TUN route covers the peer or
+	// the home agent, and the underlay's sockets are not kept out of the
+	// TUN by policy routing). Sealing it again would loop forever; it is
+	// dropped and warned about (loop.go).
+	DropLoop
 	// NumDropReasons is the number of drop reasons (the size of
 	// Stats.Drops).
 	NumDropReasons
@@ -114,6 +122,7 @@ var dropNames = [NumDropReasons]string{
 	DropUnprotected:      "unprotected",
 	DropDeliver:          "deliver",
 	DropLinkLocal:        "link_local",
+	DropLoop:             "loop",
 }
 
 // String returns the stable snake_case name, for metrics and logs.

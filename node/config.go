@@ -96,7 +96,32 @@ type UnderlayConfig struct {
 	// bypasses netfilter's OUTPUT and POSTROUTING hooks, the egress qdisc
 	// and kernel fragmentation (underlay.Config.PacketSocket). Needs Raw.
 	PacketSocket bool
+	// FWMark is the firewall mark (SO_MARK) of every underlay socket;
+	// with it the TUN's routes go into routing tables of their own
+	// (RouteTable+L for prefix length L) behind `ip rule not fwmark
+	// FWMark` and `suppress_prefixlength` rules, the wg-quick scheme
+	// (internal/netcfg/policyroute_linux.go): the underlay's own packets
+	// never enter the TUN, a full-tunnel 0.0.0.0/0 or ::/0 route
+	// included. 0: no mark, the routes go into the main table (and a
+	// TUN route covering a peer or the home agent loops, which the
+	// dataplane then drops as DropLoop). Only for the TUN and underlay
+	// Start opens itself (not an injected Device and Conn).
+	FWMark uint32
+	// RouteTable is the first of the routing tables (RouteTable ..
+	// RouteTable+128); 0 means DefaultRouteTable.
+	RouteTable uint32
 }
+
+// Defaults of the policy routing around the TUN (UnderlayConfig.FWMark).
+const (
+	// DefaultFWMark is 4500 (0x1194), after the ESP-in-UDP port
+	// (RFC 3948 §2.1), as wg-quick uses its port 51820.
+	DefaultFWMark = 4500
+	// DefaultRouteTable: the tables 4500..4628.
+	DefaultRouteTable = 4500
+	// RulePriority is the first priority of the rules (30000..30256).
+	RulePriority = 30000
+)
 
 // SAConfig is one SA. Params.InitialSeq of an outbound SA is raised to
 // its key's reservation (package seqstore).

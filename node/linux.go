@@ -1,29 +1,57 @@
 package node
 
 import (
+	"fmt"
 	"net/netip"
 
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/internal/netcfg"
 	"github.com/mipsec/mipsec/underlay"
 )
 
 // openLinuxIO creates and configures the TUN device and opens the
-// underlay sockets.
-func openLinuxIO(cfg *Config, log *zap.Logger) (tun.Device, dataplane.Underlay, error) {
+// underlay sockets. With Underlay.FWMark the TUN's routes go into their
+// own tables behind fwmark rules (netcfg.InstallPolicyRoutes), and the
+// returned PolicyRoutes must be removed at Close; on error nothing stays.
+//
+// Always, not only when a TUN route covers a peer or the home agent: a
+// roaming peer, a care-of address or a peer added at run time can move
+// into a TUN route at any time, and with the suppress_prefixlength rules
+// the unmarked traffic is routed exactly as from the main table.
+func openLinuxIO(cfg *Config, log *zap.Logger) (tun.Device, dataplane.Underlay, *netcfg.PolicyRoutes, error) {
 	dev, err := dataplane.CreateTUN(cfg.TUN.Name, cfg.TUN.MTU)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	name := cfg.TUN.Name
 	if n, err := dev.Name(); err == nil {
 		name = n
 	}
-	if err := dataplane.ConfigureTUN(name, cfg.TUN.Addresses, cfg.TUN.Routes, cfg.TUN.MTU); err != nil {
+	mainRoutes := cfg.TUN.Routes
+	if cfg.Underlay.FWMark != 0 {
+		mainRoutes = nil
+	}
+	if err := dataplane.ConfigureTUN(name, cfg.TUN.Addresses, mainRoutes, cfg.TUN.MTU); err != nil {
 		dev.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	var pr *netcfg.PolicyRoutes
+	if mark := cfg.Underlay.FWMark; mark != 0 {
+		table := cfg.Underlay.RouteTable
+		if table == 0 {
+			table = DefaultRouteTable
+		}
+		pr, err = netcfg.InstallPolicyRoutes(netcfg.PolicyRoutesConfig{TUN: name, Routes: cfg.TUN.Routes,
+			Mark: mark, Table: table, Priority: RulePriority})
+		if err != nil {
+			dev.Close()
+			return nil, nil, nil, err
+		}
+		log.Info("policy routing: the TUN's routes in their own tables, the underlay's marked packets routed by the main table",
+			zap.String("fwmark", fmt.Sprintf("%#x", mark)), zap.Uint32("table", table), zap.Int("rules", len(pr.Rules())))
 	}
 	log.Info("tun up", zap.String("tun", name), zap.Int("mtu", cfg.TUN.MTU),
 		zap.Stringers("addresses", cfg.TUN.Addresses), zap.Stringers("routes", cfg.TUN.Routes))
@@ -31,17 +59,20 @@ func openLinuxIO(cfg *Config, log *zap.Logger) (tun.Device, dataplane.Underlay, 
 	ul, err := underlay.New(uc)
 	if err != nil {
 		dev.Close()
-		return nil, nil, err
+		if rerr := pr.Remove(); rerr != nil {
+			log.Warn("policy routing cleanup", zap.Error(rerr))
+		}
+		return nil, nil, nil, err
 	}
 	logUnderlayOpen(log, cfg, uc)
-	return dev, ul, nil
+	return dev, ul, pr, nil
 }
 
 // underlayConfig is the underlay.Config of cfg's [underlay]
 // section and role: the sockets openLinuxIO opens.
 func underlayConfig(cfg *Config) underlay.Config {
 	uc := underlay.Config{IPv4: cfg.Underlay.Local4, IPv6: cfg.Underlay.Local6, UDPPort: cfg.Underlay.UDPPort,
-		PacketSocket: cfg.Underlay.PacketSocket}
+		PacketSocket: cfg.Underlay.PacketSocket, Mark: cfg.Underlay.FWMark}
 	switch {
 	case cfg.Underlay.Raw && cfg.Underlay.UDP:
 		uc.Mode = underlay.ModeBoth

@@ -15,12 +15,14 @@ package node
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/internal/netcfg"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/seqstore"
 	"github.com/mipsec/mipsec/spd"
@@ -42,6 +44,9 @@ type Node struct {
 	// ulStats are the underlay's own counters (nil when the underlay
 	// keeps none, as an injected one may).
 	ulStats *underlay.Stats
+	// routes are the policy routes and rules around the TUN
+	// (UnderlayConfig.FWMark), removed at Close; nil when none.
+	routes *netcfg.PolicyRoutes
 	// mob is the mobility layer (RoleHA or RoleMN), nil for a gateway.
 	mob     *mobility
 	started time.Time
@@ -137,7 +142,7 @@ func (n *Node) Start() error {
 			return errors.New("node: Device and Conn are injected together or not at all")
 		}
 		var err error
-		if dev, ul, err = openLinuxIO(&n.cfg, n.log); err != nil {
+		if dev, ul, n.routes, err = openLinuxIO(&n.cfg, n.log); err != nil {
 			return err
 		}
 	}
@@ -161,6 +166,7 @@ func (n *Node) Start() error {
 		TUN: dev, Underlay: ul, SAD: n.sadb, SPD: n.spdb, Peers: n.cfg.Peers,
 		Workers: n.cfg.Workers, Logger: n.log.Named("dataplane"), Hooks: hooks,
 		OnPeerEndpoint: n.onPeerEndpoint,
+		UDPPort:        n.cfg.Underlay.UDPPort, UnderlayRemotes: n.underlayRemotes(),
 	})
 	if err != nil {
 		dev.Close()
@@ -196,6 +202,15 @@ func (n *Node) Start() error {
 	return nil
 }
 
+// underlayRemotes are the outer destinations no peer and no SA names:
+// the mobile node's home agent (the loop check, dataplane.DropLoop).
+func (n *Node) underlayRemotes() []netip.Addr {
+	if n.cfg.Role != RoleMN {
+		return nil
+	}
+	return []netip.Addr{n.cfg.Mobility.HAAddress, n.cfg.Mobility.HAAddressV4}
+}
+
 // Close stops everything in reverse order and records the exact sequence
 // numbers. It is idempotent; subscribers' channels are closed.
 func (n *Node) Close() error {
@@ -210,6 +225,11 @@ func (n *Node) Close() error {
 		}
 		if n.dp != nil {
 			errs = append(errs, n.dp.Close())
+		}
+		// After the TUN is gone (its routes went with it): the rules, and
+		// the routes of a TUN a failed Start left open.
+		if err := n.routes.Remove(); err != nil {
+			errs = append(errs, fmt.Errorf("policy routing: %w", err))
 		}
 		n.res.Close()
 		n.sadb.Close() // SAs dead: their counters are final

@@ -14,6 +14,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -97,6 +98,12 @@ func checkConfig(path string, stdout, stderr io.Writer, probe stateProbe) int {
 	for _, w := range configWarnings(cfg, probe) {
 		fmt.Fprintln(stderr, "warning: "+w)
 	}
+	if cfg.Underlay.FWMark != 0 {
+		// Handled: said once, not as a warning.
+		for _, n := range routeLoopWarnings(cfg) {
+			fmt.Fprintln(stdout, "note: "+n)
+		}
+	}
 	role := ""
 	if cfg.Role != node.RoleGateway {
 		role = node.RoleName(cfg.Role) + ", "
@@ -164,6 +171,9 @@ func configWarnings(cfg *config.File, probe stateProbe) []string {
 		}
 	}
 	out = append(out, tunnelWarnings(cfg)...)
+	if cfg.Underlay.FWMark == 0 {
+		out = append(out, routeLoopWarnings(cfg)...)
+	}
 	for _, sa := range cfg.SAs {
 		if h := sa.Lifetime.Hard; !h.IsZero() {
 			out = append(out, fmt.Sprintf("%s (%s): a hard lifetime (%s) removes the SA when reached, and nothing rekeys manual SAs: its traffic then stops until a new SA replaces it (RFC 4301 §4.4.2.1)",
@@ -268,6 +278,65 @@ func tunnelWarnings(cfg *config.File) []string {
 			if slices.Contains(spis, p.SPI) && peer.Endpoint.Addr.Addr() != remote && !peer.Roaming {
 				out = append(out, fmt.Sprintf("%s: remote tunnel address %s is not the endpoint %s of its peer %q", s.Path, remote, peer.Endpoint.Addr.Addr(), peer.Name))
 			}
+		}
+	}
+	return out
+}
+
+// routeLoopWarnings says when a TUN route covers an address the underlay
+// sends ESP to (a peer's endpoint, an outbound SA's tunnel remote, the
+// home agent): without policy routing (underlay.fwmark = "off") the kernel
+// routes our own ESP back into the TUN, a warning; with underlay.fwmark
+// (the default) the daemon keeps it out (node.UnderlayConfig.FWMark), and
+// check says so in a note.
+func routeLoopWarnings(cfg *config.File) []string {
+	type target struct {
+		addr netip.Addr
+		what string
+	}
+	var ts []target
+	for _, p := range cfg.Peers {
+		if a := p.Endpoint.Addr.Addr().Unmap(); a.IsValid() {
+			ts = append(ts, target{a, fmt.Sprintf("the endpoint of peer %q", p.Name)})
+		}
+	}
+	for _, s := range cfg.SAs {
+		if s.Dir == sad.Outbound && s.Params.Mode == esp.Tunnel && s.Params.TunnelDst.IsValid() {
+			ts = append(ts, target{s.Params.TunnelDst.Unmap(), "the tunnel remote of " + s.Path})
+		}
+	}
+	if cfg.Role == node.RoleMN {
+		for _, a := range []netip.Addr{cfg.Mobility.HAAddress, cfg.Mobility.HAAddressV4} {
+			if a.IsValid() {
+				ts = append(ts, target{a.Unmap(), "the home agent (mobility.ha_address)"})
+			}
+		}
+	}
+	var out []string
+	seen := map[netip.Addr]bool{}
+	for _, t := range ts {
+		if seen[t.addr] {
+			continue
+		}
+		for _, r := range cfg.TUN.Routes {
+			if !r.Contains(t.addr) {
+				continue
+			}
+			seen[t.addr] = true
+			u := cfg.Underlay
+			if u.FWMark != 0 {
+				out = append(out, fmt.Sprintf("tun.routes: %s covers %s, %s: the underlay's ESP to it must not enter the TUN; "+
+					"mipsec run marks the underlay sockets (underlay.fwmark = %#x) and puts the TUN routes into tables %d..%d behind "+
+					"`ip rule not fwmark %#x` and `suppress_prefixlength` rules, so it leaves by the main table's route "+
+					"(which must exist: a default route or one via the underlay link)",
+					r, t.addr, t.what, u.FWMark, u.RouteTable, u.RouteTable+128, u.FWMark))
+			} else {
+				out = append(out, fmt.Sprintf("tun.routes: %s covers %s, %s, and underlay.fwmark = \"off\": the underlay's ESP to it "+
+					"is routed back into the TUN and loops (the dataplane drops it, drop reason \"loop\"); remove underlay.fwmark = \"off\" "+
+					"(policy routing around the TUN, as wg-quick does) or add a more specific route to %s via the underlay link",
+					r, t.addr, t.what, t.addr))
+			}
+			break
 		}
 	}
 	return out
