@@ -68,6 +68,9 @@ type pairOpts struct {
 	// dropLogInterval is both sides' Config.DropLogInterval.
 	logA, logB      *zap.Logger
 	dropLogInterval time.Duration
+	// remotesA, udpPortA: A's Config.UnderlayRemotes and UDPPort.
+	remotesA []netip.Addr
+	udpPortA uint16
 }
 
 type gateway struct {
@@ -153,7 +156,7 @@ func newPair(t testing.TB, o pairOpts) (a, b *gateway) {
 	var err error
 	a.d, err = dataplane.New(dataplane.Config{
 		TUN: a.tun, Underlay: ua, SAD: a.sad, SPD: a.spd, Workers: o.workers, Hooks: o.hooksA,
-		Logger: logA, DropLogInterval: o.dropLogInterval,
+		Logger: logA, DropLogInterval: o.dropLogInterval, UnderlayRemotes: o.remotesA, UDPPort: o.udpPortA,
 		Peers: []dataplane.PeerConfig{{
 			Name: "B", Endpoint: epB, OutSPIs: []uint32{spiAB4, spiAB6}, InSPIs: []uint32{spiBA4, spiBA6},
 			Keepalive: o.keepaliveA,

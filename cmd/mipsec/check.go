@@ -171,6 +171,7 @@ func configWarnings(cfg *config.File, probe stateProbe) []string {
 		}
 	}
 	out = append(out, tunnelWarnings(cfg)...)
+	out = append(out, dfWarnings(cfg)...)
 	if cfg.Underlay.FWMark == 0 {
 		out = append(out, routeLoopWarnings(cfg)...)
 	}
@@ -295,6 +296,13 @@ func routeLoopWarnings(cfg *config.File) []string {
 		what string
 	}
 	var ts []target
+	if cfg.Role == node.RoleMN {
+		for _, a := range []netip.Addr{cfg.Mobility.HAAddress, cfg.Mobility.HAAddressV4} {
+			if a.IsValid() {
+				ts = append(ts, target{a.Unmap(), "the home agent (mobility.ha_address)"})
+			}
+		}
+	}
 	for _, p := range cfg.Peers {
 		if a := p.Endpoint.Addr.Addr().Unmap(); a.IsValid() {
 			ts = append(ts, target{a, fmt.Sprintf("the endpoint of peer %q", p.Name)})
@@ -303,13 +311,6 @@ func routeLoopWarnings(cfg *config.File) []string {
 	for _, s := range cfg.SAs {
 		if s.Dir == sad.Outbound && s.Params.Mode == esp.Tunnel && s.Params.TunnelDst.IsValid() {
 			ts = append(ts, target{s.Params.TunnelDst.Unmap(), "the tunnel remote of " + s.Path})
-		}
-	}
-	if cfg.Role == node.RoleMN {
-		for _, a := range []netip.Addr{cfg.Mobility.HAAddress, cfg.Mobility.HAAddressV4} {
-			if a.IsValid() {
-				ts = append(ts, target{a.Unmap(), "the home agent (mobility.ha_address)"})
-			}
 		}
 	}
 	var out []string

@@ -161,3 +161,68 @@ func TestCheckCommandLine(t *testing.T) {
 		t.Errorf("run with a bad config: rc %d: %s", rc, errb.String())
 	}
 }
+
+// TestCheckRouteLoop: a TUN route covering the peer's endpoint (here
+// 0.0.0.0/0, a full tunnel) is a warning with underlay.fwmark = "off",
+// naming the fix, and a note on stdout with the default fwmark, which
+// says what run does about it; the shipped mobile node's home route that
+// covers its home agent is a note too.
+func TestCheckRouteLoop(t *testing.T) {
+	full := func(t *testing.T, extra string) string {
+		f := withStateDir(t, "../../testdata/gateway-a.toml", t.TempDir())
+		data, _ := os.ReadFile(f)
+		s := strings.Replace(string(data), `routes = ["192.0.2.128/25", "2001:db8:b::/48"]`, `routes = ["0.0.0.0/0", "::/0"]`, 1)
+		s = strings.Replace(s, "[underlay]\n", "[underlay]\n"+extra, 1)
+		os.WriteFile(f, []byte(s), 0o600)
+		return f
+	}
+	var out, errb bytes.Buffer
+	if rc := checkConfig(full(t, `fwmark = "off"`+"\n"), &out, &errb, fakeProbe(ext4Magic, nil)); rc != 0 {
+		t.Fatalf("rc %d: %s", rc, errb.String())
+	}
+	for _, w := range []string{`warning: tun.routes: 0.0.0.0/0 covers 203.0.113.1, the endpoint of peer "gateway-b"`,
+		"loops", `drop reason "loop"`, `remove underlay.fwmark = "off"`, "more specific route to 203.0.113.1"} {
+		if !strings.Contains(errb.String(), w) {
+			t.Errorf("stderr lacks %q:\n%s", w, errb.String())
+		}
+	}
+	if n := strings.Count(errb.String(), "tun.routes:"); n != 1 {
+		t.Errorf("%d route warnings (one per address), want 1:\n%s", n, errb.String())
+	}
+
+	out.Reset()
+	errb.Reset()
+	if rc := checkConfig(full(t, "fwmark = 0x51\nroute_table = 1000\n"), &out, &errb, fakeProbe(ext4Magic, nil)); rc != 0 {
+		t.Fatalf("rc %d: %s", rc, errb.String())
+	}
+	if strings.Contains(errb.String(), "tun.routes") {
+		t.Errorf("a warning with fwmark on:\n%s", errb.String())
+	}
+	for _, w := range []string{"note: tun.routes: 0.0.0.0/0 covers 203.0.113.1", "underlay.fwmark = 0x51", "tables 1000..1128", "ip rule not fwmark 0x51"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("stdout lacks %q:\n%s", w, out.String())
+		}
+	}
+
+	out.Reset()
+	errb.Reset()
+	if rc := checkConfig(withStateDir(t, "../../testdata/mn.toml", t.TempDir()), &out, &errb, fakeProbe(ext4Magic, nil)); rc != 0 {
+		t.Fatalf("rc %d: %s", rc, errb.String())
+	}
+	if !strings.Contains(out.String(), "note: tun.routes: 2001:db8:1::/64 covers 2001:db8:1::1, the home agent") {
+		t.Errorf("mn: no note about the home agent:\n%s", out.String())
+	}
+
+	// Bad values.
+	for _, tt := range []struct{ extra, want string }{
+		{"fwmark = 0\n", "underlay.fwmark"},
+		{`fwmark = "x"` + "\n", "underlay.fwmark"},
+		{"route_table = 200\n", "reserved"},
+		{"fwmark = \"off\"\nroute_table = 1000\n", "only used with the mark"},
+	} {
+		errb.Reset()
+		if rc := checkConfig(full(t, tt.extra), &out, &errb, fakeProbe(ext4Magic, nil)); rc != 1 || !strings.Contains(errb.String(), tt.want) {
+			t.Errorf("%q: rc %d, stderr %s", tt.extra, rc, errb.String())
+		}
+	}
+}

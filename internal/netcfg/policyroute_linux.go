@@ -66,7 +66,7 @@ const (
 	// MaxPolicyRulePriority is the last priority the rules may take:
 	// the main table's rule is 32766.
 	MaxPolicyRulePriority = 32765
-	policySpan            = 2*128 + 1
+	policySpan            = 2 * 129 // priorities Priority..Priority+257
 )
 
 // CheckPolicyRoutes says what is wrong with mark, table and priority, nil
@@ -79,8 +79,8 @@ func CheckPolicyRoutes(mark, table uint32, priority int) error {
 		return fmt.Errorf("netcfg: routing table %d: want 1..%d (the tables %d..%d+128)", table, uint32(0xffffffff-128), table, table)
 	case table <= unix.RT_TABLE_LOCAL && table+128 >= unix.RT_TABLE_COMPAT:
 		return fmt.Errorf("netcfg: routing tables %d..%d include a reserved one (252 compat, 253 default, 254 main, 255 local)", table, table+128)
-	case priority < 1 || priority+policySpan > MaxPolicyRulePriority:
-		return fmt.Errorf("netcfg: rule priority %d: want 1..%d (the rules take %d priorities before main's 32766)", priority, MaxPolicyRulePriority-policySpan, policySpan)
+	case priority < 1 || priority+policySpan-1 > MaxPolicyRulePriority:
+		return fmt.Errorf("netcfg: rule priority %d: want 1..%d (the rules take %d priorities before main's 32766)", priority, MaxPolicyRulePriority-policySpan+1, policySpan)
 	}
 	return nil
 }
