@@ -40,7 +40,7 @@
 //	           enc_key_file / auth_key_file (hex text, mode 0600 or stricter,
 //	           owned by root or the daemon's user; relative to the config),
 //	           esn [false], replay_window [1024] (in only), no_replay (in only),
-//	           hop_limit [64], df = "copy"|"set"|"clear" [copy],
+//	           hop_limit [64], df = "copy"|"set"|"clear" [copy] (see DF),
 //	           lifetime = { soft = { bytes, packets, time }, hard = { ... } },
 //	           selectors = [ selector, ... ] (at least one)
 //	[[policy]] (ordered, first match wins) name, dir, action =
@@ -51,6 +51,20 @@
 //	           "any", "opaque"; tcp/udp/sctp), icmp_type, icmp_code,
 //	           local_icmp_type/_code, remote_icmp_type/_code (icmp, ipv6-icmp),
 //	           mh_type, local_mh_type, remote_mh_type (mh)
+//
+// DF: df is the outer IPv4 header's Don't Fragment bit of a tunnel-mode SA
+// with IPv4 local and remote (RFC 4301 §8.1): "copy" takes it from an IPv4
+// inner packet and clears it for an IPv6 one, "set" and "clear" fix it. It
+// is what the wire shows on every send path (raw ESP, ESP in UDP with or
+// without GSO, underlay.packet_socket). A packet with DF that exceeds the
+// path MTU is dropped by the sender, not fragmented, and no ICMP Packet
+// Too Big goes back to the inner source: keep the TUN MTU small enough, or
+// use "clear". df has no effect in transport mode or with IPv6 local and
+// remote (IPv6 has no DF bit); the home agent's and mobile node's IPv6
+// SAs sent to an IPv4 care-of address get an IPv4 header with DF set
+// (ARCHITECTURE.md DR-8). Over ESP in UDP, "clear" needs CAP_NET_RAW (the
+// packets leave header-included); without it they leave with DF set.
+// mipsec check says when a df setting has no effect.
 //
 // "local" is always this gateway's side: the protected source of outbound
 // traffic and destination of inbound traffic (RFC 4301 §4.4.1.1), and our

@@ -35,10 +35,16 @@ func (p Params) normalize() (Params, error) {
 		return bad("algorithm %v", p.Algorithm)
 	}
 	if n := p.Algorithm.EncKeyLen(); len(p.EncKey) != n {
-		return bad("%v needs a %d-byte encryption key (incl. any salt), got %d", p.Algorithm, n, len(p.EncKey))
+		if n == 0 {
+			return bad("%v takes no enc_key (NULL encryption, RFC 2410), got %d bytes", p.Algorithm, len(p.EncKey))
+		}
+		return bad("%v needs a %d-byte enc_key (incl. any salt), got %d", p.Algorithm, n, len(p.EncKey))
 	}
 	if n := p.Algorithm.AuthKeyLen(); len(p.AuthKey) != n {
-		return bad("%v needs a %d-byte integrity key, got %d (RFC 4868 §2.1.1, RFC 2404 §3)", p.Algorithm, n, len(p.AuthKey))
+		if n == 0 {
+			return bad("%v takes no auth_key (combined mode: the enc_key also protects integrity), got %d bytes", p.Algorithm, len(p.AuthKey))
+		}
+		return bad("%v needs a %d-byte auth_key, got %d (RFC 4868 §2.1.1, RFC 2404 §3)", p.Algorithm, n, len(p.AuthKey))
 	}
 	switch p.Mode {
 	case Transport:

@@ -25,13 +25,23 @@ func (m Mode) String() string {
 }
 
 // DF says how the IPv4 outer header's Don't Fragment bit is set in tunnel
-// mode (RFC 4301 §8.1).
+// mode (RFC 4301 §8.1), for an SA whose tunnel endpoints are IPv4. Seal
+// writes it into the outer header, and mipsec's Linux underlay puts the
+// same bit on the wire on every IPv4 send path (raw ESP, ESP in UDP with
+// or without GSO, AF_PACKET; underlay/outer.go frontDF). A packet with DF
+// longer than the path MTU is dropped by the sending kernel (EMSGSIZE),
+// never fragmented, and mipsec sends no ICMP Packet Too Big to the inner
+// source: keep the TUN MTU within the path MTU less the ESP overhead, or
+// use DFClear. Ignored in transport mode and for IPv6 tunnel endpoints (an
+// IPv6 header has no DF bit): when the mobility layer sends the packets of
+// an IPv6-endpoint SA to an IPv4 care-of address (ARCHITECTURE.md DR-8),
+// the IPv4 header has DF set.
 type DF uint8
 
 const (
 	DFCopy  DF = iota // copy from an IPv4 inner header, clear for IPv6 inner (default)
 	DFSet             // always set
-	DFClear           // always clear
+	DFClear           // always clear: routers may fragment the outer packet
 )
 
 // Replay window sizes (RFC 4303 §3.4.3: at least 32 MUST be supported).

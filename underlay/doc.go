@@ -18,7 +18,9 @@
 //   - mmsg_linux.go: recvmmsg without allocations.
 //   - outer.go: WriteOuterHeader, the normalised outer header left in front
 //     of raw ESP (transport mode needs it, RFC 4303 §3.4.4.2); test fakes
-//     (dataplane/underlaytest) use it too.
+//     (dataplane/underlaytest) use it too. frontDF: the outer IPv4 DF bit
+//     every send path writes is the SA's (RFC 4301 §8.1), read from the
+//     header the dataplane left in front of ESP.
 //
 // Nothing on the packet path allocates, locks or logs; the counters (Stats)
 // are atomics added once per batch.

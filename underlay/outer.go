@@ -42,3 +42,30 @@ func WriteOuterHeader(b *pkt.Buf, src, dst netip.Addr) bool {
 	})
 	return true
 }
+
+// frontDF is the Don't Fragment bit an IPv4 outer header on the wire gets
+// for the ESP packet b.Bytes() (RFC 4301 §8.1): the one the SA decided.
+// The dataplane cuts a sealed packet in front of ESP and leaves the header
+// it cut off in the headroom (dataplane/pipeline.go finishSeal): in tunnel
+// mode the outer header the SA built, whose DF esp set per Params.DF (copy,
+// set, clear; esp/sa.go), in transport mode the packet's own header. So
+// when the 20 bytes in front of ESP are an IPv4 header (IHL 5, protocol 50,
+// total length 20+b.Len()), its DF bit is the answer. Anything else in
+// front says nothing about DF and gets DF set: an IPv6 header (an SA whose
+// tunnel endpoints are IPv6, such as the HA <-> HoA template that the
+// mobility layer sends to an IPv4 care-of address, ARCHITECTURE.md DR-8;
+// RFC 4301 §8.1 has no DF rule for it), an IPv4 header with options, or
+// headroom that holds no header at all. DF set is also what the mobility
+// layer's own IPv4 headers carry (mip6/tunnel.go).
+func frontDF(b *pkt.Buf) bool {
+	off := b.Off() - header.IPv4MinHeaderLen
+	if off < 0 {
+		return true
+	}
+	h := b.B[off:b.Off()]
+	if h[0] != header.IPv4Version<<4|header.IPv4MinHeaderLen/4 || h[9] != header.ProtoESP ||
+		int(h[2])<<8|int(h[3]) != header.IPv4MinHeaderLen+b.Len() {
+		return true
+	}
+	return h[6]&byte(header.IPv4FlagDF>>8) != 0
+}

@@ -113,6 +113,9 @@ type nextHop struct {
 	// Payload Length zero.
 	hdr     [header.IPv6HeaderLen]byte
 	partial uint16
+	// partialNoDF is the PartialChecksum of the IPv4 template with DF
+	// clear (flags 0).
+	partialNoDF uint16
 }
 
 // pktSock is the AF_PACKET socket and its next-hop cache.
@@ -129,7 +132,8 @@ type pktSock struct {
 	negTTL     time.Duration // pktNegTTL
 
 	gen   atomic.Uint64
-	blind atomic.Bool // an event subscription died: do not trust the cache
+	blind atomic.Bool   // an event subscription died: do not trust the cache
+	ids   atomic.Uint32 // IPv4 Identification of DF-clear packets (send)
 	hops  atomic.Pointer[map[netip.Addr]*nextHop]
 
 	mu       sync.Mutex // serialises resolve and Close's teardown of nl
@@ -512,13 +516,19 @@ func (p *pktSock) query(dst netip.Addr) *nextHop {
 		h.hlen = header.IPv4MinHeaderLen
 		h.sll.Protocol = netOrder16(unix.ETH_P_IP)
 		// RFC 6864 §4.1: in an atomic datagram (DF set, not a fragment)
-		// the ID has no meaning and may be any value: ID 0. DF: a packet
-		// longer than the MTU takes the kernel path (fragmentation).
+		// the ID has no meaning and may be any value: ID 0. The template
+		// has DF; send clears it (and sets an ID) where the SA says so. A
+		// packet longer than the MTU takes the kernel path (a DF-clear one
+		// is fragmented there).
 		ip := header.IPv4(h.hdr[:header.IPv4MinHeaderLen])
 		ip.Encode(&header.IPv4Fields{
 			Flags: header.IPv4FlagDF, TTL: pktHopLimit, Protocol: header.ProtoESP, Src: src, Dst: dst,
 		})
 		h.partial = ip.PartialChecksum()
+		var noDF [header.IPv4MinHeaderLen]byte
+		copy(noDF[:], h.hdr[:header.IPv4MinHeaderLen])
+		noDF[6] = 0
+		h.partialNoDF = header.IPv4(noDF[:]).PartialChecksum()
 	} else {
 		h.hlen = header.IPv6HeaderLen
 		h.sll.Protocol = netOrder16(unix.ETH_P_IPV6)
@@ -607,8 +617,12 @@ func (p *pktSock) flush(c *pktScratch) error {
 
 // send sends a run of raw ESP packets (one socket, at most one batch):
 // those whose next hop is resolved through the AF_PACKET socket, the
-// others through the raw socket s (u.sendRun), in order.
-func (p *pktSock) send(u *Linux, s *usock, st *sendState, bufs []*pkt.Buf, eps []endpoint.Endpoint) error {
+// others the way they go without it (u.send: the raw socket, or for DF
+// set over IPv4 header-included), in order. An IPv4 header gets the DF bit
+// the SA decided (frontDF); a DF-clear one a fresh Identification (RFC
+// 6864 §4.1: a datagram that may be fragmented needs one), from a counter
+// of this socket.
+func (p *pktSock) send(u *Linux, ss *socketSet, st *sendState, bufs []*pkt.Buf, eps []endpoint.Endpoint) error {
 	if st.pk == nil {
 		st.pk = newPktScratch(len(st.msgs))
 	}
@@ -617,7 +631,8 @@ func (p *pktSock) send(u *Linux, s *usock, st *sendState, bufs []*pkt.Buf, eps [
 	var first error
 	var last netip.Addr
 	var lastHop *nextHop
-	slow := -1 // start of the pending fallback packets, or -1
+	slow := -1          // start of the pending fallback packets, or -1
+	var ids, idn uint32 // IDs reserved for DF-clear packets: ids, ids+1, ... idn left
 	for i, b := range bufs {
 		dst := eps[i].Addr.Addr().Unmap()
 		var h *nextHop
@@ -642,16 +657,29 @@ func (p *pktSock) send(u *Linux, s *usock, st *sendState, bufs []*pkt.Buf, eps [
 			continue
 		}
 		if slow >= 0 {
-			keepFirst(&first, u.sendRun(s, st, bufs[slow:i], eps[slow:i]))
+			keepFirst(&first, u.send(ss, st, bufs[slow:i], eps[slow:i], false))
 			p.stats.TxPacketSocketFallback.Add(uint64(i - slow))
 			slow = -1
 		}
 		off := b.Off() - h.hlen
 		hdr := b.B[off:b.Off()]
-		copy(hdr, h.hdr[:h.hlen])
 		if h.hlen == header.IPv4MinHeaderLen {
-			header.IPv4(hdr).EncodePartial(h.partial, h.hlen+n, 0)
+			if frontDF(b) { // before the copy overwrites what it reads
+				copy(hdr, h.hdr[:h.hlen])
+				header.IPv4(hdr).EncodePartial(h.partial, h.hlen+n, 0)
+			} else {
+				if idn == 0 {
+					idn = uint32(len(bufs) - i)
+					ids = p.ids.Add(idn) - idn
+				}
+				copy(hdr, h.hdr[:h.hlen])
+				hdr[6] = 0 // flags: DF clear
+				header.IPv4(hdr).EncodePartial(h.partialNoDF, h.hlen+n, uint16(ids))
+				ids++
+				idn--
+			}
 		} else {
+			copy(hdr, h.hdr[:h.hlen])
 			header.IPv6(hdr).SetPayloadLen(n)
 		}
 		k := c.n
@@ -667,7 +695,7 @@ func (p *pktSock) send(u *Linux, s *usock, st *sendState, bufs []*pkt.Buf, eps [
 	}
 	keepFirst(&first, p.flush(c))
 	if slow >= 0 {
-		keepFirst(&first, u.sendRun(s, st, bufs[slow:], eps[slow:]))
+		keepFirst(&first, u.send(ss, st, bufs[slow:], eps[slow:], false))
 		p.stats.TxPacketSocketFallback.Add(uint64(len(bufs) - slow))
 	}
 	if errors.Is(first, net.ErrClosed) {

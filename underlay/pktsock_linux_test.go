@@ -27,6 +27,9 @@ type pktPair struct {
 	ua, ub *Linux
 	fns    []ReceiveFunc // b: raw4, raw6 (then udp4, udp6)
 	pk     *pktSock
+	// dfClear: sendCheck's packets carry a DF-clear IPv4 header in front
+	// (the SA said clear), else none (DF set, frontDF).
+	dfClear bool
 }
 
 func newPktPair(t *testing.T, mode Mode, ttl time.Duration) *pktPair {
@@ -127,6 +130,9 @@ func (p *pktPair) sendCheck(t *testing.T, dst netip.Addr, pkts [][]byte) {
 		eps[i] = rawEP(dst)
 	}
 	bufs := bufsOf(pkts)
+	if p.dfClear {
+		setFrontDF(bufs, false)
+	}
 	if err := p.ua.Send(bufs, eps); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
@@ -360,6 +366,9 @@ func TestPacketSocketNoRoute(t *testing.T) {
 // too: raw sockets fragment locally), between AF_PACKET ones, in order.
 func TestPacketSocketMTU(t *testing.T) {
 	p := newPktPair(t, ModeRaw, time.Hour)
+	// The SA said DF clear: what exceeds the MTU is fragmented (with DF
+	// it could not leave; TestDFOnTheWire).
+	p.dfClear = true
 	for _, x := range []struct {
 		ns   *testNS
 		link netlink.Link

@@ -55,12 +55,20 @@ package underlay
 //
 // PacketSocket (pktsock_linux.go): raw ESP goes out through an AF_PACKET
 // SOCK_DGRAM socket with PACKET_QDISC_BYPASS (packet(7)): the outer IPv4
-// (DF, ID 0: RFC 6864 atomic datagrams) or IPv6 header is written into each
+// (DF as the SA decided; with DF ID 0, RFC 6864 atomic datagrams) or IPv6
+// header is written into each
 // Buf's headroom, in front of the ESP packet, and one sendmmsg carries a
 // sockaddr_ll (interface, next hop's MAC) per message, from a next-hop
 // cache fed by netlink (route, neighbour, link tables; invalidated by their
 // events). Packets it cannot send that way (next hop unresolved, longer
 // than the MTU) take the raw socket, in order.
+//
+// DF (RFC 4301 §8.1): the outer IPv4 header's DF bit is the one the SA
+// decided, read from the header the dataplane's cut leaves in front of ESP
+// (frontDF, outer.go); the raw ESP socket sends DF clear, the UDP socket
+// DF set (GSO included), and the other setting of each leaves through the
+// header-included socket with the header written here (route). IPv6 has
+// no DF bit.
 //
 // UDP checksums (RFC 3948 §2.1): over IPv4 the sender SHOULD send a zero
 // checksum and the receiver MUST NOT depend on it being zero. The kernel
@@ -513,10 +521,18 @@ func (u *Linux) Open() ([]ReceiveFunc, error) {
 	}
 	if u.cfg.DSMIPv6 || u.cfg.ExtHeaders {
 		wants = append(wants, u.headerIncludedWants()...)
+	} else if u.cfg.IPv4.IsValid() {
+		// IPv4 ESP of one DF setting leaves header-included (route).
+		// Raw ESP needs CAP_NET_RAW anyway; ESP in UDP does without it,
+		// and then its DF-clear packets leave with DF.
+		wants = append(wants, sockWant{sockHdr4, netip.IPv4Unspecified()})
 	}
 	var fns []ReceiveFunc
 	for _, w := range wants {
 		s, err := u.listen(w.kind, w.addr)
+		if err != nil && w.kind == sockHdr4 && u.cfg.Mode&ModeRaw == 0 && !u.cfg.DSMIPv6 && !u.cfg.ExtHeaders {
+			continue // only for DF-clear ESP in UDP: route copes
+		}
 		if err != nil && w.addr.IsUnspecified() && errors.Is(err, unix.EAFNOSUPPORT) {
 			// A wildcard of a family the kernel lacks (ipv6.disable=1):
 			// skip it, as wireguard-go does.
@@ -601,6 +617,18 @@ func (u *Linux) listen(k sockKind, addr netip.Addr) (*usock, error) {
 	// The destination of a raw IPv6 packet is not in msg_name: a socket
 	// bound to :: asks for IPV6_PKTINFO (one control message per packet).
 	wantPktinfo := (k == sockRaw6 || k == sockDst6 || k == sockRt6) && addr.IsUnspecified()
+	// The IPv4 ESP sockets write the DF bit the SA decided (route): the
+	// raw one sends the DF-clear packets (the kernel fragments them where
+	// needed), the UDP one the DF-set packets, GSO batches included (a
+	// segment longer than the path MTU fails with EMSGSIZE instead of
+	// being fragmented). ip(7) IP_MTU_DISCOVER.
+	pmtu := -1
+	switch k {
+	case sockRaw4:
+		pmtu = unix.IP_PMTUDISC_DONT
+	case sockUDP4:
+		pmtu = unix.IP_PMTUDISC_DO
+	}
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -612,6 +640,12 @@ func (u *Linux) listen(k sockKind, addr netip.Addr) (*usock, error) {
 			if mark != 0 {
 				if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
 					serr = os.NewSyscallError("setsockopt SO_MARK", err)
+					return
+				}
+			}
+			if pmtu >= 0 {
+				if err := unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, pmtu); err != nil {
+					serr = os.NewSyscallError("setsockopt IP_MTU_DISCOVER", err)
 					return
 				}
 			}
@@ -1194,6 +1228,8 @@ func (st *sendState) addr(i int, raw bool, ap netip.AddrPort) net.Addr {
 // EncapIP packets go out header-included; when the header-included sockets
 // are not open yet (neither DSMIPv6 nor ExtHeaders), the first EncapIP
 // Send opens them, in the calling thread's network namespace.
+// Over IPv4, the outer header's DF bit is the one the SA decided (frontDF,
+// outer.go): see route for which socket carries which.
 func (u *Linux) Send(bufs []*pkt.Buf, eps []endpoint.Endpoint) error {
 	if len(eps) < len(bufs) {
 		return fmt.Errorf("underlay: Send: %d endpoints for %d packets", len(eps), len(bufs))
@@ -1204,29 +1240,35 @@ func (u *Linux) Send(bufs []*pkt.Buf, eps []endpoint.Endpoint) error {
 	}
 	st := u.pool.Get().(*sendState)
 	defer u.pool.Put(st)
+	return u.send(ss, st, bufs, eps, true)
+}
+
+// send sends bufs in runs of consecutive packets that take the same route
+// (at most one batch each); viaPkt false keeps them off the AF_PACKET
+// socket (its fallback).
+func (u *Linux) send(ss *socketSet, st *sendState, bufs []*pkt.Buf, eps []endpoint.Endpoint, viaPkt bool) error {
 	batch := len(st.msgs)
 	var first error
 	for i := 0; i < len(bufs); {
-		s := ss.forEndpoint(eps[i])
-		if s == nil && eps[i].Encap == endpoint.EncapIP {
-			var err error
-			if ss, err = u.openHeaderIncluded(); err != nil {
-				return err
-			}
-			s = ss.forEndpoint(eps[i])
+		r, err := u.route(&ss, bufs[i], eps[i], viaPkt)
+		if err != nil {
+			return err
 		}
 		j := i + 1
-		for j < len(bufs) && j-i < batch && ss.forEndpoint(eps[j]) == s {
+		for j < len(bufs) && j-i < batch {
+			if rj, err := u.route(&ss, bufs[j], eps[j], viaPkt); err != nil || rj != r {
+				break
+			}
 			j++
 		}
-		var err error
-		if s == nil {
+		switch {
+		case r.s == nil:
 			err = ErrNoSocket
-		} else if ss.pkt != nil && s.kind.raw() {
-			err = ss.pkt.send(u, s, st, bufs[i:j], eps[i:j])
-		} else {
-			err = u.sendRun(s, st, bufs[i:j], eps[i:j])
-			if err == nil && s.kind.hdrIncl() {
+		case r.pkt:
+			err = ss.pkt.send(u, ss, st, bufs[i:j], eps[i:j])
+		default:
+			err = u.sendRun(r, st, bufs[i:j], eps[i:j])
+			if err == nil && r.s.kind.hdrIncl() && r.wrap == wrapNone {
 				u.stats.TxHeaderIncluded.Add(uint64(j - i))
 			}
 		}
@@ -1236,6 +1278,121 @@ func (u *Linux) Send(bufs []*pkt.Buf, eps []endpoint.Endpoint) error {
 		i = j
 	}
 	return first
+}
+
+// wrapKind is the header the underlay writes in front of an ESP packet
+// that leaves through the header-included IPv4 socket (sockHdr4).
+type wrapKind uint8
+
+const (
+	wrapNone wrapKind = iota
+	// wrapESP4: IPv4 with DF set, protocol 50 (raw ESP, RFC 4303).
+	wrapESP4
+	// wrapUDP4: IPv4 with DF clear, protocol 17, and a UDP header from
+	// UDPPort (ESP in UDP, RFC 3948 §2.1).
+	wrapUDP4
+)
+
+// route is how one packet leaves: the socket, the header the underlay
+// writes for it (header-included sockets), or the AF_PACKET path.
+type route struct {
+	s    *usock
+	wrap wrapKind
+	pkt  bool
+}
+
+// route picks the way out for b to ep (s nil: no socket for it). A socket
+// writes one DF setting into the IPv4 headers the kernel builds (ip(7)
+// IP_MTU_DISCOVER), while the SA decides DF per packet (frontDF), so over
+// IPv4 the packets of the other setting leave header-included with the
+// header written here:
+//
+//   - raw ESP: DF clear through the raw ESP socket (IP_PMTUDISC_DONT: the
+//     kernel fragments what exceeds the path MTU); DF set header-included
+//     (wrapESP4; the kernel never fragments a header-included packet with
+//     DF: longer than the path MTU it is dropped, EMSGSIZE).
+//   - ESP in UDP: DF set through the UDP socket (IP_PMTUDISC_DO; GSO
+//     batches carry DF on every segment); DF clear header-included with a
+//     UDP header whose checksum is zero (wrapUDP4; RFC 3948 §2.1: over
+//     IPv4 the sender SHOULD send zero), one packet per message (no GSO).
+//     The header-included socket needs CAP_NET_RAW: where Open cannot
+//     open it, DF-clear UDP packets leave through the UDP socket with DF
+//     set.
+//   - With PacketSocket, raw ESP takes the AF_PACKET socket (which writes
+//     either DF, pktsock_linux.go) and falls back to the above.
+//
+// A header-included packet longer than the outgoing device's MTU is
+// refused by the kernel (raw(7): no fragmentation of header-included
+// packets beyond it), DF or not; the TUN MTU leaves room for the outer
+// header (ARCHITECTURE.md DR-8), so sealed packets stay below it. IPv6
+// headers have no DF bit (RFC 8200 §5: only the source fragments): the
+// IPv6 sockets are as they were.
+func (u *Linux) route(ssp **socketSet, b *pkt.Buf, ep endpoint.Endpoint, viaPkt bool) (route, error) {
+	ss := *ssp
+	s := ss.forEndpoint(ep)
+	if s == nil {
+		if ep.Encap != endpoint.EncapIP {
+			return route{}, nil
+		}
+		var err error
+		if ss, err = u.openHeaderIncluded(); err != nil {
+			return route{}, err
+		}
+		*ssp = ss
+		return route{s: ss.forEndpoint(ep)}, nil
+	}
+	if viaPkt && ss.pkt != nil && s.kind.raw() {
+		return route{s: s, pkt: true}, nil
+	}
+	switch s.kind {
+	case sockRaw4:
+		if !frontDF(b) || b.Off() < header.IPv4MinHeaderLen {
+			return route{s: s}, nil
+		}
+		if h := ss.s[sockHdr4]; h != nil {
+			return route{s: h, wrap: wrapESP4}, nil
+		}
+	case sockUDP4:
+		if frontDF(b) || b.Off() < ipv4UDPHeaderLen || b.Len() > maxIPv4UDPPayload {
+			return route{s: s}, nil
+		}
+		if h := ss.s[sockHdr4]; h != nil {
+			return route{s: h, wrap: wrapUDP4}, nil
+		}
+	}
+	return route{s: s}, nil
+}
+
+// ipv4UDPHeaderLen is what wrapUDP4 writes in front of ESP.
+const ipv4UDPHeaderLen = header.IPv4MinHeaderLen + header.UDPHeaderLen
+
+// wrapped writes the header of w in front of b.Bytes() (route checked the
+// headroom) and returns the datagram to send. The source is the bound
+// IPv4 address, 0.0.0.0 when it is unspecified: the kernel fills it in
+// then, as it does a zero Identification (raw(7); a DF-clear packet needs
+// a real one, RFC 6864 §4.1), and the checksum. TTL as pktHopLimit, TOS 0,
+// as the kernel writes them on the raw ESP and UDP sockets.
+func (u *Linux) wrapped(b *pkt.Buf, w wrapKind, to netip.AddrPort) []byte {
+	n := b.Len()
+	f := header.IPv4Fields{TTL: pktHopLimit, Src: u.cfg.IPv4, Dst: to.Addr().Unmap()}
+	var off int
+	switch w {
+	case wrapESP4:
+		off = b.Off() - header.IPv4MinHeaderLen
+		f.TotalLen, f.Flags, f.Protocol = uint16(header.IPv4MinHeaderLen+n), header.IPv4FlagDF, header.ProtoESP
+	case wrapUDP4:
+		off = b.Off() - ipv4UDPHeaderLen
+		f.TotalLen, f.Protocol = uint16(ipv4UDPHeaderLen+n), header.ProtoUDP
+		udp := header.UDP(b.B[off+header.IPv4MinHeaderLen : b.Off()])
+		udp.SetSrcPort(u.cfg.UDPPort)
+		udp.SetDstPort(to.Port())
+		udp.SetLength(header.UDPHeaderLen + n)
+		udp.SetChecksum(0)
+	default:
+		return b.Bytes()
+	}
+	header.IPv4(b.B[off : off+header.IPv4MinHeaderLen]).Encode(&f)
+	return b.B[off:b.End()]
 }
 
 // openHeaderIncluded opens the header-included send sockets (EncapIP) of
@@ -1264,8 +1421,10 @@ func (u *Linux) openHeaderIncluded() (*socketSet, error) {
 	return &nss, nil
 }
 
-// sendRun sends up to one batch of packets through one socket.
-func (u *Linux) sendRun(s *usock, st *sendState, bufs []*pkt.Buf, eps []endpoint.Endpoint) error {
+// sendRun sends up to one batch of packets through one socket (r.s),
+// writing r.wrap's header in front of each.
+func (u *Linux) sendRun(r route, st *sendState, bufs []*pkt.Buf, eps []endpoint.Endpoint) error {
+	s := r.s
 	gso := s.gso.Load()
 	var nmsg int
 	if gso {
@@ -1273,7 +1432,7 @@ func (u *Linux) sendRun(s *usock, st *sendState, bufs []*pkt.Buf, eps []endpoint
 	} else {
 		raw := s.kind.ipAddr()
 		for i, b := range bufs {
-			st.iov[i] = b.Bytes()
+			st.iov[i] = u.wrapped(b, r.wrap, eps[i].Addr)
 			m := &st.msgs[i]
 			m.Buffers = st.iov[i : i+1]
 			m.Addr = st.addr(i, raw, eps[i].Addr)
