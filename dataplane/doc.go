@@ -20,6 +20,9 @@
 //   - droplog.go: the drop warnings (one sample slot per kind, drained and
 //     logged at most once per Config.DropLogInterval by the control
 //     goroutine) and what counts as link-local (DropLinkLocal).
+//   - loop.go: routing loops: our own ESP (IP protocol 50, UDP 4500 /
+//     4191) read back from the TUN, to the address its SA sends to, is
+//     dropped as DropLoop and warned about instead of being sealed again.
 //   - inpolicy.go: the hits of the inbound PROTECT policies, which the
 //     dataplane counts since ESP never goes through the inbound SPD.
 //   - tun_linux.go: the real TUN (CreateTUN, ConfigureTUN). The Linux

@@ -15,6 +15,11 @@
 //     the nft binary) that drops the ICMPv6 Parameter Problems the kernel
 //     sends for the Home Address options (RFC 6275 §6.3) and type 2
 //     Routing headers (§6.4) mipsec handles itself from raw sockets.
+//   - InstallPolicyRoutes: the TUN's routes in tables of their own behind
+//     `not fwmark` and `suppress_prefixlength` rules (wg-quick's scheme),
+//     so that the underlay's marked sockets never route into the TUN, a
+//     full-tunnel 0.0.0.0/0 or ::/0 included (node/linux.go installs it,
+//     node.Close removes it).
 //
 // It is Linux-only and imports no mipsec package: cmd/mipsec wires it to
 // mip6.
