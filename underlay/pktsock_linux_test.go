@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/mipsec/mipsec/internal/testns"
 	"net"
 	"net/netip"
 	"runtime"
@@ -23,7 +24,7 @@ import (
 // pktPair is a veth pair with a PacketSocket sender in a and a raw (and,
 // with udp, UDP) receiver in b, bound to b's addresses.
 type pktPair struct {
-	*vethPair
+	*testns.VethPair
 	ua, ub *Linux
 	fns    []ReceiveFunc // b: raw4, raw6 (then udp4, udp6)
 	pk     *pktSock
@@ -34,10 +35,10 @@ type pktPair struct {
 
 func newPktPair(t *testing.T, mode Mode, ttl time.Duration) *pktPair {
 	t.Helper()
-	p := &pktPair{vethPair: newVethPair(t)}
-	p.settle(t)
-	p.ua, _ = openUnderlay(t, p.a, Config{IPv4: p.a4, IPv6: p.a6, Mode: mode, PacketSocket: true})
-	p.ub, p.fns = openUnderlay(t, p.b, Config{IPv4: p.b4, IPv6: p.b6, Mode: mode})
+	p := &pktPair{VethPair: testns.NewVethPair(t)}
+	p.Settle(t)
+	p.ua, _ = openUnderlay(t, p.A, Config{IPv4: p.A4, IPv6: p.A6, Mode: mode, PacketSocket: true})
+	p.ub, p.fns = openUnderlay(t, p.B, Config{IPv4: p.B4, IPv6: p.B6, Mode: mode})
 	p.pk = p.ua.set.Load().pkt
 	if p.pk == nil {
 		t.Fatal("PacketSocket set but no AF_PACKET socket open")
@@ -46,38 +47,6 @@ func newPktPair(t *testing.T, mode Mode, ttl time.Duration) *pktPair {
 		p.pk.ttl = ttl // before any Send
 	}
 	return p
-}
-
-// settle waits until both sides have their IPv6 link-local address and
-// neither has a tentative one (DAD): their address events would invalidate
-// the cache in the middle of a test. A kernel that makes no link-local
-// address (addr_gen_mode none) is waited for 3 s at most.
-func (p *vethPair) settle(t testing.TB) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		ready := true
-		for _, x := range []struct {
-			ns   *testNS
-			link netlink.Link
-		}{{p.a, p.linkA}, {p.b, p.linkB}} {
-			as, err := x.ns.nl.AddrList(x.link, netlink.FAMILY_V6)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ll := false
-			for _, a := range as {
-				ready = ready && a.Flags&unix.IFA_F_TENTATIVE == 0
-				ll = ll || a.IP.IsLinkLocalUnicast()
-			}
-			ready = ready && ll
-		}
-		if ready {
-			time.Sleep(20 * time.Millisecond) // the last events
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // fn returns b's raw ESP ReceiveFunc of dst's family.
@@ -148,9 +117,9 @@ func (p *pktPair) sendCheck(t *testing.T, dst netip.Addr, pkts [][]byte) {
 	slices.SortFunc(got, func(x, y received) int {
 		return int(binary.BigEndian.Uint32(x.p[4:])) - int(binary.BigEndian.Uint32(y.p[4:]))
 	})
-	src := p.a4
+	src := p.A4
 	if dst.Is6() {
-		src = p.a6
+		src = p.A6
 	}
 	for i, r := range got {
 		if !bytes.Equal(r.p, pkts[i]) {
@@ -179,9 +148,9 @@ func TestPacketSocketDelivery(t *testing.T) {
 	p := newPktPair(t, ModeRaw, 0)
 	for _, v6 := range []bool{false, true} {
 		t.Run(fmt.Sprintf("v6=%v", v6), func(t *testing.T) {
-			src, dst := p.a4, p.b4
+			src, dst := p.A4, p.B4
 			if v6 {
-				src, dst = p.a6, p.b6
+				src, dst = p.A6, p.B6
 			}
 			p.warm(t, dst)
 			fast0, fb0, _ := p.counts()
@@ -197,7 +166,7 @@ func TestPacketSocketDelivery(t *testing.T) {
 			}
 
 			// The wire.
-			capt := newCapture(t, p.b, "mvb")
+			capt := newCapture(t, p.B, "mvb")
 			esp := fakeESP(0x99, 7, 100)
 			var want []byte
 			if v6 {
@@ -226,9 +195,9 @@ func TestPacketSocketUnresolved(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
 		t.Run(fmt.Sprintf("v6=%v", v6), func(t *testing.T) {
 			p := newPktPair(t, ModeRaw, 0)
-			dst := p.b4
+			dst := p.B4
 			if v6 {
-				dst = p.b6
+				dst = p.B6
 			}
 			p.sendCheck(t, dst, seqPackets(1, 100, 200, 300))
 			fast, fb, _ := p.counts()
@@ -254,11 +223,11 @@ func TestPacketSocketUnresolved(t *testing.T) {
 // without the invalidation they would go to the old MAC and be lost.
 func TestPacketSocketNeighbourChange(t *testing.T) {
 	p := newPktPair(t, ModeRaw, time.Hour)
-	for i, dst := range []netip.Addr{p.b4, p.b6} {
+	for i, dst := range []netip.Addr{p.B4, p.B6} {
 		t.Run(fmt.Sprintf("v6=%v", dst.Is6()), func(t *testing.T) {
 			p.warm(t, dst)
 			mac := net.HardwareAddr{0x02, 0x00, 0x5e, 0x00, 0x53, byte(0x10 + i)}
-			if err := p.b.nl.LinkSetHardwareAddr(p.linkB, mac); err != nil {
+			if err := p.B.NL.LinkSetHardwareAddr(p.LinkB, mac); err != nil {
 				t.Fatal(err)
 			}
 			gen := p.pk.gen.Load()
@@ -266,8 +235,8 @@ func TestPacketSocketNeighbourChange(t *testing.T) {
 			if dst.Is6() {
 				fam = netlink.FAMILY_V6
 			}
-			if err := p.a.nl.NeighSet(&netlink.Neigh{
-				LinkIndex: p.linkA.Attrs().Index, Family: fam, State: netlink.NUD_PERMANENT,
+			if err := p.A.NL.NeighSet(&netlink.Neigh{
+				LinkIndex: p.LinkA.Attrs().Index, Family: fam, State: netlink.NUD_PERMANENT,
 				IP: dst.AsSlice(), HardwareAddr: mac,
 			}); err != nil {
 				t.Fatalf("ip neigh replace: %v", err)
@@ -293,18 +262,18 @@ func TestPacketSocketNeighbourChange(t *testing.T) {
 // it go through AF_PACKET.
 func TestPacketSocketExpiry(t *testing.T) {
 	p := newPktPair(t, ModeRaw, 0)
-	p.warm(t, p.b4)
+	p.warm(t, p.B4)
 	p.pk.mu.Lock()
 	p.pk.ttl = 100 * time.Millisecond
 	p.pk.mu.Unlock()
 	p.pk.gen.Add(1)                          // as an event: resolve again, no confirmation
-	p.sendCheck(t, p.b4, seqPackets(1, 100)) // resolved with the short TTL
+	p.sendCheck(t, p.B4, seqPackets(1, 100)) // resolved with the short TTL
 	if fast, fb, _ := p.counts(); fast < 2 || fb != 1 {
 		t.Fatalf("TxPacketSocket %d, fallback %d after warm-up; want >= 2, 1", fast, fb)
 	}
 	time.Sleep(150 * time.Millisecond)
 	fast0, fb0, _ := p.counts()
-	p.sendCheck(t, p.b4, seqPackets(10, 100, 200, 300))
+	p.sendCheck(t, p.B4, seqPackets(10, 100, 200, 300))
 	if fast, fb, _ := p.counts(); fast-fast0 != 2 || fb-fb0 != 1 {
 		t.Errorf("after expiry: TxPacketSocket +%d, fallback +%d; want +2, +1", fast-fast0, fb-fb0)
 	}
@@ -315,13 +284,13 @@ func TestPacketSocketExpiry(t *testing.T) {
 // never panic, and do not query netlink per packet.
 func TestPacketSocketNoRoute(t *testing.T) {
 	p := newPktPair(t, ModeRaw, time.Hour)
-	p.warm(t, p.b4)
+	p.warm(t, p.B4)
 	for _, r := range []struct {
 		dst string
 		typ int
 	}{{"198.51.100.0/24", unix.RTN_BLACKHOLE}, {"203.0.113.0/24", unix.RTN_UNREACHABLE}} {
 		pf := netip.MustParsePrefix(r.dst)
-		if err := p.a.nl.RouteAdd(&netlink.Route{Dst: &net.IPNet{IP: pf.Addr().AsSlice(), Mask: net.CIDRMask(pf.Bits(), 32)}, Type: r.typ}); err != nil {
+		if err := p.A.NL.RouteAdd(&netlink.Route{Dst: &net.IPNet{IP: pf.Addr().AsSlice(), Mask: net.CIDRMask(pf.Bits(), 32)}, Type: r.typ}); err != nil {
 			t.Fatalf("route add %s: %v", r.dst, err)
 		}
 	}
@@ -344,7 +313,7 @@ func TestPacketSocketNoRoute(t *testing.T) {
 	}
 	// The connected route goes away with the address.
 	gen := p.pk.gen.Load()
-	if err := p.a.nl.AddrDel(p.linkA, &netlink.Addr{IPNet: &net.IPNet{IP: p.a4.AsSlice(), Mask: net.CIDRMask(24, 32)}}); err != nil {
+	if err := p.A.NL.AddrDel(p.LinkA, &netlink.Addr{IPNet: &net.IPNet{IP: p.A4.AsSlice(), Mask: net.CIDRMask(24, 32)}}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
@@ -352,7 +321,7 @@ func TestPacketSocketNoRoute(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	fast0, fb0, _ := p.counts()
-	err := p.ua.Send(bufsOf(seqPackets(1, 40, 50)), []endpoint.Endpoint{rawEP(p.b4), rawEP(p.b4)})
+	err := p.ua.Send(bufsOf(seqPackets(1, 40, 50)), []endpoint.Endpoint{rawEP(p.B4), rawEP(p.B4)})
 	if err == nil {
 		t.Errorf("Send without a route succeeded")
 	}
@@ -370,14 +339,14 @@ func TestPacketSocketMTU(t *testing.T) {
 	// it could not leave; TestDFOnTheWire).
 	p.dfClear = true
 	for _, x := range []struct {
-		ns   *testNS
+		ns   *testns.NS
 		link netlink.Link
-	}{{p.a, p.linkA}, {p.b, p.linkB}} {
-		if err := x.ns.nl.LinkSetMTU(x.link, 1280); err != nil {
+	}{{p.A, p.LinkA}, {p.B, p.LinkB}} {
+		if err := x.ns.NL.LinkSetMTU(x.link, 1280); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, dst := range []netip.Addr{p.b4, p.b6} {
+	for _, dst := range []netip.Addr{p.B4, p.B6} {
 		t.Run(fmt.Sprintf("v6=%v", dst.Is6()), func(t *testing.T) {
 			p.warm(t, dst)
 			fast0, fb0, _ := p.counts()
@@ -399,7 +368,7 @@ func TestPacketSocketMTU(t *testing.T) {
 // net.ErrClosed, and Open works again.
 func TestPacketSocketClose(t *testing.T) {
 	p := newPktPair(t, ModeRaw, 0)
-	p.warm(t, p.b4)
+	p.warm(t, p.B4)
 	if n := pktGoroutines(); n == 0 {
 		t.Fatal("no netlink subscription goroutines while open")
 	}
@@ -413,15 +382,15 @@ func TestPacketSocketClose(t *testing.T) {
 	if n := pktGoroutines(); n != 0 {
 		t.Errorf("%d goroutines left after Close:\n%s", n, stacks())
 	}
-	if err := p.ua.Send(bufsOf(seqPackets(1, 40)), []endpoint.Endpoint{rawEP(p.b4)}); !errors.Is(err, net.ErrClosed) {
+	if err := p.ua.Send(bufsOf(seqPackets(1, 40)), []endpoint.Endpoint{rawEP(p.B4)}); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Send after Close = %v, want net.ErrClosed", err)
 	}
 	var err error
-	p.a.do(t, func() { _, err = p.ua.Open() })
+	p.A.Do(t, func() { _, err = p.ua.Open() })
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
-	p.warm(t, p.b4)
+	p.warm(t, p.B4)
 }
 
 func stacks() string {
@@ -444,7 +413,7 @@ func pktGoroutines() int {
 // with raw ESP sockets (not in UDP mode), and a failed Open leaves no
 // goroutine behind.
 func TestPacketSocketOpenModes(t *testing.T) {
-	ns := newTestNS(t)
+	ns := testns.New(t)
 	lo := netip.MustParseAddr("127.0.0.1")
 	uu, _ := openUnderlay(t, ns, Config{IPv4: lo, Mode: ModeUDP, PacketSocket: true})
 	if uu.set.Load().pkt != nil {
@@ -478,7 +447,7 @@ func TestPacketSocketOpenModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns.do(t, func() { _, err = u.Open() })
+	ns.Do(t, func() { _, err = u.Open() })
 	if err == nil {
 		u.Close()
 		t.Fatal("Open with a non-local address succeeded")
@@ -499,7 +468,7 @@ func TestPacketSocketAllocs(t *testing.T) {
 		t.Skip("sync.Pool drops Puts under -race")
 	}
 	p := newPktPair(t, ModeRaw, time.Hour)
-	for _, dst := range []netip.Addr{p.b4, p.b6} {
+	for _, dst := range []netip.Addr{p.B4, p.B6} {
 		p.warm(t, dst)
 		batch := p.ua.BatchSize()
 		sbufs := bufsOf(seqPackets(1, slices.Repeat([]int{1400}, batch)...))
@@ -537,23 +506,23 @@ func TestPacketSocketAllocs(t *testing.T) {
 // nothing panics, and the first error is ErrNoSocket.
 func TestPacketSocketHostile(t *testing.T) {
 	p := newPktPair(t, ModeBoth, time.Hour)
-	p.warm(t, p.b4)
-	p.warm(t, p.b6)
-	udp := endpoint.Endpoint{Addr: netip.AddrPortFrom(p.b4, endpoint.UDPEncapPort), Encap: endpoint.EncapUDP}
-	mapped := rawEP(netip.AddrFrom16(p.b4.As16()))
+	p.warm(t, p.B4)
+	p.warm(t, p.B6)
+	udp := endpoint.Endpoint{Addr: netip.AddrPortFrom(p.B4, endpoint.UDPEncapPort), Encap: endpoint.EncapUDP}
+	mapped := rawEP(netip.AddrFrom16(p.B4.As16()))
 	eps := []endpoint.Endpoint{
-		rawEP(p.b4), // 1
+		rawEP(p.B4), // 1
 		udp,         // 2
 		mapped,      // 3
 		{},
-		{Addr: netip.AddrPortFrom(p.b4, 0), Encap: 7},
+		{Addr: netip.AddrPortFrom(p.B4, 0), Encap: 7},
 		rawEP(netip.MustParseAddr("255.255.255.255")),
 		rawEP(netip.MustParseAddr("224.0.0.1")),
-		rawEP(p.b6), // 8
-		rawEP(p.b4), // 9: no headroom
+		rawEP(p.B6), // 8
+		rawEP(p.B4), // 9: no headroom
 		rawEP(netip.MustParseAddr("fe80::1")),
 		rawEP(netip.MustParseAddr("127.0.0.1")),
-		rawEP(p.b4), // 12
+		rawEP(p.B4), // 12
 	}
 	pkts := seqPackets(1, slices.Repeat([]int{80}, len(eps))...)
 	bufs := bufsOf(pkts)
@@ -593,17 +562,17 @@ func TestPacketSocketHostile(t *testing.T) {
 // pair (AF_PACKET needs an Ethernet link), with the raw socket ("raw") and
 // with PacketSocket ("afpacket"), IPv4 and IPv6.
 func BenchmarkRawUnderlayPacketSocket(b *testing.B) {
-	p := newVethPair(b)
-	p.settle(b)
+	p := testns.NewVethPair(b)
+	p.Settle(b)
 	// Permanent neighbours: no packet of the first batch waits for ARP
 	// or NDP (the kernel queues only a few).
-	for _, dst := range []netip.Addr{p.b4, p.b6} {
+	for _, dst := range []netip.Addr{p.B4, p.B6} {
 		fam := netlink.FAMILY_V4
 		if dst.Is6() {
 			fam = netlink.FAMILY_V6
 		}
-		if err := p.a.nl.NeighSet(&netlink.Neigh{LinkIndex: p.linkA.Attrs().Index, Family: fam,
-			State: netlink.NUD_PERMANENT, IP: dst.AsSlice(), HardwareAddr: p.linkB.Attrs().HardwareAddr}); err != nil {
+		if err := p.A.NL.NeighSet(&netlink.Neigh{LinkIndex: p.LinkA.Attrs().Index, Family: fam,
+			State: netlink.NUD_PERMANENT, IP: dst.AsSlice(), HardwareAddr: p.LinkB.Attrs().HardwareAddr}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -614,15 +583,15 @@ func BenchmarkRawUnderlayPacketSocket(b *testing.B) {
 				name = fmt.Sprintf("v6=%v/afpacket", v6)
 			}
 			b.Run(name, func(b *testing.B) {
-				cfgA := Config{IPv4: p.a4, Mode: ModeRaw, PacketSocket: on}
-				cfgB := Config{IPv4: p.b4, Mode: ModeRaw}
-				dst := p.b4
+				cfgA := Config{IPv4: p.A4, Mode: ModeRaw, PacketSocket: on}
+				cfgB := Config{IPv4: p.B4, Mode: ModeRaw}
+				dst := p.B4
 				if v6 {
-					cfgA = Config{IPv6: p.a6, Mode: ModeRaw, PacketSocket: on}
-					cfgB = Config{IPv6: p.b6, Mode: ModeRaw}
-					dst = p.b6
+					cfgA = Config{IPv6: p.A6, Mode: ModeRaw, PacketSocket: on}
+					cfgB = Config{IPv6: p.B6, Mode: ModeRaw}
+					dst = p.B6
 				}
-				benchUnderlayPair(b, p.a, p.b, cfgA, cfgB, dst)
+				benchUnderlayPair(b, p.A, p.B, cfgA, cfgB, dst)
 			})
 		}
 	}

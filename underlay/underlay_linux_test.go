@@ -21,20 +21,21 @@ import (
 
 	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/internal/testenv"
+	"github.com/mipsec/mipsec/internal/testns"
 	"github.com/mipsec/mipsec/pkt"
 )
 
 // openUnderlay makes and opens an underlay inside ns.
-func openUnderlay(t testing.TB, ns *testNS, cfg Config) (*Linux, []ReceiveFunc) {
+func openUnderlay(t testing.TB, ns *testns.NS, cfg Config) (*Linux, []ReceiveFunc) {
 	t.Helper()
 	u, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	var fns []ReceiveFunc
-	ns.do(t, func() { fns, err = u.Open() })
+	ns.Do(t, func() { fns, err = u.Open() })
 	if err != nil {
-		t.Fatalf("Open in %s: %v", ns.name, err)
+		t.Fatalf("Open in %s: %v", ns.Name, err)
 	}
 	t.Cleanup(func() { u.Close() })
 	return u, fns
@@ -132,7 +133,7 @@ func testSizes() []int {
 }
 
 func TestUnderlayTransfer(t *testing.T) {
-	p := newVethPair(t)
+	p := testns.NewVethPair(t)
 	type tc struct {
 		name        string
 		encap       endpoint.Encap
@@ -150,10 +151,10 @@ func TestUnderlayTransfer(t *testing.T) {
 	}
 	for _, tt := range tcs {
 		t.Run(tt.name, func(t *testing.T) {
-			cfgA := Config{IPv4: p.a4, IPv6: p.a6, DisableGSO: tt.offloadsOff, DisableGRO: tt.offloadsOff}
+			cfgA := Config{IPv4: p.A4, IPv6: p.A6, DisableGSO: tt.offloadsOff, DisableGRO: tt.offloadsOff}
 			cfgB := Config{IPv4: netip.IPv4Unspecified(), IPv6: netip.IPv6Unspecified(), DisableGSO: tt.offloadsOff, DisableGRO: tt.offloadsOff}
-			ua, _ := openUnderlay(t, p.a, cfgA)
-			ub, fns := openUnderlay(t, p.b, cfgB)
+			ua, _ := openUnderlay(t, p.A, cfgA)
+			ub, fns := openUnderlay(t, p.B, cfgB)
 			if len(fns) != 4 {
 				t.Fatalf("Open returned %d ReceiveFuncs, want 4", len(fns))
 			}
@@ -162,10 +163,10 @@ func TestUnderlayTransfer(t *testing.T) {
 			if tt.encap == endpoint.EncapUDP {
 				idx = 2
 			}
-			src, dst := p.a4, p.b4
+			src, dst := p.A4, p.B4
 			if tt.v6 {
 				idx++
-				src, dst = p.a6, p.b6
+				src, dst = p.A6, p.B6
 			}
 			var port uint16
 			if tt.encap == endpoint.EncapUDP {
@@ -226,15 +227,15 @@ func TestUnderlayTransfer(t *testing.T) {
 // are counted and never returned (RFC 3948 §2.2, §2.3), as are datagrams too
 // short for ESP.
 func TestUnderlayRFC3948Demux(t *testing.T) {
-	p := newVethPair(t)
+	p := testns.NewVethPair(t)
 	for _, v6 := range []bool{false, true} {
 		t.Run(fmt.Sprintf("v6=%v", v6), func(t *testing.T) {
-			src, dst := p.a4, p.b4
+			src, dst := p.A4, p.B4
 			if v6 {
-				src, dst = p.a6, p.b6
+				src, dst = p.A6, p.B6
 			}
-			ua, _ := openUnderlay(t, p.a, Config{IPv4: p.a4, IPv6: p.a6, Mode: ModeUDP})
-			ub, fns := openUnderlay(t, p.b, Config{IPv4: p.b4, IPv6: p.b6, Mode: ModeUDP})
+			ua, _ := openUnderlay(t, p.A, Config{IPv4: p.A4, IPv6: p.A6, Mode: ModeUDP})
+			ub, fns := openUnderlay(t, p.B, Config{IPv4: p.B4, IPv6: p.B6, Mode: ModeUDP})
 			fn := fns[0]
 			if v6 {
 				fn = fns[1]
@@ -308,7 +309,7 @@ func TestUnderlayRawIPv4Header(t *testing.T) {
 // TestUnderlayCloseUnblocks: Close makes blocked ReceiveFuncs return
 // net.ErrClosed, twice is fine, and Send afterwards fails with it too.
 func TestUnderlayCloseUnblocks(t *testing.T) {
-	ns := newTestNS(t)
+	ns := testns.New(t)
 	u, fns := openUnderlay(t, ns, Config{IPv4: netip.MustParseAddr("127.0.0.1"), IPv6: netip.IPv6Loopback()})
 	errs := make(chan error, len(fns))
 	for _, fn := range fns {
@@ -344,7 +345,7 @@ func TestUnderlayCloseUnblocks(t *testing.T) {
 	}
 	// Open again after Close.
 	var err error
-	ns.do(t, func() { fns, err = u.Open() })
+	ns.Do(t, func() { fns, err = u.Open() })
 	if err != nil || len(fns) != 4 {
 		t.Fatalf("reopen: %d funcs, %v", len(fns), err)
 	}
@@ -390,7 +391,7 @@ func TestUnderlayAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops Puts under -race")
 	}
-	ns := newTestNS(t)
+	ns := testns.New(t)
 	a4, b4 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
 	for _, tt := range []struct {
 		name  string
@@ -448,14 +449,14 @@ func TestUnderlayAllocs(t *testing.T) {
 // packets over loopback in a namespace (one goroutine: Send, then receive
 // until the batch is in), with and without GSO/GRO.
 func BenchmarkUDPUnderlay(b *testing.B) {
-	ns := newTestNS(b)
+	ns := testns.New(b)
 	b.Run("gso+gro", func(b *testing.B) { benchUnderlay(b, ns, ModeUDP, false) })
 	b.Run("nooffload", func(b *testing.B) { benchUnderlay(b, ns, ModeUDP, true) })
 }
 
 // BenchmarkRawUnderlay is BenchmarkUDPUnderlay for raw ESP (IP protocol 50).
 func BenchmarkRawUnderlay(b *testing.B) {
-	benchUnderlay(b, newTestNS(b), ModeRaw, true)
+	benchUnderlay(b, testns.New(b), ModeRaw, true)
 }
 
 // BenchmarkRawUnderlay6 is BenchmarkRawUnderlay over IPv6 loopback, the
@@ -463,29 +464,29 @@ func BenchmarkRawUnderlay(b *testing.B) {
 // destination then comes from IPV6_PKTINFO, one control message per
 // packet).
 func BenchmarkRawUnderlay6(b *testing.B) {
-	ns := newTestNS(b)
+	ns := testns.New(b)
 	b.Run("addr", func(b *testing.B) { benchUnderlay6(b, ns, netip.IPv6Loopback()) })
 	b.Run("any", func(b *testing.B) { benchUnderlay6(b, ns, netip.IPv6Unspecified()) })
 }
 
-func benchUnderlay6(b *testing.B, ns *testNS, bind netip.Addr) {
+func benchUnderlay6(b *testing.B, ns *testns.NS, bind netip.Addr) {
 	benchUnderlayCfg(b, ns, Config{IPv6: netip.IPv6Loopback(), Mode: ModeRaw},
 		Config{IPv6: bind, Mode: ModeRaw}, netip.IPv6Loopback())
 }
 
-func benchUnderlay(b *testing.B, ns *testNS, mode Mode, off bool) {
+func benchUnderlay(b *testing.B, ns *testns.NS, mode Mode, off bool) {
 	a4, b4 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
 	benchUnderlayCfg(b, ns, Config{IPv4: a4, Mode: mode, DisableGSO: off, DisableGRO: off},
 		Config{IPv4: b4, Mode: mode, DisableGSO: off, DisableGRO: off}, b4)
 }
 
-func benchUnderlayCfg(b *testing.B, ns *testNS, cfgA, cfgB Config, b4 netip.Addr) {
+func benchUnderlayCfg(b *testing.B, ns *testns.NS, cfgA, cfgB Config, b4 netip.Addr) {
 	benchUnderlayPair(b, ns, ns, cfgA, cfgB, b4)
 }
 
 // benchUnderlayPair is benchUnderlayCfg with the sender opened in nsA and
 // the receiver in nsB.
-func benchUnderlayPair(b *testing.B, nsA, nsB *testNS, cfgA, cfgB Config, b4 netip.Addr) {
+func benchUnderlayPair(b *testing.B, nsA, nsB *testns.NS, cfgA, cfgB Config, b4 netip.Addr) {
 	const size = 1400
 	mode := cfgA.Mode
 	ua, _ := openUnderlay(b, nsA, cfgA)
@@ -539,32 +540,32 @@ func benchUnderlayPair(b *testing.B, nsA, nsB *testNS, cfgA, cfgB Config, b4 net
 func TestUnderlayGSOFallback(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
-		setup func(t *testing.T, p *vethPair)
+		setup func(t *testing.T, p *testns.VethPair)
 		retry bool // expect a GSORetries
 		// tooBig: the packets exceed the path MTU. Without a header in
 		// front saying otherwise they have DF set (frontDF), so the
 		// kernel refuses them (EMSGSIZE) instead of fragmenting.
 		tooBig bool
 	}{
-		{"mtu", func(t *testing.T, p *vethPair) {
+		{"mtu", func(t *testing.T, p *testns.VethPair) {
 			for _, x := range []struct {
-				ns   *testNS
+				ns   *testns.NS
 				link netlink.Link
-			}{{p.a, p.linkA}, {p.b, p.linkB}} {
-				if err := x.ns.nl.LinkSetMTU(x.link, 1280); err != nil {
+			}{{p.A, p.LinkA}, {p.B, p.LinkB}} {
+				if err := x.ns.NL.LinkSetMTU(x.link, 1280); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}, true, true},
-		{"no-tx-csum", func(t *testing.T, p *vethPair) {
-			p.a.do(t, func() { setTxChecksum(t, "mva", false) })
+		{"no-tx-csum", func(t *testing.T, p *testns.VethPair) {
+			p.A.Do(t, func() { setTxChecksum(t, "mva", false) })
 		}, false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newVethPair(t)
+			p := testns.NewVethPair(t)
 			tt.setup(t, p)
-			ua, _ := openUnderlay(t, p.a, Config{IPv4: p.a4, Mode: ModeUDP})
-			ub, fns := openUnderlay(t, p.b, Config{IPv4: p.b4, Mode: ModeUDP})
+			ua, _ := openUnderlay(t, p.A, Config{IPv4: p.A4, Mode: ModeUDP})
+			ub, fns := openUnderlay(t, p.B, Config{IPv4: p.B4, Mode: ModeUDP})
 			if gso, _ := ua.Offloads(false); !gso {
 				testenv.SkipOrFail(t, "kernel without UDP GSO")
 			}
@@ -574,7 +575,7 @@ func TestUnderlayGSOFallback(t *testing.T) {
 			}
 			eps := make([]endpoint.Endpoint, len(pkts))
 			for i := range eps {
-				eps[i] = endpoint.Endpoint{Addr: netip.AddrPortFrom(p.b4, endpoint.UDPEncapPort), Encap: endpoint.EncapUDP}
+				eps[i] = endpoint.Endpoint{Addr: netip.AddrPortFrom(p.B4, endpoint.UDPEncapPort), Encap: endpoint.EncapUDP}
 			}
 			// Twice: the second Send must not need a retry.
 			for round := range 2 {
@@ -640,16 +641,16 @@ func setTxChecksum(t *testing.T, dev string, on bool) {
 // TestUnderlayGROSmallReads: a ReceiveFunc called with fewer bufs than a
 // coalesced datagram carries keeps the rest for the next calls.
 func TestUnderlayGROSmallReads(t *testing.T) {
-	p := newVethPair(t)
-	ua, _ := openUnderlay(t, p.a, Config{IPv4: p.a4, Mode: ModeUDP})
-	ub, fns := openUnderlay(t, p.b, Config{IPv4: p.b4, Mode: ModeUDP})
+	p := testns.NewVethPair(t)
+	ua, _ := openUnderlay(t, p.A, Config{IPv4: p.A4, Mode: ModeUDP})
+	ub, fns := openUnderlay(t, p.B, Config{IPv4: p.B4, Mode: ModeUDP})
 	var pkts [][]byte
 	for i := range 100 {
 		pkts = append(pkts, fakeESP(3, uint32(i+1), 1200))
 	}
 	eps := make([]endpoint.Endpoint, len(pkts))
 	for i := range eps {
-		eps[i] = endpoint.Endpoint{Addr: netip.AddrPortFrom(p.b4, endpoint.UDPEncapPort), Encap: endpoint.EncapUDP}
+		eps[i] = endpoint.Endpoint{Addr: netip.AddrPortFrom(p.B4, endpoint.UDPEncapPort), Encap: endpoint.EncapUDP}
 	}
 	if err := ua.Send(bufsOf(pkts), eps); err != nil {
 		t.Fatalf("Send: %v", err)
@@ -680,8 +681,8 @@ func TestUnderlayGROSmallReads(t *testing.T) {
 // to an endpoint without a socket fails with ErrNoSocket without stopping
 // the other packets.
 func TestUnderlayMarkAndNoSocket(t *testing.T) {
-	p := newVethPair(t)
-	ua, _ := openUnderlay(t, p.a, Config{IPv4: p.a4, IPv6: p.a6, Mark: 0x4d49, DSMIPv6: true, ExtHeaders: true})
+	p := testns.NewVethPair(t)
+	ua, _ := openUnderlay(t, p.A, Config{IPv4: p.A4, IPv6: p.A6, Mark: 0x4d49, DSMIPv6: true, ExtHeaders: true})
 	n := 0
 	for _, s := range ua.set.Load().s {
 		if s == nil {
@@ -702,10 +703,10 @@ func TestUnderlayMarkAndNoSocket(t *testing.T) {
 	if n != int(numSockKinds) {
 		t.Errorf("%d sockets open, want all %d kinds", n, numSockKinds)
 	}
-	ub, fns := openUnderlay(t, p.b, Config{IPv4: p.b4, Mode: ModeUDP})
-	good := endpoint.Endpoint{Addr: netip.AddrPortFrom(p.b4, endpoint.UDPEncapPort), Encap: endpoint.EncapUDP}
+	ub, fns := openUnderlay(t, p.B, Config{IPv4: p.B4, Mode: ModeUDP})
+	good := endpoint.Endpoint{Addr: netip.AddrPortFrom(p.B4, endpoint.UDPEncapPort), Encap: endpoint.EncapUDP}
 	eps := []endpoint.Endpoint{
-		{Addr: netip.AddrPortFrom(p.b4, endpoint.UDPEncapPort), Encap: 7}, // unknown encapsulation
+		{Addr: netip.AddrPortFrom(p.B4, endpoint.UDPEncapPort), Encap: 7}, // unknown encapsulation
 		good,
 		{}, // no address
 		good,

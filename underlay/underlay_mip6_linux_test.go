@@ -3,6 +3,7 @@ package underlay
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/mipsec/mipsec/internal/testns"
 	"net"
 	"net/netip"
 	"testing"
@@ -36,14 +37,14 @@ const (
 
 // mobilityUnderlays opens a (sender, ExtHeaders so that the header-included
 // sockets are open) and b (receiver, everything; IPv6 bound to b6 or ::).
-func mobilityUnderlays(t *testing.T, p *vethPair, anyV6 bool) (ua, ub *Linux, fns []ReceiveFunc) {
+func mobilityUnderlays(t *testing.T, p *testns.VethPair, anyV6 bool) (ua, ub *Linux, fns []ReceiveFunc) {
 	t.Helper()
-	ua, _ = openUnderlay(t, p.a, Config{IPv4: p.a4, IPv6: p.a6, Mode: ModeRaw, ExtHeaders: true})
-	b6 := p.b6
+	ua, _ = openUnderlay(t, p.A, Config{IPv4: p.A4, IPv6: p.A6, Mode: ModeRaw, ExtHeaders: true})
+	b6 := p.B6
 	if anyV6 {
 		b6 = netip.IPv6Unspecified()
 	}
-	ub, fns = openUnderlay(t, p.b, Config{IPv4: p.b4, IPv6: b6, DSMIPv6: true, ExtHeaders: true})
+	ub, fns = openUnderlay(t, p.B, Config{IPv4: p.B4, IPv6: b6, DSMIPv6: true, ExtHeaders: true})
 	if len(fns) != 7 {
 		t.Fatalf("%d ReceiveFuncs, want 7", len(fns))
 	}
@@ -138,11 +139,11 @@ func ip4UDP(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
 // the wire.
 type capture struct{ fd int }
 
-func newCapture(t *testing.T, ns *testNS, ifname string) *capture {
+func newCapture(t *testing.T, ns *testns.NS, ifname string) *capture {
 	t.Helper()
 	var fd int
 	var err error
-	ns.do(t, func() {
+	ns.Do(t, func() {
 		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_ALL)))
 		if err != nil {
 			return
@@ -154,7 +155,7 @@ func newCapture(t *testing.T, ns *testNS, ifname string) *capture {
 		err = unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index})
 	})
 	if err != nil {
-		t.Fatalf("AF_PACKET capture in %s: %v", ns.name, err)
+		t.Fatalf("AF_PACKET capture in %s: %v", ns.Name, err)
 	}
 	t.Cleanup(func() { unix.Close(fd) })
 	tv := unix.Timeval{Usec: 100_000}
@@ -195,17 +196,17 @@ func TestUnderlayExtHeaders(t *testing.T) {
 			name = "any"
 		}
 		t.Run(name, func(t *testing.T) {
-			p := newVethPair(t)
+			p := testns.NewVethPair(t)
 			ua, ub, fns := mobilityUnderlays(t, p, anyV6)
-			capt := newCapture(t, p.b, "mvb")
-			to := endpoint.Endpoint{Addr: netip.AddrPortFrom(p.b6, 0), Encap: endpoint.EncapIP}
+			capt := newCapture(t, p.B, "mvb")
+			to := endpoint.Endpoint{Addr: netip.AddrPortFrom(p.B6, 0), Encap: endpoint.EncapIP}
 			for _, c := range []struct {
 				fn   int
 				pkt  []byte
 				stat func() uint64
 			}{
-				{fnDst, haoPacket(p.a6, p.b6, fakeESP(0x100, 1, 64)), ub.stats.RxExtHeaders.Load},
-				{fnRt, rh2Packet(p.a6, p.b6, fakeESP(0x101, 2, 64)), ub.stats.RxExtHeaders.Load},
+				{fnDst, haoPacket(p.A6, p.B6, fakeESP(0x100, 1, 64)), ub.stats.RxExtHeaders.Load},
+				{fnRt, rh2Packet(p.A6, p.B6, fakeESP(0x101, 2, 64)), ub.stats.RxExtHeaders.Load},
 			} {
 				before := c.stat()
 				if err := ua.Send(bufsOf([][]byte{c.pkt}), []endpoint.Endpoint{to}); err != nil {
@@ -216,7 +217,7 @@ func TestUnderlayExtHeaders(t *testing.T) {
 				if !bytes.Equal(got.p, c.pkt) {
 					t.Errorf("received\n% x\nwant\n% x", got.p, c.pkt)
 				}
-				if want := (endpoint.Endpoint{Addr: netip.AddrPortFrom(p.a6, 0), Encap: endpoint.EncapIP}); got.ep != want {
+				if want := (endpoint.Endpoint{Addr: netip.AddrPortFrom(p.A6, 0), Encap: endpoint.EncapIP}); got.ep != want {
 					t.Errorf("from %v, want %v", got.ep, want)
 				}
 				if c.stat() != before+1 {
@@ -229,9 +230,9 @@ func TestUnderlayExtHeaders(t *testing.T) {
 			// A chain that does not parse (a Destination Options header
 			// longer than the packet) is counted, not returned; the HAO
 			// packet after it is.
-			bad := haoPacket(p.a6, p.b6, fakeESP(0x100, 3, 16))
+			bad := haoPacket(p.A6, p.B6, fakeESP(0x100, 3, 16))
 			bad[41] = 20
-			good := haoPacket(p.a6, p.b6, fakeESP(0x100, 4, 16))
+			good := haoPacket(p.A6, p.B6, fakeESP(0x100, 4, 16))
 			if err := ua.Send(bufsOf([][]byte{bad, good}), []endpoint.Endpoint{to, to}); err != nil {
 				t.Fatalf("Send: %v", err)
 			}
@@ -252,12 +253,12 @@ func TestUnderlayExtHeaders(t *testing.T) {
 // likewise; garbage is counted; UDP from source port 4191 to b's 4500
 // socket is EncapIP too (the MN's BA), with GRO on.
 func TestUnderlayDSMIPv6(t *testing.T) {
-	p := newVethPair(t)
+	p := testns.NewVethPair(t)
 	ua, ub, fns := mobilityUnderlays(t, p, false)
-	capt := newCapture(t, p.b, "mvb")
-	inner := ip6Packet(testHoA, p.b6, header.ProtoESP, fakeESP(0x200, 1, 48))
-	wire := ip4UDP(p.a4, p.b4, endpoint.UDPEncapPort, endpoint.DSMIPv6Port, inner)
-	if err := ua.Send(bufsOf([][]byte{wire}), []endpoint.Endpoint{{Addr: netip.AddrPortFrom(p.b4, 0), Encap: endpoint.EncapIP}}); err != nil {
+	capt := newCapture(t, p.B, "mvb")
+	inner := ip6Packet(testHoA, p.B6, header.ProtoESP, fakeESP(0x200, 1, 48))
+	wire := ip4UDP(p.A4, p.B4, endpoint.UDPEncapPort, endpoint.DSMIPv6Port, inner)
+	if err := ua.Send(bufsOf([][]byte{wire}), []endpoint.Endpoint{{Addr: netip.AddrPortFrom(p.B4, 0), Encap: endpoint.EncapIP}}); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	capt.expect(t, wire)
@@ -265,7 +266,7 @@ func TestUnderlayDSMIPv6(t *testing.T) {
 	if !bytes.Equal(got.p, inner) {
 		t.Errorf("received\n% x\nwant\n% x", got.p, inner)
 	}
-	if want := (endpoint.Endpoint{Addr: netip.AddrPortFrom(p.a4, endpoint.UDPEncapPort), Encap: endpoint.EncapIP}); got.ep != want {
+	if want := (endpoint.Endpoint{Addr: netip.AddrPortFrom(p.A4, endpoint.UDPEncapPort), Encap: endpoint.EncapIP}); got.ep != want {
 		t.Errorf("from %v, want %v", got.ep, want)
 	}
 
@@ -275,14 +276,14 @@ func TestUnderlayDSMIPv6(t *testing.T) {
 		t.Helper()
 		var c *net.UDPConn
 		var err error
-		p.a.do(t, func() {
-			c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.a4, sport)))
+		p.A.Do(t, func() {
+			c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.A4, sport)))
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if _, err := c.WriteToUDPAddrPort(payload, netip.AddrPortFrom(p.b4, dport)); err != nil {
+		if _, err := c.WriteToUDPAddrPort(payload, netip.AddrPortFrom(p.B4, dport)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -294,7 +295,7 @@ func TestUnderlayDSMIPv6(t *testing.T) {
 	}
 	send(5555, endpoint.DSMIPv6Port, inner)
 	got = recvOne(t, ub, fns[fnDSMIP])
-	if !bytes.Equal(got.p, inner) || got.ep != (endpoint.Endpoint{Addr: netip.AddrPortFrom(p.a4, 5555), Encap: endpoint.EncapIP}) {
+	if !bytes.Equal(got.p, inner) || got.ep != (endpoint.Endpoint{Addr: netip.AddrPortFrom(p.A4, 5555), Encap: endpoint.EncapIP}) {
 		t.Errorf("got % x from %v", got.p, got.ep)
 	}
 	if n := ub.stats.RxIPMalformed.Load(); n != 6 {
@@ -314,17 +315,17 @@ func TestUnderlayDSMIPv6(t *testing.T) {
 	}
 	send(endpoint.DSMIPv6Port, endpoint.UDPEncapPort, inner)
 	got = recvOne(t, ub, fns[fnUDP4])
-	if !bytes.Equal(got.p, inner) || got.ep != (endpoint.Endpoint{Addr: netip.AddrPortFrom(p.a4, endpoint.DSMIPv6Port), Encap: endpoint.EncapIP}) {
+	if !bytes.Equal(got.p, inner) || got.ep != (endpoint.Endpoint{Addr: netip.AddrPortFrom(p.A4, endpoint.DSMIPv6Port), Encap: endpoint.EncapIP}) {
 		t.Errorf("4191 -> 4500: got % x from %v", got.p, got.ep)
 	}
 	if _, gro := ub.Offloads(false); !gro {
 		t.Log("GRO is off on this kernel: the GRO path was not exercised")
 	}
 	// The same without GRO (the recvmmsg path).
-	uc, fc := openUnderlay(t, p.b, Config{IPv4: p.b4, Mode: ModeUDP, UDPPort: 4600, DisableGRO: true})
+	uc, fc := openUnderlay(t, p.B, Config{IPv4: p.B4, Mode: ModeUDP, UDPPort: 4600, DisableGRO: true})
 	send(endpoint.DSMIPv6Port, 4600, inner)
 	got = recvOne(t, uc, fc[0])
-	if !bytes.Equal(got.p, inner) || got.ep != (endpoint.Endpoint{Addr: netip.AddrPortFrom(p.a4, endpoint.DSMIPv6Port), Encap: endpoint.EncapIP}) {
+	if !bytes.Equal(got.p, inner) || got.ep != (endpoint.Endpoint{Addr: netip.AddrPortFrom(p.A4, endpoint.DSMIPv6Port), Encap: endpoint.EncapIP}) {
 		t.Errorf("4191 -> 4600 without GRO: got % x from %v", got.p, got.ep)
 	}
 	send(endpoint.DSMIPv6Port, 4600, []byte{0x45, 1, 2})
@@ -340,22 +341,22 @@ func TestUnderlayDSMIPv6(t *testing.T) {
 // bound address or IPV6_PKTINFO), which transport mode needs.
 func TestUnderlayRawOuterHeader(t *testing.T) {
 	for _, anyV6 := range []bool{false, true} {
-		p := newVethPair(t)
+		p := testns.NewVethPair(t)
 		ua, ub, fns := mobilityUnderlays(t, p, anyV6)
 		esp := fakeESP(0x300, 7, 60)
 		if err := ua.Send(bufsOf([][]byte{esp, esp}), []endpoint.Endpoint{
-			{Addr: netip.AddrPortFrom(p.b4, 0)}, {Addr: netip.AddrPortFrom(p.b6, 0)},
+			{Addr: netip.AddrPortFrom(p.B4, 0)}, {Addr: netip.AddrPortFrom(p.B6, 0)},
 		}); err != nil {
 			t.Fatal(err)
 		}
 		got := recvOne(t, ub, fns[fnRaw4])
 		h4 := header.IPv4(got.front[20:])
 		if !bytes.Equal(got.p, esp) || h4[0] != 0x45 || h4.Protocol() != header.ProtoESP ||
-			h4.Src() != p.a4 || h4.Dst() != p.b4 || h4.TotalLen() != 20+len(esp) || !h4.IsChecksumValid() {
+			h4.Src() != p.A4 || h4.Dst() != p.B4 || h4.TotalLen() != 20+len(esp) || !h4.IsChecksumValid() {
 			t.Errorf("IPv4: header % x, packet % x", got.front[20:], got.p)
 		}
 		got = recvOne(t, ub, fns[fnRaw6])
-		want := ip6Packet(p.a6, p.b6, header.ProtoESP, nil)
+		want := ip6Packet(p.A6, p.B6, header.ProtoESP, nil)
 		binary.BigEndian.PutUint16(want[4:], uint16(len(esp)))
 		if !bytes.Equal(got.p, esp) || !bytes.Equal(got.front, want) {
 			t.Errorf("IPv6 (any=%v): header\n% x\nwant\n% x", anyV6, got.front, want)
@@ -390,18 +391,18 @@ func TestUnderlayNormalise4(t *testing.T) {
 // TestUnderlayHeaderIncludedLazy: an underlay opened without DSMIPv6 or
 // ExtHeaders opens the header-included sockets at the first EncapIP Send.
 func TestUnderlayHeaderIncludedLazy(t *testing.T) {
-	p := newVethPair(t)
-	ua, _ := openUnderlay(t, p.a, Config{IPv4: p.a4, IPv6: p.a6, Mode: ModeUDP})
-	capt := newCapture(t, p.b, "mvb")
+	p := testns.NewVethPair(t)
+	ua, _ := openUnderlay(t, p.A, Config{IPv4: p.A4, IPv6: p.A6, Mode: ModeUDP})
+	capt := newCapture(t, p.B, "mvb")
 	if ua.set.Load().s[sockHdr6] != nil {
 		t.Fatal("header-included socket open before use")
 	}
-	pk := haoPacket(p.a6, p.b6, fakeESP(0x400, 1, 32))
+	pk := haoPacket(p.A6, p.B6, fakeESP(0x400, 1, 32))
 	// The lazy open happens in the calling goroutine's network namespace,
 	// as Open does: call Send inside a.
 	var err error
-	p.a.do(t, func() {
-		err = ua.Send(bufsOf([][]byte{pk}), []endpoint.Endpoint{{Addr: netip.AddrPortFrom(p.b6, 0), Encap: endpoint.EncapIP}})
+	p.A.Do(t, func() {
+		err = ua.Send(bufsOf([][]byte{pk}), []endpoint.Endpoint{{Addr: netip.AddrPortFrom(p.B6, 0), Encap: endpoint.EncapIP}})
 	})
 	if err != nil {
 		t.Fatal(err)

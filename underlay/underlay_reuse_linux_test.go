@@ -3,6 +3,7 @@ package underlay
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/mipsec/mipsec/internal/testns"
 	"net"
 	"net/netip"
 	"os"
@@ -144,7 +145,7 @@ func TestMmsgReaderRestoresUsedHeaders(t *testing.T) {
 // IPv4 and IPv6 (normalised header in front) and ESP in UDP with and
 // without GRO.
 func TestUnderlayShortThenFullRead(t *testing.T) {
-	ns := newTestNS(t)
+	ns := testns.New(t)
 	a4, b4 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
 	a6 := netip.IPv6Loopback()
 	for _, tc := range []struct {
@@ -261,7 +262,7 @@ func TestUnderlayShortThenFullRead(t *testing.T) {
 // lightly loaded link, and what the underlay pays per call besides the
 // system calls).
 func BenchmarkUnderlayReceiveOne(b *testing.B) {
-	ns := newTestNS(b)
+	ns := testns.New(b)
 	a4, b4 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
 	for _, tc := range []struct {
 		name  string

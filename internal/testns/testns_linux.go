@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -163,4 +164,36 @@ func NewVethPair(t testing.TB) *VethPair {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// Settle waits until both sides have their IPv6 link-local address and
+// neither has a tentative one (DAD): their address events would invalidate
+// the cache in the middle of a test. A kernel that makes no link-local
+// address (addr_gen_mode none) is waited for 3 s at most.
+func (p *VethPair) Settle(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		ready := true
+		for _, x := range []struct {
+			ns   *NS
+			link netlink.Link
+		}{{p.A, p.LinkA}, {p.B, p.LinkB}} {
+			as, err := x.ns.NL.AddrList(x.link, netlink.FAMILY_V6)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ll := false
+			for _, a := range as {
+				ready = ready && a.Flags&unix.IFA_F_TENTATIVE == 0
+				ll = ll || a.IP.IsLinkLocalUnicast()
+			}
+			ready = ready && ll
+		}
+		if ready {
+			time.Sleep(20 * time.Millisecond) // the last events
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
