@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash"
+	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -100,6 +101,8 @@ type SKCipher struct {
 	nonce   [aeadSaltLen + aeadIVLen]byte
 	ctr, ks [aes.BlockSize]byte // AES-GCM-8 counter mode
 	scratch []byte              // AES-GCM-8 Open: the recomputed ciphertext and full tag
+
+	testRand io.Reader // tests only: the source of CBC IVs instead of crypto/rand
 }
 
 // NewSKCipher makes the protection of one direction from its encryption
@@ -267,7 +270,13 @@ func (c *SKCipher) seal(dst, prefix, inner []byte, skOff int) ([]byte, error) {
 	pt[ptLen-1] = byte(pad)
 
 	if c.aead == nil {
-		if _, err := rand.Read(msg[ivOff:ptOff]); err != nil {
+		var err error
+		if c.testRand != nil {
+			_, err = io.ReadFull(c.testRand, msg[ivOff:ptOff])
+		} else {
+			_, err = rand.Read(msg[ivOff:ptOff])
+		}
+		if err != nil {
 			return nil, err
 		}
 		cbcEncrypt(c.block, msg[ivOff:ptOff], pt)
