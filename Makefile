@@ -1,5 +1,5 @@
-# mipsec — see README.md. Every target works on a fresh clone after `.ci/run`
-# has installed the Debian packages (python3-scapy for the interop tests).
+# mipsec — see README.md. `make deps` installs (as root) or lists the Debian
+# packages the tests and demos need; test, demo and bench-e2e run it first.
 
 SHELL     := bash
 GO        ?= go
@@ -13,16 +13,42 @@ BENCHPKGS ?= ./esp ./sad ./spd ./dataplane ./mip6 ./internal/...
 FUZZTIME  ?= 200000x
 BIN       := bin/mipsec
 REPORT    := $(GO) run ./internal/tools/testreport
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+# The systemd unit goes where systemd looks for the units an administrator
+# installs (systemd.unit(5): /etc/systemd/system); UNITDIR=$(PREFIX)/lib/systemd/system
+# for a package-manager-like layout.
+UNITDIR   ?= /etc/systemd/system
 
-.PHONY: all build test test-unit test-race check fmt vet staticcheck bench bench-e2e pgo fuzz demo clean
+# Debian packages, by what needs them (internal/tools/deps.sh checks each by
+# the command or module that is used, and installs the missing ones as root).
+DEPS_TEST  := python3-scapy iproute2 nftables tshark iperf3 wireguard-tools make git
+DEPS_DEMO  := iproute2 nftables
+DEPS_BENCH := iproute2 iperf3 wireguard-tools
+DEPS_PKGS  ?= $(DEPS_TEST)
+
+.PHONY: all build test test-unit test-race check fmt vet staticcheck bench bench-e2e pgo fuzz demo clean deps install uninstall
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/mipsec
 
+## deps: the Debian packages of DEPS_PKGS (all of them unless a target
+## below names fewer). As root: apt-get installs what is missing (nothing
+## to do: one line). Not root: prints the missing packages and the
+## `sudo apt-get install` line and fails; before the tests outside CI it
+## only warns, as the tests that need a missing tool skip themselves.
+## DEPS_ROOT=0 shows root what a user sees.
+deps:
+	@DEPS_WHAT='make $(or $(firstword $(MAKECMDGOALS)),deps)' DEPS_MISSING='$(DEPS_MISSING)' \
+	  DEPS_ROOT='$(DEPS_ROOT)' GO='$(GO)' bash internal/tools/deps.sh $(DEPS_PKGS)
+
 ## test: every test; with CI=true a skipped test is a failure.
-test: test-unit test-race
+test: deps test-unit test-race
+test test-unit test-race: DEPS_MISSING ?= $(if $(filter true,$(CI)),fail,warn)
+# With -j the tests still wait for deps.
+test-unit test-race: | $(if $(filter test,$(MAKECMDGOALS)),deps)
 
 test-unit:
 	@echo "== go test (CI=$${CI:-false}: skips fail in CI)"
@@ -54,7 +80,8 @@ bench:
 
 ## bench-e2e: mipsec side by side with wireguard-go and the bare veth
 ## (root; iperf3 and wireguard-tools from Debian). Results in bench/results/.
-bench-e2e: build
+bench-e2e: DEPS_PKGS = $(DEPS_BENCH)
+bench-e2e: deps build
 	$(GO) build -o bin/wireguard-go golang.zx2c4.com/wireguard
 	./$(BIN) bench $(BENCHFLAGS)
 
@@ -84,8 +111,27 @@ fuzz:
 	done
 
 ## demo: the main job (see README).
-demo: build
+demo: DEPS_PKGS = $(DEPS_DEMO)
+demo: deps build
 	./$(BIN) demo
+
+## install: bin/mipsec to $(DESTDIR)$(PREFIX)/bin and the systemd template
+## unit dist/mipsec@.service to $(DESTDIR)$(UNITDIR) (README "Deploying").
+## Without bin/mipsec it builds it; `make build && sudo make install`
+## installs what you built (sudo's PATH often has no go).
+$(BIN):
+	$(GO) build -o $(BIN) ./cmd/mipsec
+
+install: $(BIN)
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/mipsec
+	sed 's|/usr/local/bin/mipsec|$(PREFIX)/bin/mipsec|g' dist/mipsec@.service > $(BIN)@.service
+	install -D -m 0644 $(BIN)@.service $(DESTDIR)$(UNITDIR)/mipsec@.service
+	install -d -m 0750 $(DESTDIR)/etc/mipsec
+	@if [ -z '$(DESTDIR)' ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/mipsec $(DESTDIR)$(UNITDIR)/mipsec@.service
+	@if [ -z '$(DESTDIR)' ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 clean:
 	rm -rf bin

@@ -154,9 +154,9 @@ func (hl *HomeLink) check(hoa netip.Addr) error {
 	case hoa.IsUnspecified() || hoa.IsMulticast() || hoa.IsLoopback() || hoa.IsLinkLocalUnicast():
 		return fmt.Errorf("netcfg: add: %s is not a unicast home address", hoa)
 	case hoa.Is4() && !hl.fwd4:
-		return fmt.Errorf("%w for IPv4: the home agent forwards the traffic of %s between the home link and the TUN; sysctl -w net.ipv4.ip_forward=1", ErrForwarding, hoa)
+		return fmt.Errorf("%w for IPv4: the home agent forwards the traffic of %s between the home link and the TUN; sysctl -w net.ipv4.ip_forward=1, then restart mipsec (it reads forwarding when it starts)", ErrForwarding, hoa)
 	case hoa.Is6() && !hl.fwd6:
-		return fmt.Errorf("%w for IPv6: the home agent forwards the traffic of %s between the home link and the TUN (RFC 6275 §10.4.1); sysctl -w net.ipv6.conf.all.forwarding=1", ErrForwarding, hoa)
+		return fmt.Errorf("%w for IPv6: the home agent forwards the traffic of %s between the home link and the TUN (RFC 6275 §10.4.1); sysctl -w net.ipv6.conf.all.forwarding=1, then restart mipsec (it reads forwarding, and turns proxy_ndp on, when it starts)", ErrForwarding, hoa)
 	}
 	return nil
 }
