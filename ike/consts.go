@@ -107,64 +107,9 @@ var transformNames = map[TransformType]string{
 
 func (t TransformType) String() string { return name(transformNames, t, "TRANSFORM") }
 
-// Transform IDs of type ENCR (RFC 7296 §3.3.2; AES-GCM RFC 4106/5282, GMAC
-// RFC 4543, ChaCha20-Poly1305 RFC 7634).
-const (
-	ENCR_3DES               uint16 = 3
-	ENCR_NULL               uint16 = 11
-	ENCR_AES_CBC            uint16 = 12
-	ENCR_AES_CTR            uint16 = 13
-	ENCR_AES_CCM_8          uint16 = 14
-	ENCR_AES_CCM_12         uint16 = 15
-	ENCR_AES_CCM_16         uint16 = 16
-	ENCR_AES_GCM_8          uint16 = 18
-	ENCR_AES_GCM_12         uint16 = 19
-	ENCR_AES_GCM_16         uint16 = 20
-	ENCR_NULL_AUTH_AES_GMAC uint16 = 21
-	ENCR_CAMELLIA_CBC       uint16 = 23
-	ENCR_CHACHA20_POLY1305  uint16 = 28
-)
-
-// Transform IDs of type PRF (RFC 7296 §3.3.2, RFC 4868).
-const (
-	PRF_HMAC_MD5      uint16 = 1
-	PRF_HMAC_SHA1     uint16 = 2
-	PRF_AES128_XCBC   uint16 = 4
-	PRF_HMAC_SHA2_256 uint16 = 5
-	PRF_HMAC_SHA2_384 uint16 = 6
-	PRF_HMAC_SHA2_512 uint16 = 7
-	PRF_AES128_CMAC   uint16 = 8
-)
-
-// Transform IDs of type INTEG (RFC 7296 §3.3.2, RFC 4868).
-const (
-	AUTH_NONE              uint16 = 0
-	AUTH_HMAC_MD5_96       uint16 = 1
-	AUTH_HMAC_SHA1_96      uint16 = 2
-	AUTH_AES_XCBC_96       uint16 = 5
-	AUTH_AES_CMAC_96       uint16 = 8
-	AUTH_HMAC_SHA2_256_128 uint16 = 12
-	AUTH_HMAC_SHA2_384_192 uint16 = 13
-	AUTH_HMAC_SHA2_512_256 uint16 = 14
-)
-
-// Transform IDs of type DH (RFC 7296 §3.3.2; MODP RFC 3526, ECP RFC 5903,
-// Curve25519/448 RFC 8031).
-const (
-	DH_NONE       uint16 = 0
-	DH_MODP1024   uint16 = 2
-	DH_MODP1536   uint16 = 5
-	DH_MODP2048   uint16 = 14
-	DH_MODP3072   uint16 = 15
-	DH_MODP4096   uint16 = 16
-	DH_MODP6144   uint16 = 17
-	DH_MODP8192   uint16 = 18
-	DH_ECP256     uint16 = 19
-	DH_ECP384     uint16 = 20
-	DH_ECP521     uint16 = 21
-	DH_CURVE25519 uint16 = 31
-	DH_CURVE448   uint16 = 32
-)
+// The transform IDs of types ENCR, PRF, INTEG and DH are the typed
+// EncrAlg, PRFAlg, IntegAlg and DHGroup (crypto_keys.go, crypto_prf.go,
+// crypto_dh.go); Transform.ID holds them as their uint16 value.
 
 // Transform IDs of type ESN (RFC 7296 §3.3.2).
 const (

@@ -25,6 +25,8 @@ const (
 	DHMODP2048   DHGroup = 14 // 2048-bit MODP Group, RFC 3526 §3
 	DHMODP3072   DHGroup = 15 // 3072-bit MODP Group, RFC 3526 §4
 	DHMODP4096   DHGroup = 16 // 4096-bit MODP Group, RFC 3526; not implemented
+	DHMODP6144   DHGroup = 17 // 6144-bit MODP Group, RFC 3526; not implemented
+	DHMODP8192   DHGroup = 18 // 8192-bit MODP Group, RFC 3526; not implemented
 	DHECP256     DHGroup = 19 // 256-bit random ECP group, RFC 5903
 	DHECP384     DHGroup = 20 // 384-bit random ECP group, RFC 5903
 	DHECP521     DHGroup = 21 // 521-bit random ECP group, RFC 5903; not implemented

@@ -14,10 +14,18 @@ type EncrAlg uint16
 // Encryption transform IDs (IANA "Transform Type 1 - Encryption Algorithm
 // Transform IDs").
 const (
+	Encr3DES             EncrAlg = 3  // ENCR_3DES; weak, not implemented (RFC 8247 §2.1)
+	EncrNull             EncrAlg = 11 // ENCR_NULL; not for IKE
 	EncrAESCBC           EncrAlg = 12 // ENCR_AES_CBC, RFC 3602; Key Length 128/192/256
+	EncrAESCTR           EncrAlg = 13 // ENCR_AES_CTR, RFC 5930; not implemented
+	EncrAESCCM8          EncrAlg = 14 // ENCR_AES_CCM_8, RFC 5282; not implemented
+	EncrAESCCM12         EncrAlg = 15 // ENCR_AES_CCM_12, RFC 5282; not implemented
+	EncrAESCCM16         EncrAlg = 16 // ENCR_AES_CCM_16, RFC 5282; not implemented
 	EncrAESGCM8          EncrAlg = 18 // ENCR_AES_GCM_8, RFC 5282 (8-byte ICV)
 	EncrAESGCM12         EncrAlg = 19 // ENCR_AES_GCM_12, RFC 5282 (12-byte ICV)
 	EncrAESGCM16         EncrAlg = 20 // ENCR_AES_GCM_16, RFC 5282 (16-byte ICV)
+	EncrNullAuthAESGMAC  EncrAlg = 21 // ENCR_NULL_AUTH_AES_GMAC, RFC 4543; ESP only
+	EncrCamelliaCBC      EncrAlg = 23 // ENCR_CAMELLIA_CBC, RFC 5529; not implemented
 	EncrChaCha20Poly1305 EncrAlg = 28 // ENCR_CHACHA20_POLY1305, RFC 7634
 )
 
@@ -55,7 +63,10 @@ type IntegAlg uint16
 // Transform IDs"). HMAC_SHA1_96 is named to be refused for IKE SAs.
 const (
 	IntegNone             IntegAlg = 0  // NONE (with an AEAD)
+	IntegHMACMD5_96       IntegAlg = 1  // AUTH_HMAC_MD5_96; weak, not implemented
 	IntegHMACSHA1_96      IntegAlg = 2  // AUTH_HMAC_SHA1_96, RFC 2404; not implemented for IKE
+	IntegAESXCBC96        IntegAlg = 5  // AUTH_AES_XCBC_96, RFC 3566; not implemented
+	IntegAESCMAC96        IntegAlg = 8  // AUTH_AES_CMAC_96, RFC 4494; not implemented
 	IntegHMACSHA2_256_128 IntegAlg = 12 // AUTH_HMAC_SHA2_256_128, RFC 4868
 	IntegHMACSHA2_384_192 IntegAlg = 13 // AUTH_HMAC_SHA2_384_192, RFC 4868
 	IntegHMACSHA2_512_256 IntegAlg = 14 // AUTH_HMAC_SHA2_512_256, RFC 4868

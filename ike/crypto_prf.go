@@ -18,11 +18,13 @@ type PRFAlg uint16
 // PRF transform IDs (IANA "Transform Type 2 - Pseudorandom Function
 // Transform IDs").
 const (
+	PRFHMACMD5      PRFAlg = 1 // PRF_HMAC_MD5; weak, not implemented (RFC 8247 §2.3)
 	PRFHMACSHA1     PRFAlg = 2 // PRF_HMAC_SHA1, RFC 2104; not implemented (weak, RFC 8247)
 	PRFAES128XCBC   PRFAlg = 4 // PRF_AES128_XCBC, RFC 4434; not implemented
 	PRFHMACSHA2_256 PRFAlg = 5 // PRF_HMAC_SHA2_256, RFC 4868
 	PRFHMACSHA2_384 PRFAlg = 6 // PRF_HMAC_SHA2_384, RFC 4868
 	PRFHMACSHA2_512 PRFAlg = 7 // PRF_HMAC_SHA2_512, RFC 4868
+	PRFAES128CMAC   PRFAlg = 8 // PRF_AES128_CMAC, RFC 4615; not implemented
 )
 
 // prfPlusMaxIter is the number of prf+ blocks there can be: the block

@@ -54,7 +54,7 @@ type Attribute struct {
 
 // KE is the Key Exchange payload (RFC 7296 §3.4).
 type KE struct {
-	Group uint16 // a DH_* transform ID
+	Group DHGroup // the key exchange method (Transform Type 4 ID)
 	Data  []byte
 }
 
@@ -226,7 +226,7 @@ func decodeBody(t PayloadType, b []byte, off int) (Payload, error) {
 		if err := short(4); err != nil {
 			return nil, err
 		}
-		return &KE{Group: binary.BigEndian.Uint16(b), Data: b[4:]}, nil
+		return &KE{Group: DHGroup(binary.BigEndian.Uint16(b)), Data: b[4:]}, nil
 	case PayloadIDi, PayloadIDr:
 		if err := short(4); err != nil {
 			return nil, err
@@ -622,7 +622,7 @@ func (t *Transform) append(b []byte, last bool) ([]byte, error) {
 }
 
 func (p *KE) appendBody(b []byte) ([]byte, error) {
-	b = binary.BigEndian.AppendUint16(b, p.Group)
+	b = binary.BigEndian.AppendUint16(b, uint16(p.Group))
 	return append(append(b, 0, 0), p.Data...), nil
 }
 

@@ -86,13 +86,13 @@ func TestStrongswanIKESAInit(t *testing.T) {
 	if len(sa.Proposals) != 2 || len(sa.Proposals[0].Transforms) != 38 || len(sa.Proposals[1].Transforms) != 38 {
 		t.Fatalf("proposals: %+v", sa.Proposals)
 	}
-	if tr := sa.Proposals[0].Transforms[0]; !cmp.Equal(tr, Transform{Type: TransformENCR, ID: ENCR_AES_CBC, KeyLength: 128}, codecCmp) {
+	if tr := sa.Proposals[0].Transforms[0]; !cmp.Equal(tr, Transform{Type: TransformENCR, ID: uint16(EncrAESCBC), KeyLength: 128}, codecCmp) {
 		t.Errorf("first transform %+v, want ENCR_AES_CBC 128", tr)
 	}
-	if tr := sa.Proposals[1].Transforms[3]; !cmp.Equal(tr, Transform{Type: TransformENCR, ID: ENCR_AES_GCM_16, KeyLength: 128}, codecCmp) {
+	if tr := sa.Proposals[1].Transforms[3]; !cmp.Equal(tr, Transform{Type: TransformENCR, ID: uint16(EncrAESGCM16), KeyLength: 128}, codecCmp) {
 		t.Errorf("proposal 2 transform 4 %+v, want ENCR_AES_GCM_16 128", tr)
 	}
-	if ke := m.Payloads[1].(*KE); ke.Group != DH_CURVE25519 || len(ke.Data) != 32 {
+	if ke := m.Payloads[1].(*KE); ke.Group != DHCurve25519 || len(ke.Data) != 32 {
 		t.Errorf("KE group %d, %d bytes; want curve25519, 32", ke.Group, len(ke.Data))
 	}
 	if n := m.Payloads[2].(*Nonce); len(n.Data) != 32 {
