@@ -27,7 +27,7 @@ DEPS_DEMO  := iproute2 nftables
 DEPS_BENCH := iproute2 iperf3 wireguard-tools
 DEPS_PKGS  ?= $(DEPS_TEST)
 
-.PHONY: all build test test-unit test-race check fmt vet staticcheck bench bench-e2e pgo fuzz demo clean deps install uninstall
+.PHONY: all build test test-unit test-race check fmt vet staticcheck bench bench-e2e pgo fuzz fuzz-campaign demo clean deps install uninstall
 
 all: build
 
@@ -109,6 +109,20 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+## fuzz-campaign: the long runs of the inbound fuzz targets (ESP open,
+## dataplane inbound, HA deliver, UDP decapsulation, control lines, config),
+## FUZZ_EXECS executions each (a count, see above) on FUZZ_PARALLEL workers;
+## FUZZ_TARGETS='esp:FuzzOpen dataplane:FuzzInbound' picks some. New
+## interesting inputs go to PKG/testdata/fuzz/FuzzX (FUZZ_KEEP_BYTES per
+## target, smallest first); a table of executions per target and the total
+## at the end (internal/tools/fuzz-campaign.sh).
+FUZZ_EXECS    ?= 10000000
+FUZZ_PARALLEL ?= $(shell nproc)
+FUZZ_TARGETS  ?=
+fuzz-campaign:
+	@FUZZ_EXECS='$(FUZZ_EXECS)' FUZZ_PARALLEL='$(FUZZ_PARALLEL)' GO='$(GO)' \
+	  bash internal/tools/fuzz-campaign.sh $(FUZZ_TARGETS)
 
 ## demo: the main job (see README).
 demo: DEPS_PKGS = $(DEPS_DEMO)

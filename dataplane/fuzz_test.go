@@ -11,7 +11,8 @@ import (
 
 // FuzzInbound feeds arbitrary underlay packets to the inbound stage: it must
 // not panic, and it may deliver only packets that A really sealed (no
-// delivery without a valid ICV), each at most once, intact.
+// delivery without a valid ICV), each at most once, intact; every packet it
+// does not deliver is counted as exactly one drop (Stats.Drops).
 func FuzzInbound(f *testing.F) {
 	a, b := stagePair(f, pairOpts{alg: esp.AES128GCM16})
 	out := dataplane.NewBatch(true, 4)
@@ -39,9 +40,18 @@ func FuzzInbound(f *testing.F) {
 		if len(data) > pkt.MaxPacket {
 			return
 		}
+		before := b.d.Stats().Drops
 		in.FillIn([][]byte{data}, epA)
 		b.d.OpenBatch(in)
 		got := in.Delivered()
+		after := b.d.Stats().Drops
+		var drops uint64
+		for r := range after {
+			drops += after[r] - before[r]
+		}
+		if want := uint64(1 - len(got)); drops != want {
+			t.Fatalf("%d delivered, %d drops counted (want %d): % x", len(got), drops, want, data)
+		}
 		if len(got) == 0 {
 			return
 		}
