@@ -617,6 +617,9 @@ type StatusInfo struct {
 	PoliciesOut int    `json:"policies_out"`
 	PoliciesIn  int    `json:"policies_in"`
 	Peers       int    `json:"peers"`
+	// Runtime: goroutines, heap and file descriptors of the daemon
+	// (runtime.go).
+	Runtime *RuntimeInfo `json:"runtime,omitempty"`
 }
 
 func (s *Server) cmdStatus(args json.RawMessage) (any, error) {
@@ -638,6 +641,7 @@ func (s *Server) cmdStatus(args json.RawMessage) (any, error) {
 	st.PoliciesOut = s.t.SPD().Len(sad.Outbound)
 	st.PoliciesIn = s.t.SPD().Len(sad.Inbound)
 	st.Peers = len(s.t.Peers())
+	st.Runtime = readRuntime()
 	return st, nil
 }
 

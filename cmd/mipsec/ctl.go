@@ -116,6 +116,10 @@ func ctlStatus(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(tw, "SAs\t%d out, %d in\n", st.SAsOut, st.SAsIn)
 	fmt.Fprintf(tw, "policies\t%d out, %d in\n", st.PoliciesOut, st.PoliciesIn)
 	fmt.Fprintf(tw, "peers\t%d\n", st.Peers)
+	if r := st.Runtime; r != nil {
+		fmt.Fprintf(tw, "runtime\t%d goroutines, heap %.1f MiB live, %.1f MiB mapped, %d fds\n",
+			r.Goroutines, float64(r.HeapLiveBytes)/(1<<20), float64(r.TotalBytes-r.HeapReleasedBytes)/(1<<20), r.FDs)
+	}
 	tw.Flush()
 	return 0
 }
