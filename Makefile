@@ -127,7 +127,7 @@ fuzz-campaign:
 ## soak: a gateway pair in namespaces (root, iperf3) moving TCP and UDP for
 ## DURATION (a Go duration), sampling each daemon's RSS, live heap,
 ## goroutines and file descriptors every 5s; after the warm-up (a fifth of
-## the run, 30s to 2m) it fails when one grows past its warm-up maximum by
+## the run, 30s to 2m30s) it fails when one grows past its warm-up maximum by
 ## more than: RSS 16 MiB, live heap 8 MiB, goroutines 16, fds 8. Prints a
 ## table (growth and slope per figure); SOAK_CSV=FILE keeps the samples
 ## (e2e/soak_test.go, build tag soak).
