@@ -163,8 +163,7 @@ type logLimiter struct {
 }
 
 type logBucket struct {
-	tokens     float64
-	last       time.Time
+	bucket
 	suppressed uint64
 	started    bool
 }
@@ -178,15 +177,10 @@ func (l *logLimiter) allow(r haReason, now time.Time) (ok bool, suppressed uint6
 	if !b.started {
 		b.started, b.tokens, b.last = true, rejLogBurst, now
 	}
-	if el := now.Sub(b.last); el > 0 {
-		b.tokens = min(rejLogBurst, b.tokens+float64(el)/float64(rejLogInterval))
-		b.last = now
-	}
-	if b.tokens < 1 {
+	if !b.take(now, float64(time.Second)/float64(rejLogInterval), rejLogBurst) {
 		b.suppressed++
 		return false, 0
 	}
-	b.tokens--
 	s := b.suppressed
 	b.suppressed = 0
 	return true, s

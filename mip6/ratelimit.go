@@ -47,6 +47,20 @@ type bucket struct {
 	last   time.Time
 }
 
+// take refills b at rate tokens per second up to burst for the time since
+// its last call and takes one token, reporting whether there was one.
+func (b *bucket) take(now time.Time, rate, burst float64) bool {
+	if el := now.Sub(b.last); el > 0 {
+		b.tokens = min(burst, b.tokens+el.Seconds()*rate)
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
 func newTokenBuckets(rate float64, burst int, now func() time.Time) *tokenBuckets {
 	if rate <= 0 {
 		rate = DefaultBURate
@@ -70,15 +84,10 @@ func (t *tokenBuckets) allow(key netip.Addr) bool {
 		b = &bucket{tokens: t.burst, last: now}
 		t.m[key] = b
 	}
-	if el := now.Sub(b.last); el > 0 {
-		b.tokens = min(t.burst, b.tokens+el.Seconds()*t.rate)
-		b.last = now
-	}
-	if b.tokens < 1 {
+	if !b.take(now, t.rate, t.burst) {
 		t.denied = key
 		return false
 	}
-	b.tokens--
 	return true
 }
 
