@@ -1249,18 +1249,32 @@ func (u *Linux) Send(bufs []*pkt.Buf, eps []endpoint.Endpoint) error {
 func (u *Linux) send(ss *socketSet, st *sendState, bufs []*pkt.Buf, eps []endpoint.Endpoint, viaPkt bool) error {
 	batch := len(st.msgs)
 	var first error
+	// next is the route of bufs[i] when the previous run's scan already
+	// took it (the packet that ended that run): each packet is routed once.
+	var next route
+	haveNext := false
 	for i := 0; i < len(bufs); {
-		r, err := u.route(&ss, bufs[i], eps[i], viaPkt)
-		if err != nil {
-			return err
+		r := next
+		if !haveNext {
+			var err error
+			if r, err = u.route(&ss, bufs[i], eps[i], viaPkt); err != nil {
+				return err
+			}
 		}
+		haveNext = false
 		j := i + 1
 		for j < len(bufs) && j-i < batch {
-			if rj, err := u.route(&ss, bufs[j], eps[j], viaPkt); err != nil || rj != r {
+			rj, err := u.route(&ss, bufs[j], eps[j], viaPkt)
+			if err != nil {
+				break // routed again, and the error returned, at i = j
+			}
+			if rj != r {
+				next, haveNext = rj, true
 				break
 			}
 			j++
 		}
+		var err error
 		switch {
 		case r.s == nil:
 			err = ErrNoSocket
@@ -1461,7 +1475,9 @@ func (u *Linux) sendRun(r route, st *sendState, bufs []*pkt.Buf, eps []endpoint.
 		// lacks checksum offload (then GSO stays off on this socket, as
 		// wireguard-go does), and with EMSGSIZE (older kernels: EINVAL)
 		// when a segment exceeds the path MTU (then segments that long are
-		// no longer coalesced; the kernel fragments them).
+		// no longer coalesced; sent alone, a DF one fails again with
+		// EMSGSIZE and counts as an underlay send drop, since the socket
+		// sets DF, IP_PMTUDISC_DO).
 		m := &msgs[start]
 		if gso && len(m.Buffers) > 1 {
 			u.stats.GSORetries.Add(1)
