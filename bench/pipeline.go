@@ -283,6 +283,14 @@ func newPipe(c pipeCase, workers int, limit uint64) (*pipe, error) {
 	}); err != nil {
 		return fail(fmt.Errorf("bench: SPD: %w", err))
 	}
+	// B's inbound SPD as a config has it (RFC 4301 §4.4.1): the dataplane
+	// counts the ESP it delivers against it, a cost every gateway pays.
+	if err := spdB.Replace([]spd.Policy{
+		{Name: "protect-in", Dir: sad.Inbound, Action: spd.Protect, Selectors: []sad.Selector{selB}},
+		{Name: "discard-in", Dir: sad.Inbound, Action: spd.Discard, Selectors: []sad.Selector{{}}},
+	}); err != nil {
+		return fail(fmt.Errorf("bench: SPD: %w", err))
+	}
 	maxLen := 0
 	for _, p := range c.pkts {
 		maxLen = max(maxLen, len(p))
