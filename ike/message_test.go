@@ -104,7 +104,7 @@ func sampleInner() []Payload {
 		&CertReq{Encoding: CertX509Signature, Data: pattern(40, 9)},
 		&ID{IDType: ID_IPV6_ADDR, Data: netip.MustParseAddr("2001:db8::1").AsSlice()},
 		&Auth{Method: AuthSharedKey, Data: pattern(32, 0xa0)},
-		&Config{CfgType: CFG_REQUEST, Attributes: []CPAttribute{
+		&CP{CfgType: CFG_REQUEST, Attributes: []CPAttribute{
 			IP6AddressAttr(netip.Prefix{}),
 			IP6AddressAttr(netip.MustParsePrefix("2001:db8:a::5/64")),
 			IP4AddressAttr(netip.Addr{}),
@@ -215,10 +215,10 @@ func TestInnerRoundTrip(t *testing.T) {
 	if got, err := DecodePayloads(sk.NextPayload, sk.Data[8:]); err != nil || len(got) != len(want) {
 		t.Errorf("inner chain of the SK payload: %d payloads, %v", len(got), err)
 	}
-	if pf, ok := got[5].(*Config).Attributes[1].IP6Address(); !ok || pf != netip.MustParsePrefix("2001:db8:a::5/64") {
+	if pf, ok := got[5].(*CP).Attributes[1].IP6Address(); !ok || pf != netip.MustParsePrefix("2001:db8:a::5/64") {
 		t.Errorf("INTERNAL_IP6_ADDRESS = %v %v", pf, ok)
 	}
-	if _, ok := got[5].(*Config).Attributes[0].IP6Address(); ok {
+	if _, ok := got[5].(*CP).Attributes[0].IP6Address(); ok {
 		t.Error("the empty INTERNAL_IP6_ADDRESS request reads as an address")
 	}
 }

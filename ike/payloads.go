@@ -159,8 +159,8 @@ type EncryptedFragment struct {
 	Data        []byte
 }
 
-// Config is the Configuration payload, CP (RFC 7296 §3.15).
-type Config struct {
+// CP is the Configuration payload, CP (RFC 7296 §3.15).
+type CP struct {
 	CfgType    CfgType
 	Attributes []CPAttribute
 }
@@ -187,7 +187,7 @@ func (*Nonce) Type() PayloadType    { return PayloadNonce }
 func (*Notify) Type() PayloadType   { return PayloadNotify }
 func (*Delete) Type() PayloadType   { return PayloadDelete }
 func (*VendorID) Type() PayloadType { return PayloadVendor }
-func (*Config) Type() PayloadType   { return PayloadCP }
+func (*CP) Type() PayloadType   { return PayloadCP }
 func (*EAP) Type() PayloadType      { return PayloadEAP }
 
 func (*Encrypted) Type() PayloadType         { return PayloadSK }
@@ -527,7 +527,7 @@ func decodeCP(b []byte, off int) (Payload, error) {
 	if len(b) < 4 {
 		return nil, malformed(off, PayloadCP, "body of %d bytes, shorter than 4", len(b))
 	}
-	c := &Config{CfgType: CfgType(b[0])}
+	c := &CP{CfgType: CfgType(b[0])}
 	for p := 4; p < len(b); {
 		if len(c.Attributes) == MaxCPAttributes {
 			return nil, malformed(off+p, PayloadCP, "more than %d attributes", MaxCPAttributes)
@@ -745,7 +745,7 @@ func (p *EncryptedFragment) appendBody(b []byte) ([]byte, error) {
 	return append(b, p.Data...), nil
 }
 
-func (p *Config) appendBody(b []byte) ([]byte, error) {
+func (p *CP) appendBody(b []byte) ([]byte, error) {
 	if len(p.Attributes) > MaxCPAttributes {
 		return b, fmt.Errorf("%d attributes, more than %d", len(p.Attributes), MaxCPAttributes)
 	}

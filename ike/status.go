@@ -1,0 +1,75 @@
+package ike
+
+import (
+	"net/netip"
+	"time"
+)
+
+// SAStatus is one IKE SA as `mipsec ike list` shows it (swanctl
+// --list-sas).
+type SAStatus struct {
+	Name string // connection
+	ID   uint32 // unique within the daemon
+	// State is "connecting", "established", "rekeying", "deleting".
+	State     string
+	Initiator bool
+	SPIi      uint64
+	SPIr      uint64
+	Local     netip.AddrPort
+	Remote    netip.AddrPort
+	LocalID   string
+	RemoteID  string
+	// NATLocal and NATRemote say which side NAT detection (§2.23) found
+	// behind a NAT; Encap that ESP and IKE use port 4500.
+	NATLocal, NATRemote, Encap bool
+	// Suite is the negotiated IKE proposal, e.g.
+	// "aes128gcm16/prfsha256/curve25519".
+	Suite       string
+	Established time.Time
+	RekeyAt     time.Time // zero: no rekey scheduled
+	Children    []ChildStatus
+}
+
+// ChildStatus is one Child SA of an IKE SA.
+type ChildStatus struct {
+	Name  string
+	ID    uint32
+	State string // "installing", "installed", "rekeying", "deleting"
+	Mode  Mode
+	// Suite is the negotiated ESP proposal, e.g. "aes128gcm16/esn".
+	Suite             string
+	InSPI, OutSPI     uint32
+	LocalTS, RemoteTS []TrafficSelector
+	Installed         time.Time
+	RekeyAt           time.Time
+	ExpireAt          time.Time
+}
+
+// Stats are the daemon's counters (metrics: exchanges by type, failures by
+// reason, SAs up, rekeys, retransmits). Each map has a fixed key set.
+type Stats struct {
+	IKESAs, ChildSAs, HalfOpen int
+	// Exchanges counts completed exchanges by type ("IKE_SA_INIT",
+	// "IKE_AUTH", "CREATE_CHILD_SA", "INFORMATIONAL").
+	Exchanges map[string]uint64
+	// Failures counts refused or failed messages and exchanges by reason
+	// (e.g. "malformed", "auth_failed", "no_proposal", "ts_unacceptable",
+	// "invalid_spi", "message_id", "timeout", "queue_full", "cookie").
+	Failures    map[string]uint64
+	Rekeys      uint64 // child and IKE SA rekeys completed
+	Retransmits uint64
+	// CookiesSent counts COOKIE answers (§2.6).
+	CookiesSent uint64
+}
+
+// WiresharkKey is one IKE SA's line of Wireshark's
+// ikev2_decryption_table: the SPIs, SK_ei/SK_er with the encryption
+// algorithm name Wireshark uses, and SK_ai/SK_ar with the integrity one.
+// It is secret material, for `mipsec ike list --wireshark` only.
+type WiresharkKey struct {
+	SPIi, SPIr uint64
+	SKei, SKer []byte
+	EncrName   string
+	SKai, SKar []byte
+	IntegName  string
+}
