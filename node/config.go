@@ -9,6 +9,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/ike"
 	"github.com/mipsec/mipsec/mip6"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/seqstore"
@@ -71,6 +72,10 @@ type Config struct {
 	// (zero: the defaults).
 	SeqStore     seqstore.Options
 	Reservations seqstore.ReserverOptions
+
+	// IKE is the IKEv2 daemon's configuration (package ike); with no
+	// connections there is no daemon and the node is keyed by hand only.
+	IKE IKEConfig
 }
 
 // TUNConfig is the inner side.
@@ -179,4 +184,23 @@ type Host struct {
 	ParamProblems func() (undo func() error, err error)
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+}
+
+// IKEConfig configures the node's IKEv2 daemon (package ike). The node is
+// its Kernel (SPIs, SAs, policies and peer endpoints on its own SAD, SPD
+// and dataplane) and its Transport (UDP 500, and UDP 4500 shared with ESP
+// in UDP behind the non-ESP marker, RFC 3948 §2.2). Manual SAs keep
+// working beside the IKE-made ones.
+type IKEConfig struct {
+	Connections []ike.Connection
+	// CookieThreshold, MaxHalfOpen, Retransmit and Retransmits are
+	// ike.Config's; zero: ike's defaults.
+	CookieThreshold int
+	MaxHalfOpen     int
+	Retransmit      time.Duration
+	Retransmits     int
+	// Transport, when set, replaces the underlay's IKE sockets (tests and
+	// embedders with an injected Conn); IKE datagrams for the node then go
+	// to Node.ReceiveIKE.
+	Transport ike.Transport
 }
