@@ -11,8 +11,10 @@ type Algorithm uint8
 
 const (
 	AlgInvalid Algorithm = iota
-	// AES128GCM16 and AES256GCM16: RFC 4106, 16-byte ICV, key || 4-byte salt.
+	// AES128GCM16, AES192GCM16 and AES256GCM16: RFC 4106, 16-byte ICV,
+	// key || 4-byte salt (§8.1).
 	AES128GCM16
+	AES192GCM16
 	AES256GCM16
 	// ChaCha20Poly1305: RFC 7634, 32-byte key || 4-byte salt.
 	ChaCha20Poly1305
@@ -44,6 +46,7 @@ type algInfo struct {
 
 var algs = [numAlgorithms]algInfo{
 	AES128GCM16:      {"aes128gcm16", 16 + 4, 0, 8, 16, 4, true, true},
+	AES192GCM16:      {"aes192gcm16", 24 + 4, 0, 8, 16, 4, true, true},
 	AES256GCM16:      {"aes256gcm16", 32 + 4, 0, 8, 16, 4, true, true},
 	ChaCha20Poly1305: {"chacha20poly1305", 32 + 4, 0, 8, 16, 4, true, true},
 	AES128GMAC:       {"aes128gmac", 16 + 4, 0, 8, 16, 4, true, false},
@@ -56,14 +59,16 @@ var algs = [numAlgorithms]algInfo{
 }
 
 // ParseAlgorithm maps a strongSwan-style proposal name to an Algorithm.
-// Matching ignores case; "aes128gcm128" is accepted for "aes128gcm16" and
-// "sha256" may be spelled "sha2_256".
+// Matching ignores case; "aes128gcm128" is accepted for "aes128gcm16" (so
+// for 192 and 256) and "sha256" may be spelled "sha2_256".
 func ParseAlgorithm(name string) (Algorithm, error) {
 	n := strings.ToLower(strings.TrimSpace(name))
 	n = strings.ReplaceAll(n, "sha2_256", "sha256")
 	switch n {
 	case "aes128gcm128":
 		n = "aes128gcm16"
+	case "aes192gcm128":
+		n = "aes192gcm16"
 	case "aes256gcm128":
 		n = "aes256gcm16"
 	}

@@ -1,9 +1,10 @@
 // Package esp owns the ESP packet transforms of RFC 4303: sealing and
-// opening in place, the algorithms (AES-GCM RFC 4106, ChaCha20-Poly1305
-// RFC 7634, AES-GMAC RFC 4543, AES-CBC RFC 3602 with HMAC-SHA-256-128
-// RFC 4868 or HMAC-SHA1-96 RFC 2404, NULL RFC 2410), transport and tunnel
-// mode, sequence numbers with ESN (RFC 4303 §2.2.1) and the anti-replay
-// window (RFC 4303 §3.4.3 and App. A, RFC 6479).
+// opening in place, the algorithms (AES-GCM RFC 4106 with 128, 192 or
+// 256-bit keys, ChaCha20-Poly1305 RFC 7634, AES-GMAC RFC 4543, AES-CBC
+// RFC 3602 with HMAC-SHA-256-128 RFC 4868 or HMAC-SHA1-96 RFC 2404, NULL
+// RFC 2410), transport and tunnel mode, sequence numbers with ESN (RFC
+// 4303 §2.2.1) and the anti-replay window (RFC 4303 §3.4.3 and App. A,
+// RFC 6479).
 //
 // An SA is two objects built from the same Params: an Outbound (NewOutbound,
 // Seal, SealBatch, SealDummy) and an Inbound (NewInbound, Open, OpenBatch).

@@ -60,6 +60,7 @@ const scapyPython = "/usr/bin/python3" // Debian's, where python3-scapy lives
 // scapy_peer.py shim, not scapy's own.
 var interopAlgs = []struct{ name, crypt, auth string }{
 	{"aes128gcm16", "AES-GCM", ""},
+	{"aes192gcm16", "AES-GCM", ""},
 	{"aes256gcm16", "AES-GCM", ""},
 	{"chacha20poly1305", "CHACHA20-POLY1305", ""},
 	{"aes128gmac", "AES-NULL-GMAC", ""},

@@ -96,7 +96,7 @@ func newCryptoState(alg Algorithm, encKey, authKey []byte, outbound bool) (*cryp
 	info := algs[alg]
 	st := &cryptoState{ivLen: info.ivLen, icvLen: info.icvLen}
 	switch alg {
-	case AES128GCM16, AES256GCM16, AES128GMAC, AES256GMAC:
+	case AES128GCM16, AES192GCM16, AES256GCM16, AES128GMAC, AES256GMAC:
 		if len(encKey) <= saltLen {
 			return nil, fmt.Errorf("%w: %v key too short", ErrInvalidParams, alg)
 		}
