@@ -15,6 +15,8 @@ package underlay
 //	       msg_name, destination the bound address or, bound to ::, from
 //	       IPV6_PKTINFO
 //	udp:   recvmmsg into bufs[i].B[Headroom:]   -> [0xFF] | [0000 IKE] | [ESP]
+//	       (IKE -> Config.IKE, ike_linux.go)
+//	udp 500 (IKE500): every datagram -> Config.IKE
 //	       from source port 4191: [IP packet] -> EncapIP (RFC 5555 §4.1)
 //	udp 4191 (DSMIPv6): [IP packet] -> EncapIP, from (IPv4 source, port)
 //	dstopts/routing (ExtHeaders): raw IPv6 sockets for IP protocols 60 and
@@ -181,7 +183,23 @@ type Config struct {
 	// resolved yet, or that are longer than the link MTU, still go through
 	// the raw socket (counted as TxPacketSocketFallback). Off: zero.
 	PacketSocket bool
+	// IKE, when set, receives the IKE messages that arrive on the
+	// ESP-in-UDP sockets behind the non-ESP marker (RFC 3948 §2.2; msg
+	// without the marker) and on the UDP 500 sockets (IKE500): msg is
+	// valid only during the call, which runs on the socket's receive
+	// goroutine and must not block. local is the datagram's destination
+	// (from IP_PKTINFO / IPV6_PKTINFO on a socket bound to the wildcard:
+	// IKE's NAT detection hashes it, RFC 7296 §2.23), remote its source.
+	// Nil: such datagrams are dropped and counted (RxNonESP).
+	IKE func(msg []byte, local, remote netip.AddrPort)
+	// IKE500 opens a UDP socket on port 500 (IKEPort, RFC 7296 §2) for
+	// each configured family, bound like the others and with their Mark
+	// (IKE never enters the TUN); its datagrams go to IKE. Needs IKE.
+	IKE500 bool
 }
+
+// IKEPort is IKE's UDP port (RFC 7296 §2).
+const IKEPort = 500
 
 // Stats are the Linux underlay's own counters: packets it consumed or
 // refused before they reached the dataplane. Fields are updated once per
@@ -191,7 +209,7 @@ type Stats struct {
 	// RFC 3948 §2.3); they are ignored as the RFC says.
 	RxKeepalives atomic.Uint64
 	// RxNonESP counts UDP datagrams with the non-ESP marker (IKE,
-	// RFC 3948 §2.2): this underlay has no IKE, so they are dropped.
+	// RFC 3948 §2.2) dropped because there is no Config.IKE.
 	RxNonESP atomic.Uint64
 	// RxMalformed counts datagrams too short for ESP, SPI 0 (reserved,
 	// RFC 4303 §2.1; RFC 3948 §2.2 relies on it) or, for raw IPv4, a bad
@@ -236,6 +254,9 @@ type Stats struct {
 	// TxPacketSocketErrors counts packets the AF_PACKET socket refused
 	// (sendmmsg error: a full device queue, a link that went down).
 	TxPacketSocketErrors atomic.Uint64
+	// RxIKE counts IKE messages handed to Config.IKE (UDP 500, and UDP
+	// 4500 behind the non-ESP marker); TxIKE those SendIKE sent.
+	RxIKE, TxIKE atomic.Uint64
 }
 
 // Counter is one Stats counter by its stable snake_case name (as
@@ -249,7 +270,8 @@ type Counter struct {
 // rx_keepalives, rx_non_esp, rx_malformed, rx_fragments, rx_coalesced,
 // tx_keepalives, gso_retries, gso_disabled, rx_dsmipv6, rx_ext_headers,
 // rx_ip_malformed, tx_header_included, tx_packet_socket,
-// tx_packet_socket_fallback, tx_packet_socket_errors. A nil s returns nil.
+// tx_packet_socket_fallback, tx_packet_socket_errors, rx_ike, tx_ike. A nil
+// s returns nil.
 func (s *Stats) Counters() []Counter {
 	if s == nil {
 		return nil
@@ -270,6 +292,8 @@ func (s *Stats) Counters() []Counter {
 		{"tx_packet_socket", s.TxPacketSocket.Load()},
 		{"tx_packet_socket_fallback", s.TxPacketSocketFallback.Load()},
 		{"tx_packet_socket_errors", s.TxPacketSocketErrors.Load()},
+		{"rx_ike", s.RxIKE.Load()},
+		{"tx_ike", s.TxIKE.Load()},
 	}
 }
 
@@ -303,6 +327,8 @@ const (
 	sockRt6                                      // raw IPv6, protocol 43
 	sockHdr4                                     // IPPROTO_RAW, IPv4, send only
 	sockHdr6                                     // IPPROTO_RAW, IPv6, send only
+	sockIKE4                                     // UDP 500, IPv4 (IKE500)
+	sockIKE6                                     // UDP 500, IPv6 (IKE500)
 	numSockKinds
 )
 
@@ -322,8 +348,11 @@ func (k sockKind) hdrIncl() bool { return k == sockHdr4 || k == sockHdr6 }
 
 // is4: an IPv4 socket.
 func (k sockKind) is4() bool {
-	return k == sockRaw4 || k == sockUDP4 || k == sockDSMIP4 || k == sockHdr4
+	return k == sockRaw4 || k == sockUDP4 || k == sockDSMIP4 || k == sockHdr4 || k == sockIKE4
 }
+
+// ike: a UDP 500 socket.
+func (k sockKind) ike() bool { return k == sockIKE4 || k == sockIKE6 }
 
 func (k sockKind) encap() endpoint.Encap {
 	switch {
@@ -357,8 +386,12 @@ type usock struct {
 	gsoMaxSeg atomic.Uint32
 	// gro: UDP_GRO is on, so reads may return coalesced datagrams.
 	gro bool
-	// pktinfo: IPV6_RECVPKTINFO is on (a raw IPv6 socket bound to ::).
+	// pktinfo: IPV6_RECVPKTINFO (IPv6) or IP_PKTINFO (IPv4) is on: a
+	// raw IPv6 socket bound to ::, or a socket that hands IKE messages
+	// up bound to a wildcard.
 	pktinfo bool
+	// bound is the address the socket is bound to.
+	bound netip.Addr
 }
 
 // socketSet is the immutable set of open sockets, swapped atomically.
@@ -436,6 +469,9 @@ func New(cfg Config) (*Linux, error) {
 	if cfg.ExtHeaders && !cfg.IPv6.IsValid() {
 		return nil, fmt.Errorf("%w: ExtHeaders needs an IPv6 address", ErrInvalidConfig)
 	}
+	if cfg.IKE500 && cfg.IKE == nil {
+		return nil, fmt.Errorf("%w: IKE500 needs an IKE callback", ErrInvalidConfig)
+	}
 	u := &Linux{cfg: cfg, stats: cfg.Stats}
 	if u.stats == nil {
 		u.stats = new(Stats)
@@ -472,7 +508,9 @@ func (u *Linux) Offloads(ipv6 bool) (gso, gro bool) {
 // Open implements dataplane.Underlay: it opens the sockets of cfg.Mode for
 // each configured family and returns one ReceiveFunc per socket, in the
 // order raw IPv4, raw IPv6, UDP IPv4, UDP IPv6, then UDP 4191 (DSMIPv6),
-// Destination Options and Routing (ExtHeaders) (those opened; an
+// Destination Options and Routing (ExtHeaders), UDP 500 IPv4 and IPv6
+// (IKE500; their ReceiveFuncs hand every datagram to Config.IKE and
+// return none until the socket closes) (those opened; an
 // unspecified address of a family the kernel does not support is skipped).
 // With DSMIPv6 or ExtHeaders it opens the header-included send sockets too.
 // With PacketSocket (and raw ESP sockets open) it opens the AF_PACKET
@@ -518,6 +556,14 @@ func (u *Linux) Open() ([]ReceiveFunc, error) {
 	}
 	if u.cfg.ExtHeaders {
 		wants = append(wants, sockWant{sockDst6, u.cfg.IPv6}, sockWant{sockRt6, u.cfg.IPv6})
+	}
+	if u.cfg.IKE500 {
+		if u.cfg.IPv4.IsValid() {
+			wants = append(wants, sockWant{sockIKE4, u.cfg.IPv4})
+		}
+		if u.cfg.IPv6.IsValid() {
+			wants = append(wants, sockWant{sockIKE6, u.cfg.IPv6})
+		}
 	}
 	if u.cfg.DSMIPv6 || u.cfg.ExtHeaders {
 		wants = append(wants, u.headerIncludedWants()...)
@@ -611,12 +657,20 @@ func (u *Linux) listen(k sockKind, addr netip.Addr) (*usock, error) {
 		network, laddr = "ip4:255", addr.String()
 	case sockHdr6:
 		network, laddr = "ip6:255", addr.String()
+	case sockIKE4:
+		network, laddr = "udp4", netip.AddrPortFrom(addr, IKEPort).String()
+	case sockIKE6:
+		network, laddr = "udp6", netip.AddrPortFrom(addr, IKEPort).String()
 	}
 	mark := u.cfg.Mark
 	wantGRO := k.udpESP() && !u.cfg.DisableGRO && u.cfg.BatchSize >= 1
 	// The destination of a raw IPv6 packet is not in msg_name: a socket
 	// bound to :: asks for IPV6_PKTINFO (one control message per packet).
-	wantPktinfo := (k == sockRaw6 || k == sockDst6 || k == sockRt6) && addr.IsUnspecified()
+	// A socket bound to a wildcard that hands IKE messages up asks for
+	// their destination too (IP_PKTINFO, IPV6_RECVPKTINFO): IKE hashes it
+	// (RFC 7296 §2.23) and answers from it.
+	wantPktinfo := (k == sockRaw6 || k == sockDst6 || k == sockRt6 ||
+		k.ike() || (k.udpESP() && u.cfg.IKE != nil)) && addr.IsUnspecified()
 	// The IPv4 ESP sockets write the DF bit the SA decided (route): the
 	// raw one sends the DF-clear packets (the kernel fragments them where
 	// needed), the UDP one the DF-set packets, GSO batches included (a
@@ -653,7 +707,12 @@ func (u *Linux) listen(k sockKind, addr netip.Addr) (*usock, error) {
 				// Kernels without UDP_GRO refuse it: then no GRO.
 				_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
 			}
-			if wantPktinfo {
+			if wantPktinfo && k.is4() {
+				if err := unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1); err != nil {
+					serr = os.NewSyscallError("setsockopt IP_PKTINFO", err)
+					return
+				}
+			} else if wantPktinfo {
 				if err := unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1); err != nil {
 					serr = os.NewSyscallError("setsockopt IPV6_RECVPKTINFO", err)
 					return
@@ -669,7 +728,7 @@ func (u *Linux) listen(k sockKind, addr netip.Addr) (*usock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("underlay: listen %s %s: %w", network, laddr, err)
 	}
-	s := &usock{kind: k, pc: pc, pktinfo: wantPktinfo}
+	s := &usock{kind: k, pc: pc, pktinfo: wantPktinfo, bound: addr}
 	if k.is4() {
 		s.bc = ipv4.NewPacketConn(pc)
 	} else {
@@ -744,6 +803,10 @@ type receiver struct {
 	stats *Stats
 	mr    *mmsgReader
 	encap endpoint.Encap
+	// ike receives IKE messages (Config.IKE), nil when none; ikePort is
+	// the socket's port, the local port of what it receives.
+	ike     func(msg []byte, local, remote netip.AddrPort)
+	ikePort uint16
 	// bound is the socket's local address: the destination of what a raw
 	// IPv6 socket receives, unless it is :: (then IPV6_PKTINFO says).
 	bound netip.Addr
@@ -770,6 +833,12 @@ type receiver struct {
 
 func (u *Linux) newReceiver(s *usock, bound netip.Addr) (*receiver, error) {
 	r := &receiver{s: s, stats: u.stats, encap: s.kind.encap(), bound: bound, at: pkt.Headroom}
+	if s.kind.ike() || s.kind.udpESP() {
+		r.ike, r.ikePort = u.cfg.IKE, u.cfg.UDPPort
+		if s.kind.ike() {
+			r.ikePort = IKEPort
+		}
+	}
 	if s.kind == sockDst6 || s.kind == sockRt6 {
 		r.at += header.IPv6HeaderLen
 	}
@@ -782,7 +851,7 @@ func (u *Linux) newReceiver(s *usock, bound netip.Addr) (*receiver, error) {
 		// read as many messages as fill one batch (wireguard-go reads
 		// IdealBatchSize/udpSegmentMaxDatagrams messages).
 		n = (u.cfg.BatchSize + udpSegmentMaxDatagrams - 1) / udpSegmentMaxDatagrams
-		oob = gsoControlSize
+		oob += gsoControlSize
 		r.scratch = make([]*pkt.Buf, n)
 		for i := range r.scratch {
 			r.scratch[i] = new(pkt.Buf)
@@ -808,7 +877,7 @@ func (u *Linux) newReceiver(s *usock, bound netip.Addr) (*receiver, error) {
 // rxCounts are one batch's drops, added to Stats once.
 type rxCounts struct {
 	keepalive, nonESP, malformed, fragment, coalesced uint64
-	dsmip, ext, ipMalformed                           uint64
+	dsmip, ext, ipMalformed, ike                      uint64
 }
 
 func (c *rxCounts) flush(s *Stats) {
@@ -820,6 +889,7 @@ func (c *rxCounts) flush(s *Stats) {
 	addNonZero(&s.RxDSMIPv6, c.dsmip)
 	addNonZero(&s.RxExtHeaders, c.ext)
 	addNonZero(&s.RxIPMalformed, c.ipMalformed)
+	addNonZero(&s.RxIKE, c.ike)
 }
 
 // addNonZero adds n to a shared counter, skipping the atomic write (and
@@ -950,6 +1020,13 @@ func (r *receiver) packet(b *pkt.Buf, i int, c *rxCounts) (endpoint.Endpoint, bo
 		return ipPacket(b, r.at, p, src, c)
 	case sockDst6, sockRt6:
 		return r.extPacket(b, i, size, src, c)
+	case sockIKE4, sockIKE6:
+		r.handIKE(p, i, src, c)
+		return endpoint.Endpoint{}, false
+	}
+	if r.ike != nil && nonESP(p) {
+		r.handIKE(p[nonESPMarkerLen:], i, src, c)
+		return endpoint.Endpoint{}, false
 	}
 	off, ln, ok := classify(r.s.kind, p, c)
 	if !ok {
@@ -1034,18 +1111,32 @@ func (r *receiver) extPacket(b *pkt.Buf, i, size int, src netip.AddrPort, c *rxC
 	return endpoint.Endpoint{Addr: netip.AddrPortFrom(src.Addr(), 0), Encap: endpoint.EncapIP}, true
 }
 
-// dst returns the destination of message i on a raw IPv6 socket: the bound
-// address, or the one IPV6_PKTINFO reported (the zero Addr if none).
+// dst returns the destination of message i: the bound address, or the one
+// IPV6_PKTINFO or IP_PKTINFO reported (the zero Addr if none).
 func (r *receiver) dst(i int) netip.Addr {
 	if !r.s.pktinfo {
 		return r.bound
+	}
+	if r.s.kind.is4() {
+		return pktinfoDst4(r.mr.control(i))
 	}
 	return pktinfoDst(r.mr.control(i))
 }
 
 // pktinfoControlSize is the OOB space for one IPV6_PKTINFO cmsg (struct
-// in6_pktinfo: address and interface index).
+// in6_pktinfo: address and interface index), which also holds an
+// IP_PKTINFO one (struct in_pktinfo, 12 bytes).
 var pktinfoControlSize = unix.CmsgSpace(unix.SizeofInet6Pktinfo)
+
+// pktinfoDst4 returns the header destination address (ipi_addr, after the
+// interface index and ipi_spec_dst) of the IP_PKTINFO cmsg in control
+// (ip(7)).
+func pktinfoDst4(control []byte) netip.Addr {
+	if data := cmsgData(control, unix.IPPROTO_IP, unix.IP_PKTINFO); len(data) >= unix.SizeofInet4Pktinfo {
+		return netip.AddrFrom4([4]byte(data[8:12]))
+	}
+	return netip.Addr{}
+}
 
 // pktinfoDst returns the address of the IPV6_PKTINFO cmsg in control (RFC
 // 3542 §6.1), without allocating.
@@ -1069,6 +1160,7 @@ func (r *receiver) receiveGRO(bufs []*pkt.Buf, eps []endpoint.Endpoint) (int, er
 		var c rxCounts
 		j := 0
 		for j < len(bufs) && r.mi < r.nmsg {
+			mi := r.mi
 			size := r.mr.size(r.mi)
 			seg := r.scratch[r.mi].B[r.off:size]
 			if g := r.gsoSize[r.mi]; g > 0 && len(seg) > g {
@@ -1090,6 +1182,9 @@ func (r *receiver) receiveGRO(bufs []*pkt.Buf, eps []endpoint.Endpoint) (int, er
 				} else {
 					c.ipMalformed++
 				}
+			} else if r.ike != nil && nonESP(seg) {
+				r.handIKE(seg[nonESPMarkerLen:], mi, ep.Addr, &c)
+				continue
 			} else {
 				off, ln, ok = classify(r.s.kind, seg, &c)
 			}

@@ -677,12 +677,14 @@ func TestUnderlayGROSmallReads(t *testing.T) {
 	t.Logf("%d coalesced datagrams", ub.Stats().RxCoalesced.Load())
 }
 
-// TestUnderlayMarkAndNoSocket: SO_MARK is set on every socket, and a Send
+// TestUnderlayMarkAndNoSocket: SO_MARK is set on every socket (UDP 500
+// included: IKE never enters the TUN), and a Send
 // to an endpoint without a socket fails with ErrNoSocket without stopping
 // the other packets.
 func TestUnderlayMarkAndNoSocket(t *testing.T) {
 	p := testns.NewVethPair(t)
-	ua, _ := openUnderlay(t, p.A, Config{IPv4: p.A4, IPv6: p.A6, Mark: 0x4d49, DSMIPv6: true, ExtHeaders: true})
+	ua, _ := openUnderlay(t, p.A, Config{IPv4: p.A4, IPv6: p.A6, Mark: 0x4d49, DSMIPv6: true, ExtHeaders: true,
+		IKE500: true, IKE: func([]byte, netip.AddrPort, netip.AddrPort) {}})
 	n := 0
 	for _, s := range ua.set.Load().s {
 		if s == nil {
