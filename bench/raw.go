@@ -73,7 +73,7 @@ func newRawOp(alg esp.Algorithm, size int) (*rawOp, error) {
 	}
 	var err error
 	switch alg {
-	case esp.AES128GCM16, esp.AES256GCM16, esp.AES128GMAC, esp.AES256GMAC:
+	case esp.AES128GCM16, esp.AES192GCM16, esp.AES256GCM16, esp.AES128GMAC, esp.AES256GMAC:
 		var b cipher.Block
 		if b, err = aes.NewCipher(key[:len(key)-4]); err == nil {
 			r.aead, err = cipher.NewGCM(b)

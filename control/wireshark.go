@@ -127,7 +127,7 @@ func selectorsV6(sels []sad.Selector) bool {
 // authentication names; ok is false where Wireshark has no decoder.
 func wiresharkAlgs(a esp.Algorithm) (enc, auth string, ok bool) {
 	switch a {
-	case esp.AES128GCM16, esp.AES256GCM16:
+	case esp.AES128GCM16, esp.AES192GCM16, esp.AES256GCM16: // key size from the key
 		return "AES-GCM with 16 octet ICV [RFC4106]", "NULL", true
 	case esp.ChaCha20Poly1305:
 		return "ChaCha20 with Poly1305 [RFC7634]", "NULL", true

@@ -29,6 +29,7 @@ Print a fresh random key (crypto/rand) in the hex form the config takes
 the algorithm needs:
 
   aes128gcm16, aes128gmac              20 bytes: 16-byte key + 4-byte salt
+  aes192gcm16                          28 bytes: 24-byte key + 4-byte salt
   aes256gcm16, aes256gmac,             36 bytes: 32-byte key + 4-byte salt
   chacha20poly1305
   aes128-sha256 / aes256-sha256        16 / 32-byte AES key and a 32-byte HMAC key

@@ -280,6 +280,8 @@ func algDescription(alg esp.Algorithm) string {
 	switch alg {
 	case esp.AES128GCM16:
 		return "AES-128-GCM (RFC 4106): 16-byte key + 4-byte salt"
+	case esp.AES192GCM16:
+		return "AES-192-GCM (RFC 4106): 24-byte key + 4-byte salt"
 	case esp.AES256GCM16:
 		return "AES-256-GCM (RFC 4106): 32-byte key + 4-byte salt"
 	case esp.ChaCha20Poly1305:
