@@ -25,6 +25,9 @@ type Client struct {
 	// Err, when set, is what every call returns: the caller could not
 	// tell which socket to use.
 	Err error
+	// Timeout bounds one Call; 0: CallTimeout. A command that waits in
+	// the daemon (ike.initiate's timeout) needs more than the wait.
+	Timeout time.Duration
 }
 
 // Dial connects to the socket.
@@ -47,7 +50,11 @@ func (c Client) Call(cmd string, args, out any) error {
 		return err
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(CallTimeout))
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = CallTimeout
+	}
+	conn.SetDeadline(time.Now().Add(timeout))
 	br := bufio.NewReader(conn)
 	if err := SendRequest(conn, cmd, args); err != nil {
 		return err

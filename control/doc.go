@@ -1,6 +1,6 @@
 // Package control is mipsec's control protocol: a unix stream socket on
 // which a running node answers the mipsec client subcommands (status,
-// stats, peers, sa, policy, binding, mn, capture). Listen serves a Target
+// stats, peers, sa, policy, binding, mn, ike, capture). Listen serves a Target
 // (a *node.Node with the daemon's status, in cmd/mipsec); Client is the Go
 // client the CLI uses; the request and answer types are exported, and
 // Methods lists the registry every method is one entry of. SAs, policies
@@ -24,6 +24,9 @@
 //
 // Security: the socket is created mode 0600 in a directory of mode 0750 and
 // the daemon runs as root, so only root can connect; SO_PEERCRED is checked
-// as well. Keys leave the daemon only through "sa.wireshark", which
-// `mipsec sa list --wireshark` uses; "sa.list" never carries them.
+// as well. Keys leave the daemon only through "sa.wireshark" and
+// "ike.wireshark", which `mipsec sa list --wireshark` and `mipsec ike list
+// --wireshark` use, and only when the request names them: "sa.list" and
+// "ike.list" never carry them. The socket's permissions are all that
+// protects them.
 package control

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/ike"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
 )
@@ -65,13 +66,22 @@ func FuzzControlLine(f *testing.F) {
 		`{"cmd":"policy.add","args":{"name":"p","dir":"out","action":"discard","selectors":[{"remote":"10.0.0.1-10.0.0.9"}],"index":0}}`,
 		`{"cmd":"policy.del","args":{"name":"protect"}}`,
 		`{"cmd":"sa.wireshark"}`, `{"cmd":"capture"}`, `null`, `[]`, `{"cmd":1}`, "\xff",
+		`{"cmd":"ike.list"}`, `{"cmd":"ike.wireshark"}`,
+		`{"cmd":"ike.initiate","args":{"name":"site-b","child":"net","timeout":"1ms"}}`,
+		`{"cmd":"ike.terminate","args":{"name":"site-b"}}`,
+		`{"cmd":"ike.rekey","args":{"name":"site-b","child":""}}`,
+		"{\"cmd\":\"ike.initiate\",\"args\":{\"name\":\"s\xffb\"}}",
 	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
 		ft := newDBTarget(t)
-		s := &Server{t: ft, log: zap.NewNop()}
-		s.capture = newCaptureHub(ft)
+		// With an IKE daemon (ike_test.go's fake), so that the ike
+		// commands run past their argument checks.
+		it := &ikeTarget{dbTarget: ft, d: &fakeIKE{sas: goldenSAs(), known: map[string][]string{"site-b": {"net"}},
+			keys: []ike.WiresharkKey{{SPIi: 1, SPIr: 2, SKei: []byte{1}, SKer: []byte{2}, EncrName: "e", IntegName: "i"}}}}
+		s := &Server{t: it, log: zap.NewNop()}
+		s.capture = newCaptureHub(it)
 		req, resp, ok := s.handleLine(line)
 		if ok && req.Cmd == "capture" {
 			return

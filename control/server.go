@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -393,6 +394,11 @@ func (s *Server) serveConn(c net.Conn) {
 // not a request at all (resp is then the error to send before closing).
 // A capture request is parsed but not run: the caller streams it.
 func (s *Server) handleLine(line []byte) (req Request, resp Response, ok bool) {
+	// JSON is UTF-8 (RFC 8259 §8.1); encoding/json would turn invalid
+	// bytes in strings into U+FFFD silently.
+	if !utf8.Valid(line) {
+		return req, Response{Error: fmt.Sprintf("%v: not valid UTF-8", ErrBadRequest)}, false
+	}
 	if err := DecodeStrict(line, &req); err != nil {
 		return req, Response{Error: fmt.Sprintf("%v: %v", ErrBadRequest, err)}, false
 	}
@@ -661,6 +667,9 @@ type StatsInfo struct {
 	// MN are the mobile node's counters (as in "mn.status"), absent for
 	// other roles.
 	MN *mip6.MNCounters `json:"mn,omitempty"`
+	// IKE are the IKE daemon's counters (ike.go), absent without IKE
+	// connections.
+	IKE *IKEStatsInfo `json:"ike,omitempty"`
 }
 
 // UnderlayCounterSource is the optional part of a Target (and a
@@ -712,6 +721,7 @@ func (s *Server) cmdStats(args json.RawMessage) (any, error) {
 	ds := s.t.DataplaneStats()
 	out := StatsInfo{SAs: []SAStats{}, Dataplane: dataplaneStatsOf(ds), Underlay: underlayCountersOf(s.t)}
 	out.HA, out.MN = mobilityStatsOf(s.t)
+	out.IKE = ikeStatsOf(s.t)
 	for _, sa := range s.t.SAD().List() {
 		out.SAs = append(out.SAs, saStatsOf(sa))
 	}
