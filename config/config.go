@@ -92,6 +92,11 @@ type File struct {
 	LogFormat string // "console" or "json"
 
 	ControlSocket string
+
+	// Warnings are what is legal but risky, found while reading the file
+	// (a short pre-shared key, weak algorithms): `mipsec check` prints
+	// them and `mipsec run` logs them. They never hold a secret.
+	Warnings []Error
 }
 
 // Load reads and validates the file at path. A file larger than
@@ -155,6 +160,7 @@ type validator struct {
 	baseDir string // key file paths are relative to it
 	lines   map[string]int
 	errs    Errors
+	warns   []Error
 	// declared holds the (dir, spi) of every [[sa]] whose dir and spi
 	// parse, valid or not, so that a broken SA does not also make every
 	// policy and peer that names it an error.
@@ -221,6 +227,8 @@ func (v *validator) config(rc *rawConfig) *File {
 	v.policies(rc.Policies, cfg)
 	v.peers(rc.Peers, cfg)
 	v.mobility(rc, cfg)
+	v.ike(rc, cfg)
+	cfg.Warnings = v.warns
 	return cfg
 }
 

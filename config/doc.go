@@ -4,7 +4,8 @@
 // sad.Config / spd.Policy / dataplane.PeerConfig values built from it. The
 // same grammar for SAs, policies and selectors serves the control socket
 // (ParseSnippet, ParseAddrRange, ParsePorts and their Format twins).
-// testdata/gateway-a.toml is the annotated example; `mipsec check -c FILE` prints what this package finds.
+// testdata/gateway-a.toml is the annotated example (testdata/ike-gateway-a.toml
+// for IKEv2 connections); `mipsec check -c FILE` prints what this package finds.
 //
 // Reference (every key; an unknown key is an error; defaults in brackets):
 //
@@ -51,6 +52,50 @@
 //	           "any", "opaque"; tcp/udp/sctp), icmp_type, icmp_code,
 //	           local_icmp_type/_code, remote_icmp_type/_code (icmp, ipv6-icmp),
 //	           mh_type, local_mh_type, remote_mh_type (mh)
+//	[ike]      (the IKEv2 daemon, RFC 7296; ike.go) cookie_threshold [32]
+//	           (half-open IKE SAs before COOKIEs, §2.6; <= max_half_open),
+//	           max_half_open [4096], retransmit ["1s"] (doubled each time,
+//	           at most "1m"), retransmits [5] (1..20)
+//	[[connection]] (at most 256; role gateway only: the home agent and
+//	           mobile node refuse them, issue 13) name ([A-Za-z0-9._-],
+//	           1..32, unique), local_addrs = ["ip"] (at most one per
+//	           family; none: any), remote_addrs = ["ip" | "prefix" |
+//	           "%any"] [%any] (the first is where an initiator sends; a
+//	           prefix without host bits), local_port, remote_port [500],
+//	           proposals [["default"]] (ike.ParseIKEProposals),
+//	           allow_weak [false] (weak algorithms; then a warning),
+//	           encap [false] (force ESP in UDP), fragmentation [true]
+//	           (RFC 7383), rekey_time ["4h"; "0": never], dpd_delay ["0":
+//	           off], keyingtries [0: forever]
+//	  .local   auth = "psk"|"pubkey" (required), id (ike.ParseIdentity;
+//	           none: the local address), psk: psk_file; pubkey: cert (PEM
+//	           chain, leaf first), key (PEM PKCS#8, PKCS#1 or SEC1, not
+//	           encrypted; RSA >= 2048 bits, ECDSA or Ed25519; the leaf's key)
+//	  .remote  auth [local's], id (none or "%any": any proven identity),
+//	           psk: psk_file [local's]; pubkey: cacerts = ["ca.pem", ...]
+//	  [[connection.child]] (1..64) name (as a connection's, unique in it),
+//	           local_ts [["dynamic"]], remote_ts (required; ike.ParseTS:
+//	           "prefix[proto/port]" or "dynamic"), esp_proposals
+//	           [["default"]], mode = "tunnel"|"transport" [tunnel],
+//	           start_action = "none"|"trap"|"start" [none] (trap and
+//	           start need remote_addrs' first entry to be an address),
+//	           rekey_time ["1h", > 0], life_time [rekey_time + 10 %,
+//	           > rekey_time], rekey_bytes [0: none], replay_window [0:
+//	           esp's default; else 32..8192]
+//
+// Secret files (psk_file, key; relative to the config file) are regular
+// files of mode 0600 or stricter owned by root or the daemon's user. A PSK
+// file holds the secret as written without trailing line ends; "0x" then
+// hex or "0s" then base64 (swanctl's notation) are decoded. An empty PSK
+// is an error, one shorter than 20 bytes a warning (an eavesdropper tests
+// guesses offline, RFC 7296 §2.15). No message ever shows a secret. The
+// two sides may use different methods (psk one way, pubkey the other);
+// one side takes only its method's keys. Warnings (File.Warnings, printed
+// by check, logged by run) also name weak proposals, local_addrs that
+// differ from underlay.local, transport-mode children whose selectors are
+// more than hosts, and, with underlay.fwmark = "off", a tunnel child whose
+// remote_ts cover the peer's address (its IKE and ESP would loop into
+// the TUN). Manual [[sa]] and [[policy]] tables work beside connections.
 //
 // DF: df is the outer IPv4 header's Don't Fragment bit of a tunnel-mode SA
 // with IPv4 local and remote (RFC 4301 §8.1): "copy" takes it from an IPv4

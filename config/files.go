@@ -154,6 +154,13 @@ func (v *validator) paths(cfg *File) {
 // owned by root or us, at most MaxKeyFileSize bytes. The checks are made
 // on the open file, so it cannot be swapped between check and read.
 func (v *validator) readKeyFileAt(path, p string) ([]byte, error) {
+	return v.readSecretFile(path, p, MaxKeyFileSize, "a key file holds one key in hex, as `openssl rand -hex 20` writes")
+}
+
+// readSecretFile is readKeyFileAt for any secret of at most limit bytes
+// (a pre-shared key, a private key); want says what the file holds, for
+// the message of one that is too large.
+func (v *validator) readSecretFile(path, p string, limit int64, want string) ([]byte, error) {
 	// O_NONBLOCK: opening a named pipe put in the key file's place must
 	// not wait for a writer; it is refused below as not a regular file.
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
@@ -179,18 +186,17 @@ func (v *validator) readKeyFileAt(path, p string) ([]byte, error) {
 		v.errf(path, "%s is owned by uid %d; a key file must belong to root or to the daemon's user (uid %d)", p, st.Uid, os.Geteuid())
 		return nil, ErrInvalid
 	}
-	const keyFileWant = "a key file holds one key in hex, as `openssl rand -hex 20` writes"
-	if fi.Size() > MaxKeyFileSize {
-		v.errf(path, "%s is %d bytes; %s, at most %s", p, fi.Size(), keyFileWant, sizeWords(MaxKeyFileSize))
+	if fi.Size() > limit {
+		v.errf(path, "%s is %d bytes; %s, at most %s", p, fi.Size(), want, sizeWords(limit))
 		return nil, ErrInvalid
 	}
-	b, tooBig, err := readBounded(f, MaxKeyFileSize)
+	b, tooBig, err := readBounded(f, limit)
 	switch {
 	case err != nil:
 		v.errf(path, "%v", err)
 		return nil, err
 	case tooBig:
-		v.errf(path, "%s is larger than %s; %s", p, sizeWords(MaxKeyFileSize), keyFileWant)
+		v.errf(path, "%s is larger than %s; %s", p, sizeWords(limit), want)
 		return nil, ErrInvalid
 	}
 	return b, nil

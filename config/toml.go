@@ -29,6 +29,9 @@ type rawConfig struct {
 	Peers    []rawPeer     `toml:"peer"`
 	SAs      []SATable     `toml:"sa"`
 	Policies []PolicyTable `toml:"policy"`
+	// IKE and Connections are the IKEv2 daemon's (ike.go).
+	IKE         *rawIKE         `toml:"ike"`
+	Connections []rawConnection `toml:"connection"`
 }
 
 // rawMobility is the [mobility] section (role = "ha" or "mn"): the home
@@ -199,11 +202,21 @@ func decodeTOML(data []byte, rc *rawConfig) []Error {
 // written. Array-of-tables and array elements get their 0-based index.
 func tomlLines(data []byte) map[string]int {
 	lines := map[string]int{}
+	// lineOf counts from the previous offset when it can: keys come in
+	// file order, and counting from the start each time is quadratic in
+	// a file of many tables.
+	lastOff, lastLine := 0, 1
 	lineOf := func(r unstable.Range) int {
-		if int(r.Offset) > len(data) {
+		off := int(r.Offset)
+		if off > len(data) {
 			return 0
 		}
-		return 1 + bytes.Count(data[:r.Offset], []byte{'\n'})
+		if off < lastOff {
+			lastOff, lastLine = 0, 1
+		}
+		lastLine += bytes.Count(data[lastOff:off], []byte{'\n'})
+		lastOff = off
+		return lastLine
 	}
 	counts := map[string]int{} // array-of-tables path -> elements seen
 	resolve := func(keys []string) string {

@@ -108,8 +108,12 @@ func checkConfig(path string, stdout, stderr io.Writer, probe stateProbe) int {
 	if cfg.Role != node.RoleGateway {
 		role = node.RoleName(cfg.Role) + ", "
 	}
-	fmt.Fprintf(stdout, "%s: OK (%s%d SA%s, %d polic%s, %d peer%s)\n", path, role, len(cfg.SAs), plural(len(cfg.SAs)),
-		len(cfg.Policies), map[bool]string{true: "y", false: "ies"}[len(cfg.Policies) == 1], len(cfg.Peers), plural(len(cfg.Peers)))
+	conns := ""
+	if n := len(cfg.IKE.Connections); n > 0 {
+		conns = fmt.Sprintf(", %d IKE connection%s", n, plural(n))
+	}
+	fmt.Fprintf(stdout, "%s: OK (%s%d SA%s, %d polic%s, %d peer%s%s)\n", path, role, len(cfg.SAs), plural(len(cfg.SAs)),
+		len(cfg.Policies), map[bool]string{true: "y", false: "ies"}[len(cfg.Policies) == 1], len(cfg.Peers), plural(len(cfg.Peers)), conns)
 	return 0
 }
 
@@ -153,6 +157,9 @@ func checkStateRecords(cfg *config.File) []string {
 // configWarnings lists what is legal but risky.
 func configWarnings(cfg *config.File, probe stateProbe) []string {
 	var out []string
+	for _, w := range cfg.Warnings { // found while reading: file:line and path
+		out = append(out, w.Error())
+	}
 	if sas := cfg.CounterModeSAs(); len(sas) > 0 {
 		w, missing := stateDirProblem(cfg.StateDir, probe)
 		if missing != "" {
@@ -184,7 +191,7 @@ func configWarnings(cfg *config.File, probe stateProbe) []string {
 	if w := packetSocketWarning(cfg); w != "" {
 		out = append(out, w)
 	}
-	if len(cfg.Policies) == 0 {
+	if len(cfg.Policies) == 0 && len(cfg.IKE.Connections) == 0 {
 		out = append(out, "no [[policy]]: every packet is discarded (RFC 4301 §5)")
 	} else {
 		for _, d := range []sad.Direction{sad.Outbound, sad.Inbound} {
