@@ -22,7 +22,9 @@ UNITDIR   ?= /etc/systemd/system
 
 # Debian packages, by what needs them (internal/tools/deps.sh checks each by
 # the command or module that is used, and installs the missing ones as root).
-DEPS_TEST  := python3-scapy iproute2 nftables tshark iperf3 wireguard-tools make git
+DEPS_TEST  := python3-scapy iproute2 nftables tshark iperf3 wireguard-tools make git \
+              strongswan-charon strongswan-swanctl strongswan-pki libcharon-extra-plugins \
+              libstrongswan-standard-plugins libstrongswan-extra-plugins
 DEPS_DEMO  := iproute2 nftables
 DEPS_BENCH := iproute2 iperf3 wireguard-tools
 DEPS_PKGS  ?= $(DEPS_TEST)

@@ -5,13 +5,18 @@
 #   internal/tools/deps.sh PACKAGE...
 #
 # Each PACKAGE is checked by what the tests and demos actually use (the
-# command, or for python3-scapy the module the interop tests import), so a
-# tool installed some other way counts as present. Nothing is missing: one
-# line, exit 0. Something is missing:
+# command, for python3-scapy the module the interop tests import, for the
+# strongSwan packages the programs and plugins internal/charontest loads),
+# so a tool installed some other way counts as present. Nothing is
+# missing: one line, exit 0. Something is missing:
 #
 #   - as root (id -u = 0) with apt-get: `apt-get update` and
 #     `apt-get install --no-install-recommends` of the missing packages,
-#     non-interactively, then the check again;
+#     non-interactively, then the check again; while it installs, a
+#     policy-rc.d that answers 101 keeps the packages' services from
+#     starting (the strongSwan packages would start a charon on the host:
+#     the interop tests run their own in namespaces), unless one is in
+#     place already;
 #   - otherwise: the missing packages and the `sudo apt-get install` line,
 #     and exit 1, or exit 0 with DEPS_MISSING=warn (`make test` outside CI:
 #     the tests that need a missing tool skip themselves, internal/testenv).
@@ -33,6 +38,9 @@ if [ -z "$root" ]; then
   if [ "$(id -u)" = 0 ]; then root=1; else root=0; fi
 fi
 
+# plugin NAME: is strongSwan's plugin NAME installed?
+plugin() { [ -f "/usr/lib/ipsec/plugins/libstrongswan-$1.so" ]; }
+
 # present PACKAGE: is what mipsec uses from PACKAGE there?
 present() {
   case $1 in
@@ -44,6 +52,14 @@ present() {
     wireguard-tools) command -v wg >/dev/null ;;
     make)            command -v make >/dev/null ;;
     git)             command -v git >/dev/null ;;
+    # strongSwan, as internal/charontest runs it: charon, swanctl (and its
+    # vici plugin), pki, and the plugins of its load list.
+    strongswan-charon)              [ -x /usr/lib/ipsec/charon ] ;;
+    strongswan-swanctl)             command -v swanctl >/dev/null && plugin vici ;;
+    strongswan-pki)                 command -v pki >/dev/null ;;
+    libcharon-extra-plugins)        plugin kernel-libipsec ;;
+    libstrongswan-standard-plugins) plugin openssl && plugin gcm ;;
+    libstrongswan-extra-plugins)    plugin chapoly && plugin curve25519 && plugin ctr ;;
     *)               dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q 'install ok installed' ;;
   esac
 }
@@ -68,9 +84,33 @@ fi
 if [ "$root" = 1 ] && command -v apt-get >/dev/null; then
   echo "== $what: apt-get install $need"
   export DEBIAN_FRONTEND=noninteractive
+  # invoke-rc.d asks policy-rc.d first: 101 = action forbidden, so no
+  # service starts while installing (policy-rc.d(8) in Debian's sysv-rc).
+  rcd=/usr/sbin/policy-rc.d
+  if [ ! -e "$rcd" ]; then
+    printf '#!/bin/sh\n# internal/tools/deps.sh: no service starts while installing\nexit 101\n' >"$rcd"
+    chmod 755 "$rcd"
+    trap 'rm -f "$rcd"' EXIT
+  fi
+  # A service manager may start units without invoke-rc.d: stop the
+  # strongSwan ones the install started (charon binds UDP 500 and 4500).
+  units="strongswan strongswan-starter"
+  before=""
+  if command -v systemctl >/dev/null; then
+    for u in $units; do systemctl is-active --quiet "$u" 2>/dev/null && before="$before $u"; done
+  fi
   apt-get update -q
   # shellcheck disable=SC2086 # one word per package
   apt-get install -y -q --no-install-recommends $need
+  if command -v systemctl >/dev/null; then
+    for u in $units; do
+      case " $before " in *" $u "*) continue ;; esac
+      if systemctl is-active --quiet "$u" 2>/dev/null; then
+        echo "== $what: stopping $u (started by the install)"
+        systemctl stop "$u" || true
+      fi
+    done
+  fi
   still=$(missing "$@")
   if [ -n "$still" ]; then
     echo "$what: installed, but still missing: $still" >&2
