@@ -39,8 +39,11 @@ type Daemon struct {
 	queueFull            atomic.Uint64
 
 	// loop state
-	sas                   map[uint64]*ikeSA  // by our own IKE SPI
-	halfOpen              map[initKey]*ikeSA // responder SAs before IKE_AUTH, by SPIi and source
+	sas      map[uint64]*ikeSA  // by our own IKE SPI
+	halfOpen map[initKey]*ikeSA // responder SAs before IKE_AUTH, by SPIi and source
+	// initIndex holds every responder SA by SPIi and source, to tell a
+	// retransmitted IKE_SA_INIT from a new one (§2.1).
+	initIndex             map[initKey]*ikeSA
 	nextSAID, nextChildID uint32
 	stats                 Stats
 	cookies               cookieJar
@@ -118,16 +121,17 @@ func New(cfg Config) (*Daemon, error) {
 		cfg.Retransmits = DefaultRetransmits
 	}
 	d := &Daemon{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		rand:     cfg.Rand,
-		now:      cfg.Now,
-		in:       make(chan datagram, queueLen),
-		calls:    make(chan func()),
-		quit:     make(chan struct{}),
-		done:     make(chan struct{}),
-		sas:      make(map[uint64]*ikeSA),
-		halfOpen: make(map[initKey]*ikeSA),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		rand:      cfg.Rand,
+		now:       cfg.Now,
+		in:        make(chan datagram, queueLen),
+		calls:     make(chan func()),
+		quit:      make(chan struct{}),
+		done:      make(chan struct{}),
+		sas:       make(map[uint64]*ikeSA),
+		halfOpen:  make(map[initKey]*ikeSA),
+		initIndex: make(map[initKey]*ikeSA),
 	}
 	if d.log == nil {
 		d.log = zap.NewNop()

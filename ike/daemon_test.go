@@ -293,10 +293,9 @@ func conn(t testing.TB, name string, local, remote netip.Addr, aSide bool) Conne
 }
 
 type pairOpts struct {
-	a, b     func(*Connection)
-	cfgA     func(*Config)
-	cfgB     func(*Config)
-	noStartB bool
+	a, b func(*Connection)
+	cfgA func(*Config)
+	cfgB func(*Config)
 }
 
 // newPair starts A (initiator side, connection "ab") and B ("ba") on one

@@ -280,6 +280,22 @@ func (d *Daemon) retryInit(sa *ikeSA) {
 	}
 }
 
+// onlyGroup returns the proposals of ps that offer key exchange g, with g
+// as their only key exchange transform.
+func onlyGroup(ps []Proposal, g DHGroup) []Proposal {
+	var out []Proposal
+	for _, p := range ps {
+		if !offersGroup([]Proposal{p}, g) {
+			continue
+		}
+		p.Transforms = slices.DeleteFunc(slices.Clone(p.Transforms), func(t Transform) bool {
+			return t.Type == TransformDH && DHGroup(t.ID) != g
+		})
+		out = append(out, p)
+	}
+	return out
+}
+
 func offersGroup(ps []Proposal, g DHGroup) bool {
 	for _, p := range ps {
 		for _, t := range p.Transforms {
@@ -343,10 +359,11 @@ func (d *Daemon) initRequest(dg datagram, h Header) {
 		return
 	}
 	key := initKey{h.SPIi, dg.remote}
-	if sa := d.halfOpen[key]; sa != nil {
-		// A retransmission gets the same answer (§2.1); a different
-		// request with the same SPIi from the same place is dropped.
-		if sa.initReqHash == sha256.Sum256(dg.b) {
+	if sa := d.initIndex[key]; sa != nil {
+		// A retransmission gets the same answer (§2.1) while the SA is
+		// half-open; a different request with the same SPIi from the same
+		// place, or one after IKE_AUTH, is dropped.
+		if sa.state == stateInitDone && sa.initReqHash == sha256.Sum256(dg.b) {
 			d.sendTo(sa.initResp, dg.local, dg.remote)
 		} else {
 			d.refuse("message_id", "a second IKE_SA_INIT with the same SPIi", zap.Stringer("from", dg.remote))
@@ -395,6 +412,15 @@ func (d *Daemon) initRequest(dg datagram, h Header) {
 		d.refuse("no_proposal", "no acceptable IKE proposal", zap.String("conn", c.cfg.Name), zap.Stringer("from", dg.remote))
 		d.answerInit(dg, h.SPIi, &Notify{NotifyType: NO_PROPOSAL_CHOSEN})
 		return
+	}
+	if keP.Group != suite.DH {
+		// The group of their KE, where both sides accept it, saves a
+		// round trip (as strongSwan does).
+		if alt, err := SelectProposal(onlyGroup(c.cfg.Proposals, keP.Group), onlyGroup(saP.Proposals, keP.Group)); err == nil {
+			if s, err := IKESuiteOf(alt); err == nil {
+				chosen, suite = alt, s
+			}
+		}
 	}
 	if keP.Group != suite.DH {
 		// §1.2, §3.4: the group we chose, statelessly.
@@ -501,6 +527,7 @@ func (d *Daemon) initRequest(dg datagram, h Header) {
 	sa.peerNext = 1
 	d.sas[sa.spir] = sa
 	d.halfOpen[key] = sa
+	d.initIndex[key] = sa
 	d.stats.Exchanges["IKE_SA_INIT"]++
 	d.sendTo(b, dg.local, dg.remote)
 	if ce := d.log.Check(zap.DebugLevel, "IKE_SA_INIT answered"); ce != nil {

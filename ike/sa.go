@@ -566,6 +566,9 @@ func (d *Daemon) removeSA(sa *ikeSA, reason error) {
 		if d.halfOpen[sa.initKey] == sa {
 			delete(d.halfOpen, sa.initKey)
 		}
+		if d.initIndex[sa.initKey] == sa {
+			delete(d.initIndex, sa.initKey)
+		}
 	}
 	sa.outstanding, sa.queue = nil, nil
 	if sa.keys != nil {
