@@ -292,8 +292,8 @@ func tunnelWarnings(cfg *config.File) []string {
 }
 
 // routeLoopWarnings says when a TUN route covers an address the underlay
-// sends ESP to (a peer's endpoint, an outbound SA's tunnel remote, the
-// home agent): without policy routing (underlay.fwmark = "off") the kernel
+// sends ESP or IKE to (a peer's endpoint, an outbound SA's tunnel remote,
+// the home agent, an IKE connection's peer): without policy routing (underlay.fwmark = "off") the kernel
 // routes our own ESP back into the TUN, a warning; with underlay.fwmark
 // (the default) the daemon keeps it out (node.UnderlayConfig.FWMark), and
 // check says so in a note.
@@ -313,6 +313,13 @@ func routeLoopWarnings(cfg *config.File) []string {
 	for _, p := range cfg.Peers {
 		if a := p.Endpoint.Addr.Addr().Unmap(); a.IsValid() {
 			ts = append(ts, target{a, fmt.Sprintf("the endpoint of peer %q", p.Name)})
+		}
+	}
+	for _, c := range cfg.IKE.Connections {
+		for _, p := range c.RemoteAddrs {
+			if p.IsSingleIP() {
+				ts = append(ts, target{p.Addr().Unmap(), fmt.Sprintf("the peer of IKE connection %q", c.Name)})
+			}
 		}
 	}
 	for _, s := range cfg.SAs {

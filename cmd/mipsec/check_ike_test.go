@@ -74,3 +74,25 @@ func TestCheckIKE(t *testing.T) {
 		t.Errorf("rc %d: %s", rc, errb.String())
 	}
 }
+
+// TestCheckIKERouteLoop: a TUN route covering an IKE peer is a warning
+// with underlay.fwmark = "off", as for a [[peer]].
+func TestCheckIKERouteLoop(t *testing.T) {
+	a, _, _ := ikePair(t, "0sq2Vx3mZ0c8b1Lh4Yk9TnRw2pF7sJd6GaU0oE5iXyWcM=\n")
+	data, err := os.ReadFile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = bytes.Replace(data, []byte(`routes = ["192.0.2.128/25", "2001:db8:b::/48"]`), []byte(`routes = ["0.0.0.0/0"]`), 1)
+	data = bytes.Replace(data, []byte("[underlay]\n"), []byte("[underlay]\nfwmark = \"off\"\n"), 1)
+	if err := os.WriteFile(a, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if rc := checkConfig(a, &out, &errb, fakeProbe(ext4Magic, nil)); rc != 0 {
+		t.Fatalf("rc %d: %s", rc, errb.String())
+	}
+	if !strings.Contains(errb.String(), `warning: tun.routes: 0.0.0.0/0 covers 203.0.113.1, the peer of IKE connection "gateway-b", and underlay.fwmark = "off"`) {
+		t.Errorf("no route-loop warning: %s", errb.String())
+	}
+}
