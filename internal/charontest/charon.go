@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -377,6 +379,67 @@ func (c *Charon) tail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// LoggedKey is one secret that charon logged with Config.LogKeys.
+type LoggedKey struct {
+	Subsystem string // IKE or CHD
+	// Name is charon's label: "shared Diffie Hellman secret", "SKEYSEED",
+	// "Sk_d secret", "Sk_ai secret", ..., "Sk_pr secret" (RFC 7296 §2.14),
+	// "encryption initiator key", "integrity responder key", ... (§2.17).
+	Name string
+	Data []byte
+}
+
+// LoggedKeys parses the key dumps of charon.log (Config.LogKeys), in the
+// order charon logged them: a rekey adds a new set after the old.
+func (c *Charon) LoggedKeys() ([]LoggedKey, error) {
+	b, err := os.ReadFile(c.LogPath())
+	if err != nil {
+		return nil, err
+	}
+	return parseLoggedKeys(string(b)), nil
+}
+
+// Key labels charon dumps at level 4, and the lines of a dump:
+//
+//	12:00:00 09[IKE] <ike|1> Sk_ei secret => 20 bytes @ 0x7f90f4007f50
+//	12:00:00 09[IKE] <ike|1>    0: 24 78 7F F5 ... C8 A2 6C DA  $x....l.
+var (
+	keyHead = regexp.MustCompile(`\[(IKE|CHD)\] (?:<[^>]*> )?(shared Diffie Hellman secret|SKEYSEED|Sk_[a-z]+ secret|(?:encryption|integrity) (?:initiator|responder) key) => (\d+) bytes @ 0x[0-9a-fA-F]+$`)
+	keyLine = regexp.MustCompile(`\[(?:IKE|CHD)\] (?:<[^>]*> )? *(\d+): (.*)$`)
+)
+
+func parseLoggedKeys(log string) []LoggedKey {
+	var keys []LoggedKey
+	lines := strings.Split(log, "\n")
+	for i := 0; i < len(lines); i++ {
+		m := keyHead.FindStringSubmatch(lines[i])
+		if m == nil {
+			continue
+		}
+		n, _ := strconv.Atoi(m[3])
+		k := LoggedKey{Subsystem: m[1], Name: m[2]}
+		for i+1 < len(lines) && len(k.Data) < n {
+			l := keyLine.FindStringSubmatch(lines[i+1])
+			if l == nil {
+				break
+			}
+			i++
+			hexPart := l[2][:min(len(l[2]), 3*16-1)] // 16 "HH " groups, then the ASCII column
+			for _, h := range strings.Fields(hexPart) {
+				v, err := strconv.ParseUint(h, 16, 8)
+				if err != nil || len(h) != 2 {
+					break
+				}
+				k.Data = append(k.Data, byte(v))
+			}
+		}
+		if len(k.Data) == n {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 // Swanctl runs swanctl with args against this charon (--uri and

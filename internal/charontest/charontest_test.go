@@ -3,11 +3,14 @@
 package charontest
 
 import (
+	"bytes"
 	"context"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -331,7 +334,11 @@ type pair struct {
 	a, b *Charon
 }
 
-func newPair(t *testing.T) *pair {
+func newPair(t *testing.T) *pair { return newPairWith(t, Config{}, Config{}) }
+
+// newPairWith is newPair with the Config fields of cfgA and cfgB (their
+// Namespace, Dir and Name are filled in).
+func newPairWith(t *testing.T, cfgA, cfgB Config) *pair {
 	t.Helper()
 	Need(t)
 	p := &pair{VethPair: testns.NewVethPair(t)}
@@ -346,10 +353,12 @@ func newPair(t *testing.T) *pair {
 		x.ns.AddAddr(t, lo, netip.PrefixFrom(x.addr, 32))
 	}
 	var err error
-	if p.a, err = Start(t, Config{Namespace: p.A.Name, Dir: t.TempDir(), Name: "A"}); err != nil {
+	cfgA.Namespace, cfgA.Dir, cfgA.Name = p.A.Name, t.TempDir(), "A"
+	cfgB.Namespace, cfgB.Dir, cfgB.Name = p.B.Name, t.TempDir(), "B"
+	if p.a, err = Start(t, cfgA); err != nil {
 		t.Fatal(err)
 	}
-	if p.b, err = Start(t, Config{Namespace: p.B.Name, Dir: t.TempDir(), Name: "B"}); err != nil {
+	if p.b, err = Start(t, cfgB); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -470,6 +479,13 @@ func TestPSK(t *testing.T) {
 	}
 	first := p.established(t)
 	p.ping(t)
+	// TCP through libipsec (ipsec0 has an MTU of 1400).
+	res, err := netlab.Transfer(context.Background(), p.B.Name, netip.AddrPortFrom(innerB, 5201), p.A.Name, innerA,
+		netlab.Payload(1<<20, []byte("charontest-marker"), [32]byte{1}), 64<<10, nil)
+	if err != nil {
+		t.Fatalf("TCP transfer: %v", err)
+	}
+	t.Logf("TCP through charon's libipsec: %v", res)
 	after, err := p.a.IKESA("ike")
 	if err != nil {
 		t.Fatal(err)
@@ -556,6 +572,10 @@ func TestPSK(t *testing.T) {
 	if err := p.a.Initiate("net", "ike", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// B's event channel from before the restart goes on.
+	if _, err := WaitEvent(evB, 5*time.Second, func(e Event) bool { return e.Kind == ChildUpDown && e.Up }); err != nil {
+		t.Fatalf("B after restart: %v", err)
+	}
 	p.established(t)
 	p.ping(t)
 }
@@ -597,7 +617,8 @@ func TestCerts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newPair(t)
+	var logA lockedBuffer
+	p := newPairWith(t, Config{Log: &logA, LogKeys: true}, Config{LogKeys: true})
 	if err := p.a.LoadKey(moon.KeyPath); err != nil {
 		t.Fatal(err)
 	}
@@ -632,4 +653,169 @@ func TestCerts(t *testing.T) {
 		t.Errorf("identities %q -> %q", sa.LocalID, sa.RemoteID)
 	}
 	p.ping(t)
+
+	// Config.Log got the log; LogKeys dumped the keys, the same on both
+	// ends.
+	if !strings.Contains(logA.String(), "Starting IKE charon daemon") || !strings.Contains(logA.String(), "authentication of 'sun.example.com' with ECDSA") {
+		t.Errorf("A's Config.Log lacks the start or the ECDSA authentication:\n%.2000s", logA.String())
+	}
+	ka, err := p.a.LoggedKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := p.b.LoggedKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"SKEYSEED": 32, "Sk_d secret": 32, "Sk_ei secret": 20, "Sk_er secret": 20,
+		"Sk_pi secret": 32, "Sk_pr secret": 32, "encryption initiator key": 20, "encryption responder key": 20}
+	for name, n := range want {
+		a, b := findKey(ka, name), findKey(kb, name)
+		if len(a) != n || !bytes.Equal(a, b) {
+			t.Errorf("%s: A %x, B %x (want %d equal bytes)", name, a, b, n)
+		}
+	}
+	if a, b := findKey(ka, "Sk_ai secret"), findKey(kb, "Sk_ei secret"); a != nil || bytes.Equal(a, b) {
+		t.Errorf("AEAD: Sk_ai %x", a)
+	}
+}
+
+// TestCertsWrongIdentity: a peer whose certificate does not name the
+// identity the initiator expects is rejected; the right one is accepted.
+func TestCertsWrongIdentity(t *testing.T) {
+	Need(t)
+	ca, err := NewCA(t.TempDir(), ECDSA, "CN=Test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	moon, err := ca.Issue("moon", ECDSA, "CN=moon.example.com", "moon.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sun, err := ca.Issue("sun", Ed25519, "CN=sun.example.com", "sun.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPair(t)
+	for _, x := range []struct {
+		c *Charon
+		k string
+	}{{p.a, moon.KeyPath}, {p.b, sun.KeyPath}} {
+		if err := x.c.LoadKey(x.k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca1, cb := p.conns(
+		Auth{Auth: "pubkey", ID: "moon.example.com", Certs: []string{moon.CertPath}},
+		Auth{Auth: "pubkey", ID: "sun.example.com", Certs: []string{sun.CertPath}, CACerts: []string{ca.CertPath}})
+	cb.Remote.CACerts = []string{ca.CertPath}
+	ca1.Remote.ID = "mars.example.com" // not what sun's certificate says
+	if err := p.a.LoadConn(ca1); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.b.LoadConn(cb); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.a.Initiate("net", "ike", 10*time.Second); err == nil {
+		t.Fatal("initiate to a peer with the wrong identity succeeded")
+	}
+	if sas, err := p.a.ListSAs(); err != nil || len(sas) != 0 {
+		t.Errorf("A after the failure: %+v, %v", sas, err)
+	}
+	// The right identity works (and sun's Ed25519 certificate with it).
+	good := ca1
+	good.Name, good.Remote.ID = "good", "sun.example.com"
+	if err := p.a.LoadConn(good); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.a.Initiate("net", "good", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if sa, err := p.a.IKESA("good"); err != nil || sa.State != "ESTABLISHED" || sa.RemoteID != "sun.example.com" {
+		t.Errorf("good: %+v, %v", sa, err)
+	}
+}
+
+// TestCleanup: a test's charons, their namespaces and sockets are gone
+// when it ends, also when it fails.
+func TestCleanup(t *testing.T) {
+	Need(t)
+	var pids []int
+	var socks, nss []string
+	for _, fail := range []bool{false, true} {
+		t.Run(map[bool]string{false: "pass", true: "fail"}[fail], func(t *testing.T) {
+			p := newPair(t)
+			pids = append(pids, p.a.Pid(), p.b.Pid())
+			socks = append(socks, p.a.Socket(), p.b.Socket())
+			nss = append(nss, p.A.Name, p.B.Name)
+			if fail {
+				t.Skip("cleanup after an early end") // Cleanup runs as after a failure
+			}
+		})
+	}
+	for _, pid := range pids {
+		if pid == 0 {
+			t.Error("charon had no pid")
+		} else if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
+			t.Errorf("charon %d still runs", pid)
+		}
+	}
+	for _, s := range append(socks, nss...) {
+		p := s
+		if !strings.HasPrefix(s, "/") {
+			p = filepath.Join("/run/netns", s)
+		}
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s left behind", p)
+		}
+	}
+}
+
+func findKey(ks []LoggedKey, name string) []byte {
+	for _, k := range ks {
+		if k.Name == name {
+			return k.Data
+		}
+	}
+	return nil
+}
+
+func TestParseLoggedKeys(t *testing.T) {
+	log := `16:24:44 09[IKE] <ike|1> Sk_ei secret => 20 bytes @ 0x7f90f4007f50
+16:24:44 09[IKE] <ike|1>    0: 24 78 7F F5 C8 A2 6C DA 2D 7D 4A 8D 52 A2 83 CA  $x....l.-}J.R...
+16:24:44 09[IKE] <ike|1>   16: 7A B2 B6 71                                      z..q
+16:24:44 12[CHD] <ike|1> encryption initiator key => 3 bytes @ 0x1
+16:24:44 12[CHD] <ike|1>    0: 54 4C 56                                         TLV
+16:24:44 12[IKE] <ike|1> Sk_d secret => 32 bytes @ 0x7f90f4007660
+16:24:44 12[IKE] <ike|1>    0: C8 30 2F CD C9 6E 80 EC D4 C3 C4 9B DA D0 32 C0  .0/..n........2.
+16:24:44 12[IKE] <ike|1> received packet: truncated dump above
+16:24:44 12[IKE] <ike|1> SKEYSEED => 2 bytes @ 0x2
+16:24:44 12[IKE] <ike|1>    0: ZZ 01                                            ..
+`
+	ks := parseLoggedKeys(log)
+	if len(ks) != 2 || ks[0].Name != "Sk_ei secret" || ks[0].Subsystem != "IKE" || len(ks[0].Data) != 20 ||
+		ks[0].Data[0] != 0x24 || ks[0].Data[19] != 0x71 || ks[1].Name != "encryption initiator key" ||
+		ks[1].Subsystem != "CHD" || string(ks[1].Data) != "TLV" {
+		t.Errorf("keys %+v", ks)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for Config.Log.
+
+// lockedBuffer is a bytes.Buffer for Config.Log.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
