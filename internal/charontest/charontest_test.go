@@ -5,6 +5,8 @@ package charontest
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -779,6 +781,33 @@ func findKey(ks []LoggedKey, name string) []byte {
 	}
 	return nil
 }
+
+func TestTestLog(t *testing.T) {
+	var got []string
+	rec := &recorder{TB: t, logf: func(f string, a ...any) { got = append(got, fmt.Sprintf(f, a...)) }}
+	var w io.Writer
+	t.Run("log", func(t *testing.T) {
+		rec.TB = t
+		w = TestLog(rec, "B")
+		w.Write([]byte("one\ntw"))
+		w.Write([]byte("o\nthree"))
+	})
+	// The subtest's cleanup flushed "three"; later writes are dropped.
+	if n, err := w.Write([]byte("late\n")); n != 5 || err != nil {
+		t.Errorf("late write: %d, %v", n, err)
+	}
+	if strings.Join(got, "|") != "B: one|B: two|B: three" {
+		t.Errorf("logged %q", got)
+	}
+}
+
+// recorder is a testing.TB whose Logf is logf.
+type recorder struct {
+	testing.TB
+	logf func(string, ...any)
+}
+
+func (r *recorder) Logf(f string, a ...any) { r.logf(f, a...) }
 
 func TestParseLoggedKeys(t *testing.T) {
 	log := `16:24:44 09[IKE] <ike|1> Sk_ei secret => 20 bytes @ 0x7f90f4007f50

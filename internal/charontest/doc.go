@@ -28,12 +28,20 @@
 //     interface of the namespace (a /32 on lo will do). libipsec has
 //     tunnel mode only, no ESN, no AES-GMAC, and sends and receives ESP in
 //     UDP only: connections to a peer that does not force UDP
-//     encapsulation need Conn.Encap (charon then fakes a NAT, RFC 7296
-//     §2.23, and list-sas reports nat-remote/nat-fake);
+//     encapsulation need Conn.Encap (charon then fakes a NAT in its
+//     NAT_DETECTION payloads, RFC 7296 §2.23, both ends float to port 4500
+//     and list-sas reports nat-any; with encap on both ends each sees the
+//     other "behind a NAT", nat-remote);
 //   - prf+ lives in the kdf plugin since strongSwan 5.9.6: without it key
 //     derivation fails ("KDF_PRF ... not supported");
+//   - after a CHILD_SA rekey charon keeps the old SA, state DELETED, for
+//     delete_rekeyed_delay (5 s): IKESA.Installed leaves it out;
 //   - charon's log goes to Config.Dir/charon.log (and Config.Log), at
-//     DefaultLogLevels; Config.LogKeys adds the IKE and ESP keys.
+//     DefaultLogLevels; Config.LogKeys adds the IKE and ESP keys, which
+//     LoggedKeys reads back.
+//
+// govici's CallStreaming may return list-sas' reply before its list-sa
+// events (two channels), so ListSAs subscribes to list-sa instead.
 //
 // The SAs that list-sas and the events report are parsed into IKESA and
 // ChildSA (SPIs as numbers, addresses as netip values). CA and Cert make
