@@ -104,7 +104,7 @@ func (d *Daemon) kernelChild(sa *ikeSA, ch *childSA, k *ChildKeys) *ChildSA {
 	if !sa.initiator {
 		in, out = out, in
 	}
-	return &ChildSA{
+	kc := &ChildSA{
 		Name:       ch.name,
 		ID:         ch.id,
 		Peer:       sa.conn.cfg.Name,
@@ -123,6 +123,10 @@ func (d *Daemon) kernelChild(sa *ikeSA, ch *childSA, k *ChildKeys) *ChildSA {
 		RemoteTS:   ch.remoteTS,
 		Lifetime:   ch.lifetime,
 	}
+	if ch.cfg != nil {
+		kc.ReplayWindow = ch.cfg.ReplayWindow
+	}
+	return kc
 }
 
 // deriveChild computes the child's KEYMAT from SK_d and its nonces.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,8 @@ type connState struct {
 	retryAt time.Time
 	// lastAcquire rate-limits StartTrap initiations.
 	lastAcquire time.Time
+	// lastFailure is the reason of the last failed setup, logged once.
+	lastFailure string
 }
 
 // failureKeys is the fixed key set of Stats.Failures.
@@ -345,6 +348,7 @@ func (d *Daemon) Receive(msg []byte, local, remote netip.AddrPort) {
 // (ErrNeedsCreateChildSA).
 func (d *Daemon) Initiate(conn, child string) error {
 	var wait chan error
+	var extra []string // children "" names beyond the first
 	err := d.call(func() error {
 		c := d.conn(conn)
 		if c == nil {
@@ -356,22 +360,22 @@ func (d *Daemon) Initiate(conn, child string) error {
 				return fmt.Errorf("ike: connection %q has no children", conn)
 			}
 			ch = &c.cfg.Children[0]
-			if len(c.cfg.Children) > 1 {
-				return fmt.Errorf("ike: connection %q: more than one child %w", conn, ErrNeedsCreateChildSA)
+			for _, o := range c.cfg.Children[1:] {
+				extra = append(extra, o.Name)
 			}
 		} else if ch = c.child(child); ch == nil {
 			return fmt.Errorf("%w: %q/%q", ErrUnknownConnection, conn, child)
 		}
 		if sa := d.activeSA(c); sa != nil {
+			if sa.state != stateEstablished {
+				wait = make(chan error, 1) // being set up: wait for it
+				sa.waiters = append(sa.waiters, wait)
+				return nil
+			}
 			if sa.hasChild(ch.Name) {
 				return nil // already up
 			}
-			if sa.state == stateEstablished {
-				return fmt.Errorf("ike: %s/%s: a second child on an IKE SA %w", conn, ch.Name, ErrNeedsCreateChildSA)
-			}
-			wait = make(chan error, 1)
-			sa.waiters = append(sa.waiters, wait)
-			return nil
+			return fmt.Errorf("ike: %s/%s: a second child on an IKE SA %w", conn, ch.Name, ErrNeedsCreateChildSA)
 		}
 		sa, err := d.initiate(c, ch)
 		if err != nil {
@@ -381,15 +385,17 @@ func (d *Daemon) Initiate(conn, child string) error {
 		sa.waiters = append(sa.waiters, wait)
 		return nil
 	})
-	if err != nil || wait == nil {
-		return err
+	if err == nil && wait != nil {
+		select {
+		case err = <-wait:
+		case <-d.done:
+			err = ErrNotRunning
+		}
 	}
-	select {
-	case err := <-wait:
-		return err
-	case <-d.done:
-		return ErrNotRunning
+	if err == nil && len(extra) > 0 {
+		err = fmt.Errorf("ike: %s: the first child is up; children %s %w", conn, strings.Join(extra, ", "), ErrNeedsCreateChildSA)
 	}
+	return err
 }
 
 // Terminate deletes the IKE SA of conn and its children, waiting for the

@@ -1,8 +1,52 @@
-// Package ike is mipsec's IKEv2 (RFC 7296). So far it holds the message
-// codec (message.go, payloads.go, consts.go, errors.go) and the crypto core
+// Package ike is mipsec's IKEv2 daemon (RFC 7296): the message codec
+// (message.go, payloads.go, consts.go, errors.go), the crypto core
 // (crypto_*.go: PRFs, key exchange groups, the key schedule, SK payload
-// protection); the exchanges and the SA installation through node come
-// next.
+// protection), proposals, identities, traffic selectors, NAT detection and
+// shared key authentication (proposal.go, identity.go, ts.go, natd.go,
+// auth.go), and the Daemon (daemon.go, sa.go, exchange_*.go, child.go,
+// cookie.go, list.go), which runs the exchanges and installs Child SAs
+// through the Kernel interface that node implements (kernel.go), sending
+// through its Transport (config.go).
+//
+// # Exchanges
+//
+// One goroutine owns every SA; Receive queues datagrams (bounded, a full
+// queue is a counted drop) and the methods are calls into that loop, which
+// also runs the timers. What is implemented:
+//
+//   - IKE_SA_INIT (§1.2) both ways: the initiator's KE is the first group
+//     of its first proposal, retried once per group on INVALID_KE_PAYLOAD
+//     and with the COOKIE first on a cookie (§2.6); 32-byte nonces; NAT
+//     detection (SPIr zero in the request) and, with a NAT or
+//     Connection.Encap (a faked source hash), the float to port 4500
+//     (§2.23); IKEV2_FRAGMENTATION_SUPPORTED and
+//     SIGNATURE_HASH_ALGORITHMS announced. The responder keeps no state
+//     until the proposal, the KE group, a cookie (when more than
+//     CookieThreshold SAs are half-open; the secret rotates), the
+//     MaxHalfOpen bound and a per-source rate all pass.
+//   - IKE_AUTH with a shared key (§2.15) and the first Child SA: SAi2 with
+//     the SPI from Kernel.AllocSPI, narrowing by the responder (§2.9,
+//     "dynamic" as the IKE address), USE_TRANSPORT_MODE, INITIAL_CONTACT
+//     both ways (§2.4), KEYMAT in §2.17's order, inbound SA before the
+//     message that lets the peer use it and outbound after (§2.8). A child
+//     refusal (TS_UNACCEPTABLE, NO_PROPOSAL_CHOSEN) leaves the IKE SA up.
+//     A failed AUTH installs nothing and keeps nothing.
+//   - Message IDs with window 1 (§2.3): requests queue per IKE SA and are
+//     retransmitted byte-identical with exponential backoff until
+//     Config.Retransmits (§2.1), then the IKE SA is dead; the last response
+//     is cached and resent for a retransmitted request; everything else
+//     outside the window is dropped. Nothing in an SK payload is used
+//     before SKCipher.Open has checked it, and the IKE SA follows a new
+//     address only on such a checked request, behind a NAT (§2.23).
+//   - INFORMATIONAL (§1.4): Deletes of children and of the IKE SA both ways,
+//     liveness checks after Connection.DPDDelay of silence (§2.4), with
+//     StartStart connections initiated again with backoff.
+//
+// Not yet: CREATE_CHILD_SA (a second child, child and IKE SA rekeys: the
+// daemon answers NO_ADDITIONAL_SAS; Rekey and a soft Expired say so),
+// certificates (AuthPubkey), IKE fragmentation (SKF payloads are dropped),
+// NAT-T keepalives (RFC 3948 §2.3), MOBIKE, the configuration payload and
+// EAP.
 //
 // # Codec
 //

@@ -273,6 +273,7 @@ func (d *Daemon) established(sa *ikeSA) {
 		delete(d.halfOpen, sa.initKey)
 	}
 	sa.conn.retries = 0
+	sa.conn.lastFailure = ""
 	sa.ke = nil
 	d.log.Info("IKE SA up", append(sa.logFields(), zap.Bool("initiator", sa.initiator),
 		zap.String("suite", FormatProposal(sa.proposal)), zap.Stringer("local", sa.local), zap.Stringer("remote", sa.remote),

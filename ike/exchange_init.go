@@ -144,9 +144,14 @@ func (d *Daemon) sendInit(sa *ikeSA) error {
 }
 
 // initFailed ends an initiator's IKE SA that IKE_SA_INIT refused.
+// The same reason is logged once until the connection succeeds (a
+// StartStart connection retries with backoff).
 func (d *Daemon) initFailed(sa *ikeSA, reason string, err error) {
 	d.fail(reason)
-	d.log.Warn("IKE_SA_INIT failed", append(sa.logFields(), zap.String("reason", reason), zap.Error(err))...)
+	if sa.conn.lastFailure != reason {
+		sa.conn.lastFailure = reason
+		d.log.Warn("IKE SA setup failed", append(sa.logFields(), zap.String("reason", reason), zap.Error(err))...)
+	}
 	d.saDied(sa, err)
 }
 

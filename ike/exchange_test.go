@@ -647,3 +647,35 @@ func TestWiresharkNames(t *testing.T) {
 		t.Error("chacha20poly1305 has a name")
 	}
 }
+
+func TestAcquire(t *testing.T) {
+	n, a, b := newPair(t, pairOpts{a: func(c *Connection) {
+		c.Children[0].Start = StartTrap
+		c.Children[0].ReplayWindow = 128
+	}})
+	a.d.Acquire("ab/other") // no such policy: nothing
+	a.d.Acquire("ab/net")
+	a.d.Acquire("ab/net") // rate-limited: one IKE SA
+	eventually(t, "the trapped child", func() bool { _, out, _ := b.k.state(); return len(out) == 1 })
+	ao, _ := checkPair(t, a, b)
+	if ao.ReplayWindow != 128 {
+		t.Fatalf("replay window %d", ao.ReplayWindow)
+	}
+	if got := len(captured(n, addrA, IKE_SA_INIT, false)); got != 1 {
+		t.Fatalf("%d IKE_SA_INITs", got)
+	}
+}
+
+func TestInitiateAllChildren(t *testing.T) {
+	two := func(c *Connection) {
+		ch := c.Children[0]
+		ch.Name = "second"
+		c.Children = append(c.Children, ch)
+	}
+	_, a, b := newPair(t, pairOpts{a: two, b: two})
+	err := a.d.Initiate("ab", "")
+	if !errors.Is(err, ErrNeedsCreateChildSA) || !strings.Contains(err.Error(), "second") {
+		t.Fatalf("Initiate(ab, \"\"): %v", err)
+	}
+	checkPair(t, a, b)
+}

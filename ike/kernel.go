@@ -97,6 +97,9 @@ type ChildSA struct {
 	// Lifetime holds the SA limits ike asks Kernel to enforce and report
 	// (the soft one through Daemon.Expired to start a rekey).
 	Lifetime Lifetime
+	// ReplayWindow is the inbound anti-replay window in packets
+	// (Child.ReplayWindow); 0: esp's default.
+	ReplayWindow int
 }
 
 // SAKeys are one direction's ESP keys.

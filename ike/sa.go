@@ -43,6 +43,14 @@ type initKey struct {
 
 // ikeSA is one IKE SA. Everything here belongs to the daemon's loop.
 //
+// For CREATE_CHILD_SA (not here yet): a request of ours goes through
+// queueRequest with its onResponse; the peer's arrives in
+// createChildRequest, which returns the response payloads and what to do
+// once it is sent; keys.SKd and suite.PRF derive the new KEYMAT
+// (deriveChild with the exchange's nonces in childSA.ni/nr), kernelChild
+// and installInbound/installOutbound install it (ChildSA.Replaces for a
+// rekey), dropChild removes the old one.
+//
 // Message IDs (RFC 7296 §2.2) run independently each way: nextReqID is
 // the ID of our next request, peerNext the ID we expect of the peer's
 // next request. The window is 1 (§2.3): one request of ours is in flight
@@ -515,7 +523,10 @@ func (d *Daemon) follow(sa *ikeSA, dg datagram) {
 	if dg.remote == sa.remote && (!dg.local.IsValid() || dg.local == sa.local) {
 		return
 	}
-	if !sa.nat() {
+	// The side behind a NAT keeps its peer's address (§2.23): only a
+	// responder (whose initiator floats to 4500) or an initiator whose
+	// responder is behind a NAT follows.
+	if !sa.natRemote && (sa.initiator || !sa.nat()) {
 		return
 	}
 	sa.remote = dg.remote
