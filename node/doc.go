@@ -18,6 +18,14 @@
 // mobile node; Subscribe delivers the events a key manager needs (SA
 // lifetimes, binding changes, registrations, peer endpoint changes).
 //
+// With Config.IKE connections the node hosts an IKEv2 daemon (package
+// ike; Node.IKE): the node is its Kernel (ike_kernel.go: IKE-made SAs,
+// policies and peers beside the manual ones, sequence numbers from 0 and
+// nothing in the state directory, since their keys are fresh; lifetime
+// events go to the daemon) and its Transport (UDP 500 and 4500 through
+// the underlay, or Config.IKE.Transport with Node.ReceiveIKE). Close
+// closes the daemon first, so that its Deletes still go out.
+//
 // node reads no files but its state directory, serves no sockets and
 // exports no metrics: package config builds a Config from TOML, package
 // control serves a node over a unix socket, and cmd/mipsec wires them.

@@ -16,12 +16,13 @@ import (
 // underlay sockets. With Underlay.FWMark the TUN's routes go into their
 // own tables behind fwmark rules (netcfg.InstallPolicyRoutes), and the
 // returned PolicyRoutes must be removed at Close; on error nothing stays.
+// With IKE connections the underlay's IKE datagrams go to ike.
 //
 // Always, not only when a TUN route covers a peer or the home agent: a
 // roaming peer, a care-of address or a peer added at run time can move
 // into a TUN route at any time, and with the suppress_prefixlength rules
 // the unmarked traffic is routed exactly as from the main table.
-func openLinuxIO(cfg *Config, log *zap.Logger) (tun.Device, dataplane.Underlay, *netcfg.PolicyRoutes, error) {
+func openLinuxIO(cfg *Config, log *zap.Logger, ike func(msg []byte, local, remote netip.AddrPort)) (tun.Device, dataplane.Underlay, *netcfg.PolicyRoutes, error) {
 	dev, err := dataplane.CreateTUN(cfg.TUN.Name, cfg.TUN.MTU)
 	if err != nil {
 		return nil, nil, nil, err
@@ -56,6 +57,9 @@ func openLinuxIO(cfg *Config, log *zap.Logger) (tun.Device, dataplane.Underlay, 
 	log.Info("tun up", zap.String("tun", name), zap.Int("mtu", cfg.TUN.MTU),
 		zap.Stringers("addresses", cfg.TUN.Addresses), zap.Stringers("routes", cfg.TUN.Routes))
 	uc := underlayConfig(cfg)
+	if len(cfg.IKE.Connections) > 0 && cfg.IKE.Transport == nil {
+		uc.IKE = ike
+	}
 	ul, err := underlay.New(uc)
 	if err != nil {
 		dev.Close()
@@ -85,6 +89,12 @@ func underlayConfig(cfg *Config) underlay.Config {
 		// No local address configured: listen on all of both families.
 		uc.IPv4, uc.IPv6 = netip.IPv4Unspecified(), netip.IPv6Unspecified()
 	}
+	if len(cfg.IKE.Connections) > 0 && cfg.IKE.Transport == nil {
+		// IKE floats to 4500 (RFC 7296 §2.23) on the ESP-in-UDP socket,
+		// and starts on 500 unless every connection says otherwise.
+		uc.Mode |= underlay.ModeUDP
+		uc.IKE500 = ikeWants500(cfg.IKE.Connections)
+	}
 	switch cfg.Role {
 	case RoleHA:
 		// BUs from IPv4 care-of addresses come in UDP 4191 (RFC 5555
@@ -112,7 +122,8 @@ func logUnderlayOpen(log *zap.Logger, cfg *Config, uc underlay.Config) {
 	}
 	log.Info("underlay open", zap.Stringers("local", addrs),
 		zap.Bool("raw", cfg.Underlay.Raw), zap.Bool("udp", cfg.Underlay.UDP), zap.Uint16("udp_port", uc.UDPPort),
-		zap.Bool("dsmipv6", uc.DSMIPv6), zap.Bool("ext_headers", uc.ExtHeaders), zap.Bool("packet_socket", uc.PacketSocket))
+		zap.Bool("dsmipv6", uc.DSMIPv6), zap.Bool("ext_headers", uc.ExtHeaders), zap.Bool("packet_socket", uc.PacketSocket),
+		zap.Bool("ike", uc.IKE != nil), zap.Bool("ike_500", uc.IKE500))
 	if uc.PacketSocket {
 		log.Info("underlay.packet_socket: raw ESP leaves through an AF_PACKET socket (PACKET_QDISC_BYPASS), " +
 			"bypassing netfilter OUTPUT and POSTROUTING, the egress qdisc and kernel fragmentation; " +

@@ -17,11 +17,13 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/ike"
 	"github.com/mipsec/mipsec/internal/netcfg"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/seqstore"
@@ -61,6 +63,13 @@ type Node struct {
 	// keyUse lists the SAs of each key fingerprint (keyuse.go).
 	keyUse map[seqstore.Fingerprint][]saKey
 
+	// ik is the IKE daemon's side of the node (ike_kernel.go); ikeD the
+	// daemon, nil without IKE connections (ike.go).
+	ik   ikeState
+	ikeD *ike.Daemon
+	// ikeUL sends IKE messages once Start has the underlay (ike.go).
+	ikeUL atomic.Pointer[ikeSender]
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -96,6 +105,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger, keys: map[saKey]saKeyMaterial{},
 		keyUse: map[seqstore.Fingerprint][]saKey{}}
 	n.events.log = n.log
+	n.ik.init(cfg.Peers)
 	st, err := seqstore.Open(cfg.StateDir, cfg.SeqStore)
 	if err != nil {
 		return nil, err
@@ -127,6 +137,9 @@ func New(cfg Config) (*Node, error) {
 	if err := n.spdb.Replace(cfg.Policies); err != nil {
 		return fail(err)
 	}
+	if err := n.newIKE(); err != nil {
+		return fail(err)
+	}
 	return n, nil
 }
 
@@ -142,7 +155,7 @@ func (n *Node) Start() error {
 			return errors.New("node: Device and Conn are injected together or not at all")
 		}
 		var err error
-		if dev, ul, n.routes, err = openLinuxIO(&n.cfg, n.log); err != nil {
+		if dev, ul, n.routes, err = openLinuxIO(&n.cfg, n.log, n.ReceiveIKE); err != nil {
 			return err
 		}
 	}
@@ -162,8 +175,11 @@ func (n *Node) Start() error {
 		n.mob = m
 		hooks = m.hooks()
 	}
+	n.ik.mu.Lock()
+	peers := n.allPeers()
+	n.ik.mu.Unlock()
 	dp, err := dataplane.New(dataplane.Config{
-		TUN: dev, Underlay: ul, SAD: n.sadb, SPD: n.spdb, Peers: n.cfg.Peers,
+		TUN: dev, Underlay: ul, SAD: n.sadb, SPD: n.spdb, Peers: peers,
 		Workers: n.cfg.Workers, Logger: n.log.Named("dataplane"), Hooks: hooks,
 		OnPeerEndpoint: n.onPeerEndpoint,
 		UDPPort:        n.cfg.Underlay.UDPPort, UnderlayRemotes: n.underlayRemotes(),
@@ -177,7 +193,9 @@ func (n *Node) Start() error {
 		dp.Close()
 		return err
 	}
-	n.dp = dp
+	n.ik.mu.Lock()
+	n.dp = dp // the IKE peers go to it from now on
+	n.ik.mu.Unlock()
 	if us, ok := ul.(interface {
 		Stats() *underlay.Stats
 	}); ok {
@@ -191,6 +209,9 @@ func (n *Node) Start() error {
 		if err := n.mob.start(dp, ul, tunName); err != nil {
 			return fmt.Errorf("mobility (role %s): %w", n.cfg.Role, err)
 		}
+	}
+	if err := n.startIKE(ul); err != nil {
+		return err
 	}
 	n.res.Start()
 	n.started = time.Now()
@@ -216,6 +237,13 @@ func (n *Node) underlayRemotes() []netip.Addr {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
+		// The IKE daemon first: its Deletes go out through the underlay
+		// and it removes its children through the Kernel.
+		if n.ikeD != nil {
+			if err := n.ikeD.Close(); err != nil {
+				n.log.Warn("ike shutdown", zap.Error(err))
+			}
+		}
 		// The MN's de-registration BU and its BA go through the
 		// dataplane: the mobility layer stops first.
 		if n.mob != nil {
@@ -255,6 +283,13 @@ func (n *Node) Close() error {
 func (n *Node) onExpire(e sad.Event) {
 	fields := []zap.Field{zap.String("sa", e.Name), zap.String("spi", spiString(e.SPI)),
 		zap.Stringer("dir", e.Dir), zap.Stringer("reason", e.Reason)}
+	if n.ikeExpired(e) {
+		// The daemon rekeys (soft) or deletes the child (hard); no
+		// reservation to record.
+		n.log.Info("ike sa lifetime", append(fields, zap.Bool("hard", e.Hard))...)
+		n.events.publish(SAExpired{Time: time.Now(), Name: e.Name, Dir: e.Dir, SPI: e.SPI, Hard: e.Hard, Reason: e.Reason})
+		return
+	}
 	// Nothing in the node rekeys: a key manager subscribed to SAExpired
 	// may; otherwise the hard limit ends the SA's traffic.
 	if e.Hard {
@@ -276,6 +311,12 @@ func (n *Node) addSA(c sad.Config) error {
 	spi := c.Params.SPI
 	if n.sadb.Lookup(c.Dir, spi) != nil {
 		return fmt.Errorf("%w: %v SA %s", sad.ErrDuplicateSPI, c.Dir, spiString(spi))
+	}
+	n.ik.mu.Lock()
+	owned := n.ikeOwns(c.Dir, spi)
+	n.ik.mu.Unlock()
+	if owned {
+		return fmt.Errorf("%w: %v SA %s belongs to the IKE daemon", sad.ErrDuplicateSPI, c.Dir, spiString(spi))
 	}
 	var res seqstore.LoadResult
 	fp := KeyFingerprint(c.Params)
@@ -381,6 +422,8 @@ type Status struct {
 	SAs      int
 	Policies int
 	Peers    int
+	// IKESAs is the number of established IKE SAs (0 without IKE).
+	IKESAs int
 	// Started is when Start returned; zero before.
 	Started time.Time
 }
@@ -390,7 +433,7 @@ func (n *Node) Status() Status {
 	return Status{
 		Role: n.cfg.Role, TUN: n.cfg.TUN.Name, StateDir: n.cfg.StateDir,
 		SAs: len(n.sadb.List()), Policies: n.spdb.Len(sad.Outbound) + n.spdb.Len(sad.Inbound),
-		Peers: len(n.cfg.Peers), Started: n.started,
+		Peers: len(n.Peers()), IKESAs: n.ikeSACount(), Started: n.started,
 	}
 }
 
@@ -470,6 +513,9 @@ func (n *Node) UpdateSA(c sad.Config) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	spi := c.Params.SPI
+	if n.isIKESA(c.Dir, spi) {
+		return fmt.Errorf("node: %s is the IKE daemon's: it rekeys it (ike rekey), a manual update would not", SAName(c.Dir, spi))
+	}
 	res := seqstore.Resumed
 	fp := KeyFingerprint(c.Params)
 	if err := n.checkKeyShare(c, fp); err != nil {
@@ -516,6 +562,11 @@ func (n *Node) UpdateSA(c sad.Config) error {
 func (n *Node) DelSA(dir sad.Direction, spi uint32) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.isIKESA(dir, spi) {
+		// The daemon still counts on it; its peer's next rekey or DPD
+		// notices.
+		return n.delIKESA(dir, spi)
+	}
 	sa, err := n.sadb.Delete(dir, spi)
 	if err != nil {
 		return err

@@ -91,8 +91,12 @@ func (r ReloadResult) Changed() bool {
 //   - The policy list is replaced in one atomic step (spd.DB.Replace) if it
 //     differs; a policy that keeps its name keeps its hit counter.
 //   - The peer list is replaced (dataplane.SetPeers) if it differs.
-//   - Role, StateDir, TUN, Underlay and Mobility are not applied live:
-//     the ones that differ are listed in ReloadResult.NeedsRestart.
+//   - Role, StateDir, TUN, Underlay, Mobility and the IKE connections are
+//     not applied live: the ones that differ are listed in
+//     ReloadResult.NeedsRestart.
+//   - The IKE daemon's SAs, policies and peers are not the
+//     configuration's: they stay, and an SA of cfg may not take one of
+//     their SPIs.
 //     Logger, Device, Conn, Host, Workers, SeqStore and Reservations are
 //     ignored.
 //
@@ -125,7 +129,7 @@ func (n *Node) Reload(cfg Config) (ReloadResult, error) {
 	}
 	res := ReloadResult{NeedsRestart: n.needsRestart(&cfg)}
 	if p.peers {
-		if err := n.dp.SetPeers(cfg.Peers); err != nil {
+		if err := n.setManualPeers(cfg.Peers); err != nil {
 			return ReloadResult{}, fmt.Errorf("peers: %w", err)
 		}
 		st.peers = clonePeers(cfg.Peers)
@@ -138,7 +142,7 @@ func (n *Node) Reload(cfg Config) (ReloadResult, error) {
 	}
 	if p.policies {
 		n.mu.Lock()
-		err := n.spdb.Replace(cfg.Policies)
+		err := n.spdb.Replace(n.withIKEPolicies(cfg.Policies))
 		n.mu.Unlock()
 		if err != nil {
 			return res, fmt.Errorf("reload stopped replacing the policies: %w", err)
@@ -269,8 +273,23 @@ func (n *Node) planReload(cfg *Config, runningPeers []dataplane.PeerConfig) (*re
 		}
 	}
 
+	// The IKE daemon's SAs, policies and SPIs are not the configuration's:
+	// a Reload neither touches them nor may take their SPIs.
+	n.ik.mu.Lock()
+	for i, s := range cfg.SAs {
+		if n.ikeOwns(s.Dir, s.Params.SPI) {
+			n.ik.mu.Unlock()
+			return nil, fmt.Errorf("%s: %w: %s belongs to the IKE daemon", where(s), sad.ErrDuplicateSPI, SAName(cfg.SAs[i].Dir, s.Params.SPI))
+		}
+	}
+	live := slices.DeleteFunc(n.sadb.List(), func(sa *sad.SA) bool {
+		_, ike := n.ik.sas[saKey{sa.Dir(), sa.SPI()}]
+		return ike
+	})
+	liveOut, liveIn := n.manualPolicies(sad.Outbound), n.manualPolicies(sad.Inbound)
+	n.ik.mu.Unlock()
+
 	// The live SAs and their keys.
-	live := n.sadb.List()
 	state := make(map[saKey]keyHolder, len(live))
 	liveBy := make(map[saKey]*sad.SA, len(live))
 	n.keysMu.Lock()
@@ -384,7 +403,7 @@ func (n *Node) planReload(cfg *Config, runningPeers []dataplane.PeerConfig) (*re
 		}
 	}
 
-	p.policies = !policiesEqual(cfg.Policies, n.spdb.List(sad.Outbound), n.spdb.List(sad.Inbound))
+	p.policies = !policiesEqual(cfg.Policies, liveOut, liveIn)
 	p.peers = !peersEqual(cfg.Peers, runningPeers)
 	return p, nil
 }
@@ -472,6 +491,9 @@ func (n *Node) needsRestart(cfg *Config) []string {
 	diff("underlay.packet_socket", ou.PacketSocket, nu.PacketSocket)
 	if !reflect.DeepEqual(normMobility(n.cfg.Mobility), normMobility(cfg.Mobility)) {
 		out = append(out, "mobility: changed")
+	}
+	if (len(n.cfg.IKE.Connections) > 0 || len(cfg.IKE.Connections) > 0) && !reflect.DeepEqual(n.cfg.IKE.Connections, cfg.IKE.Connections) {
+		out = append(out, "ike: changed")
 	}
 	return out
 }
