@@ -66,7 +66,11 @@ func (n *Node) startIKE(ul dataplane.Underlay) error {
 		f := ikeSender(s.SendIKE)
 		n.ikeUL.Store(&f)
 	}
-	return n.ikeD.Start()
+	if err := n.ikeD.Start(); err != nil {
+		return err
+	}
+	n.ikeRunning.Store(true)
+	return nil
 }
 
 // IKE returns the node's IKE daemon (Initiate, Terminate, List, Stats),
@@ -86,8 +90,8 @@ func (n *Node) ReceiveIKE(msg []byte, local, remote netip.AddrPort) {
 
 // ikeSACount is the number of IKE SAs the daemon holds (Status).
 func (n *Node) ikeSACount() int {
-	if n.ikeD == nil {
-		return 0
+	if !n.ikeRunning.Load() {
+		return 0 // the daemon answers only while its goroutine runs
 	}
 	return n.ikeD.Stats().IKESAs
 }

@@ -516,6 +516,12 @@ func (n *Node) ikeExpired(e sad.Event) bool {
 	n.ik.mu.Lock()
 	k := saKey{e.Dir, e.SPI}
 	s, ok := n.ik.sas[k]
+	if cur := n.sadb.Lookup(e.Dir, e.SPI); ok && cur != nil && cur != e.SA {
+		// A late event of an SA deleted since, whose SPI a new IKE SA
+		// took: not the new one's.
+		n.ik.mu.Unlock()
+		return true
+	}
 	if ok && e.Hard {
 		delete(n.ik.sas, k)
 		n.unpeer(s.peer, k)

@@ -246,12 +246,42 @@ func TestIKEKernelTraffic(t *testing.T) {
 				{"A outbound", func() error { return a.k.AddOutbound(ra) }},
 				{"B outbound", func() error { return b.k.AddOutbound(rb) }},
 			}
+			// A stream from A to B runs through the steps, each packet
+			// waited for: the policy switch loses none.
+			stop, lost := make(chan struct{}), make(chan int, 1)
+			go func() {
+				missing := 0
+				for seq := uint16(40000); ; seq++ {
+					select {
+					case <-stop:
+						lost <- missing
+						return
+					default:
+					}
+					p := icmpEcho(hostA, hostB, 120, seq)
+					a.tun.Outbound <- p
+					select {
+					case got := <-b.tun.Inbound:
+						if !bytes.Equal(got, p) {
+							missing++
+						}
+					case <-time.After(2 * time.Second):
+						missing++
+					}
+				}
+			}()
 			for _, st := range steps {
+				time.Sleep(20 * time.Millisecond)
 				if err := st.do(); err != nil {
 					t.Fatalf("%s: %v", st.what, err)
 				}
-				pingBoth(t, a, b, "rekey: after "+st.what)
 			}
+			time.Sleep(20 * time.Millisecond)
+			close(stop)
+			if m := <-lost; m != 0 {
+				t.Errorf("%d packets of the stream lost during the rekey", m)
+			}
+			pingBoth(t, a, b, "rekey: new SAs in use")
 			if got := sentSPIs(a.ul); got[len(got)-1] != ra.OutSPI {
 				t.Errorf("after the rekey A sends on %x, want %x", got, ra.OutSPI)
 			}

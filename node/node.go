@@ -67,6 +67,8 @@ type Node struct {
 	// daemon, nil without IKE connections (ike.go).
 	ik   ikeState
 	ikeD *ike.Daemon
+	// ikeRunning: ikeD is started and not closed.
+	ikeRunning atomic.Bool
 	// ikeUL sends IKE messages once Start has the underlay (ike.go).
 	ikeUL atomic.Pointer[ikeSender]
 
@@ -240,6 +242,7 @@ func (n *Node) Close() error {
 		// The IKE daemon first: its Deletes go out through the underlay
 		// and it removes its children through the Kernel.
 		if n.ikeD != nil {
+			n.ikeRunning.Store(false)
 			if err := n.ikeD.Close(); err != nil {
 				n.log.Warn("ike shutdown", zap.Error(err))
 			}
