@@ -248,7 +248,7 @@ func (v *validator) ikeDuration(path string, s *string, def time.Duration) time.
 		v.errf(path, "%s is not a duration; want e.g. \"30s\", \"4h\" or \"0\"", clip(*s))
 		return def
 	case d < 0:
-		v.errf(path, "%s is negative; want a duration such as \"30s\" or \"4h\", or \"0\"", d)
+		v.errf(path, "%s is negative; want a duration such as \"30s\" or \"4h\", or \"0\"", clip(*s))
 		return def
 	}
 	return d
@@ -297,7 +297,9 @@ func (v *validator) connection(path string, r *rawConnection, cfg *File, psks ma
 		v.errf(path+".name", "%s is not a connection name; want 1..32 letters, digits, '.', '_' or '-'", clip(r.Name))
 	}
 	c.LocalAddrs = v.localAddrs(path+".local_addrs", r.LocalAddrs, cfg)
+	n := len(v.errs)
 	c.RemoteAddrs = v.remoteAddrs(path+".remote_addrs", r.RemoteAddrs, c.LocalAddrs, cfg)
+	remoteOK := len(v.errs) == n // the first address is the one written first
 	c.LocalPort = v.port(path+".local_port", r.LocalPort)
 	c.RemotePort = v.port(path+".remote_port", r.RemotePort)
 	c.Proposals = v.proposals(path+".proposals", r.Proposals, r.AllowWeak, ike.ParseIKEProposals)
@@ -313,7 +315,7 @@ func (v *validator) connection(path string, r *rawConnection, cfg *File, psks ma
 		}
 	}
 	c.Local = v.localAuth(path+".local", &r.Local, psks)
-	c.Remote = v.remoteAuth(path+".remote", &r.Remote, &r.Local, c.Local, psks)
+	c.Remote = v.remoteAuth(path+".remote", &r.Remote, c.Local, psks)
 	if n := len(r.Children); n > MaxChildren {
 		v.errf(indexPath(path+".child", MaxChildren), "%d [[connection.child]] tables; a connection holds at most %d", n, MaxChildren)
 		return c
@@ -333,7 +335,7 @@ func (v *validator) connection(path string, r *rawConnection, cfg *File, psks ma
 			}
 		}
 		c.Children = append(c.Children, ch)
-		if ch.Start != ike.StartNone && len(c.RemoteAddrs) > 0 {
+		if ch.Start != ike.StartNone && remoteOK && len(c.RemoteAddrs) > 0 {
 			if p := c.RemoteAddrs[0]; !p.IsSingleIP() {
 				v.errf(cp+".start_action", "%s needs an address to send IKE_SA_INIT to, but the first of remote_addrs is %s; put the peer's address first, or use start_action = \"none\" (responder only)", startWord(ch.Start), p)
 			}
@@ -561,11 +563,10 @@ func (v *validator) localAuth(path string, r *rawLocalAuth, psks map[string][]by
 	return a
 }
 
-func (v *validator) remoteAuth(path string, r *rawRemote, lr *rawLocalAuth, local ike.LocalAuth, psks map[string][]byte) ike.RemoteAuth {
+func (v *validator) remoteAuth(path string, r *rawRemote, local ike.LocalAuth, psks map[string][]byte) ike.RemoteAuth {
 	var a ike.RemoteAuth
-	if r.Auth == "" && local.Method != "" {
-		a.Method = local.Method // the default: the local side's
-	} else if r.Auth != "" || lr.Auth != "" {
+	a.Method = local.Method // the default: the local side's
+	if r.Auth != "" {
 		a.Method = authMethod(path+".auth", r.Auth, v)
 	}
 	a.ID = v.identity(path+".id", r.ID)
