@@ -71,6 +71,17 @@ func init() {
 		{name: "mn status", aliases: []string{"mn show"}, args: "[--json]", group: groupControl, run: ctlMNStatus,
 			summary: "mobile node: the binding update list, CoA, NAT, last handover"},
 		{name: "mn move", args: "ADDR", group: groupControl, run: ctlMNMove, summary: "mobile node: force the care-of address"},
+		{name: "ike list", aliases: []string{"ike ls", "ike show", "ike list-sas"}, args: "[--json|--wireshark]", group: groupControl, run: ctlIKEList,
+			summary: "IKE: the IKE and child SAs, as swanctl --list-sas (--wireshark: their keys for Wireshark)"},
+		{name: "ike initiate", aliases: []string{"ike up"}, args: "NAME [CHILD] [--timeout D]", group: groupControl,
+			run:     func(a []string, o, e io.Writer) int { return ctlIKEAction("initiate", a, o, e) },
+			summary: "IKE: establish connection NAME's IKE SA and its child CHILD (none: every child)"},
+		{name: "ike terminate", aliases: []string{"ike down"}, args: "NAME [--timeout D]", group: groupControl,
+			run:     func(a []string, o, e io.Writer) int { return ctlIKEAction("terminate", a, o, e) },
+			summary: "IKE: delete connection NAME's IKE SA and its child SAs"},
+		{name: "ike rekey", args: "NAME [CHILD] [--timeout D]", group: groupControl,
+			run:     func(a []string, o, e io.Writer) int { return ctlIKEAction("rekey", a, o, e) },
+			summary: "IKE: rekey child CHILD of connection NAME, or without CHILD its IKE SA"},
 		{name: "capture", args: "-w FILE.pcap [--inner|--outer|--both] [-c COUNT] [--duration D]", group: groupControl, run: ctlCapture,
 			summary: "write the daemon's packets to a pcap file"},
 
@@ -137,6 +148,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	c, rest := lookup(args)
 	if c == nil {
 		if sub := subcommands(args[0]); len(sub) > 0 {
+			// "mipsec sa -h": the group's commands, asked for.
+			if len(args) == 2 && isHelpFlag(args[1]) {
+				writeGroupHelp(stdout, args[0], sub)
+				return 0
+			}
 			// "mipsec sa" or "mipsec sa frob": the group's commands.
 			if len(args) > 1 {
 				fmt.Fprintf(stderr, "mipsec %s: unknown command %q\n\n", args[0], args[1])
@@ -164,7 +180,41 @@ func subcommands(word string) []*command {
 	return out
 }
 
+func isHelpFlag(s string) bool { return s == "-h" || s == "-help" || s == "--help" }
+
+// writeGroupHelp is `mipsec GROUP -h` (and `mipsec help GROUP`): the
+// commands whose first word is the group's.
+func writeGroupHelp(w io.Writer, group string, sub []*command) {
+	fmt.Fprintf(w, "usage: mipsec %s COMMAND [flags]\n", group)
+	if g, ok := groupSummaries[group]; ok {
+		fmt.Fprintf(w, "\n%s\n", g)
+	}
+	fmt.Fprintln(w)
+	for _, s := range sub {
+		use := s.name
+		if s.args != "" {
+			use += " " + s.args
+		}
+		fmt.Fprintf(w, "  mipsec %-40s %s\n", use, s.summary)
+	}
+	fmt.Fprintf(w, "\n\"mipsec %s COMMAND -h\" shows a command's flags.\n", group)
+}
+
+// groupSummaries say what a group of commands is about, for `mipsec GROUP -h`.
+var groupSummaries = map[string]string{
+	"ike": "The IKEv2 daemon of a running mipsec ([[connection]] tables in its config), as swanctl shows and drives\n" +
+		"charon's: list the IKE and child SAs, initiate, terminate and rekey connections.",
+}
+
 func helpCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 {
+		if c, _ := lookup(args); c == nil {
+			if sub := subcommands(args[0]); len(sub) > 0 {
+				writeGroupHelp(stdout, args[0], sub)
+				return 0
+			}
+		}
+	}
 	if len(args) > 0 {
 		c, rest := lookup(args)
 		if c == nil || len(rest) != 0 {

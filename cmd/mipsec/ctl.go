@@ -2,7 +2,7 @@ package main
 
 // The client subcommands that talk to a running daemon over the control
 // socket (control.go has the protocol): status, stats, peers, sa, policy,
-// capture.
+// capture; ctl_mobility.go and ctl_ike.go have the others.
 
 import (
 	"bufio"
@@ -171,6 +171,9 @@ func writeStats(w io.Writer, st *control.StatsInfo) {
 	}
 	if st.MN != nil {
 		fmt.Fprintf(w, "mn: %s\n", formatAllCounts(mnCounterList(*st.MN)))
+	}
+	if st.IKE != nil {
+		writeIKEStats(w, st.IKE)
 	}
 }
 

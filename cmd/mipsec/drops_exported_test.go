@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,7 @@ import (
 	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/ike"
 	"github.com/mipsec/mipsec/mip6"
 	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
@@ -410,3 +412,149 @@ func TestEveryMobilityCounterExported(t *testing.T) {
 		}
 	}
 }
+
+// ikeStatsKeys are the keys of ike.Stats' maps by field: those
+// status.go documents and, where the daemon can be made (the seams
+// below it left unimplemented: neither is called before Start), the
+// fixed key set its Stats returns.
+func ikeStatsKeys(t *testing.T) map[string][]string {
+	keys := map[string][]string{
+		"Exchanges": {"IKE_SA_INIT", "IKE_AUTH", "CREATE_CHILD_SA", "INFORMATIONAL"},
+		"Failures":  {"malformed", "auth_failed", "no_proposal", "ts_unacceptable", "invalid_spi", "message_id", "timeout", "queue_full", "cookie"},
+	}
+	type kernel struct{ ike.Kernel }
+	type transport struct{ ike.Transport }
+	d, err := ike.New(ike.Config{Kernel: kernel{}, Transport: transport{}})
+	if err != nil || d == nil {
+		t.Logf("no daemon to ask for its keys (%v): the documented ones only", err)
+		return keys
+	}
+	got := make(chan ike.Stats, 1)
+	go func() { got <- d.Stats() }()
+	select {
+	case st := <-got:
+		for k := range st.Exchanges {
+			keys["Exchanges"] = append(keys["Exchanges"], k)
+		}
+		for k := range st.Failures {
+			keys["Failures"] = append(keys["Failures"], k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Log("the daemon did not answer Stats before Start: the documented keys only")
+	}
+	return keys
+}
+
+// TestEveryIKECounterExported: every field of ike.Stats, and every key of
+// its maps, is in `mipsec stats`, its --json (under "ike", by the field's
+// snake_case name) and the mipsec_ike_ metrics.
+func TestEveryIKECounterExported(t *testing.T) {
+	var vals counterValues
+	var st ike.Stats
+	keys := ikeStatsKeys(t)
+	type want struct {
+		field, key string // key: a map's
+		n          uint64
+	}
+	var wants []want
+	rv := reflect.ValueOf(&st).Elem()
+	for i := range rv.NumField() {
+		f, sf := rv.Field(i), rv.Type().Field(i)
+		switch {
+		case f.Kind() == reflect.Int:
+			n := vals.get()
+			f.SetInt(int64(n))
+			wants = append(wants, want{field: sf.Name, n: n})
+		case f.Kind() == reflect.Uint64:
+			n := vals.get()
+			f.SetUint(n)
+			wants = append(wants, want{field: sf.Name, n: n})
+		case f.Kind() == reflect.Map && f.Type().Key().Kind() == reflect.String && f.Type().Elem().Kind() == reflect.Uint64:
+			m := map[string]uint64{}
+			for _, k := range append(keys[sf.Name], "test-reason") {
+				if _, dup := m[k]; dup {
+					continue
+				}
+				m[k] = vals.get()
+				wants = append(wants, want{field: sf.Name, key: k, n: m[k]})
+			}
+			f.Set(reflect.ValueOf(m))
+		default:
+			t.Errorf("ike.Stats.%s: a %s field the export test does not know how to fill", sf.Name, f.Type())
+		}
+	}
+	_, ft := startServer(t)
+	e := &ikeExportTarget{exportTarget: &exportTarget{fakeTarget: ft}, d: &cliIKE{stats: st}}
+	s, err := control.Listen(filepath.Join(shortTempDir(t), "ike.sock"), e, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var js map[string]any
+	if err := json.Unmarshal([]byte(mustCLI(t, s, "stats", "--json")), &js); err != nil {
+		t.Fatal(err)
+	}
+	text, ms := mustCLI(t, s, "stats"), scrapeSeries(t, e)
+	ikeJS, _ := js["ike"].(map[string]any)
+	// The JSON names: the field's snake_case name, IKESAs -> ike_sas.
+	jsonName := map[string]string{"IKESAs": "ike_sas", "ChildSAs": "child_sas", "HalfOpen": "half_open", "CookiesSent": "cookies_sent"}
+	label := map[string]string{"Exchanges": "type", "Failures": "reason"}
+	for _, w := range wants {
+		name := jsonName[w.field]
+		if name == "" {
+			name = snake(w.field)
+		}
+		if w.key == "" {
+			if got, _ := ikeJS[name].(float64); uint64(got) != w.n {
+				t.Errorf("ike.Stats.%s: stats --json ike[%q] = %v, want %d", w.field, name, ikeJS[name], w.n)
+			}
+			metric := map[string]string{"IKESAs": "mipsec_ike_sas", "ChildSAs": "mipsec_ike_child_sas", "HalfOpen": "mipsec_ike_half_open",
+				"Rekeys": "mipsec_ike_rekeys_total", "Retransmits": "mipsec_ike_retransmits_total", "CookiesSent": "mipsec_ike_cookies_sent_total"}[w.field]
+			if metric == "" {
+				metric = "mipsec_ike_" // a new counter: any IKE series
+			}
+			if !find(ms, metric, w.n) {
+				t.Errorf("ike.Stats.%s (%d): no %s series", w.field, w.n, metric)
+			}
+			if !strings.Contains(text, fmt.Sprintf("%s=%d", name, w.n)) {
+				t.Errorf("ike.Stats.%s: %s=%d not in `mipsec stats`:\n%s", w.field, name, w.n, text)
+			}
+			continue
+		}
+		m, _ := ikeJS[name].(map[string]any)
+		if got, _ := m[w.key].(float64); uint64(got) != w.n {
+			t.Errorf("ike.Stats.%s[%q]: stats --json ike.%s = %v, want %d", w.field, w.key, name, m, w.n)
+		}
+		if !find(ms, "mipsec_ike_"+name+"_total", w.n, label[w.field]+`="`+w.key+`"`) {
+			t.Errorf("ike.Stats.%s[%q] (%d): no mipsec_ike_%s_total{%s=%q} series", w.field, w.key, w.n, name, label[w.field], w.key)
+		}
+		if !strings.Contains(text, fmt.Sprintf("%s=%d", w.key, w.n)) {
+			t.Errorf("ike.Stats.%s[%q]: %s=%d not in `mipsec stats`:\n%s", w.field, w.key, w.key, w.n, text)
+		}
+	}
+	// The series the metrics promise, by name.
+	for _, n := range []string{"mipsec_ike_sas", "mipsec_ike_child_sas", "mipsec_ike_half_open", "mipsec_ike_exchanges_total",
+		"mipsec_ike_failures_total", "mipsec_ike_rekeys_total", "mipsec_ike_retransmits_total", "mipsec_ike_cookies_sent_total"} {
+		found := false
+		for _, s := range ms {
+			found = found || s.name == n
+		}
+		if !found {
+			t.Errorf("no %s series", n)
+		}
+	}
+	// Without IKE: none.
+	for _, s := range scrapeSeries(t, &exportTarget{fakeTarget: ft}) {
+		if strings.HasPrefix(s.name, "mipsec_ike_") {
+			t.Errorf("a target without IKE has %s", s.name)
+		}
+	}
+}
+
+// ikeExportTarget is an exportTarget with an IKE daemon.
+type ikeExportTarget struct {
+	*exportTarget
+	d *cliIKE
+}
+
+func (e *ikeExportTarget) IKEDaemon() control.IKEDaemon { return e.d }

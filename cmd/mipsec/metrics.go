@@ -41,6 +41,18 @@ package main
 //	mipsec_mip6_nat_keepalives_total             MN: NAT keepalives sent
 //	mipsec_mip6_registered, mipsec_mip6_nat      MN: 1 when registered / behind a NAT
 //
+// With [[connection]] tables (the IKE daemon, control.IKEOf):
+//
+//	mipsec_ike_sas                               IKE SAs up
+//	mipsec_ike_child_sas                         child SAs up
+//	mipsec_ike_half_open                         half-open IKE SAs (responder, RFC 7296 §2.6)
+//	mipsec_ike_exchanges_total{type}             completed exchanges: IKE_SA_INIT, IKE_AUTH,
+//	                                             CREATE_CHILD_SA, INFORMATIONAL
+//	mipsec_ike_failures_total{reason}            refused or failed messages and exchanges
+//	mipsec_ike_rekeys_total                      IKE and child SA rekeys completed
+//	mipsec_ike_retransmits_total                 requests retransmitted
+//	mipsec_ike_cookies_sent_total                COOKIE answers (RFC 7296 §2.6)
+//
 // SA drop series appear when the first drop of that reason is counted, which
 // keeps a scrape of many SAs small.
 
@@ -59,6 +71,7 @@ import (
 
 	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/dataplane"
+	"github.com/mipsec/mipsec/ike"
 	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
@@ -104,6 +117,15 @@ var (
 	descHomeLinkErrs  = prometheus.NewDesc("mipsec_mip6_home_link_errors_total", "Failed home link changes (proxy ND / ARP, routes) of the home agent.", nil, nil)
 	descDR1Failed     = prometheus.NewDesc("mipsec_mip6_dr1_failed_total", "Data packets to a bound home address dropped because the binding's care-of address cannot be reached (DR-1).", nil, nil)
 	descMNCounters    = prometheus.NewDesc("mipsec_mip6_mn_total", "Mobile node counters, by the name `mipsec stats --json` gives them.", []string{"counter"}, nil)
+
+	descIKESAs         = prometheus.NewDesc("mipsec_ike_sas", "IKE SAs of the IKE daemon.", nil, nil)
+	descIKEChildSAs    = prometheus.NewDesc("mipsec_ike_child_sas", "Child SAs of the IKE daemon.", nil, nil)
+	descIKEHalfOpen    = prometheus.NewDesc("mipsec_ike_half_open", "Half-open IKE SAs (IKE_SA_INIT answered, IKE_AUTH not yet done).", nil, nil)
+	descIKEExchanges   = prometheus.NewDesc("mipsec_ike_exchanges_total", "Completed IKE exchanges, by exchange type.", []string{"type"}, nil)
+	descIKEFailures    = prometheus.NewDesc("mipsec_ike_failures_total", "Refused or failed IKE messages and exchanges, by reason.", []string{"reason"}, nil)
+	descIKERekeys      = prometheus.NewDesc("mipsec_ike_rekeys_total", "IKE and child SA rekeys completed.", nil, nil)
+	descIKERetransmits = prometheus.NewDesc("mipsec_ike_retransmits_total", "IKE requests retransmitted.", nil, nil)
+	descIKECookies     = prometheus.NewDesc("mipsec_ike_cookies_sent_total", "COOKIE notifications sent to initiators (RFC 7296 §2.6).", nil, nil)
 )
 
 // mobilityMetricsSource is the optional part of a metricsSource with a
@@ -118,7 +140,8 @@ type mipsecCollector struct{ src metricsSource }
 func (c mipsecCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSAPackets, descSABytes, descSADrops, descSASeq, descSPDDrops, descPolicyHits, descDPDrops, descDPCounters, descUnderlay, descPeerMoves,
 		descBindings, descBindingEvents, descBUAccepted, descBURejected, descBUBadCoA, descBUSent, descBAs, descNATDetected, descHandovers, descLastHandover, descKeepalives, descRegistered, descNAT,
-		descSigReceived, descSigDropped, descMPSAnswered, descHomeLinkErrs, descDR1Failed, descMNCounters} {
+		descSigReceived, descSigDropped, descMPSAnswered, descHomeLinkErrs, descDR1Failed, descMNCounters,
+		descIKESAs, descIKEChildSAs, descIKEHalfOpen, descIKEExchanges, descIKEFailures, descIKERekeys, descIKERetransmits, descIKECookies} {
 		ch <- d
 	}
 }
@@ -189,6 +212,27 @@ func (c mipsecCollector) Collect(ch chan<- prometheus.Metric) {
 			collectMobility(ch, m)
 		}
 	}
+	if d := control.IKEOf(c.src); d != nil {
+		collectIKE(ch, d.Stats())
+	}
+}
+
+// collectIKE writes the IKE daemon's series: every key of the exchange
+// and failure maps (a fixed set, zeros included).
+func collectIKE(ch chan<- prometheus.Metric, st ike.Stats) {
+	counter, gauge := prometheus.CounterValue, prometheus.GaugeValue
+	ch <- prometheus.MustNewConstMetric(descIKESAs, gauge, float64(st.IKESAs))
+	ch <- prometheus.MustNewConstMetric(descIKEChildSAs, gauge, float64(st.ChildSAs))
+	ch <- prometheus.MustNewConstMetric(descIKEHalfOpen, gauge, float64(st.HalfOpen))
+	for typ, n := range st.Exchanges {
+		ch <- prometheus.MustNewConstMetric(descIKEExchanges, counter, float64(n), typ)
+	}
+	for r, n := range st.Failures {
+		ch <- prometheus.MustNewConstMetric(descIKEFailures, counter, float64(n), r)
+	}
+	ch <- prometheus.MustNewConstMetric(descIKERekeys, counter, float64(st.Rekeys))
+	ch <- prometheus.MustNewConstMetric(descIKERetransmits, counter, float64(st.Retransmits))
+	ch <- prometheus.MustNewConstMetric(descIKECookies, counter, float64(st.CookiesSent))
 }
 
 // collectSADrops writes an SA's drop series (labels l), one per verdict
