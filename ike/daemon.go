@@ -649,13 +649,21 @@ func (d *Daemon) tick() {
 		if d.activeSA(c) != nil {
 			continue
 		}
+		first := true
 		for i := range c.cfg.Children {
-			if c.cfg.Children[i].Start == StartStart {
-				if _, err := d.initiate(c, &c.cfg.Children[i]); err != nil {
-					d.log.Warn("initiate failed", zap.String("conn", c.cfg.Name), zap.Error(err))
-					d.scheduleRetry(c)
-				}
-				break
+			ch := &c.cfg.Children[i]
+			if ch.Start != StartStart {
+				continue
+			}
+			if !first {
+				d.log.Warn("child not started: a second child needs CREATE_CHILD_SA (not implemented yet)",
+					zap.String("conn", c.cfg.Name), zap.String("child", ch.Name))
+				continue
+			}
+			first = false
+			if _, err := d.initiate(c, ch); err != nil {
+				d.log.Warn("initiate failed", zap.String("conn", c.cfg.Name), zap.Error(err))
+				d.scheduleRetry(c)
 			}
 		}
 	}

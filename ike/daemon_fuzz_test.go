@@ -172,3 +172,62 @@ func TestFuzzResponderSeed(t *testing.T) {
 		t.Fatalf("failures %v exchanges %v", d.stats.Failures, d.stats.Exchanges)
 	}
 }
+
+// TestAnswerStrongswanInit: our responder, with the default proposals,
+// answers charon's real IKE_SA_INIT request (testdata) with a full
+// response in the group of charon's KE and finds no NAT.
+func TestAnswerStrongswanInit(t *testing.T) {
+	v := strongswanVectors(t)[0].msg
+	req, err := Decode(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var group DHGroup
+	for _, p := range req.Payloads {
+		if ke, ok := p.(*KE); ok {
+			group = ke.Group
+		}
+	}
+	src, dst := netip.MustParseAddrPort("192.0.2.1:500"), netip.MustParseAddrPort("192.0.2.2:5000")
+	c := conn(t, "r", dst.Addr(), src.Addr(), false)
+	c.Proposals = DefaultIKEProposals()
+	c.LocalPort = 5000
+	tr := &recorder{}
+	d, err := New(Config{Connections: []Connection{c}, Kernel: newFakeKernel(0), Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.handle(datagram{b: v, local: dst, remote: src})
+	if len(tr.sent) != 1 || tr.sent[0].dst != src {
+		t.Fatalf("sent %d", len(tr.sent))
+	}
+	resp, err := Decode(tr.sent[0].b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.SPIi != req.SPIi || resp.SPIr == 0 || resp.Flags != FlagResponse || resp.Exchange != IKE_SA_INIT {
+		t.Fatalf("header %+v", resp)
+	}
+	var ke *KE
+	var sa *SA
+	for _, p := range resp.Payloads {
+		switch p := p.(type) {
+		case *KE:
+			ke = p
+		case *SA:
+			sa = p
+		}
+	}
+	if ke == nil || ke.Group != group || sa == nil || len(sa.Proposals) != 1 {
+		t.Fatalf("payloads %#v (charon's group %v)", resp.Payloads, group)
+	}
+	if err := CheckChosen(req.Payloads[0].(*SA).Proposals, sa.Proposals[0]); err != nil {
+		t.Fatalf("charon would refuse our choice: %v", err)
+	}
+	for _, s := range d.sas {
+		if s.natLocal || s.natRemote || s.encap {
+			t.Fatalf("NAT seen: %v %v", s.natLocal, s.natRemote)
+		}
+	}
+	t.Logf("chose %s", FormatProposal(sa.Proposals[0]))
+}

@@ -467,9 +467,6 @@ func (d *Daemon) request(sa *ikeSA, dg datagram, h Header) {
 		d.sendTo(sa.lastResp, dg.local, dg.remote)
 		return
 	}
-	if m.Exchange != h.Exchange {
-		return
-	}
 	d.follow(sa, dg)
 	var resp []Payload
 	var after func()
@@ -506,7 +503,7 @@ func (d *Daemon) request(sa *ikeSA, dg datagram, h Header) {
 	sa.peerNext++
 	sa.lastResp, sa.lastRespTo = b, dg.remote
 	d.sendTo(b, dg.local, dg.remote)
-	if err == nil {
+	if _, known := d.stats.Exchanges[h.Exchange.String()]; known && err == nil {
 		d.stats.Exchanges[h.Exchange.String()]++
 	}
 	if after != nil {
