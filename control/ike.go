@@ -33,9 +33,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/ike"
-	"github.com/mipsec/mipsec/sad"
 )
 
 func init() {
@@ -87,6 +85,8 @@ type IKETarget interface {
 type IKEDaemonTarget interface {
 	IKEDaemon() IKEDaemon
 }
+
+var _ IKEDaemon = (*ike.Daemon)(nil)
 
 // IKEOf returns t's IKE daemon, nil when it has none (no [[connection]]).
 // The metrics read it the same way.
@@ -164,7 +164,8 @@ type IKEChildInfo struct {
 	SPIIn  SPI `json:"spi_in"`
 	SPIOut SPI `json:"spi_out"`
 	// LocalTS and RemoteTS are the traffic selectors (RFC 7296 §3.13.1)
-	// in config's grammar: "10.1.0.0/16", "10.1.0.0/16[tcp/443]".
+	// in the config's grammar (ike.FormatTS): "10.1.0.0/16",
+	// "10.1.0.0/16[tcp/443]".
 	LocalTS   []string  `json:"local_ts"`
 	RemoteTS  []string  `json:"remote_ts"`
 	Installed time.Time `json:"installed,omitzero"`
@@ -201,41 +202,14 @@ func IKESAInfoOf(st ike.SAStatus) IKESAInfo {
 			Installed: utc(c.Installed), RekeyAt: utc(c.RekeyAt), ExpireAt: utc(c.ExpireAt),
 		}
 		for _, ts := range c.LocalTS {
-			ci.LocalTS = append(ci.LocalTS, FormatTS(ts))
+			ci.LocalTS = append(ci.LocalTS, ike.FormatTS(ts))
 		}
 		for _, ts := range c.RemoteTS {
-			ci.RemoteTS = append(ci.RemoteTS, FormatTS(ts))
+			ci.RemoteTS = append(ci.RemoteTS, ike.FormatTS(ts))
 		}
 		in.Children = append(in.Children, ci)
 	}
 	return in
-}
-
-// FormatTS writes a traffic selector (RFC 7296 §3.13.1) as strongSwan
-// does, in config's address grammar: the range ("10.1.0.0/16",
-// "10.1.0.1-10.1.0.9") and, unless they are any, the protocol and ports
-// in brackets ("[tcp/443]", "[udp/1000-2000]", "[icmp]", "[tcp/opaque]").
-// Selector types other than the two address ranges show as "type N".
-func FormatTS(ts ike.TrafficSelector) string {
-	if (ts.Type != 0 && ts.Type != ike.TS_IPV4_ADDR_RANGE && ts.Type != ike.TS_IPV6_ADDR_RANGE) || !ts.Start.IsValid() || !ts.End.IsValid() {
-		return fmt.Sprintf("type %d", ts.Type)
-	}
-	s := config.FormatAddrRange(sad.AddrRange{From: ts.Start, To: ts.End})
-	anyPorts := ts.StartPort == 0 && ts.EndPort == 0xffff
-	if ts.Protocol == 0 && anyPorts {
-		return s
-	}
-	s += "[" + config.FormatProto(ts.Protocol)
-	switch {
-	case anyPorts:
-	case ts.StartPort > ts.EndPort: // OPAQUE, §3.13.1
-		s += "/opaque"
-	case ts.StartPort == ts.EndPort:
-		s += "/" + strconv.Itoa(int(ts.StartPort))
-	default:
-		s += fmt.Sprintf("/%d-%d", ts.StartPort, ts.EndPort)
-	}
-	return s + "]"
 }
 
 func (s *Server) ikeDaemon() (IKEDaemon, error) {

@@ -341,7 +341,7 @@ func TestIKEJSONAnswerIsTheWireForm(t *testing.T) {
 	if buf.String() != out {
 		t.Errorf("re-encoded:\n%s\nprinted:\n%s", buf.String(), out)
 	}
-	if sas[0].Children[0].LocalTS[0] != "10.0.0.1[tcp/22]" {
+	if sas[0].Children[0].LocalTS[0] != "10.0.0.1/32[tcp/22]" {
 		t.Errorf("selector %q", sas[0].Children[0].LocalTS)
 	}
 }
