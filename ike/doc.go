@@ -44,7 +44,8 @@
 //
 // Not yet: CREATE_CHILD_SA (a second child, child and IKE SA rekeys: the
 // daemon answers NO_ADDITIONAL_SAS; Rekey and a soft Expired say so),
-// certificates (AuthPubkey), IKE fragmentation (SKF payloads are dropped),
+// certificates (AuthPubkey), sending IKE fragments (received SKF
+// fragments are reassembled where both sides announced them, RFC 7383),
 // NAT-T keepalives (RFC 3948 §2.3), MOBIKE, the configuration payload and
 // EAP.
 //

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -687,4 +688,88 @@ func TestInitiateAllChildren(t *testing.T) {
 		t.Fatalf("Initiate(ab, \"\"): %v", err)
 	}
 	checkPair(t, a, b)
+}
+
+// TestFragmentedRequest: A's IKE_AUTH request reaches B as three SKF
+// fragments out of order (RFC 7383 §2.6), sealed with the initiator's
+// keys; B reassembles them, and answers a retransmission once.
+func TestFragmentedRequest(t *testing.T) {
+	for _, negotiated := range []bool{true, false} {
+		t.Run(fmt.Sprint("negotiated=", negotiated), func(t *testing.T) { testFragmented(t, negotiated) })
+	}
+}
+
+func testFragmented(t *testing.T, negotiated bool) {
+	var b *peer
+	var fragmented atomic.Int32
+	set := func(c *Connection) {
+		c.Fragmentation = true
+		c.Proposals = ikeProps(t, "aes256-sha256-prfsha256-curve25519")
+	}
+	setB := set
+	if !negotiated {
+		setB = func(c *Connection) { c.Proposals = ikeProps(t, "aes256-sha256-prfsha256-curve25519") }
+	}
+	n, a, b := newPair(t, pairOpts{a: set, b: setB})
+	n.setFilter(func(p *packet) bool {
+		h, err := ParseHeader(p.b)
+		if err != nil || p.dst.Addr() != addrB || h.Exchange != IKE_AUTH || (negotiated && fragmented.Load() >= 2) {
+			return true
+		}
+		fragmented.Add(1)
+		var frags [][]byte
+		err = b.d.call(func() error {
+			sa := b.d.sas[h.SPIr]
+			m, _ := Decode(p.b)
+			e := m.Payloads[0].(*Encrypted)
+			plain, err := sa.in.Open(nil, p.b, HeaderLen)
+			if err != nil {
+				return err
+			}
+			c, err := NewSKCipher(sa.suite.SK, sa.keys.SKei, sa.keys.SKai)
+			if err != nil {
+				return err
+			}
+			third := len(plain)/3 + 1
+			for i := 0; i < 3; i++ {
+				part := plain[min(i*third, len(plain)):min((i+1)*third, len(plain))]
+				f := &EncryptedFragment{Number: uint16(i + 1), Total: 3}
+				if i == 0 {
+					f.NextPayload = e.NextPayload
+				}
+				prefix, err := (&Message{SPIi: h.SPIi, SPIr: h.SPIr, Exchange: IKE_AUTH, Flags: h.Flags, MessageID: h.MessageID,
+					Payloads: []Payload{f}}).Append(nil)
+				if err != nil {
+					return err
+				}
+				sealed, err := c.SealFragment(nil, prefix, part)
+				if err != nil {
+					return err
+				}
+				frags = append(frags, sealed)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("fragmenting: %v", err)
+			return true
+		}
+		for _, i := range []int{1, 2, 0} {
+			b.d.Receive(frags[i], p.dst, p.src)
+		}
+		return false
+	})
+	if !negotiated {
+		if err := a.d.Initiate("ab", "net"); err == nil {
+			t.Fatal("fragments accepted without IKEV2_FRAGMENTATION_SUPPORTED")
+		}
+		if s := b.d.Stats(); s.Failures["fragment"] != 3*uint64(fragmented.Load()) || !b.k.empty() {
+			t.Fatalf("B: %v", s.Failures)
+		}
+		return
+	}
+	up(t, a, b)
+	if s := b.d.Stats(); s.Exchanges["IKE_AUTH"] != 1 || s.Failures["fragment"] != 0 || fragmented.Load() == 0 {
+		t.Fatalf("B: %v %v (fragmented %d)", s.Exchanges, s.Failures, fragmented.Load())
+	}
 }

@@ -83,8 +83,9 @@ type ikeSA struct {
 	initReqHash       [32]byte // responder: tells a retransmission from a new request
 	cookie            []byte   // initiator: the responder's COOKIE (§2.6)
 	cookieTries       int
-	triedGroups       []DHGroup // initiator: INVALID_KE_PAYLOAD retries (§1.2)
-	fragmentation     bool      // both sides announced RFC 7383 support
+	triedGroups       []DHGroup     // initiator: INVALID_KE_PAYLOAD retries (§1.2)
+	fragmentation     bool          // both sides announced RFC 7383 support
+	frags             [2]*fragments // a request and a response being reassembled
 
 	// NAT detection (§2.23): natLocal, we are behind a NAT; natRemote, the
 	// peer is; encap, ESP and IKE use UDP 4500.
@@ -353,15 +354,87 @@ func (d *Daemon) open(sa *ikeSA, b []byte) (*Message, []Payload, error) {
 		}
 		return m, inner, nil
 	case *EncryptedFragment:
-		return nil, nil, errFragment
+		inner, err := d.openFragment(sa, m, b, e)
+		var pe *ParseError
+		if errors.As(err, &pe) {
+			return m, nil, err // authenticated, undecodable inside
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return m, inner, nil
 	}
 	return nil, nil, errNoSK
 }
 
 var (
-	errNoSK     = errors.New("ike: no SK payload")
-	errFragment = errors.New("ike: IKE fragments (RFC 7383) are not reassembled yet")
+	errNoSK       = errors.New("ike: no SK payload")
+	errFragment   = errors.New("ike: unacceptable IKE fragment (RFC 7383)")
+	errIncomplete = errors.New("ike: IKE fragment kept until the message is complete")
 )
+
+// fragments collects the SKF fragments of one message (RFC 7383 §2.6):
+// only authenticated ones, at most maxFragments and maxReassembled bytes.
+type fragments struct {
+	msgID uint32
+	total uint16
+	first PayloadType
+	parts [][]byte
+	have  int
+	size  int
+}
+
+const (
+	maxFragments   = 64
+	maxReassembled = 128 << 10
+)
+
+// openFragment authenticates one SKF payload and adds it to the message
+// being reassembled; the inner payloads come back with the last one, else
+// errIncomplete. Fragments are used only where both sides announced
+// IKEV2_FRAGMENTATION_SUPPORTED.
+func (d *Daemon) openFragment(sa *ikeSA, m *Message, b []byte, e *EncryptedFragment) ([]Payload, error) {
+	if !sa.fragmentation || e.Total > maxFragments {
+		return nil, errFragment
+	}
+	plain, err := sa.in.OpenFragment(nil, b, len(b)-len(e.Data)-skfHeaderLen)
+	if err != nil {
+		return nil, err
+	}
+	dir := 0
+	if m.Flags&FlagResponse != 0 {
+		dir = 1
+	}
+	f := sa.frags[dir]
+	if f == nil || f.msgID != m.MessageID || f.total != e.Total {
+		// A new message, or the sender fragmented again (§2.6.2).
+		f = &fragments{msgID: m.MessageID, total: e.Total, parts: make([][]byte, e.Total)}
+		sa.frags[dir] = f
+	}
+	i := int(e.Number) - 1
+	if f.parts[i] != nil {
+		return nil, errIncomplete
+	}
+	if f.size+len(plain) > maxReassembled {
+		sa.frags[dir] = nil
+		return nil, errFragment
+	}
+	f.parts[i] = plain
+	f.have++
+	f.size += len(plain)
+	if e.Number == 1 {
+		f.first = e.NextPayload
+	}
+	if f.have < int(f.total) {
+		return nil, errIncomplete
+	}
+	sa.frags[dir] = nil
+	all := make([]byte, 0, f.size)
+	for _, p := range f.parts {
+		all = append(all, p...)
+	}
+	return DecodePayloads(f.first, all)
+}
 
 // handle is one datagram: IKE_SA_INIT by SPIs and source, every other
 // exchange by our SPI; requests and responses apart (RFC 7296 §2.1, §3.1).
@@ -416,6 +489,10 @@ func (d *Daemon) response(sa *ikeSA, dg datagram, h Header) {
 		return
 	}
 	m, inner, err := d.open(sa, dg.b)
+	if errors.Is(err, errIncomplete) {
+		sa.lastRecv = d.now()
+		return
+	}
 	if err != nil {
 		d.dropOpen(sa, err)
 		if m == nil {
@@ -435,13 +512,37 @@ func (d *Daemon) response(sa *ikeSA, dg datagram, h Header) {
 	}
 }
 
+// verify authenticates a message of sa without using its content; first
+// is false for an SKF fragment other than number 1.
+func (d *Daemon) verify(sa *ikeSA, b []byte) (first bool, err error) {
+	m, err := Decode(b)
+	if err != nil {
+		return false, err
+	}
+	if len(m.Payloads) == 0 {
+		return false, errNoSK
+	}
+	switch e := m.Payloads[len(m.Payloads)-1].(type) {
+	case *Encrypted:
+		_, err = sa.in.Open(nil, b, len(b)-GenericHeaderLen-len(e.Data))
+		return true, err
+	case *EncryptedFragment:
+		if !sa.fragmentation {
+			return false, errFragment
+		}
+		_, err = sa.in.OpenFragment(nil, b, len(b)-len(e.Data)-skfHeaderLen)
+		return e.Number == 1, err
+	}
+	return false, errNoSK
+}
+
 // dropOpen counts a message that failed open.
 func (d *Daemon) dropOpen(sa *ikeSA, err error) {
 	switch {
 	case errors.Is(err, ErrSKAuth):
 		d.refuse("integrity", "SK payload failed its integrity check", sa.logFields()...)
 	case errors.Is(err, errFragment):
-		d.refuse("fragment", "IKE fragment dropped (reassembly not implemented)", sa.logFields()...)
+		d.refuse("fragment", "IKE fragment dropped (not negotiated, or too many or too long)", sa.logFields()...)
 	default:
 		d.refuse("malformed", "malformed protected message", append(sa.logFields(), zap.Error(err))...)
 	}
@@ -457,16 +558,30 @@ func (d *Daemon) request(sa *ikeSA, dg datagram, h Header) {
 			zap.Uint32("msgid", h.MessageID), zap.Uint32("want", sa.peerNext))...)
 		return
 	}
+	if retrans {
+		// Answered again only once authenticated; of a fragmented
+		// request, on its first fragment only (RFC 7383 §2.6.1).
+		first, err := d.verify(sa, dg.b)
+		if err != nil {
+			d.dropOpen(sa, err)
+			return
+		}
+		sa.lastRecv = d.now()
+		if first {
+			d.sendTo(sa.lastResp, dg.local, dg.remote)
+		}
+		return
+	}
 	m, inner, err := d.open(sa, dg.b)
-	if err != nil && (m == nil || retrans) {
+	if errors.Is(err, errIncomplete) {
+		sa.lastRecv = d.now()
+		return
+	}
+	if err != nil && m == nil {
 		d.dropOpen(sa, err)
 		return
 	}
 	sa.lastRecv = d.now()
-	if retrans {
-		d.sendTo(sa.lastResp, dg.local, dg.remote)
-		return
-	}
 	d.follow(sa, dg)
 	var resp []Payload
 	var after func()
