@@ -23,6 +23,14 @@ type Transport interface {
 	Send(msg []byte, local, remote netip.AddrPort) error
 }
 
+// KeepaliveSender is what a Transport may implement to send NAT-keepalives
+// (RFC 3948 §2.3: one 0xFF byte, without the non-ESP marker, from local
+// to remote on port 4500). The daemon sends one every Config.Keepalive
+// while an IKE SA is up and NAT detection found us behind a NAT.
+type KeepaliveSender interface {
+	SendKeepalive(local, remote netip.AddrPort) error
+}
+
 // Config is one IKE daemon: its connections and the seams below it.
 type Config struct {
 	Connections []Connection
@@ -49,6 +57,9 @@ type Config struct {
 	// to Retransmits tries (RFC 7296 §2.1); zero: the defaults.
 	Retransmit  time.Duration
 	Retransmits int
+	// Keepalive is the NAT-keepalive interval (RFC 3948 §2.3) where the
+	// Transport is a KeepaliveSender; 0: DefaultKeepalive.
+	Keepalive time.Duration
 }
 
 // Defaults for Config's zero values.
@@ -57,6 +68,7 @@ const (
 	DefaultMaxHalfOpen     = 4096
 	DefaultRetransmit      = time.Second
 	DefaultRetransmits     = 5
+	DefaultKeepalive       = 20 * time.Second // strongSwan's keep_alive
 )
 
 // Connection is one configured IKE connection, a swanctl.conf

@@ -108,8 +108,8 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Transport == nil {
 		return nil, errors.New("ike: Config.Transport is missing")
 	}
-	if cfg.CookieThreshold < 0 || cfg.MaxHalfOpen < 0 || cfg.Retransmit < 0 || cfg.Retransmits < 0 {
-		return nil, errors.New("ike: negative CookieThreshold, MaxHalfOpen, Retransmit or Retransmits")
+	if cfg.CookieThreshold < 0 || cfg.MaxHalfOpen < 0 || cfg.Retransmit < 0 || cfg.Retransmits < 0 || cfg.Keepalive < 0 {
+		return nil, errors.New("ike: negative CookieThreshold, MaxHalfOpen, Retransmit, Retransmits or Keepalive")
 	}
 	if cfg.CookieThreshold == 0 {
 		cfg.CookieThreshold = DefaultCookieThreshold

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -229,8 +230,17 @@ func (n *network) deliver(p packet) {
 
 // transport is one node's side of the network.
 type transport struct {
-	n    *network
-	addr netip.Addr
+	n          *network
+	addr       netip.Addr
+	keepalives atomic.Int32
+}
+
+func (t *transport) SendKeepalive(local, remote netip.AddrPort) error {
+	if local.Port() != 4500 || remote.Port() != 4500 {
+		return fmt.Errorf("keepalive from %v to %v, not between 4500s", local, remote)
+	}
+	t.keepalives.Add(1)
+	return nil
 }
 
 func (t *transport) Send(msg []byte, local, remote netip.AddrPort) error {

@@ -46,8 +46,8 @@
 // daemon answers NO_ADDITIONAL_SAS; Rekey and a soft Expired say so),
 // certificates (AuthPubkey), sending IKE fragments (received SKF
 // fragments are reassembled where both sides announced them, RFC 7383),
-// NAT-T keepalives (RFC 3948 §2.3), MOBIKE, the configuration payload and
-// EAP.
+// MOBIKE, the configuration payload and EAP. NAT-keepalives (RFC 3948
+// §2.3) go out where the Transport is a KeepaliveSender.
 //
 // # Codec
 //

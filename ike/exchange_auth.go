@@ -275,6 +275,9 @@ func (d *Daemon) established(sa *ikeSA) {
 	sa.conn.retries = 0
 	sa.conn.lastFailure = ""
 	sa.ke = nil
+	if _, ok := d.cfg.Transport.(KeepaliveSender); ok && sa.natLocal {
+		sa.keepaliveAt = sa.established.Add(d.keepaliveInterval())
+	}
 	d.log.Info("IKE SA up", append(sa.logFields(), zap.Bool("initiator", sa.initiator),
 		zap.String("suite", FormatProposal(sa.proposal)), zap.Stringer("local", sa.local), zap.Stringer("remote", sa.remote),
 		zap.String("remote_id", sa.remoteID.String()), zap.Bool("encap", sa.encap))...)

@@ -465,7 +465,7 @@ func TestDPDRestart(t *testing.T) {
 }
 
 func TestNAT(t *testing.T) {
-	n, a, b := newPair(t, pairOpts{})
+	n, a, b := newPair(t, pairOpts{cfgA: func(c *Config) { c.Keepalive = 20 * time.Millisecond }})
 	n.natInside = addrA
 	n.natOutside = netip.MustParseAddr("203.0.113.7")
 	// B must accept the NAT's address.
@@ -488,6 +488,11 @@ func TestNAT(t *testing.T) {
 	}
 	if ep := bOut[0].Endpoint; !ep.Encap || ep.Remote != lb.Remote || ep.Local != netip.AddrPortFrom(addrB, 4500) {
 		t.Fatalf("B endpoint %v (SA remote %v)", ep, lb.Remote)
+	}
+	// A, behind the NAT, sends keepalives (RFC 3948 §2.3); B does not.
+	eventually(t, "A's keepalives", func() bool { return a.d.cfg.Transport.(*transport).keepalives.Load() >= 2 })
+	if got := b.d.cfg.Transport.(*transport).keepalives.Load(); got != 0 {
+		t.Fatalf("B sent %d keepalives", got)
 	}
 	// IKE_AUTH went 4500 to 4500.
 	if p := captured(n, addrA, IKE_AUTH, false); len(p) != 0 {

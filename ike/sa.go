@@ -104,6 +104,7 @@ type ikeSA struct {
 	pendingChild *childSA // initiator: the child offered in IKE_AUTH
 
 	created, established, lastRecv time.Time
+	keepaliveAt                    time.Time // next NAT-keepalive; zero: none
 	// waiters get the outcome of Initiate; deleteWaiters that of
 	// Terminate.
 	waiters, deleteWaiters []chan error
@@ -197,17 +198,47 @@ func (sa *ikeSA) logFields() []zap.Field {
 // nextDeadline is the SA's next timer: a retransmission, or the liveness
 // check (§2.4).
 func (sa *ikeSA) nextDeadline() time.Time {
+	var t time.Time
 	if sa.outstanding != nil {
-		return sa.outstanding.nextAt
+		t = sa.outstanding.nextAt
+	} else if sa.state == stateEstablished && sa.conn.cfg.DPDDelay > 0 && len(sa.queue) == 0 {
+		t = sa.lastRecv.Add(sa.conn.cfg.DPDDelay)
 	}
-	if sa.state == stateEstablished && sa.conn.cfg.DPDDelay > 0 && len(sa.queue) == 0 {
-		return sa.lastRecv.Add(sa.conn.cfg.DPDDelay)
+	if !sa.keepaliveAt.IsZero() && (t.IsZero() || sa.keepaliveAt.Before(t)) {
+		t = sa.keepaliveAt
 	}
-	return time.Time{}
+	return t
+}
+
+// keepalive sends a NAT-keepalive (RFC 3948 §2.3) when due: the side
+// behind a NAT keeps its mapping open while the IKE SA is up.
+func (d *Daemon) keepalive(sa *ikeSA, now time.Time) {
+	if sa.keepaliveAt.IsZero() || now.Before(sa.keepaliveAt) {
+		return
+	}
+	ka, ok := d.cfg.Transport.(KeepaliveSender)
+	if !ok || sa.state != stateEstablished || !sa.natLocal {
+		sa.keepaliveAt = time.Time{}
+		return
+	}
+	if err := ka.SendKeepalive(sa.local, sa.remote); err != nil {
+		if ce := d.log.Check(zap.DebugLevel, "keepalive failed"); ce != nil {
+			ce.Write(zap.Stringer("remote", sa.remote), zap.Error(err))
+		}
+	}
+	sa.keepaliveAt = now.Add(d.keepaliveInterval())
+}
+
+func (d *Daemon) keepaliveInterval() time.Duration {
+	if d.cfg.Keepalive > 0 {
+		return d.cfg.Keepalive
+	}
+	return DefaultKeepalive
 }
 
 // saTimers runs the SA's due timers.
 func (d *Daemon) saTimers(sa *ikeSA, now time.Time) {
+	d.keepalive(sa, now)
 	if r := sa.outstanding; r != nil {
 		if now.Before(r.nextAt) {
 			return
