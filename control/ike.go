@@ -33,6 +33,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"go.uber.org/zap"
+
 	"github.com/mipsec/mipsec/ike"
 )
 
@@ -177,7 +179,7 @@ func addrPortString(ap netip.AddrPort) string {
 	if !ap.IsValid() {
 		return ""
 	}
-	return ap.String()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
 }
 
 func utc(t time.Time) time.Time {
@@ -357,7 +359,7 @@ func (s *Server) ikeWait(timeout time.Duration, what string, f func() error) err
 	go func() {
 		defer func() {
 			if r := recover(); r != nil {
-				s.log.Error("IKE daemon call panicked: " + what)
+				s.log.Error("IKE daemon call panicked", zap.String("call", what), zap.Any("panic", r))
 				done <- errors.New("internal error")
 			}
 		}()

@@ -32,6 +32,7 @@ type fakeIKE struct {
 	calls  []string
 	err    error         // returned by Initiate, Terminate and Rekey
 	block  chan struct{} // non-nil: they wait for it
+	panics bool          // they panic
 	nextID uint32
 	known  map[string][]string // connection -> children
 }
@@ -41,6 +42,9 @@ func (f *fakeIKE) do(call string, conn, child string, change func()) error {
 	f.calls = append(f.calls, call)
 	block, err := f.block, f.err
 	f.mu.Unlock()
+	if f.panics {
+		panic("daemon bug")
+	}
 	if block != nil {
 		<-block
 	}
@@ -400,6 +404,12 @@ func TestIKEActions(t *testing.T) {
 			t.Errorf("%s:\n got  %q\n want %q", line, errs, want)
 		}
 	}
+	// A panic in the daemon's call is an error answer, not a dead server.
+	f.panics = true
+	if _, errs := call(t, s, `{"cmd":"ike.rekey","args":{"name":"site-b"}}`); errs != "ike.rekey: internal error" {
+		t.Errorf("panicking daemon: %q", errs)
+	}
+	f.panics = false
 	f.err = errors.New("ike: site-b: AUTHENTICATION_FAILED")
 	if _, errs := call(t, s, `{"cmd":"ike.initiate","args":{"name":"site-b"}}`); errs != "ike.initiate: ike: site-b: AUTHENTICATION_FAILED" {
 		t.Errorf("daemon error: %q", errs)
