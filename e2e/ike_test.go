@@ -445,3 +445,178 @@ func TestIKECharonResponder(t *testing.T) {
 		})
 	}
 }
+
+// TestIKECharonInitiator: charon initiates (vici initiate) to a mipsec
+// responder (start_action = "none"); the same checks.
+func TestIKECharonInitiator(t *testing.T) {
+	l := newIKELab(t, ikeOptions{startAction: "none", ikeProposal: "aes256gcm16-prfsha384-ecp256", espProposal: "aes128gcm16"})
+	l.startCharon("none")
+	l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+	if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c := l.waitCharonSA(5 * time.Second)
+	m := waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
+	l.checkMatch(m, c, false)
+	l.traffic(ikeTransferSize)
+}
+
+// ipsecTables returns the numbers of SAs and policies g lists (`mipsec sa
+// list --json`, `mipsec policy list --json`).
+func ipsecTables(t *testing.T, g *gateway) (sas, policies int) {
+	t.Helper()
+	for _, x := range []struct {
+		cmd string
+		n   *int
+	}{{"sa", &sas}, {"policy", &policies}} {
+		out, err := g.ctl(x.cmd, "list", "--json")
+		if err != nil {
+			t.Fatalf("mipsec %s list --json: %v", x.cmd, err)
+		}
+		var list []json.RawMessage
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			t.Fatalf("mipsec %s list --json: %v:\n%s", x.cmd, err, out)
+		}
+		*x.n = len(list)
+	}
+	return sas, policies
+}
+
+// waitCharonDown reads ev until charon reports the child and the IKE SA
+// down (child-updown and ike-updown with up = no).
+func waitCharonDown(t *testing.T, ev <-chan charontest.Event, timeout time.Duration) {
+	t.Helper()
+	var child, sa bool
+	deadline := time.Now().Add(timeout)
+	for !child || !sa {
+		_, err := charontest.WaitEvent(ev, time.Until(deadline), func(e charontest.Event) bool {
+			switch {
+			case e.Kind == charontest.ChildUpDown && !e.Up && e.Child.Name == ikeChild:
+				child = true
+			case e.Kind == charontest.IKEUpDown && !e.Up && e.IKE.Name == ikeConnC:
+				sa = true
+			default:
+				return false
+			}
+			return true
+		})
+		if err != nil {
+			t.Fatalf("charon: child down %v, IKE SA down %v: %v", child, sa, err)
+		}
+	}
+}
+
+// TestIKEDelete: an IKE SA deleted by either side (INFORMATIONAL with a
+// Delete payload, RFC 7296 §1.4.1) is gone on both, with its ESP SAs and
+// policies, and traffic stops.
+func TestIKEDelete(t *testing.T) {
+	t.Run("mipsec-terminate", func(t *testing.T) {
+		l := newIKELab(t, ikeOptions{})
+		l.startCharon("none")
+		ev := l.charon.Events()
+		l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+		waitMipsecSA(t, l.gw, ikeConnM, 10*time.Second)
+		l.waitCharonSA(5 * time.Second)
+		l.traffic(0)
+		if sas, pols := ipsecTables(t, l.gw); sas != 2 || pols < 2 {
+			t.Errorf("with the child up: %d SAs, %d policies; want 2 SAs and the child's policies", sas, pols)
+		}
+		if out, err := l.gw.ctl("ike", "terminate", ikeConnM); err != nil {
+			t.Fatalf("mipsec ike terminate: %v\n%s", err, out)
+		}
+		waitCharonDown(t, ev, 5*time.Second)
+		if sas, err := l.charon.ListSAs(); err != nil || len(sas) != 0 {
+			t.Errorf("charon after the Delete: %+v, %v", sas, err)
+		}
+		waitMipsecNoSA(t, l.gw, 2*time.Second)
+		if sas, pols := ipsecTables(t, l.gw); sas != 0 || pols != 0 {
+			t.Errorf("mipsec after terminate: %d SAs, %d policies left", sas, pols)
+		}
+		l.noTraffic()
+		// An administrative terminate is not a failure: start_action =
+		// "start" does not bring the SA back by itself.
+		time.Sleep(time.Second)
+		if sas, _ := ikeList(l.gw); len(sas) != 0 {
+			t.Errorf("mipsec 1 s after terminate: %+v", sas)
+		}
+	})
+	t.Run("charon-terminate", func(t *testing.T) {
+		l := newIKELab(t, ikeOptions{startAction: "none"})
+		l.startCharon("none")
+		l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+		if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
+		l.traffic(0)
+		if err := l.charon.Terminate(ikeConnC); err != nil {
+			t.Fatal(err)
+		}
+		waitMipsecNoSA(t, l.gw, 5*time.Second)
+		if sas, pols := ipsecTables(t, l.gw); sas != 0 || pols != 0 {
+			t.Errorf("mipsec after charon's Delete: %d SAs, %d policies left", sas, pols)
+		}
+		st := ikeStats(t, l.gw)
+		if st.IKESAs != 0 || st.ChildSAs != 0 {
+			t.Errorf("mipsec stats after charon's Delete: %+v", st)
+		}
+		l.noTraffic()
+	})
+}
+
+// TestIKEWrongPSK: with different pre-shared keys no SA comes up on
+// either side, mipsec counts auth_failed and logs one line that says so.
+func TestIKEWrongPSK(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		initiator string // who initiates
+	}{{"mipsec-initiates", "mipsec"}, {"charon-initiates", "charon"}} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := ikeOptions{mipsecPSK: ikeWrongPK, startAction: "none"}
+			if tt.initiator == "mipsec" {
+				o.startAction = "start"
+			}
+			l := newIKELab(t, o)
+			l.startCharon("none")
+			l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+			if tt.initiator == "charon" {
+				if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err == nil {
+					t.Fatal("charon's initiate with the wrong key succeeded")
+				}
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			var st control.IKEStatsInfo
+			for time.Now().Before(deadline) {
+				if st = ikeStats(t, l.gw); st.Failures["auth_failed"] > 0 {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if st.Failures["auth_failed"] == 0 {
+				t.Fatalf("mipsec stats: no auth_failed: %+v", st)
+			}
+			time.Sleep(time.Second) // any retry of mipsec's has happened
+			if sas, err := ikeList(l.gw); err != nil || len(sas) != 0 {
+				t.Errorf("mipsec: IKE SAs %+v, %v", sas, err)
+			}
+			if sas, pols := ipsecTables(t, l.gw); sas != 0 || pols != 0 {
+				t.Errorf("mipsec: %d SAs, %d policies", sas, pols)
+			}
+			if sas, err := l.charon.ListSAs(); err != nil || len(sas) != 0 {
+				t.Errorf("charon: %+v, %v", sas, err)
+			}
+			l.noTraffic()
+			var lines []string
+			for _, ln := range strings.Split(l.gw.Log.String(), "\n") {
+				if strings.Contains(ln, `"auth_failed"`) {
+					lines = append(lines, ln)
+				}
+			}
+			if len(lines) != 1 {
+				t.Errorf("mipsec logged %d lines with auth_failed, want 1:\n%s", len(lines), strings.Join(lines, "\n"))
+			} else {
+				t.Logf("mipsec: %s", lines[0])
+			}
+		})
+	}
+}
