@@ -445,7 +445,11 @@ func TestDPDRestart(t *testing.T) {
 		c.DPDDelay = 50 * time.Millisecond
 		c.Children[0].Start = StartStart
 	}})
-	eventually(t, "the StartStart child", func() bool { _, out, _ := b.k.state(); return len(out) == 1 })
+	eventually(t, "the StartStart child", func() bool {
+		_, bOut, _ := b.k.state()
+		_, aOut, _ := a.k.state()
+		return len(aOut) == 1 && len(bOut) == 1
+	})
 	checkPair(t, a, b)
 	first := a.d.List()[0].SPIi
 	// B goes silent: A's liveness check times out and A's child goes.
@@ -671,7 +675,11 @@ func TestAcquire(t *testing.T) {
 	a.d.Acquire("ab/other") // no such policy: nothing
 	a.d.Acquire("ab/net")
 	a.d.Acquire("ab/net") // rate-limited: one IKE SA
-	eventually(t, "the trapped child", func() bool { _, out, _ := b.k.state(); return len(out) == 1 })
+	eventually(t, "the trapped child", func() bool {
+		_, bOut, _ := b.k.state()
+		_, aOut, _ := a.k.state()
+		return len(aOut) == 1 && len(bOut) == 1
+	})
 	ao, _ := checkPair(t, a, b)
 	if ao.ReplayWindow != 128 {
 		t.Fatalf("replay window %d", ao.ReplayWindow)
