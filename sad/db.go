@@ -446,15 +446,18 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// validateSelectors applies the rules spd applies to policies: at least
-// one selector set; each address range ANY or From <= To of one family,
-// without zones; IPv4 and IPv6 not mixed across the SA (RFC 4301
-// §4.4.1.1); port ranges not empty.
+// validateSelectors applies the rules spd applies to policies, but per
+// selector set: at least one set; each address range ANY or From <= To of
+// one family, without zones; IPv4 and IPv6 not mixed within a set (RFC
+// 4301 §4.4.1.1); port ranges not empty. Sets of different families may
+// share an SA: an IKEv2 Child SA can be negotiated for IPv4 and IPv6
+// traffic selector pairs at once (RFC 7296 §2.9), while each SPD entry,
+// one per pair, keeps one family (spd's index is per family).
 func validateSelectors(sels []Selector) error {
 	if len(sels) == 0 {
 		return fmt.Errorf("%w: no selectors (RFC 4301 §4.4.2 needs the SA's traffic selectors)", ErrInvalidConfig)
 	}
-	if err := ValidateSelectors(sels, "selector"); err != nil {
+	if err := validateSets(sels, "selector", true); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	return nil

@@ -71,7 +71,6 @@ func TestAddErrors(t *testing.T) {
 		{"invalid prefix", func(c *Config) { c.Selectors = []Selector{{Local: PrefixRange(netip.Prefix{})}} }, ErrInvalidConfig, "empty range"},
 		{"mixed range", func(c *Config) { c.Selectors = []Selector{{Local: AddrRange{From: v4a, To: hoa}}} }, ErrInvalidConfig, "mixed"},
 		{"mixed selector", func(c *Config) { c.Selectors = []Selector{{Local: v6, Remote: v4}} }, ErrInvalidConfig, "mixed"},
-		{"mixed across selectors", func(c *Config) { c.Selectors = []Selector{{Local: v6}, {Remote: v4}} }, ErrInvalidConfig, "mixed"},
 		{"zone", func(c *Config) { c.Selectors = []Selector{{Local: SingleAddr(hoa.WithZone("eth0"))}} }, ErrInvalidConfig, "zone"},
 		{"empty port range", func(c *Config) { c.Selectors = []Selector{{Proto: header.ProtoUDP, LocalPort: PortsRange(9, 8)}} }, ErrInvalidConfig, "empty range"},
 		{"bad port match kind", func(c *Config) { c.Selectors = []Selector{{RemotePort: Ports{Match: 7}}} }, ErrInvalidConfig, "match kind"},
@@ -464,5 +463,32 @@ func TestManySAs(t *testing.T) {
 		if s := &sas[i]; s.linked && db.Inbound(s.spi) != s {
 			t.Fatalf("SA %#x not found", s.spi)
 		}
+	}
+}
+
+// An IKEv2 Child SA may be negotiated for an IPv4 and an IPv6 traffic
+// selector pair at once (RFC 7296 §2.9): the SA holds both sets and checks
+// each packet against the set of its family; one set never mixes them.
+func TestSelectorSetsOfBothFamilies(t *testing.T) {
+	db := New(Options{})
+	v4l, v4r := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("203.0.113.1")
+	s := mustAdd(t, db, cfg(Inbound, 0x310,
+		Selector{Local: SingleAddr(v4l), Remote: SingleAddr(v4r)},
+		Selector{Local: SingleAddr(hoa), Remote: SingleAddr(ha)}))
+	for _, c := range []struct {
+		f    header.Flow
+		want bool
+	}{
+		{header.Flow{Src: v4r, Dst: v4l}, true},
+		{header.Flow{Src: ha, Dst: hoa}, true},
+		{header.Flow{Src: v4l, Dst: v4r}, false},
+		{header.Flow{Src: ha, Dst: ha}, false},
+	} {
+		if got := s.matches(&c.f); got != c.want {
+			t.Errorf("%v -> %v: matches = %v, want %v", c.f.Src, c.f.Dst, got, c.want)
+		}
+	}
+	if _, err := db.Add(cfg(Inbound, 0x311, Selector{Local: SingleAddr(v4l), Remote: SingleAddr(ha)})); err == nil {
+		t.Error("a selector set with an IPv4 local and an IPv6 remote address was accepted")
 	}
 }

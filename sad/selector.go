@@ -204,9 +204,19 @@ func (r AddrRange) Validate() (bits int, err error) {
 // what names a set in the error ("selector", "selector set"). An empty
 // list is valid here; callers decide whether they need one.
 func ValidateSelectors(sels []Selector, what string) error {
+	return validateSets(sels, what, false)
+}
+
+// validateSets is ValidateSelectors; with perSet, IPv4 and IPv6 may differ
+// between selector sets (never within one), as an SA negotiated by IKEv2
+// may carry both families (RFC 7296 §2.9: one Child SA, several TS pairs).
+func validateSets(sels []Selector, what string, perSet bool) error {
 	fam := 0
 	for i := range sels {
 		s := &sels[i]
+		if perSet {
+			fam = 0
+		}
 		for _, r := range [2]struct {
 			name string
 			r    AddrRange
