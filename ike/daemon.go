@@ -328,7 +328,10 @@ func (d *Daemon) Close() error {
 
 // Receive hands the daemon one IKE message (without the non-ESP marker)
 // that arrived on local from remote. It copies msg and does not block: a
-// full queue is a counted drop (Stats.Failures["queue_full"]).
+// full queue is a counted drop (Stats.Failures["queue_full"]). local must
+// be the address and port the datagram was sent to (NAT detection
+// compares it with the peer's hash, §2.23), or invalid where the socket
+// cannot tell; a wildcard address reads as a NAT.
 func (d *Daemon) Receive(msg []byte, local, remote netip.AddrPort) {
 	if !d.running.Load() || len(msg) > MaxMessageLen {
 		return

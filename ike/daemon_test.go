@@ -306,6 +306,8 @@ type pairOpts struct {
 	a, b func(*Connection)
 	cfgA func(*Config)
 	cfgB func(*Config)
+	// addrA, addrB replace the default addresses (for IPv6).
+	addrA, addrB netip.Addr
 }
 
 // newPair starts A (initiator side, connection "ab") and B ("ba") on one
@@ -337,8 +339,12 @@ func newPair(t *testing.T, o pairOpts) (*network, *peer, *peer) {
 		t.Cleanup(func() { d.Close() })
 		return &peer{d: d, k: k, addr: addr, name: name}
 	}
-	a := mk("ab", addrA, addrB, true, o.a, o.cfgA, 0xa0000000)
-	b := mk("ba", addrB, addrA, false, o.b, o.cfgB, 0xb0000000)
+	aa, ab := addrA, addrB
+	if o.addrA.IsValid() {
+		aa, ab = o.addrA, o.addrB
+	}
+	a := mk("ab", aa, ab, true, o.a, o.cfgA, 0xa0000000)
+	b := mk("ba", ab, aa, false, o.b, o.cfgB, 0xb0000000)
 	return n, a, b
 }
 

@@ -786,3 +786,26 @@ func testFragmented(t *testing.T, negotiated bool) {
 		t.Fatalf("B: %v %v (fragmented %d)", s.Exchanges, s.Failures, fragmented.Load())
 	}
 }
+
+func TestIPv6(t *testing.T) {
+	v6 := func(s string) TrafficSelector { return prefixTS(s) }
+	a6, b6 := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+	_, a, b := newPair(t, pairOpts{addrA: a6, addrB: b6,
+		a: func(c *Connection) {
+			c.Children[0].LocalTS = []TrafficSelector{v6("2001:db8:1::/48")}
+			c.Children[0].RemoteTS = []TrafficSelector{v6("2001:db8:2::/48")}
+		},
+		b: func(c *Connection) {
+			c.Children[0].LocalTS = []TrafficSelector{v6("2001:db8:2::/48")}
+			c.Children[0].RemoteTS = []TrafficSelector{v6("2001:db8:1::/48")}
+		}})
+	if err := a.d.Initiate("ab", "net"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "B's child", func() bool { _, out, _ := b.k.state(); return len(out) == 1 })
+	ao, _ := checkPair(t, a, b)
+	la := a.d.List()[0]
+	if la.RemoteID != "2001:db8::2" || la.Encap || ao.Endpoint.Remote.Addr() != b6 || ao.LocalTS[0].Type != TS_IPV6_ADDR_RANGE {
+		t.Fatalf("%+v %+v", la, ao)
+	}
+}
