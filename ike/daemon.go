@@ -330,8 +330,9 @@ func (d *Daemon) Close() error {
 // that arrived on local from remote. It copies msg and does not block: a
 // full queue is a counted drop (Stats.Failures["queue_full"]). local must
 // be the address and port the datagram was sent to (NAT detection
-// compares it with the peer's hash, §2.23), or invalid where the socket
-// cannot tell; a wildcard address reads as a NAT.
+// compares it with the peer's hash, §2.23); an invalid or unspecified
+// address (a socket that cannot tell) is taken as unknown, with the
+// connection's LocalAddrs in its place.
 func (d *Daemon) Receive(msg []byte, local, remote netip.AddrPort) {
 	if !d.running.Load() || len(msg) > MaxMessageLen {
 		return

@@ -197,9 +197,15 @@ func TestAnswerStrongswanInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.handle(datagram{b: v, local: dst, remote: src})
+	// A socket that cannot tell its address: LocalAddrs stands in.
+	d.handle(datagram{b: v, local: netip.MustParseAddrPort("0.0.0.0:5000"), remote: src})
 	if len(tr.sent) != 1 || tr.sent[0].dst != src {
 		t.Fatalf("sent %d", len(tr.sent))
+	}
+	for _, s := range d.sas {
+		if s.local != dst {
+			t.Fatalf("local %v, want %v", s.local, dst)
+		}
 	}
 	resp, err := Decode(tr.sent[0].b)
 	if err != nil {
@@ -223,6 +229,11 @@ func TestAnswerStrongswanInit(t *testing.T) {
 	}
 	if err := CheckChosen(req.Payloads[0].(*SA).Proposals, sa.Proposals[0]); err != nil {
 		t.Fatalf("charon would refuse our choice: %v", err)
+	}
+	// charon's NAT-D hashes of our response match what it sent to.
+	natD, natS := detectNAT(resp.Payloads, resp.SPIi, resp.SPIr, src, dst)
+	if natD || natS {
+		t.Fatalf("our NAT-D hashes do not match our addresses: %v %v", natD, natS)
 	}
 	for _, s := range d.sas {
 		if s.natLocal || s.natRemote || s.encap {

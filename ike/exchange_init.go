@@ -468,7 +468,11 @@ func (d *Daemon) initRequest(dg datagram, h Header) {
 	}
 	sa.local, sa.remote = dg.local, dg.remote
 	if !sa.local.IsValid() {
-		sa.local = netip.AddrPortFrom(c.localFor(dg.remote.Addr()), c.localPort)
+		port := dg.local.Port()
+		if port == 0 {
+			port = c.localPort
+		}
+		sa.local = netip.AddrPortFrom(c.localFor(dg.remote.Addr()), port)
 	}
 	sa.proposal, sa.suite = chosen, suite
 	sa.ni = bytes.Clone(nonce.Data)

@@ -470,6 +470,9 @@ func (d *Daemon) openFragment(sa *ikeSA, m *Message, b []byte, e *EncryptedFragm
 // handle is one datagram: IKE_SA_INIT by SPIs and source, every other
 // exchange by our SPI; requests and responses apart (RFC 7296 §2.1, §3.1).
 func (d *Daemon) handle(dg datagram) {
+	if dg.local.Addr().IsUnspecified() {
+		dg.local = netip.AddrPortFrom(netip.Addr{}, dg.local.Port())
+	}
 	h, err := ParseHeader(dg.b)
 	if err != nil || int(h.Length) != len(dg.b) {
 		d.refuse("malformed", "malformed IKE message", zap.Stringer("from", dg.remote))
