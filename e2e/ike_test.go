@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/internal/charontest"
 	"github.com/mipsec/mipsec/internal/netlab"
+	"github.com/mipsec/mipsec/internal/testenv"
 )
 
 // Addresses of the IKE topology (documentation prefixes only).
@@ -616,6 +618,181 @@ func TestIKEWrongPSK(t *testing.T) {
 				t.Errorf("mipsec logged %d lines with auth_failed, want 1:\n%s", len(lines), strings.Join(lines, "\n"))
 			} else {
 				t.Logf("mipsec: %s", lines[0])
+			}
+		})
+	}
+}
+
+// TestIKEDPD: mipsec checks liveness after dpd_delay of silence (RFC 7296
+// §2.4); with charon killed (no Delete goes out) the check is
+// retransmitted ([ike] retransmit 500 ms, doubled, 3 times) and then the
+// IKE SA is torn down with its children; once charon is back, the
+// start_action = "start" connection is established again and carries
+// traffic.
+func TestIKEDPD(t *testing.T) {
+	l := newIKELab(t, ikeOptions{dpdDelay: "2s", retransmit: "500ms", retransmits: 3})
+	l.startCharon("none")
+	l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+	first := waitMipsecSA(t, l.gw, ikeConnM, 10*time.Second)
+	l.waitCharonSA(5 * time.Second)
+	l.traffic(0)
+	before := ikeStats(t, l.gw)
+
+	// A live peer answers the checks: the SA survives two DPD periods.
+	time.Sleep(4500 * time.Millisecond)
+	if sa, ok := established(mustIKEList(t, l.gw), ikeConnM); !ok || sa.SPIi != first.SPIi {
+		t.Fatalf("mipsec after 4.5 s of DPD with a live peer: %+v", sa)
+	}
+	if st := ikeStats(t, l.gw); st.Exchanges["INFORMATIONAL"] <= before.Exchanges["INFORMATIONAL"] {
+		t.Errorf("no INFORMATIONAL (DPD) exchange in 4.5 s with dpd_delay 2s: before %v, after %v", before.Exchanges, st.Exchanges)
+	}
+
+	killed := time.Now()
+	l.charon.Kill()
+	// Silence of at most dpd_delay, then 0.5+1+2+4 s of retransmissions.
+	const lower, upper = 7 * time.Second, 13 * time.Second
+	deadline := killed.Add(upper)
+	for {
+		sas := mustIKEList(t, l.gw)
+		if _, ok := established(sas, ikeConnM); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mipsec still lists the IKE SA %v after charon was killed: %+v", upper, sas)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	gone := time.Since(killed)
+	t.Logf("mipsec tore the IKE SA down %v after charon was killed", gone.Round(10*time.Millisecond))
+	if gone < lower {
+		t.Errorf("IKE SA gone %v after the kill: sooner than dpd_delay + retransmissions allow (%v)", gone, lower)
+	}
+	st := ikeStats(t, l.gw)
+	if st.Retransmits-before.Retransmits < 3 || st.Failures["timeout"] == 0 {
+		t.Errorf("mipsec stats after the dead peer: retransmits %d (before %d), failures %v", st.Retransmits, before.Retransmits, st.Failures)
+	}
+	if !strings.Contains(l.gw.Log.String(), `"exchange timed out"`) {
+		t.Error("mipsec did not log the timed-out exchange")
+	}
+	// The dead SA's ESP SAs went with it (a new attempt may be in
+	// progress, but none is installed while charon is away).
+	if sas, _ := ipsecTables(t, l.gw); sas != 0 {
+		t.Errorf("mipsec: %d ESP SAs after the IKE SA died", sas)
+	}
+
+	if err := l.charon.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	again := waitMipsecSA(t, l.gw, ikeConnM, 20*time.Second)
+	if again.SPIi == first.SPIi {
+		t.Errorf("the IKE SA after the restart has the old SPI %v", again.SPIi)
+	}
+	c := l.waitCharonSA(5 * time.Second)
+	l.checkMatch(again, c, true)
+	l.traffic(1 << 20)
+}
+
+func mustIKEList(t *testing.T, g *gateway) []control.IKESAInfo {
+	t.Helper()
+	sas, err := ikeList(g)
+	if err != nil {
+		t.Fatalf("mipsec ike list: %v", err)
+	}
+	return sas
+}
+
+// TestIKEWireshark: a capture of the exchanges on the veth decrypts in
+// tshark with the lines of `mipsec ike list --wireshark` as its
+// ikev2_decryption_table: IKE_AUTH's IDi, IDr and AUTH appear, which
+// travel only inside the SK payload (RFC 7296 §3.14); without the table
+// they do not.
+func TestIKEWireshark(t *testing.T) {
+	for _, prop := range []string{"aes128gcm16-prfsha256-curve25519", "aes128-sha256-modp2048"} {
+		t.Run(prop, func(t *testing.T) {
+			tshark := testenv.NeedCommand(t, "tshark")
+			l := newIKELab(t, ikeOptions{ikeProposal: prop})
+			pcap := filepath.Join(l.dir, "ike.pcap")
+			cp, err := netlab.StartCaptureOpts(l.nsM, "ul0", netlab.CaptureOptions{Marker: marker, Pcap: pcap})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(cp.Close)
+			l.startCharon("none")
+			l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+			sa := waitMipsecSA(t, l.gw, ikeConnM, 10*time.Second)
+			l.traffic(0)
+			time.Sleep(300 * time.Millisecond)
+			cp.Close()
+			if n := cp.Stats().Plaintext; n != 0 {
+				t.Errorf("%d frames on the veth carry the plaintext marker", n)
+			}
+
+			lines, err := l.gw.ctl("ike", "list", "--wireshark")
+			if err != nil {
+				t.Fatalf("mipsec ike list --wireshark: %v", err)
+			}
+			recs := strings.Split(strings.TrimSpace(lines), "\n")
+			if len(recs) != 1 || !strings.HasPrefix(recs[0], fmt.Sprintf("%016x,%016x,", uint64(sa.SPIi), uint64(sa.SPIr))) {
+				t.Fatalf("ike list --wireshark: %q, want one line for %v/%v", lines, sa.SPIi, sa.SPIr)
+			}
+			home := filepath.Join(l.dir, "home") // no Wireshark configuration but ours
+			if err := os.MkdirAll(home, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			decode := func(table bool) [][]string {
+				t.Helper()
+				args := []string{"-n", "-r", pcap, "-Y", "isakmp"}
+				if table {
+					args = append(args, "-o", "uat:ikev2_decryption_table:"+recs[0])
+				}
+				args = append(args, "-T", "fields", "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,",
+					"-e", "isakmp.exchangetype", "-e", "isakmp.messageid", "-e", "isakmp.flag_r",
+					"-e", "isakmp.id.data.fqdn", "-e", "isakmp.auth.method", "-e", "udp.dstport")
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				cmd := exec.CommandContext(ctx, tshark, args...)
+				cmd.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"))
+				var stderr bytes.Buffer
+				cmd.Stderr = &stderr
+				out, err := cmd.Output()
+				if err != nil || strings.Contains(stderr.String(), "rror") {
+					t.Fatalf("tshark %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+				}
+				var rows [][]string
+				for _, ln := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+					if ln != "" {
+						rows = append(rows, append(strings.Split(ln, "\t"), "", "", "", "", "", "")[:6])
+					}
+				}
+				return rows
+			}
+			rows := decode(true)
+			var auth [][]string
+			for _, r := range rows {
+				if r[0] == "35" { // IKE_AUTH
+					auth = append(auth, r)
+				}
+			}
+			if len(auth) != 2 {
+				t.Fatalf("tshark: %d IKE_AUTH messages, want request and response: %q", len(auth), rows)
+			}
+			t.Logf("tshark, IKE_AUTH decrypted (exchange, message ID, response flag, IDs, auth method, port): %q", auth)
+			for _, r := range auth {
+				wantID, dir := ikeIDM, "request"
+				if r[2] == "1" || r[2] == "True" {
+					wantID, dir = ikeIDC, "response"
+				}
+				// The request carries IDi and IDr (RFC 7296 §2.15's
+				// optional IDr), the response IDr; AUTH 2 is the shared
+				// key MIC (§3.8).
+				if !slices.Contains(strings.Split(r[3], ","), wantID) || r[4] != "2" || r[5] != "4500" {
+					t.Errorf("IKE_AUTH %s decrypted as id %q, auth method %q, port %s; want %s, 2, 4500", dir, r[3], r[4], r[5], wantID)
+				}
+			}
+			for _, r := range decode(false) {
+				if r[3] != "" || r[4] != "" {
+					t.Errorf("without the table tshark still shows id %q, auth %q: the payloads were not encrypted", r[3], r[4])
+				}
 			}
 		})
 	}
