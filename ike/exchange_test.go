@@ -809,3 +809,17 @@ func TestIPv6(t *testing.T) {
 		t.Fatalf("%+v %+v", la, ao)
 	}
 }
+
+// TestStatsKeys: Failures has exactly the documented key set.
+func TestStatsKeys(t *testing.T) {
+	_, a, _ := newPair(t, pairOpts{})
+	s := a.d.Stats()
+	if len(s.Failures) != len(failureKeys) || len(s.Exchanges) != 4 {
+		t.Fatalf("%v %v", s.Failures, s.Exchanges)
+	}
+	for _, k := range failureKeys {
+		if _, ok := s.Failures[k]; !ok {
+			t.Errorf("no %q", k)
+		}
+	}
+}

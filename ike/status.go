@@ -52,9 +52,14 @@ type Stats struct {
 	// Exchanges counts completed exchanges by type ("IKE_SA_INIT",
 	// "IKE_AUTH", "CREATE_CHILD_SA", "INFORMATIONAL").
 	Exchanges map[string]uint64
-	// Failures counts refused or failed messages and exchanges by reason
-	// (e.g. "malformed", "auth_failed", "no_proposal", "ts_unacceptable",
-	// "invalid_spi", "message_id", "timeout", "queue_full", "cookie").
+	// Failures counts refused or failed messages and exchanges by reason:
+	// "malformed", "auth_failed", "no_proposal", "ts_unacceptable",
+	// "invalid_spi" (no such IKE SA), "message_id" (outside the window, or
+	// a response to no request), "timeout" (retransmissions spent),
+	// "queue_full", "cookie" (a COOKIE asked for), "invalid_ke",
+	// "integrity" (an SK payload that failed its check), "half_open_full",
+	// "rate_limit" (IKE_SA_INIT per source), "unknown_peer" (no connection
+	// for the source), "kernel", "fragment", "internal".
 	Failures    map[string]uint64
 	Rekeys      uint64 // child and IKE SA rekeys completed
 	Retransmits uint64
