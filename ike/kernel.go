@@ -46,7 +46,9 @@ type Kernel interface {
 }
 
 // Endpoint is where a Child SA's ESP goes: the outer addresses and, with
-// UDP encapsulation (RFC 3948), the ports.
+// UDP encapsulation (RFC 3948), the ports (0 without it). Local's address
+// is invalid where neither the socket nor the connection's LocalAddrs
+// told ike its own address.
 type Endpoint struct {
 	Local, Remote netip.AddrPort
 	// Encap says ESP goes in UDP (RFC 3948) between Local and Remote's
