@@ -797,3 +797,88 @@ func TestIKEWireshark(t *testing.T) {
 		})
 	}
 }
+
+// TestIKEMipsecPair runs testdata/ike-gateway-a.toml and
+// ike-gateway-b.toml as shipped (state_dir, the control socket and the
+// PSK file moved to a temporary directory) as in TestExampleConfigs: A at
+// 198.51.100.1 and B at 203.0.113.1 on one veth, A initiating. Both list
+// the same IKE SA; ping and TCP go through; `mipsec ike terminate` on A
+// removes it on both.
+func TestIKEMipsecPair(t *testing.T) {
+	needEnv(t)
+	nsA, nsB := newNetns(t), newNetns(t)
+	veth(t, nsA, nsB, "ul0", netip.MustParsePrefix("198.51.100.1/24"), netip.Prefix{}, netip.MustParsePrefix("203.0.113.1/24"), netip.Prefix{})
+	run(t, "ip", "-n", nsA, "route", "add", "203.0.113.1/32", "dev", "ul0")
+	run(t, "ip", "-n", nsB, "route", "add", "198.51.100.1/32", "dev", "ul0")
+	dir := t.TempDir()
+	psk := filepath.Join(dir, "gateway-a-b.psk")
+	if err := os.WriteFile(psk, []byte("0s"+"bWlwc2VjIGUyZSBpa2UgZ2F0ZXdheSBwYWlyIHByZS1zaGFyZWQga2V5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gws := map[string]*gateway{}
+	for _, side := range []struct{ name, ns string }{{"b", nsB}, {"a", nsA}} {
+		data, err := os.ReadFile(filepath.Join("..", "testdata", "ike-gateway-"+side.name+".toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sock := filepath.Join(dir, side.name+".sock")
+		s := string(data)
+		for _, r := range [][2]string{
+			{`"/var/lib/mipsec/ike-gateway-` + side.name + `"`, `"` + filepath.Join(dir, "state-"+side.name) + `"`},
+			{`"/run/mipsec/ike-gateway-` + side.name + `.sock"`, `"` + sock + `"`},
+			{`"/etc/mipsec/gateway-a-b.psk"`, `"` + psk + `"`},
+		} {
+			if !strings.Contains(s, r[0]) {
+				t.Fatalf("ike-gateway-%s.toml has no %s", side.name, r[0])
+			}
+			s = strings.ReplaceAll(s, r[0], r[1])
+		}
+		path := filepath.Join(dir, "ike-gateway-"+side.name+".toml")
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		g := newGatewayFile(t, strings.ToUpper(side.name), side.ns, path, gwConfig{Socket: sock})
+		g.start()
+		gws[side.name] = g
+	}
+	a := waitMipsecSA(t, gws["a"], "gateway-b", 10*time.Second)
+	b := waitMipsecSA(t, gws["b"], "gateway-a", 5*time.Second)
+	if a.SPIi != b.SPIi || a.SPIr != b.SPIr || !a.Initiator || b.Initiator || a.Suite != b.Suite {
+		t.Errorf("IKE SAs: A %v/%v initiator %v %s, B %v/%v initiator %v %s", a.SPIi, a.SPIr, a.Initiator, a.Suite, b.SPIi, b.SPIr, b.Initiator, b.Suite)
+	}
+	ca, cb := a.Children[0], b.Children[0]
+	if ca.SPIIn != cb.SPIOut || ca.SPIOut != cb.SPIIn || ca.Suite != cb.Suite || a.LocalID != "gw-a.example.org" || a.RemoteID != "gw-b.example.org" {
+		t.Errorf("children: A %+v (%s -> %s), B %+v", ca, a.LocalID, a.RemoteID, cb)
+	}
+	// Raw ESP (underlay.encap = "raw", no NAT): nothing floats to 4500.
+	if a.Encap || b.Encap || a.NATLocal || a.NATRemote {
+		t.Errorf("A: encap %v NAT %v/%v; B: encap %v", a.Encap, a.NATLocal, a.NATRemote, b.Encap)
+	}
+	capA := startCapture(t, nsA, "ul0")
+	siteA, siteB := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.129")
+	mustPing(t, nsA, siteA, siteB, 3)
+	mustPing(t, nsB, siteB, siteA, 3)
+	mustPing(t, nsA, netip.MustParseAddr("2001:db8:a::1"), netip.MustParseAddr("2001:db8:b::1"), 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := tcpTransfer(ctx, nsB, netip.AddrPortFrom(siteB, 5201), nsA, siteA, payload(ikeTransferSize), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("TCP %v -> %v: %v", siteA, siteB, res)
+	capA.checkOnlyESP(t, false, ikeTransferSize)
+
+	if out, err := gws["a"].ctl("ike", "terminate", "gateway-b"); err != nil {
+		t.Fatalf("mipsec ike terminate: %v\n%s", err, out)
+	}
+	waitMipsecNoSA(t, gws["a"], 3*time.Second)
+	waitMipsecNoSA(t, gws["b"], 3*time.Second)
+	for name, g := range gws {
+		if sas, pols := ipsecTables(t, g); sas != 0 || pols != 0 {
+			t.Errorf("%s after terminate: %d SAs, %d policies", name, sas, pols)
+		}
+	}
+	if n, _ := ping(nsA, siteA, siteB, 1); n != 0 {
+		t.Error("ping through the tunnel after terminate")
+	}
+}
