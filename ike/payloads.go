@@ -187,7 +187,7 @@ func (*Nonce) Type() PayloadType    { return PayloadNonce }
 func (*Notify) Type() PayloadType   { return PayloadNotify }
 func (*Delete) Type() PayloadType   { return PayloadDelete }
 func (*VendorID) Type() PayloadType { return PayloadVendor }
-func (*CP) Type() PayloadType   { return PayloadCP }
+func (*CP) Type() PayloadType       { return PayloadCP }
 func (*EAP) Type() PayloadType      { return PayloadEAP }
 
 func (*Encrypted) Type() PayloadType         { return PayloadSK }
