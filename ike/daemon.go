@@ -199,9 +199,11 @@ func checkConnection(c Connection) (*connState, error) {
 			return nil, bad("local auth psk: the PSK is empty")
 		}
 	case AuthPubkey:
-		return nil, bad("local auth pubkey: not implemented yet (only psk)")
+		if err := checkLocalPubkey(c.Local); err != nil {
+			return nil, bad("local auth pubkey: %v", err)
+		}
 	default:
-		return nil, bad("local auth method %q: want psk", c.Local.Method)
+		return nil, bad("local auth method %q: want psk or pubkey", c.Local.Method)
 	}
 	switch c.Remote.Method {
 	case AuthPSK:
@@ -209,9 +211,11 @@ func checkConnection(c Connection) (*connState, error) {
 			return nil, bad("remote auth psk: the PSK is empty")
 		}
 	case AuthPubkey:
-		return nil, bad("remote auth pubkey: not implemented yet (only psk)")
+		if err := checkRemotePubkey(c.Remote); err != nil {
+			return nil, bad("remote auth pubkey: %v", err)
+		}
 	default:
-		return nil, bad("remote auth method %q: want psk", c.Remote.Method)
+		return nil, bad("remote auth method %q: want psk or pubkey", c.Remote.Method)
 	}
 	if c.DPDDelay < 0 || c.RekeyTime < 0 || c.KeyingTries < 0 {
 		return nil, bad("negative dpd delay, rekey time or keying tries")

@@ -596,7 +596,7 @@ func TestConfigErrors(t *testing.T) {
 		{"no proposals", func(c *Config) { c.Connections[0].Proposals = nil }, `"c1": no IKE proposals`},
 		{"empty psk", func(c *Config) { c.Connections[0].Local.PSK = nil }, `"c1": local auth psk`},
 		{"remote psk", func(c *Config) { c.Connections[0].Remote.PSK = nil }, `"c1": remote auth psk`},
-		{"pubkey", func(c *Config) { c.Connections[0].Local.Method = AuthPubkey }, "not implemented yet"},
+		{"pubkey", func(c *Config) { c.Connections[0].Local.Method = AuthPubkey }, `"c1": local auth pubkey: no certificate`},
 		{"no ts", func(c *Config) { c.Connections[0].Children[0].LocalTS = nil }, `child "net": no local or remote traffic selectors`},
 		{"no esp", func(c *Config) { c.Connections[0].Children[0].Proposals = nil }, `child "net": no ESP proposals`},
 		{"esp as ike", func(c *Config) { c.Connections[0].Proposals = espProps(t, "aes128gcm16") }, `"c1": IKE proposal 1`},
