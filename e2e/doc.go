@@ -29,6 +29,20 @@
 //     stale sequence number -> 135, unauthenticated packets from a new
 //     address, garbage on UDP 4191); tshark decodes the BU/BA.
 //   - TestBenchSmoke: a short `mipsec bench` run against wireguard-go.
+//   - TestIKE* (ike_test.go): the IKEv2 daemon in `mipsec run`
+//     (testdata/ike-gateway.toml.tmpl, one PSK [[connection]]) against
+//     strongSwan's charon (internal/charontest, ESP in UDP through
+//     kernel-libipsec): TestIKECharonResponder (mipsec initiates; each of
+//     three IKE and four ESP proposals once, IPv4 and IPv6 outer; both
+//     list the same SPIs and algorithms, ping both ways, 4 MiB TCP),
+//     TestIKECharonInitiator, TestIKEDelete (terminate from either side:
+//     the peer sees the Delete, SAs and policies go, traffic stops),
+//     TestIKEDPD (charon killed: liveness checks time out, the SA goes;
+//     charon restarted: it comes back), TestIKEWrongPSK (no SA,
+//     auth_failed counted, one log line), TestIKEWireshark (tshark
+//     decrypts IKE_AUTH with `mipsec ike list --wireshark`), and
+//     TestIKEMipsecPair (testdata/ike-gateway-a.toml and -b.toml as
+//     shipped, mipsec to mipsec).
 //
 // Every test creates its own namespaces (named mipsec-e2e-PID-N), uses only
 // documentation addresses (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
@@ -36,9 +50,10 @@
 // namespaces and every process it started when it ends, also on failure;
 // the daemons die with the test binary (Pdeathsig) if it is killed. The
 // tests need root (they fail instead of skipping when CI=true), ip
-// (iproute2), nft (nftables), tshark and /usr/bin/python3 with scapy
-// (python3-scapy). Ping, TCP and the captures run in the test process on
-// sockets opened inside the namespaces (setns on a locked thread).
+// (iproute2), nft (nftables), tshark, /usr/bin/python3 with scapy
+// (python3-scapy) and, for the IKE tests with charon, strongSwan
+// (charontest.Need). Ping, TCP and the captures run in the test process
+// on sockets opened inside the namespaces (setns on a locked thread).
 // That machinery (namespaces, veths, gateways, ping, TCP, the capture and
 // its frame classification) is internal/netlab, shared with `mipsec demo`.
 //
