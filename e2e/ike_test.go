@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"text/template"
 	"time"
@@ -181,7 +182,8 @@ func (l *ikeLab) startMipsec(name, ns string, cfg ikeGWConfig) *gateway {
 
 // startCharon starts charon in nsC with charon's inner address on lo,
 // the shared key of both identities and its end of the connection.
-func (l *ikeLab) startCharon(startAction string) {
+// tweak, if set, edits the connection before it is loaded.
+func (l *ikeLab) startCharon(startAction string, tweak ...func(*charontest.Conn)) {
 	l.t.Helper()
 	run(l.t, "ip", "-n", l.nsC, "addr", "add", netip.PrefixFrom(ikeSiteC.Addr(), 32).String(), "dev", "lo")
 	c, err := charontest.Start(l.t, charontest.Config{Namespace: l.nsC, Dir: filepath.Join(l.dir, "charon"), Name: "charon"})
@@ -205,6 +207,9 @@ func (l *ikeLab) startCharon(startAction string) {
 			LocalTS: []string{ikeNetC}, RemoteTS: []string{ikeNetM},
 			ESPProposals: []string{l.o.espProposal}, Mode: "tunnel", StartAction: startAction,
 		}},
+	}
+	for _, f := range tweak {
+		f(&l.charonConn)
 	}
 	if err := c.LoadConn(l.charonConn); err != nil {
 		l.t.Fatal(err)
@@ -893,4 +898,165 @@ func TestIKEMipsecPair(t *testing.T) {
 	if n, _ := ping(nsA, siteA, siteB, 1); n != 0 {
 		t.Error("ping through the tunnel after terminate")
 	}
+}
+
+// waitMipsec waits until ok holds for g's IKE SAs.
+func waitMipsec(t *testing.T, g *gateway, timeout time.Duration, what string, ok func([]control.IKESAInfo) bool) []control.IKESAInfo {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last []control.IKESAInfo
+	var err error
+	for time.Now().Before(deadline) {
+		if last, err = ikeList(g); err == nil && ok(last) {
+			return last
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("mipsec %s: not %s after %v: %+v, %v", g.name, what, timeout, last, err)
+	return nil
+}
+
+// TestIKECharonCases: more of RFC 7296 against charon: `mipsec ike
+// initiate`, a child deleted alone, INITIAL_CONTACT after a crash,
+// charon's liveness checks, narrowing, and refusals that leave nothing
+// behind.
+func TestIKECharonCases(t *testing.T) {
+	t.Run("cli-initiate-child-delete", func(t *testing.T) {
+		l := newIKELab(t, ikeOptions{startAction: "none"})
+		l.startCharon("none")
+		l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+		time.Sleep(500 * time.Millisecond)
+		if sas := mustIKEList(t, l.gw); len(sas) != 0 {
+			t.Fatalf("start_action = none: IKE SAs before initiate: %+v", sas)
+		}
+		if out, err := l.gw.ctl("ike", "initiate", ikeConnM); err != nil {
+			t.Fatalf("mipsec ike initiate: %v\n%s", err, out)
+		}
+		m := waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
+		l.checkMatch(m, l.waitCharonSA(5*time.Second), true)
+		l.traffic(0)
+		// Only the child (a Delete of the ESP SPI, §1.4.1): the IKE SA
+		// stays.
+		if err := l.charon.TerminateChild(ikeChild); err != nil {
+			t.Fatal(err)
+		}
+		waitMipsec(t, l.gw, 5*time.Second, "one IKE SA without children", func(sas []control.IKESAInfo) bool {
+			return len(sas) == 1 && sas[0].State == "established" && len(sas[0].Children) == 0 && sas[0].SPIi == m.SPIi
+		})
+		if sas, pols := ipsecTables(t, l.gw); sas != 0 || pols != 0 {
+			t.Errorf("mipsec after the child's Delete: %d SAs, %d policies", sas, pols)
+		}
+		if c, err := l.charon.IKESA(ikeConnC); err != nil || c.State != "ESTABLISHED" || len(c.Children) != 0 {
+			t.Errorf("charon after the child's Delete: %+v, %v", c, err)
+		}
+		l.noTraffic()
+	})
+	t.Run("initial-contact-after-crash", func(t *testing.T) {
+		l := newIKELab(t, ikeOptions{})
+		l.startCharon("none")
+		l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+		old := waitMipsecSA(t, l.gw, ikeConnM, 10*time.Second)
+		l.waitCharonSA(5 * time.Second)
+		// SIGKILL: no Delete; charon still has the old SA when mipsec
+		// comes back with a new one and INITIAL_CONTACT (§2.4), which
+		// makes charon drop the old one.
+		l.gw.stop(syscall.SIGKILL)
+		l.gw.start()
+		m := waitMipsecSA(t, l.gw, ikeConnM, 10*time.Second)
+		if m.SPIi == old.SPIi {
+			t.Fatalf("the same IKE SPI %v after a restart", m.SPIi)
+		}
+		c := l.waitCharonSA(5 * time.Second) // exactly one IKE SA
+		l.checkMatch(m, c, true)
+		l.traffic(1 << 20)
+	})
+	t.Run("charon-dpd", func(t *testing.T) {
+		l := newIKELab(t, ikeOptions{startAction: "none", charonDPD: time.Second})
+		l.startCharon("none")
+		l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+		if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		m := waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
+		before := ikeStats(t, l.gw).Exchanges["INFORMATIONAL"]
+		time.Sleep(3500 * time.Millisecond)
+		after := ikeStats(t, l.gw).Exchanges["INFORMATIONAL"]
+		if after < before+2 {
+			t.Errorf("mipsec answered %d INFORMATIONAL requests in 3.5 s of charon's dpd_delay 1s, want at least 2", after-before)
+		}
+		if now, ok := established(mustIKEList(t, l.gw), ikeConnM); !ok || now.SPIi != m.SPIi {
+			t.Errorf("mipsec after charon's liveness checks: %+v", now)
+		}
+		l.checkMatch(m, l.waitCharonSA(time.Second), false)
+		l.traffic(0)
+	})
+	t.Run("narrowing", func(t *testing.T) {
+		// charon asks for part of what mipsec allows: mipsec, the
+		// responder, narrows to it (§2.9).
+		const charonHalf = "203.0.113.0/25"
+		l := newIKELab(t, ikeOptions{startAction: "none"})
+		l.startCharon("none", func(c *charontest.Conn) {
+			ch := c.Children[ikeChild]
+			ch.LocalTS = []string{charonHalf}
+			c.Children[ikeChild] = ch
+		})
+		l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+		if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		m := waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
+		c := l.waitCharonSA(time.Second).Installed(ikeChild)[0]
+		mc := m.Children[0]
+		if strings.Join(mc.LocalTS, ",") != ikeNetM || strings.Join(mc.RemoteTS, ",") != charonHalf ||
+			strings.Join(c.LocalTS, ",") != charonHalf || strings.Join(c.RemoteTS, ",") != ikeNetM {
+			t.Errorf("TS: mipsec %v === %v, charon %v === %v; want %s === %s", mc.LocalTS, mc.RemoteTS, c.LocalTS, c.RemoteTS, ikeNetM, charonHalf)
+		}
+		l.traffic(0)
+	})
+	t.Run("ts-unacceptable", func(t *testing.T) {
+		// Selectors that do not meet: no child, the IKE SA stays
+		// (§2.9, TS_UNACCEPTABLE).
+		l := newIKELab(t, ikeOptions{startAction: "none"})
+		l.startCharon("none", func(c *charontest.Conn) {
+			ch := c.Children[ikeChild]
+			ch.LocalTS = []string{"203.0.113.128/25"}
+			c.Children[ikeChild] = ch
+		})
+		cfg := l.mipsecConfig("M")
+		cfg.RemoteTS = "203.0.113.0/25"
+		l.gw = l.startMipsec("M", l.nsM, cfg)
+		if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err == nil {
+			t.Fatal("charon's initiate with disjoint selectors succeeded")
+		}
+		if st := ikeStats(t, l.gw); st.Failures["ts_unacceptable"] == 0 {
+			t.Errorf("mipsec stats: no ts_unacceptable: %v", st.Failures)
+		}
+		sas := waitMipsec(t, l.gw, 2*time.Second, "one IKE SA without children", func(sas []control.IKESAInfo) bool {
+			return len(sas) == 1 && sas[0].State == "established" && len(sas[0].Children) == 0
+		})
+		if c, err := l.charon.IKESA(ikeConnC); err != nil || c.State != "ESTABLISHED" || len(c.Children) != 0 || uint64(sas[0].SPIi) != c.InitiatorSPI {
+			t.Errorf("charon: %+v, %v", c, err)
+		}
+		if n, p := ipsecTables(t, l.gw); n != 0 || p != 0 {
+			t.Errorf("mipsec: %d SAs, %d policies", n, p)
+		}
+	})
+	t.Run("no-proposal-chosen", func(t *testing.T) {
+		// charon offers only what mipsec's connection does not accept.
+		l := newIKELab(t, ikeOptions{startAction: "none"})
+		l.startCharon("none", func(c *charontest.Conn) { c.Proposals = []string{"aes256-sha512-modp3072"} })
+		l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+		if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err == nil {
+			t.Fatal("charon's initiate with a proposal mipsec lacks succeeded")
+		}
+		if st := ikeStats(t, l.gw); st.Failures["no_proposal"] == 0 || st.HalfOpen != 0 {
+			t.Errorf("mipsec stats: %+v, want no_proposal and nothing half-open", st)
+		}
+		if sas := mustIKEList(t, l.gw); len(sas) != 0 {
+			t.Errorf("mipsec: %+v", sas)
+		}
+		if sas, err := l.charon.ListSAs(); err != nil || len(sas) != 0 {
+			t.Errorf("charon: %+v, %v", sas, err)
+		}
+	})
 }
