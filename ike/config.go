@@ -60,6 +60,10 @@ type Config struct {
 	// Keepalive is the NAT-keepalive interval (RFC 3948 §2.3) where the
 	// Transport is a KeepaliveSender; 0: DefaultKeepalive.
 	Keepalive time.Duration
+	// RekeyGrace is how long the inbound SA a child rekey replaced stays
+	// after its Delete, for packets still in flight (RFC 7296 §2.8);
+	// 0: DefaultRekeyGrace.
+	RekeyGrace time.Duration
 }
 
 // Defaults for Config's zero values.
@@ -69,6 +73,7 @@ const (
 	DefaultRetransmit      = time.Second
 	DefaultRetransmits     = 5
 	DefaultKeepalive       = 20 * time.Second // strongSwan's keep_alive
+	DefaultRekeyGrace      = 2 * time.Second
 )
 
 // Connection is one configured IKE connection, a swanctl.conf
