@@ -113,6 +113,10 @@ type Connection struct {
 	Remote RemoteAuth
 
 	Children []Child
+
+	// noSigHash (tests) leaves SIGNATURE_HASH_ALGORITHMS out of
+	// IKE_SA_INIT, so that the classic signature methods are used.
+	noSigHash bool
 }
 
 // AuthMethodName is how a side authenticates: "psk" (RFC 7296 §2.15

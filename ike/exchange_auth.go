@@ -7,23 +7,87 @@ import (
 	"go.uber.org/zap"
 )
 
-// IKE_AUTH with a shared key (RFC 7296 §1.2, §2.15), creating the first
-// Child SA:
+// IKE_AUTH with a shared key or certificates (RFC 7296 §1.2, §2.15;
+// auth_pubkey.go), creating the first Child SA:
 //
-//	HDR, SK{IDi, [N(INITIAL_CONTACT)], [IDr], AUTH, [N(USE_TRANSPORT_MODE)],
-//	    SAi2, TSi, TSr}  -->
-//	<--  HDR, SK{IDr, AUTH, [N(USE_TRANSPORT_MODE)], SAr2, TSi, TSr}
+//	HDR, SK{IDi, [CERT+], [N(INITIAL_CONTACT)], [CERTREQ], [IDr], AUTH,
+//	    [N(USE_TRANSPORT_MODE)], SAi2, TSi, TSr}  -->
+//	<--  HDR, SK{IDr, [CERT+], AUTH, [N(USE_TRANSPORT_MODE)], SAr2, TSi, TSr}
 //
 // An error in the child part (TS_UNACCEPTABLE, NO_PROPOSAL_CHOSEN) leaves
 // the IKE SA up without a child (§1.2, §2.21.2).
 
-// localIdentity is what we send in IDi/IDr: the configured identity or
-// our address (ID_IPV4_ADDR / ID_IPV6_ADDR).
+// localIdentity is what we send in IDi/IDr: the configured identity, or
+// our certificate's subject DN, or our address (ID_IPV4_ADDR /
+// ID_IPV6_ADDR).
 func (sa *ikeSA) localIdentity() Identity {
-	if id := sa.conn.cfg.Local.ID; !id.IsZero() {
-		return id
+	l := sa.conn.cfg.Local
+	if !l.ID.IsZero() {
+		return l.ID
+	}
+	if l.Method == AuthPubkey && len(l.Certs) > 0 {
+		return IdentityFromCert(l.Certs[0])
 	}
 	return IdentityFromAddr(sa.local.Addr())
+}
+
+// localAuth is our AUTH payload over signed: the shared key's, or a
+// signature for what the peer's IKE_SA_INIT message (peerInit) announced
+// in SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4).
+func (d *Daemon) localAuth(sa *ikeSA, signed, peerInit []byte) (*Auth, error) {
+	l := sa.conn.cfg.Local
+	if l.Method != AuthPubkey {
+		data, err := PSKAuthData(sa.suite.PRF, l.PSK, signed)
+		if err != nil {
+			return nil, err
+		}
+		return &Auth{Method: AuthSharedKey, Data: data}, nil
+	}
+	var hashes []uint16
+	announced := false
+	if m, err := Decode(peerInit); err == nil {
+		if n := findNotify(m.Payloads, SIGNATURE_HASH_ALGORITHMS); n != nil {
+			announced, hashes = true, parseSigHashes(n.Data)
+		}
+	}
+	return signAuth(l.Key, signed, announced, hashes, d.rand)
+}
+
+// localCerts are our CERT payloads (none with a shared key). With one
+// chain configured, the peer's CERTREQ has nothing to choose from: the
+// chain goes whatever CAs it names.
+func (sa *ikeSA) localCerts() []Payload {
+	if sa.conn.cfg.Local.Method != AuthPubkey {
+		return nil
+	}
+	return certPayloads(sa.conn.cfg.Local)
+}
+
+// verifyPeer checks the peer's AUTH over signed, made by the holder of
+// identity peer: with a shared key its PRF; with certificates the chain
+// to our CAs, peer in the leaf, and the leaf's signature.
+func (d *Daemon) verifyPeer(sa *ikeSA, peer Identity, a authPayloads, signed []byte) error {
+	r := sa.conn.cfg.Remote
+	if r.Method != AuthPubkey {
+		if a.auth.Method != AuthSharedKey {
+			return fmt.Errorf("ike: auth method %d, want shared key", a.auth.Method)
+		}
+		if !VerifyPSKAuth(sa.suite.PRF, r.PSK, signed, a.auth.Data) {
+			return errors.New("ike: the shared key AUTH does not verify")
+		}
+		return nil
+	}
+	if a.auth.Method == AuthSharedKey {
+		return failAuth("wrong auth method", errors.New("a shared key, want a signature"))
+	}
+	leaf, err := verifyPeerCerts(a.certs, r.CAs, d.now())
+	if err != nil {
+		return err
+	}
+	if err := certHasIdentity(leaf, peer); err != nil {
+		return err
+	}
+	return verifyAuth(leaf.PublicKey, a.auth, signed)
 }
 
 // sendAuth is the initiator's IKE_AUTH request.
@@ -32,23 +96,27 @@ func (d *Daemon) sendAuth(sa *ikeSA) {
 	sa.state = stateAuthSent
 	sa.localID = sa.localIdentity()
 	idi := IdentityPayload(sa.localID, false)
-	ps := []Payload{idi}
+	ps := append([]Payload{idi}, sa.localCerts()...)
 	if d.firstContact(sa) {
 		ps = append(ps, &Notify{NotifyType: INITIAL_CONTACT})
+	}
+	if c.cfg.Remote.Method == AuthPubkey {
+		ps = append(ps, certReqPayload(c.cfg.Remote.CAs))
 	}
 	if !c.cfg.Remote.ID.IsZero() {
 		ps = append(ps, IdentityPayload(c.cfg.Remote.ID, true))
 	}
 	signed, err := SignedOctets(sa.suite.PRF, sa.initReq, sa.nr, sa.keys.SKpi, idi)
-	var auth []byte
-	if err == nil {
-		auth, err = PSKAuthData(sa.suite.PRF, c.cfg.Local.PSK, signed)
-	}
 	if err != nil {
 		d.initFailed(sa, "internal", err)
 		return
 	}
-	ps = append(ps, &Auth{Method: AuthSharedKey, Data: auth})
+	auth, err := d.localAuth(sa, signed, sa.initResp)
+	if err != nil {
+		d.initFailed(sa, "auth_failed", err)
+		return
+	}
+	ps = append(ps, auth)
 	if ch := sa.pendingChild; ch != nil {
 		cps, err := d.offerChild(sa, ch)
 		if err != nil {
@@ -104,6 +172,7 @@ func (d *Daemon) offerChild(sa *ikeSA, ch *childSA) ([]Payload, error) {
 type authPayloads struct {
 	idi, idr  *ID
 	auth      *Auth
+	certs     []*Cert // all CERT payloads, in order
 	sa        *SA
 	tsi, tsr  *TS
 	transport bool
@@ -124,6 +193,8 @@ func readAuth(ps []Payload) authPayloads {
 			if a.auth == nil {
 				a.auth = p
 			}
+		case *Cert:
+			a.certs = append(a.certs, p)
 		case *SA:
 			if a.sa == nil {
 				a.sa = p
@@ -168,8 +239,11 @@ func (d *Daemon) authResponse(sa *ikeSA, inner []Payload) {
 		return
 	}
 	signed, err := SignedOctets(sa.suite.PRF, sa.initResp, sa.ni, sa.keys.SKpr, a.idr)
-	if err != nil || a.auth.Method != AuthSharedKey || !VerifyPSKAuth(sa.suite.PRF, c.cfg.Remote.PSK, signed, a.auth.Data) {
-		d.authFailedInitiator(sa, errors.New("ike: the responder's AUTH does not verify"))
+	if err == nil {
+		err = d.verifyPeer(sa, peer, a, signed)
+	}
+	if err != nil {
+		d.authFailedInitiator(sa, fmt.Errorf("responder %s: %w", peer, err))
 		return
 	}
 	sa.remoteID = peer
@@ -313,30 +387,30 @@ func (d *Daemon) authRequest(sa *ikeSA, h Header, inner []Payload) ([]Payload, f
 	if !c.cfg.Remote.ID.IsZero() && !c.cfg.Remote.ID.Matches(peer) {
 		return failed(fmt.Errorf("ike: initiator is %s, want %s", peer, c.cfg.Remote.ID))
 	}
-	if a.auth.Method != AuthSharedKey {
-		return failed(fmt.Errorf("ike: auth method %d, want shared key", a.auth.Method))
-	}
 	signed, err := SignedOctets(sa.suite.PRF, sa.initReq, sa.nr, sa.keys.SKpi, a.idi)
-	if err != nil || !VerifyPSKAuth(sa.suite.PRF, c.cfg.Remote.PSK, signed, a.auth.Data) {
-		return failed(errors.New("ike: the initiator's AUTH does not verify"))
+	if err == nil {
+		err = d.verifyPeer(sa, peer, a, signed)
+	}
+	if err != nil {
+		return failed(fmt.Errorf("initiator %s: %w", peer, err))
 	}
 	sa.remoteID = peer
 	sa.localID = sa.localIdentity()
 	idr := IdentityPayload(sa.localID, true)
 	signed, err = SignedOctets(sa.suite.PRF, sa.initResp, sa.ni, sa.keys.SKpr, idr)
-	var auth []byte
-	if err == nil {
-		auth, err = PSKAuthData(sa.suite.PRF, c.cfg.Local.PSK, signed)
-	}
 	if err != nil {
 		d.fail("internal")
 		return []Payload{&Notify{NotifyType: AUTHENTICATION_FAILED}}, func() { d.removeSA(sa, err) }
+	}
+	auth, err := d.localAuth(sa, signed, sa.initReq)
+	if err != nil {
+		return failed(fmt.Errorf("our AUTH: %w", err))
 	}
 	d.established(sa)
 	if a.contact {
 		d.initialContact(sa)
 	}
-	resp := []Payload{idr, &Auth{Method: AuthSharedKey, Data: auth}}
+	resp := append(append([]Payload{idr}, sa.localCerts()...), auth)
 	if a.sa == nil && a.tsi == nil && a.tsr == nil {
 		return resp, nil // no child asked for
 	}

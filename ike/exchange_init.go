@@ -27,8 +27,9 @@ import (
 const maxCookieTries = 3
 
 // sigHashAlgorithms is N(SIGNATURE_HASH_ALGORITHMS)'s data: SHA2-256,
-// SHA2-384 and SHA2-512 (RFC 7427 §4, IANA hash algorithm IDs 2, 3, 4).
-var sigHashAlgorithms = []byte{0, 2, 0, 3, 0, 4}
+// SHA2-384, SHA2-512 (RFC 7427 §4, IANA hash algorithm IDs 2, 3, 4) and
+// Identity for Ed25519 (5, RFC 8420 §2).
+var sigHashAlgorithms = []byte{0, 2, 0, 3, 0, 4, 0, 5}
 
 // remoteAddr is where an initiator sends: the first remote prefix, which
 // must be a single address.
@@ -129,7 +130,9 @@ func (d *Daemon) sendInit(sa *ikeSA) error {
 	if c.cfg.Fragmentation {
 		ps = append(ps, &Notify{NotifyType: IKEV2_FRAGMENTATION_SUPPORTED})
 	}
-	ps = append(ps, &Notify{NotifyType: SIGNATURE_HASH_ALGORITHMS, Data: sigHashAlgorithms})
+	if !c.cfg.noSigHash {
+		ps = append(ps, &Notify{NotifyType: SIGNATURE_HASH_ALGORITHMS, Data: sigHashAlgorithms})
+	}
 	m := Message{SPIi: sa.spii, Exchange: IKE_SA_INIT, Flags: FlagInitiator, Payloads: ps}
 	b, err := m.Append(nil)
 	if err != nil {
@@ -506,6 +509,9 @@ func (d *Daemon) initRequest(dg datagram, h Header) {
 	ps := []Payload{&SA{Proposals: []Proposal{chosenCopy}},
 		&KE{Group: suite.DH, Data: sa.ke.PublicValue()},
 		&Nonce{Data: sa.nr}}
+	if c.cfg.Remote.Method == AuthPubkey {
+		ps = append(ps, certReqPayload(c.cfg.Remote.CAs)) // §1.2, §3.7
+	}
 	src, dst := NATDetectionNotifies(sa.spii, sa.spir, sa.local, dg.remote)
 	if c.cfg.Encap {
 		fake := make([]byte, len(src.Data))
@@ -519,7 +525,7 @@ func (d *Daemon) initRequest(dg datagram, h Header) {
 	if sa.fragmentation {
 		ps = append(ps, &Notify{NotifyType: IKEV2_FRAGMENTATION_SUPPORTED})
 	}
-	if findNotify(m.Payloads, SIGNATURE_HASH_ALGORITHMS) != nil {
+	if findNotify(m.Payloads, SIGNATURE_HASH_ALGORITHMS) != nil && !c.cfg.noSigHash {
 		ps = append(ps, &Notify{NotifyType: SIGNATURE_HASH_ALGORITHMS, Data: sigHashAlgorithms})
 	}
 	resp := Message{SPIi: sa.spii, SPIr: sa.spir, Exchange: IKE_SA_INIT, Flags: FlagResponse, Payloads: ps}
