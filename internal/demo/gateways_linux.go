@@ -3,10 +3,12 @@ package demo
 // The namespace demos. `mipsec demo` (`make demo`) is the mobility demo
 // (mobility_linux.go). `mipsec demo --gateway` is the two-gateway demo in
 // this file: two network namespaces joined by a veth, a `mipsec run`
-// gateway in each from the embedded default config, then ping (IPv4, IPv6)
-// and a TCP transfer between the sites through the tunnel, and a capture
-// on the veth that shows only ESP crossed it. Everything is torn down at
-// the end, on failure and on Ctrl-C.
+// gateway in each from an embedded config, keyed by IKEv2 with a fresh
+// pre-shared key (gateways_ike_linux.go) or, with --manual, by fresh
+// manual keys; then ping (IPv4, IPv6) and a TCP transfer between the
+// sites through the tunnel, and a capture on the veth that shows only ESP
+// (and IKE) crossed it. Everything is torn down at the end, on failure and
+// on Ctrl-C.
 //
 // Traffic and the capture run in this process on sockets opened inside the
 // namespaces (setns on a locked thread that is never reused), so the demo
@@ -32,6 +34,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/internal/netlab"
 )
 
@@ -81,14 +84,21 @@ func gwdemo(args []string, stdout, stderr io.Writer) int {
 	count := fs.Int("count", 3, "pings per address family")
 	verbose := fs.Bool("v", false, "print the gateways' logs at the end")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
+	manual := fs.Bool("manual", false, "manual keys (fixed SPIs, random keys in the configs) instead of IKEv2")
+	ikeWait := fs.Duration("ike-timeout", 15*time.Second, "how long the gateways get to set up the IKE SA and its child")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `usage: mipsec demo --gateway [flags]
 
-Builds two network namespaces joined by a veth, starts a mipsec gateway in
-each (embedded default config, fresh random keys), pings through the tunnel
-over IPv4 and IPv6, sends a TCP stream and reports its throughput, and shows
-from a capture on the veth that only ESP crossed it. Needs root and ip
-(iproute2). Everything is removed at the end, also on failure or Ctrl-C.`)
+Builds two network namespaces joined by a veth and starts a mipsec gateway
+in each. By default they are keyed by IKEv2 (RFC 7296): a fresh random
+pre-shared key in a 0600 file, one [[connection]] each, gateway A initiates
+and B responds; the demo waits until both list the IKE SA and its Child SA
+(mipsec ike list) and prints it. With --manual they use manual keys instead
+(fixed SPIs, fresh random keys in [[sa]] tables, no IKE). Then it pings
+through the tunnel over IPv4 and IPv6, sends a TCP stream and reports its
+throughput, and shows from a capture on the veth that only ESP (and IKE)
+crossed it. Needs root and ip (iproute2). Everything is removed at the end,
+also on failure or Ctrl-C.`)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -105,6 +115,10 @@ from a capture on the veth that only ESP crossed it. Needs root and ip
 		fmt.Fprintf(stderr, "mipsec demo: -encap %q: want raw or udp\n", *encap)
 		return 2
 	}
+	if *ikeWait <= 0 {
+		fmt.Fprintln(stderr, "mipsec demo: -ike-timeout must be above 0")
+		return 2
+	}
 	if *sizeMiB < 1 || *count < 1 {
 		fmt.Fprintln(stderr, "mipsec demo: -size and -count must be at least 1")
 		return 2
@@ -112,7 +126,11 @@ from a capture on the veth that only ESP crossed it. Needs root and ip
 	if rc := demoPrereqs(stderr, "network namespaces, a veth and TUN devices", [][2]string{{"ip", "iproute2"}}, bin); rc != 0 {
 		return rc
 	}
-	d := &netDemo{out: stdout, bin: *bin, encap: *encap, outer6: *outer6, size: *sizeMiB << 20, count: *count}
+	d := &netDemo{out: stdout, bin: *bin, encap: *encap, outer6: *outer6, size: *sizeMiB << 20, count: *count,
+		keying: "psk", ikeWait: *ikeWait}
+	if *manual {
+		d.keying = "manual"
+	}
 	return runNamespaceDemo(stdout, stderr, *timeout, *verbose,
 		"teardown: stopping the gateways, deleting the namespaces", d.run, d.teardown,
 		func(w io.Writer) {
@@ -191,6 +209,9 @@ type netDemo struct {
 	outer6 bool
 	size   int
 	count  int
+	// keying: "psk" (IKEv2 with a pre-shared key) or "manual".
+	keying  string
+	ikeWait time.Duration
 
 	dir string
 	nss []string
@@ -215,12 +236,16 @@ func (d *netDemo) run(ctx context.Context) error {
 	if d.outer6 {
 		outerA, outerB = ndUnderA6, ndUnderB6
 	}
-	fmt.Fprintf(d.out, `mipsec demo: two gateways in network namespaces, ESP over a veth
+	keyed := "keyed by IKEv2 with a pre-shared key"
+	if d.keying == "manual" {
+		keyed = "manual keys"
+	}
+	fmt.Fprintf(d.out, `mipsec demo: two gateways in network namespaces, ESP over a veth, %s
 
   site A %-15s                                            site B %s
          %-15s  [gateway A] %s === veth (%s) === %s [gateway B]  %s
 
-`, ndSiteA4, ndSiteB4, ndSiteA6, outerA.Addr(), ndEncapName(d.encap), outerB.Addr(), ndSiteB6)
+`, keyed, ndSiteA4, ndSiteB4, ndSiteA6, outerA.Addr(), ndEncapName(d.encap), outerB.Addr(), ndSiteB6)
 
 	// 1. Namespaces and the veth.
 	netlab.RemoveStale("mipsec-demo")
@@ -242,33 +267,23 @@ func (d *netDemo) run(ctx context.Context) error {
 	d.info("%s ul0 %s, %s", nsB, ndUnderB4, ndUnderB6)
 
 	// The capture runs from before the gateways start to the end.
-	capt, err := netlab.StartCapture(nsA, "ul0", ndMarker)
+	capt, err := netlab.StartCaptureOpts(nsA, "ul0", netlab.CaptureOptions{Marker: ndMarker, Keep: ndKeepOther})
 	if err != nil {
 		return fmt.Errorf("capture on ul0: %w", err)
 	}
 	defer capt.Close()
 
 	// 2. The gateways.
-	cfgA, cfgB, err := ndConfigs(dir, d.encap, outerA.Addr(), outerB.Addr())
+	var child *control.IKEChildInfo
+	if d.keying == "manual" {
+		err = d.startManual(ctx, dir, nsA, nsB, outerA.Addr(), outerB.Addr())
+	} else {
+		child, err = d.startIKE(ctx, dir, nsA, nsB, outerA.Addr(), outerB.Addr())
+	}
 	if err != nil {
 		return err
 	}
-	for _, g := range []struct {
-		name, ns string
-		cfg      netlab.GatewayConfig
-	}{{"A", nsA, cfgA}, {"B", nsB, cfgB}} {
-		path, err := netlab.WriteGatewayConfig(ndTemplate, dir, g.name, g.cfg)
-		if err != nil {
-			return err
-		}
-		gw := &netlab.Gateway{Name: g.name, NS: g.ns, ConfigPath: path, Config: g.cfg}
-		d.step("starting gateway %s: ip netns exec %s mipsec run -c %s", g.name, g.ns, gw.ConfigPath)
-		d.gws = append(d.gws, gw)
-		if err := gw.Start(ctx, d.bin, ndGatewayReady(g.cfg)); err != nil {
-			return err
-		}
-		d.info("running (pid %d): TUN %s %s %s, control socket %s", gw.Pid(), g.cfg.TUN, g.cfg.Site4, g.cfg.Site6, g.cfg.Socket)
-	}
+	cfgA := d.gws[0].Config
 
 	// 3. Ping.
 	for _, p := range []struct {
@@ -310,16 +325,27 @@ func (d *netDemo) run(ctx context.Context) error {
 	capt.Close()
 	d.step("capture on veth ul0 (namespace %s), from before the gateways started", nsA)
 	s := capt.Stats()
-	for _, l := range ndCaptureLines(s) {
+	ike, other := ndSplitIKE(s, capt.Kept())
+	if d.keying == "manual" {
+		ike, other = -1, ndOther(s)
+	}
+	for _, l := range ndCaptureLines(s, ike, other) {
 		d.info("%s", l)
 	}
-	if len(ndOther(s)) > 0 || s.Plaintext > 0 {
-		return errors.New("the capture shows traffic other than ESP on the veth")
+	if len(other) > 0 || s.Plaintext > 0 {
+		return errors.New("the capture shows traffic other than ESP and IKE on the veth")
 	}
 	if s.ESPBytes < d.size {
 		return fmt.Errorf("the capture shows only %d bytes of ESP for a %d-byte transfer", s.ESPBytes, d.size)
 	}
-	d.info("=> only ESP crossed the veth (%s), and none of it contains the plaintext", ndEncapName(d.encap))
+	if child != nil {
+		if err := ndSPIsOnWire(s, *child); err != nil {
+			return err
+		}
+		d.info("=> only ESP crossed the veth (%s), with the Child SA's SPIs, and IKE; none of it contains the plaintext", ndEncapName(d.encap))
+	} else {
+		d.info("=> only ESP crossed the veth (%s), and none of it contains the plaintext", ndEncapName(d.encap))
+	}
 
 	// 6. The gateways' own counters.
 	d.step("mipsec stats --socket %s (gateway A)", cfgA.Socket)
@@ -331,6 +357,90 @@ func (d *netDemo) run(ctx context.Context) error {
 		return fmt.Errorf("mipsec stats: %w", err)
 	}
 	return nil
+}
+
+// startManual starts the gateways with manual keys (netdemo/gateway.toml.tmpl).
+func (d *netDemo) startManual(ctx context.Context, dir, nsA, nsB string, outerA, outerB netip.Addr) error {
+	cfgA, cfgB, err := ndConfigs(dir, d.encap, outerA, outerB)
+	if err != nil {
+		return err
+	}
+	for _, g := range []struct {
+		name, ns string
+		cfg      netlab.GatewayConfig
+	}{{"A", nsA, cfgA}, {"B", nsB, cfgB}} {
+		path, err := netlab.WriteGatewayConfig(ndTemplate, dir, g.name, g.cfg)
+		if err != nil {
+			return err
+		}
+		if err := d.startGateway(ctx, g.name, g.ns, path, g.cfg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startGateway starts one gateway and adds it to d.gws.
+func (d *netDemo) startGateway(ctx context.Context, name, ns, path string, cfg netlab.GatewayConfig) error {
+	gw := &netlab.Gateway{Name: name, NS: ns, ConfigPath: path, Config: cfg}
+	d.step("starting gateway %s: ip netns exec %s mipsec run -c %s", name, ns, gw.ConfigPath)
+	d.gws = append(d.gws, gw)
+	if err := gw.Start(ctx, d.bin, ndGatewayReady(cfg)); err != nil {
+		return err
+	}
+	d.info("running (pid %d): TUN %s %s %s, control socket %s", gw.Pid(), cfg.TUN, cfg.Site4, cfg.Site6, cfg.Socket)
+	return nil
+}
+
+// startIKE writes the pre-shared key and the IKEv2 configs, starts B (the
+// responder, so that A's first IKE_SA_INIT finds its port open) and then
+// A, waits for the IKE SA and prints it; d.gws is A, B. It returns A's
+// view of the child.
+func (d *netDemo) startIKE(ctx context.Context, dir, nsA, nsB string, outerA, outerB netip.Addr) (*control.IKEChildInfo, error) {
+	psk, err := ndWritePSK(dir)
+	if err != nil {
+		return nil, err
+	}
+	d.step("pre-shared key: 32 random bytes in %s (mode 0600), read by both gateways", psk)
+	cfgA, cfgB := ndIKEConfigs(dir, d.encap, outerA, outerB, "psk", psk, nil)
+	paths := map[string]string{}
+	for name, cfg := range map[string]ndIKEConfig{"A": cfgA, "B": cfgB} {
+		if paths[name], err = ndWriteIKEConfig(dir, name, cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.startGateway(ctx, "B", nsB, paths["B"], cfgB.GatewayConfig); err != nil {
+		return nil, err
+	}
+	d.info("connection gateway-a: responder, id %s, child %s %s %s <-> %s %s", ndIDB, ndChild, cfgB.Local4, cfgB.Local6, cfgB.Remote4, cfgB.Remote6)
+	start := time.Now()
+	if err := d.startGateway(ctx, "A", nsA, paths["A"], cfgA.GatewayConfig); err != nil {
+		return nil, err
+	}
+	d.info("connection gateway-b: initiator (start_action = \"start\"), id %s, remote %s", ndIDA, cfgA.Remote)
+	if cfgA.ForceEncap {
+		d.info("both connections have encap = true: each side fakes its NAT detection hash, so IKE and ESP float to UDP 4500 (RFC 7296 §2.23), and ike list marks the peer [NAT]")
+	}
+	d.gws[0], d.gws[1] = d.gws[1], d.gws[0] // A first: its socket is what the later steps ask
+	ga, gb := d.gws[0], d.gws[1]
+
+	d.step("IKEv2 between the gateways: IKE_SA_INIT, then IKE_AUTH with the pre-shared key and the first Child SA (RFC 7296 §1.2)")
+	sa, sb, err := ndWaitIKE(ctx, d.bin, ga, gb, d.ikeWait)
+	if err != nil {
+		return nil, err
+	}
+	d.info("both gateways list the IKE SA and its child %q after %v", ndChild, time.Since(start).Round(time.Millisecond))
+	d.step("mipsec ike list --socket %s (gateway A)", ga.Config.Socket)
+	out, err := netlab.Ctl(ctx, d.bin, ga.Config.Socket, "ike", "list")
+	for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		d.info("%s", l)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.info("gateway B (the responder) lists the same IKE SA %016x_i %016x_r, child SPIs %08x_i %08x_o",
+		uint64(sb.SA.SPIi), uint64(sb.SA.SPIr), uint32(sb.Child.SPIIn), uint32(sb.Child.SPIOut))
+	return &sa.Child, nil
 }
 
 func ndEncapName(encap string) string {
@@ -412,27 +522,33 @@ func ndPing(ctx context.Context, ns string, src, dst netip.Addr, count int) ([]t
 	return rtts, nil
 }
 
-// ndCaptureLines describes the capture for the demo's output.
-func ndCaptureLines(s netlab.Stats) []string {
+// ndCaptureLines describes the capture for the demo's output: s, of
+// which ike frames were IKE messages and other the rest that is neither
+// ESP nor housekeeping; ike < 0 leaves IKE out (manual keys).
+func ndCaptureLines(s netlab.Stats, ike int, other map[string]int) []string {
 	var spis []string
 	for spi, n := range s.SPIs() {
 		spis = append(spis, fmt.Sprintf("0x%08x: %d", spi, n))
 	}
 	sort.Strings(spis)
-	other := ndOther(s)
 	var others []string
 	for k, n := range other {
 		others = append(others, fmt.Sprintf("%s: %d", k, n))
 	}
 	sort.Strings(others)
-	return []string{
+	lines := []string{
 		fmt.Sprintf("%d frames captured", s.Frames),
 		fmt.Sprintf("ESP:                 %d packets, %d bytes (%d in UDP 4500); by SPI: %s", len(s.ESP), s.ESPBytes, s.ESPInUDP(), strings.Join(spis, ", ")),
+	}
+	if ike >= 0 {
+		lines = append(lines, fmt.Sprintf("IKE (UDP 500/4500):  %d messages", ike))
+	}
+	return append(lines,
 		fmt.Sprintf("NAT keepalives:      %d", s.Keepalives),
 		fmt.Sprintf("ARP/ND/MLD:          %d (link-layer housekeeping)", s.Control),
 		fmt.Sprintf("anything else:       %d %s", len(other), strings.Join(others, ", ")),
 		fmt.Sprintf("frames with the plaintext pattern %q: %d", ndMarker, s.Plaintext),
-	}
+	)
 }
 
 // ndOther is everything the demo does not expect on the veth: ICMP errors

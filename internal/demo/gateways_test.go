@@ -16,11 +16,12 @@ import (
 	"github.com/mipsec/mipsec/internal/testenv"
 )
 
-// TestNetDemo runs the namespace demo end to end (as root): two gateways
-// in namespaces, ping v4 and v6, a TCP transfer, and a capture that shows
-// only ESP on the veth, in raw ESP and in UDP; then checks that everything
-// was torn down, also after a Ctrl-C.
-func TestNetDemo(t *testing.T) {
+// TestGatewayDemo runs the two-gateway demo end to end (as root): two
+// gateways in namespaces keyed by IKEv2 (raw ESP, ESP in UDP, IPv6 outer)
+// or by manual keys, ping v4 and v6, a TCP transfer, and a capture that
+// shows only ESP (with the Child SA's SPIs) and IKE on the veth; then
+// checks that everything was torn down, also after a Ctrl-C.
+func TestGatewayDemo(t *testing.T) {
 	testenv.NeedRoot(t)
 	testenv.NeedCommand(t, "ip")
 	bin := filepath.Join(t.TempDir(), "mipsec")
@@ -28,25 +29,64 @@ func TestNetDemo(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	t.Run("interrupt", func(t *testing.T) { testNetDemoInterrupt(t, bin) })
-	for _, encap := range []string{"raw", "udp"} {
-		t.Run(encap, func(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		want []string
+		not  []string
+	}{
+		{"ike-raw", []string{"-encap", "raw"}, []string{
+			"keyed by IKEv2 with a pre-shared key",
+			"gateway-b: #1, ESTABLISHED, IKEv2, ",
+			"local  'gw-a.example.org' @ 198.51.100.1[500]",
+			"aes128gcm16-prfsha256-curve25519",
+			"sites: #1, INSTALLED, TUNNEL, ESP SPIs: ",
+			"remote 192.0.2.128/25 2001:db8:b::/48",
+			"gateway B (the responder) lists the same IKE SA",
+			"with the Child SA's SPIs, and IKE",
+			" IKE_AUTH=1 ", " IKE_SA_INIT=1 ",
+		}, []string{"0x0000b001"}},
+		{"ike-udp", []string{"-encap", "udp"}, []string{
+			"@ 198.51.100.1[4500]",
+			"ESP in UDP SPIs: ",
+			"encap = true",
+		}, nil},
+		{"ike-outer6", []string{"-6"}, []string{
+			"local  'gw-a.example.org' @ 2001:db8:ff::1[500]",
+		}, nil},
+		{"manual", []string{"--manual", "-encap", "udp"}, []string{
+			"manual keys",
+			"by SPI: 0x0000a001: ",
+			"=> only ESP crossed the veth (ESP in UDP, port 4500), and none",
+		}, []string{"IKE", "ike-gateway"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			rc := Namespaces([]string{"--gateway", "-mipsec", bin, "-size", "8", "-count", "2", "-encap", encap}, &stdout, &stderr, testEnv)
+			args := append([]string{"--gateway", "-mipsec", bin, "-size", "8", "-count", "2"}, tt.args...)
+			rc := Namespaces(args, &stdout, &stderr, testEnv)
 			out := stdout.String()
 			if rc != 0 {
-				t.Fatalf("netdemo: exit %d\nstdout:\n%s\nstderr:\n%s", rc, out, stderr.String())
+				t.Fatalf("demo %v: exit %d\nstdout:\n%s\nstderr:\n%s", args, rc, out, stderr.String())
 			}
-			for _, want := range []string{
+			for _, want := range append([]string{
 				"reply from 192.0.2.129: icmp_seq=2",
 				"reply from 2001:db8:b::1: icmp_seq=2",
 				"received 8388608 bytes, SHA-256 matches",
 				"=> only ESP crossed the veth",
 				"teardown:",
 				"demo OK",
-			} {
+			}, tt.want...) {
 				if !strings.Contains(out, want) {
 					t.Errorf("output lacks %q:\n%s", want, out)
 				}
+			}
+			for _, not := range tt.not {
+				if strings.Contains(out, not) {
+					t.Errorf("output has %q:\n%s", not, out)
+				}
+			}
+			if strings.HasPrefix(tt.name, "ike") && !regexp.MustCompile(`IKE \(UDP 500/4500\): +[4-9][0-9]* messages`).MatchString(out) {
+				t.Errorf("the capture counted no IKE exchange:\n%s", out)
 			}
 			if !regexp.MustCompile(`throughput: [0-9.]+ Mbit/s`).MatchString(out) {
 				t.Errorf("output has no throughput:\n%s", out)
@@ -97,14 +137,19 @@ func testNetDemoInterrupt(t *testing.T, bin string) {
 	noDemoLeftovers(t, bin)
 }
 
-// TestNetDemoFlags: bad flags are usage errors, and -h is not a failure.
-func TestNetDemoFlags(t *testing.T) {
+// TestGatewayDemoFlags: bad flags are usage errors, -h is not a failure
+// and documents --manual.
+func TestGatewayDemoFlags(t *testing.T) {
 	var out bytes.Buffer
 	if rc := Namespaces([]string{"--gateway", "-encap", "gre"}, &out, &out, testEnv); rc != 2 {
 		t.Errorf("--gateway -encap gre: exit %d, want 2", rc)
 	}
-	if rc := Namespaces([]string{"--gateway", "-h"}, &out, &out, testEnv); rc != 0 {
-		t.Errorf("--gateway -h: exit %d, want 0", rc)
+	out.Reset()
+	if rc := Namespaces([]string{"--gateway", "-h"}, &out, &out, testEnv); rc != 0 || !strings.Contains(out.String(), "-manual") || !strings.Contains(out.String(), "IKEv2") {
+		t.Errorf("--gateway -h: exit %d, want 0 and a usage naming IKEv2 and -manual:\n%s", rc, out.String())
+	}
+	if rc := Namespaces([]string{"--gateway", "-ike-timeout", "0s"}, &out, &out, testEnv); rc != 2 {
+		t.Errorf("--gateway -ike-timeout 0s: exit %d, want 2", rc)
 	}
 	if rc := Namespaces([]string{"--gateway", "extra"}, &out, &out, testEnv); rc != 2 {
 		t.Errorf("--gateway extra: exit %d, want 2", rc)
