@@ -93,6 +93,8 @@ type ikeOptions struct {
 	mipsecPSK string
 	// charonDPD is charon's dpd_delay (0: off).
 	charonDPD time.Duration
+	// charonSettings are strongswan.conf keys under "charon".
+	charonSettings map[string]string
 }
 
 // ikeLab is a mipsec daemon in namespace nsM facing a peer in nsC.
@@ -186,7 +188,7 @@ func (l *ikeLab) startMipsec(name, ns string, cfg ikeGWConfig) *gateway {
 func (l *ikeLab) startCharon(startAction string, tweak ...func(*charontest.Conn)) {
 	l.t.Helper()
 	run(l.t, "ip", "-n", l.nsC, "addr", "add", netip.PrefixFrom(ikeSiteC.Addr(), 32).String(), "dev", "lo")
-	c, err := charontest.Start(l.t, charontest.Config{Namespace: l.nsC, Dir: filepath.Join(l.dir, "charon"), Name: "charon"})
+	c, err := charontest.Start(l.t, charontest.Config{Namespace: l.nsC, Dir: filepath.Join(l.dir, "charon"), Name: "charon", Settings: l.o.charonSettings})
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -399,7 +401,8 @@ func (l *ikeLab) checkMatch(m control.IKESAInfo, c charontest.IKESA, mipsecIniti
 }
 
 // traffic pings both ways through the tunnel and sends size bytes over
-// TCP from mipsec's side to charon's, checked by SHA-256.
+// TCP from mipsec's side to charon's and a quarter of that back, checked
+// by SHA-256.
 func (l *ikeLab) traffic(size int) {
 	t := l.t
 	t.Helper()
@@ -415,6 +418,11 @@ func (l *ikeLab) traffic(size int) {
 		t.Fatalf("TCP %v -> %v: %v", ikeSiteM.Addr(), ikeSiteC.Addr(), err)
 	}
 	t.Logf("TCP %v -> %v: %v", ikeSiteM.Addr(), ikeSiteC.Addr(), res)
+	res, err = tcpTransfer(ctx, l.nsM, netip.AddrPortFrom(ikeSiteM.Addr(), 5202), l.nsC, ikeSiteC.Addr(), payload(size/4), nil)
+	if err != nil {
+		t.Fatalf("TCP %v -> %v: %v", ikeSiteC.Addr(), ikeSiteM.Addr(), err)
+	}
+	t.Logf("TCP %v -> %v: %v", ikeSiteC.Addr(), ikeSiteM.Addr(), res)
 }
 
 // noTraffic fails t if a ping from mipsec's side gets through.
@@ -1059,4 +1067,69 @@ func TestIKECharonCases(t *testing.T) {
 			t.Errorf("charon: %+v, %v", sas, err)
 		}
 	})
+}
+
+// TestIKECharonFragments: charon fragments its IKE_AUTH request
+// (fragmentation = force, a small fragment_size): mipsec, which announced
+// IKEV2_FRAGMENTATION_SUPPORTED, reassembles it (RFC 7383 §2.6).
+func TestIKECharonFragments(t *testing.T) {
+	l := newIKELab(t, ikeOptions{startAction: "none", charonSettings: map[string]string{"fragment_size": "300"}})
+	l.startCharon("none", func(c *charontest.Conn) { c.Fragmentation = "force" })
+	l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+	if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	m := waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
+	l.checkMatch(m, l.waitCharonSA(time.Second), false)
+	log, err := os.ReadFile(l.charon.LogPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "splitting IKE message") {
+		t.Errorf("charon did not fragment its IKE_AUTH request (no \"splitting IKE message\" in %s)", l.charon.LogPath())
+	}
+	l.traffic(0)
+}
+
+// TestIKECharonRekeyRefused: CREATE_CHILD_SA is not implemented yet
+// (ike/doc.go), so mipsec answers charon's child and IKE SA rekeys with
+// NO_ADDITIONAL_SAS; charon then reauthenticates ("peer seems to not
+// support ... rekeying, starting reauthentication": it deletes the IKE SA
+// and initiates a new one, RFC 7296 §2.8.3), and the new SA, with mipsec
+// as responder, carries traffic. mipsec's start_action = "start" does not
+// race charon's new SA with one of its own after the peer's Delete.
+func TestIKECharonRekeyRefused(t *testing.T) {
+	l := newIKELab(t, ikeOptions{})
+	l.startCharon("none")
+	l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+	m := waitMipsecSA(t, l.gw, ikeConnM, 10*time.Second)
+	l.waitCharonSA(5 * time.Second)
+	for _, kind := range []string{"child", "ike"} {
+		before := ikeStats(t, l.gw).Exchanges["CREATE_CHILD_SA"]
+		var err error
+		if kind == "child" {
+			err = l.charon.RekeyChild(ikeChild)
+		} else {
+			err = l.charon.RekeyIKE(ikeConnC)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := m
+		sas := waitMipsec(t, l.gw, 5*time.Second, "a new IKE SA from charon's reauthentication", func(sas []control.IKESAInfo) bool {
+			sa, ok := established(sas, ikeConnM)
+			return ok && len(sas) == 1 && sa.SPIi != old.SPIi && !sa.Initiator
+		})
+		m = sas[0]
+		if n := ikeStats(t, l.gw).Exchanges["CREATE_CHILD_SA"] - before; n != 1 {
+			t.Errorf("%s rekey: mipsec counted %d CREATE_CHILD_SA requests, want 1", kind, n)
+		}
+		l.checkMatch(m, l.waitCharonSA(2*time.Second), false)
+		l.traffic(0)
+		time.Sleep(500 * time.Millisecond) // no second SA from mipsec's side
+		if sas := mustIKEList(t, l.gw); len(sas) != 1 || sas[0].SPIi != m.SPIi {
+			t.Errorf("%s rekey: mipsec's IKE SAs after the reauthentication: %+v", kind, sas)
+		}
+	}
+	l.traffic(1 << 20)
 }
