@@ -5,6 +5,8 @@ package demo
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
 	"os"
@@ -18,6 +20,60 @@ import (
 	"github.com/mipsec/mipsec/ike"
 	"github.com/mipsec/mipsec/internal/netlab"
 )
+
+// TestGatewayIKEPubkeyConfigs: the --pubkey configs pass config's
+// validation with the demo's certificates: each gateway's leaf, whose
+// dNSName is its identity, chains to the CA the other trusts, and the
+// private key is mode 0600.
+func TestGatewayIKEPubkeyConfigs(t *testing.T) {
+	dir := t.TempDir()
+	certs, err := ndMakeCerts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ndMakeCerts(dir); err == nil {
+		t.Error("a second ndMakeCerts overwrote the files")
+	}
+	for _, k := range []string{certs.KeyA, certs.KeyB} {
+		if fi, err := os.Stat(k); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v; want mode 0600", k, fi, err)
+		}
+	}
+	a, b := ndIKEConfigs(dir, "raw", netlab.UnderlayA4.Addr(), netlab.UnderlayB4.Addr(), "pubkey", "", certs)
+	for _, g := range []struct {
+		name, id string
+		cfg      ndIKEConfig
+	}{{"A", ndIDA, a}, {"B", ndIDB, b}} {
+		path, err := ndWriteIKEConfig(dir, g.name, g.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := os.ReadFile(path)
+		if strings.Contains(string(data), "psk") {
+			t.Errorf("gateway %s: a pubkey config names a PSK:\n%s", g.name, data)
+		}
+		f, err := config.Load(path)
+		if err != nil {
+			t.Fatalf("gateway %s: %v\n%s", g.name, err, data)
+		}
+		c := f.IKE.Connections[0]
+		if c.Local.Method != ike.AuthPubkey || c.Remote.Method != ike.AuthPubkey || len(c.Local.Certs) != 1 || len(c.Remote.CAs) != 1 || c.Local.Key == nil {
+			t.Fatalf("gateway %s: local %v %d certs, remote %v %d CAs", g.name, c.Local.Method, len(c.Local.Certs), c.Remote.Method, len(c.Remote.CAs))
+		}
+		leaf := c.Local.Certs[0]
+		pool := x509.NewCertPool()
+		pool.AddCert(c.Remote.CAs[0])
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: g.id, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			t.Errorf("gateway %s: the leaf does not verify for %s: %v", g.name, g.id, err)
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "gw-x.example.org", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+			t.Errorf("gateway %s: the leaf verifies for another name", g.name)
+		}
+		if !c.Local.Key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(leaf.PublicKey) {
+			t.Errorf("gateway %s: the key is not the leaf's", g.name)
+		}
+	}
+}
 
 // TestGatewayIKEConfigs: the demo's IKEv2 configs pass config's validation as
 // written (the PSK file's mode and owner included), with one connection

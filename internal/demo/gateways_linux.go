@@ -85,6 +85,7 @@ func gwdemo(args []string, stdout, stderr io.Writer) int {
 	verbose := fs.Bool("v", false, "print the gateways' logs at the end")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
 	manual := fs.Bool("manual", false, "manual keys (fixed SPIs, random keys in the configs) instead of IKEv2")
+	pubkey := fs.Bool("pubkey", false, "IKEv2 with certificates of a CA the demo makes instead of the pre-shared key")
 	ikeWait := fs.Duration("ike-timeout", 15*time.Second, "how long the gateways get to set up the IKE SA and its child")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `usage: mipsec demo --gateway [flags]
@@ -93,8 +94,10 @@ Builds two network namespaces joined by a veth and starts a mipsec gateway
 in each. By default they are keyed by IKEv2 (RFC 7296): a fresh random
 pre-shared key in a 0600 file, one [[connection]] each, gateway A initiates
 and B responds; the demo waits until both list the IKE SA and its Child SA
-(mipsec ike list) and prints it. With --manual they use manual keys instead
-(fixed SPIs, fresh random keys in [[sa]] tables, no IKE). Then it pings
+(mipsec ike list) and prints it. With --pubkey they authenticate with
+certificates instead (ECDSA, from a CA the demo makes). With --manual they
+use manual keys (fixed SPIs, fresh random keys in [[sa]] tables, no IKE).
+Then it pings
 through the tunnel over IPv4 and IPv6, sends a TCP stream and reports its
 throughput, and shows from a capture on the veth that only ESP (and IKE)
 crossed it. Needs root and ip (iproute2). Everything is removed at the end,
@@ -115,6 +118,10 @@ also on failure or Ctrl-C.`)
 		fmt.Fprintf(stderr, "mipsec demo: -encap %q: want raw or udp\n", *encap)
 		return 2
 	}
+	if *manual && *pubkey {
+		fmt.Fprintln(stderr, "mipsec demo: -manual and -pubkey exclude each other")
+		return 2
+	}
 	if *ikeWait <= 0 {
 		fmt.Fprintln(stderr, "mipsec demo: -ike-timeout must be above 0")
 		return 2
@@ -128,8 +135,11 @@ also on failure or Ctrl-C.`)
 	}
 	d := &netDemo{out: stdout, bin: *bin, encap: *encap, outer6: *outer6, size: *sizeMiB << 20, count: *count,
 		keying: "psk", ikeWait: *ikeWait}
-	if *manual {
+	switch {
+	case *manual:
 		d.keying = "manual"
+	case *pubkey:
+		d.keying = "pubkey"
 	}
 	return runNamespaceDemo(stdout, stderr, *timeout, *verbose,
 		"teardown: stopping the gateways, deleting the namespaces", d.run, d.teardown,
@@ -209,7 +219,8 @@ type netDemo struct {
 	outer6 bool
 	size   int
 	count  int
-	// keying: "psk" (IKEv2 with a pre-shared key) or "manual".
+	// keying: "psk" (IKEv2 with a pre-shared key), "pubkey" (IKEv2 with
+	// certificates) or "manual".
 	keying  string
 	ikeWait time.Duration
 
@@ -236,10 +247,11 @@ func (d *netDemo) run(ctx context.Context) error {
 	if d.outer6 {
 		outerA, outerB = ndUnderA6, ndUnderB6
 	}
-	keyed := "keyed by IKEv2 with a pre-shared key"
-	if d.keying == "manual" {
-		keyed = "manual keys"
-	}
+	keyed := map[string]string{
+		"psk":    "keyed by IKEv2 with a pre-shared key",
+		"pubkey": "keyed by IKEv2 with certificates",
+		"manual": "manual keys",
+	}[d.keying]
 	fmt.Fprintf(d.out, `mipsec demo: two gateways in network namespaces, ESP over a veth, %s
 
   site A %-15s                                            site B %s
@@ -392,17 +404,33 @@ func (d *netDemo) startGateway(ctx context.Context, name, ns, path string, cfg n
 	return nil
 }
 
-// startIKE writes the pre-shared key and the IKEv2 configs, starts B (the
+// startIKE writes the pre-shared key (or the certificates) and the IKEv2
+// configs, starts B (the
 // responder, so that A's first IKE_SA_INIT finds its port open) and then
 // A, waits for the IKE SA and prints it; d.gws is A, B. It returns A's
 // view of the child.
 func (d *netDemo) startIKE(ctx context.Context, dir, nsA, nsB string, outerA, outerB netip.Addr) (*control.IKEChildInfo, error) {
-	psk, err := ndWritePSK(dir)
-	if err != nil {
-		return nil, err
+	var cfgA, cfgB ndIKEConfig
+	auth := "the pre-shared key"
+	if d.keying == "pubkey" {
+		certs, err := ndMakeCerts(dir)
+		if err != nil {
+			return nil, err
+		}
+		d.step("certificates: a CA (%s) and, signed by it, one ECDSA P-256 certificate per gateway naming its identity", certs.CA)
+		d.info("gateway A: %s (%s), key %s (mode 0600)", certs.CertA, ndIDA, certs.KeyA)
+		d.info("gateway B: %s (%s), key %s (mode 0600)", certs.CertB, ndIDB, certs.KeyB)
+		cfgA, cfgB = ndIKEConfigs(dir, d.encap, outerA, outerB, "pubkey", "", certs)
+		auth = "signatures (certificates)"
+	} else {
+		psk, err := ndWritePSK(dir)
+		if err != nil {
+			return nil, err
+		}
+		d.step("pre-shared key: 32 random bytes in %s (mode 0600), read by both gateways", psk)
+		cfgA, cfgB = ndIKEConfigs(dir, d.encap, outerA, outerB, "psk", psk, nil)
 	}
-	d.step("pre-shared key: 32 random bytes in %s (mode 0600), read by both gateways", psk)
-	cfgA, cfgB := ndIKEConfigs(dir, d.encap, outerA, outerB, "psk", psk, nil)
+	var err error
 	paths := map[string]string{}
 	for name, cfg := range map[string]ndIKEConfig{"A": cfgA, "B": cfgB} {
 		if paths[name], err = ndWriteIKEConfig(dir, name, cfg); err != nil {
@@ -424,7 +452,7 @@ func (d *netDemo) startIKE(ctx context.Context, dir, nsA, nsB string, outerA, ou
 	d.gws[0], d.gws[1] = d.gws[1], d.gws[0] // A first: its socket is what the later steps ask
 	ga, gb := d.gws[0], d.gws[1]
 
-	d.step("IKEv2 between the gateways: IKE_SA_INIT, then IKE_AUTH with the pre-shared key and the first Child SA (RFC 7296 §1.2)")
+	d.step("IKEv2 between the gateways: IKE_SA_INIT, then IKE_AUTH with %s and the first Child SA (RFC 7296 §1.2)", auth)
 	sa, sb, err := ndWaitIKE(ctx, d.bin, ga, gb, d.ikeWait)
 	if err != nil {
 		return nil, err

@@ -54,6 +54,12 @@ func TestGatewayDemo(t *testing.T) {
 		{"ike-outer6", []string{"-6"}, []string{
 			"local  'gw-a.example.org' @ 2001:db8:ff::1[500]",
 		}, nil},
+		{"ike-pubkey", []string{"--pubkey"}, []string{
+			"keyed by IKEv2 with certificates",
+			"IKE_AUTH with signatures (certificates)",
+			"gateway-b: #1, ESTABLISHED, IKEv2, ",
+			"sites: #1, INSTALLED, TUNNEL, ESP SPIs: ",
+		}, []string{"pre-shared key"}},
 		{"manual", []string{"--manual", "-encap", "udp"}, []string{
 			"manual keys",
 			"by SPI: 0x0000a001: ",
@@ -147,6 +153,9 @@ func TestGatewayDemoFlags(t *testing.T) {
 	out.Reset()
 	if rc := Namespaces([]string{"--gateway", "-h"}, &out, &out, testEnv); rc != 0 || !strings.Contains(out.String(), "-manual") || !strings.Contains(out.String(), "IKEv2") {
 		t.Errorf("--gateway -h: exit %d, want 0 and a usage naming IKEv2 and -manual:\n%s", rc, out.String())
+	}
+	if rc := Namespaces([]string{"--gateway", "-manual", "-pubkey"}, &out, &out, testEnv); rc != 2 {
+		t.Errorf("--gateway -manual -pubkey: exit %d, want 2", rc)
 	}
 	if rc := Namespaces([]string{"--gateway", "-ike-timeout", "0s"}, &out, &out, testEnv); rc != 2 {
 		t.Errorf("--gateway -ike-timeout 0s: exit %d, want 2", rc)
