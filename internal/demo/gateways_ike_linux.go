@@ -2,7 +2,8 @@ package demo
 
 // The IKEv2 keying of the two-gateway demo, its default (--manual keeps
 // the manual keys of netdemo/gateway.toml.tmpl): a random pre-shared key
-// in a file of mode 0600 in the demo's directory, one [[connection]] per
+// in a file of mode 0600 in the demo's directory (or, with --pubkey,
+// certificates: gateways_certs_linux.go), one [[connection]] per
 // gateway from netdemo/ike-gateway.toml.tmpl, A initiating at start
 // (start_action = "start") and B responding; the demo then waits until
 // `mipsec ike list --json` on both shows the same IKE SA with its Child SA

@@ -4,7 +4,8 @@ package demo
 // (mobility_linux.go). `mipsec demo --gateway` is the two-gateway demo in
 // this file: two network namespaces joined by a veth, a `mipsec run`
 // gateway in each from an embedded config, keyed by IKEv2 with a fresh
-// pre-shared key (gateways_ike_linux.go) or, with --manual, by fresh
+// pre-shared key (gateways_ike_linux.go), with --pubkey by certificates
+// of a CA it makes (gateways_certs_linux.go), or with --manual by fresh
 // manual keys; then ping (IPv4, IPv6) and a TCP transfer between the
 // sites through the tunnel, and a capture on the veth that shows only ESP
 // (and IKE) crossed it. Everything is torn down at the end, on failure and
