@@ -12,12 +12,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -351,7 +353,9 @@ func TestPubkeyMixed(t *testing.T) {
 	certA := ca.issue(t, "a.example", ka, nil)
 	for _, aSigns := range []bool{true, false} {
 		t.Run(fmt.Sprintf("a-signs=%v", aSigns), func(t *testing.T) {
-			signer := func(c *Connection) { c.Local = LocalAuth{Method: AuthPubkey, Certs: []*x509.Certificate{certA}, Key: ka} }
+			signer := func(c *Connection) {
+				c.Local = LocalAuth{Method: AuthPubkey, Certs: []*x509.Certificate{certA}, Key: ka}
+			}
 			verifier := func(c *Connection) { c.Remote = RemoteAuth{Method: AuthPubkey, CAs: []*x509.Certificate{ca.cert}} }
 			o := pairOpts{a: signer, b: verifier}
 			if !aSigns {
@@ -673,5 +677,213 @@ func TestCheckPubkeyConfig(t *testing.T) {
 				t.Fatalf("New: %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// pythonSig is an independent implementation of the signatures, in
+// Python's cryptography package: it signs msg with each key in each
+// scheme and verifies the signatures Go made.
+const pythonSig = `
+import sys, json
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, ec, utils
+x = bytes.fromhex
+req = json.load(sys.stdin)
+msg = x(req["msg"])
+keys = {k: serialization.load_der_private_key(x(v), None) for k, v in req["keys"].items()}
+H = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+N = {"p256": 32, "p384": 48, "p521": 66}
+def sign(kind, scheme):
+    k = keys[kind]
+    if scheme == "ed25519":
+        return k.sign(msg)
+    name, h = scheme.split("-")
+    if name == "pkcs1":
+        return k.sign(msg, padding.PKCS1v15(), H[h]())
+    if name == "pss":
+        return k.sign(msg, padding.PSS(padding.MGF1(H[h]()), 32), H[h]())
+    der = k.sign(msg, ec.ECDSA(H[h]()))
+    if name == "ecdsa":
+        return der
+    r, s = utils.decode_dss_signature(der)
+    return r.to_bytes(N[kind], "big") + s.to_bytes(N[kind], "big")
+def verify(kind, scheme, sig):
+    p = keys[kind].public_key()
+    try:
+        if scheme == "ed25519":
+            p.verify(sig, msg)
+            return True
+        name, h = scheme.split("-")
+        if name == "pkcs1":
+            p.verify(sig, msg, padding.PKCS1v15(), H[h]())
+        elif name == "pss":
+            p.verify(sig, msg, padding.PSS(padding.MGF1(H[h]()), padding.PSS.AUTO), H[h]())
+        else:
+            if name == "raw":
+                n = N[kind]
+                sig = utils.encode_dss_signature(int.from_bytes(sig[:n], "big"), int.from_bytes(sig[n:], "big"))
+            p.verify(sig, msg, ec.ECDSA(H[h]()))
+        return True
+    except Exception:
+        return False
+out = {"sigs": [sign(k, s).hex() for k, s in req["sign"]],
+       "verified": [verify(k, s, x(sig)) for k, s, sig in req["verify"]]}
+json.dump(out, sys.stdout)
+`
+
+// TestSignatureInterop: signatures made by Python's cryptography verify
+// with verifyAuth (method 14 with RSA PKCS#1 v1.5, RSASSA-PSS, ECDSA and
+// Ed25519; classic RSA and ECDSA), ours verify there, and an RFC 8032
+// test vector checks Ed25519 in method 14.
+func TestSignatureInterop(t *testing.T) {
+	// RFC 8032 §7.1 TEST 1: the empty message.
+	seed, _ := hex.DecodeString("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+	kat, _ := hex.DecodeString("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+	edKey := ed25519.NewKeyFromSeed(seed)
+	ai, _ := sigScheme{kind: sigEd25519}.algorithmIdentifier()
+	if err := verifyAuth(edKey.Public(), &Auth{Method: AuthDigitalSignature, Data: append(append([]byte{byte(len(ai))}, ai...), kat...)}, []byte{}); err != nil {
+		t.Fatalf("RFC 8032 test 1: %v", err)
+	}
+	if a, err := signAuth(edKey, []byte{}, true, []uint16{hashIdentity}, rand.Reader); err != nil || !bytes.Equal(a.Data[1+len(ai):], kat) {
+		t.Fatalf("RFC 8032 test 1 signed: %v %x", err, a)
+	}
+
+	needPython(t)
+	msg := bytes.Repeat([]byte("signed octets, RFC 7296 section 2.15 "), 7)
+	keys := map[string]string{}
+	for _, kind := range []string{"rsa", "p256", "p384", "p521", "ed25519"} {
+		der, err := x509.MarshalPKCS8PrivateKey(pkKey(t, kind, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[kind] = hex.EncodeToString(der)
+	}
+	// What Python signs, and the AUTH method and scheme it stands for.
+	type theirs struct {
+		kind, scheme string
+		method       AuthMethod
+		s            sigScheme
+	}
+	cases := []theirs{
+		{"rsa", "pkcs1-sha256", AuthDigitalSignature, sigScheme{kind: sigRSAPKCS1, hash: crypto.SHA256}},
+		{"rsa", "pkcs1-sha512", AuthDigitalSignature, sigScheme{kind: sigRSAPKCS1, hash: crypto.SHA512}},
+		{"rsa", "pss-sha256", AuthDigitalSignature, sigScheme{kind: sigRSAPSS, hash: crypto.SHA256, salt: 32}},
+		{"rsa", "pkcs1-sha1", AuthRSASignature, sigScheme{}},
+		{"p256", "ecdsa-sha256", AuthDigitalSignature, sigScheme{kind: sigECDSA, hash: crypto.SHA256}},
+		{"p384", "ecdsa-sha384", AuthDigitalSignature, sigScheme{kind: sigECDSA, hash: crypto.SHA384}},
+		{"p521", "ecdsa-sha512", AuthDigitalSignature, sigScheme{kind: sigECDSA, hash: crypto.SHA512}},
+		{"p256", "raw-sha256", AuthECDSA256, sigScheme{}},
+		{"p384", "raw-sha384", AuthECDSA384, sigScheme{}},
+		{"p521", "raw-sha512", AuthECDSA521, sigScheme{}},
+		{"ed25519", "ed25519", AuthDigitalSignature, sigScheme{kind: sigEd25519}},
+	}
+	var sign [][2]string
+	for _, c := range cases {
+		sign = append(sign, [2]string{c.kind, c.scheme})
+	}
+	// What Go signs, for Python to verify.
+	type ours struct {
+		kind      string
+		announced bool
+		hashes    []uint16
+		scheme    string
+	}
+	mine := []ours{
+		{"rsa", true, []uint16{2}, "pkcs1-sha256"}, {"rsa", false, nil, "pkcs1-sha1"},
+		{"p256", true, []uint16{2, 3, 4}, "ecdsa-sha256"}, {"p384", true, []uint16{2, 3, 4}, "ecdsa-sha384"},
+		{"p521", true, []uint16{2, 3, 4}, "ecdsa-sha512"}, {"p256", false, nil, "raw-sha256"},
+		{"p384", false, nil, "raw-sha384"}, {"p521", false, nil, "raw-sha512"},
+		{"ed25519", true, []uint16{5}, "ed25519"},
+	}
+	var verify [][3]string
+	for _, m := range mine {
+		a, err := signAuth(pkKey(t, m.kind, 1), msg, m.announced, m.hashes, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig := a.Data
+		if a.Method == AuthDigitalSignature {
+			sig = a.Data[1+int(a.Data[0]):]
+		}
+		verify = append(verify, [3]string{m.kind, m.scheme, hex.EncodeToString(sig)})
+	}
+	// A forged one of ours must not verify there either.
+	forged, _ := hex.DecodeString(verify[0][2])
+	forged[10] ^= 1
+	verify = append(verify, [3]string{verify[0][0], verify[0][1], hex.EncodeToString(forged)})
+
+	in, _ := json.Marshal(map[string]any{"msg": hex.EncodeToString(msg), "keys": keys, "sign": sign, "verify": verify})
+	cmd := exec.Command(testPython, "-c", pythonSig)
+	cmd.Stdin = bytes.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, stderr.Bytes())
+	}
+	var res struct {
+		Sigs     []string `json:"sigs"`
+		Verified []bool   `json:"verified"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil || len(res.Sigs) != len(cases) || len(res.Verified) != len(verify) {
+		t.Fatalf("python answered %s (%v)", out, err)
+	}
+	for i, c := range cases {
+		sig, _ := hex.DecodeString(res.Sigs[i])
+		data := sig
+		if c.method == AuthDigitalSignature {
+			ai, err := c.s.algorithmIdentifier()
+			if err != nil {
+				t.Fatal(err)
+			}
+			data = append(append([]byte{byte(len(ai))}, ai...), sig...)
+		}
+		pub := pkKey(t, c.kind, 1).Public()
+		if err := verifyAuth(pub, &Auth{Method: c.method, Data: data}, msg); err != nil {
+			t.Errorf("python's %s/%s: %v", c.kind, c.scheme, err)
+		}
+		bad := bytes.Clone(data)
+		bad[len(bad)-5] ^= 0x40
+		if verifyAuth(pub, &Auth{Method: c.method, Data: bad}, msg) == nil {
+			t.Errorf("python's %s/%s flipped verified", c.kind, c.scheme)
+		}
+	}
+	for i, ok := range res.Verified {
+		if want := i < len(mine); ok != want {
+			t.Errorf("python verifying our %s/%s: %v, want %v", verify[i][0], verify[i][1], ok, want)
+		}
+	}
+}
+
+// TestAlgorithmIdentifiersOpenSSL: openssl reads our AlgorithmIdentifiers
+// as the algorithms we mean.
+func TestAlgorithmIdentifiersOpenSSL(t *testing.T) {
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Skip("no openssl")
+	}
+	for s, want := range map[sigScheme][]string{
+		{kind: sigRSAPKCS1, hash: crypto.SHA256}:         {"sha256WithRSAEncryption", "NULL"},
+		{kind: sigRSAPKCS1, hash: crypto.SHA384}:         {"sha384WithRSAEncryption"},
+		{kind: sigRSAPSS, hash: crypto.SHA256, salt: 32}: {"rsassaPss", "sha256", "mgf1", ":20"},
+		{kind: sigECDSA, hash: crypto.SHA256}:            {"ecdsa-with-SHA256"},
+		{kind: sigECDSA, hash: crypto.SHA512}:            {"ecdsa-with-SHA512"},
+		{kind: sigEd25519}:                               {"ED25519"},
+	} {
+		der, err := s.algorithmIdentifier()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(openssl, "asn1parse", "-inform", "DER", "-i")
+		cmd.Stdin = bytes.NewReader(der)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("openssl asn1parse %x: %v\n%s", der, err, out)
+		}
+		for _, w := range want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("%+v: openssl reads %s, missing %q", s, out, w)
+			}
+		}
 	}
 }
