@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,6 +16,7 @@ type childState uint8
 const (
 	childInstalling childState = iota // offered or inbound SA installed, outbound not yet
 	childInstalled
+	childRekeying // a rekey of it is in flight (exchange_create.go)
 	childDeleting // our Delete is out
 )
 
@@ -22,6 +24,8 @@ func (s childState) String() string {
 	switch s {
 	case childInstalled:
 		return "installed"
+	case childRekeying:
+		return "rekeying"
 	case childDeleting:
 		return "deleting"
 	}
@@ -56,6 +60,23 @@ type childSA struct {
 	installed  time.Time
 	// gone: uninstalled; nothing of it is in the kernel any more.
 	gone bool
+
+	// CREATE_CHILD_SA (exchange_create.go). ccsa: made by one, whose
+	// initiator we were when ccsaInitiator (KEYMAT's direction, §2.17;
+	// otherwise the IKE SA's roles). rekeyOf is the child this one
+	// replaces; rekey our rekey of this one in flight; peerNew the child
+	// the peer's rekey of this one made; successor the child that
+	// replaced it. replaced: its policies belong to its successor. lost:
+	// a collision loser the peer deletes (§2.8.1). pendingKC is a rekey
+	// responder's outbound SA, installed once the initiator has the
+	// response to request exMsgID (§2.8).
+	ccsa, ccsaInitiator bool
+	rekeyOf             *childSA
+	rekey               *createOp
+	peerNew, successor  *childSA
+	replaced, lost      bool
+	pendingKC           *ChildSA
+	exMsgID             uint32
 }
 
 func policyNameOf(conn, child string) string { return conn + "/" + child }
@@ -101,7 +122,11 @@ func spiBytes(s uint32) []byte { return binary.BigEndian.AppendUint32(nil, s) }
 func (d *Daemon) kernelChild(sa *ikeSA, ch *childSA, k *ChildKeys) *ChildSA {
 	in := SAKeys{Enc: k.EncrRI, Integ: k.IntegRI}
 	out := SAKeys{Enc: k.EncrIR, Integ: k.IntegIR}
-	if !sa.initiator {
+	initiator := sa.initiator
+	if ch.ccsa {
+		initiator = ch.ccsaInitiator
+	}
+	if !initiator {
 		in, out = out, in
 	}
 	kc := &ChildSA{
@@ -172,16 +197,31 @@ func wipeKernelChild(kc *ChildSA, k *ChildKeys) {
 	k.Wipe()
 }
 
-// uninstallChild removes both SAs and the policies of ch.
+// uninstallChild removes both SAs and the policies of ch. Of a child a
+// rekey replaced, the policies stay (they are its successor's) and the
+// inbound SA goes Config.RekeyGrace later, for packets in flight (§2.8),
+// unless the IKE SA is gone.
 func (d *Daemon) uninstallChild(sa *ikeSA, ch *childSA) {
 	if ch.gone {
 		return
 	}
 	ch.gone = true
+	if ch.pendingKC != nil {
+		wipeChildSA(ch.pendingKC)
+		ch.pendingKC = nil
+	}
 	k := d.cfg.Kernel
 	if ch.inInstalled {
-		if err := k.DelSA(true, ch.inSPI); err != nil {
-			d.fail("kernel")
+		spi := ch.inSPI
+		del := func() {
+			if err := k.DelSA(true, spi); err != nil {
+				d.fail("kernel")
+			}
+		}
+		if ch.replaced && sa != nil && sa.state != stateDead {
+			d.after(d.rekeyGrace(), true, del)
+		} else {
+			del()
 		}
 	} else if ch.inSPI != 0 {
 		k.ReleaseSPI(ch.inSPI)
@@ -190,8 +230,10 @@ func (d *Daemon) uninstallChild(sa *ikeSA, ch *childSA) {
 		if err := k.DelSA(false, ch.outSPI); err != nil {
 			d.fail("kernel")
 		}
-		if err := k.DelPolicies(ch.policyName); err != nil {
-			d.fail("kernel")
+		if !ch.replaced {
+			if err := k.DelPolicies(ch.policyName); err != nil {
+				d.fail("kernel")
+			}
 		}
 	}
 	ch.inInstalled, ch.outInstalled = false, false
@@ -201,15 +243,21 @@ func (d *Daemon) uninstallChild(sa *ikeSA, ch *childSA) {
 	}
 }
 
-// dropChild takes ch out of sa and the kernel.
+// dropChild takes ch out of sa (or the IKE SA it moved to) and the
+// kernel.
 func (d *Daemon) dropChild(sa *ikeSA, ch *childSA) {
-	for i, c := range sa.children {
-		if c == ch {
-			sa.children = append(sa.children[:i], sa.children[i+1:]...)
-			break
-		}
+	if o := d.owner(ch); o != nil {
+		sa = o
+		sa.children = slices.DeleteFunc(sa.children, func(c *childSA) bool { return c == ch })
 	}
 	d.uninstallChild(sa, ch)
+}
+
+func (d *Daemon) rekeyGrace() time.Duration {
+	if d.cfg.RekeyGrace > 0 {
+		return d.cfg.RekeyGrace
+	}
+	return DefaultRekeyGrace
 }
 
 // newChildID numbers a child within the daemon.

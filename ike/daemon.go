@@ -3,11 +3,12 @@ package ike
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,20 @@ type Daemon struct {
 	perSource             rateTable
 	logLimit              bucket // refusals an attacker can cause
 	timer                 *time.Timer
+	// timers are one-shot jobs (after); those with onClose also run
+	// at Close, so nothing they remove stays in the kernel.
+	timers []*timerJob
+}
+
+type timerJob struct {
+	at      time.Time
+	onClose bool
+	fn      func()
+}
+
+// after runs fn on the loop once dt has passed.
+func (d *Daemon) after(dt time.Duration, onClose bool, fn func()) {
+	d.timers = append(d.timers, &timerJob{at: d.now().Add(dt), onClose: onClose, fn: fn})
 }
 
 // ErrUnknownConnection: Initiate, Terminate or Rekey named no configured
@@ -59,10 +74,6 @@ var ErrUnknownConnection = errors.New("no such connection")
 
 // ErrNotRunning: the daemon was not started or is closed.
 var ErrNotRunning = errors.New("ike: the daemon is not running")
-
-// ErrNeedsCreateChildSA: the request needs a CREATE_CHILD_SA exchange
-// (RFC 7296 §1.3), which is not implemented yet.
-var ErrNeedsCreateChildSA = errors.New("ike: needs CREATE_CHILD_SA (not implemented yet)")
 
 // queueLen bounds the datagrams waiting for the loop; callLimit bounds how
 // long a method waits for the loop to take its call.
@@ -108,8 +119,8 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Transport == nil {
 		return nil, errors.New("ike: Config.Transport is missing")
 	}
-	if cfg.CookieThreshold < 0 || cfg.MaxHalfOpen < 0 || cfg.Retransmit < 0 || cfg.Retransmits < 0 || cfg.Keepalive < 0 {
-		return nil, errors.New("ike: negative CookieThreshold, MaxHalfOpen, Retransmit, Retransmits or Keepalive")
+	if cfg.CookieThreshold < 0 || cfg.MaxHalfOpen < 0 || cfg.Retransmit < 0 || cfg.Retransmits < 0 || cfg.Keepalive < 0 || cfg.RekeyGrace < 0 {
+		return nil, errors.New("ike: negative CookieThreshold, MaxHalfOpen, Retransmit, Retransmits, Keepalive or RekeyGrace")
 	}
 	if cfg.CookieThreshold == 0 {
 		cfg.CookieThreshold = DefaultCookieThreshold
@@ -350,58 +361,119 @@ func (d *Daemon) Receive(msg []byte, local, remote netip.AddrPort) {
 }
 
 // Initiate starts the named child of connection conn (child "": every
-// child), establishing the IKE SA first if there is none. It returns once
-// the IKE_AUTH exchange is done (or failed). Only the first child of an
-// IKE SA comes with IKE_AUTH; others need CREATE_CHILD_SA
-// (ErrNeedsCreateChildSA).
+// child), establishing the IKE SA first if there is none: the first
+// child comes with IKE_AUTH, the others with CREATE_CHILD_SA (RFC 7296
+// §1.3.1). It returns once they are up or failed (the first error).
 func (d *Daemon) Initiate(conn, child string) error {
+	var names []string
 	var wait chan error
-	var extra []string // children "" names beyond the first
 	err := d.call(func() error {
 		c := d.conn(conn)
 		if c == nil {
 			return fmt.Errorf("%w: %q", ErrUnknownConnection, conn)
 		}
-		var ch *Child
 		if child == "" {
 			if len(c.cfg.Children) == 0 {
 				return fmt.Errorf("ike: connection %q has no children", conn)
 			}
-			ch = &c.cfg.Children[0]
-			for _, o := range c.cfg.Children[1:] {
-				extra = append(extra, o.Name)
+			for _, o := range c.cfg.Children {
+				names = append(names, o.Name)
 			}
-		} else if ch = c.child(child); ch == nil {
+		} else if c.child(child) == nil {
 			return fmt.Errorf("%w: %q/%q", ErrUnknownConnection, conn, child)
+		} else {
+			names = []string{child}
 		}
-		if sa := d.activeSA(c); sa != nil {
-			if sa.state != stateEstablished {
-				wait = make(chan error, 1) // being set up: wait for it
-				sa.waiters = append(sa.waiters, wait)
-				return nil
+		sa := d.activeSA(c)
+		if sa == nil {
+			var err error
+			if sa, err = d.initiate(c, c.child(names[0])); err != nil {
+				return err
 			}
-			if sa.hasChild(ch.Name) {
-				return nil // already up
-			}
-			return fmt.Errorf("ike: %s/%s: a second child on an IKE SA %w", conn, ch.Name, ErrNeedsCreateChildSA)
+			names = names[1:] // it comes (or fails) with IKE_AUTH
 		}
-		sa, err := d.initiate(c, ch)
-		if err != nil {
-			return err
+		if sa.state != stateEstablished {
+			wait = make(chan error, 1)
+			sa.waiters = append(sa.waiters, wait)
 		}
-		wait = make(chan error, 1)
-		sa.waiters = append(sa.waiters, wait)
 		return nil
 	})
 	if err == nil && wait != nil {
 		select {
 		case err = <-wait:
 		case <-d.done:
-			err = ErrNotRunning
+			return ErrNotRunning
 		}
 	}
-	if err == nil && len(extra) > 0 {
-		err = fmt.Errorf("ike: %s: the first child is up; children %s %w", conn, strings.Join(extra, ", "), ErrNeedsCreateChildSA)
+	if len(names) > 0 {
+		if cerr := d.initiateChildren(conn, names); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// startChildren waits for the connection's IKE SA being set up and
+// brings up names on it (StartStart children beyond the first).
+func (d *Daemon) startChildren(conn string, names []string) {
+	var wait chan error
+	err := d.call(func() error {
+		sa := d.activeSA(d.conn(conn))
+		if sa == nil {
+			return errors.New("ike: the IKE SA failed")
+		}
+		if sa.state != stateEstablished {
+			wait = make(chan error, 1)
+			sa.waiters = append(sa.waiters, wait)
+		}
+		return nil
+	})
+	if err == nil && wait != nil {
+		select {
+		case <-wait: // a failed first child leaves the IKE SA up
+		case <-d.done:
+			return
+		}
+	}
+	if err == nil {
+		err = d.initiateChildren(conn, names)
+	}
+	if err != nil && !errors.Is(err, ErrNotRunning) {
+		d.log.Warn("starting children failed", zap.String("conn", conn), zap.Error(err))
+	}
+}
+
+// initiateChildren brings up those of names that the connection's
+// established IKE SA does not have, each with CREATE_CHILD_SA, and waits.
+func (d *Daemon) initiateChildren(conn string, names []string) error {
+	var waits []chan error
+	err := d.call(func() error {
+		c := d.conn(conn)
+		sa := d.activeSA(c)
+		if sa == nil || sa.state != stateEstablished {
+			return fmt.Errorf("ike: %s: no IKE SA established", conn)
+		}
+		for _, n := range names {
+			if sa.hasChild(n) {
+				continue
+			}
+			w := make(chan error, 1)
+			if err := d.createChild(sa, c.child(n), nil, w); err != nil {
+				return err
+			}
+			waits = append(waits, w)
+		}
+		return nil
+	})
+	for _, w := range waits {
+		select {
+		case e := <-w:
+			if err == nil {
+				err = e
+			}
+		case <-d.done:
+			return ErrNotRunning
+		}
 	}
 	return err
 }
@@ -445,34 +517,69 @@ func (d *Daemon) Terminate(conn string) error {
 	return nil
 }
 
-// Rekey rekeys child of conn, or with child "" the IKE SA itself. It needs
-// CREATE_CHILD_SA, which is not implemented yet.
+// Rekey rekeys child of conn (RFC 7296 §1.3.3), or with child "" the IKE
+// SA itself (§1.3.2), on the connection's established IKE SA, and waits
+// for the outcome.
 func (d *Daemon) Rekey(conn, child string) error {
-	return d.call(func() error {
+	w := make(chan error, 1)
+	err := d.call(func() error {
 		c := d.conn(conn)
 		if c == nil || (child != "" && c.child(child) == nil) {
 			return fmt.Errorf("%w: %q/%q", ErrUnknownConnection, conn, child)
 		}
-		return fmt.Errorf("ike: rekey %s/%s: %w", conn, child, ErrNeedsCreateChildSA)
+		sa := d.activeSA(c)
+		if sa == nil || sa.state != stateEstablished {
+			return fmt.Errorf("ike: rekey %s: no IKE SA established", conn)
+		}
+		if child == "" {
+			return d.rekeyIKE(sa, w)
+		}
+		for _, ch := range sa.children {
+			if ch.name == child && ch.successor == nil && !ch.gone && ch.state != childDeleting {
+				return d.rekeyChild(sa, ch, w)
+			}
+		}
+		return fmt.Errorf("ike: rekey %s/%s: the child is not up", conn, child)
 	})
+	if err != nil {
+		return err
+	}
+	select {
+	case err = <-w:
+	case <-d.done:
+		err = ErrNotRunning
+	}
+	return err
 }
 
-// Expired is Kernel's lifetime event for the SA with this SPI: soft starts
-// a rekey of its child (not implemented yet: CREATE_CHILD_SA), hard deletes
-// the child.
+// Expired is Kernel's lifetime event for the SA with this SPI (either SA
+// of a child): soft starts a rekey of its child (RFC 7296 §2.8), hard
+// deletes the child. The kernel's soft lifetime (Child.RekeyTime, set in
+// ChildSA.Lifetime) is the only trigger of a child rekey: ike keeps no
+// timer of its own, and a child already rekeying or replaced is left
+// alone, so the second SA's event does nothing.
 func (d *Daemon) Expired(inbound bool, spi uint32, hard bool) {
 	d.post(func() {
 		sa, ch := d.findChild(inbound, spi)
 		if ch == nil {
 			return
 		}
+		fields := []zap.Field{zap.String("conn", sa.conn.cfg.Name), zap.String("child", ch.name), zap.Uint32("spi", spi)}
 		if !hard {
-			d.log.Info("child SA soft lifetime reached; rekey needs CREATE_CHILD_SA (not implemented yet)",
-				zap.String("conn", sa.conn.cfg.Name), zap.String("child", ch.name), zap.Uint32("spi", spi))
+			if ch.state != childInstalled || ch.replaced || ch.rekey != nil || ch.peerNew != nil || ch.successor != nil {
+				return
+			}
+			d.log.Info("child SA soft lifetime reached: rekeying", fields...)
+			if err := d.rekeyChild(sa, ch, nil); err != nil {
+				d.log.Warn("child SA rekey not started", append(fields, zap.Error(err))...)
+			}
 			return
 		}
-		d.log.Info("child SA hard lifetime reached: deleting", zap.String("conn", sa.conn.cfg.Name),
-			zap.String("child", ch.name), zap.Uint32("spi", spi))
+		d.log.Info("child SA hard lifetime reached: deleting", fields...)
+		if ch.replaced || ch.state == childDeleting {
+			d.dropChild(sa, ch)
+			return
+		}
 		d.deleteChild(sa, ch)
 	})
 }
@@ -607,6 +714,7 @@ func (d *Daemon) loop() {
 func (d *Daemon) armTimer() {
 	next := d.cookies.rotateAt
 	for _, sa := range d.sas {
+		d.armIKERekey(sa)
 		if t := sa.nextDeadline(); !t.IsZero() && t.Before(next) {
 			next = t
 		}
@@ -619,6 +727,11 @@ func (d *Daemon) armTimer() {
 	for _, c := range d.conns {
 		if !c.retryAt.IsZero() && c.retryAt.Before(next) {
 			next = c.retryAt
+		}
+	}
+	for _, t := range d.timers {
+		if t.at.Before(next) {
+			next = t.at
 		}
 	}
 	wait := next.Sub(d.now())
@@ -649,6 +762,17 @@ func (d *Daemon) tick() {
 	for _, sa := range d.sas {
 		d.saTimers(sa, now)
 	}
+	var due []*timerJob
+	d.timers = slices.DeleteFunc(d.timers, func(t *timerJob) bool {
+		if now.Before(t.at) {
+			return false
+		}
+		due = append(due, t)
+		return true
+	})
+	for _, t := range due {
+		t.fn()
+	}
 	for _, c := range d.conns {
 		if c.retryAt.IsZero() || now.Before(c.retryAt) {
 			continue
@@ -657,22 +781,20 @@ func (d *Daemon) tick() {
 		if d.activeSA(c) != nil {
 			continue
 		}
-		first := true
+		var names []string
 		for i := range c.cfg.Children {
-			ch := &c.cfg.Children[i]
-			if ch.Start != StartStart {
-				continue
+			if c.cfg.Children[i].Start == StartStart {
+				names = append(names, c.cfg.Children[i].Name)
 			}
-			if !first {
-				d.log.Warn("child not started: a second child needs CREATE_CHILD_SA (not implemented yet)",
-					zap.String("conn", c.cfg.Name), zap.String("child", ch.Name))
-				continue
-			}
-			first = false
-			if _, err := d.initiate(c, ch); err != nil {
-				d.log.Warn("initiate failed", zap.String("conn", c.cfg.Name), zap.Error(err))
-				d.scheduleRetry(c)
-			}
+		}
+		if _, err := d.initiate(c, c.child(names[0])); err != nil {
+			d.log.Warn("initiate failed", zap.String("conn", c.cfg.Name), zap.Error(err))
+			d.scheduleRetry(c)
+			continue
+		}
+		if len(names) > 1 {
+			// The others with CREATE_CHILD_SA once IKE_AUTH is done.
+			go d.startChildren(c.cfg.Name, names[1:])
 		}
 	}
 }
@@ -730,11 +852,25 @@ func (d *Daemon) conn(name string) *connState {
 // (not one being deleted).
 func (d *Daemon) activeSA(c *connState) *ikeSA {
 	for _, sa := range d.sas {
-		if sa.conn == c && (sa.state == stateEstablished || (sa.initiator && sa.state < stateEstablished)) {
+		if sa.conn == c && sa.successor == nil && (sa.state == stateEstablished || (sa.initiator && sa.state < stateEstablished)) {
 			return sa
 		}
 	}
 	return nil
+}
+
+// armIKERekey schedules an established IKE SA's rekey once, at
+// Connection.RekeyTime less a random jitter of up to 10 % (so that two
+// peers with the same setting rarely collide, §2.8.2).
+func (d *Daemon) armIKERekey(sa *ikeSA) {
+	rt := sa.conn.cfg.RekeyTime
+	if sa.rekeyArmed || rt <= 0 || sa.state != stateEstablished {
+		return
+	}
+	sa.rekeyArmed = true
+	var b [2]byte
+	_, _ = d.rand.Read(b[:])
+	sa.rekeyAt = sa.established.Add(rt - time.Duration(binary.BigEndian.Uint16(b[:]))*(rt/10)/65536)
 }
 
 func (d *Daemon) findChild(inbound bool, spi uint32) (*ikeSA, *childSA) {
@@ -777,7 +913,7 @@ func (d *Daemon) snapshotStats() Stats {
 	}
 	s.Failures["queue_full"] += d.queueFull.Load()
 	for _, sa := range d.sas {
-		if sa.state == stateEstablished {
+		if sa.state == stateEstablished && sa.successor == nil {
 			s.IKESAs++
 		}
 		s.ChildSAs += len(sa.children)
@@ -803,6 +939,12 @@ func (d *Daemon) deleteAll() {
 	for _, c := range d.conns {
 		c.retryAt = time.Time{}
 	}
+	for _, t := range d.timers {
+		if t.onClose {
+			t.fn()
+		}
+	}
+	d.timers = nil
 }
 
 // bucket is a token bucket: rate tokens per second up to burst.

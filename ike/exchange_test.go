@@ -552,9 +552,12 @@ func TestTSUnacceptable(t *testing.T) {
 	if b.d.Stats().Failures["ts_unacceptable"] != 1 {
 		t.Fatal("not counted")
 	}
-	// Another child on the IKE SA needs CREATE_CHILD_SA.
-	if err := a.d.Initiate("ab", "net"); !errors.Is(err, ErrNeedsCreateChildSA) {
+	// Again with CREATE_CHILD_SA on the IKE SA (§1.3.1): refused the same way.
+	if err := a.d.Initiate("ab", "net"); err == nil || !strings.Contains(err.Error(), "TS_UNACCEPTABLE") {
 		t.Fatalf("second Initiate: %v", err)
+	}
+	if established(a) != 1 || !a.k.empty() || !b.k.empty() || b.d.Stats().Failures["ts_unacceptable"] != 2 {
+		t.Fatalf("after the second: A %+v B %+v", a.d.List(), b.d.Stats())
 	}
 }
 
@@ -632,8 +635,11 @@ func TestUnknownNames(t *testing.T) {
 	if err := a.d.Initiate("ab", "nope"); !errors.Is(err, ErrUnknownConnection) {
 		t.Fatal(err)
 	}
-	if err := a.d.Rekey("ab", "net"); !errors.Is(err, ErrNeedsCreateChildSA) {
+	if err := a.d.Rekey("ab", "nope"); !errors.Is(err, ErrUnknownConnection) {
 		t.Fatal(err)
+	}
+	if err := a.d.Rekey("ab", "net"); err == nil || !strings.Contains(err.Error(), "no IKE SA") {
+		t.Fatalf("Rekey without an IKE SA: %v", err)
 	}
 }
 
@@ -690,17 +696,31 @@ func TestAcquire(t *testing.T) {
 }
 
 func TestInitiateAllChildren(t *testing.T) {
-	two := func(c *Connection) {
-		ch := c.Children[0]
-		ch.Name = "second"
-		c.Children = append(c.Children, ch)
+	two := func(aSide bool) func(c *Connection) {
+		return func(c *Connection) {
+			ch := c.Children[0]
+			ch.Name = "second"
+			ch.LocalTS, ch.RemoteTS = []TrafficSelector{prefixTS("10.3.0.0/16")}, []TrafficSelector{prefixTS("10.4.0.0/16")}
+			if !aSide {
+				ch.LocalTS, ch.RemoteTS = ch.RemoteTS, ch.LocalTS
+			}
+			c.Children = append(c.Children, ch)
+		}
 	}
-	_, a, b := newPair(t, pairOpts{a: two, b: two})
-	err := a.d.Initiate("ab", "")
-	if !errors.Is(err, ErrNeedsCreateChildSA) || !strings.Contains(err.Error(), "second") {
+	_, a, b := newPair(t, pairOpts{a: two(true), b: two(false)})
+	if err := a.d.Initiate("ab", ""); err != nil {
 		t.Fatalf("Initiate(ab, \"\"): %v", err)
 	}
-	checkPair(t, a, b)
+	// The second child came with CREATE_CHILD_SA (§1.3.1).
+	eventually(t, "both children on B", func() bool { _, out, _ := b.k.state(); return len(out) == 2 })
+	_, _, aPol := a.k.state()
+	_, _, bPol := b.k.state()
+	if len(aPol) != 2 || aPol["ab/second"] == 0 || bPol["ba/second"] == 0 || aPol["ab/net"] == 0 {
+		t.Fatalf("policies A %v B %v", aPol, bPol)
+	}
+	if s := a.d.Stats(); s.Exchanges["CREATE_CHILD_SA"] != 1 || s.ChildSAs != 2 {
+		t.Fatalf("stats %+v", s)
+	}
 }
 
 // TestFragmentedRequest: A's IKE_AUTH request reaches B as three SKF

@@ -47,7 +47,10 @@ func (d *Daemon) list() []SAStatus {
 			Name: sa.conn.cfg.Name, ID: sa.id, State: sa.state.String(), Initiator: sa.initiator,
 			SPIi: sa.spii, SPIr: sa.spir, Local: sa.local, Remote: sa.remote,
 			NATLocal: sa.natLocal, NATRemote: sa.natRemote, Encap: sa.encap,
-			Established: sa.established,
+			Established: sa.established, RekeyAt: sa.rekeyAt,
+		}
+		if sa.state == stateEstablished && (sa.ikeRekey != nil || sa.peerRekey != nil || sa.successor != nil) {
+			st.State = "rekeying"
 		}
 		if !sa.localID.IsZero() {
 			st.LocalID = sa.localID.String()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -43,13 +44,10 @@ type initKey struct {
 
 // ikeSA is one IKE SA. Everything here belongs to the daemon's loop.
 //
-// For CREATE_CHILD_SA (not here yet): a request of ours goes through
-// queueRequest with its onResponse; the peer's arrives in
-// createChildRequest, which returns the response payloads and what to do
-// once it is sent; keys.SKd and suite.PRF derive the new KEYMAT
-// (deriveChild with the exchange's nonces in childSA.ni/nr), kernelChild
-// and installInbound/installOutbound install it (ChildSA.Replaces for a
-// rekey), dropChild removes the old one.
+// CREATE_CHILD_SA (exchange_create.go): our child exchanges in flight are
+// in creating, our IKE SA rekey in ikeRekey; peerRekey is the SA the
+// peer's rekey of this one made, successor the one that replaces it (the
+// children move there, §2.18) and predecessor the reverse.
 //
 // Message IDs (RFC 7296 §2.2) run independently each way: nextReqID is
 // the ID of our next request, peerNext the ID we expect of the peer's
@@ -102,6 +100,13 @@ type ikeSA struct {
 
 	children     []*childSA
 	pendingChild *childSA // initiator: the child offered in IKE_AUTH
+
+	creating               []*createOp
+	ikeRekey               *ikeRekeyOp
+	peerRekey              *ikeSA
+	successor, predecessor *ikeSA
+	rekeyAt                time.Time // our next IKE SA rekey; zero: none
+	rekeyArmed             bool      // rekeyAt was set once
 
 	created, established, lastRecv time.Time
 	keepaliveAt                    time.Time // next NAT-keepalive; zero: none
@@ -171,7 +176,12 @@ func (sa *ikeSA) localSPI() uint64 {
 
 func (sa *ikeSA) hasChild(name string) bool {
 	for _, ch := range sa.children {
-		if ch.name == name {
+		if ch.name == name && !ch.gone {
+			return true
+		}
+	}
+	for _, op := range sa.creating {
+		if op.old == nil && op.ch.name == name {
 			return true
 		}
 	}
@@ -207,6 +217,9 @@ func (sa *ikeSA) nextDeadline() time.Time {
 	if !sa.keepaliveAt.IsZero() && (t.IsZero() || sa.keepaliveAt.Before(t)) {
 		t = sa.keepaliveAt
 	}
+	if !sa.rekeyAt.IsZero() && (t.IsZero() || sa.rekeyAt.Before(t)) {
+		t = sa.rekeyAt
+	}
 	return t
 }
 
@@ -239,6 +252,12 @@ func (d *Daemon) keepaliveInterval() time.Duration {
 // saTimers runs the SA's due timers.
 func (d *Daemon) saTimers(sa *ikeSA, now time.Time) {
 	d.keepalive(sa, now)
+	if !sa.rekeyAt.IsZero() && !now.Before(sa.rekeyAt) {
+		sa.rekeyAt = time.Time{}
+		if err := d.rekeyIKE(sa, nil); err != nil {
+			d.log.Info("IKE SA rekey not started", append(sa.logFields(), zap.Error(err))...)
+		}
+	}
 	if r := sa.outstanding; r != nil {
 		if now.Before(r.nextAt) {
 			return
@@ -617,6 +636,7 @@ func (d *Daemon) request(sa *ikeSA, dg datagram, h Header) {
 	}
 	sa.lastRecv = d.now()
 	d.follow(sa, dg)
+	d.peerRequest(sa, h.MessageID)
 	var resp []Payload
 	var after func()
 	if err != nil {
@@ -635,7 +655,7 @@ func (d *Daemon) request(sa *ikeSA, dg datagram, h Header) {
 		case INFORMATIONAL:
 			resp, after = d.infoRequest(sa, inner)
 		case CREATE_CHILD_SA:
-			resp, after = d.createChildRequest(sa, inner)
+			resp, after = d.createChildRequest(sa, h, inner)
 		default:
 			// Unknown exchange types in an authenticated request: refuse
 			// without acting (§2.21.1 names INVALID_SYNTAX for what we
@@ -688,16 +708,6 @@ func (d *Daemon) follow(sa *ikeSA, dg datagram) {
 	}
 }
 
-// createChildRequest answers CREATE_CHILD_SA (RFC 7296 §1.3), which is
-// not implemented yet: NO_ADDITIONAL_SAS refuses new children and rekeys
-// alike without harm (§1.3).
-func (d *Daemon) createChildRequest(sa *ikeSA, _ []Payload) ([]Payload, func()) {
-	if d.logLimit.allow(d.now()) {
-		d.log.Info("CREATE_CHILD_SA refused: not implemented yet", sa.logFields()...)
-	}
-	return []Payload{&Notify{NotifyType: NO_ADDITIONAL_SAS}}, nil
-}
-
 // removeSA takes the IKE SA out of every table and its children out of
 // the kernel (both SAs and the policies), and tells whoever waits.
 func (d *Daemon) removeSA(sa *ikeSA, reason error) {
@@ -705,6 +715,15 @@ func (d *Daemon) removeSA(sa *ikeSA, reason error) {
 		return
 	}
 	wasUp := sa.state == stateEstablished || sa.state == stateDeleting
+	if s := sa.successor; s != nil && s.state == stateEstablished {
+		d.moveChildren(sa, s) // rekeyed (§2.18)
+	}
+	for _, op := range slices.Clone(sa.creating) {
+		d.endCreate(sa, op, errors.New("ike: IKE SA deleted"))
+	}
+	if op := sa.ikeRekey; op != nil {
+		d.endIKERekey(sa, op, errors.New("ike: IKE SA deleted"))
+	}
 	sa.state = stateDead
 	for _, ch := range sa.children {
 		d.uninstallChild(sa, ch)
