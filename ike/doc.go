@@ -2,8 +2,8 @@
 // (message.go, payloads.go, consts.go, errors.go), the crypto core
 // (crypto_*.go: PRFs, key exchange groups, the key schedule, SK payload
 // protection), proposals, identities, traffic selectors, NAT detection and
-// shared key authentication (proposal.go, identity.go, ts.go, natd.go,
-// auth.go), and the Daemon (daemon.go, sa.go, exchange_*.go, child.go,
+// authentication by shared key or certificate (proposal.go, identity.go,
+// ts.go, natd.go, auth.go, auth_pubkey.go), and the Daemon (daemon.go, sa.go, exchange_*.go, child.go,
 // cookie.go, list.go), which runs the exchanges and installs Child SAs
 // through the Kernel interface that node implements (kernel.go), sending
 // through its Transport (config.go).
@@ -24,7 +24,16 @@
 //     until the proposal, the KE group, a cookie (when more than
 //     CookieThreshold SAs are half-open; the secret rotates), the
 //     MaxHalfOpen bound and a per-source rate all pass.
-//   - IKE_AUTH with a shared key (§2.15) and the first Child SA: SAi2 with
+//   - IKE_AUTH with a shared key or certificates (§2.15; either way
+//     each direction) and the first Child SA. Certificates: CERT payloads
+//     with the configured chain, CERTREQ with the CAs' SPKI hashes (§3.6,
+//     §3.7), the subject DN as the default identity; RFC 7427 signatures
+//     (method 14: RSA PKCS#1 v1.5, ECDSA, Ed25519 per RFC 8420; RSASSA-PSS
+//     accepted) where the peer announced SIGNATURE_HASH_ALGORITHMS, else
+//     RSA (1, SHA-1) or
+//     ECDSA (9/10/11, RFC 4754); the peer's chain verified to
+//     RemoteAuth.CAs at the daemon's clock, its ID in the certificate
+//     (subject or subjectAltName), SHA-1 refused in method 14. SAi2 with
 //     the SPI from Kernel.AllocSPI, narrowing by the responder (§2.9,
 //     "dynamic" as the IKE address), USE_TRANSPORT_MODE, INITIAL_CONTACT
 //     both ways (§2.4), KEYMAT in §2.17's order, inbound SA before the
@@ -44,7 +53,8 @@
 //
 // Not yet: CREATE_CHILD_SA (a second child, child and IKE SA rekeys: the
 // daemon answers NO_ADDITIONAL_SAS; Rekey and a soft Expired say so),
-// certificates (AuthPubkey), sending IKE fragments (received SKF
+// revocation (CRL, OCSP), hash-and-URL certificates, raw public keys,
+// sending IKE fragments (received SKF
 // fragments are reassembled where both sides announced them, RFC 7383),
 // MOBIKE, the configuration payload and EAP. NAT-keepalives (RFC 3948
 // §2.3) go out where the Transport is a KeepaliveSender.
