@@ -86,7 +86,7 @@ func init() {
 			summary: "write the daemon's packets to a pcap file"},
 
 		{name: "demo", args: "[--gateway | --engine] [flags]", group: groupDemo, run: demoCmd,
-			summary: "the mobility demo in namespaces (root); --gateway: two gateways; --engine: the ESP engine in process"},
+			summary: "the mobility demo in namespaces (root); --gateway: two gateways keyed by IKEv2 (--pubkey: certificates, --manual: manual keys); --engine: the ESP engine in process"},
 		{name: "bench", args: "[--inprocess] [--scaling] [flags]", group: groupDemo, run: benchcmd.Main,
 			summary: "mipsec vs wireguard-go vs the bare veth (root); --inprocess, --scaling: no root"},
 
