@@ -35,14 +35,22 @@
 //     kernel-libipsec): TestIKECharonResponder (mipsec initiates; each of
 //     three IKE and four ESP proposals once, IPv4 and IPv6 outer; both
 //     list the same SPIs and algorithms, ping both ways, 4 MiB TCP),
-//     TestIKECharonInitiator, TestIKEDelete (terminate from either side:
-//     the peer sees the Delete, SAs and policies go, traffic stops),
-//     TestIKEDPD (charon killed: liveness checks time out, the SA goes;
-//     charon restarted: it comes back), TestIKEWrongPSK (no SA,
+//     TestIKECharonInitiator (IPv4 and IPv6 outer), TestIKEDelete
+//     (terminate from either side and mipsec's SIGTERM: the peer sees the
+//     Delete, SAs and policies go, traffic stops), TestIKEDPD (charon
+//     killed: liveness checks time out, the SA goes; charon restarted: it
+//     comes back), TestIKEWrongPSK and TestIKEWrongIdentity (no SA,
 //     auth_failed counted, one log line), TestIKEWireshark (tshark
-//     decrypts IKE_AUTH with `mipsec ike list --wireshark`), and
-//     TestIKEMipsecPair (testdata/ike-gateway-a.toml and -b.toml as
-//     shipped, mipsec to mipsec).
+//     decrypts IKE_AUTH with `mipsec ike list --wireshark`),
+//     TestIKECharonCases (`mipsec ike initiate`, a child deleted alone,
+//     INITIAL_CONTACT after a crash, charon's DPD, narrowing,
+//     TS_UNACCEPTABLE, NO_PROPOSAL_CHOSEN), TestIKECharonSelectors (two
+//     subnets, a TCP port), TestIKECharonLoss (lost IKE_AUTH responses
+//     either way, nftables), TestIKECharonFragments (charon's fragmented
+//     IKE_AUTH), TestIKECharonRekey (charon's rekeys: reauthentication
+//     while CREATE_CHILD_SA is missing), and TestIKEMipsecPair
+//     (testdata/ike-gateway-a.toml and -b.toml as shipped, mipsec to
+//     mipsec).
 //
 // Every test creates its own namespaces (named mipsec-e2e-PID-N), uses only
 // documentation addresses (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,

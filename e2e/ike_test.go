@@ -474,18 +474,30 @@ func TestIKECharonResponder(t *testing.T) {
 }
 
 // TestIKECharonInitiator: charon initiates (vici initiate) to a mipsec
-// responder (start_action = "none"); the same checks.
+// responder (start_action = "none"), over IPv4 and IPv6 outer addresses;
+// the same checks.
 func TestIKECharonInitiator(t *testing.T) {
-	l := newIKELab(t, ikeOptions{startAction: "none", ikeProposal: "aes256gcm16-prfsha384-ecp256", espProposal: "aes128gcm16"})
-	l.startCharon("none")
-	l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
-	if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		name string
+		o    ikeOptions
+	}{
+		{"v4/aes256gcm16-prfsha384-ecp256/aes128gcm16", ikeOptions{ikeProposal: "aes256gcm16-prfsha384-ecp256"}},
+		{"v6/aes128-sha256-modp2048/chacha20poly1305", ikeOptions{outer6: true, ikeProposal: "aes128-sha256-modp2048", espProposal: "chacha20poly1305"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.o.startAction = "none"
+			l := newIKELab(t, tt.o)
+			l.startCharon("none")
+			l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+			if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			c := l.waitCharonSA(5 * time.Second)
+			m := waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
+			l.checkMatch(m, c, false)
+			l.traffic(ikeTransferSize)
+		})
 	}
-	c := l.waitCharonSA(5 * time.Second)
-	m := waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
-	l.checkMatch(m, c, false)
-	l.traffic(ikeTransferSize)
 }
 
 // ipsecTables returns the numbers of SAs and policies g lists (`mipsec sa
@@ -565,6 +577,21 @@ func TestIKEDelete(t *testing.T) {
 		time.Sleep(time.Second)
 		if sas, _ := ikeList(l.gw); len(sas) != 0 {
 			t.Errorf("mipsec 1 s after terminate: %+v", sas)
+		}
+	})
+	t.Run("mipsec-sigterm", func(t *testing.T) {
+		// node closes the daemon first on shutdown, so its Delete goes
+		// out (node/ike.go).
+		l := newIKELab(t, ikeOptions{})
+		l.startCharon("none")
+		ev := l.charon.Events()
+		l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+		waitMipsecSA(t, l.gw, ikeConnM, 10*time.Second)
+		l.waitCharonSA(5 * time.Second)
+		l.gw.stop(syscall.SIGTERM)
+		waitCharonDown(t, ev, 3*time.Second)
+		if sas, err := l.charon.ListSAs(); err != nil || len(sas) != 0 {
+			t.Errorf("charon after mipsec's shutdown: %+v, %v", sas, err)
 		}
 	})
 	t.Run("charon-terminate", func(t *testing.T) {
@@ -1091,21 +1118,25 @@ func TestIKECharonFragments(t *testing.T) {
 	l.traffic(0)
 }
 
-// TestIKECharonRekeyRefused: CREATE_CHILD_SA is not implemented yet
-// (ike/doc.go), so mipsec answers charon's child and IKE SA rekeys with
-// NO_ADDITIONAL_SAS; charon then reauthenticates ("peer seems to not
-// support ... rekeying, starting reauthentication": it deletes the IKE SA
-// and initiates a new one, RFC 7296 §2.8.3), and the new SA, with mipsec
-// as responder, carries traffic. mipsec's start_action = "start" does not
-// race charon's new SA with one of its own after the peer's Delete.
-func TestIKECharonRekeyRefused(t *testing.T) {
+// TestIKECharonRekey: charon rekeys the child, then the IKE SA. While
+// CREATE_CHILD_SA is not implemented (ike/doc.go) mipsec answers
+// NO_ADDITIONAL_SAS and charon reauthenticates instead ("peer seems to
+// not support ... rekeying, starting reauthentication": it deletes the
+// IKE SA and initiates a new one, RFC 7296 §2.8.3), and mipsec's
+// start_action = "start" must not race that with an SA of its own; once
+// it is implemented the rekey replaces the child's SPIs (§2.8) or the IKE
+// SA's (§2.18). Either way both sides end with one matching SA that
+// carries traffic.
+func TestIKECharonRekey(t *testing.T) {
 	l := newIKELab(t, ikeOptions{})
 	l.startCharon("none")
 	l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
 	m := waitMipsecSA(t, l.gw, ikeConnM, 10*time.Second)
 	l.waitCharonSA(5 * time.Second)
+	initiator := true
 	for _, kind := range []string{"child", "ike"} {
 		before := ikeStats(t, l.gw).Exchanges["CREATE_CHILD_SA"]
+		logBefore, _ := os.ReadFile(l.charon.LogPath())
 		var err error
 		if kind == "child" {
 			err = l.charon.RekeyChild(ikeChild)
@@ -1116,20 +1147,217 @@ func TestIKECharonRekeyRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		old := m
-		sas := waitMipsec(t, l.gw, 5*time.Second, "a new IKE SA from charon's reauthentication", func(sas []control.IKESAInfo) bool {
+		sas := waitMipsec(t, l.gw, 5*time.Second, "one SA with new SPIs", func(sas []control.IKESAInfo) bool {
 			sa, ok := established(sas, ikeConnM)
-			return ok && len(sas) == 1 && sa.SPIi != old.SPIi && !sa.Initiator
+			return ok && len(sas) == 1 && (sa.SPIi != old.SPIi || kind == "child" && sa.Children[0].SPIIn != old.Children[0].SPIIn)
 		})
 		m = sas[0]
 		if n := ikeStats(t, l.gw).Exchanges["CREATE_CHILD_SA"] - before; n != 1 {
 			t.Errorf("%s rekey: mipsec counted %d CREATE_CHILD_SA requests, want 1", kind, n)
 		}
-		l.checkMatch(m, l.waitCharonSA(2*time.Second), false)
+		logAll, _ := os.ReadFile(l.charon.LogPath())
+		reauth := strings.Contains(string(logAll[len(logBefore):]), "starting reauthentication")
+		t.Logf("%s rekey: reauthentication %v; now IKE %v/%v, child in %v out %v", kind, reauth, m.SPIi, m.SPIr, m.Children[0].SPIIn, m.Children[0].SPIOut)
+		switch {
+		case reauth:
+			// charon initiated the new IKE SA.
+			initiator = false
+			if m.SPIi == old.SPIi || m.Initiator {
+				t.Errorf("%s rekey refused: mipsec's SA %v initiator %v, want a new one from charon", kind, m.SPIi, m.Initiator)
+			}
+		case kind == "child":
+			if m.SPIi != old.SPIi || m.Children[0].SPIOut == old.Children[0].SPIOut {
+				t.Errorf("child rekey: IKE SA %v (was %v), child out %v (was %v)", m.SPIi, old.SPIi, m.Children[0].SPIOut, old.Children[0].SPIOut)
+			}
+		default:
+			// §2.18: the rekeying side is the new IKE SA's initiator.
+			initiator = false
+		}
+		l.checkMatch(m, l.waitCharonSA(2*time.Second), initiator)
 		l.traffic(0)
 		time.Sleep(500 * time.Millisecond) // no second SA from mipsec's side
 		if sas := mustIKEList(t, l.gw); len(sas) != 1 || sas[0].SPIi != m.SPIi {
-			t.Errorf("%s rekey: mipsec's IKE SAs after the reauthentication: %+v", kind, sas)
+			t.Errorf("%s rekey: mipsec's IKE SAs afterwards: %+v", kind, sas)
 		}
 	}
 	l.traffic(1 << 20)
+}
+
+// dropIKE makes ns drop the IKE messages it sends from UDP port 4500 (the
+// non-ESP marker, RFC 3948 §2.2: four zero bytes after the UDP header)
+// until undo is called; dropped reports how many it dropped.
+func dropIKE(t *testing.T, ns string) (dropped func() int, undo func()) {
+	t.Helper()
+	testenv.NeedCommand(t, "nft")
+	nft(t, ns, `table inet e2edrop {
+	chain out {
+		type filter hook output priority 0;
+		udp sport 4500 @th,64,32 0 counter drop
+	}
+}
+`)
+	dropped = func() int {
+		out := run(t, "ip", "netns", "exec", ns, "nft", "list", "table", "inet", "e2edrop")
+		var n int
+		if i := strings.Index(out, "packets "); i >= 0 {
+			fmt.Sscanf(out[i:], "packets %d", &n)
+		}
+		return n
+	}
+	done := false
+	undo = func() {
+		if !done {
+			done = true
+			run(t, "ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "e2edrop")
+		}
+	}
+	return dropped, undo
+}
+
+// waitDropped waits until dropped() reaches n.
+func waitDropped(t *testing.T, dropped func() int, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for dropped() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d IKE messages dropped after %v, want %d", dropped(), timeout, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestIKECharonLoss: lost IKE_AUTH responses. Charon retransmits its
+// request and mipsec, the responder, resends its cached response rather
+// than processing the request again (RFC 7296 §2.1); mipsec, the
+// initiator, retransmits until charon's resent response arrives.
+func TestIKECharonLoss(t *testing.T) {
+	t.Run("mipsec-responds", func(t *testing.T) {
+		l := newIKELab(t, ikeOptions{startAction: "none"})
+		l.startCharon("none")
+		l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+		dropped, undo := dropIKE(t, l.nsM)
+		if err := l.charon.Initiate(ikeChild, ikeConnC, 0); err != nil {
+			t.Fatal(err)
+		}
+		// The response and the answer to charon's first retransmission
+		// (after 1 s, charontest.DefaultSettings) are lost.
+		waitDropped(t, dropped, 2, 5*time.Second)
+		undo()
+		m := waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
+		l.checkMatch(m, l.waitCharonSA(5*time.Second), false)
+		st := ikeStats(t, l.gw)
+		for k, v := range st.Failures {
+			if v != 0 {
+				t.Errorf("mipsec counted failure %s = %d for retransmitted requests", k, v)
+			}
+		}
+		if st.Exchanges["IKE_AUTH"] != 1 || st.ChildSAs != 1 {
+			t.Errorf("mipsec stats: %+v, want one IKE_AUTH and one child", st)
+		}
+		if sas, _ := ipsecTables(t, l.gw); sas != 2 {
+			t.Errorf("mipsec: %d ESP SAs, want the one child's 2", sas)
+		}
+		l.traffic(0)
+	})
+	t.Run("mipsec-initiates", func(t *testing.T) {
+		l := newIKELab(t, ikeOptions{})
+		l.startCharon("none")
+		dropped, undo := dropIKE(t, l.nsC)
+		l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+		waitDropped(t, dropped, 1, 5*time.Second)
+		undo()
+		m := waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
+		l.checkMatch(m, l.waitCharonSA(5*time.Second), true)
+		if st := ikeStats(t, l.gw); st.Retransmits == 0 {
+			t.Errorf("mipsec stats: no retransmission: %+v", st)
+		}
+		l.traffic(0)
+	})
+}
+
+// TestIKECharonSelectors: charon's selectors as the initiator's TSi:
+// two subnets, and a port (RFC 7296 §3.13.1); mipsec, the responder,
+// narrows its wider remote_ts to them, installs them and forwards only
+// what they allow.
+func TestIKECharonSelectors(t *testing.T) {
+	t.Run("two-subnets", func(t *testing.T) {
+		halves := []string{"203.0.113.0/25", "203.0.113.128/25"}
+		l := newIKELab(t, ikeOptions{startAction: "none"})
+		l.startCharon("none", func(c *charontest.Conn) {
+			ch := c.Children[ikeChild]
+			ch.LocalTS = halves
+			c.Children[ikeChild] = ch
+		})
+		second := netip.MustParseAddr("203.0.113.129")
+		run(t, "ip", "-n", l.nsC, "addr", "add", second.String()+"/32", "dev", "lo")
+		l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+		if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		m := waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
+		mc := m.Children[0]
+		if got := strings.Join(mc.RemoteTS, ","); got != strings.Join(halves, ",") || strings.Join(mc.LocalTS, ",") != ikeNetM {
+			t.Errorf("mipsec's child: %v === %v, want %s === %v", mc.LocalTS, mc.RemoteTS, ikeNetM, halves)
+		}
+		l.traffic(0)
+		mustPing(t, l.nsM, ikeSiteM.Addr(), second, 3)
+		mustPing(t, l.nsC, second, ikeSiteM.Addr(), 3)
+	})
+	t.Run("tcp-port", func(t *testing.T) {
+		const portTS = "203.0.113.0/24[tcp/5201]"
+		l := newIKELab(t, ikeOptions{startAction: "none"})
+		l.startCharon("none", func(c *charontest.Conn) {
+			ch := c.Children[ikeChild]
+			ch.LocalTS = []string{portTS}
+			c.Children[ikeChild] = ch
+		})
+		l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+		if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		m := waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
+		c := l.waitCharonSA(time.Second).Installed(ikeChild)[0]
+		if mc := m.Children[0]; strings.Join(mc.RemoteTS, ",") != portTS || strings.Join(c.LocalTS, ",") != portTS {
+			t.Errorf("TS: mipsec %v === %v, charon %v === %v; want the port %s", mc.LocalTS, mc.RemoteTS, c.LocalTS, c.RemoteTS, portTS)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		res, err := tcpTransfer(ctx, l.nsC, netip.AddrPortFrom(ikeSiteC.Addr(), 5201), l.nsM, ikeSiteM.Addr(), payload(1<<20), nil)
+		if err != nil {
+			t.Fatalf("TCP to port 5201: %v", err)
+		}
+		t.Logf("TCP %v -> %v:5201: %v", ikeSiteM.Addr(), ikeSiteC.Addr(), res)
+		l.noTraffic() // ICMP is outside the selectors
+	})
+}
+
+// TestIKEWrongIdentity: charon proves an identity other than the one
+// mipsec's connection names (remote.id), with the right key: mipsec, the
+// responder, refuses it (RFC 7296 §2.15) and nothing comes up.
+func TestIKEWrongIdentity(t *testing.T) {
+	const intruder = "intruder.example.org"
+	l := newIKELab(t, ikeOptions{startAction: "none"})
+	l.startCharon("none", func(c *charontest.Conn) { c.Local.ID = intruder })
+	if err := l.charon.LoadShared([]string{intruder, ikeIDM}, []byte(ikePSK)); err != nil {
+		t.Fatal(err)
+	}
+	l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+	if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err == nil {
+		t.Fatal("charon's initiate as the wrong identity succeeded")
+	}
+	if st := ikeStats(t, l.gw); st.Failures["auth_failed"] != 1 || st.IKESAs != 0 {
+		t.Errorf("mipsec stats: %+v, want one auth_failed and no IKE SA", st)
+	}
+	if sas := mustIKEList(t, l.gw); len(sas) != 0 {
+		t.Errorf("mipsec: %+v", sas)
+	}
+	if sas, pols := ipsecTables(t, l.gw); sas != 0 || pols != 0 {
+		t.Errorf("mipsec: %d SAs, %d policies", sas, pols)
+	}
+	if sas, err := l.charon.ListSAs(); err != nil || len(sas) != 0 {
+		t.Errorf("charon: %+v, %v", sas, err)
+	}
+	if !strings.Contains(l.gw.Log.String(), intruder) {
+		t.Error("mipsec's log does not name the identity it refused")
+	}
 }
