@@ -47,10 +47,11 @@
 //     TS_UNACCEPTABLE, NO_PROPOSAL_CHOSEN), TestIKECharonSelectors (two
 //     subnets, a TCP port), TestIKECharonLoss (lost IKE_AUTH responses
 //     either way, nftables), TestIKECharonFragments (charon's fragmented
-//     IKE_AUTH), TestIKECharonRekey (charon's rekeys: reauthentication
-//     while CREATE_CHILD_SA is missing), and TestIKEMipsecPair
-//     (testdata/ike-gateway-a.toml and -b.toml as shipped, mipsec to
-//     mipsec).
+//     IKE_AUTH), TestIKENAT (a real NAT, either side behind it, and a
+//     changed mapping followed), TestIKECharonRekey (charon's rekeys:
+//     reauthentication while CREATE_CHILD_SA is missing), and
+//     TestIKEMipsecPair (testdata/ike-gateway-a.toml and -b.toml as
+//     shipped, mipsec to mipsec).
 //
 // Every test creates its own namespaces (named mipsec-e2e-PID-N), uses only
 // documentation addresses (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,

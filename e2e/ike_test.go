@@ -25,6 +25,8 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/internal/charontest"
 	"github.com/mipsec/mipsec/internal/netlab"
@@ -108,6 +110,9 @@ type ikeLab struct {
 	gw         *gateway
 	charon     *charontest.Charon
 	charonConn charontest.Conn
+	// nat: a NAT router between the two (newIKENATLab); the NAT checks of
+	// checkMatch are then the test's.
+	nat bool
 }
 
 func (o *ikeOptions) defaults() {
@@ -199,7 +204,7 @@ func (l *ikeLab) startCharon(startAction string, tweak ...func(*charontest.Conn)
 	l.charonConn = charontest.Conn{
 		Name:        ikeConnC,
 		LocalAddrs:  []string{l.outerC.String()},
-		RemoteAddrs: []string{l.outerM.String()},
+		RemoteAddrs: []string{l.charonRemote()},
 		Proposals:   []string{l.o.ikeProposal},
 		Encap:       true, // libipsec: ESP in UDP only
 		DPDDelay:    l.o.charonDPD,
@@ -366,6 +371,10 @@ func (l *ikeLab) checkMatch(m control.IKESAInfo, c charontest.IKESA, mipsecIniti
 	if !suiteHas(m.Suite, l.o.ikeProposal) {
 		t.Errorf("mipsec's IKE SA suite %q, want %s", m.Suite, l.o.ikeProposal)
 	}
+	if l.nat {
+		l.checkChild(m, c)
+		return
+	}
 	// charon's encap = yes fakes a NAT (RFC 7296 §2.23): both float to 4500.
 	if !m.Encap || !c.NATAny || c.Local.Port() != 4500 || c.Remote.Port() != 4500 || c.Remote.Addr() != l.outerM {
 		t.Errorf("NAT/ports: mipsec %s -> %s encap %v nat_local %v nat_remote %v; charon %v -> %v nat-any %v",
@@ -383,6 +392,13 @@ func (l *ikeLab) checkMatch(m control.IKESAInfo, c charontest.IKESA, mipsecIniti
 		t.Errorf("without mipsec's encap: charon nat-fake %v nat-remote %v nat-local %v (want true, false, false); mipsec nat_remote %v nat_local %v (want true, false)",
 			c.NATFake, c.NATRemote, c.NATLocal, m.NATRemote, m.NATLocal)
 	}
+	l.checkChild(m, c)
+}
+
+// checkChild is checkMatch's part for the child.
+func (l *ikeLab) checkChild(m control.IKESAInfo, c charontest.IKESA) {
+	t := l.t
+	t.Helper()
 	mc, cc := m.Children[0], c.Installed(ikeChild)[0]
 	if mc.SPIIn == 0 || uint32(mc.SPIIn) != cc.SPIOut || uint32(mc.SPIOut) != cc.SPIIn {
 		t.Errorf("ESP SPIs: mipsec in %v out %v, charon in %08x out %08x", mc.SPIIn, mc.SPIOut, cc.SPIIn, cc.SPIOut)
@@ -682,6 +698,7 @@ func TestIKEWrongPSK(t *testing.T) {
 // start_action = "start" connection is established again and carries
 // traffic.
 func TestIKEDPD(t *testing.T) {
+	t.Parallel() // mostly waiting
 	l := newIKELab(t, ikeOptions{dpdDelay: "2s", retransmit: "500ms", retransmits: 3})
 	l.startCharon("none")
 	l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
@@ -702,7 +719,7 @@ func TestIKEDPD(t *testing.T) {
 	killed := time.Now()
 	l.charon.Kill()
 	// Silence of at most dpd_delay, then 0.5+1+2+4 s of retransmissions.
-	const lower, upper = 7 * time.Second, 13 * time.Second
+	const lower, upper = 7 * time.Second, 15 * time.Second
 	deadline := killed.Add(upper)
 	for {
 		sas := mustIKEList(t, l.gw)
@@ -1360,4 +1377,114 @@ func TestIKEWrongIdentity(t *testing.T) {
 	if !strings.Contains(l.gw.Log.String(), intruder) {
 		t.Error("mipsec's log does not name the identity it refused")
 	}
+}
+
+// charonRemote is charon's remote_addrs entry: mipsec's address, or
+// %any when mipsec sits behind the NAT (charon sees the NAT's address).
+func (l *ikeLab) charonRemote() string {
+	if l.nat && l.outerM == ikeNATInside.Addr() {
+		return "%any"
+	}
+	return l.outerM.String()
+}
+
+// The NAT topology of TestIKENAT: the inside host behind N's masquerade.
+var (
+	ikeNATInside  = netip.MustParsePrefix("192.0.2.1/25")
+	ikeNATLan     = netip.MustParsePrefix("192.0.2.126/25")
+	ikeNATWan     = netip.MustParsePrefix("192.0.2.129/25")
+	ikeNATOutside = netip.MustParsePrefix("192.0.2.130/25")
+)
+
+// ikeNATRule is N's masquerade: every UDP flow leaves from port.
+func ikeNATRule(port int) string {
+	return fmt.Sprintf(`oifname "wan" meta l4proto udp masquerade to :%d`, port)
+}
+
+// newIKENATLab is newIKELab with a NAT router nsN between the two: the
+// side named inside ("mipsec" or "charon") at 192.0.2.1 behind N's
+// masquerade (192.0.2.126 | 192.0.2.129, every UDP flow from port 40001),
+// the other at 192.0.2.130 outside, with no route back to the inside.
+func newIKENATLab(t *testing.T, o ikeOptions, inside string) (*ikeLab, string) {
+	t.Helper()
+	needEnv(t)
+	charontest.Need(t)
+	testenv.NeedCommand(t, "nft")
+	o.defaults()
+	l := &ikeLab{t: t, o: o, nsM: newNetns(t), nsC: newNetns(t), dir: t.TempDir(), nat: true}
+	nsN := newNetns(t)
+	in, out := l.nsM, l.nsC
+	l.outerM, l.outerC = ikeNATInside.Addr(), ikeNATOutside.Addr()
+	if inside == "charon" {
+		in, out = l.nsC, l.nsM
+		l.outerM, l.outerC = ikeNATOutside.Addr(), ikeNATInside.Addr()
+	}
+	veth(t, in, nsN, "ul0", ikeNATInside, netip.Prefix{}, ikeNATLan, netip.Prefix{})
+	run(t, "ip", "-n", nsN, "link", "set", "ul0", "name", "lan")
+	veth(t, nsN, out, "wan", ikeNATWan, netip.Prefix{}, ikeNATOutside, netip.Prefix{})
+	run(t, "ip", "-n", out, "link", "set", "wan", "name", "ul0")
+	run(t, "ip", "-n", in, "route", "add", netip.PrefixFrom(ikeNATWan.Addr(), 25).Masked().String(), "via", ikeNATLan.Addr().String())
+	if err := inNetns(nsN, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nft(t, nsN, "table ip nat {\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\t"+ikeNATRule(40001)+"\n\t}\n}\n")
+	return l, nsN
+}
+
+// TestIKENAT: a real NAT (nftables masquerade, source port 40001) between
+// mipsec and charon. Behind it, mipsec finds itself behind a NAT (RFC
+// 7296 §2.23), floats to 4500 and sends ESP in UDP through it. With
+// charon behind it, mipsec answers at the NAT's address and port, and
+// when the mapping changes it follows charon's next authenticated request
+// (a liveness check) to the new port, ESP included.
+func TestIKENAT(t *testing.T) {
+	t.Run("mipsec-inside", func(t *testing.T) {
+		l, _ := newIKENATLab(t, ikeOptions{}, "mipsec")
+		l.startCharon("none")
+		l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+		m := waitMipsecSA(t, l.gw, ikeConnM, 10*time.Second)
+		c := l.waitCharonSA(5 * time.Second)
+		l.checkMatch(m, c, true)
+		nat := netip.AddrPortFrom(ikeNATWan.Addr(), 40001)
+		if !m.NATLocal || !m.Encap || m.Local != netip.AddrPortFrom(l.outerM, 4500).String() || !c.NATRemote || c.Remote != nat {
+			t.Errorf("NAT: mipsec %s -> %s nat_local %v nat_remote %v encap %v; charon %v -> %v nat-remote %v (want %v)",
+				m.Local, m.Remote, m.NATLocal, m.NATRemote, m.Encap, c.Local, c.Remote, c.NATRemote, nat)
+		}
+		l.traffic(ikeTransferSize)
+	})
+	t.Run("charon-inside-rebinding", func(t *testing.T) {
+		l, nsN := newIKENATLab(t, ikeOptions{startAction: "none", charonDPD: time.Second}, "charon")
+		cfg := l.mipsecConfig("M")
+		cfg.Remote = "%any"
+		l.startCharon("none")
+		l.gw = l.startMipsec("M", l.nsM, cfg)
+		if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		m := waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
+		l.checkMatch(m, l.waitCharonSA(time.Second), false)
+		if want := netip.AddrPortFrom(ikeNATWan.Addr(), 40001).String(); !m.NATRemote || m.NATLocal || m.Remote != want {
+			t.Errorf("NAT: mipsec %s -> %s nat_local %v nat_remote %v, want the peer at %s", m.Local, m.Remote, m.NATLocal, m.NATRemote, want)
+		}
+		l.traffic(0)
+
+		// A new mapping: charon's packets now leave N from port 40002.
+		nft(t, nsN, "flush chain ip nat post\nadd rule ip nat post "+ikeNATRule(40002)+"\n")
+		if err := inNetns(nsN, func() error { return netlink.ConntrackTableFlush(netlink.ConntrackTable) }); err != nil {
+			t.Fatal(err)
+		}
+		want := netip.AddrPortFrom(ikeNATWan.Addr(), 40002).String()
+		sas := waitMipsec(t, l.gw, 5*time.Second, "following charon to "+want, func(sas []control.IKESAInfo) bool {
+			return len(sas) == 1 && sas[0].Remote == want
+		})
+		if sas[0].SPIi != m.SPIi {
+			t.Errorf("a new IKE SA %v instead of the old one %v at the new port", sas[0].SPIi, m.SPIi)
+		}
+		// mipsec's ESP goes to the new port as well (it does not create
+		// the mapping: only charon's packets do).
+		mustPing(t, l.nsM, ikeSiteM.Addr(), ikeSiteC.Addr(), 3)
+		l.traffic(1 << 20)
+	})
 }
