@@ -48,7 +48,9 @@
 //     subnets, a TCP port), TestIKECharonLoss (lost IKE_AUTH responses
 //     either way, nftables), TestIKECharonFragments (charon's fragmented
 //     IKE_AUTH), TestIKENAT (a real NAT, either side behind it, and a
-//     changed mapping followed), TestIKECharonRekey (charon's rekeys:
+//     changed mapping followed), TestIKEHostile (replayed IKE_SA_INITs
+//     past cookie_threshold, garbage, a forged message on the SA; then
+//     charon's retry with the COOKIE), TestIKECharonRekey (charon's rekeys:
 //     reauthentication while CREATE_CHILD_SA is missing), and
 //     TestIKEMipsecPair (testdata/ike-gateway-a.toml and -b.toml as
 //     shipped, mipsec to mipsec).

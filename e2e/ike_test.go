@@ -12,14 +12,17 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"text/template"
@@ -63,6 +66,7 @@ type ikeGWConfig struct {
 	StateDir, Socket, TUN string
 	Site                  string // the TUN's address
 	Local, Remote         string // outer addresses
+	CookieThreshold       int
 	Retransmit            string
 	Retransmits           int
 	Name                  string
@@ -164,7 +168,7 @@ func (l *ikeLab) mipsecConfig(name string) ikeGWConfig {
 	return ikeGWConfig{
 		StateDir: filepath.Join(l.dir, "state-"+name), Socket: filepath.Join(l.dir, name+".sock"), TUN: "ike" + name,
 		Site: ikeSiteM.String(), Local: l.outerM.String(), Remote: l.outerC.String(),
-		Retransmit: l.o.retransmit, Retransmits: l.o.retransmits,
+		CookieThreshold: 32, Retransmit: l.o.retransmit, Retransmits: l.o.retransmits,
 		Name: ikeConnM, Proposals: []string{l.o.ikeProposal}, ESPProposals: []string{l.o.espProposal},
 		Encap: l.o.mipsecEncap, DPDDelay: l.o.dpdDelay, LocalID: ikeIDM, RemoteID: ikeIDC, PSKFile: psk,
 		Child: ikeChild, LocalTS: ikeNetM, RemoteTS: ikeNetC, StartAction: l.o.startAction,
@@ -252,16 +256,17 @@ func ikeStats(t *testing.T, g *gateway) control.IKEStatsInfo {
 	return *st.IKE
 }
 
-// established returns g's one IKE SA of connection name when it is
-// established with one installed child.
+// established returns the one established IKE SA of connection name in
+// sas when it has one installed child (half-open ones, "connecting", are
+// left out).
 func established(sas []control.IKESAInfo, name string) (control.IKESAInfo, bool) {
 	var found []control.IKESAInfo
 	for _, sa := range sas {
-		if sa.Name == name {
+		if sa.Name == name && sa.State == "established" {
 			found = append(found, sa)
 		}
 	}
-	if len(found) != 1 || found[0].State != "established" || len(found[0].Children) != 1 || found[0].Children[0].State != "installed" {
+	if len(found) != 1 || len(found[0].Children) != 1 || found[0].Children[0].State != "installed" {
 		return control.IKESAInfo{}, false
 	}
 	return found[0], true
@@ -1487,4 +1492,175 @@ func TestIKENAT(t *testing.T) {
 		mustPing(t, l.nsM, ikeSiteM.Addr(), ikeSiteC.Addr(), 3)
 		l.traffic(1 << 20)
 	})
+}
+
+// ikeDatagram is the UDP payload of an IPv4 frame f from port sport to
+// port dport, or nil.
+func ikeDatagram(f []byte, sport, dport uint16) []byte {
+	if len(f) < 14+20+8 || f[12] != 0x08 || f[13] != 0x00 {
+		return nil
+	}
+	ip := f[14:]
+	ihl := int(ip[0]&0x0f) * 4
+	if ip[9] != 17 || len(ip) < ihl+8 {
+		return nil
+	}
+	udp := ip[ihl:]
+	if uint16(udp[0])<<8|uint16(udp[1]) != sport || uint16(udp[2])<<8|uint16(udp[3]) != dport {
+		return nil
+	}
+	return udp[8:]
+}
+
+// sendUDP sends each datagram from a fresh socket in ns (a new source
+// port each) to dst.
+func sendUDP(t *testing.T, ns string, src netip.Addr, dst netip.AddrPort, dgs ...[]byte) {
+	t.Helper()
+	err := inNetns(ns, func() error {
+		for _, d := range dgs {
+			c, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(dst))
+			if err != nil {
+				return err
+			}
+			_, err = c.Write(d)
+			c.Close()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIKEHostile: a responder under attack from the network. Replayed
+// IKE_SA_INIT requests (charon's own, with new SPIs, from new ports)
+// beyond cookie_threshold are answered with a COOKIE and kept nowhere
+// (RFC 7296 §2.6); garbage on UDP 500 and 4500 and a forged message on
+// the established SA (its SPIs, a bogus SK payload, from another port)
+// are counted and dropped: the SA neither changes nor moves (§2.23 floats
+// only on checked requests). Then charon connects again while the
+// replays are still half-open: mipsec asks it for a cookie, charon
+// retries with it, and the new SA carries traffic.
+func TestIKEHostile(t *testing.T) {
+	l := newIKELab(t, ikeOptions{startAction: "none"})
+	var mu sync.Mutex
+	var inits [][]byte
+	cp, err := netlab.StartCaptureOpts(l.nsM, "ul0", netlab.CaptureOptions{Marker: marker, Keep: func(f netlab.Frame) bool {
+		return f.Kind == netlab.Other && f.Src == l.outerC.String()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cp.Close)
+	l.startCharon("none")
+	cfg := l.mipsecConfig("M")
+	const threshold = 2
+	cfg.CookieThreshold = threshold
+	l.gw = l.startMipsec("M", l.nsM, cfg)
+	if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	m := waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	for _, k := range cp.Kept() {
+		if d := ikeDatagram(k.Data, 500, 500); len(d) > 28 && d[18] == 34 { // IKE_SA_INIT
+			mu.Lock()
+			inits = append(inits, bytes.Clone(d))
+			mu.Unlock()
+		}
+	}
+	cp.Close()
+	if len(inits) == 0 {
+		t.Fatal("captured no IKE_SA_INIT request of charon's")
+	}
+	before := ikeStats(t, l.gw)
+
+	// Replays with new initiator SPIs: threshold of them half-open, the
+	// rest asked for a cookie.
+	const replays = 6
+	var dgs [][]byte
+	for i := range replays {
+		d := bytes.Clone(inits[0])
+		copy(d[0:8], []byte{0xe2, 0xe0, 0, 0, 0, 0, 0, byte(i + 1)})
+		dgs = append(dgs, d)
+	}
+	ike500 := netip.AddrPortFrom(l.outerM, 500)
+	ike4500 := netip.AddrPortFrom(l.outerM, 4500)
+	sendUDP(t, l.nsC, l.outerC, ike500, dgs...)
+	// Garbage: too short, a length field past the datagram, a non-ESP
+	// marker and noise, and a forged INFORMATIONAL on the SA's SPIs.
+	hdr := func(spii, spir uint64, exch, flags byte, msgID, length uint32) []byte {
+		b := make([]byte, 28)
+		binary.BigEndian.PutUint64(b[0:], spii)
+		binary.BigEndian.PutUint64(b[8:], spir)
+		b[16], b[17], b[18], b[19] = 46, 0x20, exch, flags // next payload SK, version 2.0
+		binary.BigEndian.PutUint32(b[20:], msgID)
+		binary.BigEndian.PutUint32(b[24:], length)
+		return b
+	}
+	// An INFORMATIONAL request from the initiator (charon) with the next
+	// message ID (2, after IKE_SA_INIT and IKE_AUTH): it must fail the
+	// integrity check and leave the window where it is, so that charon's
+	// real request 2 (the Delete below) is taken.
+	forged := hdr(uint64(m.SPIi), uint64(m.SPIr), 37, 0x08, 2, 28+4+64)
+	forged = append(forged, 0, 0, 0, 4+64) // SK payload header: next none
+	forged = append(forged, bytes.Repeat([]byte{0x5a}, 64)...)
+	sendUDP(t, l.nsC, l.outerC, ike500, []byte{1, 2, 3}, hdr(1, 0, 34, 0x08, 0, 10000))
+	sendUDP(t, l.nsC, l.outerC, ike4500, append([]byte{0, 0, 0, 0}, bytes.Repeat([]byte{0xa5}, 40)...),
+		append([]byte{0, 0, 0, 0}, forged...))
+	time.Sleep(500 * time.Millisecond)
+
+	st := ikeStats(t, l.gw)
+	t.Logf("mipsec after the attack: half-open %d, cookies sent %d, failures %v", st.HalfOpen, st.CookiesSent, st.Failures)
+	if st.HalfOpen != threshold || st.CookiesSent-before.CookiesSent != replays-threshold {
+		t.Errorf("half-open %d (want %d), cookies sent %d (want %d)", st.HalfOpen, threshold, st.CookiesSent-before.CookiesSent, replays-threshold)
+	}
+	if st.Failures["malformed"]-before.Failures["malformed"] < 2 {
+		t.Errorf("malformed: %d more, want at least 2 (%v)", st.Failures["malformed"]-before.Failures["malformed"], st.Failures)
+	}
+	if st.Failures["integrity"]-before.Failures["integrity"] != 1 {
+		t.Errorf("the forged message: integrity failures %d, want 1 (%v)", st.Failures["integrity"]-before.Failures["integrity"], st.Failures)
+	}
+	if !l.gw.Running() {
+		t.Fatal("mipsec died")
+	}
+	list := mustIKEList(t, l.gw)
+	if len(list) != 1+threshold {
+		t.Errorf("mipsec lists %d IKE SAs, want the established one and %d half-open: %+v", len(list), threshold, list)
+	}
+	now, ok := established(list, ikeConnM)
+	if !ok || now.SPIi != m.SPIi || now.Remote != m.Remote || now.Children[0].SPIIn != m.Children[0].SPIIn {
+		t.Fatalf("mipsec's SA after the attack: %+v, was %+v", now, m)
+	}
+	l.traffic(0)
+
+	// A new SA from charon while the replays are half-open: COOKIE, then
+	// charon's retry with it (§2.6).
+	if err := l.charon.Terminate(ikeConnC); err != nil {
+		t.Fatal(err)
+	}
+	waitMipsec(t, l.gw, 3*time.Second, "without an established SA", func(sas []control.IKESAInfo) bool {
+		for _, sa := range sas {
+			if sa.State != "connecting" {
+				return false
+			}
+		}
+		return true
+	})
+	cookies := ikeStats(t, l.gw).CookiesSent
+	if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	m = waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
+	l.checkMatch(m, l.waitCharonSA(time.Second), false)
+	if n := ikeStats(t, l.gw).CookiesSent - cookies; n != 1 {
+		t.Errorf("mipsec sent %d cookies to charon's new initiation, want 1", n)
+	}
+	if log, _ := os.ReadFile(l.charon.LogPath()); !strings.Contains(string(log), "N(COOKIE)") {
+		t.Errorf("charon's log shows no COOKIE")
+	}
+	l.traffic(1 << 20)
 }
