@@ -173,8 +173,8 @@ func invalidKE(g DHGroup) []Payload {
 }
 
 // createChild starts our CREATE_CHILD_SA for a new child of cfg, or with
-// old a rekey of old. w, if set, gets the outcome.
-func (d *Daemon) createChild(sa *ikeSA, cfg *Child, old *childSA, w chan error) error {
+// old a rekey of old. ws (nil ones aside) get the outcome.
+func (d *Daemon) createChild(sa *ikeSA, cfg *Child, old *childSA, ws ...chan error) error {
 	if sa.state != stateEstablished || sa.successor != nil {
 		return errors.New("ike: the IKE SA is not established")
 	}
@@ -201,8 +201,10 @@ func (d *Daemon) createChild(sa *ikeSA, cfg *Child, old *childSA, w chan error) 
 		ch.offered = append(ch.offered, p)
 	}
 	op := &createOp{ch: ch, old: old, cfg: cfg}
-	if w != nil {
-		op.waiters = append(op.waiters, w)
+	for _, w := range ws {
+		if w != nil {
+			op.waiters = append(op.waiters, w)
+		}
 	}
 	if g := firstGroup(ch.offered); g != DHNone {
 		op.ke, err = NewKeyExchange(g, d.rand)
@@ -417,38 +419,7 @@ func (d *Daemon) createRefused(sa *ikeSA, op *createOp, n *Notify) {
 		waiters := op.waiters
 		op.waiters = nil
 		d.endCreate(sa, op, nil)
-		cfg := op.cfg
-		d.after(d.retryDelay(), false, func() {
-			if sa.state != stateEstablished || sa.successor != nil {
-				return
-			}
-			var w chan error
-			if len(waiters) > 0 {
-				w = make(chan error, 1)
-				go func() {
-					err := <-w
-					for _, x := range waiters {
-						x <- err
-					}
-				}()
-			}
-			if old != nil {
-				if old.gone || old.state != childInstalled {
-					if w != nil {
-						w <- nil
-					}
-					return
-				}
-			} else if sa.hasChild(cfg.Name) {
-				if w != nil {
-					w <- nil
-				}
-				return
-			}
-			if err := d.createChild(sa, cfg, old, w); err != nil && w != nil {
-				w <- err
-			}
-		})
+		d.after(d.retryDelay(), false, func() { d.retryCreate(sa.conn, op.cfg, old, waiters, 0) })
 		return
 	case CHILD_SA_NOT_FOUND:
 		// The peer has no such child (§2.25): ours goes, and a new one
@@ -459,15 +430,8 @@ func (d *Daemon) createRefused(sa *ikeSA, op *createOp, n *Notify) {
 			d.endCreate(sa, op, nil)
 			d.log.Info("peer no longer has the child: creating it anew", fields...)
 			d.dropChild(sa, old)
-			var w chan error
-			if len(waiters) > 0 {
-				w = waiters[0]
-				for _, x := range waiters[1:] {
-					x <- nil
-				}
-			}
-			if err := d.createChild(sa, op.cfg, nil, w); err != nil && w != nil {
-				w <- err
+			if err := d.createChild(sa, op.cfg, nil, waiters...); err != nil {
+				tell(waiters, err)
 			}
 			return
 		}
@@ -481,6 +445,45 @@ func (d *Daemon) createRefused(sa *ikeSA, op *createOp, n *Notify) {
 	}
 	d.log.Warn("responder refused the CREATE_CHILD_SA", fields...)
 	d.endCreate(sa, op, fmt.Errorf("ike: child %s: responder answered %v", ch.name, n.NotifyType))
+}
+
+// tell sends err to every waiter.
+func tell(ws []chan error, err error) {
+	for _, w := range ws {
+		w <- err
+	}
+}
+
+// maxRetries bounds the TEMPORARY_FAILURE retries of one request.
+const maxRetries = 8
+
+// retryCreate is a child request refused with TEMPORARY_FAILURE, again
+// (§2.25) on the IKE SA that now holds the child (or the connection's):
+// not if what it wanted happened meanwhile, later while that IKE SA is
+// itself being rekeyed.
+func (d *Daemon) retryCreate(c *connState, cfg *Child, old *childSA, ws []chan error, n int) {
+	sa := d.activeSA(c)
+	if old != nil {
+		sa = d.owner(old)
+	}
+	switch {
+	case old != nil && (old.gone || old.successor != nil || old.peerNew != nil):
+		tell(ws, nil)
+	case sa == nil || (sa.state != stateEstablished && sa.successor == nil):
+		tell(ws, errors.New("ike: the IKE SA went down"))
+	case old == nil && sa.hasChild(cfg.Name):
+		tell(ws, nil)
+	case sa.successor != nil || sa.ikeRekey != nil || (old != nil && old.state != childInstalled):
+		if n >= maxRetries {
+			tell(ws, errors.New("ike: gave up after repeated TEMPORARY_FAILURE"))
+			return
+		}
+		d.after(d.retryDelay(), false, func() { d.retryCreate(c, cfg, old, ws, n+1) })
+	default:
+		if err := d.createChild(sa, cfg, old, ws...); err != nil {
+			tell(ws, err)
+		}
+	}
 }
 
 // matchChild picks the configured child whose selectors meet the
@@ -745,13 +748,15 @@ func (d *Daemon) rekeyChild(sa *ikeSA, ch *childSA, w chan error) error {
 }
 
 // rekeyIKE starts our rekey of the IKE SA (§1.3.2, §2.18).
-func (d *Daemon) rekeyIKE(sa *ikeSA, w chan error) error {
+func (d *Daemon) rekeyIKE(sa *ikeSA, ws ...chan error) error {
 	if sa.state != stateEstablished || sa.successor != nil || sa.peerRekey != nil {
 		return errors.New("ike: the IKE SA is not established or already rekeyed")
 	}
 	if op := sa.ikeRekey; op != nil {
-		if w != nil {
-			op.waiters = append(op.waiters, w)
+		for _, w := range ws {
+			if w != nil {
+				op.waiters = append(op.waiters, w)
+			}
 		}
 		return nil
 	}
@@ -770,12 +775,35 @@ func (d *Daemon) rekeyIKE(sa *ikeSA, w chan error) error {
 	if op.ni, err = d.newNonce(PRFHMACSHA2_512); err != nil {
 		return err
 	}
-	if w != nil {
-		op.waiters = append(op.waiters, w)
+	for _, w := range ws {
+		if w != nil {
+			op.waiters = append(op.waiters, w)
+		}
 	}
 	sa.ikeRekey = op
 	d.sendIKERekey(sa, op)
 	return nil
+}
+
+// retryIKERekey is an IKE SA rekey refused with TEMPORARY_FAILURE, again
+// (§2.25), unless the peer rekeyed the SA meanwhile.
+func (d *Daemon) retryIKERekey(sa *ikeSA, ws []chan error, n int) {
+	switch {
+	case sa.successor != nil || sa.peerRekey != nil:
+		tell(ws, nil)
+	case sa.state != stateEstablished:
+		tell(ws, errors.New("ike: the IKE SA went down"))
+	case len(sa.creating) > 0:
+		if n >= maxRetries {
+			tell(ws, errors.New("ike: gave up after repeated TEMPORARY_FAILURE"))
+			return
+		}
+		d.after(d.retryDelay(), false, func() { d.retryIKERekey(sa, ws, n+1) })
+	default:
+		if err := d.rekeyIKE(sa, ws...); err != nil {
+			tell(ws, err)
+		}
+	}
 }
 
 func (d *Daemon) sendIKERekey(sa *ikeSA, op *ikeRekeyOp) {
@@ -829,21 +857,7 @@ func (d *Daemon) ikeRekeyResponse(sa *ikeSA, op *ikeRekeyOp, inner []Payload) {
 			waiters := op.waiters
 			op.waiters = nil
 			d.endIKERekey(sa, op, nil)
-			d.after(d.retryDelay(), false, func() {
-				var w chan error
-				if len(waiters) > 0 {
-					w = make(chan error, 1)
-					go func() {
-						err := <-w
-						for _, x := range waiters {
-							x <- err
-						}
-					}()
-				}
-				if err := d.rekeyIKE(sa, w); err != nil && w != nil {
-					w <- err
-				}
-			})
+			d.after(d.retryDelay(), false, func() { d.retryIKERekey(sa, waiters, 0) })
 		case NO_PROPOSAL_CHOSEN:
 			fail("no_proposal", errors.New("responder answered NO_PROPOSAL_CHOSEN"))
 		default:
