@@ -20,6 +20,10 @@ func benchE2E(ctx context.Context, f *benchFlags, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "mipsec bench: %v\n", err)
 		return 1
 	}
+	f.systems = dropMissing(f.systems, f.named, map[string]func() error{benchlab.StrongswanLibipsec: benchlab.StrongswanMissing}, stdout)
+	if len(f.systems) == 0 {
+		return fail(errors.New("no system left to run"))
+	}
 	cfg := benchlab.Config{
 		Mipsec: f.mipsec, WireguardGo: f.wgGo, Systems: f.systems, Rounds: f.rounds, Duration: f.duration,
 		Pings: f.pings, UDPSize: f.udpSize, UDPBitrate: f.udpBitrate, TunnelMTU: f.mtu, Port: f.port,

@@ -11,6 +11,15 @@
 //     tunnel through the kernel's raw IP socket (packet_socket = false);
 //   - wireguard-go (built from golang.zx2c4.com/wireguard) configured with
 //     `wg` from wireguard-tools;
+//   - strongSwan's userspace IPsec (strongswan-libipsec): a charon with
+//     kernel-libipsec in each namespace (private /run, as
+//     internal/charontest runs it), PSK, IKE
+//     aes128gcm16-prfsha256-curve25519, ESP aes128gcm16 in UDP 4500
+//     (libipsec has no raw ESP), driven with swanctl; the inner addresses
+//     are a /32 on lo that charon routes into ipsec0 (table 220), whose MTU
+//     stays libipsec's 1400 (it reads packets into buffers of that size);
+//     after the tests the CHILD_SAs' byte counters must cover what iperf3
+//     moved, or the round's figures are discarded;
 //   - the plain veth, the ceiling.
 //
 // The figures per system are TCP with 1 and with 4 streams, UDP goodput and
@@ -25,7 +34,9 @@
 //
 // The parsers (iperf3 -J output, /proc/PID/stat lines), the statistics and
 // the report writers are portable; running the benchmark (Run) needs Linux,
-// root, ip (iproute2), iperf3 and, for wireguard-go, wg. The namespace
+// root, ip (iproute2), iperf3, for wireguard-go wg, and for
+// strongswan-libipsec Debian's strongswan-charon, strongswan-swanctl and
+// libcharon-extra-plugins (StrongswanMissing). The namespace
 // machinery is internal/netlab's. Everything Run creates (namespaces,
 // daemons, iperf3, temporary files) is removed when it returns, also on
 // error and when its context is cancelled (Ctrl-C); the processes die with

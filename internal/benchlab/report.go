@@ -29,18 +29,25 @@ type System struct {
 // ESP through an AF_PACKET socket (underlay.packet_socket = true, the
 // fastest path); the optional mipsec-raw-kernel is the same tunnel through
 // the kernel's raw IP socket (packet_socket = false, the default of
-// `mipsec run`).
+// `mipsec run`). strongswan-libipsec is strongSwan's userspace ESP, the
+// userspace IPsec one would otherwise pick: ESP in UDP only, as libipsec
+// has no raw ESP.
 var Systems = []System{
 	{ID: "mipsec-udp", Name: "mipsec ESP-in-UDP aes128gcm16", Short: "mipsec udp aes128gcm"},
 	{ID: "mipsec-raw", Name: "mipsec raw ESP aes128gcm16 (AF_PACKET send)", Short: "mipsec raw AF_PACKET"},
 	{ID: "mipsec-raw-kernel", Name: "mipsec raw ESP aes128gcm16 (kernel raw socket)", Short: "mipsec raw kernel", Optional: true},
 	{ID: "mipsec-chacha", Name: "mipsec ESP-in-UDP chacha20poly1305", Short: "mipsec udp chacha20"},
 	{ID: WireguardGo, Name: "wireguard-go", Short: "wireguard-go"},
+	{ID: StrongswanLibipsec, Name: "strongSwan charon kernel-libipsec aes128gcm16 (ESP-in-UDP)", Short: "strongSwan libipsec"},
 	{ID: "veth", Name: "veth (ceiling, no tunnel)", Short: "veth (ceiling)"},
 }
 
 // WireguardGo is the ID of the reference system the ratios divide by.
 const WireguardGo = "wireguard-go"
+
+// StrongswanLibipsec is the ID of strongSwan's userspace IPsec: charon
+// with kernel-libipsec in each namespace (strongswan_linux.go).
+const StrongswanLibipsec = "strongswan-libipsec"
 
 // DefaultSystems returns the systems a run without --systems runs: every
 // system that is not Optional, in run order.
@@ -185,6 +192,7 @@ type Host struct {
 	GoVersion   string     `json:"go_version"`
 	Mipsec      string     `json:"mipsec"`
 	WireguardGo string     `json:"wireguard_go,omitempty"`
+	Strongswan  string     `json:"strongswan,omitempty"`
 	Iperf3      string     `json:"iperf3"`
 	LoadBefore  [3]float64 `json:"loadavg_before"` // /proc/loadavg 1, 5, 15 min
 	LoadAfter   [3]float64 `json:"loadavg_after"`

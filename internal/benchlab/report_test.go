@@ -19,19 +19,19 @@ func TestParseSystems(t *testing.T) {
 		}
 		return strings.Join(out, ",")
 	}
-	const defaults = "mipsec-udp,mipsec-raw,mipsec-chacha,wireguard-go,veth"
+	const defaults = "mipsec-udp,mipsec-raw,mipsec-chacha,wireguard-go,strongswan-libipsec,veth"
 	for _, tt := range []struct{ list, want string }{
 		{"", defaults},
 		{"default", defaults},
 		{" default ", defaults},
-		{"all", "mipsec-udp,mipsec-raw,mipsec-raw-kernel,mipsec-chacha,wireguard-go,veth"},
+		{"all", "mipsec-udp,mipsec-raw,mipsec-raw-kernel,mipsec-chacha,wireguard-go,strongswan-libipsec,veth"},
 		// Run order is fixed, whatever the order given.
-		{"veth, mipsec-raw,wireguard-go", "mipsec-raw,wireguard-go,veth"},
+		{"veth, strongswan-libipsec, mipsec-raw,wireguard-go", "mipsec-raw,wireguard-go,strongswan-libipsec,veth"},
 		// The optional system runs only when named.
 		{"mipsec-raw-kernel,mipsec-raw", "mipsec-raw,mipsec-raw-kernel"},
-		{"default,mipsec-raw-kernel", "mipsec-udp,mipsec-raw,mipsec-raw-kernel,mipsec-chacha,wireguard-go,veth"},
+		{"default,mipsec-raw-kernel", "mipsec-udp,mipsec-raw,mipsec-raw-kernel,mipsec-chacha,wireguard-go,strongswan-libipsec,veth"},
 		{"mipsec-raw,default", defaults},
-		{"all,veth", "mipsec-udp,mipsec-raw,mipsec-raw-kernel,mipsec-chacha,wireguard-go,veth"},
+		{"all,veth", "mipsec-udp,mipsec-raw,mipsec-raw-kernel,mipsec-chacha,wireguard-go,strongswan-libipsec,veth"},
 	} {
 		s, err := ParseSystems(tt.list)
 		if err != nil || ids(s) != tt.want {

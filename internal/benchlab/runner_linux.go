@@ -125,7 +125,7 @@ func seconds(d time.Duration, min int) string {
 }
 
 // Check returns an error naming what is missing to run cfg: root, ip,
-// iperf3, wg and the binaries.
+// iperf3, wg, strongSwan and the binaries.
 func Check(cfg Config) error {
 	var errs []error
 	if os.Geteuid() != 0 {
@@ -138,6 +138,10 @@ func Check(cfg Config) error {
 			need["wg"] = "wireguard-tools"
 			if cfg.WireguardGo == "" {
 				errs = append(errs, errors.New("no wireguard-go binary (build one: go build -o bin/wireguard-go golang.zx2c4.com/wireguard)"))
+			}
+		case s.ID == StrongswanLibipsec:
+			if err := StrongswanMissing(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", s.ID, err))
 			}
 		case strings.HasPrefix(s.ID, "mipsec") && cfg.Mipsec == "":
 			errs = append(errs, errors.New("no mipsec binary"))
@@ -295,7 +299,13 @@ func (l *lab) runSystem(ctx context.Context, round int, sys System) {
 		l.record(l.iperf(ctx, round, sys, t, test))
 	}
 	if v, ok := t.(verifier); ok && context.Cause(ctx) == nil {
-		if err := v.verify(ctx); err != nil {
+		var moved int64
+		for _, r := range l.report.Runs {
+			if r.Round == round && r.System == sys.ID && r.Error == "" && r.Iperf != nil {
+				moved += r.Iperf.Bytes
+			}
+		}
+		if err := v.verify(ctx, moved); err != nil {
 			l.progress("    %s did not run as configured, this round's figures are discarded: %v", sys.ID, err)
 			for i := range l.report.Runs {
 				if r := &l.report.Runs[i]; r.Round == round && r.System == sys.ID && r.Error == "" {
@@ -307,9 +317,10 @@ func (l *lab) runSystem(ctx context.Context, round int, sys System) {
 }
 
 // verifier is a tunnel that can tell, after the tests, whether it ran as
-// its system says (a mislabelled figure is worse than none).
+// its system says (a mislabelled figure is worse than none); moved is
+// what iperf3 received through it in this round's tests.
 type verifier interface {
-	verify(ctx context.Context) error
+	verify(ctx context.Context, moved int64) error
 }
 
 // tunnel is one system's path from site A to site B.
@@ -335,6 +346,8 @@ func (l *lab) newTunnel(sys System) (tunnel, error) {
 		return vethTunnel{}, nil
 	case WireguardGo:
 		return &wgTunnel{l: l, dir: dir}, nil
+	case StrongswanLibipsec:
+		return &swanTunnel{l: l, dir: dir}, nil
 	}
 	if spec, ok := mipsecSpecs[sys.ID]; ok {
 		return &mipsecTunnel{l: l, dir: dir, spec: spec}, nil
@@ -584,7 +597,7 @@ func (m *mipsecTunnel) start(ctx context.Context) error {
 // at least ten times the fallbacks, which are the first packets and one
 // every 2 s to let the kernel confirm the neighbour, and send errors below
 // 1 %), so that the row is not the kernel path under the AF_PACKET label.
-func (m *mipsecTunnel) verify(ctx context.Context) error {
+func (m *mipsecTunnel) verify(ctx context.Context, _ int64) error {
 	if !m.spec.packetSocket {
 		return nil
 	}
@@ -758,6 +771,9 @@ func hostInfo(cfg Config) Host {
 	}
 	if cfg.WireguardGo != "" {
 		h.WireguardGo = first(cfg.WireguardGo, "--version")
+	}
+	if slices.ContainsFunc(cfg.Systems, func(s System) bool { return s.ID == StrongswanLibipsec }) {
+		h.Strongswan = strongswanVersion()
 	}
 	return h
 }
