@@ -50,13 +50,34 @@
 //   - INFORMATIONAL (§1.4): Deletes of children and of the IKE SA both ways,
 //     liveness checks after Connection.DPDDelay of silence (§2.4), with
 //     StartStart connections initiated again with backoff.
+//   - CREATE_CHILD_SA (§1.3, exchange_create.go) both ways: further
+//     children (Initiate; StartStart children beyond the first after
+//     IKE_AUTH), with PFS where the first ESP proposal has a key exchange
+//     (KEi retried once per group on INVALID_KE_PAYLOAD) and KEYMAT from
+//     this exchange's nonces (§2.17). Child rekeys (N(REKEY_SA), §2.8) by
+//     Rekey or by Kernel's soft lifetime event (Daemon.Expired; the
+//     kernel's soft lifetime is the only rekey timer of a child), make
+//     before break: the responder installs its new inbound SA before it
+//     answers and switches its outbound (AddOutbound with Replaces) once
+//     the initiator's Delete of the old child, or any later request,
+//     shows it has the answer; the initiator installs inbound and
+//     switches outbound on the answer, then deletes the old child; an old
+//     outbound SA goes at the Delete, an old inbound one
+//     Config.RekeyGrace later. IKE SA rekeys (§2.18) by Rekey(conn, "")
+//     or at Connection.RekeyTime less up to 10 % jitter: SKEYSEED from
+//     the old SK_d, message IDs from 0, the rekey's initiator the new
+//     SA's original initiator, the children moved, the old SA deleted by
+//     the rekey's initiator. Collisions of two rekeys of one SA: the
+//     exchange with the lowest nonce loses and its initiator deletes what
+//     it made (§2.8.1, §2.8.2); a child exchange against an IKE SA rekey
+//     is answered TEMPORARY_FAILURE and retried after a random delay
+//     (§2.25); a rekey of a child we do not have is CHILD_SA_NOT_FOUND
+//     (and ours, so refused, is created anew).
 //
-// Not yet: CREATE_CHILD_SA (a second child, child and IKE SA rekeys: the
-// daemon answers NO_ADDITIONAL_SAS; Rekey and a soft Expired say so),
-// revocation (CRL, OCSP), hash-and-URL certificates, raw public keys,
-// sending IKE fragments (received SKF
-// fragments are reassembled where both sides announced them, RFC 7383),
-// MOBIKE, the configuration payload and EAP. NAT-keepalives (RFC 3948
+// Not yet: revocation (CRL, OCSP), hash-and-URL certificates, raw public
+// keys, sending IKE fragments (received SKF fragments are reassembled
+// where both sides announced them, RFC 7383), MOBIKE, the configuration
+// payload and EAP. NAT-keepalives (RFC 3948
 // §2.3) go out where the Transport is a KeepaliveSender.
 //
 // # Codec

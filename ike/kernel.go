@@ -14,9 +14,12 @@ import (
 // The order of calls is the make-before-break order of RFC 7296 §2.8: the
 // inbound SA of a new or rekeyed child is installed (AddInbound) before
 // the message that lets the peer use it is sent; the outbound SA and the
-// policies follow (AddOutbound) once the exchange is complete; the SAs a
-// rekey replaced are removed (DelSA) after the peer's Delete, or after a
-// short grace when we are the one deleting.
+// policies follow (AddOutbound) once the exchange is complete (for a
+// rekey's responder: once the initiator's Delete of the old child, or a
+// later request, shows it has the response); the SAs a rekey replaced are
+// removed (DelSA) when the Delete exchange is done, the inbound one
+// Config.RekeyGrace later for packets in flight. A rekey never removes
+// the policies: AddOutbound with Replaces moves them.
 type Kernel interface {
 	// AllocSPI returns a fresh inbound ESP SPI (RFC 4303 §2.1: not
 	// 0..255), unused and held until AddInbound or ReleaseSPI.
