@@ -32,28 +32,27 @@
 //   - TestIKE* (ike_test.go): the IKEv2 daemon in `mipsec run`
 //     (testdata/ike-gateway.toml.tmpl, one PSK [[connection]]) against
 //     strongSwan's charon (internal/charontest, ESP in UDP through
-//     kernel-libipsec): TestIKECharonResponder (mipsec initiates; each of
-//     three IKE and four ESP proposals once, IPv4 and IPv6 outer; both
-//     list the same SPIs and algorithms, ping both ways, 4 MiB TCP),
-//     TestIKECharonInitiator (IPv4 and IPv6 outer), TestIKEDelete
-//     (terminate from either side and mipsec's SIGTERM: the peer sees the
-//     Delete, SAs and policies go, traffic stops), TestIKEDPD (charon
-//     killed: liveness checks time out, the SA goes; charon restarted: it
-//     comes back), TestIKEWrongPSK and TestIKEWrongIdentity (no SA,
-//     auth_failed counted, one log line), TestIKEWireshark (tshark
-//     decrypts IKE_AUTH with `mipsec ike list --wireshark`),
-//     TestIKECharonCases (`mipsec ike initiate`, a child deleted alone,
-//     INITIAL_CONTACT after a crash, charon's DPD, narrowing,
-//     TS_UNACCEPTABLE, NO_PROPOSAL_CHOSEN), TestIKECharonSelectors (two
-//     subnets, a TCP port), TestIKECharonLoss (lost IKE_AUTH responses
-//     either way, nftables), TestIKECharonFragments (charon's fragmented
-//     IKE_AUTH), TestIKENAT (a real NAT, either side behind it, and a
-//     changed mapping followed), TestIKEHostile (replayed IKE_SA_INITs
-//     past cookie_threshold, garbage, a forged message on the SA; then
-//     charon's retry with the COOKIE), TestIKECharonRekey (charon's rekeys:
-//     reauthentication while CREATE_CHILD_SA is missing), and
-//     TestIKEMipsecPair (testdata/ike-gateway-a.toml and -b.toml as
-//     shipped, mipsec to mipsec).
+//     kernel-libipsec): TestIKECharonResponder (mipsec initiates; each of three
+//     IKE and four ESP proposals once, IPv4 and IPv6 outer; both list the same
+//     SPIs and algorithms, ping both ways, 4 MiB TCP), TestIKECharonInitiator
+//     (IPv4 and IPv6 outer), TestIKEDelete (terminate from either side and
+//     mipsec's SIGTERM: the peer sees the Delete, SAs and policies go, traffic
+//     stops), TestIKEDPD (charon killed: liveness checks time out, the SA goes;
+//     charon restarted: it comes back), TestIKEWrongPSK and
+//     TestIKEWrongIdentity (no SA, auth_failed counted, one log line),
+//     TestIKEWireshark (tshark decrypts IKE_AUTH with `mipsec ike list
+//     --wireshark`), TestIKECharonCases (`mipsec ike initiate`, a child deleted
+//     alone, INITIAL_CONTACT after a crash, charon's DPD, narrowing,
+//     INVALID_KE_PAYLOAD either way, TS_UNACCEPTABLE, NO_PROPOSAL_CHOSEN),
+//     TestIKECharonSelectors (two subnets, a TCP port), TestIKECharonLoss (lost
+//     IKE_AUTH responses either way, nftables), TestIKECharonFragments
+//     (charon's fragmented IKE_AUTH), TestIKENAT (a real NAT, either side
+//     behind it, and a changed mapping followed), TestIKEHostile (replayed
+//     IKE_SA_INITs past cookie_threshold, garbage, a forged message on the SA;
+//     then charon's retry with the COOKIE), TestIKECharonRekey (charon's
+//     rekeys: reauthentication while CREATE_CHILD_SA is missing), and
+//     TestIKEMipsecPair (testdata/ike-gateway-a.toml and -b.toml as shipped,
+//     mipsec to mipsec).
 //
 // Every test creates its own namespaces (named mipsec-e2e-PID-N), uses only
 // documentation addresses (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,

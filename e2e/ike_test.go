@@ -22,7 +22,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"text/template"
@@ -1098,6 +1097,38 @@ func TestIKECharonCases(t *testing.T) {
 			t.Errorf("mipsec: %d SAs, %d policies", n, p)
 		}
 	})
+	t.Run("invalid-ke-charon-retries", func(t *testing.T) {
+		// charon's KE is MODP-2048, its first group; mipsec accepts only
+		// Curve25519 and answers INVALID_KE_PAYLOAD (§1.2, §3.10.1);
+		// charon tries again with Curve25519.
+		l := newIKELab(t, ikeOptions{startAction: "none"})
+		l.startCharon("none", func(c *charontest.Conn) { c.Proposals = []string{"aes128gcm16-prfsha256-modp2048-curve25519"} })
+		l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+		if err := l.charon.Initiate(ikeChild, ikeConnC, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		m := waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
+		l.checkMatch(m, l.waitCharonSA(time.Second), false)
+		if st := ikeStats(t, l.gw); st.Failures["invalid_ke"] != 1 {
+			t.Errorf("mipsec: invalid_ke %d, want 1 (%v)", st.Failures["invalid_ke"], st.Failures)
+		}
+		l.traffic(0)
+	})
+	t.Run("invalid-ke-mipsec-retries", func(t *testing.T) {
+		// mipsec's KE is ECP-256, its first group; charon accepts only
+		// Curve25519: mipsec retries with it.
+		l := newIKELab(t, ikeOptions{})
+		l.startCharon("none")
+		cfg := l.mipsecConfig("M")
+		cfg.Proposals = []string{"aes128gcm16-prfsha256-ecp256-curve25519"}
+		l.gw = l.startMipsec("M", l.nsM, cfg)
+		m := waitMipsecSA(t, l.gw, ikeConnM, 10*time.Second)
+		l.checkMatch(m, l.waitCharonSA(time.Second), true)
+		if log, _ := os.ReadFile(l.charon.LogPath()); !strings.Contains(string(log), "N(INVAL_KE)") {
+			t.Error("charon's log shows no INVALID_KE_PAYLOAD")
+		}
+		l.traffic(0)
+	})
 	t.Run("no-proposal-chosen", func(t *testing.T) {
 		// charon offers only what mipsec's connection does not accept.
 		l := newIKELab(t, ikeOptions{startAction: "none"})
@@ -1546,7 +1577,6 @@ func sendUDP(t *testing.T, ns string, src netip.Addr, dst netip.AddrPort, dgs ..
 // retries with it, and the new SA carries traffic.
 func TestIKEHostile(t *testing.T) {
 	l := newIKELab(t, ikeOptions{startAction: "none"})
-	var mu sync.Mutex
 	var inits [][]byte
 	cp, err := netlab.StartCaptureOpts(l.nsM, "ul0", netlab.CaptureOptions{Marker: marker, Keep: func(f netlab.Frame) bool {
 		return f.Kind == netlab.Other && f.Src == l.outerC.String()
@@ -1567,9 +1597,7 @@ func TestIKEHostile(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	for _, k := range cp.Kept() {
 		if d := ikeDatagram(k.Data, 500, 500); len(d) > 28 && d[18] == 34 { // IKE_SA_INIT
-			mu.Lock()
 			inits = append(inits, bytes.Clone(d))
-			mu.Unlock()
 		}
 	}
 	cp.Close()
