@@ -1032,9 +1032,17 @@ func (d *Daemon) ikeRekeyRequest(sa *ikeSA, a createPayloads) ([]Payload, func()
 // moveChildren hands the children of a rekeyed IKE SA to its successor
 // (§2.18); nothing changes in the kernel.
 func (d *Daemon) moveChildren(from, to *ikeSA) {
-	to.children = append(to.children, from.children...)
+	moved := from.children
+	to.children = append(to.children, moved...)
 	from.children = nil
-	for _, op := range from.creating {
+	for _, op := range slices.Clone(from.creating) {
 		d.endCreate(from, op, errors.New("ike: the IKE SA was rekeyed"))
+	}
+	// The peer has gone on to another IKE SA: it has every answer of the
+	// old one, so the children its rekeys made may be used (§2.8).
+	for _, ch := range moved {
+		if ch.pendingKC != nil && ch.rekeyOf != nil {
+			d.promote(ch)
+		}
 	}
 }

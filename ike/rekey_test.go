@@ -493,6 +493,9 @@ func TestChildRekeyCollision(t *testing.T) {
 			// Both sides have answered the other's rekey; neither has its
 			// own answer yet.
 			ours, theirs := rekeySPIs(t, p.a)
+			if ls := p.a.d.List(); ls[0].Children[0].State != "rekeying" {
+				t.Fatalf("A's child during the rekey: %+v", ls[0].Children)
+			}
 			p.hold.stop()
 			for _, r := range resps {
 				p.inject(r)
@@ -663,6 +666,10 @@ func TestIKERekeyCollision(t *testing.T) {
 				p.inject(r)
 			}
 			resps := p.hold.wait(t, 2)
+			// The old SA is rekeying; the one A's rekey made is listed too.
+			if ls := p.b.d.List(); len(ls) != 2 || ls[0].State != "rekeying" || ls[1].State != "established" {
+				t.Fatalf("B during the rekey: %+v", ls)
+			}
 			p.hold.stop()
 			for _, r := range resps {
 				p.inject(r)
@@ -990,4 +997,24 @@ func TestStartStartChildren(t *testing.T) {
 	_, ao := childOf(t, p.a, "ab/two")
 	_, bo := childOf(t, p.b, "ba/two")
 	matched(t, ao, bo)
+}
+
+// TestIKERekeyTimer: Connection.RekeyTime rekeys the IKE SA by itself
+// (less a jitter), and again on the new SA.
+func TestIKERekeyTimer(t *testing.T) {
+	p := newRekeyPair(t, pairOpts{a: func(c *Connection) { c.RekeyTime = 150 * time.Millisecond }})
+	up(t, p.a, p.b)
+	if ls := p.a.d.List(); ls[0].RekeyAt.IsZero() || ls[0].RekeyAt.After(time.Now().Add(150*time.Millisecond)) {
+		t.Fatalf("RekeyAt %v", ls[0].RekeyAt)
+	}
+	waitStats(t, p.b, "two IKE SA rekeys", func(s Stats) bool { return s.Rekeys >= 2 })
+	eventually(t, "one IKE SA on each side", func() bool {
+		a, _ := saIDs(p.a)
+		b, _ := saIDs(p.b)
+		return len(a) == 1 && len(b) == 1
+	})
+	checkPair(t, p.a, p.b)
+	if _, fa := saIDs(p.a); !fa[0] {
+		t.Fatal("A rekeyed but is not the initiator of the new SA")
+	}
 }
