@@ -1,7 +1,6 @@
 package benchlab
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -358,12 +357,14 @@ func (s *swanTunnel) verify(ctx context.Context, moved int64) error {
 	return nil
 }
 
-// strongswanVersion is swanctl's version line ("strongSwan swanctl 5.9.8").
+// strongswanVersion is swanctl's version line ("strongSwan swanctl
+// 5.9.8"), which it prints before it fails to reach a daemon.
 func strongswanVersion() string {
-	out, err := exec.Command(swanctlPath, "--version").CombinedOutput()
-	if err != nil {
-		return ""
+	out, _ := exec.Command(swanctlPath, "--version").CombinedOutput()
+	for line := range strings.SplitSeq(string(out), "\n") {
+		if strings.HasPrefix(line, "strongSwan ") {
+			return strings.TrimSpace(line)
+		}
 	}
-	line, _, _ := strings.Cut(string(bytes.TrimSpace(out)), "\n")
-	return line
+	return ""
 }
