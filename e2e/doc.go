@@ -50,9 +50,10 @@
 //     behind it, and a changed mapping followed), TestIKEHostile (replayed
 //     IKE_SA_INITs past cookie_threshold, garbage, a forged message on the SA;
 //     then charon's retry with the COOKIE), TestIKECharonRekey (charon's
-//     rekeys: reauthentication while CREATE_CHILD_SA is missing), and
+//     rekeys: reauthentication while CREATE_CHILD_SA is missing),
 //     TestIKEMipsecPair (testdata/ike-gateway-a.toml and -b.toml as shipped,
-//     mipsec to mipsec).
+//     mipsec to mipsec) and TestIKEMipsecRecovery (mipsec to mipsec over
+//     IPv6, the responder crashes: DPD, a new SA).
 //
 // Every test creates its own namespaces (named mipsec-e2e-PID-N), uses only
 // documentation addresses (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,

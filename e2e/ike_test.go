@@ -1692,3 +1692,54 @@ func TestIKEHostile(t *testing.T) {
 	}
 	l.traffic(1 << 20)
 }
+
+// TestIKEMipsecRecovery: two mipsec daemons from
+// testdata/ike-gateway.toml.tmpl (M initiating with dpd_delay 1s, C
+// responding) over IPv6; C crashes (SIGKILL) and comes back without
+// state. M's liveness check to the lost IKE SA goes unanswered (or is
+// answered with an unprotected INVALID_IKE_SPI, which proves nothing,
+// RFC 7296 §2.21.4), M gives up on it after its retransmissions and
+// establishes a new SA, and traffic flows again.
+func TestIKEMipsecRecovery(t *testing.T) {
+	needEnv(t)
+	o := ikeOptions{outer6: true, dpdDelay: "1s", retransmit: "250ms", retransmits: 3}
+	o.defaults()
+	l := &ikeLab{t: t, o: o, nsM: newNetns(t), nsC: newNetns(t), dir: t.TempDir()}
+	veth(t, l.nsM, l.nsC, "ul0", ikeOuterM4, ikeOuterM6, ikeOuterC4, ikeOuterC6)
+	l.outerM, l.outerC = ikeOuterM6.Addr(), ikeOuterC6.Addr()
+	m := l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+	cfg := l.mipsecConfig("C")
+	cfg.Site, cfg.Local, cfg.Remote = ikeSiteC.String(), l.outerC.String(), l.outerM.String()
+	cfg.Name, cfg.LocalID, cfg.RemoteID = ikeConnC, ikeIDC, ikeIDM
+	cfg.LocalTS, cfg.RemoteTS, cfg.StartAction = ikeNetC, ikeNetM, "none"
+	c := l.startMipsec("C", l.nsC, cfg)
+	first := waitMipsecSA(t, m, ikeConnM, 10*time.Second)
+	sc := waitMipsecSA(t, c, ikeConnC, 5*time.Second)
+	if sc.SPIi != first.SPIi || sc.Initiator || sc.Children[0].SPIIn != first.Children[0].SPIOut || sc.Encap || first.Encap {
+		t.Errorf("IKE SAs: M %+v, C %+v (want the same SPIs, no UDP without a NAT)", first, sc)
+	}
+	mustPing(t, l.nsM, ikeSiteM.Addr(), ikeSiteC.Addr(), 3)
+	mustPing(t, l.nsC, ikeSiteC.Addr(), ikeSiteM.Addr(), 3)
+
+	c.stop(syscall.SIGKILL)
+	c.start()
+	crashed := time.Now()
+	again := waitMipsec(t, m, 15*time.Second, "re-established", func(sas []control.IKESAInfo) bool {
+		sa, ok := established(sas, ikeConnM)
+		return ok && sa.SPIi != first.SPIi
+	})
+	t.Logf("M re-established %v after C's crash", time.Since(crashed).Round(10*time.Millisecond))
+	nc := waitMipsecSA(t, c, ikeConnC, 5*time.Second)
+	if na, _ := established(again, ikeConnM); nc.SPIi != na.SPIi || nc.Children[0].SPIIn != na.Children[0].SPIOut {
+		t.Errorf("after the crash: M %+v, C %+v", na, nc)
+	}
+	if st := ikeStats(t, m); st.Failures["timeout"] == 0 {
+		t.Errorf("M: no timed-out exchange counted: %v", st.Failures)
+	}
+	mustPing(t, l.nsM, ikeSiteM.Addr(), ikeSiteC.Addr(), 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := tcpTransfer(ctx, l.nsC, netip.AddrPortFrom(ikeSiteC.Addr(), 5201), l.nsM, ikeSiteM.Addr(), payload(1<<20), nil); err != nil {
+		t.Fatal(err)
+	}
+}
