@@ -74,9 +74,9 @@ chacha20poly1305, wireguard-go, strongSwan's userspace IPsec
 (strongswan-libipsec: charon with kernel-libipsec in each namespace, PSK,
 ESP-in-UDP aes128gcm16, its TUN at libipsec's MTU 1400; skipped with a note
 when strongSwan is not installed, unless named in --systems), and the bare
-veth as the ceiling. The raw
-ESP gateways (mipsec-raw) run with underlay.packet_socket = true: raw ESP
-leaves through AF_PACKET, bypassing netfilter and the qdisc; the optional
+veth as the ceiling. The raw ESP gateways (mipsec-raw) run with
+underlay.packet_socket = true: raw ESP leaves through AF_PACKET, bypassing
+netfilter and the qdisc; the optional
 mipsec-raw-kernel (--systems default,mipsec-raw-kernel or all) is the same
 tunnel through the kernel's raw IP socket, mipsec run's default. Figures:
 TCP 1 and 4 streams, UDP goodput and loss for 1400-byte packets, idle ping
