@@ -49,8 +49,9 @@
 //     (charon's fragmented IKE_AUTH), TestIKENAT (a real NAT, either side
 //     behind it, and a changed mapping followed), TestIKEHostile (replayed
 //     IKE_SA_INITs past cookie_threshold, garbage, a forged message on the SA;
-//     then charon's retry with the COOKIE), TestIKECharonRekey (charon's
-//     rekeys: reauthentication while CREATE_CHILD_SA is missing),
+//     then charon's retry with the COOKIE), TestIKECharonRekey and
+//     TestIKEMipsecRekey (child and IKE SA rekeys by either side, mipsec's
+//     during a TCP transfer),
 //     TestIKEMipsecPair (testdata/ike-gateway-a.toml and -b.toml as shipped,
 //     mipsec to mipsec) and TestIKEMipsecRecovery (mipsec to mipsec over
 //     IPv6, the responder crashes: DPD, a new SA).

@@ -1171,15 +1171,14 @@ func TestIKECharonFragments(t *testing.T) {
 	l.traffic(0)
 }
 
-// TestIKECharonRekey: charon rekeys the child, then the IKE SA. While
-// CREATE_CHILD_SA is not implemented (ike/doc.go) mipsec answers
-// NO_ADDITIONAL_SAS and charon reauthenticates instead ("peer seems to
-// not support ... rekeying, starting reauthentication": it deletes the
-// IKE SA and initiates a new one, RFC 7296 §2.8.3), and mipsec's
-// start_action = "start" must not race that with an SA of its own; once
-// it is implemented the rekey replaces the child's SPIs (§2.8) or the IKE
-// SA's (§2.18). Either way both sides end with one matching SA that
-// carries traffic.
+// TestIKECharonRekey: charon rekeys the child, then the IKE SA. mipsec
+// answers CREATE_CHILD_SA: the rekey replaces the child's SPIs (RFC 7296
+// §2.8) or the IKE SA's (§2.18, the children move along); where mipsec
+// refused it (NO_ADDITIONAL_SAS, before CREATE_CHILD_SA existed) charon
+// reauthenticates instead ("peer seems to not support ... rekeying,
+// starting reauthentication": a new IKE SA, §2.8.3), and mipsec's
+// start_action = "start" must not race that with an SA of its own.
+// Either way both sides end with one matching SA that carries traffic.
 func TestIKECharonRekey(t *testing.T) {
 	l := newIKELab(t, ikeOptions{})
 	l.startCharon("none")
@@ -1223,8 +1222,12 @@ func TestIKECharonRekey(t *testing.T) {
 				t.Errorf("child rekey: IKE SA %v (was %v), child out %v (was %v)", m.SPIi, old.SPIi, m.Children[0].SPIOut, old.Children[0].SPIOut)
 			}
 		default:
-			// §2.18: the rekeying side is the new IKE SA's initiator.
+			// §2.18: the rekeying side is the new IKE SA's initiator; the
+			// child moves over unchanged.
 			initiator = false
+			if m.Children[0].SPIIn != old.Children[0].SPIIn || m.SPIr == old.SPIr {
+				t.Errorf("IKE SA rekey: child in %v (was %v), SPIr %v (was %v)", m.Children[0].SPIIn, old.Children[0].SPIIn, m.SPIr, old.SPIr)
+			}
 		}
 		l.checkMatch(m, l.waitCharonSA(2*time.Second), initiator)
 		l.traffic(0)
@@ -1234,6 +1237,111 @@ func TestIKECharonRekey(t *testing.T) {
 		}
 	}
 	l.traffic(1 << 20)
+}
+
+// TestIKEMipsecRekey: mipsec rekeys (`mipsec ike rekey NAME [CHILD]`),
+// during a TCP transfer: the child (new SPIs both ways, the old ones gone
+// after the make-before-break switch, RFC 7296 §2.8), then the IKE SA
+// (§2.18: new IKE SPIs with mipsec as initiator, the child unchanged),
+// then the child again on the new IKE SA. charon reports each (child-rekey,
+// ike-rekey), both sides agree afterwards, and the transfer's bytes arrive
+// intact.
+func TestIKEMipsecRekey(t *testing.T) {
+	l := newIKELab(t, ikeOptions{})
+	l.startCharon("none")
+	ev := l.charon.Events()
+	l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+	m := waitMipsecSA(t, l.gw, ikeConnM, 10*time.Second)
+	l.waitCharonSA(5 * time.Second)
+
+	// The sender is slowed (10 ms per 64 KiB) so that the transfer spans
+	// the rekeys, which its progress callback starts at 1, 3 and 5 MiB.
+	steps := []struct {
+		at   int
+		args []string
+	}{{1 << 20, []string{"ike", "rekey", ikeConnM, ikeChild}}, {3 << 20, []string{"ike", "rekey", ikeConnM}}, {5 << 20, []string{"ike", "rekey", ikeConnM, ikeChild}}}
+	type result struct {
+		out  string
+		err  error
+		done time.Time
+	}
+	results := make(chan result, len(steps))
+	next := 0
+	progress := func(sent int) {
+		if next < len(steps) && sent >= steps[next].at {
+			args := steps[next].args
+			next++
+			go func() {
+				out, err := l.gw.ctl(args...)
+				results <- result{strings.TrimSpace(out), err, time.Now()}
+			}()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := tcpTransfer(ctx, l.nsC, netip.AddrPortFrom(ikeSiteC.Addr(), 5201), l.nsM, ikeSiteM.Addr(), payload(8<<20), progress)
+	if err != nil {
+		t.Fatalf("TCP across the rekeys: %v", err)
+	}
+	ended := time.Now()
+	t.Logf("TCP across the rekeys: %v", res)
+	if next != len(steps) {
+		t.Fatalf("the transfer started %d of %d rekeys", next, len(steps))
+	}
+	for range steps {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("mipsec ike rekey: %v", r.err)
+		}
+		t.Logf("mipsec ike rekey: %s (%v before the transfer ended)", r.out, ended.Sub(r.done).Round(time.Millisecond))
+		if r.done.After(ended) {
+			t.Errorf("a rekey finished after the transfer: not under load")
+		}
+	}
+	var childRekeys, ikeRekeys int
+	for childRekeys < 2 || ikeRekeys < 1 {
+		e, err := charontest.WaitEvent(ev, 5*time.Second, func(e charontest.Event) bool {
+			return e.Kind == charontest.ChildRekey || e.Kind == charontest.IKERekey
+		})
+		if err != nil {
+			t.Fatalf("charon: %d child and %d IKE SA rekeys reported: %v", childRekeys, ikeRekeys, err)
+		}
+		if e.Kind == charontest.ChildRekey {
+			childRekeys++
+		} else {
+			ikeRekeys++
+			if e.OldIKE.InitiatorSPI != uint64(m.SPIi) || e.IKE.Initiator {
+				t.Errorf("charon's ike-rekey %v: old SPI %016x (mipsec's was %v), charon initiator of the new one %v", e, e.OldIKE.InitiatorSPI, m.SPIi, e.IKE.Initiator)
+			}
+		}
+	}
+	now := waitMipsec(t, l.gw, 10*time.Second, "settled after the rekeys", func(sas []control.IKESAInfo) bool {
+		_, ok := established(sas, ikeConnM)
+		return ok && len(sas) == 1
+	})[0]
+	if now.SPIi == m.SPIi || !now.Initiator || now.Children[0].SPIIn == m.Children[0].SPIIn || now.Children[0].SPIOut == m.Children[0].SPIOut {
+		t.Errorf("after the rekeys: %+v, before %+v", now, m)
+	}
+	if st := ikeStats(t, l.gw); st.Rekeys < 3 {
+		t.Errorf("mipsec counted %d rekeys, want 3", st.Rekeys)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := l.charon.IKESA(ikeConnC)
+		if err == nil && len(c.Children) == 1 {
+			l.checkMatch(now, c, true)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("charon still has the rekeyed children: %+v, %v", c, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if sas, _ := ipsecTables(t, l.gw); sas != 2 {
+		t.Errorf("mipsec keeps %d ESP SAs after the rekeys, want 2", sas)
+	}
+	l.traffic(0)
 }
 
 // dropIKE makes ns drop the IKE messages it sends from UDP port 4500 (the
