@@ -51,7 +51,8 @@
 //     IKE_SA_INITs past cookie_threshold, garbage, a forged message on the SA;
 //     then charon's retry with the COOKIE), TestIKECharonRekey and
 //     TestIKEMipsecRekey (child and IKE SA rekeys by either side, mipsec's
-//     during a TCP transfer),
+//     during a TCP transfer), TestIKERekeyTimers (rekeys by lifetime, against
+//     charon and colliding between two mipsec daemons, no ping lost),
 //     TestIKEMipsecPair (testdata/ike-gateway-a.toml and -b.toml as shipped,
 //     mipsec to mipsec) and TestIKEMipsecRecovery (mipsec to mipsec over
 //     IPv6, the responder crashes: DPD, a new SA).

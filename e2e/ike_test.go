@@ -78,6 +78,8 @@ type ikeGWConfig struct {
 	Child                 string
 	LocalTS, RemoteTS     string
 	StartAction           string
+	IKERekeyTime          string // the connection's rekey_time
+	RekeyTime, LifeTime   string // the child's
 }
 
 var ikeTemplate = template.Must(template.ParseFiles("testdata/ike-gateway.toml.tmpl"))
@@ -171,6 +173,7 @@ func (l *ikeLab) mipsecConfig(name string) ikeGWConfig {
 		Name: ikeConnM, Proposals: []string{l.o.ikeProposal}, ESPProposals: []string{l.o.espProposal},
 		Encap: l.o.mipsecEncap, DPDDelay: l.o.dpdDelay, LocalID: ikeIDM, RemoteID: ikeIDC, PSKFile: psk,
 		Child: ikeChild, LocalTS: ikeNetM, RemoteTS: ikeNetC, StartAction: l.o.startAction,
+		IKERekeyTime: "4h", RekeyTime: "1h", LifeTime: "66m",
 	}
 }
 
@@ -1247,6 +1250,7 @@ func TestIKECharonRekey(t *testing.T) {
 // ike-rekey), both sides agree afterwards, and the transfer's bytes arrive
 // intact.
 func TestIKEMipsecRekey(t *testing.T) {
+	t.Parallel() // mostly waiting
 	l := newIKELab(t, ikeOptions{})
 	l.startCharon("none")
 	ev := l.charon.Events()
@@ -1809,6 +1813,7 @@ func TestIKEHostile(t *testing.T) {
 // RFC 7296 §2.21.4), M gives up on it after its retransmissions and
 // establishes a new SA, and traffic flows again.
 func TestIKEMipsecRecovery(t *testing.T) {
+	t.Parallel() // mostly waiting
 	needEnv(t)
 	o := ikeOptions{outer6: true, dpdDelay: "1s", retransmit: "250ms", retransmits: 3}
 	o.defaults()
@@ -1850,4 +1855,129 @@ func TestIKEMipsecRecovery(t *testing.T) {
 	if _, err := tcpTransfer(ctx, l.nsC, netip.AddrPortFrom(ikeSiteC.Addr(), 5201), l.nsM, ikeSiteM.Addr(), payload(1<<20), nil); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// pingFor pings from src to dst in ns every 100 ms for d and returns how
+// many of the echoes went unanswered (each retried up to 3 times).
+func pingFor(t *testing.T, ns string, src, dst netip.Addr, d time.Duration) (sent, lost int) {
+	t.Helper()
+	p, err := netlab.NewPinger(ns, src, dst, []byte("mipsec e2e rekey ping"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for end := time.Now().Add(d); time.Now().Before(end); sent++ {
+		if rtt, err := p.Echo(context.Background(), sent+1, 3, 300*time.Millisecond); err != nil || rtt == 0 {
+			lost++
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return sent, lost
+}
+
+// TestIKERekeyTimers: rekeys by lifetime (the child's rekey_time 2s,
+// life_time 6s; the IKE SA's rekey_time 5s) for 9 s of pings, against
+// charon and between two mipsec daemons with the same timers (so their
+// rekeys collide, RFC 7296 §2.8.1): no ping is lost, the SPIs change, the
+// old SAs go, and both sides agree at the end.
+func TestIKERekeyTimers(t *testing.T) {
+	const run = 9 * time.Second
+	timers := func(c *ikeGWConfig) { c.RekeyTime, c.LifeTime, c.IKERekeyTime = "2s", "6s", "5s" }
+	settle := func(t *testing.T, g *gateway, name string) control.IKESAInfo {
+		t.Helper()
+		return waitMipsec(t, g, 5*time.Second, "settled", func(sas []control.IKESAInfo) bool {
+			_, ok := established(sas, name)
+			return ok && len(sas) == 1
+		})[0]
+	}
+	t.Parallel() // mostly waiting
+	t.Run("charon", func(t *testing.T) {
+		t.Parallel()
+		l := newIKELab(t, ikeOptions{})
+		l.startCharon("none")
+		cfg := l.mipsecConfig("M")
+		timers(&cfg)
+		l.gw = l.startMipsec("M", l.nsM, cfg)
+		first := waitMipsecSA(t, l.gw, ikeConnM, 10*time.Second)
+		l.waitCharonSA(5 * time.Second)
+		sent, lost := pingFor(t, l.nsM, ikeSiteM.Addr(), ikeSiteC.Addr(), run)
+		st := ikeStats(t, l.gw)
+		t.Logf("%d pings, %d lost; mipsec rekeys %d, failures %v", sent, lost, st.Rekeys, st.Failures)
+		if lost > 0 {
+			t.Errorf("%d of %d pings lost across the rekeys", lost, sent)
+		}
+		if st.Rekeys < 4 {
+			t.Errorf("mipsec counted %d rekeys in %v, want at least 4 (children every 2 s, the IKE SA after 5 s)", st.Rekeys, run)
+		}
+		m := settle(t, l.gw, ikeConnM)
+		if m.SPIi == first.SPIi || m.Children[0].SPIIn == first.Children[0].SPIIn {
+			t.Errorf("SPIs unchanged after %v: %+v", run, m)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			// The rekeys go on (every 2 s); charon keeps rekeyed children,
+			// DELETED, for 5 s.
+			c, err := l.charon.IKESA(ikeConnC)
+			if in := c.Installed(ikeChild); err == nil && len(in) == 1 && in[0].SPIIn == uint32(m.Children[0].SPIOut) && c.InitiatorSPI == uint64(m.SPIi) {
+				l.checkMatch(m, c, m.Initiator)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("charon does not settle on mipsec's SA %+v: %+v, %v", m, c, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+			m = settle(t, l.gw, ikeConnM)
+		}
+		if sas, _ := ipsecTables(t, l.gw); sas > 4 {
+			t.Errorf("mipsec keeps %d ESP SAs", sas)
+		}
+		l.traffic(1 << 20)
+	})
+	t.Run("mipsec-pair", func(t *testing.T) {
+		t.Parallel()
+		needEnv(t)
+		o := ikeOptions{}
+		o.defaults()
+		l := &ikeLab{t: t, o: o, nsM: newNetns(t), nsC: newNetns(t), dir: t.TempDir()}
+		veth(t, l.nsM, l.nsC, "ul0", ikeOuterM4, ikeOuterM6, ikeOuterC4, ikeOuterC6)
+		l.outerM, l.outerC = ikeOuterM4.Addr(), ikeOuterC4.Addr()
+		cfgM := l.mipsecConfig("M")
+		timers(&cfgM)
+		a := l.startMipsec("M", l.nsM, cfgM)
+		cfg := l.mipsecConfig("C")
+		timers(&cfg)
+		cfg.Site, cfg.Local, cfg.Remote = ikeSiteC.String(), l.outerC.String(), l.outerM.String()
+		cfg.Name, cfg.LocalID, cfg.RemoteID = ikeConnC, ikeIDC, ikeIDM
+		cfg.LocalTS, cfg.RemoteTS, cfg.StartAction = ikeNetC, ikeNetM, "none"
+		b := l.startMipsec("C", l.nsC, cfg)
+		first := waitMipsecSA(t, a, ikeConnM, 10*time.Second)
+		waitMipsecSA(t, b, ikeConnC, 5*time.Second)
+		sent, lost := pingFor(t, l.nsM, ikeSiteM.Addr(), ikeSiteC.Addr(), run)
+		sa, sb := ikeStats(t, a), ikeStats(t, b)
+		t.Logf("%d pings, %d lost; rekeys M %d C %d; failures M %v C %v", sent, lost, sa.Rekeys, sb.Rekeys, sa.Failures, sb.Failures)
+		if lost > 0 {
+			t.Errorf("%d of %d pings lost across the rekeys", lost, sent)
+		}
+		var ma, mb control.IKESAInfo
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ma, mb = settle(t, a, ikeConnM), settle(t, b, ikeConnC)
+			if ma.SPIi == mb.SPIi && ma.SPIr == mb.SPIr && ma.Children[0].SPIIn == mb.Children[0].SPIOut && ma.Children[0].SPIOut == mb.Children[0].SPIIn {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the two do not settle on one SA: M %+v, C %+v", ma, mb)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if ma.SPIi == first.SPIi || ma.Children[0].SPIIn == first.Children[0].SPIIn {
+			t.Errorf("SPIs unchanged after %v: %+v", run, ma)
+		}
+		for name, g := range map[string]*gateway{"M": a, "C": b} {
+			if sas, _ := ipsecTables(t, g); sas > 4 {
+				t.Errorf("%s keeps %d ESP SAs", name, sas)
+			}
+		}
+		mustPing(t, l.nsC, ikeSiteC.Addr(), ikeSiteM.Addr(), 3)
+	})
 }
