@@ -384,6 +384,7 @@ func (d *Daemon) createResponse(sa *ikeSA, op *createOp, inner []Payload) {
 		d.stats.Rekeys++
 		d.log.Info("child SA rekeyed", append(fields, zap.Uint32("old_in", old.inSPI), zap.Uint32("in", ch.inSPI))...)
 		d.deleteChild(sa, old)
+		ch.rekeyOf = nil // no chain of predecessors
 	}
 	d.endCreate(sa, op, nil)
 }
@@ -715,6 +716,7 @@ func (d *Daemon) promote(ch *childSA) {
 		d.log.Info("child SA rekeyed by the peer", append(sa.logFields(), zap.String("child", ch.name),
 			zap.Uint32("old_in", old.inSPI), zap.Uint32("in", ch.inSPI))...)
 	}
+	ch.rekeyOf = nil
 }
 
 // peerRequest is a new request of the peer on sa, with message ID id: it
@@ -725,7 +727,7 @@ func (d *Daemon) peerRequest(sa *ikeSA, id uint32) {
 		d.moveChildren(p, sa)
 	}
 	for _, ch := range slices.Clone(sa.children) {
-		if ch.pendingKC != nil && ch.rekeyOf != nil && id > ch.exMsgID {
+		if ch.pendingKC != nil && id > ch.exMsgID {
 			d.promote(ch)
 		}
 	}
@@ -902,6 +904,7 @@ func (d *Daemon) ikeRekeyResponse(sa *ikeSA, op *ikeRekeyOp, inner []Payload) {
 		if bytes.Compare(lowNonce(ns.ni, ns.nr), lowNonce(p.ni, p.nr)) < 0 {
 			d.log.Info("IKE SA rekey collision lost: deleting ours", ns.logFields()...)
 			sa.successor, p.predecessor = p, sa
+			d.stats.Rekeys++ // the peer's stands
 			d.deleteIKESA(ns)
 			return
 		}
@@ -1041,7 +1044,7 @@ func (d *Daemon) moveChildren(from, to *ikeSA) {
 	// The peer has gone on to another IKE SA: it has every answer of the
 	// old one, so the children its rekeys made may be used (§2.8).
 	for _, ch := range moved {
-		if ch.pendingKC != nil && ch.rekeyOf != nil {
+		if ch.pendingKC != nil {
 			d.promote(ch)
 		}
 	}
