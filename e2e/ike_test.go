@@ -1954,7 +1954,8 @@ func TestIKERekeyTimers(t *testing.T) {
 		waitMipsecSA(t, b, ikeConnC, 5*time.Second)
 		sent, lost := pingFor(t, l.nsM, ikeSiteM.Addr(), ikeSiteC.Addr(), run)
 		sa, sb := ikeStats(t, a), ikeStats(t, b)
-		t.Logf("%d pings, %d lost; rekeys M %d C %d; failures M %v C %v", sent, lost, sa.Rekeys, sb.Rekeys, sa.Failures, sb.Failures)
+		collisions := strings.Count(a.Log.String(), "rekey collision") + strings.Count(b.Log.String(), "rekey collision")
+		t.Logf("%d pings, %d lost; rekeys M %d C %d; %d collision log lines; failures M %v C %v", sent, lost, sa.Rekeys, sb.Rekeys, collisions, sa.Failures, sb.Failures)
 		if lost > 0 {
 			t.Errorf("%d of %d pings lost across the rekeys", lost, sent)
 		}
