@@ -210,6 +210,13 @@ func (d *Daemon) uninstallChild(sa *ikeSA, ch *childSA) {
 		wipeChildSA(ch.pendingKC)
 		ch.pendingKC = nil
 	}
+	if old := ch.rekeyOf; old != nil && old.peerNew == ch {
+		// A peer's rekey that did not make it: old may be rekeyed again.
+		old.peerNew = nil
+		if old.state == childRekeying && old.rekey == nil && old.successor == nil {
+			old.state = childInstalled
+		}
+	}
 	k := d.cfg.Kernel
 	if ch.inInstalled {
 		spi := ch.inSPI

@@ -1018,3 +1018,38 @@ func TestIKERekeyTimer(t *testing.T) {
 		t.Fatal("A rekeyed but is not the initiator of the new SA")
 	}
 }
+
+// TestRekeyChildNotFound: the peer no longer has the child (§2.25): it
+// answers CHILD_SA_NOT_FOUND, and the rekeying side replaces the child
+// with a new one.
+func TestRekeyChildNotFound(t *testing.T) {
+	p := newRekeyPair(t, pairOpts{})
+	up(t, p.a, p.b)
+	_, ao := childOf(t, p.a, "ab/net")
+	// B forgets the child without telling A.
+	_ = p.b.d.call(func() error {
+		for _, sa := range p.b.d.sas {
+			for _, ch := range slices.Clone(sa.children) {
+				p.b.d.dropChild(sa, ch)
+			}
+		}
+		return nil
+	})
+	if !p.b.k.empty() {
+		t.Fatal("B still has SAs")
+	}
+	if err := p.a.d.Rekey("ab", "net"); err != nil {
+		t.Fatalf("Rekey: %v", err)
+	}
+	eventually(t, "a new child", func() bool {
+		_, bout, _ := p.b.k.state()
+		return len(bout) == 1
+	})
+	no, _ := checkPair(t, p.a, p.b)
+	if no.OutSPI == ao.OutSPI {
+		t.Fatal("the old child is still there")
+	}
+	if p.b.d.Stats().Failures["invalid_spi"] != 1 {
+		t.Fatal("the refusal was not counted")
+	}
+}
