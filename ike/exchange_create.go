@@ -38,6 +38,10 @@ import (
 // ours, are answered TEMPORARY_FAILURE (§2.25), which the other side
 // retries after a random delay.
 
+// maxChildren bounds the children one IKE SA may hold, so that a peer
+// cannot fill the kernel with CREATE_CHILD_SA (NO_ADDITIONAL_SAS, §1.3).
+const maxChildren = 64
+
 // rekeySwitchTimeout bounds how long a rekey's responder keeps sending on
 // the old child when neither the Delete nor another request comes.
 const rekeySwitchTimeout = 30 * time.Second
@@ -575,6 +579,10 @@ func (d *Daemon) createChildRequest(sa *ikeSA, h Header, inner []Payload) ([]Pay
 		return []Payload{&Notify{NotifyType: TS_UNACCEPTABLE}}, nil
 	}
 	fields := append(sa.logFields(), zap.String("child", cfg.Name))
+	if old == nil && len(sa.children) >= maxChildren {
+		d.refuse("internal", "too many children on one IKE SA", fields...)
+		return []Payload{&Notify{NotifyType: NO_ADDITIONAL_SAS}}, nil
+	}
 	chosen, err := chooseWithKE(cfg.Proposals, a.sa.Proposals, a.ke)
 	var suite ESPSuite
 	if err == nil {
@@ -1039,7 +1047,18 @@ func (d *Daemon) moveChildren(from, to *ikeSA) {
 	to.children = append(to.children, moved...)
 	from.children = nil
 	for _, op := range slices.Clone(from.creating) {
-		d.endCreate(from, op, errors.New("ike: the IKE SA was rekeyed"))
+		if op.req == from.outstanding {
+			d.endCreate(from, op, errors.New("ike: the IKE SA was rekeyed during the exchange"))
+			continue
+		}
+		// Not sent yet: it goes on the new IKE SA instead.
+		from.queue = slices.DeleteFunc(from.queue, func(r *request) bool { return r == op.req })
+		ws := op.waiters
+		op.waiters = nil
+		d.endCreate(from, op, nil)
+		if err := d.createChild(to, op.cfg, op.old, ws...); err != nil {
+			tell(ws, err)
+		}
 	}
 	// The peer has gone on to another IKE SA: it has every answer of the
 	// old one, so the children its rekeys made may be used (§2.8).

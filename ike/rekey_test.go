@@ -1053,3 +1053,66 @@ func TestRekeyChildNotFound(t *testing.T) {
 		t.Fatal("the refusal was not counted")
 	}
 }
+
+// TestChildQueuedDuringIKERekey: a child request queued behind our IKE SA
+// rekey goes out on the new IKE SA (§2.18).
+func TestChildQueuedDuringIKERekey(t *testing.T) {
+	p := newRekeyPair(t, pairOpts{a: secondChild(t, true, "aes128gcm16"), b: secondChild(t, false, "aes128gcm16")})
+	up(t, p.a, p.b)
+	p.hold.start()
+	errs := make(chan error, 2)
+	go func() { errs <- p.a.d.Rekey("ab", "") }()
+	req := p.hold.wait(t, 1)
+	go func() { errs <- p.a.d.Initiate("ab", "two") }()
+	eventually(t, "the child request queued", func() bool {
+		n := 0
+		_ = p.a.d.call(func() error {
+			for _, sa := range p.a.d.sas {
+				n += len(sa.queue)
+			}
+			return nil
+		})
+		return n == 1
+	})
+	p.hold.stop()
+	p.inject(req[0])
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "one IKE SA with both children", func() bool {
+		a, _ := saIDs(p.a)
+		b, _ := saIDs(p.b)
+		ls := p.b.d.List()
+		return len(a) == 1 && len(b) == 1 && len(ls) == 1 && len(ls[0].Children) == 2
+	})
+	_, ao := childOf(t, p.a, "ab/two")
+	_, bo := childOf(t, p.b, "ba/two")
+	matched(t, ao, bo)
+}
+
+// TestTooManyChildren: a peer cannot fill the kernel with children.
+func TestTooManyChildren(t *testing.T) {
+	p := newRekeyPair(t, pairOpts{})
+	up(t, p.a, p.b)
+	ts := []Payload{&TS{Initiator: true, Selectors: []TrafficSelector{prefixTS("10.1.0.0/16")}},
+		&TS{Initiator: false, Selectors: []TrafficSelector{prefixTS("10.2.0.0/16")}}}
+	var last NotifyType
+	for i := range maxChildren {
+		nonce := make([]byte, 32)
+		rand.Read(nonce)
+		pr := espProps(t, "aes128gcm16")
+		pr[0].Number, pr[0].SPI = 1, binary.BigEndian.AppendUint32(nil, 0x10000+uint32(i))
+		last, _ = notifyOf(exchange(t, p.a, CREATE_CHILD_SA, append([]Payload{&SA{Proposals: pr}, &Nonce{Data: nonce}}, ts...)))
+		if last == NO_ADDITIONAL_SAS {
+			break
+		}
+	}
+	if last != NO_ADDITIONAL_SAS {
+		t.Fatalf("the %d-th child: %v", maxChildren+1, last)
+	}
+	if s := p.b.d.Stats(); s.ChildSAs != maxChildren {
+		t.Fatalf("B holds %d children", s.ChildSAs)
+	}
+}
