@@ -263,6 +263,10 @@ func (d *Daemon) endCreate(sa *ikeSA, op *createOp, err error) {
 		if old.state == childRekeying && old.peerNew == nil && old.successor == nil {
 			old.state = childInstalled
 		}
+		if theirs := old.peerNew; theirs != nil && theirs.pendingKC != nil && !theirs.lost {
+			// The peer's rekey of old stands (§2.8.1).
+			d.after(rekeySwitchTimeout, false, func() { d.promote(theirs) })
+		}
 	}
 	for _, w := range op.waiters {
 		w <- err
@@ -351,11 +355,8 @@ func (d *Daemon) createResponse(sa *ikeSA, op *createOp, inner []Payload) {
 			d.log.Info("child rekey collision lost: deleting ours", append(fields, zap.Uint32("ours", ch.inSPI))...)
 			d.queueRequest(sa, &request{exchange: INFORMATIONAL, payloads: []Payload{&Delete{Protocol: ProtoESP, SPIs: []uint32{ch.inSPI}}},
 				onResponse: func(*Message, []Payload) {}})
-			d.endCreate(sa, op, nil)
 			// The peer's rekey stands: its Delete of old switches us over.
-			if theirs.pendingKC != nil && !theirs.gone {
-				d.after(rekeySwitchTimeout, false, func() { d.promote(theirs) })
-			}
+			d.endCreate(sa, op, nil)
 			return
 		}
 		d.log.Info("child rekey collision won: the peer deletes its own", append(fields, zap.Uint32("theirs", theirs.inSPI))...)
@@ -823,6 +824,16 @@ func (d *Daemon) sendIKERekey(sa *ikeSA, op *ikeRekeyOp) {
 	d.queueRequest(sa, op.req)
 }
 
+// adoptPeerRekey: our rekey of sa failed or lost, and the peer's, which
+// we answered, stands (§2.8.2): its SA takes the children when the peer
+// deletes sa.
+func (d *Daemon) adoptPeerRekey(sa *ikeSA) {
+	if p := sa.peerRekey; p != nil && sa.successor == nil && p.state == stateEstablished {
+		sa.successor, p.predecessor = p, sa
+		d.stats.Rekeys++
+	}
+}
+
 func (d *Daemon) endIKERekey(sa *ikeSA, op *ikeRekeyOp, err error) {
 	if sa.ikeRekey == op {
 		sa.ikeRekey = nil
@@ -843,6 +854,7 @@ func (d *Daemon) ikeRekeyResponse(sa *ikeSA, op *ikeRekeyOp, inner []Payload) {
 		d.fail(reason)
 		d.log.Warn("IKE SA rekey failed", append(sa.logFields(), zap.Error(err))...)
 		d.endIKERekey(sa, op, fmt.Errorf("ike: IKE SA rekey: %w", err))
+		d.adoptPeerRekey(sa)
 	}
 	if n := firstError(inner); n != nil {
 		switch n.NotifyType {
@@ -862,6 +874,7 @@ func (d *Daemon) ikeRekeyResponse(sa *ikeSA, op *ikeRekeyOp, inner []Payload) {
 		case TEMPORARY_FAILURE:
 			if sa.peerRekey != nil {
 				d.endIKERekey(sa, op, nil) // the peer's rekey took its place
+				d.adoptPeerRekey(sa)
 				return
 			}
 			waiters := op.waiters
@@ -911,8 +924,7 @@ func (d *Daemon) ikeRekeyResponse(sa *ikeSA, op *ikeRekeyOp, inner []Payload) {
 		// Both sides rekeyed (§2.8.2): the lowest nonce loses.
 		if bytes.Compare(lowNonce(ns.ni, ns.nr), lowNonce(p.ni, p.nr)) < 0 {
 			d.log.Info("IKE SA rekey collision lost: deleting ours", ns.logFields()...)
-			sa.successor, p.predecessor = p, sa
-			d.stats.Rekeys++ // the peer's stands
+			d.adoptPeerRekey(sa)
 			d.deleteIKESA(ns)
 			return
 		}
