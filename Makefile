@@ -87,6 +87,15 @@ bench-e2e: deps build
 	$(GO) build -o bin/wireguard-go golang.zx2c4.com/wireguard
 	./$(BIN) bench $(BENCHFLAGS)
 
+## bench-ike: IKEv2 setups per second (issue 12), `mipsec run` and charon
+## as responders to the same in-process initiator load, alternating in one
+## run (root; charon from make deps). IKEFLAGS e.g. -ikebench.duration 5s
+## -ikebench.c 1,8,32. Results in bench/results/ike.json and ike.txt.
+.PHONY: bench-ike
+bench-ike: deps build
+	$(GO) test -count=1 -timeout 30m -run '^TestIKEBench$$' ./internal/ikebench -ikebench.full \
+		-ikebench.mipsec $(CURDIR)/$(BIN) -ikebench.out $(CURDIR)/bench/results $(IKEFLAGS)
+
 ## pgo: regenerate cmd/mipsec/default.pgo, the CPU profile go build uses
 ## for profile-guided optimisation of the mipsec binary: the in-process
 ## pipeline (fake TUN -> dataplane -> fake underlay -> dataplane) for the
