@@ -162,6 +162,12 @@ type Case struct {
 	// MipsecInproc (it shares this process).
 	ResponderCPUS float64 `json:"responder_cpu_s"`
 	CPUPerSetupMS float64 `json:"cpu_per_setup_ms"`
+	// ResponderAuths are the IKE_AUTH exchanges the responder counted
+	// during the measured part (its own Stats; -1 for charon), which
+	// should equal Setups; ResponderRefusals its failure counters
+	// (ike.Stats.Failures: cookies, rate limits, ...) that moved.
+	ResponderAuths    int64             `json:"responder_ike_auths"`
+	ResponderRefusals map[string]uint64 `json:"responder_refusals,omitempty"`
 	// Retransmits are the initiators' retransmissions during the case.
 	Retransmits uint64 `json:"initiator_retransmits"`
 	// LoadAvg is /proc/loadavg's 1-minute figure after the case.
@@ -243,6 +249,7 @@ func Run(t testing.TB, o Options) (*Report, error) {
 				p.closedLoop(ctx, c, o.Warmup)
 			}
 			cpu0 := resp.cpu()
+			st0, _ := resp.stats()
 			rt0 := p.retransmits()
 			var stopProf func()
 			if r == MipsecInproc && o.CPUProfile != "" {
@@ -257,6 +264,7 @@ func Run(t testing.TB, o Options) (*Report, error) {
 				stopProf()
 			}
 			cpu := resp.cpu() - cpu0
+			st1, stErr := resp.stats()
 			rt := p.retransmits() - rt0
 			resp.stop()
 			cs := Case{
@@ -265,6 +273,20 @@ func Run(t testing.TB, o Options) (*Report, error) {
 				Rate:  float64(len(s.setups)) / s.elapsed.Seconds(),
 				Setup: percentiles(s.setups), Teardown: percentiles(s.teardowns),
 				ResponderCPUS: cpu.Seconds(), Retransmits: rt, LoadAvg: loadAvg()[0],
+			}
+			cs.ResponderAuths = -1
+			if stErr == nil && st1.Exchanges != nil {
+				cs.ResponderAuths = int64(st1.Exchanges["IKE_AUTH"] - st0.Exchanges["IKE_AUTH"])
+				for k, v := range st1.Failures {
+					if d := v - st0.Failures[k]; d > 0 {
+						if cs.ResponderRefusals == nil {
+							cs.ResponderRefusals = map[string]uint64{}
+						}
+						cs.ResponderRefusals[k] = d
+					}
+				}
+			} else if stErr != nil {
+				fmt.Fprintf(o.Log, "ikebench:   %s stats: %v\n", r, stErr)
 			}
 			if cs.Setups > 0 {
 				cs.CPUPerSetupMS = ms(cpu) / float64(cs.Setups)
@@ -335,8 +357,34 @@ func newLab(t testing.TB, n int) (*lab, error) {
 
 // responder is one started responder.
 type responder struct {
-	cpu  func() time.Duration
-	stop func()
+	cpu func() time.Duration
+	// stats are the responder's IKE counters (zero Exchanges: none).
+	stats func() (ike.Stats, error)
+	stop  func()
+}
+
+func noStats() (ike.Stats, error) { return ike.Stats{}, nil }
+
+// mipsecStats reads `mipsec stats --json` of the daemon behind sock.
+func mipsecStats(bin, sock string) (ike.Stats, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "stats", "--json")
+	cmd.Env = append(os.Environ(), "MIPSEC_SOCKET="+sock)
+	out, err := cmd.Output()
+	if err != nil {
+		return ike.Stats{}, fmt.Errorf("mipsec stats --json: %w", err)
+	}
+	var st struct {
+		IKE *struct {
+			Exchanges map[string]uint64 `json:"exchanges"`
+			Failures  map[string]uint64 `json:"failures"`
+		} `json:"ike"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil || st.IKE == nil {
+		return ike.Stats{}, fmt.Errorf("mipsec stats --json: no ike part (%v)", err)
+	}
+	return ike.Stats{Exchanges: st.IKE.Exchanges, Failures: st.IKE.Failures}, nil
 }
 
 func startResponder(t testing.TB, l *lab, kind string, o Options, psk []byte, n int) (*responder, error) {
@@ -426,7 +474,8 @@ func startMipsec(l *lab, o Options, dir string, psk []byte) (*responder, error) 
 	}
 	pid := g.Pid()
 	return &responder{
-		cpu: func() time.Duration { d, _ := benchlab.ProcCPU(pid); return d },
+		cpu:   func() time.Duration { d, _ := benchlab.ProcCPU(pid); return d },
+		stats: func() (ike.Stats, error) { return mipsecStats(o.MipsecBin, sock) },
 		stop: func() {
 			g.Stop(syscall.SIGTERM, 5*time.Second)
 			os.WriteFile(filepath.Join(dir, "mipsec.log"), []byte(g.Log.String()), 0o600)
@@ -460,8 +509,9 @@ func startCharon(t testing.TB, l *lab, dir string, psk []byte) (*responder, erro
 	}
 	pid := c.Pid()
 	return &responder{
-		cpu:  func() time.Duration { d, _ := benchlab.ProcCPU(pid); return d },
-		stop: c.Stop,
+		cpu:   func() time.Duration { d, _ := benchlab.ProcCPU(pid); return d },
+		stats: noStats,
+		stop:  c.Stop,
 	}, nil
 }
 
@@ -514,7 +564,7 @@ func startInproc(l *lab, psk []byte) (*responder, error) {
 				Proposals: esp, Mode: ike.ModeTunnel,
 			}},
 		}},
-		Kernel: &nopKernel{}, Transport: tr,
+		Kernel: nopKernel{}, Transport: tr,
 	})
 	if err != nil {
 		tr.close()
@@ -532,8 +582,9 @@ func startInproc(l *lab, psk []byte) (*responder, error) {
 		return nil, err
 	}
 	return &responder{
-		cpu:  func() time.Duration { return 0 },
-		stop: func() { d.Close(); tr.close() },
+		cpu:   func() time.Duration { return 0 },
+		stats: func() (ike.Stats, error) { return d.Stats(), nil },
+		stop:  func() { d.Close(); tr.close() },
 	}, nil
 }
 
@@ -587,6 +638,12 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 	}
 	for _, c := range r.Cases {
+		if c.ResponderAuths >= 0 && c.ResponderAuths != int64(c.Setups) {
+			fmt.Fprintf(w, "%s C=%d: the responder counted %d IKE_AUTH exchanges for %d setups\n", c.Responder, c.Concurrency, c.ResponderAuths, c.Setups)
+		}
+		if len(c.ResponderRefusals) > 0 {
+			fmt.Fprintf(w, "%s C=%d: responder refusals %v\n", c.Responder, c.Concurrency, c.ResponderRefusals)
+		}
 		for _, e := range c.Errors {
 			fmt.Fprintf(w, "%s C=%d error: %s\n", c.Responder, c.Concurrency, e)
 		}

@@ -25,6 +25,7 @@ var (
 	outDir     = flag.String("ikebench.out", "", "directory for ike.json and ike.txt (default: none)")
 	mipsecBin  = flag.String("ikebench.mipsec", "", "mipsec binary (default: go build ./cmd/mipsec)")
 	profile    = flag.String("ikebench.profile", "", "CPU profile of the mipsec-inproc cases (path; -cN is added per concurrency)")
+	workDir    = flag.String("ikebench.dir", "", "keep configs and logs here (default: a temporary directory)")
 	stateDir   = flag.String("ikebench.statedir", "", "mipsec's state_dir (default: in the test's temporary directory)")
 )
 
@@ -53,7 +54,7 @@ func TestSmoke(t *testing.T) {
 	start := time.Now()
 	rep, err := Run(t, Options{
 		Responders: []string{Mipsec, Charon, MipsecInproc}, Concurrency: []int{2},
-		Duration: 1500 * time.Millisecond, Warmup: -1, Initiators: 64, // under 20 setups/s per source (ike's limit)
+		Duration: 1500 * time.Millisecond, Warmup: -1, Initiators: 160, // under 20 setups/s per source (ike's limit)
 		MipsecBin: bin, Dir: t.TempDir(), Log: testWriter{t},
 	})
 	if err != nil {
@@ -78,6 +79,15 @@ func TestSmoke(t *testing.T) {
 		l := c.Setup
 		if !(0 < l.P50 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.Max) || c.Teardown.P50 <= 0 {
 			t.Errorf("%s: latencies %+v, teardown %+v", c.Responder, l, c.Teardown)
+		}
+		if len(c.ResponderRefusals) > 0 {
+			t.Errorf("%s: responder refusals %v", c.Responder, c.ResponderRefusals)
+		}
+		if c.Responder != Charon && c.ResponderAuths != int64(c.Setups) {
+			t.Errorf("%s: the responder counted %d IKE_AUTH exchanges for %d setups", c.Responder, c.ResponderAuths, c.Setups)
+		}
+		if c.Responder == Charon && c.ResponderAuths != -1 {
+			t.Errorf("charon: ResponderAuths %d, want -1 (not counted)", c.ResponderAuths)
 		}
 		if c.Responder != MipsecInproc && (c.ResponderCPUS <= 0 || c.CPUPerSetupMS <= 0) {
 			t.Errorf("%s: responder CPU %v s, %v ms per setup", c.Responder, c.ResponderCPUS, c.CPUPerSetupMS)
@@ -111,9 +121,13 @@ func TestIKEBench(t *testing.T) {
 		}
 		cs = append(cs, c)
 	}
+	dir := *workDir
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	rep, err := Run(t, Options{
 		Responders: strings.Split(*responders, ","), Concurrency: cs, Duration: *duration,
-		MipsecBin: bin, Dir: t.TempDir(), StateDir: *stateDir, CPUProfile: *profile, Log: os.Stderr,
+		MipsecBin: bin, Dir: dir, StateDir: *stateDir, CPUProfile: *profile, Log: os.Stderr,
 	})
 	if rep != nil {
 		rep.WriteText(os.Stdout)

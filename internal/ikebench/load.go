@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mipsec/mipsec/ike"
@@ -20,23 +21,27 @@ import (
 )
 
 // nopKernel is an ike.Kernel that hands out SPIs and accepts every
-// install: the initiators measure the responder, not a dataplane. It is
-// called from its daemon's goroutine only (ike.Kernel).
-type nopKernel struct{ next uint32 }
+// install: the initiators measure the responder, not a dataplane. The
+// SPIs come from one counter for all initiators, so that no two
+// initiators' SPIs (the responder's outbound SPIs) coincide: node's SAD
+// refuses a second outbound SA with an SPI it holds, whoever chose it.
+type nopKernel struct{}
 
-func (k *nopKernel) AllocSPI() (uint32, error) {
-	k.next++
-	if k.next < 0x100 { // RFC 4303 §2.1: 1..255 are reserved
-		k.next = 0x100
+var spiCounter atomic.Uint32
+
+func (nopKernel) AllocSPI() (uint32, error) {
+	for {
+		if spi := spiCounter.Add(1); spi >= 0x100 { // RFC 4303 §2.1: 1..255 are reserved
+			return spi, nil
+		}
 	}
-	return k.next, nil
 }
-func (k *nopKernel) ReleaseSPI(uint32)                      {}
-func (k *nopKernel) AddInbound(*ike.ChildSA) error          { return nil }
-func (k *nopKernel) AddOutbound(*ike.ChildSA) error         { return nil }
-func (k *nopKernel) DelSA(bool, uint32) error               { return nil }
-func (k *nopKernel) DelPolicies(string) error               { return nil }
-func (k *nopKernel) SetEndpoint(string, ike.Endpoint) error { return nil }
+func (nopKernel) ReleaseSPI(uint32)                      {}
+func (nopKernel) AddInbound(*ike.ChildSA) error          { return nil }
+func (nopKernel) AddOutbound(*ike.ChildSA) error         { return nil }
+func (nopKernel) DelSA(bool, uint32) error               { return nil }
+func (nopKernel) DelPolicies(string) error               { return nil }
+func (nopKernel) SetEndpoint(string, ike.Endpoint) error { return nil }
 
 // udpTransport is an ike.Transport on two sockets bound to one address:
 // port 500, and port 4500 with the non-ESP marker (RFC 3948 §2.2).
@@ -177,7 +182,7 @@ func newPool(lc loadConfig) (*pool, error) {
 			}},
 		}
 		d, err := ike.New(ike.Config{
-			Connections: []ike.Connection{conn}, Kernel: &nopKernel{}, Transport: tr,
+			Connections: []ike.Connection{conn}, Kernel: nopKernel{}, Transport: tr,
 			Retransmit: lc.retransmit, Retransmits: lc.retransmits,
 		})
 		if err == nil {
@@ -296,7 +301,10 @@ func (p *pool) closedLoop(ctx context.Context, c int, d time.Duration) sample {
 
 // Latency holds percentiles of one set of durations, in milliseconds.
 type Latency struct {
-	P50, P90, P99, Max float64
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
 }
 
 // percentiles returns the nearest-rank percentiles of ds (which it
