@@ -93,7 +93,7 @@ bench-e2e: deps build
 ## -ikebench.c 1,8,32. Results in bench/results/ike.json and ike.txt.
 .PHONY: bench-ike
 bench-ike: deps build
-	$(GO) test -count=1 -timeout 30m -run '^TestIKEBench$$' ./internal/ikebench -ikebench.full \
+	$(GO) test -tags ikebench -count=1 -timeout 30m -run '^TestIKEBench$$' ./internal/ikebench \
 		-ikebench.mipsec $(CURDIR)/$(BIN) -ikebench.out $(CURDIR)/bench/results $(IKEFLAGS)
 
 ## pgo: regenerate cmd/mipsec/default.pgo, the CPU profile go build uses

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,17 +16,9 @@ import (
 	"github.com/mipsec/mipsec/internal/testenv"
 )
 
-var (
-	full       = flag.Bool("ikebench.full", false, "run the full benchmark (TestIKEBench)")
-	duration   = flag.Duration("ikebench.duration", 10*time.Second, "length of each measured case")
-	concurrent = flag.String("ikebench.c", "1,8,32", "comma-separated closed-loop concurrencies")
-	responders = flag.String("ikebench.responders", "mipsec,charon", "comma-separated responders: mipsec, charon, mipsec-inproc")
-	outDir     = flag.String("ikebench.out", "", "directory for ike.json and ike.txt (default: none)")
-	mipsecBin  = flag.String("ikebench.mipsec", "", "mipsec binary (default: go build ./cmd/mipsec)")
-	profile    = flag.String("ikebench.profile", "", "CPU profile of the mipsec-inproc cases (path; -cN is added per concurrency)")
-	workDir    = flag.String("ikebench.dir", "", "keep configs and logs here (default: a temporary directory)")
-	stateDir   = flag.String("ikebench.statedir", "", "mipsec's state_dir (default: in the test's temporary directory)")
-)
+// mipsecBin: the mipsec binary the tests run (the full benchmark's flags
+// are in bench_full_test.go).
+var mipsecBin = flag.String("ikebench.mipsec", "", "mipsec binary (default: go build ./cmd/mipsec)")
 
 // needLab skips (fails in CI) without root, ip and charon, and returns
 // the mipsec binary, built unless -ikebench.mipsec names one.
@@ -103,46 +94,6 @@ func TestSmoke(t *testing.T) {
 	for _, f := range []string{"ike.json", "ike.txt"} {
 		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
-		}
-	}
-}
-
-// TestIKEBench is the benchmark itself (make bench-ike): -ikebench.full.
-func TestIKEBench(t *testing.T) {
-	if !*full {
-		t.Skip("the full benchmark: -ikebench.full (make bench-ike)")
-	}
-	bin := needLab(t)
-	var cs []int
-	for _, s := range strings.Split(*concurrent, ",") {
-		c, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil {
-			t.Fatalf("-ikebench.c: %v", err)
-		}
-		cs = append(cs, c)
-	}
-	dir := *workDir
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	rep, err := Run(t, Options{
-		Responders: strings.Split(*responders, ","), Concurrency: cs, Duration: *duration,
-		MipsecBin: bin, Dir: dir, StateDir: *stateDir, CPUProfile: *profile, Log: os.Stderr,
-	})
-	if rep != nil {
-		rep.WriteText(os.Stdout)
-		if *outDir != "" {
-			if werr := rep.WriteFiles(*outDir); werr != nil {
-				t.Error(werr)
-			}
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range rep.Cases {
-		if c.Failures != 0 {
-			t.Errorf("%s C=%d: %d failed setups", c.Responder, c.Concurrency, c.Failures)
 		}
 	}
 }

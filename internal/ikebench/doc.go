@@ -26,7 +26,7 @@
 // profiling flag.
 //
 // `make bench-ike` runs the full benchmark (bench_test.go's
-// TestIKEBench with -ikebench.full); the smoke test runs a few setups
+// TestIKEBench, build tag ikebench); the smoke test runs a few setups
 // against each responder. Both need root and charon (charontest.Need;
 // skipped outside CI, failed in CI). Only tests import this package.
 package ikebench
