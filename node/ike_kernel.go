@@ -176,6 +176,14 @@ func (k kernel) AddInbound(c *ike.ChildSA) error {
 	if _, held := n.ik.held[spi]; !held && n.inboundSPIUsed(spi) {
 		return fmt.Errorf("node: %s: %w (not allocated by AllocSPI)", SAName(sad.Inbound, spi), sad.ErrDuplicateSPI)
 	}
+	// The SAD knows an outbound SA by its SPI alone, which the peer
+	// chose: another peer may have chosen the same one (RFC 4301 §4.1
+	// lets it). Refuse the child now, while the exchange can still say
+	// so, rather than at AddOutbound after the peer was told yes.
+	if c.OutSPI != 0 && c.OutSPI != c.Replaces && n.sadb.Lookup(sad.Outbound, c.OutSPI) != nil {
+		return fmt.Errorf("node: child %s: the peer's SPI %s is already an outbound SA here (another peer chose it): %w",
+			cfg.Name, spiString(c.OutSPI), sad.ErrDuplicateSPI)
+	}
 	undo, err := n.addIKESA(c, cfg)
 	if err != nil {
 		return err

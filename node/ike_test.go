@@ -637,3 +637,29 @@ func TestIKEUnderlayConfig(t *testing.T) {
 	}
 	a.n.ReceiveIKE([]byte{1, 2, 3}, netip.AddrPort{}, netip.AddrPort{}) // dropped, no panic
 }
+
+// TestIKEKernelPeerSPIClash: two peers may choose the same SPI for their
+// inbound SA (RFC 4301 §4.1), which is an outbound SA here, and the SAD
+// knows outbound SAs by SPI: the second child is refused at AddInbound,
+// while its exchange can still say no, with nothing left behind.
+func TestIKEKernelPeerSPIClash(t *testing.T) {
+	a, b := newIKEPair(t)
+	ca, cb := childPair(t, a, b, ikeSuites[0], 1, 0, 0)
+	install(t, a, b, ca, cb)
+	before := len(a.n.SAs())
+	c2, _ := childPair(t, a, b, ikeSuites[0], 2, 0, 0)
+	c2.Peer, c2.PolicyName, c2.Name = "gw-c", "other", "other"
+	c2.OutSPI = ca.OutSPI
+	if err := a.k.AddInbound(c2); !errors.Is(err, sad.ErrDuplicateSPI) {
+		t.Fatalf("AddInbound with another peer's outbound SPI: %v", err)
+	}
+	if len(a.n.SAs()) != before || len(a.n.Peers()) != 1 {
+		t.Errorf("the refused child left SAs %d (was %d), peers %v", len(a.n.SAs()), before, a.n.Peers())
+	}
+	// A rekey of the first child may name its own outbound SPI as the one
+	// it replaces; a fresh SPI from the same peer is fine.
+	c3, _ := childPair(t, a, b, ikeSuites[0], 3, ca.OutSPI, 0)
+	if err := a.k.AddInbound(c3); err != nil {
+		t.Errorf("a rekey's AddInbound: %v", err)
+	}
+}
