@@ -143,6 +143,13 @@ type Config struct {
 	// OnPeerEndpoint, when set, is told each time a roaming peer's
 	// endpoint moves, on a control goroutine (never per packet).
 	OnPeerEndpoint func(peer string, from, to endpoint.Endpoint)
+	// OnAcquire, when set, is told that an outbound packet matched a
+	// PROTECT policy whose SPI is a trap SPI (1..MaxTrapSPI) without an
+	// SA: traffic that wants an SA negotiated (an IKE child with
+	// start_action trap). The packet is dropped as DropAcquire. It is
+	// called on the packet path (a worker, a reader or Inject's caller),
+	// at most once per trap SPI in any 1 to 2 seconds: it must not block.
+	OnAcquire func(spi uint32)
 	// DropLogInterval is the least time between two drop warnings of one
 	// kind (unknown SPI, ICV failure, replay, selector mismatch, policy
 	// discard; see droplog.go): each names one dropped packet (SPI, outer

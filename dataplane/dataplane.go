@@ -130,6 +130,10 @@ type Dataplane struct {
 	// inPol is the copy of the inbound policies that inbound hits are
 	// counted against (inpolicy.go); nil: none.
 	inPol atomic.Pointer[inPolicies]
+	// onAcquire is Config.OnAcquire; acqNext[spi] the clock second from
+	// which spi's next call is due (acquire.go).
+	onAcquire func(spi uint32)
+	acqNext   [MaxTrapSPI + 1]atomic.Int64
 	// remotes and udpPort are Config.UnderlayRemotes (unmapped) and
 	// Config.UDPPort, for the loop check (loop.go).
 	remotes []netip.Addr
@@ -175,6 +179,7 @@ func New(cfg Config) (*Dataplane, error) {
 		dropKick: make(chan struct{}, 1),
 
 		onPeerEndpoint: cfg.OnPeerEndpoint,
+		onAcquire:      cfg.OnAcquire,
 		dropEvery:      cfg.DropLogInterval,
 		udpPort:        cfg.UDPPort,
 	}

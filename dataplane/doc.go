@@ -23,6 +23,9 @@
 //   - loop.go: routing loops: our own ESP (IP protocol 50, UDP 4500 /
 //     4191) read back from the TUN, to the address its SA sends to, is
 //     dropped as DropLoop and warned about instead of being sealed again.
+//   - acquire.go: traps: a PROTECT policy naming a trap SPI (1..255)
+//     without an SA drops as DropAcquire and tells Config.OnAcquire,
+//     rate-limited, so that the SA gets negotiated on demand.
 //   - inpolicy.go: the hits of the inbound PROTECT policies, which the
 //     dataplane counts since ESP never goes through the inbound SPD.
 //   - tun_linux.go: the real TUN (CreateTUN, ConfigureTUN). The Linux

@@ -427,6 +427,8 @@ func (d *Dataplane) sealBatch(b *batch) {
 			case DropLoop:
 				st.warn[kindLoop]++
 				d.sampleOut(kindLoop, buf)
+			case DropAcquire:
+				d.acquire(spi)
 			}
 			continue
 		}
@@ -532,6 +534,9 @@ func (d *Dataplane) policy(buf *pkt.Buf, c *sealCache) (*sad.SA, uint32, DropRea
 		return nil, 0, DropPolicyDiscard
 	}
 	if dec.SA == nil {
+		if dec.SPI <= MaxTrapSPI {
+			return nil, dec.SPI, DropAcquire
+		}
 		return nil, 0, DropNoSA
 	}
 	return dec.SA, dec.SPI, noDrop
@@ -623,9 +628,12 @@ func (d *Dataplane) Inject(p []byte) error {
 		r = d.finishSeal(buf, sa, spi, d.peers.Load(), &c, &ep)
 	}
 	if r != noDrop {
-		if r == DropPolicyDiscard {
+		switch r {
+		case DropPolicyDiscard:
 			d.c.warned[kindDiscard].Add(1)
 			d.sampleDiscard(buf)
+		case DropAcquire:
+			d.acquire(spi)
 		}
 		return drop(r, nil)
 	}

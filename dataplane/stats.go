@@ -95,6 +95,12 @@ const (
 	// TUN by policy routing). Sealing it again would loop forever; it is
 	// dropped and warned about (loop.go).
 	DropLoop
+	// DropAcquire: an outbound PROTECT policy names a trap SPI
+	// (1..MaxTrapSPI, reserved by RFC 4303 §2.1, so never a negotiated
+	// SA's) the SAD does not hold: the traffic of a child that is
+	// negotiated on demand, before its SA exists. Config.OnAcquire is told
+	// (acquire.go).
+	DropAcquire
 	// NumDropReasons is the number of drop reasons (the size of
 	// Stats.Drops).
 	NumDropReasons
@@ -123,6 +129,7 @@ var dropNames = [NumDropReasons]string{
 	DropDeliver:          "deliver",
 	DropLinkLocal:        "link_local",
 	DropLoop:             "loop",
+	DropAcquire:          "acquire",
 }
 
 // String returns the stable snake_case name, for metrics and logs.

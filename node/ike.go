@@ -9,10 +9,14 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+
+	"go.uber.org/zap"
 
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/ike"
+	"github.com/mipsec/mipsec/sad"
 )
 
 // ikeSender sends one IKE message (underlay.Linux.SendIKE).
@@ -52,7 +56,89 @@ func (n *Node) newIKE() error {
 	n.ik.mu.Lock()
 	n.ik.expirer = d
 	n.ik.mu.Unlock()
+	acq := d.Acquire
+	n.ik.acquirer.Store(&acq)
+	return n.installTraps(ic.Connections)
+}
+
+// installTraps gives every child with start_action trap (ike.StartTrap) a
+// trap SPI and its outbound trap policies: PROTECT with that SPI, which no
+// SA has (dataplane/acquire.go), over the pairs of its configured traffic
+// selectors, "dynamic" ones resolved to the connection's addresses. Its
+// traffic then drops as dataplane.DropAcquire and tells the daemon
+// (onAcquire), until AddOutbound's policies take their place; DelPolicies
+// puts them back.
+func (n *Node) installTraps(cs []ike.Connection) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.ik.mu.Lock()
+	defer n.ik.mu.Unlock()
+	spi := uint32(0)
+	for _, c := range cs {
+		var remotes []netip.Addr
+		for _, p := range c.RemoteAddrs {
+			if p.IsSingleIP() {
+				remotes = append(remotes, p.Addr())
+			}
+		}
+		for _, ch := range c.Children {
+			if ch.Start != ike.StartTrap {
+				continue
+			}
+			name := c.Name + "/" + ch.Name // the daemon's PolicyName (ike/child.go)
+			var sels []sad.Selector
+			for _, l := range resolveTrapTS(ch.LocalTS, c.LocalAddrs) {
+				for _, r := range resolveTrapTS(ch.RemoteTS, remotes) {
+					if s, ok := tsSelector(l, r); ok {
+						sels = append(sels, s)
+					}
+				}
+			}
+			if len(sels) == 0 {
+				n.log.Warn("ike: a trap child's traffic selectors match no packet here (dynamic without an address?): no trap",
+					zap.String("policies", name))
+				continue
+			}
+			if spi++; spi > dataplane.MaxTrapSPI {
+				return fmt.Errorf("node: more than %d children with start_action trap", dataplane.MaxTrapSPI)
+			}
+			n.ik.traps[name] = ikeTrap{spi: spi, sels: sels}
+			n.ik.trapSPIs[spi] = name
+			if err := n.setIKEPolicies(name, sad.Outbound, n.trapPolicies(name)); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+// resolveTrapTS is ts with each "dynamic" selector replaced by one per
+// address of addrs (none: left out).
+func resolveTrapTS(ts []ike.TrafficSelector, addrs []netip.Addr) []ike.TrafficSelector {
+	var out []ike.TrafficSelector
+	for _, t := range ts {
+		if !ike.IsDynamic(t) {
+			out = append(out, t)
+			continue
+		}
+		for _, a := range addrs {
+			out = append(out, ike.ResolveDynamic(t, a))
+		}
+	}
+	return out
+}
+
+// onAcquire is dataplane.Config.OnAcquire: traffic hit the trap of spi
+// (rate-limited by the dataplane; the daemon limits initiations again).
+// It does not block: the daemon's Acquire posts to its goroutine.
+func (n *Node) onAcquire(spi uint32) {
+	name, ok := n.ik.trapSPIs[spi]
+	if !ok {
+		return
+	}
+	if f := n.ik.acquirer.Load(); f != nil {
+		(*f)(name)
+	}
 }
 
 // startIKE gives the daemon the underlay's IKE sockets and starts it.

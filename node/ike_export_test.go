@@ -17,3 +17,6 @@ func (n *Node) SetIKEExpirer(f func(inbound bool, spi uint32, hard bool)) {
 type expirerFunc func(inbound bool, spi uint32, hard bool)
 
 func (f expirerFunc) Expired(inbound bool, spi uint32, hard bool) { f(inbound, spi, hard) }
+
+// SetIKEAcquirer makes f get the traps' acquires (the daemon's Acquire).
+func (n *Node) SetIKEAcquirer(f func(policyName string)) { n.ik.acquirer.Store(&f) }

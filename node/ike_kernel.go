@@ -46,6 +46,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -75,6 +76,21 @@ type ikeState struct {
 	// expirer gets the lifetime events of IKE-made SAs: the daemon, or a
 	// test's fake.
 	expirer expirer
+	// traps are the children with start_action trap, by PolicyName, and
+	// trapSPIs their trap SPIs' PolicyNames (ike.go): both fixed once New
+	// returns, read without a lock.
+	traps    map[string]ikeTrap
+	trapSPIs map[uint32]string
+	// acquirer gets the traps' acquires (ike.go): the daemon, or a test's
+	// fake; read on the packet path.
+	acquirer atomic.Pointer[func(policyName string)]
+}
+
+// ikeTrap is a trap child's outbound policies while it has no SA: its
+// configured selectors, protected by a trap SPI (dataplane/acquire.go).
+type ikeTrap struct {
+	spi  uint32
+	sels []sad.Selector
 }
 
 type expirer interface {
@@ -99,6 +115,8 @@ func (s *ikeState) init(manual []dataplane.PeerConfig) {
 	s.sas = map[saKey]ikeSA{}
 	s.peers = map[string]*ikePeer{}
 	s.policies = map[string]*ikePolicies{}
+	s.traps = map[string]ikeTrap{}
+	s.trapSPIs = map[uint32]string{}
 	s.manual = clonePeers(manual)
 }
 
@@ -348,15 +366,37 @@ func (k kernel) DelPolicies(policyName string) error {
 	if n.ik.policies[policyName] == nil {
 		return nil
 	}
-	if err := n.setIKEPolicies(policyName, sad.Outbound, nil); err != nil {
+	// A trap child's traps come back in place of its policies: its next
+	// traffic negotiates it again.
+	if err := n.setIKEPolicies(policyName, sad.Outbound, n.trapPolicies(policyName)); err != nil {
 		return err
 	}
 	if err := n.setIKEPolicies(policyName, sad.Inbound, nil); err != nil {
 		return err
 	}
+	if _, trap := n.ik.traps[policyName]; trap {
+		n.log.Info("ike policies deleted, trap back", zap.String("policies", policyName))
+		return nil
+	}
 	delete(n.ik.policies, policyName)
 	n.log.Info("ike policies deleted", zap.String("policies", policyName))
 	return nil
+}
+
+// trapPolicies are the outbound trap policies of the trap child
+// policyName, named as its real ones so that AddOutbound's policies take
+// their place; nil for a child without trap.
+func (n *Node) trapPolicies(policyName string) []spd.Policy {
+	t, ok := n.ik.traps[policyName]
+	if !ok {
+		return nil
+	}
+	ps := make([]spd.Policy, len(t.sels))
+	for i, s := range t.sels {
+		ps[i] = spd.Policy{Name: fmt.Sprintf("%s#%d", policyName, i), Dir: sad.Outbound, Action: spd.Protect,
+			SPI: t.spi, Selectors: []sad.Selector{s}}
+	}
+	return ps
 }
 
 // SetEndpoint moves the peer's ESP to ep (its SAs' own tunnel addresses

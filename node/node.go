@@ -183,8 +183,8 @@ func (n *Node) Start() error {
 	dp, err := dataplane.New(dataplane.Config{
 		TUN: dev, Underlay: ul, SAD: n.sadb, SPD: n.spdb, Peers: peers,
 		Workers: n.cfg.Workers, Logger: n.log.Named("dataplane"), Hooks: hooks,
-		OnPeerEndpoint: n.onPeerEndpoint,
-		UDPPort:        n.cfg.Underlay.UDPPort, UnderlayRemotes: n.underlayRemotes(),
+		OnPeerEndpoint: n.onPeerEndpoint, OnAcquire: n.onAcquire,
+		UDPPort: n.cfg.Underlay.UDPPort, UnderlayRemotes: n.underlayRemotes(),
 	})
 	if err != nil {
 		dev.Close()
