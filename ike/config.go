@@ -60,6 +60,10 @@ type Config struct {
 	// Keepalive is the NAT-keepalive interval (RFC 3948 §2.3) where the
 	// Transport is a KeepaliveSender; 0: DefaultKeepalive.
 	Keepalive time.Duration
+	// FragmentSize is the largest IP datagram a protected IKE message or
+	// IKE fragment of ours fills where fragmentation was negotiated
+	// (RFC 7383 §2.5.1); 0: DefaultFragmentSize; at least 576.
+	FragmentSize int
 	// RekeyGrace is how long the inbound SA a child rekey replaced stays
 	// after its Delete, for packets still in flight (RFC 7296 §2.8);
 	// 0: DefaultRekeyGrace.

@@ -927,7 +927,7 @@ func (d *Daemon) deleteAll() {
 	for _, sa := range d.sas {
 		if sa.state == stateEstablished || sa.state == stateDeleting {
 			if b, err := d.sealRequest(sa, INFORMATIONAL, []Payload{&Delete{Protocol: ProtoIKE}}); err == nil {
-				d.send(sa, b)
+				d.sendAll(b, sa.local, sa.remote)
 			}
 		}
 		d.removeSA(sa, ErrNotRunning)

@@ -19,8 +19,8 @@
 //     and with the COOKIE first on a cookie (§2.6); 32-byte nonces; NAT
 //     detection (SPIr zero in the request) and, with a NAT or
 //     Connection.Encap (a faked source hash), the float to port 4500
-//     (§2.23); IKEV2_FRAGMENTATION_SUPPORTED and
-//     SIGNATURE_HASH_ALGORITHMS announced. The responder keeps no state
+//     (§2.23); IKEV2_FRAGMENTATION_SUPPORTED (with Connection.Fragmentation)
+//     and SIGNATURE_HASH_ALGORITHMS announced. The responder keeps no state
 //     until the proposal, the KE group, a cookie (when more than
 //     CookieThreshold SAs are half-open; the secret rotates), the
 //     MaxHalfOpen bound and a per-source rate all pass.
@@ -47,6 +47,13 @@
 //     outside the window is dropped. Nothing in an SK payload is used
 //     before SKCipher.Open has checked it, and the IKE SA follows a new
 //     address only on such a checked request, behind a NAT (§2.23).
+//   - IKE fragmentation (RFC 7383) where both sides announced it:
+//     received SKF fragments are reassembled once each is authenticated
+//     (bounded in count and size); a protected message of ours too long for
+//     Config.FragmentSize (an IP datagram, DefaultFragmentSize 1280, less
+//     the IP and UDP headers and the non-ESP marker) goes out as SKF
+//     fragments each sealed on its own (fragment_send.go), retransmitted
+//     and cached as the whole set (§2.6.1). No PMTU probing (§2.5.2).
 //   - INFORMATIONAL (§1.4): Deletes of children and of the IKE SA both ways,
 //     liveness checks after Connection.DPDDelay of silence (§2.4), with
 //     StartStart connections initiated again with backoff.
@@ -75,10 +82,8 @@
 //     (and ours, so refused, is created anew).
 //
 // Not yet: revocation (CRL, OCSP), hash-and-URL certificates, raw public
-// keys, sending IKE fragments (received SKF fragments are reassembled
-// where both sides announced them, RFC 7383), MOBIKE, the configuration
-// payload and EAP. NAT-keepalives (RFC 3948
-// §2.3) go out where the Transport is a KeepaliveSender.
+// keys, MOBIKE, the configuration payload and EAP. NAT-keepalives (RFC
+// 3948 §2.3) go out where the Transport is a KeepaliveSender.
 //
 // # Codec
 //

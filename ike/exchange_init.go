@@ -141,7 +141,7 @@ func (d *Daemon) sendInit(sa *ikeSA) error {
 	sa.initReq = b
 	sa.state = stateInitSent
 	sa.nextReqID = 1
-	sa.outstanding = &request{exchange: IKE_SA_INIT, msg: b, nextAt: d.now().Add(d.backoff(0))}
+	sa.outstanding = &request{exchange: IKE_SA_INIT, msg: [][]byte{b}, nextAt: d.now().Add(d.backoff(0))}
 	d.send(sa, b)
 	return nil
 }

@@ -95,7 +95,7 @@ type ikeSA struct {
 	outstanding *request
 	queue       []*request
 	peerNext    uint32
-	lastResp    []byte // our response to the peer's request peerNext-1, as sent
+	lastResp    [][]byte // our response to the peer's request peerNext-1, as sent (RFC 7383 §2.6.1)
 	lastRespTo  netip.AddrPort
 
 	children     []*childSA
@@ -121,7 +121,7 @@ type request struct {
 	exchange ExchangeType
 	payloads []Payload // inside SK; unused for IKE_SA_INIT
 	id       uint32
-	msg      []byte
+	msg      [][]byte // as sent: one datagram, or its fragments (RFC 7383 §2.5)
 	tries    int
 	nextAt   time.Time
 	// once: sent once, never retransmitted, no response awaited (Close's
@@ -280,7 +280,7 @@ func (d *Daemon) saTimers(sa *ikeSA, now time.Time) {
 		r.tries++
 		r.nextAt = now.Add(d.backoff(r.tries))
 		d.stats.Retransmits++
-		d.send(sa, r.msg)
+		d.sendAll(r.msg, sa.local, sa.remote)
 		return
 	}
 	if sa.state == stateEstablished && sa.conn.cfg.DPDDelay > 0 && len(sa.queue) == 0 &&
@@ -321,7 +321,7 @@ func (d *Daemon) sendNext(sa *ikeSA) {
 		}
 		r.id = sa.nextReqID - 1
 		r.msg = b
-		d.send(sa, b)
+		d.sendAll(b, sa.local, sa.remote)
 		if r.once {
 			continue
 		}
@@ -331,7 +331,7 @@ func (d *Daemon) sendNext(sa *ikeSA) {
 }
 
 // sealRequest builds our next request (taking its message ID).
-func (d *Daemon) sealRequest(sa *ikeSA, ex ExchangeType, ps []Payload) ([]byte, error) {
+func (d *Daemon) sealRequest(sa *ikeSA, ex ExchangeType, ps []Payload) ([][]byte, error) {
 	id := sa.nextReqID
 	b, err := d.seal(sa, ex, id, false, ps)
 	if err != nil {
@@ -342,8 +342,9 @@ func (d *Daemon) sealRequest(sa *ikeSA, ex ExchangeType, ps []Payload) ([]byte, 
 }
 
 // seal builds a protected message of sa: the header and an SK payload
-// holding ps (RFC 7296 §3.14).
-func (d *Daemon) seal(sa *ikeSA, ex ExchangeType, id uint32, response bool, ps []Payload) ([]byte, error) {
+// holding ps (RFC 7296 §3.14), or SKF fragments where it is too long and
+// both sides announced them (fragment_send.go).
+func (d *Daemon) seal(sa *ikeSA, ex ExchangeType, id uint32, response bool, ps []Payload) ([][]byte, error) {
 	if sa.out == nil {
 		return nil, errors.New("ike: no keys yet")
 	}
@@ -360,11 +361,18 @@ func (d *Daemon) seal(sa *ikeSA, ex ExchangeType, id uint32, response bool, ps [
 	}
 	hdr := Message{SPIi: sa.spii, SPIr: sa.spir, Exchange: ex, Flags: flags, MessageID: id,
 		Payloads: []Payload{&Encrypted{NextPayload: first}}}
+	if limit := d.ikeSizeLimit(sa.remote); sa.fragmentation && HeaderLen+skHeaderLen+sa.out.BodyLen(len(inner)) > limit {
+		return sealFragments(sa.out, hdr, first, inner, limit)
+	}
 	prefix, err := hdr.Append(nil)
 	if err != nil {
 		return nil, err
 	}
-	return sa.out.Seal(nil, prefix, inner)
+	b, err := sa.out.Seal(nil, prefix, inner)
+	if err != nil {
+		return nil, err
+	}
+	return [][]byte{b}, nil
 }
 
 // send sends b on the IKE SA's current path.
@@ -621,7 +629,7 @@ func (d *Daemon) request(sa *ikeSA, dg datagram, h Header) {
 		}
 		sa.lastRecv = d.now()
 		if first {
-			d.sendTo(sa.lastResp, dg.local, dg.remote)
+			d.sendAll(sa.lastResp, dg.local, dg.remote)
 		}
 		return
 	}
@@ -671,7 +679,7 @@ func (d *Daemon) request(sa *ikeSA, dg datagram, h Header) {
 	}
 	sa.peerNext++
 	sa.lastResp, sa.lastRespTo = b, dg.remote
-	d.sendTo(b, dg.local, dg.remote)
+	d.sendAll(b, dg.local, dg.remote)
 	if _, known := d.stats.Exchanges[h.Exchange.String()]; known && err == nil {
 		d.stats.Exchanges[h.Exchange.String()]++
 	}
