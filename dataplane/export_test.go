@@ -66,3 +66,7 @@ func (d *Dataplane) EmptyDropSamples() {
 // RefreshInPolicies reads the inbound policies as Start (and the control
 // goroutine) does, for the stage tests that do not start the Dataplane.
 func (d *Dataplane) RefreshInPolicies() { d.refreshInPolicies() }
+
+// AdvanceClock moves the coarse clock on by sec seconds, as the control
+// goroutine does once a second.
+func (d *Dataplane) AdvanceClock(sec int64) { d.clock.Add(sec) }

@@ -25,6 +25,12 @@ package node
 // §5) must not shadow them. Names: "<PolicyName>#<i>" outbound,
 // "<PolicyName>#in<i>" inbound, one per (LocalTS, RemoteTS) pair.
 //
+// Traps (start_action trap, ike.StartTrap): until such a child has an SA,
+// its outbound policies, under the same names, are traps over its
+// configured selectors, PROTECT with a reserved SPI no SA has (ike.go
+// installTraps, dataplane/acquire.go); AddOutbound's policies replace them
+// and DelPolicies puts them back (a rekey keeps the child's policies).
+//
 // Sequence numbers: an IKE-made SA's keys come from a fresh KEYMAT and are
 // never used under another SPI or after a restart (RFC 7296 §2.17: a new
 // Child SA, a rekey included, gets new nonces and so new keys), so its
