@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -344,4 +345,60 @@ func TestIKECertUntrustedCA(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIKECertExamplePair runs testdata/ike-gateway-a-cert.toml and
+// -b-cert.toml as shipped, as TestIKEMipsecPair runs the PSK pair, with
+// certificates made by the pki helper at the paths under /etc/mipsec/
+// moved to a temporary directory: A initiates, both list the SA with the
+// other's FQDN, and ping goes through both ways.
+func TestIKECertExamplePair(t *testing.T) {
+	needEnv(t)
+	charontest.Need(t) // pki
+	nsA, nsB := newNetns(t), newNetns(t)
+	veth(t, nsA, nsB, "ul0", netip.MustParsePrefix("198.51.100.1/24"), netip.Prefix{}, netip.MustParsePrefix("203.0.113.1/24"), netip.Prefix{})
+	run(t, "ip", "-n", nsA, "route", "add", "203.0.113.1/32", "dev", "ul0")
+	run(t, "ip", "-n", nsB, "route", "add", "198.51.100.1/32", "dev", "ul0")
+	dir := t.TempDir()
+	p := newIKECertPKI(t, charontest.ECDSA, "CA")
+	gws := map[string]*gateway{}
+	for _, side := range []struct{ name, ns string }{{"b", nsB}, {"a", nsA}} {
+		data, err := os.ReadFile(filepath.Join("..", "testdata", "ike-gateway-"+side.name+"-cert.toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert := map[string]*charontest.Cert{"a": p.m, "b": p.c}[side.name]
+		sock := filepath.Join(dir, side.name+".sock")
+		s := string(data)
+		for _, r := range [][2]string{
+			{`"/var/lib/mipsec/ike-gateway-` + side.name + `-cert"`, `"` + filepath.Join(dir, "state-"+side.name) + `"`},
+			{`"/run/mipsec/ike-gateway-` + side.name + `-cert.sock"`, `"` + sock + `"`},
+			{`"/etc/mipsec/gw-` + side.name + `.crt"`, `"` + cert.CertPath + `"`},
+			{`"/etc/mipsec/gw-` + side.name + `.key"`, `"` + cert.KeyPath + `"`},
+			{`"/etc/mipsec/ca.crt"`, `"` + p.ca.CertPath + `"`},
+		} {
+			if !strings.Contains(s, r[0]) {
+				t.Fatalf("ike-gateway-%s-cert.toml has no %s", side.name, r[0])
+			}
+			s = strings.ReplaceAll(s, r[0], r[1])
+		}
+		path := filepath.Join(dir, "ike-gateway-"+side.name+"-cert.toml")
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		g := newGatewayFile(t, strings.ToUpper(side.name), side.ns, path, gwConfig{Socket: sock})
+		g.start()
+		gws[side.name] = g
+	}
+	a := waitMipsecSA(t, gws["a"], "gateway-b", 10*time.Second)
+	b := waitMipsecSA(t, gws["b"], "gateway-a", 5*time.Second)
+	if a.SPIi != b.SPIi || a.SPIr != b.SPIr || !a.Initiator || b.Initiator ||
+		a.LocalID != ikeCertIDM || a.RemoteID != ikeCertIDC || b.LocalID != ikeCertIDC || b.RemoteID != ikeCertIDM {
+		t.Errorf("IKE SAs: A %v/%v initiator %v %s -> %s, B %v/%v initiator %v %s -> %s",
+			a.SPIi, a.SPIr, a.Initiator, a.LocalID, a.RemoteID, b.SPIi, b.SPIr, b.Initiator, b.LocalID, b.RemoteID)
+	}
+	siteA, siteB := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.129")
+	mustPing(t, nsA, siteA, siteB, 3)
+	mustPing(t, nsB, siteB, siteA, 3)
+	mustPing(t, nsA, netip.MustParseAddr("2001:db8:a::1"), netip.MustParseAddr("2001:db8:b::1"), 3)
 }
