@@ -62,9 +62,9 @@ var errTooManyFragments = errors.New("ike: message needs more IKE fragments than
 // are replaced), each at most limit octets (RFC 7383 §2.5).
 func sealFragments(out *SKCipher, hdr Message, first PayloadType, inner []byte, limit int) ([][]byte, error) {
 	over := HeaderLen + skfHeaderLen
-	// The largest share of inner that one fragment holds: BodyLen grows
-	// with CBC padding, so step down to where it fits.
-	chunk := limit - over - out.BodyLen(0)
+	// The largest share of inner that one fragment holds: from the size
+	// without padding, step down past CBC padding to where it fits.
+	chunk := limit - over - out.IVLen() - 1 - out.ICVLen()
 	for chunk > 0 && over+out.BodyLen(chunk) > limit {
 		chunk--
 	}
