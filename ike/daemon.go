@@ -600,7 +600,15 @@ func (d *Daemon) Acquire(policyName string) {
 					return
 				}
 				c.lastAcquire = now
-				if d.activeSA(c) != nil {
+				if sa := d.activeSA(c); sa != nil {
+					// An IKE SA is up (or coming): the child alone is
+					// missing, e.g. deleted by the peer while its IKE SA
+					// stayed; CREATE_CHILD_SA brings it back (§1.3.1).
+					if sa.state == stateEstablished && !sa.hasChild(ch.Name) {
+						if err := d.createChild(sa, ch, nil); err != nil {
+							d.log.Warn("acquire: CREATE_CHILD_SA failed", zap.String("conn", c.cfg.Name), zap.Error(err))
+						}
+					}
 					return
 				}
 				if _, err := d.initiate(c, ch); err != nil {

@@ -843,3 +843,34 @@ func TestStatsKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestAcquireOnEstablishedSA: a trap child whose IKE SA is already up
+// (here brought up by another child) comes with CREATE_CHILD_SA on that
+// SA (§1.3.1), not with a second IKE SA.
+func TestAcquireOnEstablishedSA(t *testing.T) {
+	two := func(aSide bool) func(c *Connection) {
+		return func(c *Connection) {
+			ch := c.Children[0]
+			ch.Name = "second"
+			ch.LocalTS, ch.RemoteTS = []TrafficSelector{prefixTS("10.3.0.0/16")}, []TrafficSelector{prefixTS("10.4.0.0/16")}
+			if !aSide {
+				ch.LocalTS, ch.RemoteTS = ch.RemoteTS, ch.LocalTS
+			} else {
+				ch.Start = StartTrap
+			}
+			c.Children = append(c.Children, ch)
+		}
+	}
+	n, a, b := newPair(t, pairOpts{a: two(true), b: two(false)})
+	if err := a.d.Initiate("ab", "net"); err != nil {
+		t.Fatalf("Initiate(ab, net): %v", err)
+	}
+	a.d.Acquire("ab/second")
+	eventually(t, "the trapped child on B", func() bool { _, out, _ := b.k.state(); return len(out) == 2 })
+	if got := len(captured(n, addrA, IKE_SA_INIT, false)); got != 1 {
+		t.Fatalf("%d IKE_SA_INITs, want 1", got)
+	}
+	if s := a.d.Stats(); s.Exchanges["CREATE_CHILD_SA"] != 1 || s.IKESAs != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
