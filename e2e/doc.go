@@ -56,6 +56,11 @@
 //     TestIKEMipsecPair (testdata/ike-gateway-a.toml and -b.toml as shipped,
 //     mipsec to mipsec) and TestIKEMipsecRecovery (mipsec to mipsec over
 //     IPv6, the responder crashes: DPD, a new SA).
+//   - TestIKECert* (ike_cert_test.go): certificates against charon, either
+//     side initiating, RSA-2048 and ECDSA P-256, FQDN and DN identities
+//     (ping, TCP by SHA-256); a certificate for another identity and one
+//     from an untrusted CA are refused with nothing installed;
+//     TestIKECertExamplePair runs testdata/ike-gateway-{a,b}-cert.toml.
 //
 // Every test creates its own namespaces (named mipsec-e2e-PID-N), uses only
 // documentation addresses (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
