@@ -724,6 +724,9 @@ func TestAfterSealIPv6OuterToIPv4(t *testing.T) {
 				t.Errorf("sent %d bytes (SPI %#x) to %v; want the %d ESP bytes to %v",
 					len(m.Data), header.ESP(m.Data).SPI(), m.Dst, n, to)
 			}
+			// The writer counts the packet after Send returns, and the fake
+			// underlay may have delivered it to B before that.
+			waitFor(t, "A's send counted", func() bool { return a.d.Stats().SentPackets == 1 })
 			if s := a.d.Stats(); s.Dropped() != 0 || s.SentPackets != 1 {
 				t.Errorf("A stats %+v", s)
 			}
