@@ -261,13 +261,21 @@ func (d *Daemon) authResponse(sa *ikeSA, inner []Payload) {
 	d.notifyWaiters(sa, err)
 }
 
-// authFailedInitiator: the responder did not prove itself. The IKE SA is
-// deleted (§2.21.2) after one unretransmitted INFORMATIONAL that tells the
-// responder, so that it removes what it installed.
+// authFailedInitiator: the responder did not prove itself, and the IKE
+// SA is deleted (§2.21.2). It is unusable at once (deleting, so that
+// Initiate starts another; no child, the offered one's SPI back); one
+// unretransmitted INFORMATIONAL with AUTHENTICATION_FAILED tells the
+// responder, so that it removes what it installed. The SA goes with that
+// exchange: at its answer (which then finds the SA, not an unknown SPI),
+// or one Retransmit after the send without one. The waiters hear err then.
 func (d *Daemon) authFailedInitiator(sa *ikeSA, err error) {
+	d.setupFailed(sa, "auth_failed", err)
+	sa.state = stateDeleting
+	d.releasePending(sa)
+	done := func() { d.saDied(sa, err) }
 	d.queueRequest(sa, &request{exchange: INFORMATIONAL, once: true,
-		payloads: []Payload{&Notify{NotifyType: AUTHENTICATION_FAILED}}})
-	d.initFailed(sa, "auth_failed", err)
+		payloads:   []Payload{&Notify{NotifyType: AUTHENTICATION_FAILED}},
+		onResponse: func(*Message, []Payload) { done() }, onTimeout: done})
 }
 
 // acceptChild checks the responder's child part and installs it: inbound

@@ -150,12 +150,18 @@ func (d *Daemon) sendInit(sa *ikeSA) error {
 // The same reason is logged once until the connection succeeds (a
 // StartStart connection retries with backoff).
 func (d *Daemon) initFailed(sa *ikeSA, reason string, err error) {
+	d.setupFailed(sa, reason, err)
+	d.saDied(sa, err)
+}
+
+// setupFailed counts and logs (once per reason, as initFailed) an
+// initiator's failed setup.
+func (d *Daemon) setupFailed(sa *ikeSA, reason string, err error) {
 	d.fail(reason)
 	if sa.conn.lastFailure != reason {
 		sa.conn.lastFailure = reason
 		d.log.Warn("IKE SA setup failed", append(sa.logFields(), zap.String("reason", reason), zap.Error(err))...)
 	}
-	d.saDied(sa, err)
 }
 
 // initResponse is the responder's answer to our IKE_SA_INIT.

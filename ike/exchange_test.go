@@ -247,6 +247,88 @@ func TestResponderAuthFails(t *testing.T) {
 	}
 }
 
+// TestResponderAuthFailsNotice: when the responder's AUTH or identity
+// is wrong, A's AUTHENTICATION_FAILED notice (RFC 7296 §2.21.2) is one
+// exchange on a deleting SA: the answer is taken (not an invalid_spi
+// drop), or without one the SA goes one Retransmit after the single send.
+// Either way the failure counts once as auth_failed, A installs nothing
+// and no SA is left on either side.
+func TestResponderAuthFailsNotice(t *testing.T) {
+	other, err := ParseIdentity("@someone-else.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name       string
+		a, b       func(*Connection)
+		lost       bool // B's answer to the notice is dropped
+		retransmit time.Duration
+	}{
+		{"wrong PSK", nil, func(c *Connection) { c.Local.PSK = []byte("another shared secret") }, false, 2 * time.Second},
+		{"wrong identity", func(c *Connection) { c.Remote.ID = other }, nil, false, 2 * time.Second},
+		{"answer lost", nil, func(c *Connection) { c.Local.PSK = []byte("another shared secret") }, true, 300 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, a, b := newPair(t, pairOpts{a: tc.a, b: tc.b,
+				cfgA: func(c *Config) { c.Retransmit = tc.retransmit }})
+			var dropped atomic.Int32
+			if tc.lost {
+				n.setFilter(func(p *packet) bool {
+					if p.src.Addr() == addrB && ExchangeType(p.b[18]) == INFORMATIONAL && p.b[19]&byte(FlagResponse) != 0 {
+						dropped.Add(1)
+						return false
+					}
+					return true
+				})
+			}
+			start := time.Now()
+			res := make(chan error, 1)
+			go func() { res <- a.d.Initiate("ab", "net") }()
+			if tc.lost {
+				eventually(t, "B's answer dropped", func() bool { return dropped.Load() == 1 })
+				// Until the notice's time is up the SA is listed as
+				// deleting, without children, and not counted as up.
+				l := a.d.List()
+				if len(l) != 1 || l[0].State != "deleting" || len(l[0].Children) != 0 || a.d.Stats().IKESAs != 0 {
+					t.Fatalf("A during the notice: %+v, %d up", l, a.d.Stats().IKESAs)
+				}
+			}
+			var ierr error
+			select {
+			case ierr = <-res:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Initiate did not return")
+			}
+			if ierr == nil {
+				t.Fatal("Initiate succeeded")
+			}
+			// The SA went before Initiate heard of the failure.
+			if l := a.d.List(); len(l) != 0 {
+				t.Fatalf("A still lists %+v", l)
+			}
+			if el := time.Since(start); tc.lost && el < tc.retransmit {
+				t.Fatalf("A gave up on the notice after %v, before one Retransmit (%v)", el, tc.retransmit)
+			}
+			eventually(t, "B's SA gone", func() bool { return len(b.d.List()) == 0 && b.k.empty() })
+			time.Sleep(2 * tc.retransmit / 10) // anything late would arrive now
+			sa, sb := a.d.Stats(), b.d.Stats()
+			if sa.Failures["auth_failed"] != 1 || sa.Failures["invalid_spi"] != 0 || sa.Failures["timeout"] != 0 ||
+				sa.Failures["message_id"] != 0 || sb.Failures["invalid_spi"] != 0 {
+				t.Fatalf("failures: A %v, B %v", sa.Failures, sb.Failures)
+			}
+			if !a.k.empty() || a.k.count("in ") != 0 || a.k.count("out ") != 0 || a.k.count("alloc") != 1 {
+				t.Fatalf("A's kernel: %v", a.k.calls)
+			}
+			if got := len(captured(n, addrA, INFORMATIONAL, false)); got != 1 {
+				t.Fatalf("A sent %d INFORMATIONAL requests, want the one notice", got)
+			}
+			if want := map[bool]uint64{false: 1, true: 0}[tc.lost]; sa.Exchanges["INFORMATIONAL"] != want {
+				t.Fatalf("A completed %d INFORMATIONAL exchanges, want %d", sa.Exchanges["INFORMATIONAL"], want)
+			}
+		})
+	}
+}
+
 // captured returns the packets from src of exchange ex.
 func captured(n *network, src netip.Addr, ex ExchangeType, response bool) []packet {
 	var out []packet

@@ -124,8 +124,9 @@ type request struct {
 	msg      [][]byte // as sent: one datagram, or its fragments (RFC 7383 §2.5)
 	tries    int
 	nextAt   time.Time
-	// once: sent once, never retransmitted, no response awaited (Close's
-	// Deletes, an AUTHENTICATION_FAILED notice).
+	// once: sent once, never retransmitted (an AUTHENTICATION_FAILED
+	// notice, §2.21.2): its response is awaited one Retransmit, then
+	// onTimeout runs, with no timeout counted.
 	once bool
 	// onResponse gets the authenticated response (m's SK payload opened
 	// into inner). onTimeout runs when the retransmissions are spent; nil:
@@ -262,11 +263,13 @@ func (d *Daemon) saTimers(sa *ikeSA, now time.Time) {
 		if now.Before(r.nextAt) {
 			return
 		}
-		if r.tries >= d.cfg.Retransmits {
+		if r.once || r.tries >= d.cfg.Retransmits {
 			sa.outstanding = nil
-			d.log.Info("exchange timed out", append(sa.logFields(), zap.Stringer("exchange", r.exchange),
-				zap.Int("tries", r.tries+1))...)
-			d.fail("timeout")
+			if !r.once {
+				d.log.Info("exchange timed out", append(sa.logFields(), zap.Stringer("exchange", r.exchange),
+					zap.Int("tries", r.tries+1))...)
+				d.fail("timeout")
+			}
 			if r.onTimeout != nil {
 				r.onTimeout()
 			} else {
@@ -322,9 +325,6 @@ func (d *Daemon) sendNext(sa *ikeSA) {
 		r.id = sa.nextReqID - 1
 		r.msg = b
 		d.sendAll(b, sa.local, sa.remote)
-		if r.once {
-			continue
-		}
 		r.nextAt = d.now().Add(d.backoff(0))
 		sa.outstanding = r
 	}
@@ -722,7 +722,7 @@ func (d *Daemon) removeSA(sa *ikeSA, reason error) {
 	if sa.state == stateDead {
 		return
 	}
-	wasUp := sa.state == stateEstablished || sa.state == stateDeleting
+	wasUp := (sa.state == stateEstablished || sa.state == stateDeleting) && !sa.established.IsZero()
 	if s := sa.successor; s != nil && s.state == stateEstablished {
 		d.moveChildren(sa, s) // rekeyed (§2.18)
 	}
@@ -737,12 +737,7 @@ func (d *Daemon) removeSA(sa *ikeSA, reason error) {
 		d.uninstallChild(sa, ch)
 	}
 	sa.children = nil
-	if pc := sa.pendingChild; pc != nil {
-		if pc.inSPI != 0 && !pc.inInstalled {
-			d.cfg.Kernel.ReleaseSPI(pc.inSPI)
-		}
-		sa.pendingChild = nil
-	}
+	d.releasePending(sa)
 	if d.sas[sa.localSPI()] == sa {
 		delete(d.sas, sa.localSPI())
 	}
@@ -771,6 +766,17 @@ func (d *Daemon) removeSA(sa *ikeSA, reason error) {
 	sa.deleteWaiters = nil
 	if wasUp {
 		d.log.Info("IKE SA down", sa.logFields()...)
+	}
+}
+
+// releasePending drops the child offered in IKE_AUTH that did not come
+// up, its SPI back to the kernel.
+func (d *Daemon) releasePending(sa *ikeSA) {
+	if pc := sa.pendingChild; pc != nil {
+		if pc.inSPI != 0 && !pc.inInstalled {
+			d.cfg.Kernel.ReleaseSPI(pc.inSPI)
+		}
+		sa.pendingChild = nil
 	}
 }
 
