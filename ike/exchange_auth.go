@@ -446,76 +446,22 @@ func (d *Daemon) respondChild(sa *ikeSA, a authPayloads) ([]Payload, func()) {
 		d.fail("malformed")
 		return []Payload{&Notify{NotifyType: INVALID_SYNTAX}}, nil
 	}
-	c := sa.conn
-	var cfg *Child
-	var local, remote []TrafficSelector
-	for i := range c.cfg.Children {
-		cc := &c.cfg.Children[i]
-		if cc.Mode == ModeTransport && !a.transport {
-			continue
-		}
-		r := NarrowTS(resolveTS(cc.RemoteTS, sa.remote.Addr()), a.tsi.Selectors)
-		l := NarrowTS(resolveTS(cc.LocalTS, sa.local.Addr()), a.tsr.Selectors)
-		if len(r) > 0 && len(l) > 0 {
-			cfg, local, remote = cc, l, r
-			break
-		}
-	}
+	cfg, local, remote := sa.matchChild(a.transport, a.tsi, a.tsr)
 	if cfg == nil {
 		d.refuse("ts_unacceptable", "no child's traffic selectors meet the initiator's", sa.logFields()...)
 		return []Payload{&Notify{NotifyType: TS_UNACCEPTABLE}}, nil
 	}
-	chosen, err := SelectProposal(WithoutDH(cfg.Proposals), a.sa.Proposals)
-	var suite ESPSuite
-	if err == nil {
-		suite, err = ESPSuiteOf(chosen)
+	fields := append(sa.logFields(), zap.String("child", cfg.Name))
+	// No key exchange in the IKE_AUTH child: its keys come from SK_d and
+	// the IKE SA's nonces (§1.2, §2.17).
+	ch, refusal := d.chooseChild(sa, cfg, WithoutDH(cfg.Proposals), a.sa.Proposals, nil, local, remote, fields)
+	if refusal != nil {
+		return refusal, nil
 	}
-	var out uint32
-	if err == nil {
-		out, err = espSPI(chosen.SPI)
+	ch.ni, ch.nr = sa.ni, sa.nr
+	ps, kc, k, refusal := d.installResponderChild(sa, ch, nil)
+	if refusal != nil {
+		return refusal, nil
 	}
-	if err != nil {
-		d.refuse("no_proposal", "no acceptable ESP proposal", append(sa.logFields(), zap.String("child", cfg.Name), zap.Error(err))...)
-		return []Payload{&Notify{NotifyType: NO_PROPOSAL_CHOSEN}}, nil
-	}
-	ch := &childSA{id: d.newChildID(), name: cfg.Name, cfg: cfg, mode: cfg.Mode, proposal: chosen, suite: suite,
-		outSPI: out, ni: sa.ni, nr: sa.nr, localTS: local, remoteTS: remote,
-		policyName: policyNameOf(c.cfg.Name, cfg.Name), lifetime: lifetimeOf(cfg)}
-	temporary := []Payload{&Notify{NotifyType: TEMPORARY_FAILURE}}
-	if ch.inSPI, err = d.cfg.Kernel.AllocSPI(); err != nil {
-		d.fail("kernel")
-		d.log.Warn("kernel: allocate SPI failed", append(sa.logFields(), zap.Error(err))...)
-		return temporary, nil
-	}
-	k, err := d.deriveChild(sa, ch)
-	if err != nil {
-		d.cfg.Kernel.ReleaseSPI(ch.inSPI)
-		d.fail("internal")
-		return temporary, nil
-	}
-	kc := d.kernelChild(sa, ch, k)
-	if err := d.installInbound(sa, ch, kc); err != nil {
-		d.cfg.Kernel.ReleaseSPI(ch.inSPI)
-		wipeKernelChild(kc, k)
-		return temporary, nil
-	}
-	sa.children = append(sa.children, ch)
-	answer := chosen
-	answer.SPI = spiBytes(ch.inSPI)
-	var ps []Payload
-	if ch.mode == ModeTransport {
-		ps = append(ps, &Notify{NotifyType: USE_TRANSPORT_MODE})
-	}
-	ps = append(ps, &SA{Proposals: []Proposal{answer}},
-		&TS{Initiator: true, Selectors: remote},
-		&TS{Initiator: false, Selectors: local})
-	return ps, func() {
-		defer wipeKernelChild(kc, k)
-		if sa.state == stateDead {
-			return
-		}
-		if err := d.installOutbound(sa, ch, kc); err != nil {
-			d.dropChild(sa, ch)
-		}
-	}
+	return ps, d.outboundAfterResponse(sa, ch, kc, k)
 }

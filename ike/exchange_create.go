@@ -492,22 +492,119 @@ func (d *Daemon) retryCreate(c *connState, cfg *Child, old *childSA, ws []chan e
 	}
 }
 
-// matchChild picks the configured child whose selectors meet the
-// initiator's, narrowed (§2.9).
-func (sa *ikeSA) matchChild(a createPayloads) (cfg *Child, local, remote []TrafficSelector) {
-	c := sa.conn
-	for i := range c.cfg.Children {
-		cc := &c.cfg.Children[i]
-		if cc.Mode == ModeTransport && !a.transport {
+// narrowChild is cc's selectors narrowed to the initiator's (§2.9): tsi
+// are its own (our remote), tsr ours (our local); nil, nil where either
+// side has nothing left.
+func (sa *ikeSA) narrowChild(cc *Child, tsi, tsr []TrafficSelector) (local, remote []TrafficSelector) {
+	remote = NarrowTS(resolveTS(cc.RemoteTS, sa.remote.Addr()), tsi)
+	local = NarrowTS(resolveTS(cc.LocalTS, sa.local.Addr()), tsr)
+	if len(local) == 0 || len(remote) == 0 {
+		return nil, nil
+	}
+	return local, remote
+}
+
+// matchChild picks the first configured child whose selectors meet the
+// initiator's, narrowed (§2.9); a transport child only where the
+// initiator asked for transport mode (USE_TRANSPORT_MODE, §1.3.1).
+func (sa *ikeSA) matchChild(transport bool, tsi, tsr *TS) (cfg *Child, local, remote []TrafficSelector) {
+	for i := range sa.conn.cfg.Children {
+		cc := &sa.conn.cfg.Children[i]
+		if cc.Mode == ModeTransport && !transport {
 			continue
 		}
-		r := NarrowTS(resolveTS(cc.RemoteTS, sa.remote.Addr()), a.tsi.Selectors)
-		l := NarrowTS(resolveTS(cc.LocalTS, sa.local.Addr()), a.tsr.Selectors)
-		if len(r) > 0 && len(l) > 0 {
+		if l, r := sa.narrowChild(cc, tsi.Selectors, tsr.Selectors); l != nil {
 			return cc, l, r
 		}
 	}
 	return nil, nil, nil
+}
+
+// The responder's child, in IKE_AUTH (respondChild) and CREATE_CHILD_SA
+// (createChildRequest): chooseChild selects the ESP proposal for the
+// narrowed selectors, installResponderChild installs the inbound SA
+// before the response goes and outboundAfterResponse the outbound one
+// after it (make-before-break, §2.8, kernel.go).
+
+// chooseChild selects our ESP proposal of cfg among theirs (preferring
+// the group of the initiator's KE payload; ke nil: none) and returns the
+// child it makes between local and remote, without its ID, SPI or
+// nonces; or the NO_PROPOSAL_CHOSEN answer.
+func (d *Daemon) chooseChild(sa *ikeSA, cfg *Child, ours, theirs []Proposal, ke *KE, local, remote []TrafficSelector,
+	fields []zap.Field) (*childSA, []Payload) {
+	chosen, err := chooseWithKE(ours, theirs, ke)
+	var suite ESPSuite
+	if err == nil {
+		suite, err = ESPSuiteOf(chosen)
+	}
+	var out uint32
+	if err == nil {
+		out, err = espSPI(chosen.SPI)
+	}
+	if err != nil {
+		d.refuse("no_proposal", "no acceptable ESP proposal", append(fields, zap.Error(err))...)
+		return nil, []Payload{&Notify{NotifyType: NO_PROPOSAL_CHOSEN}}
+	}
+	return &childSA{name: cfg.Name, cfg: cfg, mode: cfg.Mode, proposal: chosen, suite: suite,
+		outSPI: out, localTS: local, remoteTS: remote,
+		policyName: policyNameOf(sa.conn.cfg.Name, cfg.Name), lifetime: lifetimeOf(cfg)}, nil
+}
+
+// installResponderChild gives ch its ID and our SPI, derives its keys
+// from its nonces (gir: the shared secret of a PFS exchange, nil
+// without; §2.17), installs the inbound SA and records ch in sa. It
+// returns the response's child payloads (mid, the Nonce and KE of
+// CREATE_CHILD_SA, between SA and TSi) and the kernel SA of the outbound
+// half with its keys, for the caller to install and wipe; or the
+// TEMPORARY_FAILURE answer, with nothing kept.
+func (d *Daemon) installResponderChild(sa *ikeSA, ch *childSA, gir []byte, mid ...Payload) ([]Payload, *ChildSA, *ChildKeys, []Payload) {
+	temporary := []Payload{&Notify{NotifyType: TEMPORARY_FAILURE}}
+	ch.id = d.newChildID()
+	var err error
+	if ch.inSPI, err = d.cfg.Kernel.AllocSPI(); err != nil {
+		d.fail("kernel")
+		d.log.Warn("kernel: allocate SPI failed", append(sa.logFields(), zap.String("child", ch.name), zap.Error(err))...)
+		return nil, nil, nil, temporary
+	}
+	encLen, integLen := ch.suite.KeyLens()
+	k, err := DeriveChildKeys(sa.suite.PRF, sa.keys.SKd, gir, ch.ni, ch.nr, encLen, integLen)
+	if err != nil {
+		d.cfg.Kernel.ReleaseSPI(ch.inSPI)
+		d.fail("internal")
+		return nil, nil, nil, temporary
+	}
+	kc := d.kernelChild(sa, ch, k)
+	if err := d.installInbound(sa, ch, kc); err != nil {
+		d.cfg.Kernel.ReleaseSPI(ch.inSPI)
+		wipeKernelChild(kc, k)
+		return nil, nil, nil, temporary
+	}
+	sa.children = append(sa.children, ch)
+	answer := ch.proposal
+	answer.SPI = spiBytes(ch.inSPI)
+	var ps []Payload
+	if ch.mode == ModeTransport {
+		ps = append(ps, &Notify{NotifyType: USE_TRANSPORT_MODE})
+	}
+	ps = append(ps, &SA{Proposals: []Proposal{answer}})
+	ps = append(ps, mid...)
+	ps = append(ps, &TS{Initiator: true, Selectors: ch.remoteTS}, &TS{Initiator: false, Selectors: ch.localTS})
+	return ps, kc, k, nil
+}
+
+// outboundAfterResponse is what follows the response of a new child: its
+// outbound SA and policies (the initiator may use the child only once it
+// has the response), unless the IKE SA or the child went meanwhile.
+func (d *Daemon) outboundAfterResponse(sa *ikeSA, ch *childSA, kc *ChildSA, k *ChildKeys) func() {
+	return func() {
+		defer wipeKernelChild(kc, k)
+		if sa.state == stateDead || ch.gone {
+			return
+		}
+		if err := d.installOutbound(sa, ch, kc); err != nil {
+			d.dropChild(sa, ch)
+		}
+	}
 }
 
 // createChildRequest answers the peer's CREATE_CHILD_SA: a new child, a
@@ -565,15 +662,11 @@ func (d *Daemon) createChildRequest(sa *ikeSA, h Header, inner []Payload) ([]Pay
 		cfg = old.cfg
 		if old.mode == ModeTransport && !a.transport {
 			cfg = nil
-		} else {
-			remote = NarrowTS(resolveTS(cfg.RemoteTS, sa.remote.Addr()), a.tsi.Selectors)
-			local = NarrowTS(resolveTS(cfg.LocalTS, sa.local.Addr()), a.tsr.Selectors)
-			if len(local) == 0 || len(remote) == 0 {
-				cfg = nil
-			}
+		} else if local, remote = sa.narrowChild(cfg, a.tsi.Selectors, a.tsr.Selectors); local == nil {
+			cfg = nil
 		}
 	} else {
-		cfg, local, remote = sa.matchChild(a)
+		cfg, local, remote = sa.matchChild(a.transport, a.tsi, a.tsr)
 	}
 	if cfg == nil {
 		d.refuse("ts_unacceptable", "no child's traffic selectors meet the initiator's", sa.logFields()...)
@@ -584,19 +677,11 @@ func (d *Daemon) createChildRequest(sa *ikeSA, h Header, inner []Payload) ([]Pay
 		d.refuse("internal", "too many children on one IKE SA", fields...)
 		return []Payload{&Notify{NotifyType: NO_ADDITIONAL_SAS}}, nil
 	}
-	chosen, err := chooseWithKE(cfg.Proposals, a.sa.Proposals, a.ke)
-	var suite ESPSuite
-	if err == nil {
-		suite, err = ESPSuiteOf(chosen)
+	ch, refusal := d.chooseChild(sa, cfg, cfg.Proposals, a.sa.Proposals, a.ke, local, remote, fields)
+	if refusal != nil {
+		return refusal, nil
 	}
-	var out uint32
-	if err == nil {
-		out, err = espSPI(chosen.SPI)
-	}
-	if err != nil {
-		d.refuse("no_proposal", "no acceptable ESP proposal", append(fields, zap.Error(err))...)
-		return []Payload{&Notify{NotifyType: NO_PROPOSAL_CHOSEN}}, nil
-	}
+	suite := ch.suite
 	if suite.DH != DHNone && (a.ke == nil || a.ke.Group != suite.DH) {
 		d.refuse("invalid_ke", "KE of another group than the chosen one", fields...)
 		return invalidKE(suite.DH), nil
@@ -605,21 +690,21 @@ func (d *Daemon) createChildRequest(sa *ikeSA, h Header, inner []Payload) ([]Pay
 		d.refuse("malformed", "initiator's nonce too short or long", fields...)
 		return []Payload{&Notify{NotifyType: INVALID_SYNTAX}}, nil
 	}
-	ch := &childSA{id: d.newChildID(), name: cfg.Name, cfg: cfg, mode: cfg.Mode, proposal: chosen, suite: suite,
-		outSPI: out, localTS: local, remoteTS: remote, ccsa: true,
-		policyName: policyNameOf(sa.conn.cfg.Name, cfg.Name), lifetime: lifetimeOf(cfg)}
+	ch.ccsa = true
 	if old != nil {
 		ch.name, ch.mode, ch.policyName, ch.rekeyOf = old.name, old.mode, old.policyName, old
 	}
+	var err error
 	ch.ni = bytes.Clone(a.nonce.Data)
 	if ch.nr, err = d.newNonce(sa.suite.PRF); err != nil {
 		d.fail("internal")
 		return temporary, nil
 	}
-	var ke *KeyExchange
+	mid := []Payload{&Nonce{Data: ch.nr}}
 	var gir []byte
 	if suite.DH != DHNone {
-		if ke, err = NewKeyExchange(suite.DH, d.rand); err != nil {
+		ke, err := NewKeyExchange(suite.DH, d.rand)
+		if err != nil {
 			d.fail("internal")
 			return temporary, nil
 		}
@@ -628,47 +713,14 @@ func (d *Daemon) createChildRequest(sa *ikeSA, h Header, inner []Payload) ([]Pay
 			return []Payload{&Notify{NotifyType: INVALID_SYNTAX}}, nil
 		}
 		defer clear(gir)
+		mid = append(mid, &KE{Group: suite.DH, Data: ke.PublicValue()})
 	}
-	if ch.inSPI, err = d.cfg.Kernel.AllocSPI(); err != nil {
-		d.fail("kernel")
-		d.log.Warn("kernel: allocate SPI failed", append(fields, zap.Error(err))...)
-		return temporary, nil
+	ps, kc, k, refusal := d.installResponderChild(sa, ch, gir, mid...)
+	if refusal != nil {
+		return refusal, nil
 	}
-	encLen, integLen := suite.KeyLens()
-	k, err := DeriveChildKeys(sa.suite.PRF, sa.keys.SKd, gir, ch.ni, ch.nr, encLen, integLen)
-	if err != nil {
-		d.cfg.Kernel.ReleaseSPI(ch.inSPI)
-		d.fail("internal")
-		return temporary, nil
-	}
-	kc := d.kernelChild(sa, ch, k)
-	if err := d.installInbound(sa, ch, kc); err != nil {
-		d.cfg.Kernel.ReleaseSPI(ch.inSPI)
-		wipeKernelChild(kc, k)
-		return temporary, nil
-	}
-	sa.children = append(sa.children, ch)
-	answer := chosen
-	answer.SPI = spiBytes(ch.inSPI)
-	var ps []Payload
-	if ch.mode == ModeTransport {
-		ps = append(ps, &Notify{NotifyType: USE_TRANSPORT_MODE})
-	}
-	ps = append(ps, &SA{Proposals: []Proposal{answer}}, &Nonce{Data: ch.nr})
-	if ke != nil {
-		ps = append(ps, &KE{Group: suite.DH, Data: ke.PublicValue()})
-	}
-	ps = append(ps, &TS{Initiator: true, Selectors: remote}, &TS{Initiator: false, Selectors: local})
 	if old == nil {
-		return ps, func() {
-			defer wipeKernelChild(kc, k)
-			if sa.state == stateDead || ch.gone {
-				return
-			}
-			if err := d.installOutbound(sa, ch, kc); err != nil {
-				d.dropChild(sa, ch)
-			}
-		}
+		return ps, d.outboundAfterResponse(sa, ch, kc, k)
 	}
 	// A rekey: we keep sending on old until the initiator is known to
 	// have our response (§2.8).
