@@ -64,6 +64,13 @@ type Config struct {
 	// IKE fragment of ours fills where fragmentation was negotiated
 	// (RFC 7383 §2.5.1); 0: DefaultFragmentSize; at least 576.
 	FragmentSize int
+	// InitRate and InitBurst bound the IKE_SA_INIT requests of one
+	// source address that make a half-open IKE SA: a token bucket of
+	// InitRate per second up to InitBurst (the cookies of §2.6 and
+	// MaxHalfOpen bound many sources); 0: DefaultInitRate,
+	// DefaultInitBurst.
+	InitRate  int
+	InitBurst int
 	// RekeyGrace is how long the inbound SA a child rekey replaced stays
 	// after its Delete, for packets still in flight (RFC 7296 §2.8);
 	// 0: DefaultRekeyGrace.
@@ -78,6 +85,8 @@ const (
 	DefaultRetransmits     = 5
 	DefaultKeepalive       = 20 * time.Second // strongSwan's keep_alive
 	DefaultRekeyGrace      = 2 * time.Second
+	DefaultInitRate        = 20
+	DefaultInitBurst       = 40
 )
 
 // Connection is one configured IKE connection, a swanctl.conf

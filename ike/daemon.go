@@ -122,6 +122,15 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.CookieThreshold < 0 || cfg.MaxHalfOpen < 0 || cfg.Retransmit < 0 || cfg.Retransmits < 0 || cfg.Keepalive < 0 || cfg.RekeyGrace < 0 {
 		return nil, errors.New("ike: negative CookieThreshold, MaxHalfOpen, Retransmit, Retransmits, Keepalive or RekeyGrace")
 	}
+	if cfg.InitRate < 0 || cfg.InitBurst < 0 {
+		return nil, errors.New("ike: negative InitRate or InitBurst")
+	}
+	if cfg.InitRate == 0 {
+		cfg.InitRate = DefaultInitRate
+	}
+	if cfg.InitBurst == 0 {
+		cfg.InitBurst = DefaultInitBurst
+	}
 	if cfg.CookieThreshold == 0 {
 		cfg.CookieThreshold = DefaultCookieThreshold
 	}
@@ -177,7 +186,7 @@ func New(cfg Config) (*Daemon, error) {
 		d.stats.Failures[k] = 0
 	}
 	d.logLimit = bucket{rate: 5, burst: 10}
-	d.perSource = rateTable{rate: perSourceRate, burst: perSourceBurst, max: perSourceMax, m: map[netip.Addr]*bucket{}}
+	d.perSource = rateTable{rate: float64(cfg.InitRate), burst: float64(cfg.InitBurst), max: perSourceMax, m: map[netip.Addr]*bucket{}}
 	if err := d.cookies.init(d.rand, d.now()); err != nil {
 		return nil, fmt.Errorf("ike: cookie secret: %w", err)
 	}
@@ -985,12 +994,9 @@ type rateTable struct {
 	m           map[netip.Addr]*bucket
 }
 
-// Per-source limits on IKE_SA_INIT requests that create state.
-const (
-	perSourceRate  = 20
-	perSourceBurst = 40
-	perSourceMax   = 4096
-)
+// perSourceMax bounds the sources whose IKE_SA_INIT rate is kept
+// (Config.InitRate, InitBurst).
+const perSourceMax = 4096
 
 func (t *rateTable) allow(a netip.Addr, now time.Time) bool {
 	b := t.m[a]

@@ -23,7 +23,8 @@
 //     and SIGNATURE_HASH_ALGORITHMS announced. The responder keeps no state
 //     until the proposal, the KE group, a cookie (when more than
 //     CookieThreshold SAs are half-open; the secret rotates), the
-//     MaxHalfOpen bound and a per-source rate all pass.
+//     MaxHalfOpen bound and the per-source rate (Config.InitRate per
+//     second, up to InitBurst; 20 and 40) all pass.
 //   - IKE_AUTH with a shared key or certificates (§2.15; either way
 //     each direction) and the first Child SA. Certificates: CERT payloads
 //     with the configured chain, CERTREQ with the CAs' SPKI hashes (§3.6,
@@ -39,7 +40,10 @@
 //     both ways (§2.4), KEYMAT in §2.17's order, inbound SA before the
 //     message that lets the peer use it and outbound after (§2.8). A child
 //     refusal (TS_UNACCEPTABLE, NO_PROPOSAL_CHOSEN) leaves the IKE SA up.
-//     A failed AUTH installs nothing and keeps nothing.
+//     A failed AUTH installs nothing and keeps nothing; an initiator that
+//     refuses the responder's tells it with AUTHENTICATION_FAILED in one
+//     unretransmitted INFORMATIONAL, its IKE SA deleting until the answer
+//     or one Retransmit (§2.21.2).
 //   - Message IDs with window 1 (§2.3): requests queue per IKE SA and are
 //     retransmitted byte-identical with exponential backoff until
 //     Config.Retransmits (§2.1), then the IKE SA is dead; the last response

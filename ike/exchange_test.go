@@ -167,7 +167,7 @@ func TestHalfOpenBounded(t *testing.T) {
 		// Cookies echoed (a real-source flood): MaxHalfOpen holds.
 		{"max", 1000, 8, true, 8, "half_open_full", 50, 2},
 		// One source, many ports: its rate limit holds.
-		{"rate", 1000, 1000, false, perSourceBurst, "rate_limit", 1, 200},
+		{"rate", 1000, 1000, false, DefaultInitBurst, "rate_limit", 1, 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, b := newPair(t, pairOpts{
@@ -203,13 +203,68 @@ func TestHalfOpenBounded(t *testing.T) {
 			want := tc.wantHalfOpen
 			if tc.name == "rate" {
 				// The bucket refills while the flood runs (slowly under -race).
-				want += int(perSourceRate*time.Since(start).Seconds()) + 1
+				want += int(DefaultInitRate*time.Since(start).Seconds()) + 1
 			}
 			if s.HalfOpen > want || s.HalfOpen < tc.wantHalfOpen || s.Failures[tc.wantFailure] == 0 {
 				t.Fatalf("half-open %d, want %d..%d; failures %v", s.HalfOpen, tc.wantHalfOpen, want, s.Failures)
 			}
 			t.Logf("stats: half-open %d, failures %v, cookies %d", s.HalfOpen, s.Failures, s.CookiesSent)
 		})
+	}
+}
+
+// TestInitRateConfigured: Config.InitRate and InitBurst are the
+// per-source bucket of IKE_SA_INIT requests that make state. With B's
+// clock stopped, one source gets InitBurst half-open SAs and the rest
+// count rate_limit; a second later InitRate more pass, not one beyond.
+func TestInitRateConfigured(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	_, _, b := newPair(t, pairOpts{
+		cfgB: func(c *Config) {
+			c.InitRate, c.InitBurst = 3, 5
+			c.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+		},
+		b: func(c *Connection) { c.RemoteAddrs = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")} },
+	})
+	dst := netip.AddrPortFrom(addrB, 500)
+	src := netip.MustParseAddr("198.51.100.7")
+	other := netip.MustParseAddr("198.51.100.8")
+	props := ikeProps(t, "aes128gcm16-prfsha256-curve25519")
+	spi := uint64(100)
+	flood := func(from netip.Addr, n int) {
+		for range n {
+			spi++
+			s := netip.AddrPortFrom(from, uint16(2000+spi))
+			b.d.Receive(rawInit(t, spi, DHCurve25519, props, nil, s, dst), dst, s)
+		}
+	}
+	flood(src, 12)
+	s := waitStats(t, b, "the first flood", func(s Stats) bool { return uint64(s.HalfOpen)+s.Failures["rate_limit"] == 12 })
+	if s.HalfOpen != 5 || s.Failures["rate_limit"] != 7 {
+		t.Fatalf("burst: half-open %d, rate_limit %d; want 5 and 7", s.HalfOpen, s.Failures["rate_limit"])
+	}
+	// Another source has a bucket of its own.
+	flood(other, 1)
+	waitStats(t, b, "another source", func(s Stats) bool { return s.HalfOpen == 6 })
+	clock.Add(int64(time.Second))
+	flood(src, 10)
+	s = waitStats(t, b, "the second flood", func(s Stats) bool { return uint64(s.HalfOpen)+s.Failures["rate_limit"] == 6+7+10 })
+	if s.HalfOpen != 9 || s.Failures["rate_limit"] != 14 {
+		t.Fatalf("after 1 s: half-open %d, rate_limit %d; want 9 and 14", s.HalfOpen, s.Failures["rate_limit"])
+	}
+	for _, bad := range []Config{{InitRate: -1}, {InitBurst: -1}} {
+		bad.Kernel, bad.Transport = newFakeKernel(0), &recorder{}
+		if _, err := New(bad); err == nil {
+			t.Errorf("New accepted InitRate %d, InitBurst %d", bad.InitRate, bad.InitBurst)
+		}
+	}
+	d, err := New(Config{Kernel: newFakeKernel(0), Transport: &recorder{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.perSource.rate != DefaultInitRate || d.perSource.burst != DefaultInitBurst {
+		t.Fatalf("defaults: rate %v burst %v", d.perSource.rate, d.perSource.burst)
 	}
 }
 
