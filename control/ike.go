@@ -442,6 +442,9 @@ type IKEStatsInfo struct {
 	Rekeys      uint64            `json:"rekeys"`
 	Retransmits uint64            `json:"retransmits"`
 	CookiesSent uint64            `json:"cookies_sent"`
+	// ESPMoves: IKE SAs moved after their peer's ESP came from a NAT's
+	// new mapping (RFC 7296 §2.23).
+	ESPMoves uint64 `json:"esp_moves"`
 }
 
 // ikeStatsOf is t's IKE counters, nil without an IKE daemon.
@@ -453,7 +456,7 @@ func ikeStatsOf(t any) *IKEStatsInfo {
 	st := d.Stats()
 	in := &IKEStatsInfo{IKESAs: st.IKESAs, ChildSAs: st.ChildSAs, HalfOpen: st.HalfOpen,
 		Exchanges: map[string]uint64{}, Failures: map[string]uint64{},
-		Rekeys: st.Rekeys, Retransmits: st.Retransmits, CookiesSent: st.CookiesSent}
+		Rekeys: st.Rekeys, Retransmits: st.Retransmits, CookiesSent: st.CookiesSent, ESPMoves: st.ESPMoves}
 	for k, n := range st.Exchanges {
 		in.Exchanges[k] = n
 	}

@@ -148,8 +148,15 @@ func (o *ikeOptions) defaults() {
 // The tests that use it need charon (charontest.Need).
 func newIKELab(t *testing.T, o ikeOptions) *ikeLab {
 	t.Helper()
-	needEnv(t)
 	charontest.Need(t)
+	return newIKEPairLab(t, o)
+}
+
+// newIKEPairLab is newIKELab for two mipsec daemons (no charon needed):
+// start the one in nsC with l.startMipsec("C", l.nsC, l.peerConfig()).
+func newIKEPairLab(t *testing.T, o ikeOptions) *ikeLab {
+	t.Helper()
+	needEnv(t)
 	o.defaults()
 	l := &ikeLab{t: t, o: o, nsM: newNetns(t), nsC: newNetns(t), dir: t.TempDir()}
 	veth(t, l.nsM, l.nsC, "ul0", ikeOuterM4, ikeOuterM6, ikeOuterC4, ikeOuterC6)
@@ -175,6 +182,47 @@ func (l *ikeLab) mipsecConfig(name string) ikeGWConfig {
 		Child: ikeChild, LocalTS: ikeNetM, RemoteTS: ikeNetC, StartAction: l.o.startAction,
 		IKERekeyTime: "4h", RekeyTime: "1h", LifeTime: "66m",
 	}
+}
+
+// peerConfig is the config of a mipsec in nsC (name "C") in charon's
+// place: the mirror of mipsecConfig("M"), start_action "none".
+func (l *ikeLab) peerConfig() ikeGWConfig {
+	cfg := l.mipsecConfig("C")
+	cfg.Site, cfg.Local, cfg.Remote = ikeSiteC.String(), l.outerC.String(), l.outerM.String()
+	cfg.Name, cfg.LocalID, cfg.RemoteID = ikeConnC, ikeIDC, ikeIDM
+	cfg.LocalTS, cfg.RemoteTS, cfg.StartAction = ikeNetC, ikeNetM, "none"
+	return cfg
+}
+
+// stallWatch records the longest gap between the calls of a transfer's
+// progress callback (one per 64 KiB written): a stall of the stream.
+type stallWatch struct {
+	last time.Time
+	max  time.Duration
+	at   int // bytes sent when the longest gap ended
+}
+
+// wrap returns a progress callback that times the gaps and then calls
+// next (if set).
+func (w *stallWatch) wrap(next func(sent int)) func(sent int) {
+	return func(sent int) {
+		now := time.Now()
+		if !w.last.IsZero() && now.Sub(w.last) > w.max {
+			w.max, w.at = now.Sub(w.last), sent
+		}
+		w.last = now
+		if next != nil {
+			next(sent)
+		}
+	}
+}
+
+// replayDrops is g's dataplane count of ESP packets refused as replays
+// (RFC 4303 §3.4.3), over all SAs, the deleted ones included.
+func replayDrops(t *testing.T, g *gateway) uint64 {
+	t.Helper()
+	n, _ := statCounter(stats(t, g), "dataplane.drops.replay")
+	return n
 }
 
 // startMipsec writes cfg into l.dir and runs it in ns.
@@ -1248,7 +1296,7 @@ func TestIKECharonRekey(t *testing.T) {
 // (§2.18: new IKE SPIs with mipsec as initiator, the child unchanged),
 // then the child again on the new IKE SA. charon reports each (child-rekey,
 // ike-rekey), both sides agree afterwards, and the transfer's bytes arrive
-// intact.
+// intact with no replay drop and no stall of a second (rekeyDuringTCP).
 func TestIKEMipsecRekey(t *testing.T) {
 	t.Parallel() // mostly waiting
 	l := newIKELab(t, ikeOptions{})
@@ -1258,51 +1306,12 @@ func TestIKEMipsecRekey(t *testing.T) {
 	m := waitMipsecSA(t, l.gw, ikeConnM, 10*time.Second)
 	l.waitCharonSA(5 * time.Second)
 
-	// The sender is slowed (10 ms per 64 KiB) so that the transfer spans
-	// the rekeys, which its progress callback starts at 1, 3 and 5 MiB.
-	steps := []struct {
-		at   int
-		args []string
-	}{{1 << 20, []string{"ike", "rekey", ikeConnM, ikeChild}}, {3 << 20, []string{"ike", "rekey", ikeConnM}}, {5 << 20, []string{"ike", "rekey", ikeConnM, ikeChild}}}
-	type result struct {
-		out  string
-		err  error
-		done time.Time
+	steps := []rekeyStep{
+		{1 << 20, "mipsec ike rekey " + ikeConnM + " " + ikeChild, func() error { _, err := l.gw.ctl("ike", "rekey", ikeConnM, ikeChild); return err }},
+		{3 << 20, "mipsec ike rekey " + ikeConnM, func() error { _, err := l.gw.ctl("ike", "rekey", ikeConnM); return err }},
+		{5 << 20, "mipsec ike rekey " + ikeConnM + " " + ikeChild, func() error { _, err := l.gw.ctl("ike", "rekey", ikeConnM, ikeChild); return err }},
 	}
-	results := make(chan result, len(steps))
-	next := 0
-	progress := func(sent int) {
-		if next < len(steps) && sent >= steps[next].at {
-			args := steps[next].args
-			next++
-			go func() {
-				out, err := l.gw.ctl(args...)
-				results <- result{strings.TrimSpace(out), err, time.Now()}
-			}()
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	res, err := tcpTransfer(ctx, l.nsC, netip.AddrPortFrom(ikeSiteC.Addr(), 5201), l.nsM, ikeSiteM.Addr(), payload(8<<20), progress)
-	if err != nil {
-		t.Fatalf("TCP across the rekeys: %v", err)
-	}
-	ended := time.Now()
-	t.Logf("TCP across the rekeys: %v", res)
-	if next != len(steps) {
-		t.Fatalf("the transfer started %d of %d rekeys", next, len(steps))
-	}
-	for range steps {
-		r := <-results
-		if r.err != nil {
-			t.Fatalf("mipsec ike rekey: %v", r.err)
-		}
-		t.Logf("mipsec ike rekey: %s (%v before the transfer ended)", r.out, ended.Sub(r.done).Round(time.Millisecond))
-		if r.done.After(ended) {
-			t.Errorf("a rekey finished after the transfer: not under load")
-		}
-	}
+	l.rekeyDuringTCP(steps)
 	var childRekeys, ikeRekeys int
 	for childRekeys < 2 || ikeRekeys < 1 {
 		e, err := charontest.WaitEvent(ev, 5*time.Second, func(e charontest.Event) bool {
@@ -1346,6 +1355,147 @@ func TestIKEMipsecRekey(t *testing.T) {
 		t.Errorf("mipsec keeps %d ESP SAs after the rekeys, want 2", sas)
 	}
 	l.traffic(0)
+}
+
+// TestIKECharonRekeyTCP: charon rekeys during a TCP transfer from
+// mipsec's side: the child, then the IKE SA (charon 5.9 rekeys it, RFC
+// 7296 §2.18, or reauthenticates make-before-break), then the child on
+// the new IKE SA. mipsec answers each, the stream neither stalls nor loses
+// a packet to the replay check (rekeyDuringTCP), and both sides settle on
+// one IKE SA with one child and two ESP SAs.
+func TestIKECharonRekeyTCP(t *testing.T) {
+	t.Parallel() // mostly waiting
+	l := newIKELab(t, ikeOptions{})
+	l.startCharon("none")
+	ev := l.charon.Events()
+	l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+	m := waitMipsecSA(t, l.gw, ikeConnM, 10*time.Second)
+	l.waitCharonSA(5 * time.Second)
+	before := ikeStats(t, l.gw).Exchanges["CREATE_CHILD_SA"]
+	l.rekeyDuringTCP([]rekeyStep{
+		{1 << 20, "charon rekey child", func() error { return l.charon.RekeyChild(ikeChild) }},
+		{3 << 20, "charon rekey IKE SA", func() error { return l.charon.RekeyIKE(ikeConnC) }},
+		{5 << 20, "charon rekey child", func() error { return l.charon.RekeyChild(ikeChild) }},
+	})
+	var childRekeys, ikeRekeys int
+	for childRekeys < 2 || ikeRekeys < 1 {
+		e, err := charontest.WaitEvent(ev, 5*time.Second, func(e charontest.Event) bool {
+			return e.Kind == charontest.ChildRekey || e.Kind == charontest.IKERekey
+		})
+		if err != nil {
+			t.Fatalf("charon: %d child and %d IKE SA rekeys reported: %v", childRekeys, ikeRekeys, err)
+		}
+		if e.Kind == charontest.ChildRekey {
+			childRekeys++
+		} else {
+			ikeRekeys++
+		}
+	}
+	if n := ikeStats(t, l.gw).Exchanges["CREATE_CHILD_SA"] - before; n < 3 {
+		t.Errorf("mipsec answered %d CREATE_CHILD_SA requests, want 3", n)
+	}
+	now := waitMipsec(t, l.gw, 10*time.Second, "settled after the rekeys", func(sas []control.IKESAInfo) bool {
+		_, ok := established(sas, ikeConnM)
+		return ok && len(sas) == 1
+	})[0]
+	if now.SPIr == m.SPIr || now.Initiator || now.Children[0].SPIIn == m.Children[0].SPIIn {
+		t.Errorf("after charon's rekeys: %+v, before %+v (want new SPIs, charon the initiator)", now, m)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := l.charon.IKESA(ikeConnC)
+		if err == nil && len(c.Children) == 1 {
+			l.checkMatch(now, c, false)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("charon still has the rekeyed children: %+v, %v", c, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if sas, _ := ipsecTables(t, l.gw); sas != 2 {
+		t.Errorf("mipsec keeps %d ESP SAs after the rekeys, want 2", sas)
+	}
+	l.traffic(0)
+}
+
+// rekeyStep is a rekey that rekeyDuringTCP starts once at bytes of the
+// transfer have been sent.
+type rekeyStep struct {
+	at   int
+	what string
+	do   func() error
+}
+
+// rekeyDuringTCP runs an 8 MiB TCP transfer from mipsec's side to
+// charon's (or the mipsec in charon's place), slowed (10 ms per 64 KiB) so
+// that it spans the steps, which its progress callback starts. It fails
+// the test unless every step succeeds before the transfer ends, the bytes
+// arrive intact (SHA-256), mipsec refuses no packet as a replay, and the
+// stream never stalls for a second or more: make-before-break (RFC 7296
+// §2.8; RFC 4303 §3.4.3: each SA has its own window) loses nothing.
+func (l *ikeLab) rekeyDuringTCP(steps []rekeyStep) {
+	t := l.t
+	t.Helper()
+	type result struct {
+		what string
+		err  error
+		done time.Time
+	}
+	results := make(chan result, len(steps))
+	next := 0
+	var w stallWatch
+	progress := w.wrap(func(sent int) {
+		if next < len(steps) && sent >= steps[next].at {
+			st := steps[next]
+			next++
+			go func() {
+				err := st.do()
+				results <- result{st.what, err, time.Now()}
+			}()
+		}
+		time.Sleep(10 * time.Millisecond)
+	})
+	replays := replayDrops(t, l.gw)
+	var charonLog int
+	if l.charon != nil {
+		b, _ := os.ReadFile(l.charon.LogPath())
+		charonLog = len(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := tcpTransfer(ctx, l.nsC, netip.AddrPortFrom(ikeSiteC.Addr(), 5201), l.nsM, ikeSiteM.Addr(), payload(8<<20), progress)
+	if err != nil {
+		t.Fatalf("TCP across the rekeys: %v", err)
+	}
+	ended := time.Now()
+	t.Logf("TCP across the rekeys: %v; longest stall %v (at %d KiB)", res, w.max.Round(time.Millisecond), w.at>>10)
+	if next != len(steps) {
+		t.Fatalf("the transfer started %d of %d rekeys", next, len(steps))
+	}
+	for range steps {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("%s: %v", r.what, r.err)
+		}
+		t.Logf("%s: done %v before the transfer ended", r.what, ended.Sub(r.done).Round(time.Millisecond))
+		if r.done.After(ended) {
+			t.Errorf("%s finished after the transfer: not under load", r.what)
+		}
+	}
+	if w.max >= time.Second {
+		t.Errorf("the TCP stream stalled for %v (at %d KiB) across the rekeys, want < 1 s", w.max, w.at>>10)
+	}
+	if n := replayDrops(t, l.gw) - replays; n != 0 {
+		t.Errorf("mipsec refused %d packets as replays across the rekeys, want 0", n)
+	}
+	if l.charon != nil {
+		// libipsec logs each packet its replay check refuses (ESP, level 1).
+		b, _ := os.ReadFile(l.charon.LogPath())
+		if n := strings.Count(string(b[charonLog:]), "ESP sequence number verification failed"); n != 0 {
+			t.Errorf("charon refused %d packets as replays across the rekeys, want 0", n)
+		}
+	}
 }
 
 // dropIKE makes ns drop the IKE messages it sends from UDP port 4500 (the
@@ -1555,8 +1705,15 @@ func ikeNATRule(port int) string {
 // the other at 192.0.2.130 outside, with no route back to the inside.
 func newIKENATLab(t *testing.T, o ikeOptions, inside string) (*ikeLab, string) {
 	t.Helper()
-	needEnv(t)
 	charontest.Need(t)
+	return newIKENATPairLab(t, o, inside)
+}
+
+// newIKENATPairLab is newIKENATLab without the need for charon (inside
+// "charon" then means the peer in nsC).
+func newIKENATPairLab(t *testing.T, o ikeOptions, inside string) (*ikeLab, string) {
+	t.Helper()
+	needEnv(t)
 	testenv.NeedCommand(t, "nft")
 	o.defaults()
 	l := &ikeLab{t: t, o: o, nsM: newNetns(t), nsC: newNetns(t), dir: t.TempDir(), nat: true}
@@ -1618,12 +1775,24 @@ func TestIKENAT(t *testing.T) {
 		}
 		l.traffic(0)
 
-		// A new mapping: charon's packets now leave N from port 40002.
-		nft(t, nsN, "flush chain ip nat post\nadd rule ip nat post "+ikeNATRule(40002)+"\n")
-		if err := inNetns(nsN, func() error { return netlink.ConntrackTableFlush(netlink.ConntrackTable) }); err != nil {
-			t.Fatal(err)
+		// New mappings in the middle of TCP transfers. To charon's side
+		// first: charon's packets now leave N from port 40002, and mipsec's
+		// ESP to 40001 is dropped there until charon sends again — its
+		// liveness check after dpd_delay (1 s), as it hears nothing. The
+		// stall is charon's silence (up to 2 dpd_delay: it checks for
+		// inbound traffic each period), the check's round trip and TCP's
+		// retransmission backoff (RTO 200 ms, doubled).
+		l.rebindDuringTCP(nsN, 40002, false, 4*time.Second)
+		// From charon's side: charon's ESP from port 40003 passes mipsec's
+		// ICV and replay checks, and mipsec moves its ESP and the IKE SA
+		// there at once (esp_moves; RFC 7296 §2.23), so that charon's data
+		// is acknowledged without waiting for an IKE message.
+		moves := ikeStats(t, l.gw).ESPMoves
+		l.rebindDuringTCP(nsN, 40003, true, time.Second)
+		if n := ikeStats(t, l.gw).ESPMoves - moves; n < 1 {
+			t.Errorf("mipsec counted %d esp_moves after charon's ESP came from a new mapping, want 1", n)
 		}
-		want := netip.AddrPortFrom(ikeNATWan.Addr(), 40002).String()
+		want := netip.AddrPortFrom(ikeNATWan.Addr(), 40003).String()
 		sas := waitMipsec(t, l.gw, 5*time.Second, "following charon to "+want, func(sas []control.IKESAInfo) bool {
 			return len(sas) == 1 && sas[0].Remote == want
 		})
@@ -1635,6 +1804,42 @@ func TestIKENAT(t *testing.T) {
 		mustPing(t, l.nsM, ikeSiteM.Addr(), ikeSiteC.Addr(), 3)
 		l.traffic(1 << 20)
 	})
+}
+
+// rebindDuringTCP changes the NAT's mapping (nftables in nsN: charon's
+// packets now leave from port) when a 4 MiB TCP transfer is 1 MiB in, from
+// mipsec's side to charon's or, with fromCharon, the other way, and fails
+// the test unless the transfer completes intact with no stall over
+// maxStall.
+func (l *ikeLab) rebindDuringTCP(nsN string, port int, fromCharon bool, maxStall time.Duration) {
+	t := l.t
+	t.Helper()
+	var rebound time.Time
+	var w stallWatch
+	progress := w.wrap(func(sent int) {
+		if rebound.IsZero() && sent >= 1<<20 {
+			nft(t, nsN, "flush chain ip nat post\nadd rule ip nat post "+ikeNATRule(port)+"\n")
+			if err := inNetns(nsN, func() error { return netlink.ConntrackTableFlush(netlink.ConntrackTable) }); err != nil {
+				t.Error(err)
+			}
+			rebound = time.Now()
+		}
+		time.Sleep(10 * time.Millisecond)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srvNS, dst, cliNS, src := l.nsC, netip.AddrPortFrom(ikeSiteC.Addr(), 5201), l.nsM, ikeSiteM.Addr()
+	if fromCharon {
+		srvNS, dst, cliNS, src = l.nsM, netip.AddrPortFrom(ikeSiteM.Addr(), 5202), l.nsC, ikeSiteC.Addr()
+	}
+	res, err := tcpTransfer(ctx, srvNS, dst, cliNS, src, payload(4<<20), progress)
+	if err != nil {
+		t.Fatalf("TCP %v -> %v across the new mapping (port %d): %v", src, dst, port, err)
+	}
+	t.Logf("TCP %v -> %v across the new mapping (port %d): %v; longest stall %v at %d KiB", src, dst, port, res, w.max.Round(time.Millisecond), w.at>>10)
+	if rebound.IsZero() || w.max > maxStall {
+		t.Errorf("mapping changed: %v; the stream stalled %v, want at most %v", !rebound.IsZero(), w.max, maxStall)
+	}
 }
 
 // ikeDatagram is the UDP payload of an IPv4 frame f from port sport to
@@ -1814,18 +2019,9 @@ func TestIKEHostile(t *testing.T) {
 // establishes a new SA, and traffic flows again.
 func TestIKEMipsecRecovery(t *testing.T) {
 	t.Parallel() // mostly waiting
-	needEnv(t)
-	o := ikeOptions{outer6: true, dpdDelay: "1s", retransmit: "250ms", retransmits: 3}
-	o.defaults()
-	l := &ikeLab{t: t, o: o, nsM: newNetns(t), nsC: newNetns(t), dir: t.TempDir()}
-	veth(t, l.nsM, l.nsC, "ul0", ikeOuterM4, ikeOuterM6, ikeOuterC4, ikeOuterC6)
-	l.outerM, l.outerC = ikeOuterM6.Addr(), ikeOuterC6.Addr()
+	l := newIKEPairLab(t, ikeOptions{outer6: true, dpdDelay: "1s", retransmit: "250ms", retransmits: 3})
 	m := l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
-	cfg := l.mipsecConfig("C")
-	cfg.Site, cfg.Local, cfg.Remote = ikeSiteC.String(), l.outerC.String(), l.outerM.String()
-	cfg.Name, cfg.LocalID, cfg.RemoteID = ikeConnC, ikeIDC, ikeIDM
-	cfg.LocalTS, cfg.RemoteTS, cfg.StartAction = ikeNetC, ikeNetM, "none"
-	c := l.startMipsec("C", l.nsC, cfg)
+	c := l.startMipsec("C", l.nsC, l.peerConfig())
 	first := waitMipsecSA(t, m, ikeConnM, 10*time.Second)
 	sc := waitMipsecSA(t, c, ikeConnC, 5*time.Second)
 	if sc.SPIi != first.SPIi || sc.Initiator || sc.Children[0].SPIIn != first.Children[0].SPIOut || sc.Encap || first.Encap {
@@ -1935,20 +2131,12 @@ func TestIKERekeyTimers(t *testing.T) {
 	})
 	t.Run("mipsec-pair", func(t *testing.T) {
 		t.Parallel()
-		needEnv(t)
-		o := ikeOptions{}
-		o.defaults()
-		l := &ikeLab{t: t, o: o, nsM: newNetns(t), nsC: newNetns(t), dir: t.TempDir()}
-		veth(t, l.nsM, l.nsC, "ul0", ikeOuterM4, ikeOuterM6, ikeOuterC4, ikeOuterC6)
-		l.outerM, l.outerC = ikeOuterM4.Addr(), ikeOuterC4.Addr()
+		l := newIKEPairLab(t, ikeOptions{})
 		cfgM := l.mipsecConfig("M")
 		timers(&cfgM)
 		a := l.startMipsec("M", l.nsM, cfgM)
-		cfg := l.mipsecConfig("C")
+		cfg := l.peerConfig()
 		timers(&cfg)
-		cfg.Site, cfg.Local, cfg.Remote = ikeSiteC.String(), l.outerC.String(), l.outerM.String()
-		cfg.Name, cfg.LocalID, cfg.RemoteID = ikeConnC, ikeIDC, ikeIDM
-		cfg.LocalTS, cfg.RemoteTS, cfg.StartAction = ikeNetC, ikeNetM, "none"
 		b := l.startMipsec("C", l.nsC, cfg)
 		first := waitMipsecSA(t, a, ikeConnM, 10*time.Second)
 		waitMipsecSA(t, b, ikeConnC, 5*time.Second)

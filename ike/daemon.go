@@ -920,6 +920,7 @@ func (d *Daemon) snapshotStats() Stats {
 		Rekeys:      d.stats.Rekeys,
 		Retransmits: d.stats.Retransmits,
 		CookiesSent: d.stats.CookiesSent,
+		ESPMoves:    d.stats.ESPMoves,
 		HalfOpen:    len(d.halfOpen),
 	}
 	for k, v := range d.stats.Exchanges {

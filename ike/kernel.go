@@ -57,6 +57,11 @@ type Endpoint struct {
 	// Encap says ESP goes in UDP (RFC 3948) between Local and Remote's
 	// ports; false: raw ESP (IP protocol 50) between the addresses.
 	Encap bool
+	// Follow says a NAT is in front of the peer (RFC 7296 §2.23): its
+	// mapping may change, so the kernel may move the peer's ESP to the
+	// source of a packet that passed its ICV and replay checks, and then
+	// tells the daemon with Daemon.ESPMoved.
+	Follow bool
 }
 
 // ChildSA is one negotiated Child SA pair as Kernel installs it.

@@ -196,7 +196,7 @@ func (sa *ikeSA) nat() bool { return sa.natLocal || sa.natRemote || sa.encap }
 // addresses otherwise.
 func (sa *ikeSA) endpoint() Endpoint {
 	if sa.encap {
-		return Endpoint{Local: sa.local, Remote: sa.remote, Encap: true}
+		return Endpoint{Local: sa.local, Remote: sa.remote, Encap: true, Follow: sa.follows()}
 	}
 	return Endpoint{Local: netip.AddrPortFrom(sa.local.Addr(), 0), Remote: netip.AddrPortFrom(sa.remote.Addr(), 0)}
 }
@@ -697,10 +697,7 @@ func (d *Daemon) follow(sa *ikeSA, dg datagram) {
 	if dg.remote == sa.remote && (!dg.local.IsValid() || dg.local == sa.local) {
 		return
 	}
-	// The side behind a NAT keeps its peer's address (§2.23): only a
-	// responder (whose initiator floats to 4500) or an initiator whose
-	// responder is behind a NAT follows.
-	if !sa.natRemote && (sa.initiator || !sa.nat()) {
+	if !sa.follows() {
 		return
 	}
 	sa.remote = dg.remote
@@ -714,6 +711,41 @@ func (d *Daemon) follow(sa *ikeSA, dg datagram) {
 			d.fail("kernel")
 		}
 	}
+}
+
+// follows reports whether the SA follows its peer to a new address or
+// port. The side behind a NAT keeps its peer's address (§2.23): only a
+// responder (whose initiator floats to 4500) or an initiator whose
+// responder is behind a NAT follows.
+func (sa *ikeSA) follows() bool {
+	return sa.natRemote || !sa.initiator && sa.nat()
+}
+
+// ESPMoved tells the daemon that the kernel moved peer's ESP to remote
+// after an authenticated ESP packet from there (Endpoint.Follow): a NAT in
+// front of the peer changed its mapping. The peer's IKE SA moves with it,
+// so that the next request (a liveness check, a rekey) reaches it; the
+// NAT's mapping is shared by IKE and ESP on UDP 4500 (RFC 3948 §2.2).
+// Nothing moves for a peer without a NAT in front of it, or for another
+// address family.
+func (d *Daemon) ESPMoved(peer string, remote netip.AddrPort) {
+	d.post(func() {
+		for _, sa := range d.sas {
+			if sa.conn.cfg.Name != peer || sa.state != stateEstablished || !sa.encap || !sa.follows() ||
+				remote == sa.remote || remote.Addr().Is4() != sa.remote.Addr().Is4() || remote.Port() == 0 {
+				continue
+			}
+			from := sa.remote
+			sa.remote = remote
+			d.stats.ESPMoves++
+			d.log.Info("IKE SA moved after its ESP (NAT mapping changed)", append(sa.logFields(),
+				zap.Stringer("from", from), zap.Stringer("remote", sa.remote))...)
+			if err := d.cfg.Kernel.SetEndpoint(sa.conn.cfg.Name, sa.endpoint()); err != nil {
+				d.log.Warn("kernel: set endpoint failed", append(sa.logFields(), zap.Error(err))...)
+				d.fail("kernel")
+			}
+		}
+	})
 }
 
 // removeSA takes the IKE SA out of every table and its children out of

@@ -65,6 +65,9 @@ type Stats struct {
 	Retransmits uint64
 	// CookiesSent counts COOKIE answers (§2.6).
 	CookiesSent uint64
+	// ESPMoves counts IKE SAs moved to where their peer's ESP came from
+	// (Daemon.ESPMoved: a NAT's new mapping, §2.23).
+	ESPMoves uint64
 }
 
 // WiresharkKey is one IKE SA's line of Wireshark's

@@ -163,4 +163,16 @@ func (n *Node) Subscribe(buf int) (<-chan Event, func()) { return n.events.subsc
 
 func (n *Node) onPeerEndpoint(peer string, from, to endpoint.Endpoint) {
 	n.events.publish(PeerEndpointChanged{Time: time.Now(), Peer: peer, From: from, To: to})
+	if n.ikeD == nil || to.Encap != endpoint.EncapUDP {
+		return
+	}
+	n.ik.mu.Lock()
+	p := n.ik.peers[peer]
+	follow := p != nil && p.follow
+	n.ik.mu.Unlock()
+	if follow {
+		// An IKE peer behind a NAT: its IKE SA follows the ESP (RFC 7296
+		// §2.23), and its SetEndpoint records the new endpoint here.
+		n.ikeD.ESPMoved(peer, to.Addr)
+	}
 }

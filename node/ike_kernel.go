@@ -108,7 +108,11 @@ type ikeSA struct {
 }
 
 type ikePeer struct {
-	ep      endpoint.Endpoint
+	ep endpoint.Endpoint
+	// follow: a NAT is in front of the peer (ike.Endpoint.Follow); the
+	// dataplane moves its ESP to the source of authenticated packets
+	// (dataplane.PeerConfig.Roaming) and onPeerEndpoint tells the daemon.
+	follow  bool
 	out, in []uint32
 }
 
@@ -283,8 +287,8 @@ func (n *Node) addIKESA(c *ike.ChildSA, cfg sad.Config) (undo func(), err error)
 		p = &ikePeer{}
 		n.ik.peers[c.Peer] = p
 	}
-	oldEP := p.ep
-	p.ep = ep
+	oldEP, oldFollow := p.ep, p.follow
+	p.ep, p.follow = ep, c.Endpoint.Follow
 	if cfg.Dir == sad.Outbound {
 		p.out = append(p.out, k.spi)
 	} else {
@@ -296,7 +300,7 @@ func (n *Node) addIKESA(c *ike.ChildSA, cfg sad.Config) (undo func(), err error)
 		n.unpeer(c.Peer, k)
 		if !newPeer {
 			if p := n.ik.peers[c.Peer]; p != nil {
-				p.ep = oldEP
+				p.ep, p.follow = oldEP, oldFollow
 			}
 		}
 		n.publishPeers()
@@ -418,13 +422,13 @@ func (k kernel) SetEndpoint(peer string, ep ike.Endpoint) error {
 	n.ik.mu.Lock()
 	defer n.ik.mu.Unlock()
 	p := n.ik.peers[peer]
-	if p == nil || p.ep == e {
+	if p == nil || p.ep == e && p.follow == ep.Follow {
 		return nil
 	}
-	old := p.ep
-	p.ep = e
+	old, oldFollow := p.ep, p.follow
+	p.ep, p.follow = e, ep.Follow
 	if err := n.publishPeers(); err != nil {
-		p.ep = old
+		p.ep, p.follow = old, oldFollow
 		return fmt.Errorf("node: peer %q: %w", peer, err)
 	}
 	n.log.Info("ike peer endpoint", zap.String("peer", peer), zap.Stringer("from", old), zap.Stringer("to", e))
@@ -451,7 +455,7 @@ func (n *Node) allPeers() []dataplane.PeerConfig {
 	slices.Sort(names)
 	for _, name := range names {
 		p := n.ik.peers[name]
-		ps = append(ps, dataplane.PeerConfig{Name: name, Endpoint: p.ep,
+		ps = append(ps, dataplane.PeerConfig{Name: name, Endpoint: p.ep, Roaming: p.follow,
 			OutSPIs: slices.Clone(p.out), InSPIs: slices.Clone(p.in)})
 	}
 	return ps

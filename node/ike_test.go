@@ -384,6 +384,49 @@ func TestIKEKernelSetEndpoint(t *testing.T) {
 	pingBoth(t, a, b, "raw again")
 }
 
+// TestIKEKernelFollow: an IKE peer's ESP in UDP follows the source of
+// authenticated packets only where the daemon says a NAT is in front of
+// the peer (ike.Endpoint.Follow, RFC 7296 §2.23).
+func TestIKEKernelFollow(t *testing.T) {
+	a, b := newIKEPair(t)
+	ca, cb := childPair(t, a, b, ikeSuites[0], 1, 0, 0)
+	install(t, a, b, ca, cb)
+	udpB := endpoint.Endpoint{Addr: netip.AddrPortFrom(outerB, 4500), Encap: endpoint.EncapUDP}
+	udpA := endpoint.Endpoint{Addr: netip.AddrPortFrom(outerA, 4500), Encap: endpoint.EncapUDP}
+	a.ul.SetLocal(udpA)
+	b.ul.SetLocal(udpB)
+	for _, tt := range []struct {
+		follow bool
+		port   uint16
+	}{{false, 4500}, {false, 40001}, {true, 40002}} {
+		if err := a.k.SetEndpoint("gw-b", ike.Endpoint{Local: udpA.Addr, Remote: netip.AddrPortFrom(outerB, 4500), Encap: true, Follow: tt.follow}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.k.SetEndpoint("gw-a", ike.Endpoint{Local: udpB.Addr, Remote: udpA.Addr, Encap: true}); err != nil {
+			t.Fatal(err)
+		}
+		// B's packets now come from another port (a NAT's new mapping).
+		from := endpoint.Endpoint{Addr: netip.AddrPortFrom(outerB, tt.port), Encap: endpoint.EncapUDP}
+		b.ul.SetLocal(from)
+		if !ping(t, b, a, false, 5*time.Second) {
+			t.Fatalf("follow %v, B from port %d: not delivered; A %+v", tt.follow, tt.port, a.n.Stats().Drops)
+		}
+		want := udpB
+		if tt.follow {
+			want = from
+		}
+		var ps []dataplane.PeerStatus
+		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if ps = a.n.Peers(); len(ps) == 1 && ps[0].Endpoint == want || time.Now().After(deadline) {
+				break
+			}
+		}
+		if len(ps) != 1 || ps[0].Endpoint != want {
+			t.Errorf("follow %v, B's ESP from %v: A's peer %+v, want endpoint %v", tt.follow, from, ps, want)
+		}
+	}
+}
+
 // TestIKEKernelSPIs: AllocSPI never returns a reserved SPI, one in use or
 // one it holds; a held SPI is no manual SA's, and an inbound SA of an SPI
 // in use is refused; ReleaseSPI frees it.
