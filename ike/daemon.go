@@ -105,6 +105,7 @@ var failureKeys = []string{
 	"malformed", "auth_failed", "no_proposal", "ts_unacceptable", "invalid_spi",
 	"message_id", "timeout", "queue_full", "cookie", "invalid_ke", "integrity",
 	"half_open_full", "rate_limit", "unknown_peer", "kernel", "fragment", "internal",
+	"peer_auth_failed",
 }
 
 // exchangeKeys is the fixed key set of Stats.Exchanges.

@@ -9,13 +9,24 @@ import (
 // INFORMATIONAL (RFC 7296 §1.4): Deletes of Child SAs and of the IKE SA
 // (§1.4.1), the liveness check, an empty request (§2.4), and notices.
 
+// peerAuthFailed: the initiator did not accept our AUTH (or identity) and
+// said so in an INFORMATIONAL of the new IKE SA (§2.21.2). The notice is
+// inside the SK payload, so only the peer sends it; it is counted and
+// logged, and the SA goes after the (empty) answer.
+func (d *Daemon) peerAuthFailed(sa *ikeSA) func() {
+	d.fail("peer_auth_failed")
+	d.log.Warn("the peer refused our authentication (AUTHENTICATION_FAILED): check our id, key or certificate against its remote auth",
+		append(sa.logFields(), zap.String("remote_id", sa.remoteID.String()))...)
+	return func() { d.removeSA(sa, errors.New("ike: the peer reported AUTHENTICATION_FAILED")) }
+}
+
 // infoRequest answers the peer's INFORMATIONAL request.
 func (d *Daemon) infoRequest(sa *ikeSA, inner []Payload) ([]Payload, func()) {
 	if sa.state != stateEstablished && sa.state != stateDeleting {
 		// Before IKE_AUTH completed only the initiator's notice of a
 		// failed authentication is of use.
 		if n := findNotify(inner, AUTHENTICATION_FAILED); n != nil && !sa.initiator {
-			return nil, func() { d.removeSA(sa, errors.New("ike: the initiator reported AUTHENTICATION_FAILED")) }
+			return nil, d.peerAuthFailed(sa)
 		}
 		return nil, nil
 	}
@@ -51,7 +62,7 @@ func (d *Daemon) infoRequest(sa *ikeSA, inner []Payload) ([]Payload, func()) {
 		case *Notify:
 			switch {
 			case p.NotifyType == AUTHENTICATION_FAILED:
-				return nil, func() { d.removeSA(sa, errors.New("ike: peer reported AUTHENTICATION_FAILED")) }
+				return nil, d.peerAuthFailed(sa)
 			case p.NotifyType.IsError():
 				d.log.Info("peer notified an error", append(sa.logFields(), zap.Stringer("notify", p.NotifyType))...)
 			}

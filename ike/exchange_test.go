@@ -368,8 +368,9 @@ func TestResponderAuthFailsNotice(t *testing.T) {
 			time.Sleep(2 * tc.retransmit / 10) // anything late would arrive now
 			sa, sb := a.d.Stats(), b.d.Stats()
 			if sa.Failures["auth_failed"] != 1 || sa.Failures["invalid_spi"] != 0 || sa.Failures["timeout"] != 0 ||
-				sa.Failures["message_id"] != 0 || sb.Failures["invalid_spi"] != 0 {
-				t.Fatalf("failures: A %v, B %v", sa.Failures, sb.Failures)
+				sa.Failures["message_id"] != 0 || sb.Failures["invalid_spi"] != 0 ||
+				sb.Failures["peer_auth_failed"] != 1 || sa.Failures["peer_auth_failed"] != 0 {
+				t.Fatalf("failures: A %v, B %v (B counts the notice as peer_auth_failed)", sa.Failures, sb.Failures)
 			}
 			if !a.k.empty() || a.k.count("in ") != 0 || a.k.count("out ") != 0 || a.k.count("alloc") != 1 {
 				t.Fatalf("A's kernel: %v", a.k.calls)

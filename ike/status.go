@@ -59,7 +59,9 @@ type Stats struct {
 	// "queue_full", "cookie" (a COOKIE asked for), "invalid_ke",
 	// "integrity" (an SK payload that failed its check), "half_open_full",
 	// "rate_limit" (IKE_SA_INIT per source), "unknown_peer" (no connection
-	// for the source), "kernel", "fragment", "internal".
+	// for the source), "kernel", "fragment", "internal", "peer_auth_failed"
+	// (the initiator refused our AUTH: its AUTHENTICATION_FAILED notice,
+	// §2.21.2).
 	Failures    map[string]uint64
 	Rekeys      uint64 // child and IKE SA rekeys completed
 	Retransmits uint64
