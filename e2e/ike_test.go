@@ -1419,6 +1419,62 @@ func TestIKECharonRekeyTCP(t *testing.T) {
 	l.traffic(0)
 }
 
+// TestIKETrap: a child with start_action = "trap" (swanctl's) against
+// charon. mipsec starts no IKE SA by itself; the first packet for the
+// child's selectors is dropped as "acquire" and brings the IKE SA and the
+// child up (RFC 4301 §4.4.2.2: the SPD entry points at a missing SA, and
+// the key manager is asked for one), after which the ping is answered and
+// TCP flows. When charon deletes the child alone, the trap is back and the
+// next packet brings the child up again with CREATE_CHILD_SA on the same
+// IKE SA (RFC 7296 §1.3.1).
+func TestIKETrap(t *testing.T) {
+	t.Parallel() // mostly waiting
+	l := newIKELab(t, ikeOptions{startAction: "trap"})
+	l.startCharon("none")
+	l.gw = l.startMipsec("M", l.nsM, l.mipsecConfig("M"))
+	acquires := func() uint64 {
+		n, _ := statCounter(stats(t, l.gw), "dataplane.drops.acquire")
+		return n
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if sas := mustIKEList(t, l.gw); len(sas) != 0 {
+		t.Fatalf("a trap connection started by itself: %+v", sas)
+	}
+	if n := acquires(); n != 0 {
+		t.Fatalf("%d acquire drops before any traffic", n)
+	}
+	// Each echo is retried after 1 s: the first is the one the trap takes.
+	mustPing(t, l.nsM, ikeSiteM.Addr(), ikeSiteC.Addr(), 3)
+	m := waitMipsecSA(t, l.gw, ikeConnM, 2*time.Second)
+	if !m.Initiator {
+		t.Errorf("the trapped child's IKE SA: mipsec not the initiator: %+v", m)
+	}
+	if n := acquires(); n == 0 {
+		t.Error("no acquire drop counted for the packet that brought the SA up")
+	}
+	l.checkMatch(m, l.waitCharonSA(2*time.Second), true)
+	l.traffic(1 << 20)
+
+	// The child alone is deleted by charon: the IKE SA stays, the trap
+	// returns, and the next packet brings a new child on the same IKE SA.
+	before := acquires()
+	if err := l.charon.TerminateChild(ikeChild); err != nil {
+		t.Fatal(err)
+	}
+	waitMipsec(t, l.gw, 5*time.Second, "the child gone, the IKE SA kept", func(sas []control.IKESAInfo) bool {
+		return len(sas) == 1 && sas[0].SPIi == m.SPIi && len(sas[0].Children) == 0
+	})
+	mustPing(t, l.nsM, ikeSiteM.Addr(), ikeSiteC.Addr(), 3)
+	again := waitMipsecSA(t, l.gw, ikeConnM, 2*time.Second)
+	if again.SPIi != m.SPIi || again.Children[0].SPIIn == m.Children[0].SPIIn {
+		t.Errorf("after the child's delete: %+v, want a new child on IKE SA %v", again, m.SPIi)
+	}
+	if n := acquires(); n <= before {
+		t.Errorf("acquire drops %d, %d before the child's delete: the trap did not take the packet", n, before)
+	}
+	l.traffic(1 << 20)
+}
+
 // rekeyStep is a rekey that rekeyDuringTCP starts once at bytes of the
 // transfer have been sent.
 type rekeyStep struct {
