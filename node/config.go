@@ -182,6 +182,11 @@ type Host struct {
 	// IPv6 from answering Home Address options and type 2 Routing headers
 	// with ICMPv6 Parameter Problems; undo removes it.
 	ParamProblems func() (undo func() error, err error)
+	// Forwarding reports whether the kernel forwards the address family of
+	// a; the HA warns at start for a home prefix whose family it does not
+	// (netcfg.Forwarding: the sysctls of the current namespace; with an
+	// injected Device nothing is asked).
+	Forwarding func(a netip.Addr) bool
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
 }

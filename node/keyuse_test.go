@@ -9,6 +9,7 @@ import (
 
 	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/internal/fixture"
 	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/seqstore"
@@ -19,7 +20,7 @@ import (
 // serves one SA of either direction, an outbound key of any suite one
 // outbound SA, and a CBC key may be the key of an inbound SA too.
 func TestKeyShareRules(t *testing.T) {
-	cfg := gatewayConfig(t, "gateway-a.toml", t.TempDir())
+	cfg := fixture.Config(t, "gateway-a.toml", t.TempDir())
 	d, err := newNode(cfg, zaptest.NewLogger(t), opts{reserver: seqstore.ReserverOptions{InitialChunk: 1000}})
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +72,7 @@ func TestKeyShareRules(t *testing.T) {
 	if len(holders) != 1 || holders[0] != [2]uint32{uint32(sad.Inbound), 0xa001} {
 		t.Errorf("a refused UpdateSA changed the inbound key: holders %v", holders)
 	}
-	if got, _ := sealSeq(d.SAD().Outbound(0xb001), 0); got != 1 {
+	if got, _ := fixture.SealSeq(d.SAD().Outbound(0xb001), 0); got != 1 {
 		t.Errorf("after refused updates: seq %d, want 1", got)
 	}
 }
@@ -83,7 +84,7 @@ func TestKeyShareRules(t *testing.T) {
 // its IV) is above every one the key used before.
 func TestKeyContinuesUnderNewSPI(t *testing.T) {
 	state := t.TempDir()
-	cfg := gatewayConfig(t, "gateway-a.toml", state)
+	cfg := fixture.Config(t, "gateway-a.toml", state)
 	opts := opts{reserver: seqstore.ReserverOptions{InitialChunk: 100}}
 	d, err := newNode(cfg, zaptest.NewLogger(t), opts)
 	if err != nil {
@@ -97,10 +98,10 @@ func TestKeyContinuesUnderNewSPI(t *testing.T) {
 			t.Fatalf("no outbound SA %#x", spi)
 		}
 		for i := range n {
-			seq, v := sealSeq(sa, i)
+			seq, v := fixture.SealSeq(sa, i)
 			if v == esp.DropSeqReserve {
 				d.Res().Tick() // what the daemon's ticker does
-				seq, v = sealSeq(sa, i)
+				seq, v = fixture.SealSeq(sa, i)
 			}
 			if v != esp.OK || seq <= used {
 				t.Fatalf("SA %#x sealed seq %d (%v) after the key used %d", spi, seq, v, used)
@@ -123,7 +124,7 @@ func TestKeyContinuesUnderNewSPI(t *testing.T) {
 	}
 	seal(0xb0f0, 10)
 	node.Crash(d)
-	d, err = newNode(gatewayConfig(t, "gateway-a.toml", state), zaptest.NewLogger(t), opts)
+	d, err = newNode(fixture.Config(t, "gateway-a.toml", state), zaptest.NewLogger(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -238,6 +239,7 @@ func (m *mobility) start(dp *dataplane.Dataplane, ul dataplane.Underlay, tun str
 // watcher).
 func (m *mobility) startAgent(tun string) error {
 	if m.ha != nil {
+		m.warnForwarding()
 		mk := m.host.HomeLink
 		if mk == nil {
 			mk = linuxHomeLink
@@ -264,6 +266,31 @@ func (m *mobility) startAgent(tun string) error {
 	}
 	m.watcher = w
 	return nil
+}
+
+// warnForwarding logs, in one line, the home prefixes whose address family
+// the kernel does not forward, and the sysctls to set: the HA forwards the
+// traffic of bound home addresses between the home link and the TUN, and
+// the home link refuses bindings of such a family (netcfg.ErrForwarding)
+// until mipsec restarts with forwarding on.
+func (m *mobility) warnForwarding() {
+	fwd := m.host.Forwarding
+	if fwd == nil {
+		fwd = netcfg.Forwarding
+	}
+	var off []netip.Prefix
+	var set []string
+	for _, p := range []netip.Prefix{m.cfg.Mobility.HomePrefix, m.cfg.Mobility.HomePrefixV4} {
+		if p.IsValid() && !fwd(p.Addr()) {
+			off = append(off, p)
+			set = append(set, netcfg.ForwardingSysctl(p.Addr())+"=1")
+		}
+	}
+	if len(off) > 0 {
+		m.log.Warn("forwarding is off for the home prefixes named: the home agent forwards their home addresses' traffic "+
+			"between the home link and the TUN, and none of it passes (with home_link, their bindings are refused); run `sysctl -w "+strings.Join(set, " ")+
+			"` (or set it in /etc/sysctl.d), then restart mipsec", zap.Stringers("home_prefixes", off), zap.Strings("sysctl", set))
+	}
 }
 
 // suppressParamProblems installs the nftables filter that keeps a kernel

@@ -18,6 +18,7 @@ import (
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
 	"github.com/mipsec/mipsec/endpoint"
+	"github.com/mipsec/mipsec/internal/fixture"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/internal/netcfg"
 	"github.com/mipsec/mipsec/mip6"
@@ -78,17 +79,6 @@ func (w *fakeWatcher) Close() error {
 	return nil
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // udp6 builds an IPv6/UDP packet (checksum left zero: nothing here checks
 // it) with payload n bytes of id.
 func udp6(src, dst netip.Addr, n int, id byte) []byte {
@@ -132,12 +122,12 @@ func testSAD(t *testing.T, cfg *config.File) *sad.DB {
 // MN's shutdown de-registers it.
 func TestMobilityBackToBack(t *testing.T) {
 	coa := netip.MustParseAddr("2001:db8:2::100")
-	haCfg := gatewayConfig(t, "ha.toml", t.TempDir())
-	mnCfg := gatewayConfig(t, "mn.toml", t.TempDir())
+	haCfg := fixture.Config(t, "ha.toml", t.TempDir())
+	mnCfg := fixture.Config(t, "mn.toml", t.TempDir())
 	uHA, uMN := underlaytest.NewPair(
-		endpoint.Endpoint{Addr: netip.AddrPortFrom(topoHA, 0)},
+		endpoint.Endpoint{Addr: netip.AddrPortFrom(fixture.HA, 0)},
 		endpoint.Endpoint{Addr: netip.AddrPortFrom(coa, 0)})
-	uHA.SetAddrs(topoHA4)
+	uHA.SetAddrs(fixture.HA4)
 	tunHA, tunMN := tuntest.New(1, 64), tuntest.New(1, 64)
 
 	hl := &fakeHomeLink{live: map[netip.Addr]bool{}}
@@ -200,12 +190,12 @@ func TestMobilityBackToBack(t *testing.T) {
 	})
 	eventually(t, "the HA's binding", func() bool {
 		bs, _ := ha.Bindings()
-		return len(bs) == 1 && bs[0].HoA == topoHoA && len(bs[0].CoAs) > 0 && bs[0].CoAs[0].Addr == coa
+		return len(bs) == 1 && bs[0].HoA == fixture.HoA && len(bs[0].CoAs) > 0 && bs[0].CoAs[0].Addr == coa
 	})
-	eventually(t, "the home link entry", func() bool { return hl.has(topoHoA) })
+	eventually(t, "the home link entry", func() bool { return hl.has(fixture.HoA) })
 
 	// DR-1: CN -> HoA leaves the HA to the CoA and reaches the MN's TUN.
-	tunHA.Outbound <- udp6(topoCN, topoHoA, 100, 7)
+	tunHA.Outbound <- udp6(fixture.CN, fixture.HoA, 100, 7)
 	select {
 	case p := <-tunMN.Inbound:
 		if len(p) != header.IPv6HeaderLen+108 || p[len(p)-1] != 7 {
@@ -215,7 +205,7 @@ func TestMobilityBackToBack(t *testing.T) {
 		t.Fatalf("CN -> HoA not delivered; HA %+v\nMN %+v", ha.Stats().Drops, mn.Stats().Drops)
 	}
 	// And back: HoA -> CN from the MN's TUN to the HA's.
-	tunMN.Outbound <- udp6(topoHoA, topoCN, 50, 9)
+	tunMN.Outbound <- udp6(fixture.HoA, fixture.CN, 50, 9)
 	select {
 	case p := <-tunHA.Inbound:
 		if p[len(p)-1] != 9 {
@@ -230,7 +220,7 @@ func TestMobilityBackToBack(t *testing.T) {
 	if err != nil || len(bs) != 1 {
 		t.Fatalf("Bindings = %v, %v", bs, err)
 	}
-	if b := bs[0]; b.HoA != topoHoA || len(b.CoAs) == 0 || !b.CoAs[0].Primary || b.CoAs[0].NAT {
+	if b := bs[0]; b.HoA != fixture.HoA || len(b.CoAs) == 0 || !b.CoAs[0].Primary || b.CoAs[0].NAT {
 		t.Errorf("binding %+v", b)
 	}
 	if st, _ := mn.MNStatus(); st.RegisteredCoA != coa || st.NAT {
@@ -239,7 +229,7 @@ func TestMobilityBackToBack(t *testing.T) {
 	// The events a key manager sees.
 	select {
 	case ev := <-haEvents:
-		if b, ok := ev.(node.BindingChanged); !ok || b.Change != node.BindingAdded || b.HoA != topoHoA || b.CoA != coa {
+		if b, ok := ev.(node.BindingChanged); !ok || b.Change != node.BindingAdded || b.HoA != fixture.HoA || b.CoA != coa {
 			t.Errorf("HA's first event %#v, want the binding added", ev)
 		}
 	case <-time.After(5 * time.Second):
@@ -286,7 +276,7 @@ func TestMobilityBackToBack(t *testing.T) {
 	}
 	eventually(t, "the de-registration", func() bool {
 		bs, _ := ha.Bindings()
-		return len(bs) == 0 && !hl.has(topoHoA)
+		return len(bs) == 0 && !hl.has(fixture.HoA)
 	})
 	if err := ha.Close(); err != nil {
 		t.Errorf("HA Close: %v", err)
@@ -308,7 +298,7 @@ func TestMobilityHooksNoAlloc(t *testing.T) {
 		t.Skip("allocations are counted without -race")
 	}
 	for _, name := range []string{"ha", "mn"} {
-		cfg := gatewayConfig(t, name+".toml", t.TempDir())
+		cfg := fixture.Config(t, name+".toml", t.TempDir())
 		db := testSAD(t, cfg)
 		m, err := node.NewMobility(&cfg.Config, db, zaptest.NewLogger(t))
 		if err != nil {
@@ -320,8 +310,8 @@ func TestMobilityHooksNoAlloc(t *testing.T) {
 			sa = db.Lookup(sad.Outbound, 0xa007)
 		}
 		b := pkt.Get()
-		data := udp6(topoHA, topoHoA, 64, 1)
-		ep := endpoint.Endpoint{Addr: netip.AddrPortFrom(topoHoA, 0)}
+		data := udp6(fixture.HA, fixture.HoA, 64, 1)
+		ep := endpoint.Endpoint{Addr: netip.AddrPortFrom(fixture.HoA, 0)}
 		e := &endpoint.Endpoint{}
 		kept := true
 		n := testing.AllocsPerRun(100, func() {
@@ -355,7 +345,7 @@ func TestMobilityHooksNoAlloc(t *testing.T) {
 // holds until its address disappears, and reports without a usable
 // address move nothing.
 func TestMobilityMovementDetection(t *testing.T) {
-	cfg := gatewayConfig(t, "mn.toml", t.TempDir())
+	cfg := fixture.Config(t, "mn.toml", t.TempDir())
 	db := testSAD(t, cfg)
 	m, err := node.NewMobility(&cfg.Config, db, zaptest.NewLogger(t))
 	if err != nil {

@@ -168,6 +168,10 @@ func (n *Node) Start() error {
 			// Not the kernel's TUN and sockets: leave its nftables alone.
 			host.ParamProblems = func() (func() error, error) { return nil, nil }
 		}
+		if n.cfg.Device != nil && host.Forwarding == nil {
+			// Nor does the kernel forward between the home link and it.
+			host.Forwarding = func(netip.Addr) bool { return true }
+		}
 		m, err := newMobility(&n.cfg, n.sadb, n.log.Named("mip6"), host, &n.events)
 		if err != nil {
 			dev.Close()

@@ -3,7 +3,6 @@ package node_test
 import (
 	"encoding/binary"
 	"errors"
-	"net/netip"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -14,8 +13,8 @@ import (
 
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
-	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/internal/fixture"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
@@ -23,21 +22,13 @@ import (
 	"github.com/mipsec/mipsec/spd"
 )
 
-var (
-	// hostA (192.0.2.10) and hostB (192.0.2.200) are demo.go's.
-	epA = endpoint.Endpoint{Addr: netip.MustParseAddrPort("198.51.100.1:0")}
-	epB = endpoint.Endpoint{Addr: netip.MustParseAddrPort("203.0.113.1:0")}
-)
-
-const spiAtoB = 0x0000b001 // gateway-a.toml's aes128gcm16 outbound SA
-
 // TestSeqRestart is the crash model of "Manual keys without IV reuse":
 // build the daemon's SAD, seal, crash without a clean shutdown, rebuild:
 // the first new sequence number is above every one used before. A clean
 // stop then records the exact number, and a new key starts from 1.
 func TestSeqRestart(t *testing.T) {
 	state := t.TempDir()
-	cfg := gatewayConfig(t, "gateway-a.toml", state)
+	cfg := fixture.Config(t, "gateway-a.toml", state)
 	opts := opts{reserver: seqstore.ReserverOptions{InitialChunk: 64, MinChunk: 64, MaxChunk: 64}}
 	var used uint32
 	for run := range 4 {
@@ -45,12 +36,12 @@ func TestSeqRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sa := d.SAD().Outbound(spiAtoB)
+		sa := d.SAD().Outbound(fixture.SPIAtoB)
 		for i := range 150 {
-			seq, v := sealSeq(sa, i)
+			seq, v := fixture.SealSeq(sa, i)
 			if v == esp.DropSeqReserve {
 				d.Res().Tick() // what the background goroutine does
-				seq, v = sealSeq(sa, i)
+				seq, v = fixture.SealSeq(sa, i)
 			}
 			if v != esp.OK {
 				t.Fatalf("run %d packet %d: %v", run, i, v)
@@ -70,7 +61,7 @@ func TestSeqRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, _ := sealSeq(d.SAD().Outbound(spiAtoB), 0)
+	first, _ := fixture.SealSeq(d.SAD().Outbound(fixture.SPIAtoB), 0)
 	if first <= used {
 		t.Fatalf("first %d <= used %d", first, used)
 	}
@@ -81,7 +72,7 @@ func TestSeqRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := sealSeq(d.SAD().Outbound(spiAtoB), 0); got != first+1 {
+	if got, _ := fixture.SealSeq(d.SAD().Outbound(fixture.SPIAtoB), 0); got != first+1 {
 		t.Errorf("after a clean stop: %d, want exactly %d", got, first+1)
 	}
 	d.Close()
@@ -93,7 +84,7 @@ func TestSeqRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	if got, _ := sealSeq(d.SAD().Outbound(spiAtoB), 0); got != 1 {
+	if got, _ := fixture.SealSeq(d.SAD().Outbound(fixture.SPIAtoB), 0); got != 1 {
 		t.Errorf("new key: first sequence number %d, want 1", got)
 	}
 }
@@ -104,7 +95,7 @@ func TestSeqRestart(t *testing.T) {
 // running ahead.
 func TestSeqReservedBeforeUse(t *testing.T) {
 	state := t.TempDir()
-	cfg := gatewayConfig(t, "gateway-a.toml", state)
+	cfg := fixture.Config(t, "gateway-a.toml", state)
 	var failSync atomic.Bool
 	opts := opts{
 		store: seqstore.Options{Sync: func(f *os.File) error {
@@ -120,7 +111,7 @@ func TestSeqReservedBeforeUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	sa := d.SAD().Outbound(spiAtoB)
+	sa := d.SAD().Outbound(fixture.SPIAtoB)
 	p := cfg.SAs[0].Params
 	fp := node.KeyFingerprint(p)
 	onDisk := func() uint64 {
@@ -131,10 +122,10 @@ func TestSeqReservedBeforeUse(t *testing.T) {
 		return r.Reserved
 	}
 	for i := range 300 {
-		seq, v := sealSeq(sa, i)
+		seq, v := fixture.SealSeq(sa, i)
 		if v == esp.DropSeqReserve {
 			d.Res().Tick()
-			seq, v = sealSeq(sa, i)
+			seq, v = fixture.SealSeq(sa, i)
 		}
 		if v != esp.OK {
 			t.Fatalf("packet %d: %v", i, v)
@@ -151,7 +142,7 @@ func TestSeqReservedBeforeUse(t *testing.T) {
 	sent := 0
 	for i := range 200 {
 		d.Res().Tick()
-		if _, v := sealSeq(sa, i); v == esp.OK {
+		if _, v := fixture.SealSeq(sa, i); v == esp.OK {
 			sent++
 		} else if v != esp.DropSeqReserve {
 			t.Fatalf("verdict %v", v)
@@ -162,7 +153,7 @@ func TestSeqReservedBeforeUse(t *testing.T) {
 	}
 	failSync.Store(false)
 	d.Res().Tick()
-	if _, v := sealSeq(sa, 0); v != esp.OK {
+	if _, v := fixture.SealSeq(sa, 0); v != esp.OK {
 		t.Errorf("after the disk recovered: %v", v)
 	}
 }
@@ -171,7 +162,7 @@ func TestSeqReservedBeforeUse(t *testing.T) {
 // names the file, instead of starting the key from 0 again.
 func TestSeqCorruptState(t *testing.T) {
 	state := t.TempDir()
-	cfg := gatewayConfig(t, "gateway-a.toml", state)
+	cfg := fixture.Config(t, "gateway-a.toml", state)
 	d, err := newNode(cfg, zaptest.NewLogger(t), opts{})
 	if err != nil {
 		t.Fatal(err)
@@ -196,9 +187,9 @@ func TestSeqCorruptState(t *testing.T) {
 // restarts, and B, whose replay window remembers every number A used,
 // still accepts A's packets: A continued above them.
 func TestNodesBackToBack(t *testing.T) {
-	cfgA := gatewayConfig(t, "gateway-a.toml", t.TempDir())
-	cfgB := gatewayConfig(t, "gateway-b.toml", t.TempDir())
-	ua, ub := underlaytest.NewPair(epA, epB)
+	cfgA := fixture.Config(t, "gateway-a.toml", t.TempDir())
+	cfgB := fixture.Config(t, "gateway-b.toml", t.TempDir())
+	ua, ub := underlaytest.NewPair(fixture.EpA, fixture.EpB)
 	tunA, tunB := tuntest.New(1, 64), tuntest.New(1, 64)
 	base := opts{workers: 2}
 
@@ -229,7 +220,7 @@ func TestNodesBackToBack(t *testing.T) {
 		}
 		var seqs []uint32
 		for _, m := range ul.Sent() {
-			if binary.BigEndian.Uint32(m.Data) == spiAtoB {
+			if binary.BigEndian.Uint32(m.Data) == fixture.SPIAtoB {
 				seqs = append(seqs, binary.BigEndian.Uint32(m.Data[4:]))
 			}
 		}
@@ -253,7 +244,7 @@ func TestNodesBackToBack(t *testing.T) {
 
 	// The restarted A gets a new in-memory underlay whose packets reach
 	// B's receiver.
-	ua2, _ := underlaytest.NewPair(epA, epB)
+	ua2, _ := underlaytest.NewPair(fixture.EpA, fixture.EpB)
 	ua2.SetFilter(func(m underlaytest.Msg) []underlaytest.Msg { ub.Inject(m); return nil })
 	tunA2 := tuntest.New(1, 64)
 	optsA.device, optsA.conn = tunA2, ua2
@@ -278,7 +269,7 @@ func TestNodesBackToBack(t *testing.T) {
 	eventually(t, "B to count 10 delivered packets", func() bool { return b.Stats().Dataplane.DeliveredPackets >= 10 })
 	st := b.Stats()
 	for _, s := range st.SAs {
-		if s.SPI == spiAtoB && (s.Stats.Packets != 10 || s.Stats.Drops[esp.DropReplay] != 0) {
+		if s.SPI == fixture.SPIAtoB && (s.Stats.Packets != 10 || s.Stats.Drops[esp.DropReplay] != 0) {
 			t.Errorf("B's inbound SA: %+v", s.Stats)
 		}
 	}
@@ -292,7 +283,7 @@ func TestNodesBackToBack(t *testing.T) {
 
 // TestDaemonControlMethods exercises what the control socket calls.
 func TestDaemonControlMethods(t *testing.T) {
-	cfg := gatewayConfig(t, "gateway-a.toml", t.TempDir())
+	cfg := fixture.Config(t, "gateway-a.toml", t.TempDir())
 	d, err := newNode(cfg, zaptest.NewLogger(t), opts{reserver: seqstore.ReserverOptions{InitialChunk: 1000}})
 	if err != nil {
 		t.Fatal(err)
@@ -325,14 +316,14 @@ func TestDaemonControlMethods(t *testing.T) {
 	}
 	sa := d.SAD().Outbound(0xb0ff)
 	for i := range 10 {
-		sealSeq(sa, i)
+		fixture.SealSeq(sa, i)
 	}
 	// Same keys: the counter continues through UpdateSA.
 	c.Lifetime.Hard.Packets = 1 << 20
 	if err := d.UpdateSA(c); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := sealSeq(d.SAD().Outbound(0xb0ff), 0); got != 11 {
+	if got, _ := fixture.SealSeq(d.SAD().Outbound(0xb0ff), 0); got != 11 {
 		t.Errorf("after UpdateSA with the same keys: seq %d, want 11", got)
 	}
 	// A failed update with new keys leaves the SA and its reservation alone.
@@ -342,7 +333,7 @@ func TestDaemonControlMethods(t *testing.T) {
 	if err := d.UpdateSA(bad); err == nil {
 		t.Fatal("UpdateSA without selectors succeeded")
 	}
-	if got, _ := sealSeq(d.SAD().Outbound(0xb0ff), 0); got != 12 {
+	if got, _ := fixture.SealSeq(d.SAD().Outbound(0xb0ff), 0); got != 12 {
 		t.Errorf("after a failed UpdateSA: seq %d, want 12", got)
 	}
 	if fp, _ := d.Res().Fingerprint(0xb0ff); fp != node.KeyFingerprint(c.Params) {
@@ -354,7 +345,7 @@ func TestDaemonControlMethods(t *testing.T) {
 	if err := d.UpdateSA(c); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := sealSeq(d.SAD().Outbound(0xb0ff), 0); got != 1 {
+	if got, _ := fixture.SealSeq(d.SAD().Outbound(0xb0ff), 0); got != 1 {
 		t.Errorf("after UpdateSA with new keys: seq %d, want 1", got)
 	}
 	// Delete records the exact number; re-adding the same key continues.
@@ -367,7 +358,7 @@ func TestDaemonControlMethods(t *testing.T) {
 	if err := d.AddSA(c); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := sealSeq(d.SAD().Outbound(0xb0ff), 0); got != 2 {
+	if got, _ := fixture.SealSeq(d.SAD().Outbound(0xb0ff), 0); got != 2 {
 		t.Errorf("re-added: seq %d, want 2", got)
 	}
 	if err := d.DelSA(sad.Inbound, 0x12345); !errors.Is(err, sad.ErrNotFound) {

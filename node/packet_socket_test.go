@@ -10,28 +10,10 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mipsec/mipsec/config"
+	"github.com/mipsec/mipsec/internal/fixture"
 	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/underlay"
 )
-
-// withUnderlayKeys returns testdata/minimal.toml (raw ESP, one peer) with
-// keys added at the top of its [underlay] section, and the line of the
-// first added key.
-func withUnderlayKeys(t *testing.T, keys string) (string, int) {
-	t.Helper()
-	data, err := os.ReadFile("../testdata/minimal.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(data)
-	i := strings.Index(s, "[underlay]\n")
-	if i < 0 {
-		t.Fatal("minimal.toml has no [underlay]")
-	}
-	i += len("[underlay]\n")
-	line := 1 + strings.Count(s[:i], "\n")
-	return s[:i] + keys + "\n" + s[i:], line
-}
 
 // TestConfigPacketSocket: [underlay] packet_socket is a boolean, false by
 // default, refused with encap = "udp" (no raw ESP to send) and refused in
@@ -61,7 +43,7 @@ func TestConfigPacketSocket(t *testing.T) {
 		{name: "date", keys: "packet_socket = 2026-01-01", errMsg: "is not a boolean; want true or false"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			src, line := withUnderlayKeys(t, tt.keys)
+			src, line := fixture.WithUnderlayKeys(t, tt.keys)
 			cfg, err := config.Parse("/etc/mipsec/p.toml", []byte(src))
 			if tt.errMsg != "" {
 				ce, ok := err.(config.Errors)
@@ -91,7 +73,7 @@ func TestConfigPacketSocket(t *testing.T) {
 		})
 	}
 	// A misspelt key is an unknown field, not a silent default.
-	src, line := withUnderlayKeys(t, "packet_sockets = true")
+	src, line := fixture.WithUnderlayKeys(t, "packet_sockets = true")
 	_, err := config.Parse("p.toml", []byte(src))
 	if ce, ok := err.(config.Errors); !ok || len(ce) != 1 || ce[0].Path != "underlay.packet_sockets" || ce[0].Line != line ||
 		!strings.Contains(ce[0].Msg, "unknown field") {

@@ -3,8 +3,6 @@ package node_test
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,80 +16,20 @@ import (
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/internal/fixture"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/spd"
 )
 
-// editConfig loads testdata/NAME with its state in stateDir after the
-// edits: pairs of old and new text, each old text present exactly once.
-func editConfig(t *testing.T, name, stateDir string, edits ...string) *config.File {
-	t.Helper()
-	src := withStateDir(t, "../testdata/"+name, stateDir)
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	for i := 0; i+1 < len(edits); i += 2 {
-		if n := strings.Count(s, edits[i]); n != 1 {
-			t.Fatalf("%s: %q occurs %d times", name, edits[i], n)
-		}
-		s = strings.Replace(s, edits[i], edits[i+1], 1)
-	}
-	file := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
 // The edits of gateway-a.toml that TestReloadLive reloads: a-to-b-v6
 // gets a packet limit (the same keys: updated in place), b-to-a-v6 goes
 // (and with it from the peer's in_spis), a-to-b-extra and its policy come.
-var reloadEdits = []string{
+var reloadEdits = append([]string{
 	`name = "a-to-b-v6"`, `name = "a-to-b-v6"
 lifetime = { hard = { packets = 1000000 } }`,
-	`[[sa]]
-name = "b-to-a-v6"
-spi = 0x0000a006
-dir = "in"
-local = "198.51.100.1"
-remote = "203.0.113.1"
-algorithm = "aes128-sha256"
-enc_key = "ffeeddccbbaa99887766554433221100"
-auth_key = "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100"
-[[sa.selectors]]
-local = "2001:db8:a::/48"
-remote = "2001:db8:b::/48"
-`, "",
-	"in_spis = [0x0000a001, 0x0000a006]", "in_spis = [0x0000a001]",
-	"# --- Policies", `[[sa]]
-name = "a-to-b-extra"
-spi = 0x0000b0ff
-dir = "out"
-local = "198.51.100.1"
-remote = "203.0.113.1"
-algorithm = "aes128gcm16"
-enc_key = "0x0102030405060708090a0b0c0d0e0f1011121314"
-selectors = [{ local = "192.0.2.0/25", remote = "10.9.0.0/16" }]
-
-# --- Policies`,
-	"[[policy]]\nname = \"out-default\"", `[[policy]]
-name = "out-extra"
-dir = "out"
-action = "protect"
-spi = 0x0000b0ff
-selectors = [{ local = "192.0.2.0/25", remote = "10.9.0.0/16" }]
-
-[[policy]]
-name = "out-default"`,
-}
+}, fixture.ReloadEdits...)
 
 // TestReloadLive runs gateway-a.toml and gateway-b.toml back to back with
 // a ping-pong flow on a-to-b-v4 while A reloads a config that updates,
@@ -103,9 +41,9 @@ name = "out-default"`,
 // nothing.
 func TestReloadLive(t *testing.T) {
 	stateA := t.TempDir()
-	cfgA := gatewayConfig(t, "gateway-a.toml", stateA)
-	cfgB := gatewayConfig(t, "gateway-b.toml", t.TempDir())
-	ua, ub := underlaytest.NewPair(epA, epB)
+	cfgA := fixture.Config(t, "gateway-a.toml", stateA)
+	cfgB := fixture.Config(t, "gateway-b.toml", t.TempDir())
+	ua, ub := underlaytest.NewPair(fixture.EpA, fixture.EpB)
 	tunA, tunB := tuntest.New(1, 64), tuntest.New(1, 64)
 	b, err := newNode(cfgB, zaptest.NewLogger(t).Named("B"), opts{workers: 2, device: tunB, conn: ub})
 	if err != nil {
@@ -125,9 +63,9 @@ func TestReloadLive(t *testing.T) {
 	defer a.Close()
 	ua.Record(true)
 
-	flowSA := a.SAD().Outbound(spiAtoB)
+	flowSA := a.SAD().Outbound(fixture.SPIAtoB)
 	v6 := a.SAD().Outbound(0xb006)
-	v6Before, v := sealSeq(v6, 0)
+	v6Before, v := fixture.SealSeq(v6, 0)
 	if v != esp.OK {
 		t.Fatal(v)
 	}
@@ -172,7 +110,7 @@ func TestReloadLive(t *testing.T) {
 	}
 	waitSent(50)
 
-	next := editConfig(t, "gateway-a.toml", stateA, reloadEdits...)
+	next := fixture.EditConfig(t, "gateway-a.toml", stateA, reloadEdits...)
 	res, err := a.Reload(next.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -223,17 +161,17 @@ func TestReloadLive(t *testing.T) {
 	if got := a.SAD().Outbound(0xb006); got == v6 || got.Lifetime().Hard.Packets != 1000000 {
 		t.Errorf("a-to-b-v6 not updated: %+v", got.Lifetime())
 	}
-	if s, _ := sealSeq(a.SAD().Outbound(0xb006), 0); s != v6Before+1 {
+	if s, _ := fixture.SealSeq(a.SAD().Outbound(0xb006), 0); s != v6Before+1 {
 		t.Errorf("a-to-b-v6 after its update (same keys): seq %d, want %d", s, v6Before+1)
 	}
 
 	// The flow's SA was not touched, its numbers run on, B took them all.
-	if a.SAD().Outbound(spiAtoB) != flowSA {
+	if a.SAD().Outbound(fixture.SPIAtoB) != flowSA {
 		t.Error("the flow's SA was replaced")
 	}
 	var seqs []uint32
 	for _, m := range ua.Sent() {
-		if binary.BigEndian.Uint32(m.Data) == spiAtoB {
+		if binary.BigEndian.Uint32(m.Data) == fixture.SPIAtoB {
 			seqs = append(seqs, binary.BigEndian.Uint32(m.Data[4:]))
 		}
 	}
@@ -247,7 +185,7 @@ func TestReloadLive(t *testing.T) {
 	}
 	eventually(t, "B to count the flow", func() bool { return b.Stats().Dataplane.DeliveredPackets >= uint64(sent) })
 	for _, s := range b.Stats().SAs {
-		if s.SPI == spiAtoB && s.Dir == "in" {
+		if s.SPI == fixture.SPIAtoB && s.Dir == "in" {
 			if s.Stats.Packets != uint64(sent) || s.Stats.Drops[esp.DropReplay] != 0 || s.Stats.Dropped() != 0 {
 				t.Errorf("B's SA of the flow: %+v (flow %d packets)", s.Stats, sent)
 			}
@@ -258,7 +196,7 @@ func TestReloadLive(t *testing.T) {
 	}
 
 	// The same configuration again: nothing to do.
-	again := editConfig(t, "gateway-a.toml", stateA, reloadEdits...)
+	again := fixture.EditConfig(t, "gateway-a.toml", stateA, reloadEdits...)
 	before := a.SAs()
 	res, err = a.Reload(again.Config)
 	if err != nil || res.Changed() || len(res.NeedsRestart) != 0 {
@@ -272,8 +210,8 @@ func TestReloadLive(t *testing.T) {
 // startA starts gateway-a.toml alone over fake devices.
 func startA(t *testing.T) (*node.Node, *config.File) {
 	t.Helper()
-	cfg := gatewayConfig(t, "gateway-a.toml", t.TempDir())
-	ua, _ := underlaytest.NewPair(epA, epB)
+	cfg := fixture.Config(t, "gateway-a.toml", t.TempDir())
+	ua, _ := underlaytest.NewPair(fixture.EpA, fixture.EpB)
 	n, err := newNode(cfg, zaptest.NewLogger(t), opts{device: tuntest.New(1, 8), conn: ua})
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +249,7 @@ func TestReloadRefused(t *testing.T) {
 		c.Policies = slices.Delete(c.Policies, i, i+1)
 		return c
 	}
-	v4 := base.SAs[indexOfSA(base, sad.Outbound, spiAtoB)]
+	v4 := base.SAs[indexOfSA(base, sad.Outbound, fixture.SPIAtoB)]
 	cases := []struct {
 		name, want string
 		edit       func(c *node.Config)
@@ -342,7 +280,7 @@ func TestReloadRefused(t *testing.T) {
 			c.Peers = append(c.Peers, c.Peers[0])
 		}},
 	}
-	seq, _ := sealSeq(n.SAD().Outbound(spiAtoB), 0)
+	seq, _ := fixture.SealSeq(n.SAD().Outbound(fixture.SPIAtoB), 0)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := withOther(cloneConfig(base))
@@ -365,7 +303,7 @@ func TestReloadRefused(t *testing.T) {
 				t.Errorf("peers %v", n.Peers())
 			}
 			seq++
-			if got, _ := sealSeq(n.SAD().Outbound(spiAtoB), 0); got != seq {
+			if got, _ := fixture.SealSeq(n.SAD().Outbound(fixture.SPIAtoB), 0); got != seq {
 				t.Errorf("seq %d after the refused reload, want %d", got, seq)
 			}
 		})
@@ -387,26 +325,26 @@ func policyEqual(a, b spd.Policy) bool {
 func TestReloadKeyMoves(t *testing.T) {
 	n, cfg := startA(t)
 	c := cloneConfig(cfg.Config)
-	i := indexOfSA(c, sad.Outbound, spiAtoB)
+	i := indexOfSA(c, sad.Outbound, fixture.SPIAtoB)
 	var last uint32
 	for range 5 {
-		last, _ = sealSeq(n.SAD().Outbound(spiAtoB), 0)
+		last, _ = fixture.SealSeq(n.SAD().Outbound(fixture.SPIAtoB), 0)
 	}
 	c.SAs[i].Params.SPI = 0xb0f1
 	c.SAs[i].Name = "moved"
-	pi := slices.IndexFunc(c.Policies, func(p spd.Policy) bool { return p.SPI == spiAtoB })
+	pi := slices.IndexFunc(c.Policies, func(p spd.Policy) bool { return p.SPI == fixture.SPIAtoB })
 	c.Policies[pi].SPI = 0xb0f1
 	res, err := n.Reload(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Deleted) != 1 || res.Deleted[0].SPI != spiAtoB || len(res.Added) != 1 || res.Added[0].SPI != 0xb0f1 || !res.Policies {
+	if len(res.Deleted) != 1 || res.Deleted[0].SPI != fixture.SPIAtoB || len(res.Added) != 1 || res.Added[0].SPI != 0xb0f1 || !res.Policies {
 		t.Fatalf("result %+v", res)
 	}
-	if n.SAD().Outbound(spiAtoB) != nil {
+	if n.SAD().Outbound(fixture.SPIAtoB) != nil {
 		t.Fatal("the old SPI is still there")
 	}
-	if got, _ := sealSeq(n.SAD().Outbound(0xb0f1), 0); got != last+1 {
+	if got, _ := fixture.SealSeq(n.SAD().Outbound(0xb0f1), 0); got != last+1 {
 		t.Errorf("the moved key starts at %d, want %d", got, last+1)
 	}
 
@@ -419,10 +357,10 @@ func TestReloadKeyMoves(t *testing.T) {
 	if res, err := n.Reload(c); err != nil || len(res.Added) != 1 || len(res.Updated)+len(res.Deleted) != 0 || res.Policies {
 		t.Fatalf("adding the third SA: %+v %v", res, err)
 	}
-	seqK1, _ := sealSeq(n.SAD().Outbound(0xb0f1), 0)
+	seqK1, _ := fixture.SealSeq(n.SAD().Outbound(0xb0f1), 0)
 	var seqK3 uint32
 	for range 3 {
-		seqK3, _ = sealSeq(n.SAD().Outbound(0xb0f2), 0)
+		seqK3, _ = fixture.SealSeq(n.SAD().Outbound(0xb0f2), 0)
 	}
 	j := len(c.SAs) - 1
 	c = cloneConfig(c)
@@ -434,12 +372,12 @@ func TestReloadKeyMoves(t *testing.T) {
 	if len(res.Updated) != 2 || len(res.Added)+len(res.Deleted) != 0 || res.Policies {
 		t.Fatalf("swap: %+v", res)
 	}
-	if got, _ := sealSeq(n.SAD().Outbound(0xb0f2), 0); got != seqK1+1 {
+	if got, _ := fixture.SealSeq(n.SAD().Outbound(0xb0f2), 0); got != seqK1+1 {
 		t.Errorf("key 1 on its new SPI: seq %d, want %d", got, seqK1+1)
 	}
 	// Key 3 left 0xb0f2 through UpdateSA, which keeps its durable mark
 	// rather than its exact number: above, not necessarily next.
-	if got, _ := sealSeq(n.SAD().Outbound(0xb0f1), 0); got <= seqK3 {
+	if got, _ := fixture.SealSeq(n.SAD().Outbound(0xb0f1), 0); got <= seqK3 {
 		t.Errorf("key 3 on its new SPI: seq %d, not above %d", got, seqK3)
 	}
 	for _, spi := range []uint32{0xb0f1, 0xb0f2} {
@@ -472,7 +410,7 @@ func TestReloadNeedsRestart(t *testing.T) {
 		t.Error("state_dir changed")
 	}
 	// Before Start there is nothing to reload.
-	m, err := newNode(gatewayConfig(t, "gateway-a.toml", t.TempDir()), zaptest.NewLogger(t), opts{})
+	m, err := newNode(fixture.Config(t, "gateway-a.toml", t.TempDir()), zaptest.NewLogger(t), opts{})
 	if err != nil {
 		t.Fatal(err)
 	}

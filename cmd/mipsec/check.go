@@ -24,6 +24,7 @@ import (
 	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/internal/netcfg"
 	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
 	"github.com/mipsec/mipsec/seqstore"
@@ -38,12 +39,15 @@ const (
 	ramfsMagic = 0x858458f6
 )
 
-// stateProbe looks at the state directory; tests replace it.
+// stateProbe looks at this machine: the state directory and the
+// forwarding sysctls; tests replace it.
 type stateProbe struct {
 	// statfs returns the filesystem type (statfs(2) f_type) of path.
 	statfs func(path string) (int64, error)
 	// writable returns nil if the daemon may create files in path.
 	writable func(path string) error
+	// forwarding reports whether the kernel forwards a's address family.
+	forwarding func(a netip.Addr) bool
 }
 
 var hostProbe = stateProbe{
@@ -54,7 +58,8 @@ var hostProbe = stateProbe{
 		}
 		return int64(st.Type), nil
 	},
-	writable: func(path string) error { return unix.Access(path, unix.W_OK) },
+	writable:   func(path string) error { return unix.Access(path, unix.W_OK) },
+	forwarding: netcfg.Forwarding,
 }
 
 func checkCmd(args []string, stdout, stderr io.Writer) int {
@@ -95,7 +100,7 @@ func checkConfig(path string, stdout, stderr io.Writer, probe stateProbe) int {
 		fmt.Fprintf(stderr, "%s: %d error%s\n", path, len(errs), plural(len(errs)))
 		return 1
 	}
-	for _, w := range configWarnings(cfg, probe) {
+	for _, w := range append(configWarnings(cfg, probe), forwardingWarnings(cfg, probe)...) {
 		fmt.Fprintln(stderr, "warning: "+w)
 	}
 	if cfg.Underlay.FWMark != 0 {
@@ -115,6 +120,31 @@ func checkConfig(path string, stdout, stderr io.Writer, probe stateProbe) int {
 	fmt.Fprintf(stdout, "%s: OK (%s%d SA%s, %d polic%s, %d peer%s%s)\n", path, role, len(cfg.SAs), plural(len(cfg.SAs)),
 		len(cfg.Policies), map[bool]string{true: "y", false: "ies"}[len(cfg.Policies) == 1], len(cfg.Peers), plural(len(cfg.Peers)), conns)
 	return 0
+}
+
+// forwardingWarnings: a home agent forwards the traffic of bound home
+// addresses between the home link and the TUN, so each home prefix whose
+// family this machine does not forward is a warning (not an error: check
+// may run elsewhere). `mipsec run` says the same at start (node), so this
+// is not among configWarnings, which run logs too.
+func forwardingWarnings(cfg *config.File, probe stateProbe) []string {
+	if cfg.Role != node.RoleHA {
+		return nil
+	}
+	var out []string
+	for _, p := range []struct {
+		key    string
+		prefix netip.Prefix
+	}{{"mobility.home_prefix", cfg.Mobility.HomePrefix}, {"mobility.home_prefix_v4", cfg.Mobility.HomePrefixV4}} {
+		if !p.prefix.IsValid() || probe.forwarding(p.prefix.Addr()) {
+			continue
+		}
+		sysctl := netcfg.ForwardingSysctl(p.prefix.Addr())
+		out = append(out, fmt.Sprintf("%s %s: forwarding of its family is off on this machine (%s = 0), and the home agent "+
+			"forwards its home addresses' traffic between the home link and the TUN: on the home agent, run `sysctl -w %s=1` "+
+			"before `mipsec run` (a warning only: check may run on another machine than the home agent)", p.key, p.prefix, sysctl, sysctl))
+	}
+	return out
 }
 
 func plural(n int) string {

@@ -8,26 +8,8 @@ import (
 	"testing"
 
 	"github.com/mipsec/mipsec/config"
+	"github.com/mipsec/mipsec/internal/fixture"
 )
-
-// withUnderlayKeys returns testdata/minimal.toml (raw ESP, one peer) with
-// keys added at the top of its [underlay] section, and the line of the
-// first added key.
-func withUnderlayKeys(t *testing.T, keys string) (string, int) {
-	t.Helper()
-	data, err := os.ReadFile("../../testdata/minimal.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(data)
-	i := strings.Index(s, "[underlay]\n")
-	if i < 0 {
-		t.Fatal("minimal.toml has no [underlay]")
-	}
-	i += len("[underlay]\n")
-	line := 1 + strings.Count(s[:i], "\n")
-	return s[:i] + keys + "\n" + s[i:], line
-}
 
 // TestCheckPacketSocket: `mipsec check` refuses packet_socket with
 // encap = "udp" (file:line, exit 1) and warns when every peer of
@@ -35,7 +17,7 @@ func withUnderlayKeys(t *testing.T, keys string) (string, int) {
 func TestCheckPacketSocket(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, keys string, peerEncap string) string {
-		s, _ := withUnderlayKeys(t, keys)
+		s, _ := fixture.WithUnderlayKeys(t, keys)
 		if peerEncap != "" {
 			s = strings.Replace(s, `endpoint = "203.0.113.1"`, `endpoint = "203.0.113.1"`+"\nencap = \""+peerEncap+"\"", 1)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
+	"github.com/mipsec/mipsec/internal/fixture"
 )
 
 // gatewayA writes testdata/gateway-a.toml into dir with its state in a
@@ -78,18 +79,18 @@ func TestCheckSaysWhatRunSays(t *testing.T) {
 	}{
 		{name: "state_dir is a file", want: "state_dir: " + plainFile + " is a regular file, not a directory",
 			file: func(t *testing.T, dir string) string {
-				return gatewayA(t, dir, func(s string) string { return withState(s, plainFile) })
+				return gatewayA(t, dir, func(s string) string { return fixture.SetStateDir(t, s, plainFile) })
 			}},
 		{name: "state_dir is /etc/passwd", want: "state_dir: /etc/passwd is a regular file, not a directory",
 			file: func(t *testing.T, dir string) string {
 				if fi, err := os.Stat("/etc/passwd"); err != nil || !fi.Mode().IsRegular() {
 					t.Skip("no /etc/passwd")
 				}
-				return gatewayA(t, dir, func(s string) string { return withState(s, "/etc/passwd") })
+				return gatewayA(t, dir, func(s string) string { return fixture.SetStateDir(t, s, "/etc/passwd") })
 			}},
 		{name: "state_dir under a file", want: "state_dir: " + plainFile + " is a regular file, not a directory, so " + plainFile + "/state cannot be created",
 			file: func(t *testing.T, dir string) string {
-				return gatewayA(t, dir, func(s string) string { return withState(s, plainFile+"/state") })
+				return gatewayA(t, dir, func(s string) string { return fixture.SetStateDir(t, s, plainFile+"/state") })
 			}},
 		{name: "control socket is a directory", want: "control.socket: " + "DIR is a directory, not a socket; name the socket inside it, such as DIR/mipsec.sock",
 			file: func(t *testing.T, dir string) string {
@@ -193,7 +194,7 @@ func TestCheckSaysWhatRunSays(t *testing.T) {
 // config.SocketProblem), and says "control socket" once.
 func TestServeRefusesWhatCheckRefuses(t *testing.T) {
 	dir := t.TempDir()
-	cfg := gatewayConfig(t, "gateway-a.toml", t.TempDir())
+	cfg := fixture.Config(t, "gateway-a.toml", t.TempDir())
 	cfg.ControlSocket = dir // a directory
 	ua, _ := underlaytest.NewPair(epA, epB)
 	d, err := newDaemon(cfg, zaptest.NewLogger(t), daemonOptions{device: tuntest.New(1, 8), conn: ua})
@@ -209,13 +210,6 @@ func TestServeRefusesWhatCheckRefuses(t *testing.T) {
 	if strings.Count(err.Error(), "control socket") != 1 {
 		t.Errorf("%q says control socket more than once", err)
 	}
-}
-
-// withState sets state_dir in the config text s.
-func withState(s, dir string) string {
-	i := strings.Index(s, "\nstate_dir = ")
-	j := strings.Index(s[i+1:], "\n")
-	return s[:i+1] + `state_dir = "` + dir + `"` + s[i+1+j:]
 }
 
 // sparse makes path a file of size bytes that takes no disk space.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,34 +17,13 @@ import (
 const ext4Magic = 0xef53
 
 // fakeProbe reports every path on a filesystem of type fsType, writable
-// unless writeErr is set.
+// unless writeErr is set, and both address families forwarded.
 func fakeProbe(fsType int64, writeErr error) stateProbe {
 	return stateProbe{
-		statfs:   func(string) (int64, error) { return fsType, nil },
-		writable: func(string) error { return writeErr },
+		statfs:     func(string) (int64, error) { return fsType, nil },
+		writable:   func(string) error { return writeErr },
+		forwarding: func(netip.Addr) bool { return true },
 	}
-}
-
-// withStateDir copies a testdata config into a temp dir with state_dir
-// replaced.
-func withStateDir(t *testing.T, src, stateDir string) string {
-	t.Helper()
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(data)
-	i := strings.Index(s, "\nstate_dir = ")
-	if i < 0 {
-		t.Fatalf("%s has no state_dir", src)
-	}
-	j := strings.Index(s[i+1:], "\n")
-	s = s[:i+1] + `state_dir = "` + stateDir + `"` + s[i+1+j:]
-	file := filepath.Join(t.TempDir(), filepath.Base(src))
-	if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return file
 }
 
 func TestCheck(t *testing.T) {
@@ -224,5 +204,47 @@ func TestCheckRouteLoop(t *testing.T) {
 		if rc := checkConfig(full(t, tt.extra), &out, &errb, fakeProbe(ext4Magic, nil)); rc != 1 || !strings.Contains(errb.String(), tt.want) {
 			t.Errorf("%q: rc %d, stderr %s", tt.extra, rc, errb.String())
 		}
+	}
+}
+
+// TestCheckHAForwarding: for a home agent, check warns (exit 0) for each
+// home prefix whose family this machine does not forward, with the sysctl
+// to set and that check may run elsewhere; not for a family forwarded, and
+// never for a mobile node or a gateway, which the HA's rule does not
+// concern.
+func TestCheckHAForwarding(t *testing.T) {
+	ha := withStateDir(t, "../../testdata/ha.toml", t.TempDir())
+	for _, tt := range []struct {
+		name       string
+		file       string
+		forwarding func(netip.Addr) bool
+		want       []string // each in its own warning line
+		notWant    string
+	}{
+		{"HA, IPv4 off", ha, func(a netip.Addr) bool { return a.Is6() },
+			[]string{"mobility.home_prefix_v4 192.0.2.0/24: forwarding of its family is off on this machine (net.ipv4.ip_forward = 0)"}, "net.ipv6"},
+		{"HA, both off", ha, func(netip.Addr) bool { return false }, []string{
+			"mobility.home_prefix 2001:db8:1::/64: forwarding of its family is off on this machine (net.ipv6.conf.all.forwarding = 0)",
+			"`sysctl -w net.ipv4.ip_forward=1` before `mipsec run` (a warning only: check may run on another machine than the home agent)"}, ""},
+		{"HA, both on", ha, func(netip.Addr) bool { return true }, nil, "forwarding"},
+		{"MN", withStateDir(t, "../../testdata/mn.toml", t.TempDir()), func(netip.Addr) bool { return false }, nil, "forwarding"},
+		{"gateway", withStateDir(t, "../../testdata/gateway-a.toml", t.TempDir()), func(netip.Addr) bool { return false }, nil, "forwarding"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			probe := fakeProbe(ext4Magic, nil)
+			probe.forwarding = tt.forwarding
+			var out, errb bytes.Buffer
+			if rc := checkConfig(tt.file, &out, &errb, probe); rc != 0 || !strings.Contains(out.String(), ": OK (") {
+				t.Fatalf("rc %d, stdout %q, stderr:\n%s", rc, out.String(), errb.String())
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errb.String(), "warning: ") || !strings.Contains(errb.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errb.String())
+				}
+			}
+			if tt.notWant != "" && strings.Contains(errb.String(), tt.notWant) {
+				t.Errorf("stderr names %q:\n%s", tt.notWant, errb.String())
+			}
+		})
 	}
 }

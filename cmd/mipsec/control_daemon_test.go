@@ -14,6 +14,7 @@ import (
 	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
+	"github.com/mipsec/mipsec/internal/fixture"
 )
 
 // TestControlRealDaemon drives the real daemon (gateway-a.toml, in-memory
@@ -21,8 +22,8 @@ import (
 // socket: a capture while traffic flows holds the ESP packets and the inner
 // ones, the esp_sa lines carry the configured keys, and stats count.
 func TestControlRealDaemon(t *testing.T) {
-	cfgA := gatewayConfig(t, "gateway-a.toml", t.TempDir())
-	cfgB := gatewayConfig(t, "gateway-b.toml", t.TempDir())
+	cfgA := fixture.Config(t, "gateway-a.toml", t.TempDir())
+	cfgB := fixture.Config(t, "gateway-b.toml", t.TempDir())
 	sock := filepath.Join(shortTempDir(t), "a.sock")
 	cfgA.ControlSocket = sock
 	ua, ub := underlaytest.NewPair(epA, epB)
@@ -65,7 +66,7 @@ func TestControlRealDaemon(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	for i := range 2 {
-		tunA.Outbound <- icmpEcho(hostA, hostB, 120, uint16(i))
+		tunA.Outbound <- fixture.ICMPEcho(fixture.HostA, fixture.HostB, 120, uint16(i))
 		select {
 		case <-tunB.Inbound:
 		case <-time.After(5 * time.Second):
@@ -86,7 +87,7 @@ func TestControlRealDaemon(t *testing.T) {
 	for _, p := range ps {
 		if e, ok := p.Layer(layers.LayerTypeIPSecESP).(*layers.IPSecESP); ok {
 			ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-			if e.SPI != spiAtoB || ip == nil || ip.SrcIP.String() != "198.51.100.1" || ip.DstIP.String() != "203.0.113.1" {
+			if e.SPI != fixture.SPIAtoB || ip == nil || ip.SrcIP.String() != "198.51.100.1" || ip.DstIP.String() != "203.0.113.1" {
 				t.Errorf("ESP packet:\n%s", p.Dump())
 			}
 			nESP++
@@ -120,7 +121,7 @@ func TestControlRealDaemon(t *testing.T) {
 	}
 	found := false
 	for _, s := range st.SAs {
-		if s.SPI == spiAtoB && s.Dir == "out" {
+		if s.SPI == fixture.SPIAtoB && s.Dir == "out" {
 			found = s.Packets == 2
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mipsec/mipsec/control"
 	"github.com/mipsec/mipsec/endpoint"
+	"github.com/mipsec/mipsec/internal/fixture"
 	"github.com/mipsec/mipsec/mip6"
 	"github.com/mipsec/mipsec/node"
 )
@@ -89,7 +90,7 @@ func TestControlBindingList(t *testing.T) {
 	ft.bindings = []mip6.BindingStatus{
 		{HoA: netip.MustParseAddr("2001:db8:1::200"), CoAs: []mip6.CareOf{{BID: 0, Addr: netip.MustParseAddr("2001:db8:2::200"), Primary: true}},
 			Seq: 3, Lifetime: 5 * time.Minute, Expires: now.Add(2 * time.Minute)},
-		{HoA: topoHoA, HoA4: topoHoA4, Seq: 42, Lifetime: 4 * time.Minute, Expires: now.Add(-time.Second), LastBU: now,
+		{HoA: fixture.HoA, HoA4: fixture.HoA4, Seq: 42, Lifetime: 4 * time.Minute, Expires: now.Add(-time.Second), LastBU: now,
 			CoAs: []mip6.CareOf{
 				{BID: 1, Addr: netip.MustParseAddr("203.0.113.10"), NAT: true, Endpoint: nat, Primary: true},
 				{BID: 2, Addr: netip.MustParseAddr("2001:db8:2::100")},
@@ -168,7 +169,7 @@ func TestControlMN(t *testing.T) {
 	coa := netip.MustParseAddr("203.0.113.10")
 	now := time.Now()
 	ft.status = mip6.MNStatus{
-		State: mip6.BULState(0), HoA: topoHoA, HoA4: topoHoA4, HA: topoHA, HAV4: topoHA4,
+		State: mip6.BULState(0), HoA: fixture.HoA, HoA4: fixture.HoA4, HA: fixture.HA, HAV4: fixture.HA4,
 		CoA: coa, RegisteredCoA: coa, NAT: true, Keepalive: 20 * time.Second, Seq: 7, BUSPI: 0xa001,
 		Data:    endpoint.Endpoint{Addr: netip.MustParseAddrPort("198.51.100.1:4500"), Encap: endpoint.EncapUDP},
 		Expires: now.Add(time.Minute), HaveBA: true, LastBAStatus: mip6.BAStatus(0),

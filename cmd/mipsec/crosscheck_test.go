@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/internal/fixture"
 	"github.com/mipsec/mipsec/sad"
 )
 
@@ -21,7 +22,7 @@ func TestCrossCheckExamples(t *testing.T) {
 		{"gateway-a.toml", "gateway-b.toml", 4},
 		{"ha.toml", "mn.toml", 10},
 	} {
-		a, b := loadConfig(t, "../../testdata/"+tt.a), loadConfig(t, "../../testdata/"+tt.b)
+		a, b := fixture.Load(t, "../../testdata/"+tt.a), fixture.Load(t, "../../testdata/"+tt.b)
 		if pairs, problems := crossCheck(a, b); pairs != tt.pairs || len(problems) != 0 {
 			t.Errorf("%s and %s: %d pairs (want %d), %q", tt.a, tt.b, pairs, tt.pairs, problems)
 		}
@@ -92,7 +93,7 @@ func TestCrossCheckCatches(t *testing.T) {
 			name: "wrong auth key",
 			alg:  "aes128-sha256",
 			mutate: func(t *testing.T, a, b string, ab, ba uint32, key []byte) {
-				cfg := loadConfig(t, b)
+				cfg := fixture.Load(t, b)
 				auth := cfg.SAs[1].Params.AuthKey
 				other := append([]byte(nil), auth...)
 				other[len(other)-1] ^= 0x80
@@ -162,7 +163,7 @@ func TestCrossCheckCatches(t *testing.T) {
 				args = []string{"--alg", tt.alg}
 			}
 			a, b := writeTestPair(t, args...)
-			cfgA := loadConfig(t, a)
+			cfgA := fixture.Load(t, a)
 			ab, ba := cfgA.SAs[0].Params.SPI, cfgA.SAs[1].Params.SPI
 			key := cfgA.SAs[0].Params.EncKey
 			tt.mutate(t, a, b, ab, ba, key)
@@ -186,7 +187,7 @@ func TestCrossCheckCatches(t *testing.T) {
 					t.Errorf("%q: stdout %q stderr %q", cmd, out.String(), errb.String())
 				}
 				// Keys are never printed, in any form.
-				for _, s := range loadConfig(t, a).SAs {
+				for _, s := range fixture.Load(t, a).SAs {
 					for _, k := range [][]byte{s.Params.EncKey, s.Params.AuthKey} {
 						if len(k) > 0 && (strings.Contains(strings.ToLower(errb.String()+out.String()), hex.EncodeToString(k))) {
 							t.Errorf("a key of %s is in the output", s.Path)
@@ -202,7 +203,7 @@ func TestCrossCheckCatches(t *testing.T) {
 // also breaking the single-file check: algorithm and mode.
 func TestCrossCheckInMemory(t *testing.T) {
 	a, b := writeTestPair(t)
-	cfgA, cfgB := loadConfig(t, a), loadConfig(t, b)
+	cfgA, cfgB := fixture.Load(t, a), fixture.Load(t, b)
 	in := &cfgB.SAs[1].Params
 	in.Algorithm = esp.AES256GCM16
 	cfgB.SAs[0].Params.Mode = esp.Transport

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/mipsec/mipsec/control"
+	"github.com/mipsec/mipsec/internal/fixture"
 	"github.com/mipsec/mipsec/sad"
 )
 
@@ -29,7 +30,7 @@ func TestLiveSameKeyUpdateNoLoss(t *testing.T) {
 			r := newLiveRig(t, prior)
 			pols := r.policyLists()
 			flowOut := r.specFile("flow-out.json", control.SpecFromConfig(r.cfgA.SAs[0].Config))
-			if r.cfgB.SAs[1].Params.SPI != spiAtoB || r.cfgB.SAs[1].Dir != sad.Inbound {
+			if r.cfgB.SAs[1].Params.SPI != fixture.SPIAtoB || r.cfgB.SAs[1].Dir != sad.Inbound {
 				t.Fatal("gateway-b.toml: sa[1] is not the inbound 0xb001")
 			}
 			flowIn := r.specFile("flow-in.json", control.SpecFromConfig(r.cfgB.SAs[1].Config))

@@ -36,6 +36,7 @@ import (
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
 	"github.com/mipsec/mipsec/esp"
+	"github.com/mipsec/mipsec/internal/fixture"
 	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/seqstore"
 )
@@ -52,10 +53,10 @@ var (
 	sideDst = netip.MustParseAddr("10.2.0.5") // behind B
 )
 
-// flowPacket is packet i of the flow: an ICMP echo hostA -> hostB whose
+// flowPacket is packet i of the flow: an ICMP echo HostA -> HostB whose
 // payload carries i, so that the receiver can check every byte.
 func flowPacket(i int) []byte {
-	p := icmpEcho(hostA, hostB, 120, uint16(i))
+	p := fixture.ICMPEcho(fixture.HostA, fixture.HostB, 120, uint16(i))
 	icmp := p[header.IPv4MinHeaderLen:]
 	binary.BigEndian.PutUint32(icmp[8:], uint32(i))
 	icmp[2], icmp[3] = 0, 0
@@ -95,8 +96,8 @@ func newLiveRig(t *testing.T, prior int) *liveRig {
 		quit: make(chan struct{}), side: make(chan []byte, 16)}
 	// Registered first, so it runs after the daemons are closed.
 	t.Cleanup(func() { close(r.quit) })
-	r.cfgA = gatewayConfig(t, "gateway-a.toml", t.TempDir())
-	r.cfgB = gatewayConfig(t, "gateway-b.toml", t.TempDir())
+	r.cfgA = fixture.Config(t, "gateway-a.toml", t.TempDir())
+	r.cfgB = fixture.Config(t, "gateway-b.toml", t.TempDir())
 	r.sockA, r.sockB = filepath.Join(r.dir, "a.sock"), filepath.Join(r.dir, "b.sock")
 	r.cfgA.ControlSocket, r.cfgB.ControlSocket = r.sockA, r.sockB
 
@@ -107,7 +108,7 @@ func newLiveRig(t *testing.T, prior int) *liveRig {
 		t.Fatal(err)
 	}
 	for i := range prior {
-		if _, v := sealSeq(prev.SAD().Outbound(spiAtoB), i); v != esp.OK {
+		if _, v := fixture.SealSeq(prev.SAD().Outbound(fixture.SPIAtoB), i); v != esp.OK {
 			t.Fatalf("earlier life: %v", v)
 		}
 	}
@@ -138,7 +139,7 @@ func newLiveRig(t *testing.T, prior int) *liveRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.a.Close() })
-	if got := r.a.SAD().Outbound(spiAtoB).Params().InitialSeq; got != uint64(prior) {
+	if got := r.a.SAD().Outbound(fixture.SPIAtoB).Params().InitialSeq; got != uint64(prior) {
 		t.Fatalf("A's flow SA starts at %d, want %d", got, prior)
 	}
 	ua.Record(true)
@@ -281,7 +282,7 @@ func (r *liveRig) problems() []string {
 	var seqs []uint32
 	for _, m := range r.ua.Sent() {
 		switch spi := binary.BigEndian.Uint32(m.Data); spi {
-		case spiAtoB:
+		case fixture.SPIAtoB:
 			seqs = append(seqs, binary.BigEndian.Uint32(m.Data[4:]))
 		case spiSide:
 		default:
@@ -323,7 +324,7 @@ func (r *liveRig) ctl(sock string, args ...string) string {
 // deliver it: the new SA and policy are live on both sides.
 func (r *liveRig) sendSide(i int) {
 	r.t.Helper()
-	p := icmpEcho(sideSrc, sideDst, 100, uint16(i))
+	p := fixture.ICMPEcho(sideSrc, sideDst, 100, uint16(i))
 	r.sideSent.Add(1)
 	r.tunA.Outbound <- p
 	select {
@@ -486,7 +487,7 @@ func TestLiveChangesNegativeControl(t *testing.T) {
 	r := newLiveRig(t, priorSeals)
 	r.start()
 	r.progress(50)
-	mustRun(t, "sa", "del", "out", fmt.Sprint(spiAtoB), "--socket", r.sockA)
+	mustRun(t, "sa", "del", "out", fmt.Sprint(fixture.SPIAtoB), "--socket", r.sockA)
 	deadline := time.Now().Add(5 * time.Second)
 	for r.a.DataplaneStats().Drops[dataplane.DropNoSA] < 20 {
 		if time.Now().After(deadline) {

@@ -17,7 +17,7 @@ import (
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
 	"github.com/mipsec/mipsec/endpoint"
 	"github.com/mipsec/mipsec/esp"
-	"github.com/mipsec/mipsec/internal/header"
+	"github.com/mipsec/mipsec/internal/fixture"
 	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/sad"
 )
@@ -41,15 +41,6 @@ func writeTestPair(t *testing.T, args ...string) (a, b string) {
 	return a, b
 }
 
-func loadConfig(t *testing.T, path string) *config.File {
-	t.Helper()
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
 // TestPair: for every algorithm, the files are mode 0600, each passes
 // config.Load and `mipsec check`, together they pass the cross-check,
 // and every SA has its own key and a random SPI >= 0x100.
@@ -71,7 +62,7 @@ func TestPair(t *testing.T) {
 					t.Errorf("check %s: rc %d\n%s%s", f, rc, out.String(), errb.String())
 				}
 			}
-			cfgA, cfgB := loadConfig(t, a), loadConfig(t, b)
+			cfgA, cfgB := fixture.Load(t, a), fixture.Load(t, b)
 			if pairs, problems := crossCheck(cfgA, cfgB); pairs != 2 || len(problems) != 0 {
 				t.Errorf("cross-check: %d pairs, %q", pairs, problems)
 			}
@@ -106,7 +97,7 @@ func TestPair(t *testing.T) {
 	// Two pairs never share a key or the SPI pair.
 	a1, _ := writeTestPair(t)
 	a2, _ := writeTestPair(t)
-	c1, c2 := loadConfig(t, a1), loadConfig(t, a2)
+	c1, c2 := fixture.Load(t, a1), fixture.Load(t, a2)
 	if string(c1.SAs[0].Params.EncKey) == string(c2.SAs[0].Params.EncKey) || c1.SAs[0].Params.SPI == c2.SAs[0].Params.SPI && c1.SAs[1].Params.SPI == c2.SAs[1].Params.SPI {
 		t.Error("two runs of pair gave the same key or SPIs")
 	}
@@ -121,7 +112,7 @@ func TestPairAddresses(t *testing.T) {
 		{"--a-addr", "198.51.100.7", "--b-addr", "203.0.113.9", "--a-site", "192.0.2.64/26", "--b-site", "192.0.2.8/32", "--alg", "chacha20poly1305"},
 	} {
 		a, b := writeTestPair(t, args...)
-		cfgA, cfgB := loadConfig(t, a), loadConfig(t, b)
+		cfgA, cfgB := fixture.Load(t, a), fixture.Load(t, b)
 		if pairs, problems := crossCheck(cfgA, cfgB); pairs != 2 || len(problems) != 0 {
 			t.Errorf("%q: %d pairs, %q", args, pairs, problems)
 		}
@@ -220,26 +211,10 @@ func TestPairUsage(t *testing.T) {
 }
 
 var (
-	// Outer addresses and hosts of pair's defaults (RFC 5737).
-	pairEpA   = endpoint.Endpoint{Addr: netip.MustParseAddrPort(defaultAAddr + ":0")}
-	pairEpB   = endpoint.Endpoint{Addr: netip.MustParseAddrPort(defaultBAddr + ":0")}
-	pairHostA = netip.MustParseAddr("192.0.2.10")  // in 192.0.2.0/25
-	pairHostB = netip.MustParseAddr("192.0.2.200") // in 192.0.2.128/25
+	// The outer addresses of pair's defaults (RFC 5737).
+	pairEpA = endpoint.Endpoint{Addr: netip.MustParseAddrPort(defaultAAddr + ":0")}
+	pairEpB = endpoint.Endpoint{Addr: netip.MustParseAddrPort(defaultBAddr + ":0")}
 )
-
-// pairEcho builds an IPv4 ICMP echo request of n bytes.
-func pairEcho(src, dst netip.Addr, n int, seq uint16) []byte {
-	p := make([]byte, n)
-	header.IPv4(p).Encode(&header.IPv4Fields{TotalLen: uint16(n), TTL: 64, Protocol: header.ProtoICMP, Src: src, Dst: dst})
-	icmp := p[header.IPv4MinHeaderLen:]
-	icmp[0] = 8
-	binary.BigEndian.PutUint16(icmp[6:], seq)
-	for i := 8; i < len(icmp); i++ {
-		icmp[i] = byte(i)
-	}
-	binary.BigEndian.PutUint16(icmp[2:], ^header.Checksum(icmp, 0))
-	return p
-}
 
 // TestPairCarriesTraffic builds both gateways of a fresh pair in process
 // (in-memory TUNs and underlay) and sends ICMP both ways: each packet
@@ -248,7 +223,7 @@ func TestPairCarriesTraffic(t *testing.T) {
 	for _, alg := range []string{"aes128gcm16", "aes256-sha256", "chacha20poly1305"} {
 		t.Run(alg, func(t *testing.T) {
 			pathA, pathB := writeTestPair(t, "--alg", alg)
-			cfgA, cfgB := loadConfig(t, pathA), loadConfig(t, pathB)
+			cfgA, cfgB := fixture.Load(t, pathA), fixture.Load(t, pathB)
 			ua, ub := underlaytest.NewPair(pairEpA, pairEpB)
 			tunA, tunB := tuntest.New(1, 64), tuntest.New(1, 64)
 			start := func(cfg *config.File, dev *tuntest.TUN, conn *underlaytest.Underlay, name string) *node.Node {
@@ -273,7 +248,7 @@ func TestPairCarriesTraffic(t *testing.T) {
 			send := func(from *tuntest.TUN, to *tuntest.TUN, src, dst netip.Addr, n int) {
 				t.Helper()
 				for i := range n {
-					p := pairEcho(src, dst, 120, uint16(i))
+					p := fixture.ICMPEcho(src, dst, 120, uint16(i))
 					from.Outbound <- p
 					select {
 					case got := <-to.Inbound:
@@ -285,8 +260,8 @@ func TestPairCarriesTraffic(t *testing.T) {
 					}
 				}
 			}
-			send(tunA, tunB, pairHostA, pairHostB, 3)
-			send(tunB, tunA, pairHostB, pairHostA, 3)
+			send(tunA, tunB, fixture.HostA, fixture.HostB, 3)
+			send(tunB, tunA, fixture.HostB, fixture.HostA, 3)
 			for _, c := range []struct {
 				ul  *underlaytest.Underlay
 				spi uint32

@@ -16,6 +16,7 @@ import (
 	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
+	"github.com/mipsec/mipsec/internal/fixture"
 	"github.com/mipsec/mipsec/sad"
 )
 
@@ -23,14 +24,7 @@ import (
 // text present once) to file.
 func rewrite(t *testing.T, file, orig string, edits ...string) {
 	t.Helper()
-	s := orig
-	for i := 0; i+1 < len(edits); i += 2 {
-		if n := strings.Count(s, edits[i]); n != 1 {
-			t.Fatalf("%q occurs %d times", edits[i], n)
-		}
-		s = strings.Replace(s, edits[i], edits[i+1], 1)
-	}
-	if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(fixture.Edit(t, orig, edits...)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -40,44 +34,8 @@ func rewrite(t *testing.T, file, orig string, edits ...string) {
 // which needs a restart; badEdits give a second SA the key of a-to-b-v4
 // and point a policy at an SPI that is not there.
 var (
-	goodEdits = []string{
-		`[[sa]]
-name = "b-to-a-v6"
-spi = 0x0000a006
-dir = "in"
-local = "198.51.100.1"
-remote = "203.0.113.1"
-algorithm = "aes128-sha256"
-enc_key = "ffeeddccbbaa99887766554433221100"
-auth_key = "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100"
-[[sa.selectors]]
-local = "2001:db8:a::/48"
-remote = "2001:db8:b::/48"
-`, "",
-		"in_spis = [0x0000a001, 0x0000a006]", "in_spis = [0x0000a001]",
-		"# --- Policies", `[[sa]]
-name = "a-to-b-extra"
-spi = 0x0000b0ff
-dir = "out"
-local = "198.51.100.1"
-remote = "203.0.113.1"
-algorithm = "aes128gcm16"
-enc_key = "0x0102030405060708090a0b0c0d0e0f1011121314"
-selectors = [{ local = "192.0.2.0/25", remote = "10.9.0.0/16" }]
-
-# --- Policies`,
-		"[[policy]]\nname = \"out-default\"", `[[policy]]
-name = "out-extra"
-dir = "out"
-action = "protect"
-spi = 0x0000b0ff
-selectors = [{ local = "192.0.2.0/25", remote = "10.9.0.0/16" }]
-
-[[policy]]
-name = "out-default"`,
-		"mtu = 1400", "mtu = 1380",
-	}
-	badEdits = []string{
+	goodEdits = slices.Concat(fixture.ReloadEdits, []string{"mtu = 1400", "mtu = 1380"})
+	badEdits  = []string{
 		"# --- Policies", `[[sa]]
 name = "same-key"
 spi = 0x0000b0fe
@@ -218,8 +176,8 @@ func TestDaemonReloadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	keep := d.SAD().Outbound(spiAtoB)
-	first, _ := sealSeq(keep, 0)
+	keep := d.SAD().Outbound(fixture.SPIAtoB)
+	first, _ := fixture.SealSeq(keep, 0)
 	sas := d.SAs()
 
 	rewrite(t, file, orig, badEdits...)
@@ -244,10 +202,10 @@ func TestDaemonReloadConfig(t *testing.T) {
 	if d.SAD().Inbound(0xa006) != nil || d.SAD().Outbound(0xb0ff) == nil || len(d.Policies(sad.Outbound)) != 4 {
 		t.Error("the good file is not what runs")
 	}
-	if d.SAD().Outbound(spiAtoB) != keep {
+	if d.SAD().Outbound(fixture.SPIAtoB) != keep {
 		t.Error("an unchanged SA was replaced")
 	}
-	if got, _ := sealSeq(keep, 0); got != first+1 {
+	if got, _ := fixture.SealSeq(keep, 0); got != first+1 {
 		t.Errorf("the unchanged SA: seq %d, want %d", got, first+1)
 	}
 }

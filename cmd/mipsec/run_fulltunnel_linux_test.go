@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mipsec/mipsec/control"
+	"github.com/mipsec/mipsec/internal/fixture"
 )
 
 // TestRunFullTunnel: gateways A and B with full-tunnel TUN routes
@@ -80,7 +81,7 @@ func TestRunFullTunnel(t *testing.T) {
 	}
 	// No loop: A sealed what it was given, not millions of its own ESP.
 	time.Sleep(200 * time.Millisecond)
-	if n := saPackets(l.sockA, "out", spiAtoB) + saPackets(l.sockA, "out", 0xb006); n > 20 {
+	if n := saPackets(l.sockA, "out", fixture.SPIAtoB) + saPackets(l.sockA, "out", 0xb006); n > 20 {
 		t.Errorf("A sealed %d packets for 6 sent: a loop", n)
 	}
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mipsec/mipsec/config"
 	"github.com/mipsec/mipsec/control"
+	"github.com/mipsec/mipsec/internal/fixture"
 	"github.com/mipsec/mipsec/internal/testenv"
 	"github.com/mipsec/mipsec/node"
 	"github.com/mipsec/mipsec/seqstore"
@@ -133,7 +134,7 @@ func (l *gatewayLab) inboundAtB(want uint64) control.SAInfo {
 			t.Fatal(err)
 		}
 		for _, s := range sas {
-			if s.Dir == "in" && s.SPI == spiAtoB {
+			if s.Dir == "in" && s.SPI == fixture.SPIAtoB {
 				last = s
 			}
 		}

@@ -14,13 +14,14 @@ import (
 
 	"github.com/mipsec/mipsec/dataplane/tuntest"
 	"github.com/mipsec/mipsec/dataplane/underlaytest"
+	"github.com/mipsec/mipsec/internal/fixture"
 )
 
 // TestServe runs the daemon loop with fake devices until its context ends,
 // as SIGTERM would end it, and checks the exit code and the recorded state.
 func TestServe(t *testing.T) {
 	state := t.TempDir()
-	cfg := gatewayConfig(t, "gateway-a.toml", state)
+	cfg := fixture.Config(t, "gateway-a.toml", state)
 	ua, _ := underlaytest.NewPair(epA, epB)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
@@ -43,11 +44,11 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	if got, _ := sealSeq(d.SAD().Outbound(spiAtoB), 0); got != 1 {
+	if got, _ := fixture.SealSeq(d.SAD().Outbound(fixture.SPIAtoB), 0); got != 1 {
 		t.Errorf("first seq after a clean stop with no traffic: %d", got)
 	}
 	// A start failure is exit 1.
-	if rc := serve(context.Background(), gatewayConfig(t, "gateway-b.toml", t.TempDir()), zaptest.NewLogger(t), daemonOptions{noControl: true, device: tuntest.New(1, 8)}); rc != 1 {
+	if rc := serve(context.Background(), fixture.Config(t, "gateway-b.toml", t.TempDir()), zaptest.NewLogger(t), daemonOptions{noControl: true, device: tuntest.New(1, 8)}); rc != 1 {
 		t.Errorf("serve with a failing open = %d", rc)
 	}
 }
@@ -62,7 +63,7 @@ func TestRunMetricsFlag(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 
-	cfg := gatewayConfig(t, "gateway-a.toml", t.TempDir())
+	cfg := fixture.Config(t, "gateway-a.toml", t.TempDir())
 	ua, _ := underlaytest.NewPair(epA, epB)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
@@ -80,13 +81,13 @@ func TestRunMetricsFlag(t *testing.T) {
 		resp.Body.Close()
 		body = string(b)
 	}
-	if !strings.Contains(body, "mipsec_sa_packets") || !strings.Contains(body, fmt.Sprintf("%#08x", spiAtoB)) {
-		t.Errorf("metrics lack the per-SA series for %#08x:\n%.2000s", spiAtoB, body)
+	if !strings.Contains(body, "mipsec_sa_packets") || !strings.Contains(body, fmt.Sprintf("%#08x", fixture.SPIAtoB)) {
+		t.Errorf("metrics lack the per-SA series for %#08x:\n%.2000s", fixture.SPIAtoB, body)
 	}
 
 	// A second daemon cannot take the same metrics address.
 	ub, _ := underlaytest.NewPair(epA, epB)
-	if rc := serve(context.Background(), gatewayConfig(t, "gateway-a.toml", t.TempDir()), zaptest.NewLogger(t),
+	if rc := serve(context.Background(), fixture.Config(t, "gateway-a.toml", t.TempDir()), zaptest.NewLogger(t),
 		daemonOptions{noControl: true, metricsAddr: addr, device: tuntest.New(1, 8), conn: ub}); rc != 1 {
 		t.Errorf("second daemon on a busy metrics address: exit %d, want 1", rc)
 	}

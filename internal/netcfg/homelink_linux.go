@@ -62,8 +62,8 @@ func NewHomeLink(cfg HomeLinkConfig) (*HomeLink, error) {
 			return nil, fmt.Errorf("netcfg: home link: interface %q: %w", n, err)
 		}
 	}
-	hl.fwd6 = sysctlOn("net/ipv6/conf/all/forwarding")
-	hl.fwd4 = sysctlOn("net/ipv4/ip_forward")
+	hl.fwd6 = Forwarding(netip.IPv6Unspecified())
+	hl.fwd4 = Forwarding(netip.IPv4Unspecified())
 	if hl.fwd6 {
 		p := "/proc/sys/net/ipv6/conf/" + cfg.Interface + "/proxy_ndp"
 		if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
@@ -72,6 +72,22 @@ func NewHomeLink(cfg HomeLinkConfig) (*HomeLink, error) {
 		}
 	}
 	return hl, nil
+}
+
+// ForwardingSysctl names, as sysctl(8) writes it, the setting that turns
+// the kernel's forwarding of a's address family on.
+func ForwardingSysctl(a netip.Addr) string {
+	if a.Unmap().Is4() {
+		return "net.ipv4.ip_forward"
+	}
+	return "net.ipv6.conf.all.forwarding"
+}
+
+// Forwarding reports whether the kernel forwards a's address family in the
+// current network namespace (ForwardingSysctl(a) is not 0; false when it
+// cannot be read).
+func Forwarding(a netip.Addr) bool {
+	return sysctlOn(strings.ReplaceAll(ForwardingSysctl(a), ".", "/"))
 }
 
 // sysctlOn reads a 0/1 sysctl of the current namespace.
@@ -154,9 +170,9 @@ func (hl *HomeLink) check(hoa netip.Addr) error {
 	case hoa.IsUnspecified() || hoa.IsMulticast() || hoa.IsLoopback() || hoa.IsLinkLocalUnicast():
 		return fmt.Errorf("netcfg: add: %s is not a unicast home address", hoa)
 	case hoa.Is4() && !hl.fwd4:
-		return fmt.Errorf("%w for IPv4: the home agent forwards the traffic of %s between the home link and the TUN; sysctl -w net.ipv4.ip_forward=1, then restart mipsec (it reads forwarding when it starts)", ErrForwarding, hoa)
+		return fmt.Errorf("%w for IPv4: the home agent forwards the traffic of %s between the home link and the TUN; sysctl -w %s=1, then restart mipsec (it reads forwarding when it starts)", ErrForwarding, hoa, ForwardingSysctl(hoa))
 	case hoa.Is6() && !hl.fwd6:
-		return fmt.Errorf("%w for IPv6: the home agent forwards the traffic of %s between the home link and the TUN (RFC 6275 §10.4.1); sysctl -w net.ipv6.conf.all.forwarding=1, then restart mipsec (it reads forwarding, and turns proxy_ndp on, when it starts)", ErrForwarding, hoa)
+		return fmt.Errorf("%w for IPv6: the home agent forwards the traffic of %s between the home link and the TUN (RFC 6275 §10.4.1); sysctl -w %s=1, then restart mipsec (it reads forwarding, and turns proxy_ndp on, when it starts)", ErrForwarding, hoa, ForwardingSysctl(hoa))
 	}
 	return nil
 }
