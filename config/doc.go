@@ -55,7 +55,11 @@
 //	[ike]      (the IKEv2 daemon, RFC 7296; ike.go) cookie_threshold [32]
 //	           (half-open IKE SAs before COOKIEs, §2.6; <= max_half_open),
 //	           max_half_open [4096], retransmit ["1s"] (doubled each time,
-//	           at most "1m"), retransmits [5] (1..20)
+//	           at most "1m"), retransmits [5] (1..20), fragment_size [1280]
+//	           (576..65535: the IP datagram an IKE message or fragment
+//	           fills, RFC 7383 §2.5.1), init_rate [20] / init_burst [40]
+//	           (IKE_SA_INIT requests per second / at once that one source
+//	           address may make half-open SAs with; 1..1048576)
 //	[[connection]] (at most 256; role gateway only: the home agent and
 //	           mobile node refuse them, issue 13) name ([A-Za-z0-9._-],
 //	           1..32, unique), local_addrs = ["ip"] (at most one per

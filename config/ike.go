@@ -62,6 +62,13 @@ const (
 	// maxRetransmits bounds ike.retransmits: the timeout doubles each
 	// time, and 2^20 s are 12 days.
 	maxRetransmits = 20
+	// minFragmentSize and maxFragmentSize bound ike.fragment_size, an IP
+	// datagram: 576, what every IPv4 host takes (RFC 7383 §2.5.1), up to
+	// the largest UDP datagram.
+	minFragmentSize = 576
+	maxFragmentSize = 65535
+	// maxInitRate bounds ike.init_rate and ike.init_burst.
+	maxInitRate = 1 << 20
 )
 
 // ikeUnsupportedRole is the refusal of [[connection]] on a home agent or
@@ -74,6 +81,9 @@ type rawIKE struct {
 	MaxHalfOpen     *int64 `toml:"max_half_open"`
 	Retransmit      string `toml:"retransmit"`
 	Retransmits     *int64 `toml:"retransmits"`
+	FragmentSize    *int64 `toml:"fragment_size"`
+	InitRate        *int64 `toml:"init_rate"`
+	InitBurst       *int64 `toml:"init_burst"`
 }
 
 // rawConnection is one [[connection]] table (swanctl's connections.NAME).
@@ -228,6 +238,30 @@ func (v *validator) ikeSettings(r *rawIKE, c *node.IKEConfig) {
 			v.errf("ike.retransmits", "%d is out of range; want 1..%d tries (the timeout doubles each time) [%d]", n, maxRetransmits, ike.DefaultRetransmits)
 		} else {
 			c.Retransmits = int(n)
+		}
+	}
+	if r.FragmentSize != nil {
+		if n := *r.FragmentSize; n < minFragmentSize || n > maxFragmentSize {
+			v.errf("ike.fragment_size", "%d is out of range; want %d..%d bytes, the IP datagram an IKE message or fragment fills (RFC 7383 §2.5.1) [%d]",
+				n, minFragmentSize, maxFragmentSize, ike.DefaultFragmentSize)
+		} else {
+			c.FragmentSize = int(n)
+		}
+	}
+	if r.InitRate != nil {
+		if n := *r.InitRate; n < 1 || n > maxInitRate {
+			v.errf("ike.init_rate", "%d is out of range; want 1..%d IKE_SA_INIT requests per second from one source address [%d]",
+				n, maxInitRate, ike.DefaultInitRate)
+		} else {
+			c.InitRate = int(n)
+		}
+	}
+	if r.InitBurst != nil {
+		if n := *r.InitBurst; n < 1 || n > maxInitRate {
+			v.errf("ike.init_burst", "%d is out of range; want 1..%d IKE_SA_INIT requests from one source address at once [%d]",
+				n, maxInitRate, ike.DefaultInitBurst)
+		} else {
+			c.InitBurst = int(n)
 		}
 	}
 }

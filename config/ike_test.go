@@ -119,6 +119,34 @@ func mustProps(t *testing.T, parse func([]string, bool) ([]ike.Proposal, error),
 	return p
 }
 
+// TestIKEDaemonLimits: fragment_size, init_rate and init_burst take
+// their bounds and reach node.Config.IKE (node/ike.go hands them to
+// ike.Config); absent, they stay 0, ike's defaults.
+func TestIKEDaemonLimits(t *testing.T) {
+	for _, tc := range []struct {
+		body              string
+		frag, rate, burst int
+	}{
+		{"", 0, 0, 0},
+		{"[ike]\nfragment_size = 576\ninit_rate = 1\ninit_burst = 1\n", 576, 1, 1},
+		{"[ike]\nfragment_size = 65535\ninit_rate = 1048576\ninit_burst = 1048576\n", 65535, 1 << 20, 1 << 20},
+		{"[ike]\nfragment_size = 1200\n", 1200, 0, 0},
+		{"[ike]\ninit_burst = 3\n", 0, 0, 3},
+	} {
+		cfg, err := parseIKE(t, t.TempDir(), tc.body+minConn)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.body, err)
+		}
+		if got := cfg.IKE; got.FragmentSize != tc.frag || got.InitRate != tc.rate || got.InitBurst != tc.burst {
+			t.Errorf("%q: fragment_size %d, init_rate %d, init_burst %d; want %d, %d, %d", tc.body,
+				got.FragmentSize, got.InitRate, got.InitBurst, tc.frag, tc.rate, tc.burst)
+		}
+	}
+	if ike.DefaultFragmentSize < minFragmentSize || ike.DefaultInitRate > maxInitRate || ike.DefaultInitBurst > maxInitRate {
+		t.Error("ike's defaults are outside the accepted ranges")
+	}
+}
+
 // TestIKEFull: every key of [ike], [[connection]], its local, remote and
 // children lands in node.Config.IKE.
 func TestIKEFull(t *testing.T) {
@@ -130,6 +158,9 @@ cookie_threshold = 10
 max_half_open = 100
 retransmit = "500ms"
 retransmits = 3
+fragment_size = 1400
+init_rate = 5
+init_burst = 8
 
 [[connection]]
 name = "site-b"
@@ -190,9 +221,11 @@ remote_addrs = ["%any"]
 		t.Errorf("warnings: %v", cfg.Warnings)
 	}
 	got := cfg.IKE
-	wantSettings := node.IKEConfig{CookieThreshold: 10, MaxHalfOpen: 100, Retransmit: 500 * time.Millisecond, Retransmits: 3}
+	wantSettings := node.IKEConfig{CookieThreshold: 10, MaxHalfOpen: 100, Retransmit: 500 * time.Millisecond, Retransmits: 3,
+		FragmentSize: 1400, InitRate: 5, InitBurst: 8}
 	if got.CookieThreshold != wantSettings.CookieThreshold || got.MaxHalfOpen != wantSettings.MaxHalfOpen ||
-		got.Retransmit != wantSettings.Retransmit || got.Retransmits != wantSettings.Retransmits {
+		got.Retransmit != wantSettings.Retransmit || got.Retransmits != wantSettings.Retransmits ||
+		got.FragmentSize != wantSettings.FragmentSize || got.InitRate != wantSettings.InitRate || got.InitBurst != wantSettings.InitBurst {
 		t.Errorf("settings %+v, want %+v", got, wantSettings)
 	}
 	remotePSK := []byte{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x00, 0x11, 0x22, 0x33, 0x44}
@@ -391,6 +424,14 @@ func TestIKEErrors(t *testing.T) {
 		{"ike cookie above max", "[ike]\nmax_half_open = 10\ncookie_threshold = 11 #<\n" + minConn, "ike.cookie_threshold", "above max_half_open (10)"},
 		{"ike retransmit", "[ike]\nretransmit = \"-1s\" #<\n" + minConn, "ike.retransmit", "not a positive duration"},
 		{"ike retransmits", "[ike]\nretransmits = 100 #<\n" + minConn, "ike.retransmits", "out of range"},
+		{"ike fragment_size small", "[ike]\nfragment_size = 575 #<\n" + minConn, "ike.fragment_size", "575 is out of range; want 576..65535 bytes"},
+		{"ike fragment_size large", "[ike]\nfragment_size = 65536 #<\n" + minConn, "ike.fragment_size", "out of range"},
+		{"ike fragment_size negative", "[ike]\nfragment_size = -1280 #<\n" + minConn, "ike.fragment_size", "out of range"},
+		{"ike init_rate 0", "[ike]\ninit_rate = 0 #<\n" + minConn, "ike.init_rate", "0 is out of range; want 1..1048576"},
+		{"ike init_rate large", "[ike]\ninit_rate = 1048577 #<\n" + minConn, "ike.init_rate", "out of range"},
+		{"ike init_burst 0", "[ike]\ninit_burst = 0 #<\n" + minConn, "ike.init_burst", "0 is out of range; want 1..1048576"},
+		{"ike init_burst negative", "[ike]\ninit_burst = -3 #<\n" + minConn, "ike.init_burst", "out of range"},
+		{"ike init_rate string", "[ike]\ninit_rate = \"20/s\" #<\n" + minConn, "", ""},
 		{"ike unknown", "[ike]\nlifetime = 1 #<\n" + minConn, "ike.lifetime", "unknown field"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

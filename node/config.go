@@ -198,12 +198,16 @@ type Host struct {
 // working beside the IKE-made ones.
 type IKEConfig struct {
 	Connections []ike.Connection
-	// CookieThreshold, MaxHalfOpen, Retransmit and Retransmits are
-	// ike.Config's; zero: ike's defaults.
+	// CookieThreshold, MaxHalfOpen, Retransmit, Retransmits,
+	// FragmentSize, InitRate and InitBurst are ike.Config's; zero: ike's
+	// defaults.
 	CookieThreshold int
 	MaxHalfOpen     int
 	Retransmit      time.Duration
 	Retransmits     int
+	FragmentSize    int
+	InitRate        int
+	InitBurst       int
 	// Transport, when set, replaces the underlay's IKE sockets (tests and
 	// embedders with an injected Conn); IKE datagrams for the node then go
 	// to Node.ReceiveIKE.

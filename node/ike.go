@@ -48,6 +48,7 @@ func (n *Node) newIKE() error {
 		Connections: ic.Connections, Kernel: kernel{n}, Transport: tr, Logger: n.log.Named("ike"),
 		CookieThreshold: ic.CookieThreshold, MaxHalfOpen: ic.MaxHalfOpen,
 		Retransmit: ic.Retransmit, Retransmits: ic.Retransmits,
+		FragmentSize: ic.FragmentSize, InitRate: ic.InitRate, InitBurst: ic.InitBurst,
 	})
 	if err != nil {
 		return err
