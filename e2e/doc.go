@@ -47,15 +47,25 @@
 //     TestIKECharonSelectors (two subnets, a TCP port), TestIKECharonLoss (lost
 //     IKE_AUTH responses either way, nftables), TestIKECharonFragments
 //     (charon's fragmented IKE_AUTH), TestIKENAT (a real NAT, either side
-//     behind it, and a changed mapping followed), TestIKEHostile (replayed
+//     behind it, a mapping changed in the middle of TCP transfers either way,
+//     followed on charon's next IKE message or at once on its authenticated
+//     ESP), TestIKETrap (start_action trap: the first packet brings the SA,
+//     a deleted child comes back on the next), TestIKEHostile (replayed
 //     IKE_SA_INITs past cookie_threshold, garbage, a forged message on the SA;
 //     then charon's retry with the COOKIE), TestIKECharonRekey and
-//     TestIKEMipsecRekey (child and IKE SA rekeys by either side, mipsec's
-//     during a TCP transfer), TestIKERekeyTimers (rekeys by lifetime, against
+//     TestIKEMipsecRekey and TestIKECharonRekeyTCP (child and IKE SA rekeys
+//     by either side, during a TCP transfer: no replay drop on either side,
+//     no stall of a second), TestIKERekeyTimers (rekeys by lifetime, against
 //     charon and colliding between two mipsec daemons, no ping lost),
 //     TestIKEMipsecPair (testdata/ike-gateway-a.toml and -b.toml as shipped,
 //     mipsec to mipsec) and TestIKEMipsecRecovery (mipsec to mipsec over
 //     IPv6, the responder crashes: DPD, a new SA).
+//   - TestIKEPair* (ike_pair_test.go, ike_pair_live_test.go): the charon
+//     scenarios between two mipsec daemons: the proposal matrix with either
+//     side initiating over IPv4 and IPv6, ESN agreed and refused, deletes
+//     from either side, a wrong PSK, RSA and ECDSA certificates and refused
+//     identities, DPD with the peer killed and back, a NAT with the mapping
+//     changed mid-transfer, and rekeys by each side during one TCP stream.
 //   - TestIKECert* (ike_cert_test.go): certificates against charon, either
 //     side initiating, RSA-2048 and ECDSA P-256, FQDN and DN identities
 //     (ping, TCP by SHA-256); a certificate for another identity and one
