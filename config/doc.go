@@ -69,7 +69,9 @@
 //	           proposals [["default"]] (ike.ParseIKEProposals),
 //	           allow_weak [false] (weak algorithms; then a warning),
 //	           encap [false] (force ESP in UDP), fragmentation [true]
-//	           (RFC 7383), rekey_time ["4h"; "0": never], dpd_delay ["0":
+//	           (RFC 7383), mobike [true] (RFC 4555: the peer, as
+//	           initiator, may move the SAs with UPDATE_SA_ADDRESSES),
+//	           rekey_time ["4h"; "0": never], dpd_delay ["0":
 //	           off], keyingtries [0: forever]
 //	  .local   auth = "psk"|"pubkey" (required), id (ike.ParseIdentity;
 //	           none: the local address), psk: psk_file; pubkey: cert (PEM

@@ -97,6 +97,7 @@ type rawConnection struct {
 	AllowWeak     bool         `toml:"allow_weak"`
 	Encap         bool         `toml:"encap"`
 	Fragmentation *bool        `toml:"fragmentation"`
+	MOBIKE        *bool        `toml:"mobike"`
 	RekeyTime     *string      `toml:"rekey_time"`
 	DPDDelay      *string      `toml:"dpd_delay"`
 	KeyingTries   *int64       `toml:"keyingtries"`
@@ -339,6 +340,7 @@ func (v *validator) connection(path string, r *rawConnection, cfg *File, psks ma
 	c.Proposals = v.proposals(path+".proposals", r.Proposals, r.AllowWeak, ike.ParseIKEProposals)
 	c.Encap = r.Encap
 	c.Fragmentation = r.Fragmentation == nil || *r.Fragmentation
+	c.MOBIKE = r.MOBIKE == nil || *r.MOBIKE
 	c.RekeyTime = v.ikeDuration(path+".rekey_time", r.RekeyTime, DefaultIKERekey)
 	c.DPDDelay = v.ikeDuration(path+".dpd_delay", r.DPDDelay, 0)
 	if r.KeyingTries != nil {

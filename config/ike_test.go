@@ -172,6 +172,7 @@ proposals = ["aes256gcm16-prfsha384-ecp384", "aes128-sha256-modp2048"]
 allow_weak = false
 encap = true
 fragmentation = false
+mobike = false
 rekey_time = "2h"
 dpd_delay = "30s"
 keyingtries = 3
@@ -238,6 +239,7 @@ remote_addrs = ["%any"]
 		Proposals:     mustProps(t, ike.ParseIKEProposals, false, "aes256gcm16-prfsha384-ecp384", "aes128-sha256-modp2048"),
 		Encap:         true,
 		Fragmentation: false,
+		MOBIKE:        false,
 		RekeyTime:     2 * time.Hour,
 		DPDDelay:      30 * time.Second,
 		KeyingTries:   3,
@@ -271,6 +273,7 @@ remote_addrs = ["%any"]
 		RemotePort:    500,
 		Proposals:     ike.DefaultIKEProposals(),
 		Fragmentation: true,
+		MOBIKE:        true,
 		RekeyTime:     4 * time.Hour,
 		Local:         ike.LocalAuth{Method: ike.AuthPSK, PSK: []byte(testPSK)},
 		Remote:        ike.RemoteAuth{Method: ike.AuthPSK, PSK: []byte(testPSK)},
@@ -319,7 +322,7 @@ func TestIKEDefaults(t *testing.T) {
 		t.Fatalf("%d connections", len(s.Connections))
 	}
 	c := s.Connections[0]
-	if c.LocalAddrs != nil || c.LocalPort != 500 || c.RemotePort != 500 || !c.Fragmentation || c.Encap ||
+	if c.LocalAddrs != nil || c.LocalPort != 500 || c.RemotePort != 500 || !c.Fragmentation || !c.MOBIKE || c.Encap ||
 		c.RekeyTime != DefaultIKERekey || c.DPDDelay != 0 || c.KeyingTries != 0 {
 		t.Errorf("connection defaults: %+v", c)
 	}

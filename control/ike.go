@@ -445,6 +445,9 @@ type IKEStatsInfo struct {
 	// ESPMoves: IKE SAs moved after their peer's ESP came from a NAT's
 	// new mapping (RFC 7296 §2.23).
 	ESPMoves uint64 `json:"esp_moves"`
+	// MOBIKEUpdates: IKE SAs moved by the initiator's
+	// UPDATE_SA_ADDRESSES (RFC 4555 §3.5).
+	MOBIKEUpdates uint64 `json:"mobike_updates"`
 }
 
 // ikeStatsOf is t's IKE counters, nil without an IKE daemon.
@@ -456,7 +459,7 @@ func ikeStatsOf(t any) *IKEStatsInfo {
 	st := d.Stats()
 	in := &IKEStatsInfo{IKESAs: st.IKESAs, ChildSAs: st.ChildSAs, HalfOpen: st.HalfOpen,
 		Exchanges: map[string]uint64{}, Failures: map[string]uint64{},
-		Rekeys: st.Rekeys, Retransmits: st.Retransmits, CookiesSent: st.CookiesSent, ESPMoves: st.ESPMoves}
+		Rekeys: st.Rekeys, Retransmits: st.Retransmits, CookiesSent: st.CookiesSent, ESPMoves: st.ESPMoves, MOBIKEUpdates: st.MOBIKEUpdates}
 	for k, n := range st.Exchanges {
 		in.Exchanges[k] = n
 	}

@@ -113,6 +113,10 @@ type Connection struct {
 	Encap bool
 	// Fragmentation offers IKE fragmentation (RFC 7383).
 	Fragmentation bool
+	// MOBIKE announces MOBIKE_SUPPORTED in IKE_AUTH (RFC 4555 §3.3; swanctl's
+	// mobike = yes): where both sides do, the initiator may move the IKE SA
+	// and every child to new addresses with UPDATE_SA_ADDRESSES (§3.5).
+	MOBIKE bool
 	// RekeyTime is the IKE SA's rekey interval (0: no IKE rekey); DPDDelay
 	// the liveness check interval when no message came from the peer
 	// (0: none).

@@ -916,13 +916,14 @@ func (d *Daemon) refuse(reason, msg string, fields ...zap.Field) {
 
 func (d *Daemon) snapshotStats() Stats {
 	s := Stats{
-		Exchanges:   make(map[string]uint64, len(d.stats.Exchanges)),
-		Failures:    make(map[string]uint64, len(d.stats.Failures)),
-		Rekeys:      d.stats.Rekeys,
-		Retransmits: d.stats.Retransmits,
-		CookiesSent: d.stats.CookiesSent,
-		ESPMoves:    d.stats.ESPMoves,
-		HalfOpen:    len(d.halfOpen),
+		Exchanges:     make(map[string]uint64, len(d.stats.Exchanges)),
+		Failures:      make(map[string]uint64, len(d.stats.Failures)),
+		Rekeys:        d.stats.Rekeys,
+		Retransmits:   d.stats.Retransmits,
+		CookiesSent:   d.stats.CookiesSent,
+		ESPMoves:      d.stats.ESPMoves,
+		MOBIKEUpdates: d.stats.MOBIKEUpdates,
+		HalfOpen:      len(d.halfOpen),
 	}
 	for k, v := range d.stats.Exchanges {
 		s.Exchanges[k] = v

@@ -106,6 +106,9 @@ func (d *Daemon) sendAuth(sa *ikeSA) {
 	if !c.cfg.Remote.ID.IsZero() {
 		ps = append(ps, IdentityPayload(c.cfg.Remote.ID, true))
 	}
+	if c.cfg.MOBIKE {
+		ps = append(ps, &Notify{NotifyType: MOBIKE_SUPPORTED})
+	}
 	signed, err := SignedOctets(sa.suite.PRF, sa.initReq, sa.nr, sa.keys.SKpi, idi)
 	if err != nil {
 		d.initFailed(sa, "internal", err)
@@ -177,6 +180,7 @@ type authPayloads struct {
 	tsi, tsr  *TS
 	transport bool
 	contact   bool
+	mobike    bool // MOBIKE_SUPPORTED (RFC 4555 §3.3)
 }
 
 func readAuth(ps []Payload) authPayloads {
@@ -211,6 +215,8 @@ func readAuth(ps []Payload) authPayloads {
 				a.transport = true
 			case INITIAL_CONTACT:
 				a.contact = true
+			case MOBIKE_SUPPORTED:
+				a.mobike = true
 			}
 		}
 	}
@@ -247,6 +253,7 @@ func (d *Daemon) authResponse(sa *ikeSA, inner []Payload) {
 		return
 	}
 	sa.remoteID = peer
+	sa.mobike = c.cfg.MOBIKE && a.mobike
 	d.established(sa)
 	ch := sa.pendingChild
 	sa.pendingChild = nil
@@ -419,6 +426,10 @@ func (d *Daemon) authRequest(sa *ikeSA, h Header, inner []Payload) ([]Payload, f
 		d.initialContact(sa)
 	}
 	resp := append(append([]Payload{idr}, sa.localCerts()...), auth)
+	if a.mobike && c.cfg.MOBIKE {
+		sa.mobike = true
+		resp = append(resp, &Notify{NotifyType: MOBIKE_SUPPORTED})
+	}
 	if a.sa == nil && a.tsi == nil && a.tsr == nil {
 		return resp, nil // no child asked for
 	}

@@ -30,6 +30,9 @@ func (d *Daemon) infoRequest(sa *ikeSA, inner []Payload) ([]Payload, func()) {
 		}
 		return nil, nil
 	}
+	if findNotify(inner, UPDATE_SA_ADDRESSES) != nil {
+		return d.updateAddresses(sa, inner), nil
+	}
 	var resp []Payload
 	var gone []*childSA
 	for _, p := range inner {

@@ -81,9 +81,13 @@ type ikeSA struct {
 	initReqHash       [32]byte // responder: tells a retransmission from a new request
 	cookie            []byte   // initiator: the responder's COOKIE (§2.6)
 	cookieTries       int
-	triedGroups       []DHGroup     // initiator: INVALID_KE_PAYLOAD retries (§1.2)
-	fragmentation     bool          // both sides announced RFC 7383 support
-	frags             [2]*fragments // a request and a response being reassembled
+	triedGroups       []DHGroup // initiator: INVALID_KE_PAYLOAD retries (§1.2)
+	fragmentation     bool      // both sides announced RFC 7383 support
+	mobike            bool      // both sides announced MOBIKE_SUPPORTED (RFC 4555 §3.3)
+	// reqFrom is the datagram of the request being answered (its
+	// addresses: UPDATE_SA_ADDRESSES, RFC 4555 §3.5).
+	reqFrom datagram
+	frags   [2]*fragments // a request and a response being reassembled
 
 	// NAT detection (§2.23): natLocal, we are behind a NAT; natRemote, the
 	// peer is; encap, ESP and IKE use UDP 4500.
@@ -644,6 +648,7 @@ func (d *Daemon) request(sa *ikeSA, dg datagram, h Header) {
 	}
 	sa.lastRecv = d.now()
 	d.follow(sa, dg)
+	sa.reqFrom = dg
 	d.peerRequest(sa, h.MessageID)
 	var resp []Payload
 	var after func()

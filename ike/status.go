@@ -70,6 +70,9 @@ type Stats struct {
 	// ESPMoves counts IKE SAs moved to where their peer's ESP came from
 	// (Daemon.ESPMoved: a NAT's new mapping, §2.23).
 	ESPMoves uint64
+	// MOBIKEUpdates counts IKE SAs moved by the initiator's
+	// UPDATE_SA_ADDRESSES (RFC 4555 §3.5).
+	MOBIKEUpdates uint64
 }
 
 // WiresharkKey is one IKE SA's line of Wireshark's

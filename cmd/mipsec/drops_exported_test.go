@@ -497,7 +497,7 @@ func TestEveryIKECounterExported(t *testing.T) {
 	text, ms := mustCLI(t, s, "stats"), scrapeSeries(t, e)
 	ikeJS, _ := js["ike"].(map[string]any)
 	// The JSON names: the field's snake_case name, IKESAs -> ike_sas.
-	jsonName := map[string]string{"IKESAs": "ike_sas", "ChildSAs": "child_sas", "HalfOpen": "half_open", "CookiesSent": "cookies_sent", "ESPMoves": "esp_moves"}
+	jsonName := map[string]string{"IKESAs": "ike_sas", "ChildSAs": "child_sas", "HalfOpen": "half_open", "CookiesSent": "cookies_sent", "ESPMoves": "esp_moves", "MOBIKEUpdates": "mobike_updates"}
 	label := map[string]string{"Exchanges": "type", "Failures": "reason"}
 	for _, w := range wants {
 		name := jsonName[w.field]
@@ -509,7 +509,7 @@ func TestEveryIKECounterExported(t *testing.T) {
 				t.Errorf("ike.Stats.%s: stats --json ike[%q] = %v, want %d", w.field, name, ikeJS[name], w.n)
 			}
 			metric := map[string]string{"IKESAs": "mipsec_ike_sas", "ChildSAs": "mipsec_ike_child_sas", "HalfOpen": "mipsec_ike_half_open",
-				"Rekeys": "mipsec_ike_rekeys_total", "Retransmits": "mipsec_ike_retransmits_total", "CookiesSent": "mipsec_ike_cookies_sent_total", "ESPMoves": "mipsec_ike_esp_moves_total"}[w.field]
+				"Rekeys": "mipsec_ike_rekeys_total", "Retransmits": "mipsec_ike_retransmits_total", "CookiesSent": "mipsec_ike_cookies_sent_total", "ESPMoves": "mipsec_ike_esp_moves_total", "MOBIKEUpdates": "mipsec_ike_mobike_updates_total"}[w.field]
 			if metric == "" {
 				metric = "mipsec_ike_" // a new counter: any IKE series
 			}
