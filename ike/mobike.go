@@ -41,27 +41,15 @@ func (d *Daemon) updateAddresses(sa *ikeSA, inner []Payload) []Payload {
 		return nil
 	}
 	dg := sa.reqFrom
-	var srcH, dstH [][]byte
 	var cookie2 []byte
-	for _, p := range inner {
-		n, ok := p.(*Notify)
-		if !ok {
-			continue
+	if n := findNotify(inner, COOKIE2); n != nil {
+		if len(n.Data) < 8 || len(n.Data) > maxCookie2 {
+			d.refuse("malformed", "COOKIE2 of a bad length (RFC 4555 §4.2.2)", sa.logFields()...)
+			return []Payload{&Notify{NotifyType: INVALID_SYNTAX}}
 		}
-		switch n.NotifyType {
-		case NAT_DETECTION_SOURCE_IP:
-			srcH = append(srcH, n.Data)
-		case NAT_DETECTION_DESTINATION_IP:
-			dstH = append(dstH, n.Data)
-		case COOKIE2:
-			if len(n.Data) < 8 || len(n.Data) > maxCookie2 {
-				d.refuse("malformed", "COOKIE2 of a bad length (RFC 4555 §4.2.2)", sa.logFields()...)
-				return []Payload{&Notify{NotifyType: INVALID_SYNTAX}}
-			}
-			cookie2 = n.Data
-		}
+		cookie2 = n.Data
 	}
-	natRemote, natLocal := CheckNAT(sa.spii, sa.spir, srcH, dstH, dg.remote, dg.local)
+	natLocal, natRemote := detectNAT(inner, sa.spii, sa.spir, dg.local, dg.remote)
 	from, fromLocal := sa.remote, sa.local
 	sa.remote = dg.remote
 	if dg.local.IsValid() {
@@ -146,32 +134,15 @@ func (d *Daemon) Move(conn string, local netip.Addr) error {
 // echoed (§3.5, a return routability check of the new path), then the NAT
 // detection of the new path; the children follow.
 func (d *Daemon) movedResponse(sa *ikeSA, from netip.AddrPort, cookie []byte, inner []Payload) error {
-	var srcH, dstH [][]byte
-	var echoed []byte
-	for _, p := range inner {
-		n, ok := p.(*Notify)
-		if !ok {
-			continue
-		}
-		switch n.NotifyType {
-		case NAT_DETECTION_SOURCE_IP:
-			srcH = append(srcH, n.Data)
-		case NAT_DETECTION_DESTINATION_IP:
-			dstH = append(dstH, n.Data)
-		case COOKIE2:
-			echoed = n.Data
-		default:
-			if n.NotifyType.IsError() {
-				d.fail("malformed")
-				return fmt.Errorf("ike: UPDATE_SA_ADDRESSES refused: %v", n.NotifyType)
-			}
-		}
+	if n := firstError(inner); n != nil {
+		d.fail("malformed")
+		return fmt.Errorf("ike: UPDATE_SA_ADDRESSES refused: %v", n.NotifyType)
 	}
-	if !bytes.Equal(echoed, cookie) {
+	if n := findNotify(inner, COOKIE2); n == nil || !bytes.Equal(n.Data, cookie) {
 		d.refuse("malformed", "UPDATE_SA_ADDRESSES answer without our COOKIE2 (RFC 4555 §3.5)", sa.logFields()...)
 		return errors.New("ike: UPDATE_SA_ADDRESSES answer without our COOKIE2")
 	}
-	natRemote, natLocal := CheckNAT(sa.spii, sa.spir, srcH, dstH, sa.remote, sa.local)
+	natLocal, natRemote := detectNAT(inner, sa.spii, sa.spir, sa.local, sa.remote)
 	sa.natLocal, sa.natRemote = natLocal, natRemote
 	sa.encap = sa.encap || natLocal || natRemote
 	d.stats.MOBIKEUpdates++
