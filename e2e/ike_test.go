@@ -1312,47 +1312,17 @@ func TestIKEMipsecRekey(t *testing.T) {
 		{5 << 20, "mipsec ike rekey " + ikeConnM + " " + ikeChild, func() error { _, err := l.gw.ctl("ike", "rekey", ikeConnM, ikeChild); return err }},
 	}
 	l.rekeyDuringTCP(steps)
-	var childRekeys, ikeRekeys int
-	for childRekeys < 2 || ikeRekeys < 1 {
-		e, err := charontest.WaitEvent(ev, 5*time.Second, func(e charontest.Event) bool {
-			return e.Kind == charontest.ChildRekey || e.Kind == charontest.IKERekey
-		})
-		if err != nil {
-			t.Fatalf("charon: %d child and %d IKE SA rekeys reported: %v", childRekeys, ikeRekeys, err)
-		}
-		if e.Kind == charontest.ChildRekey {
-			childRekeys++
-		} else {
-			ikeRekeys++
-			if e.OldIKE.InitiatorSPI != uint64(m.SPIi) || e.IKE.Initiator {
-				t.Errorf("charon's ike-rekey %v: old SPI %016x (mipsec's was %v), charon initiator of the new one %v", e, e.OldIKE.InitiatorSPI, m.SPIi, e.IKE.Initiator)
-			}
+	for _, e := range waitCharonRekeys(t, ev, 2, 1) {
+		if e.OldIKE.InitiatorSPI != uint64(m.SPIi) || e.IKE.Initiator {
+			t.Errorf("charon's ike-rekey %v: old SPI %016x (mipsec's was %v), charon initiator of the new one %v", e, e.OldIKE.InitiatorSPI, m.SPIi, e.IKE.Initiator)
 		}
 	}
-	now := waitMipsec(t, l.gw, 10*time.Second, "settled after the rekeys", func(sas []control.IKESAInfo) bool {
-		_, ok := established(sas, ikeConnM)
-		return ok && len(sas) == 1
-	})[0]
+	now := l.settleAfterRekeys(true)
 	if now.SPIi == m.SPIi || !now.Initiator || now.Children[0].SPIIn == m.Children[0].SPIIn || now.Children[0].SPIOut == m.Children[0].SPIOut {
 		t.Errorf("after the rekeys: %+v, before %+v", now, m)
 	}
 	if st := ikeStats(t, l.gw); st.Rekeys < 3 {
 		t.Errorf("mipsec counted %d rekeys, want 3", st.Rekeys)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := l.charon.IKESA(ikeConnC)
-		if err == nil && len(c.Children) == 1 {
-			l.checkMatch(now, c, true)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("charon still has the rekeyed children: %+v, %v", c, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if sas, _ := ipsecTables(t, l.gw); sas != 2 {
-		t.Errorf("mipsec keeps %d ESP SAs after the rekeys, want 2", sas)
 	}
 	l.traffic(0)
 }
@@ -1377,44 +1347,13 @@ func TestIKECharonRekeyTCP(t *testing.T) {
 		{3 << 20, "charon rekey IKE SA", func() error { return l.charon.RekeyIKE(ikeConnC) }},
 		{5 << 20, "charon rekey child", func() error { return l.charon.RekeyChild(ikeChild) }},
 	})
-	var childRekeys, ikeRekeys int
-	for childRekeys < 2 || ikeRekeys < 1 {
-		e, err := charontest.WaitEvent(ev, 5*time.Second, func(e charontest.Event) bool {
-			return e.Kind == charontest.ChildRekey || e.Kind == charontest.IKERekey
-		})
-		if err != nil {
-			t.Fatalf("charon: %d child and %d IKE SA rekeys reported: %v", childRekeys, ikeRekeys, err)
-		}
-		if e.Kind == charontest.ChildRekey {
-			childRekeys++
-		} else {
-			ikeRekeys++
-		}
-	}
+	waitCharonRekeys(t, ev, 2, 1)
 	if n := ikeStats(t, l.gw).Exchanges["CREATE_CHILD_SA"] - before; n < 3 {
 		t.Errorf("mipsec answered %d CREATE_CHILD_SA requests, want 3", n)
 	}
-	now := waitMipsec(t, l.gw, 10*time.Second, "settled after the rekeys", func(sas []control.IKESAInfo) bool {
-		_, ok := established(sas, ikeConnM)
-		return ok && len(sas) == 1
-	})[0]
+	now := l.settleAfterRekeys(false)
 	if now.SPIr == m.SPIr || now.Initiator || now.Children[0].SPIIn == m.Children[0].SPIIn {
 		t.Errorf("after charon's rekeys: %+v, before %+v (want new SPIs, charon the initiator)", now, m)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := l.charon.IKESA(ikeConnC)
-		if err == nil && len(c.Children) == 1 {
-			l.checkMatch(now, c, false)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("charon still has the rekeyed children: %+v, %v", c, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if sas, _ := ipsecTables(t, l.gw); sas != 2 {
-		t.Errorf("mipsec keeps %d ESP SAs after the rekeys, want 2", sas)
 	}
 	l.traffic(0)
 }
@@ -1473,6 +1412,56 @@ func TestIKETrap(t *testing.T) {
 		t.Errorf("acquire drops %d, %d before the child's delete: the trap did not take the packet", n, before)
 	}
 	l.traffic(1 << 20)
+}
+
+// waitCharonRekeys waits until charon has reported children child
+// rekeys and ike IKE SA rekeys on ev; it returns the IKE SA rekeys.
+func waitCharonRekeys(t *testing.T, ev <-chan charontest.Event, children, ikes int) []charontest.Event {
+	t.Helper()
+	var childRekeys int
+	var ikeRekeys []charontest.Event
+	for childRekeys < children || len(ikeRekeys) < ikes {
+		e, err := charontest.WaitEvent(ev, 5*time.Second, func(e charontest.Event) bool {
+			return e.Kind == charontest.ChildRekey || e.Kind == charontest.IKERekey
+		})
+		if err != nil {
+			t.Fatalf("charon: %d child and %d IKE SA rekeys reported: %v", childRekeys, len(ikeRekeys), err)
+		}
+		if e.Kind == charontest.ChildRekey {
+			childRekeys++
+		} else {
+			ikeRekeys = append(ikeRekeys, e)
+		}
+	}
+	return ikeRekeys
+}
+
+// settleAfterRekeys waits until mipsec lists one IKE SA with one child
+// and charon one child, checks that they are the same SA, and that mipsec
+// keeps no more than the two ESP SAs of the child; it returns mipsec's SA.
+func (l *ikeLab) settleAfterRekeys(mipsecInitiated bool) control.IKESAInfo {
+	t := l.t
+	t.Helper()
+	now := waitMipsec(t, l.gw, 10*time.Second, "settled after the rekeys", func(sas []control.IKESAInfo) bool {
+		_, ok := established(sas, ikeConnM)
+		return ok && len(sas) == 1
+	})[0]
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := l.charon.IKESA(ikeConnC)
+		if err == nil && len(c.Children) == 1 {
+			l.checkMatch(now, c, mipsecInitiated)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("charon still has the rekeyed children: %+v, %v", c, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if sas, _ := ipsecTables(t, l.gw); sas != 2 {
+		t.Errorf("mipsec keeps %d ESP SAs after the rekeys, want 2", sas)
+	}
+	return now
 }
 
 // rekeyStep is a rekey that rekeyDuringTCP starts once at bytes of the
