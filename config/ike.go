@@ -26,6 +26,7 @@ import (
 
 	"github.com/mipsec/mipsec/esp"
 	"github.com/mipsec/mipsec/ike"
+	"github.com/mipsec/mipsec/internal/header"
 	"github.com/mipsec/mipsec/node"
 )
 
@@ -71,10 +72,6 @@ const (
 	maxInitRate = 1 << 20
 )
 
-// ikeUnsupportedRole is the refusal of [[connection]] on a home agent or
-// mobile node.
-const ikeUnsupportedRole = "IKE for the home agent and mobile node is not supported yet (issue 13)"
-
 // rawIKE is the optional [ike] section: the daemon's own settings.
 type rawIKE struct {
 	CookieThreshold *int64 `toml:"cookie_threshold"`
@@ -119,6 +116,13 @@ type rawRemote struct {
 	ID      string   `toml:"id"`
 	PSKFile string   `toml:"psk_file"`
 	CACerts []string `toml:"cacerts"`
+	PAD     []rawPAD `toml:"pad"`
+}
+
+// rawPAD is one [[connection.remote.pad]] entry (ike.PADEntry).
+type rawPAD struct {
+	ID        string   `toml:"id"`
+	Addresses []string `toml:"addresses"`
 }
 
 type rawChild struct {
@@ -176,10 +180,6 @@ func (v *validator) ike(rc *rawConfig, cfg *File) {
 	if len(rc.Connections) == 0 {
 		return
 	}
-	if cfg.Role != node.RoleGateway && cfg.Role != "" {
-		v.errf("connection[0]", "%s; role = %q keeps to manual [[sa]] tables", ikeUnsupportedRole, cfg.Role)
-		return
-	}
 	if n := len(rc.Connections); n > MaxConnections {
 		v.errf(indexPath("connection", MaxConnections), "%d [[connection]] tables; a file holds at most %d", n, MaxConnections)
 		return
@@ -202,6 +202,66 @@ func (v *validator) ike(rc *rawConfig, cfg *File) {
 			cfg.IKE.Connections = append(cfg.IKE.Connections, c)
 		}
 	}
+	if (cfg.Role == node.RoleMN || cfg.Role == node.RoleHA) && len(cfg.SAs) == 0 {
+		v.ikeMobilityChildren(cfg)
+	}
+}
+
+// ikeMobilityChildren is mobilitySAs for a home agent or mobile node keyed
+// by IKE (RFC 4877 §7.2.1): some transport child must carry the Binding
+// Updates between the home address and the home agent (on the HA: from
+// some address of the home prefix), or no registration can ever be
+// protected.
+func (v *validator) ikeMobilityChildren(cfg *File) {
+	mc := &cfg.Mobility
+	if !mc.HAAddress.IsValid() || len(v.errs) > 0 {
+		return
+	}
+	// The BU's source and destination prefixes, seen from this side.
+	ha := netip.PrefixFrom(mc.HAAddress, 128)
+	us, them := netip.PrefixFrom(mc.HomeAddress, 128), ha
+	want := fmt.Sprintf(`local_ts = ["%s[mh/5]"], remote_ts = ["%s[mh/6]"]`, mc.HomeAddress, mc.HAAddress)
+	if cfg.Role == node.RoleHA {
+		us, them = ha, mc.HomePrefix
+		want = fmt.Sprintf(`local_ts = ["%s[mh/6]"], remote_ts = ["%s[mh/5]"]`, mc.HAAddress, mc.HomePrefix)
+	}
+	if !us.IsValid() || !them.IsValid() {
+		return
+	}
+	for _, c := range cfg.IKE.Connections {
+		for _, ch := range c.Children {
+			if ch.Mode == ike.ModeTransport && tsCarriesMH(ch.LocalTS, us) && tsCarriesMH(ch.RemoteTS, them) {
+				return
+			}
+		}
+	}
+	v.errf("connection", "no transport-mode child carries the Binding Updates between the home address and the home agent %s; add one with mode = \"transport\", %s (RFC 4877 §7.2.1)", mc.HAAddress, want)
+}
+
+// tsCarriesMH reports whether some selector of ts takes Mobility Header
+// packets of an address in p.
+func tsCarriesMH(ts []ike.TrafficSelector, p netip.Prefix) bool {
+	first := p.Masked().Addr()
+	last := lastAddr(p)
+	for _, t := range ts {
+		if t.Protocol != 0 && t.Protocol != header.ProtoMobility {
+			continue
+		}
+		if ike.IsDynamic(t) || t.Start.Is6() == first.Is6() && t.Start.Compare(last) <= 0 && t.End.Compare(first) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// lastAddr is the highest address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }
 
 func (v *validator) ikeSettings(r *rawIKE, c *node.IKEConfig) {
@@ -632,7 +692,69 @@ func (v *validator) remoteAuth(path string, r *rawRemote, local ike.LocalAuth, p
 			}
 		}
 	}
+	a.PAD = v.pad(path+".pad", r.PAD)
 	return a
+}
+
+// pad is [[connection.remote.pad]]: the peer authorization database of a
+// responder (RFC 4301 §4.4.3), each entry an identity and the addresses
+// (or prefixes) its children may have as remote traffic selectors; an
+// identity no entry names is refused.
+func (v *validator) pad(path string, raw []rawPAD) []ike.PADEntry {
+	if v.tooMany(path, len(raw)) {
+		return nil
+	}
+	var out []ike.PADEntry
+	seen := map[string]int{}
+	for i, r := range raw {
+		p := indexPath(path, i)
+		if r.ID == "" {
+			v.errf(p+".id", "missing; a PAD entry names the identity it authorizes")
+			continue
+		}
+		e := ike.PADEntry{ID: v.identity(p+".id", r.ID)}
+		if j, dup := seen[e.ID.String()]; dup {
+			v.errf(p+".id", "identity %q is already PAD entry %d", r.ID, j)
+			continue
+		}
+		seen[e.ID.String()] = i
+		if len(r.Addresses) == 0 {
+			v.errf(p+".addresses", "missing; the addresses the identity may claim, e.g. its home address")
+		}
+		if v.tooMany(p+".addresses", len(r.Addresses)) {
+			continue
+		}
+		for j, s := range r.Addresses {
+			pp, err := parseAddrOrPrefix(s)
+			if err != nil {
+				v.errf(indexPath(p+".addresses", j), "%v", err)
+				continue
+			}
+			e.Addrs = append(e.Addrs, pp)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// parseAddrOrPrefix reads "2001:db8::1" (a single address) or a prefix
+// with its host bits zero.
+func parseAddrOrPrefix(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q: an address with a zone", s)
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is neither an address nor a prefix", s)
+	}
+	if p != p.Masked() {
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set (did you mean %v?)", s, p.Masked())
+	}
+	return p, nil
 }
 
 // resolve makes a file name relative to the config file's directory.
@@ -931,6 +1053,9 @@ func (v *validator) childWarnings(path string, r *rawChild, ch *ike.Child, c *ik
 			field string
 			ts    []ike.TrafficSelector
 		}{{"local_ts", ch.LocalTS}, {"remote_ts", ch.RemoteTS}} {
+			if side.field == "remote_ts" && len(c.Remote.PAD) > 0 {
+				continue // narrowed to each peer's PAD addresses (RFC 4301 §4.4.3)
+			}
 			for i, ts := range side.ts {
 				if !tsIsHost(ts) {
 					v.warnf(indexPath(path+"."+side.field, i), "%s is more than one address, but mode = \"transport\" protects the hosts' own traffic only (RFC 4301 §4.1): want host addresses or \"dynamic\", or mode = \"tunnel\"", ike.FormatTS(ts))

@@ -119,6 +119,30 @@ func mustProps(t *testing.T, parse func([]string, bool) ([]ike.Proposal, error),
 	return p
 }
 
+// TestIKEPAD: [[connection.remote.pad]] entries become ike.PADEntry, an
+// address a single-address prefix.
+func TestIKEPAD(t *testing.T) {
+	cfg, err := parseIKE(t, t.TempDir(), minConn+`[connection.remote]
+[[connection.remote.pad]]
+id = "2001:db8:1::100"
+addresses = ["2001:db8:1::100", "192.0.2.100"]
+[[connection.remote.pad]]
+id = "mn2@example.org"
+addresses = ["2001:db8:1:2::/64"]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.IKE.Connections[0].Remote.PAD
+	want := []ike.PADEntry{
+		{ID: mustID(t, "2001:db8:1::100"), Addrs: []netip.Prefix{netip.MustParsePrefix("2001:db8:1::100/128"), netip.MustParsePrefix("192.0.2.100/32")}},
+		{ID: mustID(t, "mn2@example.org"), Addrs: []netip.Prefix{netip.MustParsePrefix("2001:db8:1:2::/64")}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("PAD %+v, want %+v", got, want)
+	}
+}
+
 // TestIKEDaemonLimits: fragment_size, init_rate and init_burst take
 // their bounds and reach node.Config.IKE (node/ike.go hands them to
 // ike.Config); absent, they stay 0, ike's defaults.
@@ -415,6 +439,10 @@ func TestIKEErrors(t *testing.T) {
 		{"weak without allow_weak", strings.Replace(minConn, "name = \"net\"", "name = \"net\"\nesp_proposals = [\"aes128-sha1\"] #<", 1), "connection[0].child[0].esp_proposals[0]", "allow_weak = true"},
 		{"missing auth", strings.Replace(minConn, "[connection.local]\nauth = \"psk\"", "[connection.local] #<", 1), "connection[0].local.auth", "missing"},
 		{"bad auth", strings.Replace(minConn, "auth = \"psk\"", "auth = \"eap\" #<", 1), "connection[0].local.auth", "not an authentication method"},
+		{"pad without id", minConn + "[connection.remote]\n[[connection.remote.pad]] #<\naddresses = [\"10.2.0.1\"]\n", "connection[0].remote.pad[0].id", "missing"},
+		{"pad without addresses", minConn + "[connection.remote]\n[[connection.remote.pad]] #<\nid = \"mn1@example.org\"\n", "connection[0].remote.pad[0].addresses", "missing"},
+		{"pad bad address", minConn + "[connection.remote]\n[[connection.remote.pad]]\nid = \"mn1@example.org\"\naddresses = [\"10.2.0.1/16\"] #<\n", "connection[0].remote.pad[0].addresses[0]", "host bits set"},
+		{"pad twice", minConn + "[connection.remote]\n[[connection.remote.pad]]\nid = \"mn1@example.org\"\naddresses = [\"10.2.0.1\"]\n[[connection.remote.pad]]\nid = \"mn1@example.org\" #<\naddresses = [\"10.2.0.2\"]\n", "connection[0].remote.pad[1].id", "already PAD entry 0"},
 		{"psk and cert", strings.Replace(minConn, "psk_file = \"site.psk\"", "psk_file = \"site.psk\"\ncert = \"a.pem\" #<", 1), "connection[0].local.cert", "auth = \"psk\" takes no certificate"},
 		{"psk and cacerts", minConn + "[connection.remote]\ncacerts = [\"ca.pem\"] #<\n", "connection[0].remote.cacerts", "takes no CA certificates"},
 		{"pubkey without cert", strings.Replace(minConn, "[connection.local]\nauth = \"psk\"\npsk_file = \"site.psk\"", "[connection.local] #<\nauth = \"pubkey\"", 1), "connection[0].local.cert", "missing"},
@@ -585,26 +613,70 @@ func TestIKEPSKFiles(t *testing.T) {
 	}
 }
 
-// TestIKERole: the home agent and mobile node refuse connections.
-func TestIKERole(t *testing.T) {
-	for _, name := range []string{"mn", "ha"} {
+// TestIKEMobilityRoles: the IKE-keyed home agent and mobile node examples
+// (testdata/ha-ike.toml, mn-ike.toml) parse with their PSK file, mirror
+// each other, and need no [[sa]]; without a child for the Binding Updates
+// the file is refused with the child to add (RFC 4877 §7.2.1).
+func TestIKEMobilityRoles(t *testing.T) {
+	dir := t.TempDir()
+	psk := writeFile(t, dir, "ha-mn.psk", testPSK+"\n", 0o600)
+	load := func(name string, edit func(string) string) (*File, error) {
 		data, err := os.ReadFile("../testdata/" + name + ".toml")
 		if err != nil {
 			t.Fatal(err)
 		}
-		dir := t.TempDir()
-		writeFile(t, dir, "site.psk", testPSK, 0o600)
-		file := filepath.Join(dir, name+".toml")
-		if _, err := Parse(file, data); err != nil {
-			t.Fatalf("%s without connections: %v", name, err)
+		text := strings.ReplaceAll(string(data), "/etc/mipsec/ha-mn.psk", psk)
+		if edit != nil {
+			text = edit(text)
 		}
-		data = append(data, minConn...)
-		line := bytes.Count(data[:bytes.Index(data, []byte("[[connection]]"))], []byte("\n")) + 1
-		_, err = Parse(file, data)
-		want := fmt.Sprintf("%s:%d: connection[0]: IKE for the home agent and mobile node is not supported yet (issue 13)", file, line)
-		if err == nil || !hasMsg(ikeErrs(t, err), want, "") {
-			t.Errorf("%s: want %q, got %v", name, want, err)
+		return Parse(filepath.Join(dir, name+".toml"), []byte(text))
+	}
+	mn, err := load("mn-ike", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ha, err := load("ha-ike", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mn.Role != node.RoleMN || ha.Role != node.RoleHA || len(mn.SAs) != 0 || len(ha.SAs) != 0 {
+		t.Fatalf("roles %q %q, %d and %d manual SAs", mn.Role, ha.Role, len(mn.SAs), len(ha.SAs))
+	}
+	for _, f := range []*File{mn, ha} {
+		if len(f.Warnings) > 0 {
+			t.Errorf("%s: warnings %v", f.Role, f.Warnings)
 		}
+	}
+	mc, hc := mn.IKE.Connections[0], ha.IKE.Connections[0]
+	hoa := mn.Mobility.HomeAddress
+	if !mc.Local.ID.Equal(ike.IdentityFromAddr(hoa)) || len(hc.Remote.PAD) != 1 || !hc.Remote.PAD[0].ID.Equal(mc.Local.ID) ||
+		hc.Remote.PAD[0].Addrs[0] != netip.PrefixFrom(hoa, 128) {
+		t.Errorf("the MN's identity %v is not the HA's PAD entry %+v", mc.Local.ID, hc.Remote.PAD)
+	}
+	if mc.MOBIKE || hc.MOBIKE {
+		t.Error("MOBIKE on: the K flag moves a mobile node's IKE SA")
+	}
+	if len(mc.Children) != 4 || len(hc.Children) != 4 || mc.Children[0].Mode != ike.ModeTransport || hc.Children[0].Mode != ike.ModeTransport {
+		t.Fatalf("children: MN %d, HA %d", len(mc.Children), len(hc.Children))
+	}
+	for i := range mc.Children {
+		m, h := mc.Children[i], hc.Children[i]
+		if m.Name != h.Name || m.Mode != h.Mode || !ike.TSSubset(m.LocalTS, h.RemoteTS) || !ike.TSSubset(m.RemoteTS, h.LocalTS) {
+			t.Errorf("child %s: MN %v -> %v is not within the HA's %v <- %v", m.Name, m.LocalTS, m.RemoteTS, h.RemoteTS, h.LocalTS)
+		}
+	}
+	noBU := func(text string) string {
+		return strings.Replace(text, `mode = "transport"
+  local_ts = ["2001:db8:1::100[mh/5]"]`, `mode = "tunnel"
+  local_ts = ["2001:db8:1::100[mh/5]"]`, 1)
+	}
+	if _, err := load("mn-ike", noBU); err == nil || !strings.Contains(err.Error(), "no transport-mode child carries the Binding Updates") ||
+		!strings.Contains(err.Error(), `local_ts = ["2001:db8:1::100[mh/5]"]`) {
+		t.Errorf("MN without a BU child: %v", err)
+	}
+	haNoBU := func(text string) string { return strings.Replace(text, `remote_ts = ["2001:db8:1::/64[mh/5]"]`, `remote_ts = ["2001:db8:9::/64[mh/5]"]`, 1) }
+	if _, err := load("ha-ike", haNoBU); err == nil || !strings.Contains(err.Error(), "no transport-mode child carries the Binding Updates") {
+		t.Errorf("HA without a BU child for its home prefix: %v", err)
 	}
 }
 

@@ -127,7 +127,10 @@ func (v *validator) mobility(rc *rawConfig, cfg *File) {
 	if mc.HAAddressV4.IsValid() && !(cfg.Underlay.Raw && cfg.Underlay.UDP) {
 		v.errf("underlay.encap", "must be \"both\" with mobility.ha_address_v4: IPv6 care-of addresses use raw ESP, IPv4 ones behind a NAT ESP in UDP (RFC 5555 §4.1)")
 	}
-	v.mobilitySAs(cfg)
+	if len(rc.Connections) == 0 || len(cfg.SAs) > 0 {
+		// IKE-keyed (no [[sa]] at all): ike's check (ikeMobilityChildren).
+		v.mobilitySAs(cfg)
+	}
 }
 
 func (v *validator) haMobility(m *rawMobility, cfg *File) {

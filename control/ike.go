@@ -448,6 +448,9 @@ type IKEStatsInfo struct {
 	// MOBIKEUpdates: IKE SAs moved by the initiator's
 	// UPDATE_SA_ADDRESSES (RFC 4555 §3.5).
 	MOBIKEUpdates uint64 `json:"mobike_updates"`
+	// Relocations: IKE SAs moved with a mobile node on a Binding Update
+	// or Acknowledgement with the K flag (RFC 4877 §7.4).
+	Relocations uint64 `json:"relocations"`
 }
 
 // ikeStatsOf is t's IKE counters, nil without an IKE daemon.
@@ -459,7 +462,8 @@ func ikeStatsOf(t any) *IKEStatsInfo {
 	st := d.Stats()
 	in := &IKEStatsInfo{IKESAs: st.IKESAs, ChildSAs: st.ChildSAs, HalfOpen: st.HalfOpen,
 		Exchanges: map[string]uint64{}, Failures: map[string]uint64{},
-		Rekeys: st.Rekeys, Retransmits: st.Retransmits, CookiesSent: st.CookiesSent, ESPMoves: st.ESPMoves, MOBIKEUpdates: st.MOBIKEUpdates}
+		Rekeys: st.Rekeys, Retransmits: st.Retransmits, CookiesSent: st.CookiesSent, ESPMoves: st.ESPMoves, MOBIKEUpdates: st.MOBIKEUpdates,
+		Relocations: st.Relocations}
 	for k, n := range st.Exchanges {
 		in.Exchanges[k] = n
 	}

@@ -81,6 +81,20 @@ type childSA struct {
 
 func policyNameOf(conn, child string) string { return conn + "/" + child }
 
+// responderPolicyName names the policies of a child we respond to: as
+// policyNameOf, and where the connection serves many peers (a PAD, or
+// remote addresses wider than one host: road warriors, a home agent's
+// mobile nodes) with the peer's identity too, so that two peers' children
+// of one configuration never share (and replace) each other's policies.
+func (sa *ikeSA) responderPolicyName(child string) string {
+	name := policyNameOf(sa.conn.cfg.Name, child)
+	c := &sa.conn.cfg
+	if len(c.Remote.PAD) == 0 && len(c.RemoteAddrs) == 1 && c.RemoteAddrs[0].IsSingleIP() {
+		return name
+	}
+	return name + "[" + sa.remoteID.String() + "]"
+}
+
 // lifetimeOf is a child's SA limits (kernel.go Lifetime): soft at
 // RekeyTime (DefaultChildRekey), hard at LifeTime (RekeyTime + 10 %), and
 // the same for bytes when RekeyBytes is set.
@@ -147,7 +161,9 @@ func (d *Daemon) kernelChild(sa *ikeSA, ch *childSA, k *ChildKeys) *ChildSA {
 		LocalTS:    ch.localTS,
 		RemoteTS:   ch.remoteTS,
 		Lifetime:   ch.lifetime,
+		RemoteID:   sa.remoteID,
 	}
+	kc.Authorized, _ = padAddrs(&sa.conn.cfg, sa.remoteID)
 	if ch.cfg != nil {
 		kc.ReplayWindow = ch.cfg.ReplayWindow
 	}

@@ -175,6 +175,11 @@ type RemoteAuth struct {
 	// CAs are the trust anchors the peer's certificate chains to (Method
 	// pubkey).
 	CAs []*x509.Certificate
+	// PAD, when not empty, is the responder's peer authorization database
+	// (RFC 4301 §4.4.3, pad.go): only the identities it names are
+	// accepted, each for Child SAs within its addresses only (a home
+	// agent's mobile nodes, RFC 4877 §4.2).
+	PAD []PADEntry
 }
 
 // Identity is an IKE identity (RFC 7296 §3.5): the ID Type and its data

@@ -105,7 +105,7 @@ var failureKeys = []string{
 	"malformed", "auth_failed", "no_proposal", "ts_unacceptable", "invalid_spi",
 	"message_id", "timeout", "queue_full", "cookie", "invalid_ke", "integrity",
 	"half_open_full", "rate_limit", "unknown_peer", "kernel", "fragment", "internal",
-	"peer_auth_failed",
+	"peer_auth_failed", "pad",
 }
 
 // exchangeKeys is the fixed key set of Stats.Exchanges.
@@ -237,6 +237,9 @@ func checkConnection(c Connection) (*connState, error) {
 		}
 	default:
 		return nil, bad("remote auth method %q: want psk or pubkey", c.Remote.Method)
+	}
+	if err := checkPAD(c.Remote.PAD); err != nil {
+		return nil, bad("remote: %v", err)
 	}
 	if c.DPDDelay < 0 || c.RekeyTime < 0 || c.KeyingTries < 0 {
 		return nil, bad("negative dpd delay, rekey time or keying tries")
@@ -923,6 +926,7 @@ func (d *Daemon) snapshotStats() Stats {
 		CookiesSent:   d.stats.CookiesSent,
 		ESPMoves:      d.stats.ESPMoves,
 		MOBIKEUpdates: d.stats.MOBIKEUpdates,
+		Relocations:   d.stats.Relocations,
 		HalfOpen:      len(d.halfOpen),
 	}
 	for k, v := range d.stats.Exchanges {

@@ -409,6 +409,11 @@ func (d *Daemon) authRequest(sa *ikeSA, h Header, inner []Payload) ([]Payload, f
 	if err != nil {
 		return failed(fmt.Errorf("initiator %s: %w", peer, err))
 	}
+	if _, ok := padEntry(&c.cfg, peer); !ok {
+		d.refuse("pad", "IKE_AUTH refused: the initiator's identity is not in the PAD", append(sa.logFields(),
+			zap.Stringer("from", sa.remote), zap.String("remote_id", peer.String()))...)
+		return []Payload{&Notify{NotifyType: AUTHENTICATION_FAILED}}, func() { d.removeSA(sa, errNoPADEntry) }
+	}
 	sa.remoteID = peer
 	sa.localID = sa.localIdentity()
 	idr := IdentityPayload(sa.localID, true)
@@ -457,10 +462,9 @@ func (d *Daemon) respondChild(sa *ikeSA, a authPayloads) ([]Payload, func()) {
 		d.fail("malformed")
 		return []Payload{&Notify{NotifyType: INVALID_SYNTAX}}, nil
 	}
-	cfg, local, remote := sa.matchChild(a.transport, a.tsi, a.tsr)
+	cfg, local, remote, padRefused := sa.matchChild(a.transport, a.tsi, a.tsr)
 	if cfg == nil {
-		d.refuse("ts_unacceptable", "no child's traffic selectors meet the initiator's", sa.logFields()...)
-		return []Payload{&Notify{NotifyType: TS_UNACCEPTABLE}}, nil
+		return d.refuseTS(sa, padRefused), nil
 	}
 	fields := append(sa.logFields(), zap.String("child", cfg.Name))
 	// No key exchange in the IKE_AUTH child: its keys come from SK_d and

@@ -492,32 +492,77 @@ func (d *Daemon) retryCreate(c *connState, cfg *Child, old *childSA, ws []chan e
 	}
 }
 
-// narrowChild is cc's selectors narrowed to the initiator's (§2.9): tsi
-// are its own (our remote), tsr ours (our local); nil, nil where either
-// side has nothing left.
-func (sa *ikeSA) narrowChild(cc *Child, tsi, tsr []TrafficSelector) (local, remote []TrafficSelector) {
+// narrowChild is cc's selectors narrowed to the initiator's (§2.9), the
+// remote ones also to the peer's PAD entry (pad.go): tsi are its own (our
+// remote), tsr ours (our local); nil, nil where either side has nothing
+// left, with padRefused where only the PAD left nothing.
+func (sa *ikeSA) narrowChild(cc *Child, tsi, tsr []TrafficSelector) (local, remote []TrafficSelector, padRefused bool) {
 	remote = NarrowTS(resolveTS(cc.RemoteTS, sa.remote.Addr()), tsi)
 	local = NarrowTS(resolveTS(cc.LocalTS, sa.local.Addr()), tsr)
 	if len(local) == 0 || len(remote) == 0 {
-		return nil, nil
+		return nil, nil, false
 	}
-	return local, remote
+	if remote, padRefused = sa.padNarrow(remote); padRefused {
+		return nil, nil, true
+	}
+	return local, remote, false
 }
 
-// matchChild picks the first configured child whose selectors meet the
-// initiator's, narrowed (§2.9); a transport child only where the
-// initiator asked for transport mode (USE_TRANSPORT_MODE, §1.3.1).
-func (sa *ikeSA) matchChild(transport bool, tsi, tsr *TS) (cfg *Child, local, remote []TrafficSelector) {
+// matchChild picks the configured child whose selectors meet the
+// initiator's, narrowed (§2.9): the first that takes them as they are,
+// else the first that meets them at all (so that a child for one
+// protocol is not narrowed out of a wider one listed before it, as a
+// home agent's HoTi child and payload child are, RFC 4877 §7.2); a
+// transport child only where the initiator asked for transport mode
+// (USE_TRANSPORT_MODE, §1.3.1). padRefused: no child matched, and some
+// would have but for the PAD.
+func (sa *ikeSA) matchChild(transport bool, tsi, tsr *TS) (cfg *Child, local, remote []TrafficSelector, padRefused bool) {
 	for i := range sa.conn.cfg.Children {
 		cc := &sa.conn.cfg.Children[i]
 		if cc.Mode == ModeTransport && !transport {
 			continue
 		}
-		if l, r := sa.narrowChild(cc, tsi.Selectors, tsr.Selectors); l != nil {
-			return cc, l, r
+		l, r, pad := sa.narrowChild(cc, tsi.Selectors, tsr.Selectors)
+		padRefused = padRefused || pad
+		if l == nil {
+			continue
+		}
+		if sameSelectors(l, tsr.Selectors) && sameSelectors(r, tsi.Selectors) {
+			return cc, l, r, false
+		}
+		if cfg == nil {
+			cfg, local, remote = cc, l, r
 		}
 	}
-	return nil, nil, nil
+	if cfg != nil {
+		return cfg, local, remote, false
+	}
+	return nil, nil, nil, padRefused
+}
+
+// sameSelectors: a and b hold the same selectors in the same order.
+func sameSelectors(a, b []TrafficSelector) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !sameTS(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// refuseTS counts and logs a child refused for its selectors, by the PAD
+// or because no child's meet them, and returns the TS_UNACCEPTABLE answer.
+func (d *Daemon) refuseTS(sa *ikeSA, pad bool) []Payload {
+	if pad {
+		d.refuse("pad", "child refused: its remote traffic selectors are outside what the PAD allows the peer (RFC 4301 §4.4.3)",
+			append(sa.logFields(), zap.String("remote_id", sa.remoteID.String()))...)
+	} else {
+		d.refuse("ts_unacceptable", "no child's traffic selectors meet the initiator's", sa.logFields()...)
+	}
+	return []Payload{&Notify{NotifyType: TS_UNACCEPTABLE}}
 }
 
 // The responder's child, in IKE_AUTH (respondChild) and CREATE_CHILD_SA
@@ -547,7 +592,7 @@ func (d *Daemon) chooseChild(sa *ikeSA, cfg *Child, ours, theirs []Proposal, ke 
 	}
 	return &childSA{name: cfg.Name, cfg: cfg, mode: cfg.Mode, proposal: chosen, suite: suite,
 		outSPI: out, localTS: local, remoteTS: remote,
-		policyName: policyNameOf(sa.conn.cfg.Name, cfg.Name), lifetime: lifetimeOf(cfg)}, nil
+		policyName: sa.responderPolicyName(cfg.Name), lifetime: lifetimeOf(cfg)}, nil
 }
 
 // installResponderChild gives ch its ID and our SPI, derives its keys
@@ -658,19 +703,19 @@ func (d *Daemon) createChildRequest(sa *ikeSA, h Header, inner []Payload) ([]Pay
 	}
 	var cfg *Child
 	var local, remote []TrafficSelector
+	var padRefused bool
 	if old != nil {
 		cfg = old.cfg
 		if old.mode == ModeTransport && !a.transport {
 			cfg = nil
-		} else if local, remote = sa.narrowChild(cfg, a.tsi.Selectors, a.tsr.Selectors); local == nil {
+		} else if local, remote, padRefused = sa.narrowChild(cfg, a.tsi.Selectors, a.tsr.Selectors); local == nil {
 			cfg = nil
 		}
 	} else {
-		cfg, local, remote = sa.matchChild(a.transport, a.tsi, a.tsr)
+		cfg, local, remote, padRefused = sa.matchChild(a.transport, a.tsi, a.tsr)
 	}
 	if cfg == nil {
-		d.refuse("ts_unacceptable", "no child's traffic selectors meet the initiator's", sa.logFields()...)
-		return []Payload{&Notify{NotifyType: TS_UNACCEPTABLE}}, nil
+		return d.refuseTS(sa, padRefused), nil
 	}
 	fields := append(sa.logFields(), zap.String("child", cfg.Name))
 	if old == nil && len(sa.children) >= maxChildren {

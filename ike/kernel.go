@@ -110,6 +110,13 @@ type ChildSA struct {
 	// ReplayWindow is the inbound anti-replay window in packets
 	// (Child.ReplayWindow); 0: esp's default.
 	ReplayWindow int
+
+	// RemoteID is the identity the peer proved in IKE_AUTH, and
+	// Authorized the addresses its PAD entry holds (RemoteAuth.PAD; nil
+	// without a PAD): a home agent binds the tunnel of a mobile node's
+	// children to the home address found there (RFC 4877 §4.2, §7.3).
+	RemoteID   Identity
+	Authorized []netip.Prefix
 }
 
 // SAKeys are one direction's ESP keys.

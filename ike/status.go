@@ -73,6 +73,10 @@ type Stats struct {
 	// MOBIKEUpdates counts IKE SAs moved by the initiator's
 	// UPDATE_SA_ADDRESSES (RFC 4555 §3.5).
 	MOBIKEUpdates uint64
+	// Relocations counts IKE SAs moved with a mobile node on an
+	// authenticated Binding Update or Acknowledgement with the K flag
+	// (Relocate, RFC 4877 §7.4).
+	Relocations uint64
 }
 
 // WiresharkKey is one IKE SA's line of Wireshark's

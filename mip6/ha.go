@@ -103,6 +103,19 @@ type HAConfig struct {
 	// OnEvent, if set, is called for binding events (metrics), on the
 	// signaling goroutine, never on the packet path.
 	OnEvent func(HAEvent)
+	// KeyManagement, if set, reports whether a key manager's IKE SA
+	// serves hoa and can follow it (RFC 4877 §7.4): a BU with the K flag
+	// for such a home address is answered with K (RFC 6275 §6.1.8), and
+	// once it is accepted MoveIKE moves the IKE SA to where the BU came
+	// from. Nil: the HA never sets K, and a mobile node that moves must
+	// negotiate a new IKE SA from its new address.
+	KeyManagement func(hoa netip.Addr) bool
+	// MoveIKE is called, on the signaling goroutine, after an accepted BU
+	// with the K flag was answered with K: local and remote are the home
+	// agent's address and the mobile node's as the BU arrived (the care-of
+	// address, or with UDP encapsulation the recorded outer IPv4 source
+	// and port, RFC 5555 §4.1, DR-4); a port 0 keeps the IKE SA's port.
+	MoveIKE func(hoa netip.Addr, local, remote netip.AddrPort)
 }
 
 // HAEventKind says what an HAEvent reports.

@@ -214,10 +214,19 @@ func (ha *HomeAgent) handleBU(m *haMsg) {
 	ba := &BindingAck{Seq: bu.Seq}
 	status, reason, detail := ha.register(m, bu, opts, rec, ba)
 	ba.Status = status
+	// RFC 4877 §7.4, RFC 6275 §10.3.1: K back when the MN asked for it
+	// and the IKE SA of its home address can follow it.
+	k := bu.Flags&BUFlagK != 0 && ha.cfg.KeyManagement != nil && ha.cfg.KeyManagement(m.hoa)
+	if k {
+		ba.Flags |= BAFlagK
+	}
 	if reason != nil {
 		ha.reject(m, *reason, status, detail)
 	} else {
 		ha.st.accepted.Add(1)
+		if k && ha.cfg.MoveIKE != nil && bu.Lifetime > 0 {
+			ha.moveIKE(m, rec)
+		}
 	}
 	if m.udp4 {
 		// RFC 5555 §4.2: a BA answering a UDP-encapsulated BU always has
@@ -226,6 +235,21 @@ func (ha *HomeAgent) handleBU(m *haMsg) {
 		ba.Options = append(ba.Options, ha.natOption(rec, opts.coa4))
 	}
 	ha.sendBA(m.hoa, dest, ba)
+}
+
+// moveIKE moves the IKE SA of m's home address to where m came from
+// (RFC 4877 §7.4): an accepted registration with the K flag.
+func (ha *HomeAgent) moveIKE(m *haMsg, rec netip.AddrPort) {
+	var local, remote netip.AddrPort
+	switch {
+	case m.udp4:
+		local, remote = netip.AddrPortFrom(ha.cfg.AddressV4, PortESPInUDP), rec
+	case m.hao && m.pktSrc != m.hoa:
+		local, remote = netip.AddrPortFrom(ha.cfg.Address, 0), netip.AddrPortFrom(m.pktSrc, 0)
+	default:
+		return // from home: no care-of address to move to
+	}
+	ha.cfg.MoveIKE(m.hoa, local, remote)
 }
 
 // natOption is the NAT Detection option of a BA to a UDP-encapsulated BU

@@ -52,6 +52,15 @@ type MNConfig struct {
 	HAV4 netip.Addr
 	// SAD answers the SA1 SPI query (DR-3).
 	SAD SAQuerier
+	// KeyManagement says the SAs come from a key manager (IKEv2, RFC
+	// 4877 §7) rather than the configuration: SA1 may not exist yet at
+	// Start or Move, so it is looked up again before every BU (a rekeyed
+	// SA1 is followed at once, and a BU with no SA1 yet is a counted send
+	// error, retransmitted on the BUL's back-off); and every BU carries
+	// the K flag (RFC 6275 §9.5.1, RFC 4877 §7.4): the MN can move its IKE
+	// SA with its care-of address. MNEvent.KeyMgmt tells whether the HA's
+	// BA answered with K.
+	KeyManagement bool
 	// Inject sends a cleartext packet the MN built (a BU) through the
 	// outbound IPsec path; the dataplane seals it with SA1 and calls
 	// AfterSeal synchronously before it returns (required).
@@ -204,7 +213,7 @@ func (mn *MobileNode) Start() error {
 	case mn.started:
 		return errors.New("mip6: mobile node already started")
 	}
-	if err := mn.lookupSPI(); err != nil {
+	if err := mn.lookupSPI(); err != nil && !mn.cfg.KeyManagement {
 		return err
 	}
 	mn.started = true
@@ -253,7 +262,7 @@ func (mn *MobileNode) Move(coa netip.Addr) error {
 		mn.mu.Unlock()
 		return ErrMNClosed
 	}
-	if err := mn.lookupSPI(); err != nil {
+	if err := mn.lookupSPI(); err != nil && !mn.cfg.KeyManagement {
 		mn.mu.Unlock()
 		return err
 	}
@@ -394,7 +403,14 @@ func (mn *MobileNode) step() time.Time {
 	}
 	attempts := mn.bul.Attempts()
 	if a.SendBU {
-		p, err = mn.buildBU(a.BU)
+		if mn.cfg.KeyManagement {
+			// The key manager may have made or rekeyed SA1 since (DR-3:
+			// the BU must leave by its SPI).
+			err = mn.lookupSPI()
+		}
+		if err == nil {
+			p, err = mn.buildBU(a.BU)
+		}
 		// DR-3: the BU leaves from its own CoA, set before Inject runs
 		// AfterSeal on this goroutine.
 		r := *mn.route.Load()

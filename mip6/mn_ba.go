@@ -36,6 +36,9 @@ func (mn *MobileNode) buildBU(bu BUToSend) ([]byte, error) {
 		life = 1 // never turn a short registration into a de-registration
 	}
 	m := &BindingUpdate{Seq: bu.Seq, Flags: BUFlagA | BUFlagH, Lifetime: life}
+	if mn.cfg.KeyManagement {
+		m.Flags |= BUFlagK // RFC 4877 §7.4: the IKE SA can follow the CoA
+	}
 	switch coa := bu.CoA.Unmap(); {
 	case !coa.IsValid() || coa == mn.hoa:
 	case coa.Is4():
@@ -218,7 +221,8 @@ func (mn *MobileNode) handleBA(ba *BindingAck, src endpoint.Endpoint) {
 		}
 		nat, _ := mn.bul.NAT()
 		out := mn.dataTo(coa, nat)
-		ev := MNEvent{Kind: MNRegistered, Time: now, CoA: coa, Seq: ba.Seq, Status: ba.Status, NAT: nat, Lifetime: info.Lifetime}
+		ev := MNEvent{Kind: MNRegistered, Time: now, CoA: coa, Seq: ba.Seq, Status: ba.Status, NAT: nat, Lifetime: info.Lifetime,
+			KeyMgmt: mn.cfg.KeyManagement && ba.Flags&BAFlagK != 0}
 		if !mn.moveAt.IsZero() {
 			// The first acceptance after a Move completes it (Register
 			// restarts the BUL, so no older BU can be acknowledged now).

@@ -70,6 +70,9 @@ type MNEvent struct {
 	Lifetime time.Duration // BU lifetime (MNBUSent), granted (MNRegistered)
 	Status   BAStatus      // BA status (MNRegistered, MNRejected, MNSeqResync)
 	NAT      bool          // MNRegistered: the HA detected a NAT
+	// KeyMgmt (MNRegistered): our BU and the HA's BA both had the K flag,
+	// so the MN moves its IKE SA to CoA (RFC 4877 §7.4).
+	KeyMgmt bool
 	// Handover is the time from the Move to the accepted BA that
 	// registered its CoA (MNRegistered only, 0 for a refresh).
 	Handover time.Duration

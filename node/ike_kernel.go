@@ -192,7 +192,11 @@ func (k kernel) ReleaseSPI(spi uint32) {
 // c.InSPI one of the peer's.
 func (k kernel) AddInbound(c *ike.ChildSA) error {
 	n := k.n
-	cfg, sels, err := childConfig(c, sad.Inbound)
+	tl, tr, _, err := n.ikeTunnel(c)
+	if err != nil {
+		return err
+	}
+	cfg, sels, err := childConfig(c, sad.Inbound, tl, tr)
 	if err != nil {
 		return err
 	}
@@ -233,7 +237,11 @@ func (k kernel) AddInbound(c *ike.ChildSA) error {
 // and then points the outbound policies of c.PolicyName at it.
 func (k kernel) AddOutbound(c *ike.ChildSA) error {
 	n := k.n
-	cfg, sels, err := childConfig(c, sad.Outbound)
+	tl, tr, _, err := n.ikeTunnel(c)
+	if err != nil {
+		return err
+	}
+	cfg, sels, err := childConfig(c, sad.Outbound, tl, tr)
 	if err != nil {
 		return err
 	}
@@ -288,7 +296,7 @@ func (n *Node) addIKESA(c *ike.ChildSA, cfg sad.Config) (undo func(), err error)
 		n.ik.peers[c.Peer] = p
 	}
 	oldEP, oldFollow := p.ep, p.follow
-	p.ep, p.follow = ep, c.Endpoint.Follow
+	p.ep, p.follow = ep, c.Endpoint.Follow && !n.mobilityRole()
 	if cfg.Dir == sad.Outbound {
 		p.out = append(p.out, k.spi)
 	} else {
@@ -422,11 +430,12 @@ func (k kernel) SetEndpoint(peer string, ep ike.Endpoint) error {
 	n.ik.mu.Lock()
 	defer n.ik.mu.Unlock()
 	p := n.ik.peers[peer]
-	if p == nil || p.ep == e && p.follow == ep.Follow {
+	follow := ep.Follow && !n.mobilityRole()
+	if p == nil || p.ep == e && p.follow == follow {
 		return nil
 	}
 	old, oldFollow := p.ep, p.follow
-	p.ep, p.follow = e, ep.Follow
+	p.ep, p.follow = e, follow
 	if err := n.publishPeers(); err != nil {
 		p.ep, p.follow = old, oldFollow
 		return fmt.Errorf("node: peer %q: %w", peer, err)
@@ -608,8 +617,11 @@ const seqSoftMargin = 1 << 26
 
 // childConfig is the sad.Config of c's SA in direction dir, and the
 // selectors of its policies (one per (LocalTS, RemoteTS) pair). The keys
-// are c's (esp copies what it keeps; the node copies them for SAKeys).
-func childConfig(c *ike.ChildSA, dir sad.Direction) (sad.Config, []sad.Selector, error) {
+// are c's (esp copies what it keeps; the node copies them for SAKeys). A
+// tunnel-mode SA's outer addresses are tunLocal -> tunRemote (outbound)
+// where they are valid (a mobility role, ike_mobility.go), else the IKE
+// SA's.
+func childConfig(c *ike.ChildSA, dir sad.Direction, tunLocal, tunRemote netip.Addr) (sad.Config, []sad.Selector, error) {
 	name := fmt.Sprintf("%s{%d}", c.Name, c.ID)
 	algName, ok := ike.ESPAlgorithmName(c.Encr, c.KeyBits, c.Integ)
 	if !ok {
@@ -633,6 +645,9 @@ func childConfig(c *ike.ChildSA, dir sad.Direction) (sad.Config, []sad.Selector,
 		p.Mode = esp.Transport
 	} else {
 		local, remote := c.Endpoint.Local.Addr().Unmap(), c.Endpoint.Remote.Addr().Unmap()
+		if tunLocal.IsValid() && tunRemote.IsValid() {
+			local, remote = tunLocal, tunRemote
+		}
 		if !local.IsValid() && remote.IsValid() {
 			local = netip.IPv6Unspecified()
 			if remote.Is4() {

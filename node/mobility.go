@@ -28,6 +28,7 @@ import (
 
 	"github.com/mipsec/mipsec/dataplane"
 	"github.com/mipsec/mipsec/endpoint"
+	"github.com/mipsec/mipsec/ike"
 	"github.com/mipsec/mipsec/internal/netcfg"
 	"github.com/mipsec/mipsec/mip6"
 	"github.com/mipsec/mipsec/pkt"
@@ -49,6 +50,9 @@ type mobility struct {
 
 	ha *mip6.HomeAgent
 	mn *mip6.MobileNode
+	// ike is the node's IKE daemon (nil: manual keys), set before Start:
+	// the K flag moves its IKE SAs (ike_mobility.go).
+	ike *ike.Daemon
 
 	// dp is set once the dataplane exists (Inject before that fails).
 	dp atomic.Pointer[dataplane.Dataplane]
@@ -102,6 +106,7 @@ func newMobility(cfg *Config, sadb *sad.DB, log *zap.Logger, host Host, ev *even
 			MaxLifetime: mc.MaxLifetime, MaxCoAs: mc.MaxCoAs, NATRefresh: mc.NATRefresh,
 			BURate: mc.BURate, BUBurst: mc.BUBurst,
 			Logger: log, Now: now, OnEvent: m.onHAEvent,
+			KeyManagement: m.ikeServes, MoveIKE: m.moveIKE,
 			// HomeLink is set in start, once the TUN exists.
 			HomeLink: (*lateHomeLink)(m),
 		})
@@ -118,8 +123,9 @@ func newMobility(cfg *Config, sadb *sad.DB, log *zap.Logger, host Host, ev *even
 			HoA: mc.HomeAddress, HoA4: mc.HomeAddressV4, HomePrefix: mc.HomePrefix,
 			HA: mc.HAAddress, HAV4: mc.HAAddressV4,
 			SAD: sadb, Inject: m.inject, Keepalive: keepalive,
-			BUL:    mip6.BULConfig{Lifetime: mc.Lifetime, NATKeepalive: ka},
-			Logger: log, Now: now, OnEvent: m.onMNEvent,
+			KeyManagement: len(cfg.IKE.Connections) > 0,
+			BUL:           mip6.BULConfig{Lifetime: mc.Lifetime, NATKeepalive: ka},
+			Logger:        log, Now: now, OnEvent: m.onMNEvent,
 		})
 	default:
 		return nil, fmt.Errorf("mobility: role %q has no mobility layer", cfg.Role)
@@ -463,6 +469,10 @@ func (m *mobility) onMNEvent(e mip6.MNEvent) {
 			c.natSeen++
 		}
 		m.events.publish(Registered{Time: e.Time, CoA: e.CoA, NAT: e.NAT, Handover: e.Handover})
+		if e.KeyMgmt {
+			// Off the receive path: Relocate waits for the IKE daemon.
+			go m.relocateMN(e.CoA)
+		}
 	}
 }
 

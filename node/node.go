@@ -179,6 +179,7 @@ func (n *Node) Start() error {
 			return err
 		}
 		n.mob = m
+		m.ike = n.ikeD
 		hooks = m.hooks()
 	}
 	n.ik.mu.Lock()
