@@ -674,7 +674,9 @@ func TestIKEMobilityRoles(t *testing.T) {
 		!strings.Contains(err.Error(), `local_ts = ["2001:db8:1::100[mh/5]"]`) {
 		t.Errorf("MN without a BU child: %v", err)
 	}
-	haNoBU := func(text string) string { return strings.Replace(text, `remote_ts = ["2001:db8:1::/64[mh/5]"]`, `remote_ts = ["2001:db8:9::/64[mh/5]"]`, 1) }
+	haNoBU := func(text string) string {
+		return strings.Replace(text, `remote_ts = ["2001:db8:1::/64[mh/5]"]`, `remote_ts = ["2001:db8:9::/64[mh/5]"]`, 1)
+	}
 	if _, err := load("ha-ike", haNoBU); err == nil || !strings.Contains(err.Error(), "no transport-mode child carries the Binding Updates") {
 		t.Errorf("HA without a BU child for its home prefix: %v", err)
 	}
