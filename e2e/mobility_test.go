@@ -56,8 +56,12 @@ var (
 type mobOptions struct {
 	// haSet and mnSet change keys of the example configs (netlab.SetTOML).
 	haSet, mnSet map[string]string
-	// mnEdit, if set, rewrites the MN's config text (after mnSet).
-	mnEdit func(string) string
+	// mnEdit and haEdit, if set, rewrite the MN's and HA's config text
+	// (after mnSet, haSet).
+	mnEdit, haEdit func(string) string
+	// haExample and mnExample replace the example configs
+	// (mobExampleHA, mobExampleMN).
+	haExample, mnExample string
 	// noMN: start only the HA (the test starts the MN itself).
 	noMN bool
 	// keepA: frames the capture on access A keeps (router side).
@@ -84,11 +88,15 @@ func newMobLab(t *testing.T, o mobOptions) *mobLab {
 	t.Helper()
 	needEnv(t)
 	testenv.NeedCommand(t, "nft")
-	haExample, err := os.ReadFile(mobExampleHA)
+	haFile, mnFile := mobExampleHA, mobExampleMN
+	if o.haExample != "" {
+		haFile, mnFile = o.haExample, o.mnExample
+	}
+	haExample, err := os.ReadFile(haFile)
 	if err != nil {
 		t.Fatalf("the HA example config (OPS): %v", err)
 	}
-	mnExample, err := os.ReadFile(mobExampleMN)
+	mnExample, err := os.ReadFile(mnFile)
 	if err != nil {
 		t.Fatalf("the MN example config (OPS): %v", err)
 	}
@@ -134,9 +142,15 @@ func newMobLab(t *testing.T, o mobOptions) *mobLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.mnEdit != nil {
-		b, _ := os.ReadFile(mnPath)
-		if err := os.WriteFile(mnPath, []byte(o.mnEdit(string(b))), 0o600); err != nil {
+	for _, e := range []struct {
+		path string
+		edit func(string) string
+	}{{mnPath, o.mnEdit}, {haPath, o.haEdit}} {
+		if e.edit == nil {
+			continue
+		}
+		b, _ := os.ReadFile(e.path)
+		if err := os.WriteFile(e.path, []byte(e.edit(string(b))), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -359,6 +373,65 @@ func TestMobilityRegistration(t *testing.T) {
 	checkAccess(t, l.capA.Stats(), netlab.AccessA, 0)
 }
 
+// mobStream is a paced TCP stream (1 MiB/s) from the MN's home address to
+// the CN, checked by SHA-256 at the end (netlab.Transfer).
+type mobStream struct {
+	stop    chan struct{}
+	cancel  context.CancelFunc
+	done    chan mobStreamResult
+	mu      sync.Mutex
+	n       int
+	stopped bool
+}
+
+type mobStreamResult struct {
+	res transferResult
+	err error
+}
+
+func startMobStream(t *testing.T, l *mobLab) *mobStream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	s := &mobStream{stop: make(chan struct{}), cancel: cancel, done: make(chan mobStreamResult, 1)}
+	go func() {
+		data := netlab.Paced(netlab.Payload(1<<40, marker, [32]byte{1}), 1<<20, s.stop)
+		res, err := netlab.Transfer(ctx, l.MN, netip.AddrPortFrom(mobHoA, 5201), l.CN, mobCN6, data, 16<<10, func(n int) {
+			s.mu.Lock()
+			s.n = n
+			s.mu.Unlock()
+		})
+		s.done <- mobStreamResult{res, err}
+	}()
+	return s
+}
+
+// sent is how many bytes the CN has received so far.
+func (s *mobStream) sent() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// finish ends the stream and returns its result.
+func (s *mobStream) finish() mobStreamResult {
+	s.stopped = true
+	close(s.stop)
+	r := <-s.done
+	s.cancel()
+	return r
+}
+
+// abort ends a stream finish did not (a stalled one would block until its
+// deadline).
+func (s *mobStream) abort() {
+	if !s.stopped {
+		s.stopped = true
+		close(s.stop)
+		s.cancel()
+		<-s.done
+	}
+}
+
 // checkAccess fails t unless a capture on access link acc holds only ESP
 // (raw on A; in UDP 4500, or signaling in UDP 4191, on B), NAT keepalives
 // (B only) and ARP/ND/MLD, nothing with the plaintext marker, and at least
@@ -422,40 +495,9 @@ func TestMobilityHandover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	type result struct {
-		res transferResult
-		err error
-	}
-	done := make(chan result, 1)
-	var (
-		mu   sync.Mutex
-		sent int
-	)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	go func() {
-		data := netlab.Paced(netlab.Payload(1<<40, marker, [32]byte{1}), 1<<20, stop)
-		res, err := netlab.Transfer(ctx, l.MN, netip.AddrPortFrom(mobHoA, 5201), l.CN, mobCN6, data, 16<<10, func(n int) {
-			mu.Lock()
-			sent = n
-			mu.Unlock()
-		})
-		done <- result{res, err}
-	}()
-	stopped := false
-	defer func() {
-		if !stopped {
-			close(stop)
-			cancel() // a stalled stream would block until its deadline
-			<-done
-		}
-	}()
-	sentNow := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return sent
-	}
+	st := startMobStream(t, l)
+	defer st.abort()
+	sentNow := st.sent
 	time.Sleep(2 * time.Second)
 	if sentNow() == 0 {
 		t.Fatal("the TCP stream sent nothing in 2s on access A")
@@ -496,9 +538,7 @@ func TestMobilityHandover(t *testing.T) {
 			t.Errorf("move %d to %v: %v", i+1, to, err)
 		}
 	}
-	close(stop)
-	stopped = true
-	r := <-done
+	r := st.finish()
 	if r.err != nil {
 		t.Fatalf("the TCP stream across A -> B -> A: %v", r.err)
 	}

@@ -516,9 +516,11 @@ func (n *Node) setIKEPolicies(policyName string, dir sad.Direction, ps []spd.Pol
 			kept = append(kept, p)
 		}
 		at = max(at, 0)
+		start := len(all)
 		all = append(all, kept[:at]...)
 		all = append(all, ps...)
 		all = append(all, kept[at:]...)
+		n.orderIKEPolicies(all[start:], ps)
 	}
 	if err := n.spdb.Replace(all); err != nil {
 		return fmt.Errorf("node: policies %s: %w", policyName, err)
@@ -534,6 +536,35 @@ func (n *Node) setIKEPolicies(policyName string, dir sad.Direction, ps []spd.Pol
 		n.ik.policies[policyName] = rec
 	}
 	return nil
+}
+
+// orderIKEPolicies sorts the IKE children's policies in list (one
+// direction's; ps are being added) narrowest first, in the slots they
+// hold, so that no child's wide selectors shadow another's narrow ones: on
+// a mobile node the payload child (HoA -> any) would otherwise take the
+// Binding Updates of the BU child (RFC 4877 §7.2, RFC 4301 §4.4.1). Equal
+// ones keep their order; manual policies stay where they are. The caller
+// holds n.ik.mu.
+func (n *Node) orderIKEPolicies(list, ps []spd.Policy) {
+	var slots []int
+	var ike []spd.Policy
+	for i, p := range list {
+		if n.isIKEPolicy(p.Name) || slices.ContainsFunc(ps, func(q spd.Policy) bool { return q.Name == p.Name }) {
+			slots = append(slots, i)
+			ike = append(ike, p)
+		}
+	}
+	rank := func(p spd.Policy) int {
+		r := 0
+		for i := range p.Selectors {
+			r = max(r, p.Selectors[i].Specificity())
+		}
+		return r
+	}
+	slices.SortStableFunc(ike, func(a, b spd.Policy) int { return rank(b) - rank(a) })
+	for i, at := range slots {
+		list[at] = ike[i]
+	}
 }
 
 // isIKEPolicy reports whether name is an IKE child's policy. The caller

@@ -87,7 +87,16 @@ func (db *DB) OutboundSPIFor(f *header.Flow) (spi uint32, ok bool) {
 }
 
 // specificity ranks a selector for OutboundSPIFor: higher is narrower.
-func specificity(s *Selector) int {
+func specificity(s *Selector) int { return s.Specificity() }
+
+// Specificity ranks s among overlapping selectors, higher for narrower:
+// one that names a protocol, then port or type values, then a single
+// remote address (over a range, over ANY), then a single local address.
+// OutboundSPIFor picks the most specific SA with it; an SPD whose entries
+// come from a key manager can order them with it (RFC 4301 §4.4.1: the
+// SPD is ordered, and a narrower entry must come before a wider one that
+// would shadow it).
+func (s *Selector) Specificity() int {
 	rank := 0
 	if s.Proto != ProtoAny {
 		rank += 1000
