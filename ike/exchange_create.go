@@ -509,14 +509,17 @@ func (sa *ikeSA) narrowChild(cc *Child, tsi, tsr []TrafficSelector) (local, remo
 }
 
 // matchChild picks the configured child whose selectors meet the
-// initiator's, narrowed (§2.9): the first that takes them as they are,
-// else the first that meets them at all (so that a child for one
-// protocol is not narrowed out of a wider one listed before it, as a
-// home agent's HoTi child and payload child are, RFC 4877 §7.2); a
-// transport child only where the initiator asked for transport mode
-// (USE_TRANSPORT_MODE, §1.3.1). padRefused: no child matched, and some
-// would have but for the PAD.
+// initiator's, narrowed (§2.9): among those that take the initiator's
+// selectors as they are, the one configured narrowest (so that a child
+// for one protocol or prefix is chosen over a wider one that also covers
+// the request, as a home agent's HoTi child over its payload child, RFC
+// 4877 §7.2), else the first that meets them at all; a transport child
+// only where the initiator asked for transport mode (USE_TRANSPORT_MODE,
+// §1.3.1). padRefused: no child matched, and some would have but for the
+// PAD.
 func (sa *ikeSA) matchChild(transport bool, tsi, tsr *TS) (cfg *Child, local, remote []TrafficSelector, padRefused bool) {
+	var exact *Child
+	var exactL, exactR []TrafficSelector
 	for i := range sa.conn.cfg.Children {
 		cc := &sa.conn.cfg.Children[i]
 		if cc.Mode == ModeTransport && !transport {
@@ -527,17 +530,31 @@ func (sa *ikeSA) matchChild(transport bool, tsi, tsr *TS) (cfg *Child, local, re
 		if l == nil {
 			continue
 		}
-		if sameSelectors(l, tsr.Selectors) && sameSelectors(r, tsi.Selectors) {
-			return cc, l, r, false
-		}
 		if cfg == nil {
 			cfg, local, remote = cc, l, r
 		}
+		if !sameSelectors(l, tsr.Selectors) || !sameSelectors(r, tsi.Selectors) {
+			continue
+		}
+		if exact == nil || sa.narrowerChild(cc, exact) && !sa.narrowerChild(exact, cc) {
+			exact, exactL, exactR = cc, l, r
+		}
+	}
+	if exact != nil {
+		return exact, exactL, exactR, false
 	}
 	if cfg != nil {
 		return cfg, local, remote, false
 	}
 	return nil, nil, nil, padRefused
+}
+
+// narrowerChild: a's configured selectors lie within b's (equal ones
+// too).
+func (sa *ikeSA) narrowerChild(a, b *Child) bool {
+	la, ra := resolveTS(a.LocalTS, sa.local.Addr()), resolveTS(a.RemoteTS, sa.remote.Addr())
+	lb, rb := resolveTS(b.LocalTS, sa.local.Addr()), resolveTS(b.RemoteTS, sa.remote.Addr())
+	return TSSubset(la, lb) && TSSubset(ra, rb)
 }
 
 // sameSelectors: a and b hold the same selectors in the same order.
