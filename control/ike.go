@@ -36,6 +36,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mipsec/mipsec/ike"
+	"github.com/mipsec/mipsec/node"
 )
 
 func init() {
@@ -142,6 +143,10 @@ type IKESAInfo struct {
 	Remote   string `json:"remote,omitempty"`
 	LocalID  string `json:"local_id,omitempty"`
 	RemoteID string `json:"remote_id,omitempty"`
+	// HomeAddress is, on a home agent or mobile node, the home address
+	// the IKE SA's children are bound to (RFC 4877 §7.2): the single IPv6
+	// address of their remote (HA) or local (MN) selectors.
+	HomeAddress string `json:"home_address,omitempty"`
 	// NATLocal and NATRemote: the side NAT detection (RFC 7296 §2.23)
 	// found behind a NAT. Encap: IKE and ESP use UDP port 4500.
 	NATLocal  bool `json:"nat_local"`
@@ -229,7 +234,35 @@ func (s *Server) cmdIKEList(args json.RawMessage) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ikeList(d), nil
+	sas := ikeList(d)
+	if role := s.t.Status().Role; role == node.RoleHA || role == node.RoleMN {
+		for _, st := range d.List() {
+			setHomeAddress(sas, st, role == node.RoleHA)
+		}
+	}
+	return sas, nil
+}
+
+// setHomeAddress sets HomeAddress of st's entry in sas: the first single
+// IPv6 address of its children's remote (remote: a home agent) or local
+// selectors.
+func setHomeAddress(sas []IKESAInfo, st ike.SAStatus, remote bool) {
+	for _, c := range st.Children {
+		ts := c.LocalTS
+		if remote {
+			ts = c.RemoteTS
+		}
+		for _, t := range ts {
+			if a := t.Start.Unmap(); a.Is6() && t.Start == t.End {
+				for i := range sas {
+					if sas[i].ID == st.ID {
+						sas[i].HomeAddress = a.String()
+					}
+				}
+				return
+			}
+		}
+	}
 }
 
 // ikeList is the daemon's IKE SAs, by name and then ID.
@@ -544,6 +577,9 @@ func WriteIKESAs(w io.Writer, sas []IKESAInfo, now time.Time) {
 		}
 		side("local", sa.LocalID, sa.Local, sa.NATLocal)
 		side("remote", sa.RemoteID, sa.Remote, sa.NATRemote)
+		if sa.HomeAddress != "" {
+			fmt.Fprintf(w, "  home address %s\n", sa.HomeAddress)
+		}
 		if sa.Suite != "" {
 			fmt.Fprintf(w, "  %s\n", sa.Suite)
 		}

@@ -121,6 +121,9 @@ func TestMobilityIKE(t *testing.T) {
 	if haSA.RemoteID != mobHoA.String() || !strings.HasPrefix(haSA.Remote, "["+mobCoA6.String()+"]") {
 		t.Errorf("HA's IKE SA: remote %s (%s); want the home address as identity from the care-of address %v", haSA.Remote, haSA.RemoteID, mobCoA6)
 	}
+	if haSA.HomeAddress != mobHoA.String() || mnSA.HomeAddress != mobHoA.String() {
+		t.Errorf("ike list: home address %q on the HA, %q on the MN; want %v", haSA.HomeAddress, mnSA.HomeAddress, mobHoA)
+	}
 	for _, ch := range haSA.Children {
 		if len(ch.RemoteTS) == 0 || !strings.HasPrefix(ch.RemoteTS[0], mobHoA.String()) {
 			t.Errorf("HA child %s: remote selectors %v; want narrowed to the home address %v (PAD)", ch.Name, ch.RemoteTS, mobHoA)
