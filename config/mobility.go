@@ -20,6 +20,9 @@ package config
 //	                 ["110s"; RFC 5555 §4.2.2]
 //	  bu_rate, bu_burst  Binding Updates per second and burst per home
 //	                 address [10, 20]
+//	  k_flag         with [[connection]]: the IKE SA moves with the MN's
+//	                 care-of address (RFC 4877 §7.4) [true]; false: the MN
+//	                 negotiates a new IKE SA after each move
 //	  MN only:
 //	  home_address   the MN's IPv6 home address (HoA)               required
 //	  home_address_v4 the MN's IPv4 home address (RFC 5555)         optional
@@ -98,6 +101,9 @@ func (v *validator) mobility(rc *rawConfig, cfg *File) {
 	mc.HomePrefix = v.mobPrefix("mobility.home_prefix", m.HomePrefix, true, false, "the home link's IPv6 prefix, e.g. \"2001:db8:1::/64\"")
 	if mc.HAAddress.IsValid() && mc.HomePrefix.IsValid() && !mc.HomePrefix.Contains(mc.HAAddress) {
 		v.errf("mobility.ha_address", "%s is not in home_prefix %s; the home agent's address is on the home link (RFC 6275 §10.1)", mc.HAAddress, mc.HomePrefix)
+	}
+	if m.KFlag != nil {
+		mc.NoKFlag = !*m.KFlag
 	}
 	if ha {
 		other("home_address", m.HomeAddress != "")

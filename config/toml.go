@@ -49,6 +49,7 @@ type rawMobility struct {
 	NATRefresh   string   `toml:"nat_refresh"`
 	BURate       *float64 `toml:"bu_rate"`
 	BUBurst      *int64   `toml:"bu_burst"`
+	KFlag        *bool    `toml:"k_flag"`
 	// Mobile node.
 	HomeAddress   string   `toml:"home_address"`
 	HomeAddressV4 string   `toml:"home_address_v4"`

@@ -484,6 +484,9 @@ type IKEStatsInfo struct {
 	// Relocations: IKE SAs moved with a mobile node on a Binding Update
 	// or Acknowledgement with the K flag (RFC 4877 §7.4).
 	Relocations uint64 `json:"relocations"`
+	// Renewals: IKE SAs negotiated again from a mobile node's new care-of
+	// address, without the K flag (RFC 4877 §7.4).
+	Renewals uint64 `json:"renewals"`
 }
 
 // ikeStatsOf is t's IKE counters, nil without an IKE daemon.
@@ -496,7 +499,7 @@ func ikeStatsOf(t any) *IKEStatsInfo {
 	in := &IKEStatsInfo{IKESAs: st.IKESAs, ChildSAs: st.ChildSAs, HalfOpen: st.HalfOpen,
 		Exchanges: map[string]uint64{}, Failures: map[string]uint64{},
 		Rekeys: st.Rekeys, Retransmits: st.Retransmits, CookiesSent: st.CookiesSent, ESPMoves: st.ESPMoves, MOBIKEUpdates: st.MOBIKEUpdates,
-		Relocations: st.Relocations}
+		Relocations: st.Relocations, Renewals: st.Renewals}
 	for k, n := range st.Exchanges {
 		in.Exchanges[k] = n
 	}

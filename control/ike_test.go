@@ -456,7 +456,7 @@ func TestIKENoDaemon(t *testing.T) {
 func TestIKEStats(t *testing.T) {
 	f := &fakeIKE{stats: ike.Stats{IKESAs: 2, ChildSAs: 3, HalfOpen: 1,
 		Exchanges: map[string]uint64{"IKE_SA_INIT": 4, "IKE_AUTH": 5}, Failures: map[string]uint64{"auth_failed": 6, "timeout": 0},
-		Rekeys: 7, Retransmits: 8, CookiesSent: 9, ESPMoves: 10, MOBIKEUpdates: 11, Relocations: 12}}
+		Rekeys: 7, Retransmits: 8, CookiesSent: 9, ESPMoves: 10, MOBIKEUpdates: 11, Relocations: 12, Renewals: 13}}
 	raw, errs := call(t, newIKEServer(t, f), `{"cmd":"stats"}`)
 	if errs != "" {
 		t.Fatal(errs)
@@ -465,7 +465,7 @@ func TestIKEStats(t *testing.T) {
 		IKE json.RawMessage `json:"ike"`
 	}
 	json.Unmarshal(raw, &st)
-	want := `{"ike_sas":2,"child_sas":3,"half_open":1,"exchanges":{"IKE_AUTH":5,"IKE_SA_INIT":4},"failures":{"auth_failed":6,"timeout":0},"rekeys":7,"retransmits":8,"cookies_sent":9,"esp_moves":10,"mobike_updates":11,"relocations":12}`
+	want := `{"ike_sas":2,"child_sas":3,"half_open":1,"exchanges":{"IKE_AUTH":5,"IKE_SA_INIT":4},"failures":{"auth_failed":6,"timeout":0},"rekeys":7,"retransmits":8,"cookies_sent":9,"esp_moves":10,"mobike_updates":11,"relocations":12,"renewals":13}`
 	if string(st.IKE) != want {
 		t.Errorf("stats ike:\n got  %s\n want %s", st.IKE, want)
 	}

@@ -215,3 +215,48 @@ func TestMobilityIKEForeignHoA(t *testing.T) {
 		t.Errorf("HA bindings %+v (%v), want none", bs, err)
 	}
 }
+
+// TestMobilityIKENoK: with the K flag off on either side (RFC 4877 §7.4:
+// the MN's BUs without K, or the HA's BAs without it), the IKE SA does not
+// move with the MN: after the move to B the MN negotiates a new IKE SA from
+// its IPv4 care-of address (to the HA's IPv4 address, behind the NAT), the
+// HA drops the old one on its INITIAL_CONTACT, and traffic to the home
+// addresses flows on the new children.
+func TestMobilityIKENoK(t *testing.T) {
+	noK := func(s string) string {
+		return strings.Replace(s, "[mobility]\n", "[mobility]\nk_flag = false\n", 1)
+	}
+	for _, tc := range []struct {
+		name string
+		o    mobOptions
+	}{{"mn", mobOptions{mnEdit: noK}}, {"ha", mobOptions{haEdit: noK}}} {
+		t.Run("off on the "+tc.name, func(t *testing.T) {
+			l := newMobIKELab(t, tc.o)
+			l.waitRegistered(mobCoA6, 20*time.Second)
+			old := mobIKESA(t, l.mn).SPIi
+			if _, err := l.MoveTo(context.Background(), netlab.AccessB); err != nil {
+				t.Fatal(err)
+			}
+			l.waitRegistered(mobCoA4, 20*time.Second)
+			sa := waitIKEEndpoint(t, l.mn, false, mobCoA4, "the MN's new IKE SA from its IPv4 care-of address")
+			if sa.SPIi == old || len(sa.Children) != 4 {
+				t.Fatalf("MN: IKE SA %v with %d children; want a new one (not %v) with all 4", sa.SPIi, len(sa.Children), old)
+			}
+			if ap, err := netip.ParseAddrPort(sa.Remote); err != nil || ap.Addr() != netlab.MobHAV4 {
+				t.Errorf("MN: the new IKE SA goes to %s, want the HA's IPv4 address %v", sa.Remote, netlab.MobHAV4)
+			}
+			waitIKEEndpoint(t, l.ha, true, netlab.MobNATAddr, "the HA's IKE SA is the new one, behind the NAT")
+			if err := netlab.Poll(context.Background(), 10*time.Second, 100*time.Millisecond, func() (bool, string) {
+				sas, err := ikeList(l.ha)
+				return err == nil && len(sas) == 1, fmt.Sprintf("HA IKE SAs %+v (%v); want the old one gone (INITIAL_CONTACT)", sas, err)
+			}); err != nil {
+				t.Error(err)
+			}
+			if mn, ha := ikeStats(t, l.mn), ikeStats(t, l.ha); mn.Renewals != 1 || mn.Relocations != 0 || ha.Relocations != 0 {
+				t.Errorf("renewals %d (want 1), relocations MN %d HA %d (want 0)", mn.Renewals, mn.Relocations, ha.Relocations)
+			}
+			mustPing(t, l.CN, mobCN6, mobHoA, 3)
+			mustPing(t, l.CN, mobCN4, mobHoA4, 3)
+		})
+	}
+}

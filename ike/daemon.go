@@ -98,6 +98,9 @@ type connState struct {
 	lastAcquire time.Time
 	// lastFailure is the reason of the last failed setup, logged once.
 	lastFailure string
+	// from is the local address Renew asked to initiate from (zero:
+	// LocalAddrs, or the kernel's choice).
+	from netip.Addr
 }
 
 // failureKeys is the fixed key set of Stats.Failures.
@@ -927,6 +930,7 @@ func (d *Daemon) snapshotStats() Stats {
 		ESPMoves:      d.stats.ESPMoves,
 		MOBIKEUpdates: d.stats.MOBIKEUpdates,
 		Relocations:   d.stats.Relocations,
+		Renewals:      d.stats.Renewals,
 		HalfOpen:      len(d.halfOpen),
 	}
 	for k, v := range d.stats.Exchanges {

@@ -34,6 +34,13 @@ var sigHashAlgorithms = []byte{0, 2, 0, 3, 0, 4, 0, 5}
 // remoteAddr is where an initiator sends: the first remote prefix, which
 // must be a single address.
 func (c *connState) remoteAddr() (netip.Addr, error) {
+	if c.from.IsValid() {
+		for _, p := range c.cfg.RemoteAddrs {
+			if p.IsSingleIP() && p.Addr().Unmap().Is4() == c.from.Is4() {
+				return p.Addr(), nil
+			}
+		}
+	}
 	for _, p := range c.cfg.RemoteAddrs {
 		if p.IsSingleIP() {
 			return p.Addr(), nil
@@ -44,6 +51,9 @@ func (c *connState) remoteAddr() (netip.Addr, error) {
 
 // localFor is the configured local address of remote's family, if any.
 func (c *connState) localFor(remote netip.Addr) netip.Addr {
+	if c.from.IsValid() && c.from.Is4() == remote.Unmap().Is4() {
+		return c.from
+	}
 	for _, a := range c.cfg.LocalAddrs {
 		if a.Unmap().Is4() == remote.Unmap().Is4() {
 			return a

@@ -32,18 +32,21 @@ var ErrNoIKESAFor = errors.New("ike: no established IKE SA has a child for the a
 func (d *Daemon) Relocate(addr netip.Addr, local, remote netip.AddrPort) error {
 	addr = addr.Unmap()
 	return d.call(func() error {
-		moved := 0
+		served := 0
 		for _, sa := range d.sas {
 			if sa.state != stateEstablished || sa.successor != nil || !sa.serves(addr) {
 				continue
 			}
+			served++
 			fromL, fromR := sa.local, sa.remote
 			sa.local = relocated(sa.local, local)
 			sa.remote = relocated(sa.remote, remote)
+			if sa.local == fromL && sa.remote == fromR {
+				continue // already there (the first registration)
+			}
 			if sa.local.Port() == portNATT || sa.remote.Port() == portNATT {
 				sa.encap = true
 			}
-			moved++
 			d.stats.Relocations++
 			d.log.Info("IKE SA moved with the mobile node (K flag, RFC 4877 §7.4)", append(sa.logFields(),
 				zap.Stringer("for", addr), zap.Stringer("local_from", fromL), zap.Stringer("local", sa.local),
@@ -55,9 +58,47 @@ func (d *Daemon) Relocate(addr netip.Addr, local, remote netip.AddrPort) error {
 				}
 			}
 		}
-		if moved == 0 {
+		if served == 0 {
 			return fmt.Errorf("%w %v", ErrNoIKESAFor, addr)
 		}
+		return nil
+	})
+}
+
+// Renew replaces the IKE SA of connection conn, of which we are the
+// initiator, by a new one negotiated from the local address local, with
+// every child whose start action is StartStart: what a mobile node does
+// after a move when the K flag is not in use (RFC 4877 §7.4). The old IKE
+// SA goes without a Delete (its address is gone; the new IKE_AUTH's
+// INITIAL_CONTACT tells the peer to drop it, RFC 7296 §2.4), and with it
+// its children, until the new ones are up. The initiator sends to the
+// first single remote address of local's family. An IKE SA already at
+// local is kept.
+func (d *Daemon) Renew(conn string, local netip.Addr) error {
+	local = local.Unmap()
+	return d.call(func() error {
+		c := d.conn(conn)
+		if c == nil {
+			return fmt.Errorf("%w: %q", ErrUnknownConnection, conn)
+		}
+		if !c.startStart() {
+			return fmt.Errorf("ike: renew %s: no child with start_action = start to bring up again", conn)
+		}
+		sa := d.activeSA(c)
+		if sa != nil && sa.state == stateEstablished && sa.local.Addr().Unmap() == local {
+			return nil
+		}
+		if sa != nil {
+			if !sa.initiator {
+				return fmt.Errorf("ike: renew %s: we are not the IKE SA's initiator", conn)
+			}
+			d.log.Info("IKE SA renewed from a new address (no K flag, RFC 4877 §7.4)", append(sa.logFields(),
+				zap.Stringer("local_from", sa.local), zap.Stringer("local", local))...)
+			d.removeSA(sa, errors.New("ike: renewed from a new address"))
+		}
+		d.stats.Renewals++
+		c.from = local
+		c.retries, c.retryAt = 0, d.now()
 		return nil
 	})
 }

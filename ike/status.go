@@ -75,8 +75,9 @@ type Stats struct {
 	MOBIKEUpdates uint64
 	// Relocations counts IKE SAs moved with a mobile node on an
 	// authenticated Binding Update or Acknowledgement with the K flag
-	// (Relocate, RFC 4877 §7.4).
-	Relocations uint64
+	// (Relocate, RFC 4877 §7.4); Renewals IKE SAs negotiated again from a
+	// new address without it (Renew).
+	Relocations, Renewals uint64
 }
 
 // WiresharkKey is one IKE SA's line of Wireshark's

@@ -61,6 +61,10 @@ type MNConfig struct {
 	// SA with its care-of address. MNEvent.KeyMgmt tells whether the HA's
 	// BA answered with K.
 	KeyManagement bool
+	// NoKFlag leaves the K flag out of the BUs even with KeyManagement:
+	// the IKE SA stays where it was made, and the key manager negotiates a
+	// new one after a move (RFC 4877 §7.4).
+	NoKFlag bool
 	// Inject sends a cleartext packet the MN built (a BU) through the
 	// outbound IPsec path; the dataplane seals it with SA1 and calls
 	// AfterSeal synchronously before it returns (required).

@@ -36,7 +36,7 @@ func (mn *MobileNode) buildBU(bu BUToSend) ([]byte, error) {
 		life = 1 // never turn a short registration into a de-registration
 	}
 	m := &BindingUpdate{Seq: bu.Seq, Flags: BUFlagA | BUFlagH, Lifetime: life}
-	if mn.cfg.KeyManagement {
+	if mn.cfg.KeyManagement && !mn.cfg.NoKFlag {
 		m.Flags |= BUFlagK // RFC 4877 §7.4: the IKE SA can follow the CoA
 	}
 	switch coa := bu.CoA.Unmap(); {

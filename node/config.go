@@ -166,6 +166,11 @@ type MobilityConfig struct {
 	Interfaces []string
 	// NATKeepalive is the keepalive interval behind a NAT; negative: off.
 	NATKeepalive time.Duration
+	// NoKFlag (both roles, with IKE) turns the K flag off (RFC 4877 §7.4,
+	// node/ike_mobility.go): the MN's BUs and the HA's BAs never carry
+	// it, the IKE SA does not move with the care-of address, and the MN
+	// negotiates a new IKE SA from each new one.
+	NoKFlag bool
 }
 
 // Host is the kernel side of mobility. A nil field means the Linux

@@ -77,6 +77,20 @@ func childHomeAddress(c *ike.ChildSA) (netip.Addr, bool) {
 // layer chooses the endpoints (no IKE peer roams on ESP).
 func (n *Node) mobilityRole() bool { return n.cfg.Role == RoleHA || n.cfg.Role == RoleMN }
 
+// renewIKE is the mobile node's move without the K flag (RFC 4877 §7.4: a
+// new IKE SA from the new care-of address): every connection whose IKE SA
+// is not already at coa is renewed from there (ike.Daemon.Renew).
+func (m *mobility) renewIKE(coa netip.Addr) {
+	if !coa.IsValid() || coa == m.cfg.Mobility.HomeAddress {
+		return
+	}
+	for _, c := range m.cfg.IKE.Connections {
+		if err := m.ike.Renew(c.Name, coa); err != nil && !errors.Is(err, ike.ErrNotRunning) {
+			m.log.Warn("IKE SA not renewed from the new care-of address", zap.String("conn", c.Name), zap.Stringer("coa", coa), zap.Error(err))
+		}
+	}
+}
+
 // ikeServes is mip6.HAConfig.KeyManagement: an IKE SA serves hoa.
 func (m *mobility) ikeServes(hoa netip.Addr) bool {
 	return m.ike != nil && m.ike.Serves(hoa)

@@ -99,6 +99,11 @@ func newMobility(cfg *Config, sadb *sad.DB, log *zap.Logger, host Host, ev *even
 	var err error
 	switch cfg.Role {
 	case RoleHA:
+		// The K flag (ike_mobility.go), unless turned off.
+		keyMgmt, moveIKE := m.ikeServes, m.moveIKE
+		if mc.NoKFlag {
+			keyMgmt, moveIKE = nil, nil
+		}
 		m.ha, err = mip6.NewHomeAgent(mip6.HAConfig{
 			Address: mc.HAAddress, AddressV4: mc.HAAddressV4, LocalAddrs: haLocalAddrs(cfg),
 			HomePrefix: mc.HomePrefix, HomePrefix4: mc.HomePrefixV4,
@@ -106,7 +111,7 @@ func newMobility(cfg *Config, sadb *sad.DB, log *zap.Logger, host Host, ev *even
 			MaxLifetime: mc.MaxLifetime, MaxCoAs: mc.MaxCoAs, NATRefresh: mc.NATRefresh,
 			BURate: mc.BURate, BUBurst: mc.BUBurst,
 			Logger: log, Now: now, OnEvent: m.onHAEvent,
-			KeyManagement: m.ikeServes, MoveIKE: m.moveIKE,
+			KeyManagement: keyMgmt, MoveIKE: moveIKE,
 			// HomeLink is set in start, once the TUN exists.
 			HomeLink: (*lateHomeLink)(m),
 		})
@@ -124,6 +129,7 @@ func newMobility(cfg *Config, sadb *sad.DB, log *zap.Logger, host Host, ev *even
 			HA: mc.HAAddress, HAV4: mc.HAAddressV4,
 			SAD: sadb, Inject: m.inject, Keepalive: keepalive,
 			KeyManagement: len(cfg.IKE.Connections) > 0,
+			NoKFlag:       mc.NoKFlag,
 			BUL:           mip6.BULConfig{Lifetime: mc.Lifetime, NATKeepalive: ka},
 			Logger:        log, Now: now, OnEvent: m.onMNEvent,
 		})
@@ -469,9 +475,13 @@ func (m *mobility) onMNEvent(e mip6.MNEvent) {
 			c.natSeen++
 		}
 		m.events.publish(Registered{Time: e.Time, CoA: e.CoA, NAT: e.NAT, Handover: e.Handover})
-		if e.KeyMgmt {
-			// Off the receive path: Relocate waits for the IKE daemon.
-			go m.relocateMN(e.CoA)
+		if m.ike != nil {
+			// Off the receive path: the IKE daemon is waited for.
+			if e.KeyMgmt {
+				go m.relocateMN(e.CoA)
+			} else {
+				go m.renewIKE(e.CoA)
+			}
 		}
 	}
 }

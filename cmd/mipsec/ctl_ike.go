@@ -175,8 +175,8 @@ func ikeActionMessage(r control.IKEActionInfo) string {
 
 // writeIKEStats is the IKE part of `mipsec stats`.
 func writeIKEStats(w io.Writer, st *control.IKEStatsInfo) {
-	fmt.Fprintf(w, "ike: ike_sas=%d child_sas=%d half_open=%d rekeys=%d retransmits=%d cookies_sent=%d esp_moves=%d mobike_updates=%d relocations=%d\n",
-		st.IKESAs, st.ChildSAs, st.HalfOpen, st.Rekeys, st.Retransmits, st.CookiesSent, st.ESPMoves, st.MOBIKEUpdates, st.Relocations)
+	fmt.Fprintf(w, "ike: ike_sas=%d child_sas=%d half_open=%d rekeys=%d retransmits=%d cookies_sent=%d esp_moves=%d mobike_updates=%d relocations=%d renewals=%d\n",
+		st.IKESAs, st.ChildSAs, st.HalfOpen, st.Rekeys, st.Retransmits, st.CookiesSent, st.ESPMoves, st.MOBIKEUpdates, st.Relocations, st.Renewals)
 	fmt.Fprintf(w, "ike exchanges: %s\n", formatCounts(st.Exchanges))
 	fmt.Fprintf(w, "ike failures: %s\n", formatCounts(st.Failures))
 }

@@ -280,11 +280,11 @@ func TestIKENotConfiguredCLI(t *testing.T) {
 // TestIKEStatsCLI: `mipsec stats` and --json carry the IKE counters.
 func TestIKEStatsCLI(t *testing.T) {
 	d := &cliIKE{stats: ike.Stats{IKESAs: 2, ChildSAs: 3, HalfOpen: 1, Exchanges: map[string]uint64{"IKE_AUTH": 4, "IKE_SA_INIT": 5},
-		Failures: map[string]uint64{"auth_failed": 6, "cookie": 0}, Rekeys: 7, Retransmits: 8, CookiesSent: 9, ESPMoves: 10, MOBIKEUpdates: 11, Relocations: 12}}
+		Failures: map[string]uint64{"auth_failed": 6, "cookie": 0}, Rekeys: 7, Retransmits: 8, CookiesSent: 9, ESPMoves: 10, MOBIKEUpdates: 11, Relocations: 12, Renewals: 13}}
 	path := startIKEServer(t, d)
 	out, _, rc := ikeCLI(path, "stats")
 	wantContains(t, "stats", out,
-		"ike: ike_sas=2 child_sas=3 half_open=1 rekeys=7 retransmits=8 cookies_sent=9 esp_moves=10 mobike_updates=11 relocations=12\n",
+		"ike: ike_sas=2 child_sas=3 half_open=1 rekeys=7 retransmits=8 cookies_sent=9 esp_moves=10 mobike_updates=11 relocations=12 renewals=13\n",
 		"ike exchanges: IKE_AUTH=4 IKE_SA_INIT=5\n", "ike failures: auth_failed=6 cookie=0\n")
 	if rc != 0 {
 		t.Errorf("stats: %d", rc)

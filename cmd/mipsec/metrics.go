@@ -128,6 +128,7 @@ var (
 	descIKECookies     = prometheus.NewDesc("mipsec_ike_cookies_sent_total", "COOKIE notifications sent to initiators (RFC 7296 §2.6).", nil, nil)
 	descIKEMOBIKE      = prometheus.NewDesc("mipsec_ike_mobike_updates_total", "IKE SAs moved by the initiator's UPDATE_SA_ADDRESSES (RFC 4555 §3.5).", nil, nil)
 	descIKERelocations = prometheus.NewDesc("mipsec_ike_relocations_total", "IKE SAs moved with a mobile node on a Binding Update or Acknowledgement with the K flag (RFC 4877 §7.4).", nil, nil)
+	descIKERenewals    = prometheus.NewDesc("mipsec_ike_renewals_total", "IKE SAs negotiated again from a mobile node's new care-of address, without the K flag (RFC 4877 §7.4).", nil, nil)
 	descIKEESPMoves    = prometheus.NewDesc("mipsec_ike_esp_moves_total", "IKE SAs moved to where their peer's ESP came from: a NAT's new mapping (RFC 7296 §2.23).", nil, nil)
 )
 
@@ -144,7 +145,7 @@ func (c mipsecCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSAPackets, descSABytes, descSADrops, descSASeq, descSPDDrops, descPolicyHits, descDPDrops, descDPCounters, descUnderlay, descPeerMoves,
 		descBindings, descBindingEvents, descBUAccepted, descBURejected, descBUBadCoA, descBUSent, descBAs, descNATDetected, descHandovers, descLastHandover, descKeepalives, descRegistered, descNAT,
 		descSigReceived, descSigDropped, descMPSAnswered, descHomeLinkErrs, descDR1Failed, descMNCounters,
-		descIKESAs, descIKEChildSAs, descIKEHalfOpen, descIKEExchanges, descIKEFailures, descIKERekeys, descIKERetransmits, descIKECookies, descIKEESPMoves, descIKEMOBIKE, descIKERelocations} {
+		descIKESAs, descIKEChildSAs, descIKEHalfOpen, descIKEExchanges, descIKEFailures, descIKERekeys, descIKERetransmits, descIKECookies, descIKEESPMoves, descIKEMOBIKE, descIKERelocations, descIKERenewals} {
 		ch <- d
 	}
 }
@@ -239,6 +240,7 @@ func collectIKE(ch chan<- prometheus.Metric, st ike.Stats) {
 	ch <- prometheus.MustNewConstMetric(descIKEESPMoves, counter, float64(st.ESPMoves))
 	ch <- prometheus.MustNewConstMetric(descIKEMOBIKE, counter, float64(st.MOBIKEUpdates))
 	ch <- prometheus.MustNewConstMetric(descIKERelocations, counter, float64(st.Relocations))
+	ch <- prometheus.MustNewConstMetric(descIKERenewals, counter, float64(st.Renewals))
 }
 
 // collectSADrops writes an SA's drop series (labels l), one per verdict
