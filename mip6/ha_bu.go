@@ -224,7 +224,7 @@ func (ha *HomeAgent) handleBU(m *haMsg) {
 		ha.reject(m, *reason, status, detail)
 	} else {
 		ha.st.accepted.Add(1)
-		if k && ha.cfg.MoveIKE != nil && bu.Lifetime > 0 {
+		if k && ha.cfg.MoveIKE != nil && ba.Lifetime > 0 { // a registration, not a de-registration
 			ha.moveIKE(m, rec)
 		}
 	}

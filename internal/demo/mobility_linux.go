@@ -22,6 +22,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -53,6 +54,7 @@ func mobdemo(args []string, stdout, stderr io.Writer, env Env) int {
 	regTimeout := fs.Duration("reg-timeout", 15*time.Second, "longest wait for a registration after a move")
 	verbose := fs.Bool("v", false, "print the daemons' logs at the end")
 	timeout := fs.Duration("timeout", 3*time.Minute, "give up after this long")
+	manual := fs.Bool("manual", false, "manual keys (the SA1..SA8 of examples/ha.toml and mn.toml) instead of IKEv2")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `usage: mipsec demo [flags]
        mipsec demo --gateway [flags]   (the two-gateway demo; see mipsec demo --gateway -h)
@@ -61,13 +63,18 @@ func mobdemo(args []string, stdout, stderr io.Writer, env Env) int {
 The mobility demo. Builds network namespaces for a correspondent (CN) on the
 home link, the home agent (HA), a router that NATs an IPv4-only access
 network, and the mobile node (MN) with an IPv6 access network and the IPv4
-one; starts HA and MN (mipsec run) from the embedded example configs; runs
+one; starts HA and MN (mipsec run) from the embedded example configs
+(examples/ha-ike.toml and mn-ike.toml: keyed by IKEv2 with a pre-shared key
+made for the run, RFC 4877 §7; with --manual examples/ha.toml and mn.toml,
+manual keys); shows the MN bringing up its SAs with IKE; runs
 a TCP stream and a sequence-numbered UDP stream from the CN to the MN's home
 address; moves the MN IPv6 -> IPv4 behind the NAT -> IPv6 and prints, for
 each move, the handover time (old link down to the first data packet on the
 new access link), the UDP datagrams lost, and whether the TCP stream
-survived; then shows from captures on both access links that only ESP
-crossed them. Needs root, ip (iproute2) and nft (nftables). Everything is
+survived; with IKE also the IKE SA following each move (the K flag, RFC
+4877 §7.4) and a rekey of the payload child in the middle of the first
+handover; then shows from captures on both access links that only ESP (and
+IKE) crossed them. Needs root, ip (iproute2) and nft (nftables). Everything is
 removed at the end, also on failure or Ctrl-C.`)
 		fs.PrintDefaults()
 	}
@@ -88,7 +95,7 @@ removed at the end, also on failure or Ctrl-C.`)
 	if rc := demoPrereqs(stderr, "network namespaces, veths, TUN devices and a NAT", [][2]string{{"ip", "iproute2"}, {"nft", "nftables"}}, bin); rc != 0 {
 		return rc
 	}
-	d := &mobDemo{env: env, out: stdout, bin: *bin, dwell: *dwell, rate: *rate << 10, regTimeout: *regTimeout}
+	d := &mobDemo{env: env, out: stdout, bin: *bin, dwell: *dwell, rate: *rate << 10, regTimeout: *regTimeout, ike: !*manual}
 	return runNamespaceDemo(stdout, stderr, *timeout, *verbose,
 		"teardown: stopping MN (de-registration) and HA, deleting the namespaces", d.run, d.teardown,
 		func(w io.Writer) {
@@ -106,6 +113,9 @@ type mobDemo struct {
 	dwell      time.Duration
 	rate       int // TCP bytes per second
 	regTimeout time.Duration
+	// ike: the daemons run examples/ha-ike.toml and mn-ike.toml (else the
+	// manual-key ha.toml and mn.toml).
+	ike bool
 
 	dir      string
 	lab      *netlab.Mobility
@@ -184,12 +194,12 @@ func (d *mobDemo) run(ctx context.Context) error {
 
 	// The captures run from before the daemons start to the end: both
 	// access links (on the router's side) and the transit link.
-	capA, err := netlab.StartCaptureOpts(lab.RT, netlab.AccessA.RouterDev(), netlab.CaptureOptions{Marker: mdMarker})
+	capA, err := netlab.StartCaptureOpts(lab.RT, netlab.AccessA.RouterDev(), netlab.CaptureOptions{Marker: mdMarker, Keep: ndKeepOther})
 	if err != nil {
 		return err
 	}
 	d.captures = append(d.captures, capA)
-	capB, err := netlab.StartCaptureOpts(lab.RT, netlab.AccessB.RouterDev(), netlab.CaptureOptions{Marker: mdMarker})
+	capB, err := netlab.StartCaptureOpts(lab.RT, netlab.AccessB.RouterDev(), netlab.CaptureOptions{Marker: mdMarker, Keep: ndKeepOther})
 	if err != nil {
 		return err
 	}
@@ -197,14 +207,32 @@ func (d *mobDemo) run(ctx context.Context) error {
 
 	// 2. The daemons, from the embedded example configs.
 	haPath, mnPath := "", ""
+	suffix, psk := "", ""
+	if d.ike {
+		suffix = "-ike"
+		if psk, err = ndWritePSK(dir); err != nil {
+			return err
+		}
+		named := filepath.Join(dir, "ha-mn.psk")
+		if err := os.Rename(psk, named); err != nil {
+			return err
+		}
+		psk = named
+		d.step("IKEv2 keying (RFC 4877 §7): a fresh pre-shared key %s (mode 0600); no static ESP keys anywhere", psk)
+	} else {
+		d.step("manual keys: the SA1..SA8 of the example configs (RFC 4877 §6)")
+	}
 	for _, r := range []struct {
 		role string
 		path *string
 		sock *string
 	}{{node.RoleHA, &haPath, &d.haSock}, {node.RoleMN, &mnPath, &d.mnSock}} {
-		example, err := d.env.ExampleConfig(r.role)
+		example, err := d.env.ExampleConfig(r.role + suffix)
 		if err != nil {
 			return err
+		}
+		if psk != "" {
+			example = []byte(strings.ReplaceAll(string(example), "/etc/mipsec/ha-mn.psk", psk))
 		}
 		*r.path, *r.sock, err = netlab.WriteMobilityConfig(example, dir, r.role, nil)
 		if err != nil {
@@ -231,6 +259,11 @@ func (d *mobDemo) run(ctx context.Context) error {
 		return fmt.Errorf("registration on access A: %w", err)
 	}
 	d.info("registered after %v: %s", time.Since(start).Round(time.Millisecond), mdBindingLine(b))
+	if d.ike {
+		if err := d.ikeReport(ctx, "the MN's IKE SA and its children", true); err != nil {
+			return err
+		}
+	}
 
 	// 4. The streams.
 	cn6 := netlab.MobHomeCN6.Addr()
@@ -303,12 +336,39 @@ func (d *mobDemo) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		var rekey chan error
+		if d.ike && i == 0 {
+			// A rekey of the payload child in the middle of the handover:
+			// its messages wait on the IKE SA until it follows the move.
+			d.info("rekeying the payload child now, in the middle of the handover (mipsec ike rekey %s payload)", mdIKEConn)
+			rekey = make(chan error, 1)
+			go func() {
+				_, err := netlab.Ctl(ctx, d.bin, d.mnSock, "ike", "rekey", mdIKEConn, "payload")
+				rekey <- err
+			}()
+		}
 		b, err := d.waitBinding(ctx, to.CoA(), mv.Down)
 		if err != nil {
 			return fmt.Errorf("move %d to %v: %w", i+1, to, err)
 		}
 		m := mdMove{mv: mv, registered: time.Since(mv.Down), binding: b}
 		d.info("registered at %v after %v: %s", to.CoA(), m.registered.Round(time.Millisecond), mdBindingLine(b))
+		if rekey != nil {
+			select {
+			case err := <-rekey:
+				if err != nil {
+					return fmt.Errorf("the payload child's rekey during move %d: %w", i+1, err)
+				}
+				d.info("payload child rekeyed during the handover (%v after the old link went down)", time.Since(mv.Down).Round(time.Millisecond))
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		}
+		if d.ike {
+			if err := d.ikeFollows(ctx, to); err != nil {
+				return fmt.Errorf("move %d to %v: %w", i+1, to, err)
+			}
+		}
 		if wantNAT := to == netlab.AccessB; mdNAT(b) != wantNAT {
 			return fmt.Errorf("move %d: the HA's binding says NAT=%v, want %v (rt masquerades access B only): %s", i+1, mdNAT(b), wantNAT, mdBindingLine(b))
 		}
@@ -384,11 +444,12 @@ func (d *mobDemo) run(ctx context.Context) error {
 
 	// 8. The captures.
 	for _, c := range []struct {
-		acc netlab.Access
-		st  netlab.Stats
-	}{{netlab.AccessA, stA}, {netlab.AccessB, stB}} {
+		acc  netlab.Access
+		st   netlab.Stats
+		kept []netlab.KeptFrame
+	}{{netlab.AccessA, stA, capA.Kept()}, {netlab.AccessB, stB, capB.Kept()}} {
 		d.step("capture on access %v (%s in rt)", c.acc, c.acc.RouterDev())
-		lines, problems := mdCaptureReport(c.acc, c.st)
+		lines, problems := mdCaptureReport(c.acc, c.st, c.kept)
 		for _, l := range lines {
 			d.info("%s", l)
 		}
@@ -397,7 +458,11 @@ func (d *mobDemo) run(ctx context.Context) error {
 	if len(failed) > 0 {
 		return errors.New(strings.Join(failed, "; "))
 	}
-	d.info("=> only ESP crossed the access networks (raw ESP on A; ESP in UDP 4500 and BU/BA in UDP 4191 on B), none of it with the plaintext")
+	if d.ike {
+		d.info("=> only IKE and ESP crossed the access networks (raw ESP on A; ESP in UDP 4500 and BU/BA in UDP 4191 on B), none of it with the plaintext")
+	} else {
+		d.info("=> only ESP crossed the access networks (raw ESP on A; ESP in UDP 4500 and BU/BA in UDP 4191 on B), none of it with the plaintext")
+	}
 
 	// 9. The daemons' view.
 	for _, c := range []struct{ sock, cmd, what string }{
@@ -502,7 +567,7 @@ func mdSince(x, t time.Time) string {
 // breaks the demo's claims: anything but ESP (raw on A; in UDP 4500, or
 // BU/BA in UDP 4191, on B), NAT keepalives (B) and ARP/ND/MLD, or any
 // frame with the plaintext pattern.
-func mdCaptureReport(acc netlab.Access, s netlab.Stats) (lines, problems []string) {
+func mdCaptureReport(acc netlab.Access, s netlab.Stats, kept []netlab.KeptFrame) (lines, problems []string) {
 	dsmip, hao, rh2 := s.Signaling()
 	raw := 0
 	for _, p := range s.ESP {
@@ -515,7 +580,7 @@ func mdCaptureReport(acc netlab.Access, s netlab.Stats) (lines, problems []strin
 		spis = append(spis, fmt.Sprintf("0x%08x: %d", spi, n))
 	}
 	sort.Strings(spis)
-	other := ndOther(s)
+	ike, other := ndSplitIKE(s, kept)
 	var others []string
 	nother := 0
 	for k, n := range other {
@@ -529,6 +594,7 @@ func mdCaptureReport(acc netlab.Access, s netlab.Stats) (lines, problems []strin
 		fmt.Sprintf("  raw (IP proto 50): %d, of them BU with a Home Address option %d, BA with a type 2 Routing header %d", raw, hao, rh2),
 		fmt.Sprintf("  in UDP 4500:       %d", s.ESPInUDP()),
 		fmt.Sprintf("  BU/BA in UDP 4191: %d", dsmip),
+		fmt.Sprintf("IKE (UDP 500/4500):  %d messages", ike),
 		fmt.Sprintf("NAT keepalives:      %d", s.Keepalives),
 		fmt.Sprintf("ARP/ND/MLD:          %d (link-layer housekeeping)", s.Control),
 		fmt.Sprintf("anything else:       %d %s", nother, strings.Join(others, ", ")),

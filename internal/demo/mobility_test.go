@@ -58,39 +58,58 @@ func TestMobDemo(t *testing.T) {
 		}
 		noDemoLeftovers(t, bin)
 	})
-	t.Run("moves", func(t *testing.T) {
-		var stdout, stderr bytes.Buffer
-		rc := Namespaces([]string{"-mipsec", bin, "-dwell", "2s", "-rate", "1024"}, &stdout, &stderr, testEnv)
-		out := stdout.String()
-		if rc != 0 {
-			t.Fatalf("mobility demo: exit %d\nstdout:\n%s\nstderr:\n%s", rc, out, stderr.String())
-		}
-		for _, want := range []string{
-			"registered after",
-			"move 1, A (IPv6) -> B (IPv4 behind NAT):",
-			"move 2, B (IPv4 behind NAT) -> A (IPv6):",
-			"(NAT detected)",
-			"the stream survived both moves",
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		wants []string
+	}{
+		{"moves", nil, []string{
+			"IKEv2 keying (RFC 4877 §7)",
+			"child payload  tunnel    2001:db8:1::100/128,192.0.2.100/32 -> ::/0,0.0.0.0/0",
+			"for the home address 2001:db8:1::100",
+			"payload child rekeyed during the handover",
+			"IKE SA followed the move (K flag, no IKE exchange): MN 203.0.113.10:4500 <-> HA 198.51.100.1:4500, HA sees the MN at 198.51.100.2:",
+			"IKE SA followed the move (K flag, no IKE exchange): MN [2001:db8:2::100]:4500 <-> HA [2001:db8:1::1]:4500",
+			"=> only IKE and ESP crossed the access networks",
+		}},
+		{"manual", []string{"--manual"}, []string{
+			"manual keys: the SA1..SA8",
 			"=> only ESP crossed the access networks",
-			"teardown:",
-			"demo OK",
-		} {
-			if !strings.Contains(out, want) {
-				t.Errorf("output lacks %q:\n%s", want, out)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			rc := Namespaces(append([]string{"-mipsec", bin, "-dwell", "2s", "-rate", "1024"}, tc.args...), &stdout, &stderr, testEnv)
+			out := stdout.String()
+			if rc != 0 {
+				t.Fatalf("mobility demo: exit %d\nstdout:\n%s\nstderr:\n%s", rc, out, stderr.String())
 			}
-		}
-		for _, re := range []string{
-			`handover time: [0-9.]+m?s \(old link down`,
-			`packets lost: [0-9]+ of [0-9]+ UDP datagrams`,
-			`TCP stream: survived, [0-9]+ KiB sent after the move`,
-		} {
-			if n := len(regexp.MustCompile(re).FindAllString(out, -1)); n != 2 {
-				t.Errorf("output has %d lines matching %q, want one per move:\n%s", n, re, out)
+			for _, want := range append([]string{
+				"registered after",
+				"move 1, A (IPv6) -> B (IPv4 behind NAT):",
+				"move 2, B (IPv4 behind NAT) -> A (IPv6):",
+				"(NAT detected)",
+				"the stream survived both moves",
+				"teardown:",
+				"demo OK",
+			}, tc.wants...) {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
 			}
-		}
-		noDemoLeftovers(t, bin)
-		t.Logf("demo output:\n%s", out)
-	})
+			for _, re := range []string{
+				`handover time: [0-9.]+m?s \(old link down`,
+				`packets lost: [0-9]+ of [0-9]+ UDP datagrams`,
+				`TCP stream: survived, [0-9]+ KiB sent after the move`,
+			} {
+				if n := len(regexp.MustCompile(re).FindAllString(out, -1)); n != 2 {
+					t.Errorf("output has %d lines matching %q, want one per move:\n%s", n, re, out)
+				}
+			}
+			noDemoLeftovers(t, bin)
+			t.Logf("demo output:\n%s", out)
+		})
+	}
 }
 
 // TestMobDemoReport: the per-move measurements (netlab's HandoverAfter,
@@ -118,25 +137,25 @@ func TestMobDemoReport(t *testing.T) {
 		t.Errorf("mdSince = %q", got)
 	}
 	s.ESPBytes, s.Frames = 1000, 6
-	if _, problems := mdCaptureReport(netlab.AccessA, s); len(problems) != 0 {
+	if _, problems := mdCaptureReport(netlab.AccessA, s, nil); len(problems) != 0 {
 		t.Errorf("a clean access A capture: %v", problems)
 	}
 	// The same on B: raw ESP and no UDP 4191 are both wrong there.
-	if _, problems := mdCaptureReport(netlab.AccessB, s); len(problems) != 2 {
+	if _, problems := mdCaptureReport(netlab.AccessB, s, nil); len(problems) != 2 {
 		t.Errorf("raw ESP on access B: problems %v, want 2", problems)
 	}
 	dirty := s
 	dirty.ESP = append([]netlab.ESPPacket{{SPI: 0xb008, UDP: true}}, s.ESP...)
 	dirty.Plaintext = 1
 	dirty.Other = map[string]int{"ICMPv6 type 4 code 2": 3}
-	lines, problems := mdCaptureReport(netlab.AccessA, dirty)
+	lines, problems := mdCaptureReport(netlab.AccessA, dirty, nil)
 	if len(problems) != 3 {
 		t.Errorf("UDP, plaintext and ICMP on access A: problems %v, want 3", problems)
 	}
 	if !strings.Contains(strings.Join(lines, "\n"), "anything else:       3 ICMPv6 type 4 code 2: 3") {
 		t.Errorf("report lines:\n%s", strings.Join(lines, "\n"))
 	}
-	if _, problems := mdCaptureReport(netlab.AccessB, netlab.Stats{}); len(problems) != 2 {
+	if _, problems := mdCaptureReport(netlab.AccessB, netlab.Stats{}, nil); len(problems) != 2 {
 		t.Errorf("empty capture on B: %v, want no ESP and no 4191", problems)
 	}
 }

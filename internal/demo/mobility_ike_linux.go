@@ -1,0 +1,119 @@
+package demo
+
+// The IKEv2 side of the mobility demo (its default; --manual keeps the
+// manual keys): the MN's IKE SA and children as `mipsec ike list` shows
+// them on both daemons, and after each move the IKE SA's addresses, which
+// follow the MN by the K flag (RFC 4877 §7.4) without an IKE exchange.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/mipsec/mipsec/control"
+	"github.com/mipsec/mipsec/internal/netlab"
+)
+
+// mdIKEConn is the MN's connection to its home agent (examples/mn-ike.toml).
+const mdIKEConn = "home-agent"
+
+// mdIKEChildren are the children the MN brings up (RFC 4877 §7.2).
+var mdIKEChildren = []string{"bu", "mpd", "hoti", "payload"}
+
+// mdIKESA is the one established IKE SA of the daemon at sock, with every
+// child of mdIKEChildren installed; else why not.
+func (d *mobDemo) mdIKESA(ctx context.Context, sock string) (*control.IKESAInfo, string) {
+	out, err := netlab.Ctl(ctx, d.bin, sock, "ike", "list", "--json")
+	if err != nil {
+		return nil, err.Error()
+	}
+	var sas []control.IKESAInfo
+	if err := json.Unmarshal(out, &sas); err != nil {
+		return nil, fmt.Sprintf("mipsec ike list --json: %v", err)
+	}
+	var up []*control.IKESAInfo
+	for i := range sas {
+		if sas[i].State == "established" {
+			up = append(up, &sas[i])
+		}
+	}
+	if len(up) != 1 {
+		return nil, fmt.Sprintf("%d established IKE SAs, want 1", len(up))
+	}
+	have := map[string]bool{}
+	for _, c := range up[0].Children {
+		have[c.Name] = have[c.Name] || c.State == "installed"
+	}
+	for _, name := range mdIKEChildren {
+		if !have[name] {
+			return nil, fmt.Sprintf("child %s not installed yet", name)
+		}
+	}
+	return up[0], ""
+}
+
+// ikeReport waits for the IKE SA on both daemons and prints it; children
+// also lists the children with their selectors and SPIs.
+func (d *mobDemo) ikeReport(ctx context.Context, what string, children bool) error {
+	d.step("%s (mipsec ike list)", what)
+	var mn, ha *control.IKESAInfo
+	err := netlab.Poll(ctx, 10*time.Second, 100*time.Millisecond, func() (bool, string) {
+		var why string
+		if mn, why = d.mdIKESA(ctx, d.mnSock); mn == nil {
+			return false, "MN: " + why
+		}
+		if ha, why = d.mdIKESA(ctx, d.haSock); ha == nil {
+			return false, "HA: " + why
+		}
+		return true, ""
+	})
+	if err != nil {
+		return err
+	}
+	d.info("IKE SA %016x_i %016x_r %s: MN %s ('%s') <-> HA %s ('%s'), for the home address %s",
+		uint64(mn.SPIi), uint64(mn.SPIr), mn.Suite, mn.Local, mn.LocalID, mn.Remote, mn.RemoteID, ha.HomeAddress)
+	if !children {
+		return nil
+	}
+	for _, c := range mn.Children {
+		d.info("  child %-8s %-9s %s -> %s, SPIs in 0x%08x out 0x%08x", c.Name, c.Mode,
+			strings.Join(c.LocalTS, ","), strings.Join(c.RemoteTS, ","), uint32(c.SPIIn), uint32(c.SPIOut))
+	}
+	d.info("every child is bound to the home address: none changes when the MN moves (RFC 4877 §7.2)")
+	return nil
+}
+
+// ikeFollows waits until both ends of the IKE SA are at the MN's new
+// place, to, and prints them: the HA's peer is the new care-of address
+// (behind the NAT: the NAT's address and port), the MN's own address the
+// new care-of address.
+func (d *mobDemo) ikeFollows(ctx context.Context, to netlab.Access) error {
+	want := to.CoA()
+	if to == netlab.AccessB {
+		want = netlab.MobNATAddr
+	}
+	var mn, ha *control.IKESAInfo
+	err := netlab.Poll(ctx, 10*time.Second, 50*time.Millisecond, func() (bool, string) {
+		var why string
+		if mn, why = d.mdIKESA(ctx, d.mnSock); mn == nil {
+			return false, "MN: " + why
+		}
+		if ha, why = d.mdIKESA(ctx, d.haSock); ha == nil {
+			return false, "HA: " + why
+		}
+		l, _ := netip.ParseAddrPort(mn.Local)
+		r, _ := netip.ParseAddrPort(ha.Remote)
+		if l.Addr().Unmap() != to.CoA() || r.Addr().Unmap() != want {
+			return false, fmt.Sprintf("IKE SA: MN local %s, HA remote %s; want %v and %v", mn.Local, ha.Remote, to.CoA(), want)
+		}
+		return true, ""
+	})
+	if err != nil {
+		return fmt.Errorf("the IKE SA did not follow the MN (K flag): %w", err)
+	}
+	d.info("IKE SA followed the move (K flag, no IKE exchange): MN %s <-> HA %s, HA sees the MN at %s", mn.Local, mn.Remote, ha.Remote)
+	return nil
+}
