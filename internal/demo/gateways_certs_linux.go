@@ -15,6 +15,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -23,13 +25,42 @@ import (
 // ndMakeCerts writes ca.pem, and for each gateway x (a, b) gateway-x.pem
 // and gateway-x.key (PKCS#8, mode 0600), into dir.
 func ndMakeCerts(dir string) (*ndCerts, error) {
+	ca, err := newDemoCA(dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &ndCerts{CA: ca.path}
+	for _, g := range []struct {
+		name, id   string
+		cert, keyf *string
+	}{{"a", ndIDA, &c.CertA, &c.KeyA}, {"b", ndIDB, &c.CertB, &c.KeyB}} {
+		if *g.cert, *g.keyf, err = ca.issue("gateway-"+g.name, g.id, []string{g.id}, nil); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// demoCA is a throwaway CA (ECDSA P-256, valid one day) whose
+// certificate is ca.pem in its directory.
+type demoCA struct {
+	dir, path string
+	cert      *x509.Certificate
+	key       *ecdsa.PrivateKey
+}
+
+func demoSerial() (*big.Int, error) {
+	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+}
+
+// newDemoCA makes the CA and writes dir/ca.pem.
+func newDemoCA(dir string) (*demoCA, error) {
 	now := time.Now()
-	serial := func() (*big.Int, error) { return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127)) }
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	sn, err := serial()
+	sn, err := demoSerial()
 	if err != nil {
 		return nil, err
 	}
@@ -51,48 +82,54 @@ func ndMakeCerts(dir string) (*ndCerts, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &ndCerts{CA: filepath.Join(dir, "ca.pem")}
-	if err := ndWritePEM(c.CA, "CERTIFICATE", caDER, 0o644); err != nil {
+	c := &demoCA{dir: dir, path: filepath.Join(dir, "ca.pem"), cert: ca, key: caKey}
+	if err := ndWritePEM(c.path, "CERTIFICATE", caDER, 0o644); err != nil {
 		return nil, err
 	}
-	for _, g := range []struct {
-		name, id   string
-		cert, keyf *string
-	}{{"a", ndIDA, &c.CertA, &c.KeyA}, {"b", ndIDB, &c.CertB, &c.KeyB}} {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		sn, err := serial()
-		if err != nil {
-			return nil, err
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: sn,
-			Subject:      pkix.Name{Organization: []string{"mipsec demo"}, CommonName: g.id},
-			DNSNames:     []string{g.id},
-			NotBefore:    now.Add(-time.Minute),
-			NotAfter:     now.Add(24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			return nil, err
-		}
-		pk, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			return nil, err
-		}
-		*g.cert = filepath.Join(dir, "gateway-"+g.name+".pem")
-		*g.keyf = filepath.Join(dir, "gateway-"+g.name+".key")
-		if err := ndWritePEM(*g.cert, "CERTIFICATE", der, 0o644); err != nil {
-			return nil, err
-		}
-		if err := ndWritePEM(*g.keyf, "PRIVATE KEY", pk, 0o600); err != nil {
-			return nil, err
-		}
-	}
 	return c, nil
+}
+
+// issue writes dir/name.pem, a certificate for subject cn with the
+// dNSName and iPAddress subjectAltNames given (RFC 4945 §3.1: what an
+// ID_FQDN or ID_IPV6_ADDR identity is checked against), and dir/name.key,
+// its private key (PKCS#8, mode 0600).
+func (ca *demoCA) issue(name, cn string, dns []string, ips []netip.Addr) (cert, keyFile string, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	sn, err := demoSerial()
+	if err != nil {
+		return "", "", err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: sn,
+		Subject:      pkix.Name{Organization: []string{"mipsec demo"}, CommonName: cn},
+		DNSNames:     dns,
+		NotBefore:    now.Add(-time.Minute),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	for _, a := range ips {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.IP(a.AsSlice()))
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		return "", "", err
+	}
+	pk, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", "", err
+	}
+	cert, keyFile = filepath.Join(ca.dir, name+".pem"), filepath.Join(ca.dir, name+".key")
+	if err := ndWritePEM(cert, "CERTIFICATE", der, 0o644); err != nil {
+		return "", "", err
+	}
+	if err := ndWritePEM(keyFile, "PRIVATE KEY", pk, 0o600); err != nil {
+		return "", "", err
+	}
+	return cert, keyFile, nil
 }
 
 // ndWritePEM writes one PEM block to a new file of mode perm.

@@ -17,6 +17,18 @@ import (
 	"github.com/mipsec/mipsec/internal/netlab"
 )
 
+// mdPSKPath is the PSK file the IKE examples name.
+const mdPSKPath = "/etc/mipsec/ha-mn.psk"
+
+// mdPubkeyConfig turns an IKE example (PSK) into its certificate form:
+// the local side proves its identity with cert and key, and the peer's
+// certificate must chain to ca (RFC 7296 §2.15, RFC 7427).
+func mdPubkeyConfig(cfg, cert, key, ca string) string {
+	cfg = strings.Replace(cfg, `auth = "psk"`, `auth = "pubkey"`, 1)
+	cfg = strings.Replace(cfg, `psk_file = "`+mdPSKPath+`"`, fmt.Sprintf("cert = %q\n  key = %q", cert, key), 1)
+	return strings.Replace(cfg, "[connection.remote]\n", fmt.Sprintf("[connection.remote]\n  auth = \"pubkey\"\n  cacerts = [%q]\n", ca), 1)
+}
+
 // mdIKEConn is the MN's connection to its home agent (examples/mn-ike.toml).
 const mdIKEConn = "home-agent"
 

@@ -55,6 +55,7 @@ func mobdemo(args []string, stdout, stderr io.Writer, env Env) int {
 	verbose := fs.Bool("v", false, "print the daemons' logs at the end")
 	timeout := fs.Duration("timeout", 3*time.Minute, "give up after this long")
 	manual := fs.Bool("manual", false, "manual keys (the SA1..SA8 of examples/ha.toml and mn.toml) instead of IKEv2")
+	psk := fs.Bool("psk", false, "IKEv2 with a pre-shared key made for the run instead of certificates")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `usage: mipsec demo [flags]
        mipsec demo --gateway [flags]   (the two-gateway demo; see mipsec demo --gateway -h)
@@ -64,9 +65,10 @@ The mobility demo. Builds network namespaces for a correspondent (CN) on the
 home link, the home agent (HA), a router that NATs an IPv4-only access
 network, and the mobile node (MN) with an IPv6 access network and the IPv4
 one; starts HA and MN (mipsec run) from the embedded example configs
-(examples/ha-ike.toml and mn-ike.toml: keyed by IKEv2 with a pre-shared key
-made for the run, RFC 4877 §7; with --manual examples/ha.toml and mn.toml,
-manual keys); shows the MN bringing up its SAs with IKE; runs
+(examples/ha-ike.toml and mn-ike.toml: keyed by IKEv2, RFC 4877 §7, with
+certificates from a CA made for the run, the MN's naming its home address;
+--psk: a pre-shared key made for the run; --manual: examples/ha.toml and
+mn.toml, manual keys); shows the MN bringing up its SAs with IKE; runs
 a TCP stream and a sequence-numbered UDP stream from the CN to the MN's home
 address; moves the MN IPv6 -> IPv4 behind the NAT -> IPv6 and prints, for
 each move, the handover time (old link down to the first data packet on the
@@ -88,6 +90,17 @@ removed at the end, also on failure or Ctrl-C.`)
 		fmt.Fprintf(stderr, "mipsec demo: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	if *manual && *psk {
+		fmt.Fprintln(stderr, "mipsec demo: -manual and -psk exclude each other")
+		return 2
+	}
+	keying := "pubkey"
+	switch {
+	case *manual:
+		keying = "manual"
+	case *psk:
+		keying = "psk"
+	}
 	if *dwell < 500*time.Millisecond || *rate < 1 || *regTimeout <= 0 {
 		fmt.Fprintln(stderr, "mipsec demo: -dwell must be at least 500ms, -rate and -reg-timeout positive")
 		return 2
@@ -95,7 +108,7 @@ removed at the end, also on failure or Ctrl-C.`)
 	if rc := demoPrereqs(stderr, "network namespaces, veths, TUN devices and a NAT", [][2]string{{"ip", "iproute2"}, {"nft", "nftables"}}, bin); rc != 0 {
 		return rc
 	}
-	d := &mobDemo{env: env, out: stdout, bin: *bin, dwell: *dwell, rate: *rate << 10, regTimeout: *regTimeout, ike: !*manual}
+	d := &mobDemo{env: env, out: stdout, bin: *bin, dwell: *dwell, rate: *rate << 10, regTimeout: *regTimeout, keying: keying}
 	return runNamespaceDemo(stdout, stderr, *timeout, *verbose,
 		"teardown: stopping MN (de-registration) and HA, deleting the namespaces", d.run, d.teardown,
 		func(w io.Writer) {
@@ -113,9 +126,11 @@ type mobDemo struct {
 	dwell      time.Duration
 	rate       int // TCP bytes per second
 	regTimeout time.Duration
-	// ike: the daemons run examples/ha-ike.toml and mn-ike.toml (else the
-	// manual-key ha.toml and mn.toml).
-	ike bool
+	// keying: "pubkey" (examples/ha-ike.toml and mn-ike.toml with
+	// certificates made for the run), "psk" (the same with a pre-shared
+	// key) or "manual" (ha.toml and mn.toml).
+	keying string
+	ike    bool
 
 	dir      string
 	lab      *netlab.Mobility
@@ -207,19 +222,43 @@ func (d *mobDemo) run(ctx context.Context) error {
 
 	// 2. The daemons, from the embedded example configs.
 	haPath, mnPath := "", ""
-	suffix, psk := "", ""
-	if d.ike {
+	d.ike = d.keying != "manual"
+	suffix := ""
+	edits := map[string]func(string) string{}
+	switch d.keying {
+	case "psk":
 		suffix = "-ike"
-		if psk, err = ndWritePSK(dir); err != nil {
+		psk, err := ndWritePSK(dir)
+		if err != nil {
 			return err
 		}
 		named := filepath.Join(dir, "ha-mn.psk")
 		if err := os.Rename(psk, named); err != nil {
 			return err
 		}
-		psk = named
-		d.step("IKEv2 keying (RFC 4877 §7): a fresh pre-shared key %s (mode 0600); no static ESP keys anywhere", psk)
-	} else {
+		d.step("IKEv2 keying (RFC 4877 §7): a fresh pre-shared key %s (mode 0600); no static ESP keys anywhere", named)
+		for _, role := range []string{node.RoleHA, node.RoleMN} {
+			edits[role] = func(s string) string { return strings.ReplaceAll(s, mdPSKPath, named) }
+		}
+	case "pubkey":
+		suffix = "-ike"
+		ca, err := newDemoCA(dir)
+		if err != nil {
+			return err
+		}
+		d.step("IKEv2 keying (RFC 4877 §7) with certificates from a CA made for the run (%s); no static keys anywhere", ca.path)
+		for _, c := range []struct {
+			role string
+			id   netip.Addr
+		}{{node.RoleHA, netlab.MobHAAddr}, {node.RoleMN, hoa}} {
+			cert, key, err := ca.issue(c.role, c.id.String(), nil, []netip.Addr{c.id})
+			if err != nil {
+				return err
+			}
+			d.info("%s: %s (subjectAltName iPAddress %v: its IKE identity), key %s", strings.ToUpper(c.role), cert, c.id, key)
+			edits[c.role] = func(s string) string { return mdPubkeyConfig(s, cert, key, ca.path) }
+		}
+	default:
 		d.step("manual keys: the SA1..SA8 of the example configs (RFC 4877 §6)")
 	}
 	for _, r := range []struct {
@@ -231,8 +270,8 @@ func (d *mobDemo) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if psk != "" {
-			example = []byte(strings.ReplaceAll(string(example), "/etc/mipsec/ha-mn.psk", psk))
+		if e := edits[r.role]; e != nil {
+			example = []byte(e(string(example)))
 		}
 		*r.path, *r.sock, err = netlab.WriteMobilityConfig(example, dir, r.role, nil)
 		if err != nil {

@@ -64,7 +64,8 @@ func TestMobDemo(t *testing.T) {
 		wants []string
 	}{
 		{"moves", nil, []string{
-			"IKEv2 keying (RFC 4877 §7)",
+			"IKEv2 keying (RFC 4877 §7) with certificates from a CA made for the run",
+			"MN: ", "(subjectAltName iPAddress 2001:db8:1::100: its IKE identity)",
 			"child payload  tunnel    2001:db8:1::100/128,192.0.2.100/32 -> ::/0,0.0.0.0/0",
 			"for the home address 2001:db8:1::100",
 			"payload child rekeyed during the handover",
