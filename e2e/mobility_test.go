@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -593,13 +594,15 @@ func TestMobilityHandover(t *testing.T) {
 type tsharkMIP struct {
 	frame, mhType, seq, status, lifetime string
 	hao, rh2, v4coa, v4hoa, natd, udp    string
+	// kBU and kBA: the K flag of a BU, of a BA (RFC 4877 §7.4).
+	kBU, kBA string
 }
 
-// tsharkMIP6 decodes the transit capture (l.pcap) with tshark, decrypting
-// ESP with the HA's SAs (`mipsec sa list --wireshark`), and returns the
-// Mobility Header messages (not those quoted in ICMPv6 errors) and
-// tshark's output.
-func tsharkMIP6(t *testing.T, l *mobLab) ([]tsharkMIP, string) {
+// tshark runs tshark on the transit capture (l.pcap) with args, in a
+// Wireshark configuration of its own whose esp_sa table is the HA's SAs
+// (`mipsec sa list --wireshark`), ESP decryption and ICV checks on. It
+// returns tshark's output and the esp_sa lines.
+func (l *mobLab) tshark(t *testing.T, args ...string) (out, espSA string) {
 	t.Helper()
 	tshark := testenv.NeedCommand(t, "tshark")
 	lines, err := l.ha.ctl("sa", "list", "--wireshark")
@@ -616,38 +619,52 @@ func tsharkMIP6(t *testing.T, l *mobLab) ([]tsharkMIP, string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	args := []string{"-n", "-r", l.pcap,
-		"-o", "esp.enable_encryption_decode:TRUE", "-o", "esp.enable_authentication_check:TRUE",
+	args = append([]string{"-n", "-r", l.pcap,
+		"-o", "esp.enable_encryption_decode:TRUE", "-o", "esp.enable_authentication_check:TRUE"}, args...)
+	cmd := exec.CommandContext(ctx, tshark, args...)
+	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	// tshark reports a table it cannot load on stderr and goes on
+	// (exit code 0) without it.
+	if strings.Contains(stderr.String(), "Error loading table") {
+		t.Fatalf("tshark rejects a table (esp_sa or an -o uat): %s", stderr.String())
+	}
+	return string(b), lines
+}
+
+// tsharkMIP6 decodes the transit capture (l.pcap) with tshark, decrypting
+// ESP with the HA's SAs (l.tshark; extra: more tshark options), and returns
+// the Mobility Header messages (not those quoted in ICMPv6 errors) and
+// tshark's output.
+func tsharkMIP6(t *testing.T, l *mobLab, extra ...string) ([]tsharkMIP, string) {
+	t.Helper()
+	args := append(slices.Clip(extra),
 		"-d", "udp.port==4191,ipv6", // RFC 5555 §4.1: IPv6 in UDP 4191
 		"-Y", "mipv6 && !icmpv6", // the Mobility Header dissector (fields mip6.*), not quoted in ICMPv6 errors
 		"-T", "fields", "-E", "separator=/t", "-E", "occurrence=f",
 		"-e", "frame.number", "-e", "mip6.mhtype", "-e", "mip6.bu.seqnr", "-e", "mip6.ba.status", "-e", "mip6.bu.lifetime",
 		"-e", "ipv6.opt.mipv6.home_address", "-e", "ipv6.routing.mipv6.home_address",
-		"-e", "mip6.ipv4coa.addr", "-e", "mip6.ipv4ha.ha", "-e", "mip6.natd.refresh_t", "-e", "udp.port"}
-	cmd := exec.CommandContext(ctx, tshark, args...)
-	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"))
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tshark %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	if strings.Contains(stderr.String(), "Error loading table") {
-		t.Fatalf("tshark rejects the esp_sa lines: %s", stderr.String())
-	}
+		"-e", "mip6.ipv4coa.addr", "-e", "mip6.ipv4ha.ha", "-e", "mip6.natd.refresh_t", "-e", "udp.port",
+		"-e", "mip6.bu.k_flag", "-e", "mip6.ba.k_flag")
+	out, _ := l.tshark(t, args...)
 	var msgs []tsharkMIP
-	for _, ln := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+	for _, ln := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
 		if ln == "" {
 			continue
 		}
 		f := strings.Split(ln, "\t")
-		for len(f) < 11 {
+		for len(f) < 13 {
 			f = append(f, "")
 		}
 		msgs = append(msgs, tsharkMIP{frame: f[0], mhType: f[1], seq: f[2], status: f[3], lifetime: f[4],
-			hao: f[5], rh2: f[6], v4coa: f[7], v4hoa: f[8], natd: f[9], udp: f[10]})
+			hao: f[5], rh2: f[6], v4coa: f[7], v4hoa: f[8], natd: f[9], udp: f[10], kBU: f[11], kBA: f[12]})
 	}
-	return msgs, string(out)
+	return msgs, out
 }
 
 // checkTsharkMIP6 decodes the transit capture with tshark, decrypting ESP
@@ -656,9 +673,9 @@ func tsharkMIP6(t *testing.T, l *mobLab) ([]tsharkMIP, string) {
 // options: from the IPv6 CoA a BU with a Home Address option and a BA with
 // a type 2 Routing header; from the IPv4 CoA (UDP 4191) a BU with the IPv4
 // CoA option and a BA with the NAT Detection option (RFC 5555 §3.1.3,
-// §3.2.2).
-func checkTsharkMIP6(t *testing.T, l *mobLab) {
-	msgs, out := tsharkMIP6(t, l)
+// §3.2.2). extra goes to tsharkMIP6; the messages are returned.
+func checkTsharkMIP6(t *testing.T, l *mobLab, extra ...string) []tsharkMIP {
+	msgs, out := tsharkMIP6(t, l, extra...)
 	var bu6, ba6, bu4, ba4 int
 	for _, m := range msgs {
 		switch {
@@ -691,6 +708,7 @@ func checkTsharkMIP6(t *testing.T, l *mobLab) {
 		t.Errorf("tshark decoded %d BUs and %d BAs over IPv6, %d BUs and %d BAs in UDP 4191; want each at least once:\n%s", bu6, ba6, bu4, ba4, out)
 	}
 	t.Logf("tshark: %d BU + %d BA over IPv6, %d BU + %d BA in UDP 4191", bu6, ba6, bu4, ba4)
+	return msgs
 }
 
 // TestMobilityOldCoAUntilBA: with both access links up, `mipsec mn move`
