@@ -98,6 +98,10 @@ type rawConnection struct {
 	RekeyTime     *string      `toml:"rekey_time"`
 	DPDDelay      *string      `toml:"dpd_delay"`
 	KeyingTries   *int64       `toml:"keyingtries"`
+	Pool          []string     `toml:"pool"`
+	HomePrefix    string       `toml:"home_prefix"`
+	VIPs          []string     `toml:"vips"`
+	RequestHome   bool         `toml:"request_home_prefix"`
 	Local         rawLocalAuth `toml:"local"`
 	Remote        rawRemote    `toml:"remote"`
 	Children      []rawChild   `toml:"child"`
@@ -401,6 +405,7 @@ func (v *validator) connection(path string, r *rawConnection, cfg *File, psks ma
 	c.Encap = r.Encap
 	c.Fragmentation = r.Fragmentation == nil || *r.Fragmentation
 	c.MOBIKE = r.MOBIKE == nil || *r.MOBIKE
+	v.addressing(path, r, &c, cfg)
 	c.RekeyTime = v.ikeDuration(path+".rekey_time", r.RekeyTime, DefaultIKERekey)
 	c.DPDDelay = v.ikeDuration(path+".dpd_delay", r.DPDDelay, 0)
 	if r.KeyingTries != nil {
@@ -735,6 +740,57 @@ func (v *validator) pad(path string, raw []rawPAD) []ike.PADEntry {
 		out = append(out, e)
 	}
 	return out
+}
+
+// addressing reads a connection's configuration-payload settings (RFC 7296
+// §2.19, ike/cp.go): a responder's pool and the home prefix it answers
+// with (on a home agent, mobility.home_prefix by default: RFC 4877 §9,
+// RFC 5026), an initiator's vips and request_home_prefix.
+func (v *validator) addressing(path string, r *rawConnection, c *ike.Connection, cfg *File) {
+	if !v.tooMany(path+".pool", len(r.Pool)) {
+		for i, s := range r.Pool {
+			p, err := parseAddrOrPrefix(s)
+			if err != nil {
+				v.errf(indexPath(path+".pool", i), "%v", err)
+				continue
+			}
+			c.Pool = append(c.Pool, p)
+		}
+	}
+	if r.HomePrefix != "" {
+		p, err := netip.ParsePrefix(r.HomePrefix)
+		switch {
+		case err != nil || !p.Addr().Is6() || p.Addr().Zone() != "":
+			v.errf(path+".home_prefix", "%s is not an IPv6 prefix; want e.g. \"2001:db8:1::/64\" (RFC 5026 MIP6_HOME_PREFIX)", clip(r.HomePrefix))
+		case p != p.Masked():
+			v.errf(path+".home_prefix", "%q has host bits set; want %v", r.HomePrefix, p.Masked())
+		default:
+			c.HomePrefix = p
+		}
+	} else if cfg.Role == node.RoleHA && len(c.Pool) > 0 {
+		c.HomePrefix = cfg.Mobility.HomePrefix
+	}
+	if len(c.Pool) == 0 && r.HomePrefix != "" {
+		v.errf(path+".home_prefix", "without a pool there is no address to give out; add pool, or remove home_prefix")
+	}
+	if !v.tooMany(path+".vips", len(r.VIPs)) {
+		seen := map[bool]bool{}
+		for i, s := range r.VIPs {
+			a, err := netip.ParseAddr(s)
+			if err != nil || a.Zone() != "" {
+				v.errf(indexPath(path+".vips", i), "%s is not an address; want \"::\" or \"0.0.0.0\" (any of that family) or the address to ask for", clip(s))
+				continue
+			}
+			a = a.Unmap()
+			if seen[a.Is4()] {
+				v.errf(indexPath(path+".vips", i), "a second %s address; one per family", family(a))
+				continue
+			}
+			seen[a.Is4()] = true
+			c.VIPs = append(c.VIPs, a)
+		}
+	}
+	c.RequestHomePrefix = r.RequestHome
 }
 
 // parseAddrOrPrefix reads "2001:db8::1" (a single address) or a prefix

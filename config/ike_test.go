@@ -143,6 +143,38 @@ addresses = ["2001:db8:1:2::/64"]
 	}
 }
 
+// TestIKEAddressing: pool, home_prefix, vips and request_home_prefix
+// reach ike.Connection; on a home agent the home prefix defaults to
+// mobility.home_prefix.
+func TestIKEAddressing(t *testing.T) {
+	cfg, err := parseIKE(t, t.TempDir(), strings.Replace(minConn, "remote_addrs", `pool = ["10.9.0.0/28", "2001:db8:9::1000/120"]
+home_prefix = "2001:db8:9::/64"
+vips = ["::", "0.0.0.0"]
+request_home_prefix = true
+remote_addrs`, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.IKE.Connections[0]
+	if len(c.Pool) != 2 || c.Pool[1] != netip.MustParsePrefix("2001:db8:9::1000/120") || c.HomePrefix != netip.MustParsePrefix("2001:db8:9::/64") ||
+		len(c.VIPs) != 2 || !c.VIPs[0].IsUnspecified() || !c.VIPs[1].Is4() || !c.RequestHomePrefix {
+		t.Fatalf("connection %+v", c)
+	}
+	for _, tc := range []struct{ edit, path, want string }{
+		{`pool = ["10.9.0.1/28"] #<`, "pool[0]", "host bits set"},
+		{`vips = ["::", "::1"] #<`, "vips[1]", "a second IPv6 address"},
+		{`vips = ["nowhere"] #<`, "vips[0]", "is not an address"},
+		{`home_prefix = "10.0.0.0/8" #<`, "home_prefix", "not an IPv6 prefix"},
+		{`home_prefix = "2001:db8::/32" #<`, "home_prefix", "without a pool"},
+	} {
+		body := strings.Replace(minConn, "remote_addrs", tc.edit+"\nremote_addrs", 1)
+		_, err := parseIKE(t, t.TempDir(), body)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf(":%d: connection[0].%s: ", lineOf(t, body, "#<"), tc.path)) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %s: %s", tc.edit, err, tc.path, tc.want)
+		}
+	}
+}
+
 // TestIKEDaemonLimits: fragment_size, init_rate and init_burst take
 // their bounds and reach node.Config.IKE (node/ike.go hands them to
 // ike.Config); absent, they stay 0, ike's defaults.

@@ -147,6 +147,12 @@ type IKESAInfo struct {
 	// the IKE SA's children are bound to (RFC 4877 §7.2): the single IPv6
 	// address of their remote (HA) or local (MN) selectors.
 	HomeAddress string `json:"home_address,omitempty"`
+	// VIPs are the addresses the peer's configuration reply gave us,
+	// PeerVIPs those our pool gave the peer, HomePrefix the home prefix
+	// the peer told us (RFC 7296 §2.19, RFC 4877 §9, RFC 5026).
+	VIPs       []string `json:"vips,omitempty"`
+	PeerVIPs   []string `json:"peer_vips,omitempty"`
+	HomePrefix string   `json:"home_prefix,omitempty"`
 	// NATLocal and NATRemote: the side NAT detection (RFC 7296 §2.23)
 	// found behind a NAT. Encap: IKE and ESP use UDP port 4500.
 	NATLocal  bool `json:"nat_local"`
@@ -201,6 +207,15 @@ func IKESAInfoOf(st ike.SAStatus) IKESAInfo {
 		Local: addrPortString(st.Local), Remote: addrPortString(st.Remote), LocalID: st.LocalID, RemoteID: st.RemoteID,
 		NATLocal: st.NATLocal, NATRemote: st.NATRemote, Encap: st.Encap, Suite: st.Suite,
 		Established: utc(st.Established), RekeyAt: utc(st.RekeyAt), Children: []IKEChildInfo{},
+	}
+	for _, a := range st.VIPs {
+		in.VIPs = append(in.VIPs, a.String())
+	}
+	for _, a := range st.PeerVIPs {
+		in.PeerVIPs = append(in.PeerVIPs, a.String())
+	}
+	if st.HomePrefix.IsValid() {
+		in.HomePrefix = st.HomePrefix.String()
 	}
 	for _, c := range st.Children {
 		ci := IKEChildInfo{
@@ -582,6 +597,16 @@ func WriteIKESAs(w io.Writer, sas []IKESAInfo, now time.Time) {
 		side("remote", sa.RemoteID, sa.Remote, sa.NATRemote)
 		if sa.HomeAddress != "" {
 			fmt.Fprintf(w, "  home address %s\n", sa.HomeAddress)
+		}
+		if len(sa.VIPs) > 0 {
+			fmt.Fprintf(w, "  assigned to us %s", strings.Join(sa.VIPs, ", "))
+			if sa.HomePrefix != "" {
+				fmt.Fprintf(w, " (home prefix %s)", sa.HomePrefix)
+			}
+			fmt.Fprintln(w)
+		}
+		if len(sa.PeerVIPs) > 0 {
+			fmt.Fprintf(w, "  assigned to the peer %s\n", strings.Join(sa.PeerVIPs, ", "))
 		}
 		if sa.Suite != "" {
 			fmt.Fprintf(w, "  %s\n", sa.Suite)

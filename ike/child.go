@@ -164,6 +164,9 @@ func (d *Daemon) kernelChild(sa *ikeSA, ch *childSA, k *ChildKeys) *ChildSA {
 		RemoteID:   sa.remoteID,
 	}
 	kc.Authorized, _ = padAddrs(&sa.conn.cfg, sa.remoteID)
+	if kc.Authorized == nil {
+		kc.Authorized = leasePrefixes(sa.conn.leaseOf(sa.remoteID))
+	}
 	if ch.cfg != nil {
 		kc.ReplayWindow = ch.cfg.ReplayWindow
 	}

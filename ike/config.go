@@ -117,6 +117,17 @@ type Connection struct {
 	// mobike = yes): where both sides do, the initiator may move the IKE SA
 	// and every child to new addresses with UPDATE_SA_ADDRESSES (§3.5).
 	MOBIKE bool
+	// Pool (a responder's) holds the addresses assigned to initiators
+	// that ask for them with a configuration payload (RFC 7296 §2.19, cp.go;
+	// a home agent's home addresses, RFC 4877 §9); HomePrefix is answered
+	// to MIP6_HOME_PREFIX (RFC 5026 §4.2.1).
+	Pool       []netip.Prefix
+	HomePrefix netip.Prefix
+	// VIPs (an initiator's) asks for an address of each family named, ::
+	// or 0.0.0.0 for any (swanctl's vips); RequestHomePrefix asks for the
+	// home prefix too.
+	VIPs              []netip.Addr
+	RequestHomePrefix bool
 	// RekeyTime is the IKE SA's rekey interval (0: no IKE rekey); DPDDelay
 	// the liveness check interval when no message came from the peer
 	// (0: none).

@@ -87,6 +87,8 @@ type datagram struct {
 // connState is one configured connection as the loop runs it.
 type connState struct {
 	cfg Connection
+	// leases are the pool's addresses assigned by identity (cp.go).
+	leases *leases
 	// localPort and remotePort are the configured IKE ports (500 when 0).
 	localPort, remotePort uint16
 	// retries counts failed establishments since the last success;
@@ -243,6 +245,11 @@ func checkConnection(c Connection) (*connState, error) {
 	}
 	if err := checkPAD(c.Remote.PAD); err != nil {
 		return nil, bad("remote: %v", err)
+	}
+	for _, p := range c.Pool {
+		if !p.IsValid() || p.Addr().Zone() != "" {
+			return nil, bad("pool: invalid prefix %v", p)
+		}
 	}
 	if c.DPDDelay < 0 || c.RekeyTime < 0 || c.KeyingTries < 0 {
 		return nil, bad("negative dpd delay, rekey time or keying tries")

@@ -120,6 +120,9 @@ func (d *Daemon) sendAuth(sa *ikeSA) {
 		return
 	}
 	ps = append(ps, auth)
+	if cp := cpRequest(&c.cfg); cp != nil {
+		ps = append(ps, cp)
+	}
 	if ch := sa.pendingChild; ch != nil {
 		cps, err := d.offerChild(sa, ch)
 		if err != nil {
@@ -181,6 +184,8 @@ type authPayloads struct {
 	transport bool
 	contact   bool
 	mobike    bool // MOBIKE_SUPPORTED (RFC 4555 §3.3)
+	cp        *CP  // the first CP payload (cp.go)
+	noAddress bool // INTERNAL_ADDRESS_FAILURE
 }
 
 func readAuth(ps []Payload) authPayloads {
@@ -203,6 +208,10 @@ func readAuth(ps []Payload) authPayloads {
 			if a.sa == nil {
 				a.sa = p
 			}
+		case *CP:
+			if a.cp == nil {
+				a.cp = p
+			}
 		case *TS:
 			if p.Initiator && a.tsi == nil {
 				a.tsi = p
@@ -217,6 +226,8 @@ func readAuth(ps []Payload) authPayloads {
 				a.contact = true
 			case MOBIKE_SUPPORTED:
 				a.mobike = true
+			case INTERNAL_ADDRESS_FAILURE:
+				a.noAddress = true
 			}
 		}
 	}
@@ -254,6 +265,17 @@ func (d *Daemon) authResponse(sa *ikeSA, inner []Payload) {
 	}
 	sa.remoteID = peer
 	sa.mobike = c.cfg.MOBIKE && a.mobike
+	if err := cpReply(sa, a.cp); err != nil {
+		d.fail("malformed")
+		d.log.Warn("malformed configuration reply", append(sa.logFields(), zap.Error(err))...)
+	}
+	if a.noAddress {
+		d.fail("pool")
+		d.log.Warn("the responder has no address for us (INTERNAL_ADDRESS_FAILURE)", sa.logFields()...)
+	} else if len(sa.vips) > 0 {
+		d.log.Info("addresses assigned by the responder", append(sa.logFields(), zap.Stringers("addrs", sa.vips),
+			zap.Stringer("home_prefix", sa.homePrefix))...)
+	}
 	d.established(sa)
 	ch := sa.pendingChild
 	sa.pendingChild = nil
@@ -434,6 +456,13 @@ func (d *Daemon) authRequest(sa *ikeSA, h Header, inner []Payload) ([]Payload, f
 	if a.mobike && c.cfg.MOBIKE {
 		sa.mobike = true
 		resp = append(resp, &Notify{NotifyType: MOBIKE_SUPPORTED})
+	}
+	reply, noAddress := d.cpAnswer(sa, a.cp)
+	switch {
+	case noAddress != nil:
+		return append(resp, noAddress), nil // §1.2: the IKE SA without a child
+	case reply != nil:
+		resp = append(resp, reply)
 	}
 	if a.sa == nil && a.tsi == nil && a.tsr == nil {
 		return resp, nil // no child asked for

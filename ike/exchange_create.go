@@ -1060,6 +1060,7 @@ func (d *Daemon) rekeyedSA(sa *ikeSA, initiator bool, suite IKESuite, chosen Pro
 	ns.natLocal, ns.natRemote, ns.encap = sa.natLocal, sa.natRemote, sa.encap
 	ns.fragmentation = sa.fragmentation
 	ns.localID, ns.remoteID = sa.localID, sa.remoteID
+	ns.vips, ns.homePrefix = sa.vips, sa.homePrefix
 	ns.proposal, ns.suite = chosen, suite
 	ns.proposal.SPI = nil
 	ns.keepaliveAt = sa.keepaliveAt

@@ -48,6 +48,7 @@ func (d *Daemon) list() []SAStatus {
 			SPIi: sa.spii, SPIr: sa.spir, Local: sa.local, Remote: sa.remote,
 			NATLocal: sa.natLocal, NATRemote: sa.natRemote, Encap: sa.encap,
 			Established: sa.established, RekeyAt: sa.rekeyAt,
+			VIPs: sortedVIPs(sa.vips), PeerVIPs: sortedVIPs(sa.conn.leaseOf(sa.remoteID)), HomePrefix: sa.homePrefix,
 		}
 		if sa.state == stateEstablished && (sa.ikeRekey != nil || sa.peerRekey != nil || sa.successor != nil) {
 			st.State = "rekeying"

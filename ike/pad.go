@@ -86,11 +86,13 @@ func (sa *ikeSA) padNarrow(remote []TrafficSelector) (out []TrafficSelector, ref
 	switch {
 	case !ok:
 		return nil, true
-	case e == nil:
-		return remote, false
+	case e != nil:
+		if remote = NarrowTS(padSelectors(e), remote); len(remote) == 0 {
+			return nil, true
+		}
 	}
-	out = NarrowTS(padSelectors(e), remote)
-	return out, len(out) == 0
+	// The addresses a pool gave the peer (cp.go) narrow the same way.
+	return sa.leasedNarrow(remote)
 }
 
 // padAddrs returns the addresses the PAD of c authorizes peer for:

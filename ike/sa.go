@@ -66,6 +66,10 @@ type ikeSA struct {
 	// moved behind a NAT.
 	local, remote netip.AddrPort
 	initKey       initKey // responder: its key in Daemon.initIndex
+	// vips and homePrefix are what the responder's CP reply gave us
+	// (cp.go; initiator only).
+	vips       []netip.Addr
+	homePrefix netip.Prefix
 
 	// Negotiated in IKE_SA_INIT.
 	offered  []Proposal // initiator: the SAi1 proposals as sent
@@ -801,6 +805,7 @@ func (d *Daemon) removeSA(sa *ikeSA, reason error) {
 		w <- nil
 	}
 	sa.deleteWaiters = nil
+	d.releaseLease(sa)
 	if wasUp {
 		d.log.Info("IKE SA down", sa.logFields()...)
 	}

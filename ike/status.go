@@ -22,6 +22,11 @@ type SAStatus struct {
 	// NATLocal and NATRemote say which side NAT detection (§2.23) found
 	// behind a NAT; Encap that ESP and IKE use port 4500.
 	NATLocal, NATRemote, Encap bool
+	// VIPs and HomePrefix are what the responder's configuration reply
+	// assigned to us; PeerVIPs what our pool assigned to the peer (cp.go,
+	// RFC 7296 §2.19, RFC 4877 §9).
+	VIPs, PeerVIPs []netip.Addr
+	HomePrefix     netip.Prefix
 	// Suite is the negotiated IKE proposal, e.g.
 	// "aes128gcm16/prfsha256/curve25519".
 	Suite       string
