@@ -106,7 +106,8 @@ func waitIKEEndpoint(t *testing.T, g *gateway, remote bool, addr netip.Addr, why
 // payload; RFC 4877 §7.2) with IKE from its IPv6 care-of address and
 // registers with IKE-made SAs only; a TCP stream from the home address then
 // runs while it moves A (IPv6) -> B (IPv4 behind the NAT) -> A, with a
-// rekey of the payload child and of the IKE SA on B. After each move the
+// rekey of the payload child and of the IKE SA started in the middle of the
+// move to B. After each move the
 // HA's IKE SA has the MN's new address as its peer and the MN's has the
 // new care-of address as its own (the K flag, RFC 4877 §7.4), with no new
 // IKE SA; the stream's bytes arrive intact, and no packet is refused as a
@@ -143,7 +144,29 @@ func TestMobilityIKE(t *testing.T) {
 		if _, err := l.MoveTo(context.Background(), to); err != nil {
 			t.Fatal(err)
 		}
+		var rekeys chan error
+		if to == netlab.AccessB {
+			// RFC 7296 §2.8 make-before-break in the middle of the
+			// handover, behind the NAT: the payload child, then the IKE
+			// SA, whose requests wait until the IKE SA follows the MN.
+			rekeys = make(chan error, 1)
+			go func() {
+				for _, args := range [][]string{{"ike", "rekey", mobIKEConn, "payload"}, {"ike", "rekey", mobIKEConn}} {
+					if out, err := l.mn.ctl(args...); err != nil {
+						rekeys <- fmt.Errorf("mipsec %s: %v\n%s", strings.Join(args, " "), err, out)
+						return
+					}
+				}
+				rekeys <- nil
+			}()
+		}
 		l.waitRegistered(to.CoA(), 20*time.Second)
+		if rekeys != nil {
+			if err := <-rekeys; err != nil {
+				t.Fatal(err)
+			}
+			spis[mobIKESA(t, l.mn).SPIi.String()] = true // the rekeyed IKE SA
+		}
 		want := to.CoA()
 		if to == netlab.AccessB {
 			want = netlab.MobNATAddr
@@ -154,16 +177,6 @@ func TestMobilityIKE(t *testing.T) {
 			t.Errorf("move %d: a new IKE SA %v; the K flag should have moved the old one", i+1, sa.SPIi)
 		}
 		before := st.sent()
-		if to == netlab.AccessB {
-			// RFC 7296 §2.8 make-before-break while away, behind the NAT.
-			for _, args := range [][]string{{"ike", "rekey", mobIKEConn, "payload"}, {"ike", "rekey", mobIKEConn}} {
-				if out, err := l.mn.ctl(args...); err != nil {
-					t.Fatalf("mipsec %s: %v\n%s", strings.Join(args, " "), err, out)
-				}
-			}
-			sa := mobIKESA(t, l.mn)
-			spis[sa.SPIi.String()] = true
-		}
 		if err := netlab.Poll(context.Background(), 15*time.Second, 100*time.Millisecond, func() (bool, string) {
 			return st.sent() > before+256<<10, fmt.Sprintf("the TCP stream is stuck at %d bytes after move %d to %v", st.sent(), i+1, to)
 		}); err != nil {
