@@ -311,6 +311,11 @@ func TestIKEDR7(t *testing.T) {
 	if mn1.c.PolicyName != old.c.PolicyName {
 		t.Fatalf("rekeyed child's policies %q, want %q", mn1.c.PolicyName, old.c.PolicyName)
 	}
+	// Until the old SAs go, the SAD query names the new outbound SA, as
+	// the policies do (sad.DB.Supersede), although its SPI is the higher.
+	if spi, ok := mip6.BAckSPI(db, fixture.HA, hoa1); !ok || spi != mn1.c.OutSPI || spi < old.c.OutSPI {
+		t.Errorf("BAckSPI between the rekey and the old SA's delete = %#x, %v; want the new %#x (old %#x)", spi, ok, mn1.c.OutSPI, old.c.OutSPI)
+	}
 	if err := k.DelSA(true, old.c.InSPI); err != nil {
 		t.Fatal(err)
 	}

@@ -270,6 +270,11 @@ func (k kernel) AddOutbound(c *ike.ChildSA) error {
 		undo()
 		return err
 	}
+	if c.Replaces != 0 {
+		// The SAD query (mip6's BU and BA SPIs) names the new SA from
+		// now on, as the policies do, until the old one is deleted.
+		n.sadb.Supersede(c.Replaces)
+	}
 	return nil
 }
 

@@ -47,7 +47,8 @@ import (
 // selector is more specific when, compared in this order, it names a
 // protocol (not ANY), names more port or type values (not ANY), names a
 // single remote address (over a range, over ANY), names a single local
-// address (over a range, over ANY). The answer depends on the SAs only,
+// address (over a range, over ANY); among equally specific ones an SA a
+// rekey superseded (Supersede) loses. The answer depends on the SAs only,
 // never on the order they were added in.
 func (db *DB) OutboundSPIFor(f *header.Flow) (spi uint32, ok bool) {
 	if f == nil {
@@ -70,7 +71,10 @@ func (db *DB) OutboundSPIFor(f *header.Flow) (spi uint32, ok bool) {
 		if rank < 0 {
 			return
 		}
-		if best == nil || rank > bestRank || rank == bestRank && s.spi < best.spi {
+		// Among equally specific SAs the one a rekey put in place of
+		// another (Supersede) wins: it is the one the SPD now uses.
+		if best == nil || rank > bestRank || rank == bestRank && (best.superseded && !s.superseded ||
+			best.superseded == s.superseded && s.spi < best.spi) {
 			best, bestRank = s, rank
 		}
 	}
@@ -84,6 +88,22 @@ func (db *DB) OutboundSPIFor(f *header.Flow) (spi uint32, ok bool) {
 		return 0, false
 	}
 	return best.spi, true
+}
+
+// Supersede marks the outbound SA spi as replaced by a rekey (RFC 7296
+// §2.8): it goes on sealing whatever still finds it until it is deleted,
+// but OutboundSPIFor prefers any equally specific SA over it, so that the
+// query names the SA the SPD already points at. It reports whether the SA
+// exists.
+func (db *DB) Supersede(spi uint32) bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	s := live(db.out.get(spi))
+	if s == nil {
+		return false
+	}
+	s.superseded = true
+	return true
 }
 
 // specificity ranks a selector for OutboundSPIFor: higher is narrower.

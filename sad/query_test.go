@@ -280,3 +280,35 @@ func TestOutboundSPIForModel(t *testing.T) {
 		}
 	}
 }
+
+// TestOutboundSPIForSuperseded: of two equally specific SAs the lower SPI
+// wins until it is superseded by a rekey (Supersede); then the other does,
+// whatever its SPI.
+func TestOutboundSPIForSuperseded(t *testing.T) {
+	db := New(Options{})
+	defer db.Close()
+	hoa, ha := netip.MustParseAddr("2001:db8:1::100"), netip.MustParseAddr("2001:db8:1::1")
+	sel := Selector{Local: SingleAddr(ha), Remote: SingleAddr(hoa), Proto: header.ProtoMobility, LocalPort: MHType(6), RemotePort: MHType(5)}
+	for _, spi := range []uint32{0x100, 0x300} {
+		if _, err := db.Add(Config{Dir: Outbound, Params: esp.Params{SPI: spi, Algorithm: esp.AES128GCM16, EncKey: make([]byte, 20), Mode: esp.Transport},
+			Selectors: []Selector{sel}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := &header.Flow{Src: ha, Dst: hoa, Proto: header.ProtoMobility, TypeCode: 6 << 8}
+	if spi, ok := db.OutboundSPIFor(f); !ok || spi != 0x100 {
+		t.Fatalf("before: %#x %v, want 0x100", spi, ok)
+	}
+	if !db.Supersede(0x100) || db.Supersede(0x999) {
+		t.Fatal("Supersede: the SA exists, 0x999 does not")
+	}
+	if spi, ok := db.OutboundSPIFor(f); !ok || spi != 0x300 {
+		t.Fatalf("after Supersede(0x100): %#x %v, want 0x300", spi, ok)
+	}
+	if _, err := db.Delete(Outbound, 0x300); err != nil {
+		t.Fatal(err)
+	}
+	if spi, ok := db.OutboundSPIFor(f); !ok || spi != 0x100 {
+		t.Fatalf("with only the superseded one left: %#x %v, want 0x100", spi, ok)
+	}
+}

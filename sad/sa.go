@@ -59,6 +59,7 @@ type SA struct {
 
 	// Guarded by db.mu.
 	linked     bool           // in the SPI index
+	superseded bool           // Supersede: a rekey's new SA took its place
 	wideIdx    int            // position in db.wide, or -1
 	remoteKeys []netip.Addr   // db.remote buckets holding this SA
 	timers     [2]*time.Timer // soft, hard

@@ -67,12 +67,10 @@ func (d *mobDemo) mdIKESA(ctx context.Context, sock string) (*control.IKESAInfo,
 	return up[0], ""
 }
 
-// ikeReport waits for the IKE SA on both daemons and prints it; children
-// also lists the children with their selectors and SPIs.
-func (d *mobDemo) ikeReport(ctx context.Context, what string, children bool) error {
-	d.step("%s (mipsec ike list)", what)
-	var mn, ha *control.IKESAInfo
-	err := netlab.Poll(ctx, 10*time.Second, 100*time.Millisecond, func() (bool, string) {
+// bothIKESAs waits (10 s at most) until the MN and the HA each have their
+// IKE SA with every child and check finds nothing wrong with them ("").
+func (d *mobDemo) bothIKESAs(ctx context.Context, check func(mn, ha *control.IKESAInfo) string) (mn, ha *control.IKESAInfo, err error) {
+	err = netlab.Poll(ctx, 10*time.Second, 50*time.Millisecond, func() (bool, string) {
 		var why string
 		if mn, why = d.mdIKESA(ctx, d.mnSock); mn == nil {
 			return false, "MN: " + why
@@ -80,8 +78,17 @@ func (d *mobDemo) ikeReport(ctx context.Context, what string, children bool) err
 		if ha, why = d.mdIKESA(ctx, d.haSock); ha == nil {
 			return false, "HA: " + why
 		}
-		return true, ""
+		why = check(mn, ha)
+		return why == "", why
 	})
+	return mn, ha, err
+}
+
+// ikeReport waits for the IKE SA on both daemons and prints it; children
+// also lists the children with their selectors and SPIs.
+func (d *mobDemo) ikeReport(ctx context.Context, what string, children bool) error {
+	d.step("%s (mipsec ike list)", what)
+	mn, ha, err := d.bothIKESAs(ctx, func(mn, ha *control.IKESAInfo) string { return "" })
 	if err != nil {
 		return err
 	}
@@ -107,21 +114,13 @@ func (d *mobDemo) ikeFollows(ctx context.Context, to netlab.Access) error {
 	if to == netlab.AccessB {
 		want = netlab.MobNATAddr
 	}
-	var mn, ha *control.IKESAInfo
-	err := netlab.Poll(ctx, 10*time.Second, 50*time.Millisecond, func() (bool, string) {
-		var why string
-		if mn, why = d.mdIKESA(ctx, d.mnSock); mn == nil {
-			return false, "MN: " + why
-		}
-		if ha, why = d.mdIKESA(ctx, d.haSock); ha == nil {
-			return false, "HA: " + why
-		}
+	mn, ha, err := d.bothIKESAs(ctx, func(mn, ha *control.IKESAInfo) string {
 		l, _ := netip.ParseAddrPort(mn.Local)
 		r, _ := netip.ParseAddrPort(ha.Remote)
 		if l.Addr().Unmap() != to.CoA() || r.Addr().Unmap() != want {
-			return false, fmt.Sprintf("IKE SA: MN local %s, HA remote %s; want %v and %v", mn.Local, ha.Remote, to.CoA(), want)
+			return fmt.Sprintf("IKE SA: MN local %s, HA remote %s; want %v and %v", mn.Local, ha.Remote, to.CoA(), want)
 		}
-		return true, ""
+		return ""
 	})
 	if err != nil {
 		return fmt.Errorf("the IKE SA did not follow the MN (K flag): %w", err)
