@@ -129,8 +129,9 @@ func cpRequest(c *Connection) *CP {
 
 // cpAnswer is the responder's answer to the initiator's CP request: the
 // CP(CFG_REPLY) with the addresses assigned (and the home prefix where
-// asked for and configured), or the INTERNAL_ADDRESS_FAILURE notify when
-// the pool has no address left; nil, nil when the connection has no pool
+// asked for and configured; a family the pool has none of left out), or
+// the INTERNAL_ADDRESS_FAILURE notify when it has none of any family asked
+// for; nil, nil when the connection has no pool
 // or the request asks for no address (§3.15.4: a responder may ignore
 // what it does not do).
 func (d *Daemon) cpAnswer(sa *ikeSA, req *CP) (reply *CP, failure *Notify) {
@@ -140,6 +141,7 @@ func (d *Daemon) cpAnswer(sa *ikeSA, req *CP) (reply *CP, failure *Notify) {
 	}
 	reply = &CP{CfgType: CFG_REPLY}
 	asked := map[bool]bool{}
+	assigned, refused := 0, false
 	for _, at := range req.Attributes {
 		switch at.Type {
 		case INTERNAL_IP4_ADDRESS, INTERNAL_IP6_ADDRESS:
@@ -150,10 +152,13 @@ func (d *Daemon) cpAnswer(sa *ikeSA, req *CP) (reply *CP, failure *Notify) {
 			asked[v4] = true
 			a, ok := c.assign(sa.remoteID, v4)
 			if !ok {
-				d.refuse("pool", "no address left in the pool for the initiator (RFC 7296 §3.15.4)", append(sa.logFields(),
+				// The other family may still be served (§3.15.4).
+				d.log.Info("no address of the family left in the pool", append(sa.logFields(),
 					zap.String("remote_id", sa.remoteID.String()), zap.Bool("ipv4", v4))...)
-				return nil, &Notify{NotifyType: INTERNAL_ADDRESS_FAILURE}
+				refused = true
+				continue
 			}
+			assigned++
 			v := a.AsSlice()
 			if !v4 {
 				v = append(v, 128)
@@ -166,6 +171,11 @@ func (d *Daemon) cpAnswer(sa *ikeSA, req *CP) (reply *CP, failure *Notify) {
 				reply.Attributes = append(reply.Attributes, CPAttribute{Type: MIP6_HOME_PREFIX, Value: v})
 			}
 		}
+	}
+	if assigned == 0 && refused {
+		d.refuse("pool", "no address left in the pool for the initiator (RFC 7296 §3.15.4)", append(sa.logFields(),
+			zap.String("remote_id", sa.remoteID.String()))...)
+		return nil, &Notify{NotifyType: INTERNAL_ADDRESS_FAILURE}
 	}
 	if len(reply.Attributes) == 0 {
 		return nil, nil

@@ -135,3 +135,20 @@ func TestCPMalformedReply(t *testing.T) {
 		}
 	}
 }
+
+// TestCPOneFamily: asked for both families by a pool of IPv4 only, the
+// responder assigns the IPv4 address and leaves IPv6 out (RFC 7296
+// §3.15.4), no INTERNAL_ADDRESS_FAILURE.
+func TestCPOneFamily(t *testing.T) {
+	_, a, b := newPair(t, pairOpts{
+		a: func(c *Connection) { c.VIPs = []netip.Addr{netip.IPv6Unspecified(), netip.IPv4Unspecified()} },
+		b: func(c *Connection) { c.Pool = []netip.Prefix{netip.MustParsePrefix("10.1.0.16/29")} },
+	})
+	up(t, a, b)
+	if v := a.d.List()[0].VIPs; len(v) != 1 || v[0] != netip.MustParseAddr("10.1.0.17") {
+		t.Fatalf("A's addresses %v, want the IPv4 one only", v)
+	}
+	if n := b.d.Stats().Failures["pool"]; n != 0 {
+		t.Fatalf("pool failures %d", n)
+	}
+}

@@ -462,6 +462,13 @@ func (n *Node) publishPeers() error {
 // caller holds n.ik.mu (or runs before Start).
 func (n *Node) allPeers() []dataplane.PeerConfig {
 	ps := clonePeers(n.ik.manual)
+	if n.mobilityRole() {
+		// The mobility layer chooses every endpoint (ike_mobility.go):
+		// an IKE peer's endpoint would send the traffic of a home
+		// address without a binding to whichever mobile node's care-of
+		// address was last installed.
+		return ps
+	}
 	names := make([]string, 0, len(n.ik.peers))
 	for name := range n.ik.peers {
 		names = append(names, name)

@@ -6,9 +6,11 @@ package node
 // manual SA1..SA8 are: a tunnel-mode child's outer addresses are HoA ↔ HA
 // whatever the IKE SA's addresses are, and the mobility layer rewrites the
 // outer header on the wire (draft-laganier-mext-dsmipv6-ipsec-00, DR-1,
-// DR-8). The mobility layer also chooses every outbound endpoint, so an
-// IKE peer of a mobility node never roams on ESP (the binding follows the
-// mobile node, moved by authenticated Binding Updates only).
+// DR-8). The mobility layer also chooses every outbound endpoint, so the
+// IKE peers of a mobility node are no dataplane peers (allPeers) and never
+// roam on ESP: the binding follows the mobile node, moved by authenticated
+// Binding Updates only, and ESP for a home address without a binding goes
+// where it would with manual SAs, never to another node's care-of address.
 //
 //	MN: tunnel HoA (Mobility.HomeAddress) -> HA (Mobility.HAAddress)
 //	HA: tunnel HA -> the mobile node's HoA: the IPv6 address its PAD entry
