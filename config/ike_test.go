@@ -697,6 +697,13 @@ func TestIKEMobilityRoles(t *testing.T) {
 			t.Errorf("child %s: MN %v -> %v is not within the HA's %v <- %v", m.Name, m.LocalTS, m.RemoteTS, h.RemoteTS, h.LocalTS)
 		}
 	}
+	if mn.Mobility.NoKFlag || ha.Mobility.NoKFlag {
+		t.Error("the K flag is on by default")
+	}
+	noK, err := load("mn-ike", func(s string) string { return strings.Replace(s, "[mobility]\n", "[mobility]\nk_flag = false\n", 1) })
+	if err != nil || !noK.Mobility.NoKFlag {
+		t.Errorf("k_flag = false: %v, NoKFlag %v", err, noK != nil && noK.Mobility.NoKFlag)
+	}
 	noBU := func(text string) string {
 		return strings.Replace(text, `mode = "transport"
   local_ts = ["2001:db8:1::100[mh/5]"]`, `mode = "tunnel"
