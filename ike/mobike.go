@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 
 	"go.uber.org/zap"
 )
@@ -87,9 +88,11 @@ var ErrNoMOBIKE = errors.New("ike: no MOBIKE on this IKE SA (both sides announce
 // our port stays): UPDATE_SA_ADDRESSES is sent from there with its NAT
 // detection and a COOKIE2, and once the peer's answer echoes the COOKIE2
 // the children's ESP goes from the new address too (RFC 4555 §3.5). It
-// returns when the peer answered (or the exchange failed).
+// returns when the peer answered (or the exchange failed), or when the
+// IKE SA or the daemon went away first (a Delete, Close).
 func (d *Daemon) Move(conn string, local netip.Addr) error {
 	w := make(chan error, 1)
+	gone := make(chan error, 1)
 	err := d.call(func() error {
 		c := d.conn(conn)
 		if c == nil {
@@ -112,13 +115,22 @@ func (d *Daemon) Move(conn string, local netip.Addr) error {
 		}
 		from := sa.local
 		sa.local = netip.AddrPortFrom(local, sa.local.Port())
+		// Told why if the SA goes before the answer (removeSA drops the
+		// request; an established SA's waiters hear nothing else);
+		// forgotten once the exchange ends.
+		sa.waiters = append(sa.waiters, gone)
+		unwait := func() {
+			sa.waiters = slices.DeleteFunc(sa.waiters, func(c chan error) bool { return c == gone })
+		}
 		src, dst := NATDetectionNotifies(sa.spii, sa.spir, sa.local, sa.remote)
 		d.queueRequest(sa, &request{exchange: INFORMATIONAL,
 			payloads: []Payload{&Notify{NotifyType: UPDATE_SA_ADDRESSES}, src, dst, &Notify{NotifyType: COOKIE2, Data: cookie}},
 			onResponse: func(m *Message, inner []Payload) {
+				unwait()
 				w <- d.movedResponse(sa, from, cookie, inner)
 			},
 			onTimeout: func() {
+				unwait()
 				w <- errors.New("ike: UPDATE_SA_ADDRESSES unanswered")
 				d.removeSA(sa, errors.New("ike: UPDATE_SA_ADDRESSES unanswered"))
 			}})
@@ -127,7 +139,22 @@ func (d *Daemon) Move(conn string, local netip.Addr) error {
 	if err != nil {
 		return err
 	}
-	return <-w
+	select {
+	case err := <-w:
+		return err
+	case why := <-gone:
+		select {
+		case err := <-w: // the timeout that removed it
+			return err
+		default:
+		}
+		if errors.Is(why, ErrNotRunning) {
+			return ErrNotRunning
+		}
+		return fmt.Errorf("ike: move %s: the IKE SA went before the peer answered: %w", conn, why)
+	case <-d.done:
+		return ErrNotRunning
+	}
 }
 
 // movedResponse checks the answer to our UPDATE_SA_ADDRESSES: the COOKIE2

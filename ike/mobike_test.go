@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // TestMOBIKE: with MOBIKE on both sides (RFC 4555 §3.3) the initiator
@@ -107,4 +108,31 @@ func TestMOBIKEOff(t *testing.T) {
 func outs(p *peer) []ChildSA {
 	_, out, _ := p.k.state()
 	return out
+}
+
+// TestMOBIKEMoveClosed: a Move whose answer never comes (B answers to an
+// address nobody has) returns once the daemon closes: the request goes
+// with the IKE SA, and Move hears why instead of waiting for ever.
+func TestMOBIKEMoveClosed(t *testing.T) {
+	mobike := func(c *Connection) { c.MOBIKE = true }
+	n, a, b := newPair(t, pairOpts{a: mobike, b: mobike, cfgA: func(c *Config) { c.Retransmit = 30 * time.Second }})
+	up(t, a, b)
+	lost := netip.MustParseAddr("192.0.2.78") // not on the network
+	done := make(chan error, 1)
+	go func() { done <- a.d.Move("ab", lost) }()
+	eventually(t, "the update sent", func() bool { return len(captured(n, lost, INFORMATIONAL, false)) == 1 })
+	select {
+	case err := <-done:
+		t.Fatalf("Move returned before any answer: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	a.d.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrNotRunning) {
+			t.Fatalf("Move after Close: %v, want ErrNotRunning", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Move still waits after Close")
+	}
 }

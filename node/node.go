@@ -71,6 +71,9 @@ type Node struct {
 	ikeRunning atomic.Bool
 	// ikeUL sends IKE messages once Start has the underlay (ike.go).
 	ikeUL atomic.Pointer[ikeSender]
+	// mobike moves a gateway's IKE SAs off vanished local addresses
+	// (ike_mobike.go); nil when it does not watch.
+	mobike *mobikeWatch
 
 	closeOnce sync.Once
 	closeErr  error
@@ -208,11 +211,11 @@ func (n *Node) Start() error {
 	}); ok {
 		n.ulStats = us.Stats()
 	}
+	tunName := n.cfg.TUN.Name
+	if nm, err := dev.Name(); err == nil {
+		tunName = nm
+	}
 	if n.mob != nil {
-		tunName := n.cfg.TUN.Name
-		if nm, err := dev.Name(); err == nil {
-			tunName = nm
-		}
 		if err := n.mob.start(dp, ul, tunName); err != nil {
 			return fmt.Errorf("mobility (role %s): %w", n.cfg.Role, err)
 		}
@@ -220,6 +223,7 @@ func (n *Node) Start() error {
 	if err := n.startIKE(ul); err != nil {
 		return err
 	}
+	n.startMOBIKE(tunName)
 	n.res.Start()
 	n.started = time.Now()
 	n.log.Info("node running",
@@ -246,12 +250,16 @@ func (n *Node) Close() error {
 		var errs []error
 		// The IKE daemon first: its Deletes go out through the underlay
 		// and it removes its children through the Kernel.
+		// The address watch before it: no move starts on a closing
+		// daemon, and those in flight end with it.
+		n.mobike.stop()
 		if n.ikeD != nil {
 			n.ikeRunning.Store(false)
 			if err := n.ikeD.Close(); err != nil {
 				n.log.Warn("ike shutdown", zap.Error(err))
 			}
 		}
+		n.mobike.wait()
 		// The MN's de-registration BU and its BA go through the
 		// dataplane: the mobility layer stops first.
 		if n.mob != nil {
