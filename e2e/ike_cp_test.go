@@ -83,42 +83,15 @@ func (l *ikeLab) startPoolMipsec(pool ...netip.Prefix) {
 // startVIPCharon starts charon with its connection asking for vips, its
 // child's local_ts dynamic (charon narrows it to the virtual IPs) and
 // remote_ts both of mipsec's inner networks.
-//
-// vips is a list key, which vici's load-conn takes as a list only, and
-// charontest.Conn.Extra sends its values as plain key-values ("unknown
-// option: vips"): so the connection is loaded without vips first, then
-// again by swanctl --load-conns from charontest's swanctl.conf with vips
-// added, which swanctl splits into the list.
 func (l *ikeLab) startVIPCharon(vips ...string) {
-	t := l.t
-	t.Helper()
+	l.t.Helper()
 	l.startCharon("none", func(c *charontest.Conn) {
+		c.VIPs = vips
 		ch := c.Children[ikeChild]
 		ch.LocalTS = nil // dynamic
 		ch.RemoteTS = []string{ikeNetM, cpNetM6}
 		c.Children[ikeChild] = ch
 	})
-	conf, err := os.ReadFile(filepath.Join(l.charon.Dir(), "swanctl", "swanctl.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	head := "\n  " + ikeConnC + " {\n"
-	if strings.Count(string(conf), head) != 1 {
-		t.Fatalf("charon's swanctl.conf has no connection %s:\n%s", ikeConnC, conf)
-	}
-	s := strings.Replace(string(conf), head, head+"    vips = "+strings.Join(vips, ", ")+"\n", 1)
-	path := filepath.Join(l.dir, "swanctl-vips.conf")
-	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := l.charon.Swanctl("--load-conns", "--file", path); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	out, err := l.charon.Swanctl("--list-conns")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	t.Logf("charon's connection:\n%s", out)
 }
 
 // charonVIPs are the local-vips of charon's IKE SA of its connection, read

@@ -59,6 +59,7 @@ type Conn struct {
 	LocalPort   int      // local_port (charon's default 500)
 	RemotePort  int      // remote_port
 	Proposals   []string // IKE proposals, e.g. "aes128gcm16-prfsha256-curve25519"
+	VIPs        []string // vips: virtual IPs asked for by CP, "0.0.0.0" / "::" for any
 	// Encap forces UDP encapsulation (RFC 3948) by faking a NAT in the
 	// NAT_DETECTION payloads; charon's libipsec backend can only send and
 	// receive ESP in UDP.
@@ -288,6 +289,7 @@ func (c Conn) tree() (*tree, error) {
 	t.setInt("local_port", c.LocalPort)
 	t.setInt("remote_port", c.RemotePort)
 	t.setList("proposals", c.Proposals)
+	t.setList("vips", c.VIPs)
 	if c.Encap {
 		t.set("encap", "yes")
 	}
