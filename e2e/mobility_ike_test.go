@@ -273,3 +273,27 @@ func TestMobilityIKENoK(t *testing.T) {
 		})
 	}
 }
+
+// TestMobilityIKEStartBehindNAT: the MN starts on access B, IPv4 only
+// behind the NAT (DSMIPv6 with IKE, RFC 5555, RFC 4877 §7): its IKE goes to
+// the HA's IPv4 address from the IPv4 care-of address, floats to UDP 4500
+// (NAT detection, RFC 7296 §2.23), and it registers with IKE-made SAs; both
+// home addresses are reachable.
+func TestMobilityIKEStartBehindNAT(t *testing.T) {
+	l := newMobIKELab(t, mobOptions{noMN: true})
+	if _, err := l.MoveTo(context.Background(), netlab.AccessB); err != nil {
+		t.Fatal(err)
+	}
+	l.mn.start()
+	b := l.waitRegistered(mobCoA4, 30*time.Second)
+	if p, _ := b.Primary(); !p.NAT {
+		t.Errorf("binding %+v: want the NAT detected", p)
+	}
+	sa := waitIKEEndpoint(t, l.mn, false, mobCoA4, "the MN's IKE SA from its IPv4 care-of address")
+	if ap, err := netip.ParseAddrPort(sa.Remote); err != nil || ap != netip.AddrPortFrom(netlab.MobHAV4, 4500) || !sa.Encap || !sa.NATLocal {
+		t.Errorf("MN's IKE SA: remote %s encap %v nat_local %v; want %v:4500 in UDP behind the NAT", sa.Remote, sa.Encap, sa.NATLocal, netlab.MobHAV4)
+	}
+	waitIKEEndpoint(t, l.ha, true, netlab.MobNATAddr, "the HA sees the MN's IKE SA from the NAT")
+	mustPing(t, l.CN, mobCN6, mobHoA, 3)
+	mustPing(t, l.CN, mobCN4, mobHoA4, 3)
+}

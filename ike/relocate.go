@@ -65,6 +65,39 @@ func (d *Daemon) Relocate(addr netip.Addr, local, remote netip.AddrPort) error {
 	})
 }
 
+// InitiateFrom tells the daemon that conn's next initiation goes from the
+// local address local (a mobile node's care-of address; Renew's family
+// rule picks the remote): an IKE SA being set up to a remote address of
+// the other family, which cannot work from local (an IPv6 home agent from
+// an IPv4-only link behind a NAT, RFC 5555 §4.1), is dropped and begun
+// again at once from local; an established one is left alone (the K flag
+// or Renew moves it), as is one being set up to the right family.
+func (d *Daemon) InitiateFrom(conn string, local netip.Addr) error {
+	local = local.Unmap()
+	return d.call(func() error {
+		c := d.conn(conn)
+		if c == nil {
+			return fmt.Errorf("%w: %q", ErrUnknownConnection, conn)
+		}
+		c.from = local
+		sa := d.activeSA(c)
+		switch {
+		case sa == nil:
+			if c.startStart() {
+				c.retries, c.retryAt = 0, d.now() // not after a back-off: the MN moved
+			}
+		case sa.initiator && sa.state < stateEstablished && sa.remote.Addr().Unmap().Is4() != local.Is4():
+			d.log.Info("IKE SA set up again from the new address's family", append(sa.logFields(),
+				zap.Stringer("remote", sa.remote), zap.Stringer("local", local))...)
+			d.removeSA(sa, errors.New("ike: initiating from another address family"))
+			if c.startStart() {
+				c.retries, c.retryAt = 0, d.now()
+			}
+		}
+		return nil
+	})
+}
+
 // Renew replaces the IKE SA of connection conn, of which we are the
 // initiator, by a new one negotiated from the local address local, with
 // every child whose start action is StartStart: what a mobile node does

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestRelocate: A's child is for the single address 10.1.0.7 (a home
@@ -97,5 +98,32 @@ func TestMatchChildExactFirst(t *testing.T) {
 	}
 	if got["narrow"] != "10.2.3.0/24" || got["wide"] != "10.2.0.0/16" || len(got) != 2 {
 		t.Fatalf("B's children %v; want narrow for 10.2.3.0/24 and wide for 10.2.0.0/16", got)
+	}
+}
+
+// TestInitiateFrom: A's first remote address is an IPv6 one nobody answers
+// at; once told it initiates from an IPv4 address, A drops the attempt and
+// sets the IKE SA up to its IPv4 remote address at once; an established
+// IKE SA is then left alone.
+func TestInitiateFrom(t *testing.T) {
+	_, a, b := newPair(t, pairOpts{a: func(c *Connection) {
+		c.LocalAddrs = nil
+		c.RemoteAddrs = append([]netip.Prefix{netip.MustParsePrefix("2001:db8::99/128")}, c.RemoteAddrs...)
+		c.Children[0].Start = StartStart
+	}})
+	time.Sleep(100 * time.Millisecond)
+	if established(a) != 0 {
+		t.Fatal("established to an address nobody answers at")
+	}
+	if err := a.d.InitiateFrom("ab", addrA); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the IKE SA to B's IPv4 address", func() bool { return established(a) == 1 && established(b) == 1 })
+	sa := a.d.List()[0]
+	if sa.Remote.Addr() != addrB {
+		t.Fatalf("remote %v", sa.Remote)
+	}
+	if err := a.d.InitiateFrom("ab", addrA); err != nil || len(a.d.List()) != 1 || a.d.List()[0].SPIi != sa.SPIi {
+		t.Fatalf("a second InitiateFrom: %v, SAs %+v", err, a.d.List())
 	}
 }

@@ -93,6 +93,18 @@ func (m *mobility) renewIKE(coa netip.Addr) {
 	}
 }
 
+// initiateFrom points the MN's connections' next initiation at coa
+// (ike.Daemon.InitiateFrom): a mobile node that starts, or is still
+// without an IKE SA, on an IPv4-only link behind a NAT runs IKE to the
+// HA's IPv4 address from there.
+func (m *mobility) initiateFrom(coa netip.Addr) {
+	for _, c := range m.cfg.IKE.Connections {
+		if err := m.ike.InitiateFrom(c.Name, coa); err != nil && !errors.Is(err, ike.ErrNotRunning) {
+			m.log.Warn("IKE: cannot initiate from the care-of address", zap.String("conn", c.Name), zap.Stringer("coa", coa), zap.Error(err))
+		}
+	}
+}
+
 // ikeServes is mip6.HAConfig.KeyManagement: an IKE SA serves hoa.
 func (m *mobility) ikeServes(hoa netip.Addr) bool {
 	return m.ike != nil && m.ike.Serves(hoa)

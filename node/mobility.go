@@ -467,6 +467,11 @@ func (m *mobility) onMNEvent(e mip6.MNEvent) {
 	c := &m.ctr
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if e.Kind == mip6.MNMoved && m.ike != nil && e.CoA.IsValid() && e.CoA != m.cfg.Mobility.HomeAddress {
+		// IKE from the new care-of address if none is up yet (RFC 4877
+		// §7.3; from an IPv4 one to the HA's IPv4 address, RFC 5555).
+		go m.initiateFrom(e.CoA)
+	}
 	if e.Kind == mip6.MNRegistered {
 		if e.Handover > 0 {
 			c.lastHO = e.Handover
