@@ -635,7 +635,9 @@ func (d *Daemon) request(sa *ikeSA, dg datagram, h Header) {
 			d.dropOpen(sa, err)
 			return
 		}
-		sa.lastRecv = d.now()
+		// No liveness from it (§2.4): a retransmission proves the
+		// bytes authentic, not that the peer is alive now, and anyone
+		// who recorded them can send them again.
 		if first {
 			d.sendAll(sa.lastResp, dg.local, dg.remote)
 		}

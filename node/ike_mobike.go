@@ -103,7 +103,12 @@ func (n *Node) startMOBIKE(tun string) {
 		m.skip = append(m.skip, p.Addr().Unmap())
 	}
 	w, err := netcfg.WatchAddrs(netcfg.WatchConfig{Exclude: []string{tun}, OnError: func(err error) {
-		m.log.Warn("address watch", zap.Error(err))
+		m.mu.Lock()
+		closed := m.closed
+		m.mu.Unlock()
+		if !closed { // a closing watch's netlink socket errors are no news
+			m.log.Warn("address watch", zap.Error(err))
+		}
 	}}, m.changed)
 	if err != nil {
 		m.log.Warn("cannot watch the host's addresses: MOBIKE will not move the IKE SAs off a vanished address", zap.Error(err))
