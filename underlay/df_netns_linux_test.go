@@ -142,7 +142,7 @@ func TestDFOnTheWire(t *testing.T) {
 		}
 		u.Close()
 	}
-	got := capt.stop(t)
+	got := capt.stop(t, len(wants))
 
 	for s, w := range wants {
 		pk := got.bySPI[s]
@@ -381,9 +381,19 @@ func (c *dfCapture) add(f []byte) {
 	c.seen.bySPI[spi] = append(c.seen.bySPI[spi], dfPacket{df: flags&0x4000 != 0, id: binary.BigEndian.Uint16(ip[4:])})
 }
 
-// stop waits for the last frames, stops the capture and returns it.
-func (c *dfCapture) stop(t *testing.T) dfSeen {
-	time.Sleep(300 * time.Millisecond)
+// stop waits for the last frames (until wantSPIs SPIs were seen, or 5 s
+// on a loaded machine, then 100 ms more for stragglers), stops the capture
+// and returns it.
+func (c *dfCapture) stop(t *testing.T, wantSPIs int) dfSeen {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		c.mu.Lock()
+		n := len(c.seen.bySPI)
+		c.mu.Unlock()
+		if n >= wantSPIs {
+			break
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
 	close(c.quit)
 	<-c.done
 	c.mu.Lock()
