@@ -87,13 +87,24 @@ func policyNameOf(conn, child string) string { return conn + "/" + child }
 // mobile nodes) with the peer's identity too, so that two peers' children
 // of one configuration never share (and replace) each other's policies.
 func (sa *ikeSA) responderPolicyName(child string) string {
-	name := policyNameOf(sa.conn.cfg.Name, child)
+	return policyNameOf(sa.conn.cfg.Name, child) + sa.peerSuffix()
+}
+
+// peerSuffix is "" for a connection with one peer, else "[identity]" of
+// sa's peer (responderPolicyName's rule).
+func (sa *ikeSA) peerSuffix() string {
 	c := &sa.conn.cfg
 	if len(c.Remote.PAD) == 0 && len(c.RemoteAddrs) == 1 && c.RemoteAddrs[0].IsSingleIP() {
-		return name
+		return ""
 	}
-	return name + "[" + sa.remoteID.String() + "]"
+	return "[" + sa.remoteID.String() + "]"
 }
+
+// peerName names sa's peer toward the Kernel (ChildSA.Peer, SetEndpoint,
+// ESPMoved): the connection's name, with the peer's identity where the
+// connection serves many peers, so that each has its own endpoint and one
+// road warrior's new NAT mapping moves no other's.
+func (sa *ikeSA) peerName() string { return sa.conn.cfg.Name + sa.peerSuffix() }
 
 // lifetimeOf is a child's SA limits (kernel.go Lifetime): soft at
 // RekeyTime (DefaultChildRekey), hard at LifeTime (RekeyTime + 10 %), and
@@ -146,7 +157,7 @@ func (d *Daemon) kernelChild(sa *ikeSA, ch *childSA, k *ChildKeys) *ChildSA {
 	kc := &ChildSA{
 		Name:       ch.name,
 		ID:         ch.id,
-		Peer:       sa.conn.cfg.Name,
+		Peer:       sa.peerName(),
 		PolicyName: ch.policyName,
 		Mode:       ch.mode,
 		Endpoint:   sa.endpoint(),

@@ -70,8 +70,11 @@ type ChildSA struct {
 	// daemon (swanctl's unique id), for logs and `mipsec ike list`.
 	Name string
 	ID   uint32
-	// Peer names the IKE SA's peer (the connection name): the SAs of all
-	// the children of one IKE SA share one endpoint.
+	// Peer names the IKE SA's peer: the connection name, followed by
+	// "[identity]" of the peer where the connection serves many peers (a
+	// PAD, or remote addresses wider than one host). The SAs of all the
+	// children of one IKE SA share one endpoint; two road warriors of one
+	// connection do not.
 	Peer string
 	// PolicyName names the child's policies; a rekeyed child keeps the
 	// name of the child it replaces.

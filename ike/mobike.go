@@ -64,7 +64,7 @@ func (d *Daemon) updateAddresses(sa *ikeSA, inner []Payload) []Payload {
 		zap.Stringer("from", from), zap.Stringer("remote", sa.remote), zap.Stringer("local_from", fromLocal),
 		zap.Stringer("local", sa.local), zap.Bool("nat_local", natLocal), zap.Bool("nat_remote", natRemote))...)
 	if len(sa.children) > 0 {
-		if err := d.cfg.Kernel.SetEndpoint(sa.conn.cfg.Name, sa.endpoint()); err != nil {
+		if err := d.cfg.Kernel.SetEndpoint(sa.peerName(), sa.endpoint()); err != nil {
 			d.log.Warn("kernel: set endpoint failed", append(sa.logFields(), zap.Error(err))...)
 			d.fail("kernel")
 		}
@@ -177,7 +177,7 @@ func (d *Daemon) movedResponse(sa *ikeSA, from netip.AddrPort, cookie []byte, in
 		zap.Stringer("local_from", from), zap.Stringer("local", sa.local), zap.Stringer("remote", sa.remote),
 		zap.Bool("nat_local", natLocal), zap.Bool("nat_remote", natRemote))...)
 	if len(sa.children) > 0 {
-		if err := d.cfg.Kernel.SetEndpoint(sa.conn.cfg.Name, sa.endpoint()); err != nil {
+		if err := d.cfg.Kernel.SetEndpoint(sa.peerName(), sa.endpoint()); err != nil {
 			d.fail("kernel")
 			return fmt.Errorf("ike: kernel: %w", err)
 		}

@@ -35,9 +35,10 @@ func TestPADNarrows(t *testing.T) {
 	if !bo.RemoteID.Equal(idA) || len(bo.Authorized) != 1 || bo.Authorized[0] != netip.MustParsePrefix("10.1.5.0/24") {
 		t.Fatalf("B's kernel child: remote id %v, authorized %v", bo.RemoteID, bo.Authorized)
 	}
-	// One connection, many peers: B's policies carry A's identity.
-	if bo.PolicyName != "ba/net["+idA.String()+"]" {
-		t.Fatalf("B's policy name %q", bo.PolicyName)
+	// One connection, many peers: B's policies and its kernel peer carry
+	// A's identity.
+	if bo.PolicyName != "ba/net["+idA.String()+"]" || bo.Peer != "ba["+idA.String()+"]" {
+		t.Fatalf("B's policy name %q, peer %q", bo.PolicyName, bo.Peer)
 	}
 	if ao.Authorized != nil {
 		t.Fatalf("A has no PAD, yet its child says authorized %v", ao.Authorized)

@@ -52,7 +52,7 @@ func (d *Daemon) Relocate(addr netip.Addr, local, remote netip.AddrPort) error {
 				zap.Stringer("for", addr), zap.Stringer("local_from", fromL), zap.Stringer("local", sa.local),
 				zap.Stringer("remote_from", fromR), zap.Stringer("remote", sa.remote))...)
 			if len(sa.children) > 0 {
-				if err := d.cfg.Kernel.SetEndpoint(sa.conn.cfg.Name, sa.endpoint()); err != nil {
+				if err := d.cfg.Kernel.SetEndpoint(sa.peerName(), sa.endpoint()); err != nil {
 					d.fail("kernel")
 					d.log.Warn("kernel: set endpoint failed", append(sa.logFields(), zap.Error(err))...)
 				}

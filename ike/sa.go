@@ -717,7 +717,7 @@ func (d *Daemon) follow(sa *ikeSA, dg datagram) {
 	}
 	d.log.Info("IKE SA moved", append(sa.logFields(), zap.Stringer("local", sa.local), zap.Stringer("remote", sa.remote))...)
 	if len(sa.children) > 0 {
-		if err := d.cfg.Kernel.SetEndpoint(sa.conn.cfg.Name, sa.endpoint()); err != nil {
+		if err := d.cfg.Kernel.SetEndpoint(sa.peerName(), sa.endpoint()); err != nil {
 			d.log.Warn("kernel: set endpoint failed", append(sa.logFields(), zap.Error(err))...)
 			d.fail("kernel")
 		}
@@ -742,7 +742,7 @@ func (sa *ikeSA) follows() bool {
 func (d *Daemon) ESPMoved(peer string, remote netip.AddrPort) {
 	d.post(func() {
 		for _, sa := range d.sas {
-			if sa.conn.cfg.Name != peer || sa.state != stateEstablished || !sa.encap || !sa.follows() ||
+			if sa.peerName() != peer || sa.state != stateEstablished || !sa.encap || !sa.follows() ||
 				remote == sa.remote || remote.Addr().Is4() != sa.remote.Addr().Is4() || remote.Port() == 0 {
 				continue
 			}
@@ -751,7 +751,7 @@ func (d *Daemon) ESPMoved(peer string, remote netip.AddrPort) {
 			d.stats.ESPMoves++
 			d.log.Info("IKE SA moved after its ESP (NAT mapping changed)", append(sa.logFields(),
 				zap.Stringer("from", from), zap.Stringer("remote", sa.remote))...)
-			if err := d.cfg.Kernel.SetEndpoint(sa.conn.cfg.Name, sa.endpoint()); err != nil {
+			if err := d.cfg.Kernel.SetEndpoint(sa.peerName(), sa.endpoint()); err != nil {
 				d.log.Warn("kernel: set endpoint failed", append(sa.logFields(), zap.Error(err))...)
 				d.fail("kernel")
 			}
