@@ -27,6 +27,8 @@ func TestPADNarrows(t *testing.T) {
 	if err := a.d.Initiate("ab", "net"); err != nil {
 		t.Fatal(err)
 	}
+	// B installs its outbound SA once its response is out.
+	eventually(t, "B's child", func() bool { _, out, _ := b.k.state(); return len(out) == 1 })
 	ao, bo := checkPair(t, a, b)
 	want := prefixTS("10.1.5.0/24")
 	if len(bo.RemoteTS) != 1 || !sameTS(bo.RemoteTS[0], want) || len(ao.LocalTS) != 1 || !sameTS(ao.LocalTS[0], want) {

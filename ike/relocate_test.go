@@ -47,8 +47,11 @@ func TestRelocate(t *testing.T) {
 		lb.Remote != netip.AddrPortFrom(moved, 500) || lb.Local != netip.AddrPortFrom(addrB, 500) {
 		t.Fatalf("after Relocate: A %v -> %v, B %v -> %v", la.Local, la.Remote, lb.Local, lb.Remote)
 	}
-	if b.k.count("endpoint ba") != 1 || !strings.Contains(b.k.calls[len(b.k.calls)-1], moved.String()) {
-		t.Fatalf("B's kernel: %v", b.k.calls)
+	b.k.mu.Lock()
+	last := b.k.calls[len(b.k.calls)-1]
+	b.k.mu.Unlock()
+	if b.k.count("endpoint ba") != 1 || !strings.Contains(last, moved.String()) {
+		t.Fatalf("B's kernel: last call %q, %d endpoint calls", last, b.k.count("endpoint ba"))
 	}
 	if a.d.Stats().Relocations != 1 || b.d.Stats().Relocations != 1 {
 		t.Fatalf("relocations A %d B %d", a.d.Stats().Relocations, b.d.Stats().Relocations)
