@@ -173,6 +173,9 @@ func (d *Daemon) movedResponse(sa *ikeSA, from netip.AddrPort, cookie []byte, in
 	sa.natLocal, sa.natRemote = natLocal, natRemote
 	sa.encap = sa.encap || natLocal || natRemote
 	d.stats.MOBIKEUpdates++
+	// A new IKE SA of the connection (after a failure) starts from here
+	// too, not from a configured address that may be gone.
+	sa.conn.from = sa.local.Addr()
 	d.log.Info("MOBIKE: moved the IKE SA and its children (UPDATE_SA_ADDRESSES)", append(sa.logFields(),
 		zap.Stringer("local_from", from), zap.Stringer("local", sa.local), zap.Stringer("remote", sa.remote),
 		zap.Bool("nat_local", natLocal), zap.Bool("nat_remote", natRemote))...)

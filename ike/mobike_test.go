@@ -76,6 +76,13 @@ func TestMOBIKE(t *testing.T) {
 	if got := captured(n, addrB, INFORMATIONAL, false); len(got) != 1 || got[0].dst.Addr() != newA {
 		t.Fatalf("B's Delete went to %v, want %v", got, newA)
 	}
+	// A new IKE SA of the connection (after a failure) starts from the
+	// address it moved to, not from its configured local_addrs.
+	var from netip.Addr
+	a.d.call(func() error { from = a.d.conn("ab").localFor(addrB); return nil })
+	if from != newA {
+		t.Fatalf("the next IKE SA would start from %v, want %v", from, newA)
+	}
 }
 
 // TestMOBIKEOff: without MOBIKE on one side nothing is negotiated: Move

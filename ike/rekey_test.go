@@ -651,7 +651,10 @@ func TestIKERekey(t *testing.T) {
 func TestIKERekeyCollision(t *testing.T) {
 	for _, loser := range []string{"A", "B"} {
 		t.Run("lowest nonce "+loser, func(t *testing.T) {
-			p := newRekeyPair(t, pairOpts{})
+			// Held messages must not be retransmitted meanwhile (a loaded
+			// machine under -race holds them past 40 ms).
+			slow := func(c *Config) { c.Retransmit = 2 * time.Second }
+			p := newRekeyPair(t, pairOpts{cfgA: slow, cfgB: slow})
 			up(t, p.a, p.b)
 			if loser == "A" {
 				p.randA.arm()
