@@ -174,8 +174,9 @@ func (d *Daemon) kernelChild(sa *ikeSA, ch *childSA, k *ChildKeys) *ChildSA {
 		Lifetime:   ch.lifetime,
 		RemoteID:   sa.remoteID,
 	}
-	kc.Authorized, _ = padAddrs(&sa.conn.cfg, sa.remoteID)
-	if kc.Authorized == nil {
+	if e, _ := padEntry(&sa.conn.cfg, sa.remoteID); e != nil {
+		kc.Authorized = e.Addrs
+	} else {
 		kc.Authorized = leasePrefixes(sa.conn.leaseOf(sa.remoteID))
 	}
 	if ch.cfg != nil {

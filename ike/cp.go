@@ -214,15 +214,6 @@ func cpReply(sa *ikeSA, cp *CP) error {
 	return nil
 }
 
-// leaseSelectors are the host selectors of addrs.
-func leaseSelectors(addrs []netip.Addr) []TrafficSelector {
-	out := make([]TrafficSelector, len(addrs))
-	for i, a := range addrs {
-		out[i] = TSFromPrefix(netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out
-}
-
 // leasePrefixes are addrs as host prefixes (ChildSA.Authorized).
 func leasePrefixes(addrs []netip.Addr) []netip.Prefix {
 	var out []netip.Prefix
@@ -239,7 +230,7 @@ func (sa *ikeSA) leasedNarrow(remote []TrafficSelector) ([]TrafficSelector, bool
 	if len(l) == 0 {
 		return remote, false
 	}
-	out := NarrowTS(leaseSelectors(l), remote)
+	out := NarrowTS(prefixSelectors(leasePrefixes(l)), remote)
 	return out, len(out) == 0
 }
 

@@ -533,7 +533,7 @@ func (sa *ikeSA) matchChild(transport bool, tsi, tsr *TS) (cfg *Child, local, re
 		if cfg == nil {
 			cfg, local, remote = cc, l, r
 		}
-		if !sameSelectors(l, tsr.Selectors) || !sameSelectors(r, tsi.Selectors) {
+		if !slices.EqualFunc(l, tsr.Selectors, sameTS) || !slices.EqualFunc(r, tsi.Selectors, sameTS) {
 			continue
 		}
 		if exact == nil || sa.narrowerChild(cc, exact) && !sa.narrowerChild(exact, cc) {
@@ -555,19 +555,6 @@ func (sa *ikeSA) narrowerChild(a, b *Child) bool {
 	la, ra := resolveTS(a.LocalTS, sa.local.Addr()), resolveTS(a.RemoteTS, sa.remote.Addr())
 	lb, rb := resolveTS(b.LocalTS, sa.local.Addr()), resolveTS(b.RemoteTS, sa.remote.Addr())
 	return TSSubset(la, lb) && TSSubset(ra, rb)
-}
-
-// sameSelectors: a and b hold the same selectors in the same order.
-func sameSelectors(a, b []TrafficSelector) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !sameTS(a[i], b[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // refuseTS counts and logs a child refused for its selectors, by the PAD

@@ -63,12 +63,7 @@ func (d *Daemon) updateAddresses(sa *ikeSA, inner []Payload) []Payload {
 	d.log.Info("MOBIKE: IKE SA and its children moved (UPDATE_SA_ADDRESSES)", append(sa.logFields(),
 		zap.Stringer("from", from), zap.Stringer("remote", sa.remote), zap.Stringer("local_from", fromLocal),
 		zap.Stringer("local", sa.local), zap.Bool("nat_local", natLocal), zap.Bool("nat_remote", natRemote))...)
-	if len(sa.children) > 0 {
-		if err := d.cfg.Kernel.SetEndpoint(sa.peerName(), sa.endpoint()); err != nil {
-			d.log.Warn("kernel: set endpoint failed", append(sa.logFields(), zap.Error(err))...)
-			d.fail("kernel")
-		}
-	}
+	d.setEndpoint(sa)
 	// The answer's NAT detection: from our address to the initiator's as
 	// we see them (§3.5).
 	src, dst := NATDetectionNotifies(sa.spii, sa.spir, sa.local, sa.remote)
@@ -179,11 +174,8 @@ func (d *Daemon) movedResponse(sa *ikeSA, from netip.AddrPort, cookie []byte, in
 	d.log.Info("MOBIKE: moved the IKE SA and its children (UPDATE_SA_ADDRESSES)", append(sa.logFields(),
 		zap.Stringer("local_from", from), zap.Stringer("local", sa.local), zap.Stringer("remote", sa.remote),
 		zap.Bool("nat_local", natLocal), zap.Bool("nat_remote", natRemote))...)
-	if len(sa.children) > 0 {
-		if err := d.cfg.Kernel.SetEndpoint(sa.peerName(), sa.endpoint()); err != nil {
-			d.fail("kernel")
-			return fmt.Errorf("ike: kernel: %w", err)
-		}
+	if err := d.setEndpoint(sa); err != nil {
+		return fmt.Errorf("ike: kernel: %w", err)
 	}
 	return nil
 }

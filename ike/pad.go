@@ -65,14 +65,11 @@ func padEntry(c *Connection, peer Identity) (e *PADEntry, ok bool) {
 	return nil, false
 }
 
-// padSelectors are the traffic selectors of e's addresses (any protocol
-// and port); nil for a nil entry.
-func padSelectors(e *PADEntry) []TrafficSelector {
-	if e == nil {
-		return nil
-	}
-	out := make([]TrafficSelector, len(e.Addrs))
-	for i, p := range e.Addrs {
+// prefixSelectors are the traffic selectors of ps (any protocol and port):
+// a PAD entry's addresses, or the host prefixes a pool leased (cp.go).
+func prefixSelectors(ps []netip.Prefix) []TrafficSelector {
+	out := make([]TrafficSelector, len(ps))
+	for i, p := range ps {
 		out[i] = TSFromPrefix(p.Masked())
 	}
 	return out
@@ -87,20 +84,10 @@ func (sa *ikeSA) padNarrow(remote []TrafficSelector) (out []TrafficSelector, ref
 	case !ok:
 		return nil, true
 	case e != nil:
-		if remote = NarrowTS(padSelectors(e), remote); len(remote) == 0 {
+		if remote = NarrowTS(prefixSelectors(e.Addrs), remote); len(remote) == 0 {
 			return nil, true
 		}
 	}
 	// The addresses a pool gave the peer (cp.go) narrow the same way.
 	return sa.leasedNarrow(remote)
-}
-
-// padAddrs returns the addresses the PAD of c authorizes peer for:
-// nil, false when the connection has no PAD or peer no entry in it.
-func padAddrs(c *Connection, peer Identity) ([]netip.Prefix, bool) {
-	e, ok := padEntry(c, peer)
-	if !ok || e == nil {
-		return nil, false
-	}
-	return e.Addrs, true
 }

@@ -51,12 +51,7 @@ func (d *Daemon) Relocate(addr netip.Addr, local, remote netip.AddrPort) error {
 			d.log.Info("IKE SA moved with the mobile node (K flag, RFC 4877 §7.4)", append(sa.logFields(),
 				zap.Stringer("for", addr), zap.Stringer("local_from", fromL), zap.Stringer("local", sa.local),
 				zap.Stringer("remote_from", fromR), zap.Stringer("remote", sa.remote))...)
-			if len(sa.children) > 0 {
-				if err := d.cfg.Kernel.SetEndpoint(sa.peerName(), sa.endpoint()); err != nil {
-					d.fail("kernel")
-					d.log.Warn("kernel: set endpoint failed", append(sa.logFields(), zap.Error(err))...)
-				}
-			}
+			d.setEndpoint(sa)
 		}
 		if served == 0 {
 			return fmt.Errorf("%w %v", ErrNoIKESAFor, addr)

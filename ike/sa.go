@@ -716,12 +716,7 @@ func (d *Daemon) follow(sa *ikeSA, dg datagram) {
 		sa.local = dg.local
 	}
 	d.log.Info("IKE SA moved", append(sa.logFields(), zap.Stringer("local", sa.local), zap.Stringer("remote", sa.remote))...)
-	if len(sa.children) > 0 {
-		if err := d.cfg.Kernel.SetEndpoint(sa.peerName(), sa.endpoint()); err != nil {
-			d.log.Warn("kernel: set endpoint failed", append(sa.logFields(), zap.Error(err))...)
-			d.fail("kernel")
-		}
-	}
+	d.setEndpoint(sa)
 }
 
 // follows reports whether the SA follows its peer to a new address or
@@ -730,6 +725,21 @@ func (d *Daemon) follow(sa *ikeSA, dg datagram) {
 // responder is behind a NAT follows.
 func (sa *ikeSA) follows() bool {
 	return sa.natRemote || !sa.initiator && sa.nat()
+}
+
+// setEndpoint tells the kernel where sa's children's ESP goes now (after
+// sa moved on authenticated input); a failure is counted and logged, and
+// returned. An IKE SA without children has nothing to move.
+func (d *Daemon) setEndpoint(sa *ikeSA) error {
+	if len(sa.children) == 0 {
+		return nil
+	}
+	err := d.cfg.Kernel.SetEndpoint(sa.peerName(), sa.endpoint())
+	if err != nil {
+		d.fail("kernel")
+		d.log.Warn("kernel: set endpoint failed", append(sa.logFields(), zap.Error(err))...)
+	}
+	return err
 }
 
 // ESPMoved tells the daemon that the kernel moved peer's ESP to remote
@@ -751,10 +761,7 @@ func (d *Daemon) ESPMoved(peer string, remote netip.AddrPort) {
 			d.stats.ESPMoves++
 			d.log.Info("IKE SA moved after its ESP (NAT mapping changed)", append(sa.logFields(),
 				zap.Stringer("from", from), zap.Stringer("remote", sa.remote))...)
-			if err := d.cfg.Kernel.SetEndpoint(sa.peerName(), sa.endpoint()); err != nil {
-				d.log.Warn("kernel: set endpoint failed", append(sa.logFields(), zap.Error(err))...)
-				d.fail("kernel")
-			}
+			d.setEndpoint(sa)
 		}
 	})
 }

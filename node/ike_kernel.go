@@ -192,7 +192,7 @@ func (k kernel) ReleaseSPI(spi uint32) {
 // c.InSPI one of the peer's.
 func (k kernel) AddInbound(c *ike.ChildSA) error {
 	n := k.n
-	tl, tr, _, err := n.ikeTunnel(c)
+	tl, tr, err := n.ikeTunnel(c)
 	if err != nil {
 		return err
 	}
@@ -237,7 +237,7 @@ func (k kernel) AddInbound(c *ike.ChildSA) error {
 // and then points the outbound policies of c.PolicyName at it.
 func (k kernel) AddOutbound(c *ike.ChildSA) error {
 	n := k.n
-	tl, tr, _, err := n.ikeTunnel(c)
+	tl, tr, err := n.ikeTunnel(c)
 	if err != nil {
 		return err
 	}
@@ -301,7 +301,7 @@ func (n *Node) addIKESA(c *ike.ChildSA, cfg sad.Config) (undo func(), err error)
 		n.ik.peers[c.Peer] = p
 	}
 	oldEP, oldFollow := p.ep, p.follow
-	p.ep, p.follow = ep, c.Endpoint.Follow && !n.mobilityRole()
+	p.ep, p.follow = ep, c.Endpoint.Follow
 	if cfg.Dir == sad.Outbound {
 		p.out = append(p.out, k.spi)
 	} else {
@@ -435,12 +435,11 @@ func (k kernel) SetEndpoint(peer string, ep ike.Endpoint) error {
 	n.ik.mu.Lock()
 	defer n.ik.mu.Unlock()
 	p := n.ik.peers[peer]
-	follow := ep.Follow && !n.mobilityRole()
-	if p == nil || p.ep == e && p.follow == follow {
+	if p == nil || p.ep == e && p.follow == ep.Follow {
 		return nil
 	}
 	old, oldFollow := p.ep, p.follow
-	p.ep, p.follow = e, follow
+	p.ep, p.follow = e, ep.Follow
 	if err := n.publishPeers(); err != nil {
 		p.ep, p.follow = old, oldFollow
 		return fmt.Errorf("node: peer %q: %w", peer, err)

@@ -39,21 +39,21 @@ import (
 
 // ikeTunnel returns the outer addresses of c's tunnel in the outbound
 // direction (local first) where the node's role binds them to the home
-// address; ok is false for a gateway (the IKE SA's addresses apply).
-func (n *Node) ikeTunnel(c *ike.ChildSA) (local, remote netip.Addr, ok bool, err error) {
+// address; invalid ones for a gateway (the IKE SA's addresses apply).
+func (n *Node) ikeTunnel(c *ike.ChildSA) (local, remote netip.Addr, err error) {
 	mc := n.cfg.Mobility
 	switch n.cfg.Role {
 	case RoleMN:
-		return mc.HomeAddress, mc.HAAddress, true, nil
+		return mc.HomeAddress, mc.HAAddress, nil
 	case RoleHA:
 		hoa, found := childHomeAddress(c)
 		if !found {
-			return netip.Addr{}, netip.Addr{}, false, fmt.Errorf("node: child %s of %s: no IPv6 home address in its PAD entry, its remote selectors or its identity (RFC 4877 §7.3)",
+			return netip.Addr{}, netip.Addr{}, fmt.Errorf("node: child %s of %s: no IPv6 home address in its PAD entry, its remote selectors or its identity (RFC 4877 §7.3)",
 				c.Name, c.RemoteID)
 		}
-		return mc.HAAddress, hoa, true, nil
+		return mc.HAAddress, hoa, nil
 	}
-	return netip.Addr{}, netip.Addr{}, false, nil
+	return netip.Addr{}, netip.Addr{}, nil
 }
 
 // childHomeAddress is the home address a home agent binds c's tunnel to
