@@ -104,15 +104,16 @@ func ndWriteIKEConfig(dir, name string, cfg ndIKEConfig) (string, error) {
 	return path, os.WriteFile(path, b.Bytes(), 0o600)
 }
 
-// ndIKEList is `mipsec ike list --json` of gateway g.
-func ndIKEList(ctx context.Context, bin string, g *netlab.Gateway) ([]control.IKESAInfo, error) {
-	out, err := netlab.Ctl(ctx, bin, g.Config.Socket, "ike", "list", "--json")
+// ndIKEList is `mipsec ike list --json` of the daemon named name at the
+// control socket sock.
+func ndIKEList(ctx context.Context, bin, sock, name string) ([]control.IKESAInfo, error) {
+	out, err := netlab.Ctl(ctx, bin, sock, "ike", "list", "--json")
 	if err != nil {
 		return nil, err
 	}
 	var sas []control.IKESAInfo
 	if err := json.Unmarshal(out, &sas); err != nil {
-		return nil, fmt.Errorf("mipsec ike list --json of gateway %s: %w", g.Name, err)
+		return nil, fmt.Errorf("mipsec ike list --json of %s: %w", name, err)
 	}
 	return sas, nil
 }
@@ -158,7 +159,7 @@ func ndWaitIKE(ctx context.Context, bin string, a, b *netlab.Gateway, timeout ti
 			if g == b {
 				conn = "gateway-a"
 			}
-			sas, err := ndIKEList(ctx, bin, g)
+			sas, err := ndIKEList(ctx, bin, g.Config.Socket, "gateway "+g.Name)
 			if err != nil {
 				why = append(why, fmt.Sprintf("gateway %s: %v", g.Name, err))
 				continue

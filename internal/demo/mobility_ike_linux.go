@@ -7,7 +7,6 @@ package demo
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -38,13 +37,9 @@ var mdIKEChildren = []string{"bu", "mpd", "hoti", "payload"}
 // mdIKESA is the one established IKE SA of the daemon at sock, with every
 // child of mdIKEChildren installed; else why not.
 func (d *mobDemo) mdIKESA(ctx context.Context, sock string) (*control.IKESAInfo, string) {
-	out, err := netlab.Ctl(ctx, d.bin, sock, "ike", "list", "--json")
+	sas, err := ndIKEList(ctx, d.bin, sock, sock)
 	if err != nil {
 		return nil, err.Error()
-	}
-	var sas []control.IKESAInfo
-	if err := json.Unmarshal(out, &sas); err != nil {
-		return nil, fmt.Sprintf("mipsec ike list --json: %v", err)
 	}
 	var up []*control.IKESAInfo
 	for i := range sas {
