@@ -34,24 +34,7 @@ func TestIKEMOBIKE(t *testing.T) {
 	m := waitMipsecSA(t, l.gw, ikeConnM, 5*time.Second)
 	l.checkMatch(m, l.waitCharonSA(2*time.Second), false)
 	moved := netip.MustParseAddr("192.0.2.3")
-	var done bool
-	var w stallWatch
-	progress := w.wrap(func(sent int) {
-		if !done && sent >= 1<<20 {
-			done = true
-			// The new address stays when the old (primary) one goes.
-			run(t, "ip", "netns", "exec", l.nsC, "sysctl", "-qw", "net.ipv4.conf.ul0.promote_secondaries=1")
-			run(t, "ip", "-n", l.nsC, "addr", "add", moved.String()+"/24", "dev", "ul0")
-			run(t, "ip", "-n", l.nsC, "addr", "del", ikeOuterC4.String(), "dev", "ul0")
-		}
-		time.Sleep(10 * time.Millisecond)
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	res, err := tcpTransfer(ctx, l.nsC, netip.AddrPortFrom(ikeSiteC.Addr(), 5201), l.nsM, ikeSiteM.Addr(), payload(4<<20), progress)
-	if err != nil {
-		t.Fatalf("TCP across charon's move: %v", err)
-	}
+	res, w, _ := l.moveDuringTCP(t, l.nsC, ikeOuterC4.String(), moved, "charon's move")
 	t.Logf("TCP across charon's move to %v: %v; longest stall %v at %d KiB", moved, res, w.max.Round(time.Millisecond), w.at>>10)
 	sas := waitMipsec(t, l.gw, 10*time.Second, "moved to "+moved.String(), func(sas []control.IKESAInfo) bool {
 		sa, ok := established(sas, ikeConnM)
@@ -146,25 +129,8 @@ func TestIKEMOBIKEInitiator(t *testing.T) {
 	}
 	charonBoth(ikeOuterM4.Addr(), 5*time.Second)
 	moved := netip.MustParseAddr("192.0.2.5")
-	var done bool
-	var w stallWatch
-	progress := w.wrap(func(sent int) {
-		if !done && sent >= 1<<20 {
-			done = true
-			// The mirror of TestIKEMOBIKE's move, on mipsec's side: the
-			// new (secondary) address stays when the old primary goes.
-			run(t, "ip", "netns", "exec", l.nsM, "sysctl", "-qw", "net.ipv4.conf.ul0.promote_secondaries=1")
-			run(t, "ip", "-n", l.nsM, "addr", "add", moved.String()+"/24", "dev", "ul0")
-			run(t, "ip", "-n", l.nsM, "addr", "del", ikeOuterM4.String(), "dev", "ul0")
-		}
-		time.Sleep(10 * time.Millisecond)
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	res, err := tcpTransfer(ctx, l.nsC, netip.AddrPortFrom(ikeSiteC.Addr(), 5201), l.nsM, ikeSiteM.Addr(), payload(4<<20), progress)
-	if err != nil {
-		t.Fatalf("TCP across mipsec's move: %v", err)
-	}
+	// The mirror of TestIKEMOBIKE's move, on mipsec's side.
+	res, w, done := l.moveDuringTCP(t, l.nsM, ikeOuterM4.String(), moved, "mipsec's move")
 	t.Logf("TCP across mipsec's move to %v: %v; longest stall %v at %d KiB", moved, res, w.max.Round(time.Millisecond), w.at>>10)
 	if !done {
 		t.Fatal("the transfer ended before the move")
@@ -245,4 +211,32 @@ func (l *ikeLab) startMOBIKEInitiator(name string, halves []string) *gateway {
 	g := newGatewayFile(t, "M", l.nsM, path, gwConfig{Socket: cfg.Socket})
 	g.start()
 	return g
+}
+
+// moveDuringTCP runs a 4 MiB TCP transfer from charon's site to mipsec's
+// and, at 1 MiB, moves namespace ns from the address old (with its prefix,
+// as `ip addr` takes it) to moved/24 on ul0: the new (secondary) address
+// stays when the old primary goes (promote_secondaries). It returns the
+// transfer, its longest stall, and whether the move happened before the
+// transfer ended; what names the move in a failure.
+func (l *ikeLab) moveDuringTCP(t *testing.T, ns, old string, moved netip.Addr, what string) (transferResult, stallWatch, bool) {
+	t.Helper()
+	var done bool
+	var w stallWatch
+	progress := w.wrap(func(sent int) {
+		if !done && sent >= 1<<20 {
+			done = true
+			run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.ul0.promote_secondaries=1")
+			run(t, "ip", "-n", ns, "addr", "add", moved.String()+"/24", "dev", "ul0")
+			run(t, "ip", "-n", ns, "addr", "del", old, "dev", "ul0")
+		}
+		time.Sleep(10 * time.Millisecond)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := tcpTransfer(ctx, l.nsC, netip.AddrPortFrom(ikeSiteC.Addr(), 5201), l.nsM, ikeSiteM.Addr(), payload(4<<20), progress)
+	if err != nil {
+		t.Fatalf("TCP across %s: %v", what, err)
+	}
+	return res, w, done
 }
