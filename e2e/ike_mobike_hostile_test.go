@@ -261,13 +261,21 @@ func TestIKEMOBIKEHostile(t *testing.T) {
 			t.Errorf("after %s mipsec counted %d MOBIKE updates, want %d", what, st.MOBIKEUpdates, before.MOBIKEUpdates)
 		}
 	}
-	settle := func() { time.Sleep(500 * time.Millisecond) }
+	// settle waits (5 s at most, on a loaded machine) until done reports
+	// that mipsec has handled the datagram, then 300 ms more for anything
+	// it might send after it.
+	settle := func(done func() bool) {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !done(); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 
 	// 1. charon's UPDATE_SA_ADDRESSES again, from the attacker: an old
 	// message ID, dropped before its SK payload is even looked at.
 	n0 := len(ikeMsgs(cp.Kept()))
 	send(update.udp)
-	settle()
+	settle(func() bool { return ikeStats(t, l.gw).Failures["message_id"] > before.Failures["message_id"] })
 	st := ikeStats(t, l.gw)
 	if d := st.Failures["message_id"] - before.Failures["message_id"]; d != 1 {
 		t.Errorf("the replayed UPDATE_SA_ADDRESSES (message ID %d, next %d): %d more message_id failures, want 1 (%v)", update.msgID(), next, d, st.Failures)
@@ -285,7 +293,7 @@ func TestIKEMOBIKEHostile(t *testing.T) {
 	// retransmission, answered from the cache (§2.1) to its sender.
 	n1 := len(ikeMsgs(cp.Kept()))
 	send(last.udp)
-	settle()
+	settle(func() bool { return len(toAttacker(n1)) > 0 })
 	r := toAttacker(n1)
 	if len(r) != 1 || !bytes.Equal(r[0].udp, lastResp.udp) || r[0].src != ike4500 || r[0].dst != from {
 		t.Errorf("the replayed request %d: mipsec sent %v to %v, want its cached response (%v) once", last.msgID(), r, attacker, lastResp)
@@ -313,7 +321,7 @@ func TestIKEMOBIKEHostile(t *testing.T) {
 	before = ikeStats(t, l.gw)
 	n2 := len(ikeMsgs(cp.Kept()))
 	send(forged)
-	settle()
+	settle(func() bool { return ikeStats(t, l.gw).Failures["integrity"] > before.Failures["integrity"] })
 	st = ikeStats(t, l.gw)
 	t.Logf("mipsec after the forged UPDATE_SA_ADDRESSES (message ID %d): failures %v", next, st.Failures)
 	if d := st.Failures["integrity"] - before.Failures["integrity"]; d != 1 {

@@ -135,9 +135,10 @@ func TestMobilityIKE(t *testing.T) {
 
 	st := startMobStream(t, l)
 	defer st.abort()
-	time.Sleep(time.Second)
-	if st.sent() == 0 {
-		t.Fatal("the TCP stream sent nothing in 1s on access A")
+	if err := netlab.Poll(context.Background(), 10*time.Second, 50*time.Millisecond, func() (bool, string) {
+		return st.sent() > 0, "the TCP stream sent nothing on access A"
+	}); err != nil {
+		t.Fatal(err)
 	}
 	spis := map[string]bool{mnSA.SPIi.String(): true}
 	for i, to := range []netlab.Access{netlab.AccessB, netlab.AccessA} {
