@@ -223,10 +223,13 @@ func (v *validator) ikeMobilityChildren(cfg *File) {
 	}
 	// The BU's source and destination prefixes, seen from this side.
 	ha := netip.PrefixFrom(mc.HAAddress, 128)
+	// The MH type each side sends goes in its selector's port field.
 	us, them := netip.PrefixFrom(mc.HomeAddress, 128), ha
+	usType, themType := uint8(header.MHTypeBU), uint8(header.MHTypeBA)
 	want := fmt.Sprintf(`local_ts = ["%s[mh/5]"], remote_ts = ["%s[mh/6]"]`, mc.HomeAddress, mc.HAAddress)
 	if cfg.Role == node.RoleHA {
 		us, them = ha, mc.HomePrefix
+		usType, themType = header.MHTypeBA, header.MHTypeBU
 		want = fmt.Sprintf(`local_ts = ["%s[mh/6]"], remote_ts = ["%s[mh/5]"]`, mc.HAAddress, mc.HomePrefix)
 	}
 	if !us.IsValid() || !them.IsValid() {
@@ -234,7 +237,7 @@ func (v *validator) ikeMobilityChildren(cfg *File) {
 	}
 	for _, c := range cfg.IKE.Connections {
 		for _, ch := range c.Children {
-			if ch.Mode == ike.ModeTransport && tsCarriesMH(ch.LocalTS, us) && tsCarriesMH(ch.RemoteTS, them) {
+			if ch.Mode == ike.ModeTransport && tsCarriesMH(ch.LocalTS, us, usType) && tsCarriesMH(ch.RemoteTS, them, themType) {
 				return
 			}
 		}
@@ -243,29 +246,15 @@ func (v *validator) ikeMobilityChildren(cfg *File) {
 }
 
 // tsCarriesMH reports whether some selector of ts takes Mobility Header
-// packets of an address in p.
-func tsCarriesMH(ts []ike.TrafficSelector, p netip.Prefix) bool {
-	first := p.Masked().Addr()
-	last := lastAddr(p)
-	for _, t := range ts {
-		if t.Protocol != 0 && t.Protocol != header.ProtoMobility {
-			continue
-		}
-		if ike.IsDynamic(t) || t.Start.Is6() == first.Is6() && t.Start.Compare(last) <= 0 && t.End.Compare(first) >= 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// lastAddr is the highest address of p.
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
+// messages of type mhType from or to an address in p: the selector of
+// that traffic (MH type in the port field's high byte, RFC 4301 §4.4.1.1)
+// meets one of ts (ike.NarrowTS). A "dynamic" selector, the IKE address
+// (a care-of address), carries no home address's messages.
+func tsCarriesMH(ts []ike.TrafficSelector, p netip.Prefix, mhType uint8) bool {
+	mh := ike.TSFromPrefix(p.Masked())
+	mh.Protocol = header.ProtoMobility
+	mh.StartPort, mh.EndPort = uint16(mhType)<<8, uint16(mhType)<<8|0xff
+	return len(ike.NarrowTS([]ike.TrafficSelector{mh}, ts)) > 0
 }
 
 func (v *validator) ikeSettings(r *rawIKE, c *node.IKEConfig) {

@@ -713,6 +713,16 @@ func TestIKEMobilityRoles(t *testing.T) {
 		!strings.Contains(err.Error(), `local_ts = ["2001:db8:1::100[mh/5]"]`) {
 		t.Errorf("MN without a BU child: %v", err)
 	}
+	// A transport child for another MH type (HoTI, 1) carries no BUs.
+	if _, err := load("mn-ike", func(s string) string {
+		s = noBU(s)
+		return strings.Replace(s, `name = "hoti"
+  local_ts`, `name = "hoti"
+  mode = "transport"
+  local_ts`, 1)
+	}); err == nil || !strings.Contains(err.Error(), "no transport-mode child carries the Binding Updates") {
+		t.Errorf("MN whose only transport MH child is for HoTI: %v", err)
+	}
 	haNoBU := func(text string) string {
 		return strings.Replace(text, `remote_ts = ["2001:db8:1::/64[mh/5]"]`, `remote_ts = ["2001:db8:9::/64[mh/5]"]`, 1)
 	}
