@@ -249,19 +249,14 @@ func (s *Server) cmdIKEList(args json.RawMessage) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sas := ikeList(d)
-	if role := s.t.Status().Role; role == node.RoleHA || role == node.RoleMN {
-		for _, st := range d.List() {
-			setHomeAddress(sas, st, role == node.RoleHA)
-		}
-	}
-	return sas, nil
+	role := s.t.Status().Role
+	return ikeList(d, role == node.RoleHA || role == node.RoleMN, role == node.RoleHA), nil
 }
 
-// setHomeAddress sets HomeAddress of st's entry in sas: the first single
-// IPv6 address of its children's remote (remote: a home agent) or local
-// selectors.
-func setHomeAddress(sas []IKESAInfo, st ike.SAStatus, remote bool) {
+// homeAddress is the first single IPv6 address of st's children's remote
+// (remote: a home agent) or local selectors: the home address the IKE SA
+// is for (RFC 4877 §7.2); "" when none.
+func homeAddress(st ike.SAStatus, remote bool) string {
 	for _, c := range st.Children {
 		ts := c.LocalTS
 		if remote {
@@ -269,22 +264,23 @@ func setHomeAddress(sas []IKESAInfo, st ike.SAStatus, remote bool) {
 		}
 		for _, t := range ts {
 			if a := t.Start.Unmap(); a.Is6() && t.Start == t.End {
-				for i := range sas {
-					if sas[i].ID == st.ID {
-						sas[i].HomeAddress = a.String()
-					}
-				}
-				return
+				return a.String()
 			}
 		}
 	}
+	return ""
 }
 
-// ikeList is the daemon's IKE SAs, by name and then ID.
-func ikeList(d IKEDaemon) []IKESAInfo {
+// ikeList is the daemon's IKE SAs, by name and then ID; mobility: with
+// the home address each is for (homeAddress; remote on a home agent).
+func ikeList(d IKEDaemon, mobility, remote bool) []IKESAInfo {
 	out := []IKESAInfo{}
 	for _, st := range d.List() {
-		out = append(out, IKESAInfoOf(st))
+		in := IKESAInfoOf(st)
+		if mobility {
+			in.HomeAddress = homeAddress(st, remote)
+		}
+		out = append(out, in)
 	}
 	slices.SortStableFunc(out, func(a, b IKESAInfo) int {
 		if c := strings.Compare(a.Name, b.Name); c != 0 {
@@ -432,7 +428,7 @@ func (s *Server) ikeWait(timeout time.Duration, what string, f func() error) err
 // newestSA is the connection's IKE SA with the highest ID, nil if none.
 func newestSA(d IKEDaemon, name string) *IKESAInfo {
 	var best *IKESAInfo
-	for _, sa := range ikeList(d) {
+	for _, sa := range ikeList(d, false, false) {
 		if sa.Name == name && (best == nil || sa.ID > best.ID) {
 			sa := sa
 			best = &sa
